@@ -1,0 +1,89 @@
+"""backtester: which leverage, stop-loss and position size survive on crypto perpetual futures.
+
+Public API. Names are imported lazily on first use so that ``import backtester`` stays fast
+(numba, ccxt and matplotlib load only when the feature that needs them is used).
+Anything not in ``__all__`` is private and may change.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from backtester.errors import (
+    BacktesterError,
+    BacktesterWarning,
+    ConfigError,
+    DataError,
+    ExchangeError,
+    ShapeError,
+)
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (each area adds its own names here, nowhere else)
+_LAZY: dict[str, str] = {
+    # market data (data/, market.py)
+    "Market": "backtester.market",
+    "load_market": "backtester.market",
+    "download": "backtester.data.ccxt_loader",
+    "list_store": "backtester.data.store",
+    "verify_store": "backtester.data.store",
+    # exchange rules (rules/)
+    "ExchangeRules": "backtester.rules",
+    "exchange_rules": "backtester.rules",
+    "liquidation_price": "backtester.rules",
+    "bankruptcy_price": "backtester.rules",
+    # engine (params.py, signals.py, config.py, engine/, results.py)
+    "ParamGrid": "backtester.params",
+    "Signals": "backtester.signals",
+    "RunConfig": "backtester.config",
+    "run_sweep": "backtester.engine.run",
+    "SweepResult": "backtester.results",
+    # survival study (survival.py)
+    "survival_study": "backtester.survival",
+    "SurvivalStudy": "backtester.survival",
+    # batch sweeps (sweep/)
+    "open_run": "backtester.sweep",
+    "run_config": "backtester.sweep",
+}
+
+__all__ = sorted(
+    [
+        "BacktesterError",
+        "BacktesterWarning",
+        "ConfigError",
+        "DataError",
+        "ExchangeError",
+        "ShapeError",
+        "__version__",
+        *_LAZY,
+    ]
+)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'backtester' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from backtester.config import RunConfig
+    from backtester.data.ccxt_loader import download
+    from backtester.data.store import list_store, verify_store
+    from backtester.engine.run import run_sweep
+    from backtester.market import Market, load_market
+    from backtester.params import ParamGrid
+    from backtester.results import SweepResult
+    from backtester.rules import ExchangeRules, bankruptcy_price, exchange_rules, liquidation_price
+    from backtester.signals import Signals
+    from backtester.survival import SurvivalStudy, survival_study
+    from backtester.sweep import open_run, run_config

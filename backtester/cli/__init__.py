@@ -1,0 +1,92 @@
+"""Command-line entry point: the only code that reads argv or env, configures logging or exits.
+
+Each area registers its subcommands from its own module (``cli/data.py``, ``cli/rules.py``,
+``cli/survival.py``, ``cli/sweep.py``) through a ``register(subparsers)`` function; handlers
+only translate options into calls of the public Python API and format what it returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+
+from backtester.errors import BacktesterError
+
+# modules that contribute subcommands, in the order they appear in --help
+_COMMAND_MODULES = (
+    "backtester.cli.survival",
+    "backtester.cli.data",
+    "backtester.cli.rules",
+    "backtester.cli.sweep",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the full argument parser (used by ``main`` and by tests)."""
+    from backtester import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="backtester",
+        description=(
+            "Which leverage, stop-loss and position size survive on crypto perpetual futures? "
+            "Run `backtester survival` for the default study on bundled BTC data."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"backtester {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="-v for INFO, -vv for DEBUG logs"
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="print the full traceback on every error"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # an area not built yet must not break the others
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code (0 ok, 2 BacktesterError, 1 anything else)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        code = handler(args)
+    except BacktesterError as exc:
+        if args.debug:
+            traceback.print_exc()
+        else:
+            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        return 1
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
