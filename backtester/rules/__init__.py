@@ -1,0 +1,1 @@
+"""Exchange margin rules: profiles, dated tier tables and liquidation formulas (layer: rules)."""

@@ -1,0 +1,270 @@
+"""Numba kernels for exchange margin rules (layer: rules.formulas, called by engine.kernel).
+
+Every function here is ``@njit(cache=True)`` and takes floats, ints and 1-D float64 arrays only,
+so the engine kernel can call it per bar. Python-facing wrappers with validation live in
+``backtester.rules`` (``liquidation_price``, ``bankruptcy_price``); this module trusts its inputs.
+
+Units and conventions (reference: docs/reference/exchange-rules.md):
+
+- Prices are quote currency per base unit; ``size`` is the ABSOLUTE position size in base units
+  (contracts × contract value, > 0); notional = size × price in quote currency.
+- ``side`` is ``LONG = 1`` or ``SHORT = -1``; ``convention`` is ``BINANCE = 0``, ``OKX = 1``,
+  ``BYBIT = 2``.
+- Tier tables are three parallel arrays of the same length: ``floors`` (ascending,
+  ``floors[0] == 0``; notional floors in quote, or base-unit size floors when ``tier_by_size``),
+  ``mmr`` (maintenance-margin rates, fractions) and ``maint_amount`` (Binance ``cum`` / Bybit "MM
+  deduction", quote).
+- ``margin`` is the isolated margin of the position (isolated) or the wallet balance (cross);
+  ``other_maint_margin`` and ``other_upnl`` are the maintenance margin and unrealized PnL of the
+  cross account's OTHER positions (0.0 in isolated mode).
+- ``mmr_override`` NaN uses the tier table; a number replaces it with a flat MMR and a maintenance
+  amount of 0 (what-if analysis and tests).
+
+Conventions of the liquidation price (one-way mode):
+
+- BINANCE (§1.2): solve ``WB − TMM1 + UPNL1 + s·Q·(LP − EP) = Q·LP·MMR − cum`` with the tier of
+  the notional AT the liquidation price. Because ``cum`` follows the tax-bracket recurrence, the
+  maintenance margin is a continuous, piecewise-linear function of the price, so the equation has
+  exactly one root; we find it by solving in every tier and keeping the one whose price lies inside
+  that tier (this is the fixed point of the exchange's "re-calculate with the tier at LP" rule, with
+  no iteration and no ping-pong). If a table's ``cum`` column is not consistent, the trigger set is
+  still well defined and we return the first price at which ``margin balance <= maintenance
+  margin`` when the mark moves away from entry against the position.
+- OKX (§2.2): ``equity <= Q·P·(MMR + f)`` where ``f`` is the liquidation-fee rate (``fee_rate``),
+  MMR applies to the whole position (no maintenance amount) and the tier is chosen by size:
+  long ``LP = (EP − M/Q)/(1 − (MMR + f))``, short ``LP = (EP + M/Q)/(1 + (MMR + f))``. In cross
+  mode ``M = wallet − other_maint_margin + other_upnl`` (the other positions' terms enter exactly as
+  in Binance's formula). When tiers are by notional the same per-tier scan as Binance is used.
+- BYBIT (§3.1): maintenance margin valued at ENTRY, ``MM = Q·EP·MMR − deduction`` with the tier of
+  the entry notional, ``LP = EP − s·(M − MM)/Q``. Cross uses ``M = wallet − other_maint_margin +
+  other_upnl`` (documented extension; Bybit publishes only the isolated formula).
+
+Edge cases: a long whose liquidation price would be <= 0 returns ``0.0`` (it cannot be liquidated
+at any positive price); a short that can never be liquidated returns ``inf`` (impossible while
+MMR < 1). ``fee_rate`` is ignored by BINANCE and BYBIT (their clearance fee / fee to close does not
+move the published liquidation price).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+BINANCE = 0
+OKX = 1
+BYBIT = 2
+
+LONG = 1
+SHORT = -1
+
+__all__ = [
+    "BINANCE",
+    "BYBIT",
+    "LONG",
+    "OKX",
+    "SHORT",
+    "bankruptcy_price_nb",
+    "funding_payment_nb",
+    "initial_margin_nb",
+    "legacy_mark_price_nb",
+    "liquidation_fee_nb",
+    "liquidation_price_nb",
+    "maint_margin_nb",
+    "max_leverage_nb",
+    "tier_index_nb",
+]
+
+
+@njit(cache=True)
+def tier_index_nb(value: float, floors: np.ndarray) -> int:
+    """Return the index of the last tier whose floor <= ``value`` (0 for values below floors[0]).
+
+    ``floors`` must be ascending with ``floors[0] == 0``. Binary search, O(log n_tiers).
+    """
+    lo = 0
+    hi = floors.shape[0] - 1
+    if hi <= 0 or value < floors[1]:
+        return 0
+    if value >= floors[hi]:
+        return hi
+    # invariant: floors[lo] <= value < floors[hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if floors[mid] <= value:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True)
+def maint_margin_nb(
+    convention: int,
+    notional: float,
+    size: float,
+    floors: np.ndarray,
+    mmr: np.ndarray,
+    maint_amount: np.ndarray,
+    tier_by_size: bool,
+    mmr_override: float,
+) -> float:
+    """Return the maintenance margin (quote) of one position.
+
+    ``notional`` is size × the price the exchange values it at: mark price for BINANCE and OKX,
+    ENTRY price for BYBIT (the caller passes the right one). BINANCE and BYBIT subtract the tier's
+    maintenance amount (``notional·MMR − cum``); OKX applies the tier's MMR to the whole position.
+    The tier is looked up by ``size`` when ``tier_by_size`` else by ``notional``.
+    """
+    if not math.isnan(mmr_override):
+        return notional * mmr_override
+    key = size if tier_by_size else notional
+    k = tier_index_nb(key, floors)
+    if convention == OKX:
+        return notional * mmr[k]
+    return notional * mmr[k] - maint_amount[k]
+
+
+@njit(cache=True)
+def _solve_linear_nb(
+    side: int, entry_price: float, size: float, equity_base: float, rate: float, amount: float
+) -> float:
+    # Root in P of  equity_base + s*Q*(P - EP) == Q*P*rate - amount
+    s = 1.0 if side == LONG else -1.0
+    return (equity_base + amount - s * size * entry_price) / (size * rate - s * size)
+
+
+@njit(cache=True)
+def _scan_tiers_nb(
+    side: int,
+    entry_price: float,
+    size: float,
+    equity_base: float,
+    floors: np.ndarray,
+    mmr: np.ndarray,
+    maint_amount: np.ndarray,
+    fee_rate: float,
+    use_amount: bool,
+) -> float:
+    # Tier by the notional AT the liquidation price. In tier k (prices [a_k, b_k) with
+    # a_k = floors[k]/Q) the trigger gap g(P) = equity(P) - MM(P) is linear, increasing for a long
+    # and decreasing for a short. A long is hit at sup{P : g(P) <= 0}, a short at inf{...}.
+    n = floors.shape[0]
+    best = -1.0 if side == LONG else math.inf
+    for k in range(n):
+        a = floors[k] / size
+        b = floors[k + 1] / size if k + 1 < n else math.inf
+        amount = maint_amount[k] if use_amount else 0.0
+        root = _solve_linear_nb(side, entry_price, size, equity_base, mmr[k] + fee_rate, amount)
+        if side == LONG:
+            if root >= a:
+                cand = root if root < b else b
+                if cand > best:
+                    best = cand
+        else:
+            if root < b:
+                cand = root if root > a else a
+                if cand < best:
+                    best = cand
+    if side == LONG and best <= 0.0:
+        return 0.0
+    return best
+
+
+@njit(cache=True)
+def liquidation_price_nb(
+    convention: int,
+    side: int,
+    entry_price: float,
+    size: float,
+    margin: float,
+    other_maint_margin: float,
+    other_upnl: float,
+    floors: np.ndarray,
+    mmr: np.ndarray,
+    maint_amount: np.ndarray,
+    tier_by_size: bool,
+    mmr_override: float,
+    fee_rate: float,
+) -> float:
+    """Return the liquidation (mark) price of a one-way linear perpetual position.
+
+    See the module docstring for each convention. Returns 0.0 for a long that cannot be
+    liquidated at a positive price.
+    """
+    equity_base = margin - other_maint_margin + other_upnl
+    flat = not math.isnan(mmr_override)
+    if convention == BYBIT:
+        if flat:
+            mm_entry = size * entry_price * mmr_override
+        else:
+            key = size if tier_by_size else size * entry_price
+            k = tier_index_nb(key, floors)
+            mm_entry = size * entry_price * mmr[k] - maint_amount[k]
+        s = 1.0 if side == LONG else -1.0
+        lp = entry_price - s * (equity_base - mm_entry) / size
+    else:
+        extra = fee_rate if convention == OKX else 0.0
+        use_amount = convention != OKX
+        if flat:
+            lp = _solve_linear_nb(side, entry_price, size, equity_base, mmr_override + extra, 0.0)
+        elif tier_by_size:
+            k = tier_index_nb(size, floors)
+            amount = maint_amount[k] if use_amount else 0.0
+            lp = _solve_linear_nb(side, entry_price, size, equity_base, mmr[k] + extra, amount)
+        else:
+            lp = _scan_tiers_nb(
+                side, entry_price, size, equity_base, floors, mmr, maint_amount, extra, use_amount
+            )
+    if side == LONG and lp <= 0.0:
+        return 0.0
+    return lp
+
+
+@njit(cache=True)
+def bankruptcy_price_nb(
+    side: int, entry_price: float, size: float, margin: float, other_upnl: float
+) -> float:
+    """Return the price at which margin (+ the other positions' unrealized PnL) reaches 0.
+
+    ``BP = EP − s·(margin + other_upnl)/Q``; a long whose BP would be <= 0 returns 0.0.
+    """
+    s = 1.0 if side == LONG else -1.0
+    bp = entry_price - s * (margin + other_upnl) / size
+    if side == LONG and bp <= 0.0:
+        return 0.0
+    return bp
+
+
+@njit(cache=True)
+def liquidation_fee_nb(size: float, price: float, fee_rate: float) -> float:
+    """Return the liquidation (clearance) fee, quote: ``size·price·fee_rate`` on the amount closed."""
+    return size * price * fee_rate
+
+
+@njit(cache=True)
+def funding_payment_nb(signed_size: float, mark_price: float, funding_rate: float) -> float:
+    """Return the cash paid BY the holder: ``signed_size·mark·rate`` (negative = received)."""
+    return signed_size * mark_price * funding_rate
+
+
+@njit(cache=True)
+def initial_margin_nb(notional: float, leverage: float) -> float:
+    """Return the initial margin, quote: ``notional / leverage``."""
+    return notional / leverage
+
+
+@njit(cache=True)
+def max_leverage_nb(
+    notional: float, size: float, floors: np.ndarray, max_leverage: np.ndarray, tier_by_size: bool
+) -> float:
+    """Return the maximum leverage allowed for a position of this notional (or size)."""
+    key = size if tier_by_size else notional
+    return max_leverage[tier_index_nb(key, floors)]
+
+
+@njit(cache=True)
+def legacy_mark_price_nb(index_price: float, funding_rate: float, hours_to_funding: float) -> float:
+    """Return Binance's legacy (2019-2020) mark price ``index·(1 + rate·hours/8)`` (§1.5)."""
+    return index_price * (1.0 + funding_rate * hours_to_funding / 8.0)
