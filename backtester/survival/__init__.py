@@ -1,0 +1,6 @@
+"""Survival studies: rolling-entry holds, Kaplan–Meier tables, honest intervals, comparisons.
+
+Layer: survival (imports engine.run, market, params and reports; never sweep or cli).
+"""
+
+from __future__ import annotations

@@ -1,0 +1,132 @@
+"""Kaplan–Meier, block bootstrap, exact intervals and log-rank on tiny hand-checked inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from lifelines import KaplanMeierFitter
+
+from backtester.errors import ConfigError, ShapeError
+from backtester.survival.stats import (
+    block_bootstrap_counts,
+    clopper_pearson,
+    km_curve,
+    km_estimate,
+    km_weighted,
+    logrank_p,
+)
+
+D = np.array([1, 2, 3, 5, 5, 8])
+E = np.array([True, False, True, True, False, False])
+
+
+def test_km_curve_hand_example() -> None:
+    # Arrange: events at 1, 3, 5; censored at 2, 5, 8
+    # S(1) = 5/6; S(3) = 5/6 * 3/4 = 0.625 (at risk 3,5,5,8); S(5) = 0.625 * 2/3 = 0.41667
+    # Act
+    times, surv = km_curve(D, E)
+    # Assert
+    np.testing.assert_array_equal(times, [0, 1, 3, 5])
+    np.testing.assert_allclose(surv, [1.0, 5 / 6, 0.625, 0.625 * 2 / 3])
+
+
+def test_km_estimate_matches_hand_example_and_median() -> None:
+    # Arrange: from the curve above, S(8) = 0.41667; first time S <= 0.5 is t = 5
+    # Act
+    est = km_estimate(D, E, horizon=8)
+    early = km_estimate(D, E, horizon=4)
+    # Assert
+    assert est.survival == pytest.approx(0.625 * 2 / 3)
+    assert est.median == 5
+    assert early.survival == pytest.approx(0.625)
+    assert math.isnan(early.median)  # median 5 lies past the horizon 4
+    assert est.ci_low < est.survival < est.ci_high
+
+
+def test_km_equals_plain_fraction_without_censoring() -> None:
+    # Arrange: 10 holds, all followed to the horizon 10; 3 liquidated (at 2, 4, 4), 7 survive
+    # with no censoring before the horizon KM = 7/10 = 0.7
+    d = np.array([2, 4, 4, 10, 10, 10, 10, 10, 10, 10])
+    e = np.array([True, True, True] + [False] * 7)
+    # Act / Assert
+    assert km_estimate(d, e, horizon=10).survival == pytest.approx(0.7)
+    assert km_weighted(d, e, np.ones((1, 10)), at=10)[0] == pytest.approx(0.7)
+
+
+def test_km_weighted_equals_lifelines_on_repeated_data() -> None:
+    # Arrange: random durations with ties and censoring; weights = integer replication counts
+    rng = np.random.default_rng(1)
+    d = rng.integers(1, 30, 200)
+    e = rng.random(200) < 0.4
+    w = rng.integers(0, 4, size=(5, 200)).astype(float)
+    # Act
+    got = km_weighted(d, e, w, at=20)
+    # Assert: each row equals lifelines on the data set with subject i repeated w[r, i] times
+    for r in range(5):
+        rep = np.repeat(np.arange(200), w[r].astype(int))
+        kmf = KaplanMeierFitter().fit(d[rep], e[rep])
+        expected = float(kmf.survival_function_at_times(20).iloc[0])
+        assert got[r] == pytest.approx(expected, rel=1e-12)
+
+
+def test_km_weighted_no_events_and_empty_rows() -> None:
+    # Arrange: nobody liquidated -> survival 1; a row with zero weights -> NaN
+    d = np.array([3, 4])
+    e = np.array([False, False])
+    # Act
+    got = km_weighted(d, e, np.array([[1.0, 1.0], [0.0, 0.0]]))
+    # Assert
+    assert got[0] == 1.0
+    assert math.isnan(got[1])
+
+
+def test_km_weighted_rejects_wrong_weight_shape() -> None:
+    with pytest.raises(ShapeError, match="weights must have 2 columns"):
+        km_weighted(np.array([1, 2]), np.array([True, False]), np.ones((3, 5)))
+
+
+def test_shapes_are_checked() -> None:
+    with pytest.raises(ShapeError, match="one length"):
+        km_estimate(np.array([1, 2]), np.array([True]), horizon=3)
+
+
+def test_block_bootstrap_counts_keep_size_and_blocks() -> None:
+    # Arrange: 10 subjects in blocks of 5 -> 2 blocks per replicate, starts in [0, 5]
+    # Act
+    counts = block_bootstrap_counts(10, 5, n_boot=200, seed=7)
+    again = block_bootstrap_counts(10, 5, n_boot=200, seed=7)
+    # Assert: each replicate has 10 subjects; same seed -> same counts
+    assert counts.shape == (200, 10)
+    np.testing.assert_array_equal(counts.sum(axis=1), 10)
+    np.testing.assert_array_equal(counts, again)
+    # a replicate drawn from 2 blocks of 5 consecutive subjects covers between 5 and 10 of them
+    covered = (counts > 0).sum(axis=1)
+    assert covered.min() >= 5 and covered.max() <= 10
+
+
+def test_block_bootstrap_rejects_bad_block() -> None:
+    with pytest.raises(ConfigError, match="block_len must be >= 1, was 0"):
+        block_bootstrap_counts(10, 0, n_boot=10, seed=0)
+
+
+def test_clopper_pearson_known_values() -> None:
+    # Arrange: 0 of 10 -> upper = 1 - 0.025**(1/10) = 0.30850; 10 of 10 -> lower = 0.025**(1/10)
+    # Act
+    low0, high0 = clopper_pearson(0, 10)
+    low10, high10 = clopper_pearson(10, 10)
+    # Assert
+    assert (low0, high0) == (0.0, pytest.approx(1 - 0.025**0.1))
+    assert (low10, high10) == (pytest.approx(0.025**0.1), 1.0)
+    assert clopper_pearson(0.0, 0.0) == (0.0, 1.0)
+
+
+def test_logrank_separates_different_hazards() -> None:
+    # Arrange: group a all liquidated early, group b never
+    da, ea = np.arange(1, 21), np.ones(20, dtype=bool)
+    db, eb = np.full(20, 30), np.zeros(20, dtype=bool)
+    # Act / Assert
+    assert logrank_p(da, ea, db, eb) < 1e-6
+    assert logrank_p(da, ea, da, ea) == pytest.approx(1.0)
+    assert logrank_p(db, eb, db, eb) == 1.0  # no events at all: no evidence of a difference
