@@ -49,8 +49,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from numba import njit
+
+from backtester._typing import F64Array
 
 BINANCE = 0
 OKX = 1
@@ -78,7 +79,7 @@ __all__ = [
 
 
 @njit(cache=True)
-def tier_index_nb(value: float, floors: np.ndarray) -> int:
+def tier_index_nb(value: float, floors: F64Array) -> int:
     """Return the index of the last tier whose floor <= ``value`` (0 for values below floors[0]).
 
     ``floors`` must be ascending with ``floors[0] == 0``. Binary search, O(log n_tiers).
@@ -88,7 +89,7 @@ def tier_index_nb(value: float, floors: np.ndarray) -> int:
     if hi <= 0 or value < floors[1]:
         return 0
     if value >= floors[hi]:
-        return hi
+        return int(hi)
     # invariant: floors[lo] <= value < floors[hi]
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -104,9 +105,9 @@ def maint_margin_nb(
     convention: int,
     notional: float,
     size: float,
-    floors: np.ndarray,
-    mmr: np.ndarray,
-    maint_amount: np.ndarray,
+    floors: F64Array,
+    mmr: F64Array,
+    maint_amount: F64Array,
     tier_by_size: bool,
     mmr_override: float,
 ) -> float:
@@ -120,10 +121,10 @@ def maint_margin_nb(
     if not math.isnan(mmr_override):
         return notional * mmr_override
     key = size if tier_by_size else notional
-    k = tier_index_nb(key, floors)
+    k: int = tier_index_nb(key, floors)
     if convention == OKX:
-        return notional * mmr[k]
-    return notional * mmr[k] - maint_amount[k]
+        return float(notional * mmr[k])
+    return float(notional * mmr[k] - maint_amount[k])
 
 
 @njit(cache=True)
@@ -141,9 +142,9 @@ def _scan_tiers_nb(
     entry_price: float,
     size: float,
     equity_base: float,
-    floors: np.ndarray,
-    mmr: np.ndarray,
-    maint_amount: np.ndarray,
+    floors: F64Array,
+    mmr: F64Array,
+    maint_amount: F64Array,
     fee_rate: float,
     use_amount: bool,
 ) -> float:
@@ -181,9 +182,9 @@ def liquidation_price_nb(
     margin: float,
     other_maint_margin: float,
     other_upnl: float,
-    floors: np.ndarray,
-    mmr: np.ndarray,
-    maint_amount: np.ndarray,
+    floors: F64Array,
+    mmr: F64Array,
+    maint_amount: F64Array,
     tier_by_size: bool,
     mmr_override: float,
     fee_rate: float,
@@ -257,11 +258,11 @@ def initial_margin_nb(notional: float, leverage: float) -> float:
 
 @njit(cache=True)
 def max_leverage_nb(
-    notional: float, size: float, floors: np.ndarray, max_leverage: np.ndarray, tier_by_size: bool
+    notional: float, size: float, floors: F64Array, max_leverage: F64Array, tier_by_size: bool
 ) -> float:
     """Return the maximum leverage allowed for a position of this notional (or size)."""
     key = size if tier_by_size else notional
-    return max_leverage[tier_index_nb(key, floors)]
+    return float(max_leverage[tier_index_nb(key, floors)])
 
 
 @njit(cache=True)
