@@ -28,7 +28,7 @@ def test_km_curve_is_non_increasing_and_matches_weighted(d: list[int], data: st.
     """The KM curve never rises, stays in [0, 1], and the vectorized estimator agrees with it."""
     e = np.array(data.draw(st.lists(st.booleans(), min_size=len(d), max_size=len(d))))
     dur = np.array(d)
-    times, surv = km_curve(dur, e)
+    _times, surv = km_curve(dur, e)
     assert np.all(np.diff(surv) <= 1e-15)
     assert surv.min() >= 0.0 and surv.max() <= 1.0
     got = km_weighted(dur, e, np.ones((1, len(d))))[0]
