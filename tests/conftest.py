@@ -11,3 +11,36 @@ settings.register_profile("dev", max_examples=50, **_COMMON)
 settings.register_profile("ci", max_examples=500, **_COMMON)
 settings.register_profile("nightly", max_examples=5000, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+# ---------------------------------------------------------------- shared market fixtures (data)
+# Real bundled Binance USDⓈ-M data (see data/README.md); loaded once per test session.
+import pytest  # noqa: E402
+
+import backtester as bt  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def btc_1h() -> bt.Market:
+    """BTC/USDT:USDT 1h with mark and funding, 2019-12-23 11:00 -> 2026-05-17 06:00 UTC."""
+    return bt.load_market("BTC/USDT:USDT")
+
+
+@pytest.fixture(scope="session")
+def eth_1h() -> bt.Market:
+    """ETH/USDT:USDT 1h with mark and funding, 2019-12-23 11:00 -> 2026-05-17 06:00 UTC."""
+    return bt.load_market("ETH/USDT:USDT")
+
+
+@pytest.fixture(scope="session")
+def btc_1m() -> bt.Market:
+    """BTC/USDT:USDT 1m last-price bars (mark='last'), 2025-05-04 16:00 -> 2025-06-24 10:00 UTC."""
+    return bt.load_market("BTC/USDT:USDT", timeframe="1m", mark="last")
+
+
+@pytest.fixture(scope="session")
+def btc_1h_with_1m() -> bt.Market:
+    """BTC/USDT:USDT 1h bars 2025-05-04 16:00 -> 2025-06-24 10:00 UTC with .detail = the 1m bars."""
+    return bt.load_market(
+        "BTC/USDT:USDT", start="2025-05-04 16:00", end="2025-06-24 10:00", detail_timeframe="1m"
+    )

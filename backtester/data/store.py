@@ -158,11 +158,22 @@ def find_dataset(
     *,
     store: str | os.PathLike[str] | None = None,
 ) -> Path | None:
-    """Return the path of a stored dataset (user store first, then bundled), or None."""
-    for _, root in _roots(store):
+    """Return the path of a stored dataset (user store first, then bundled), or None.
+
+    Funding events do not depend on the bar timeframe: when ``<timeframe>/funding.parquet`` is
+    absent, the funding dataset stored under another timeframe of the same market is used.
+    """
+    roots = _roots(store)
+    for _, root in roots:
         path = dataset_path(root, exchange, symbol, timeframe, kind)
         if path.is_file():
             return path
+    if kind == "funding":
+        for _, root in roots:
+            market_dir = root / exchange / symbol_safe(symbol)
+            candidates = sorted(market_dir.glob("*/funding.parquet")) if market_dir.is_dir() else []
+            if candidates:
+                return max(candidates, key=lambda p: p.stat().st_size)
     return None
 
 
