@@ -1,0 +1,236 @@
+"""Where chunks run: in this process, in local worker processes, or on a Dask cluster (sweep layer).
+
+Every executor takes the same inputs (the spec, the chunks still to do, the loaded markets and a
+chunk function) and yields ``(chunk, rows)`` as chunks finish, in any order. Only the runner
+writes files, so a worker that dies never leaves anything half-written behind.
+
+Choosing between them (measured on 2 cores, see the sweep benchmark): the engine's kernel is
+already parallel over columns, so ``workers=1`` runs chunks in this process with every core
+available to numba, while ``workers=N`` runs N processes with ``cores // N`` numba threads each
+and also overlaps the Python work of a chunk (signals, statistics, parquet) with another
+chunk's kernel.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+import pandas as pd
+
+from backtester.errors import ConfigError
+from backtester.sweep.config import SweepSpec
+from backtester.sweep.plan import Chunk
+
+__all__ = [
+    "ChunkFunction",
+    "DaskExecutor",
+    "Executor",
+    "ProcessExecutor",
+    "SerialExecutor",
+    "make_executor",
+]
+
+log = logging.getLogger(__name__)
+
+ChunkFunction = Callable[[SweepSpec, Chunk, Any], pd.DataFrame]
+
+
+class Executor(Protocol):
+    """Runs chunk functions and yields results as they finish."""
+
+    def run(
+        self, spec: SweepSpec, chunks: Sequence[Chunk], markets: Mapping[str, Any]
+    ) -> Iterator[tuple[Chunk, pd.DataFrame]]:
+        """Yield ``(chunk, rows)`` for every chunk, in completion order."""
+        ...
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+class SerialExecutor:
+    """Run chunks one after another in this process (numba uses every core inside a chunk)."""
+
+    def __init__(self, function: ChunkFunction) -> None:
+        self.function = function
+
+    def __repr__(self) -> str:
+        return "SerialExecutor()"
+
+    def run(
+        self, spec: SweepSpec, chunks: Sequence[Chunk], markets: Mapping[str, Any]
+    ) -> Iterator[tuple[Chunk, pd.DataFrame]]:
+        for chunk in chunks:
+            yield chunk, self.function(spec, chunk, markets[chunk.symbol])
+
+
+# -- local worker processes --------------------------------------------------------------------
+
+# per-worker-process state, set once by the pool initializer (never used in the parent)
+_WORKER: dict[str, Any] = {}
+
+
+def _watch_parent(parent: int) -> None:
+    # a worker whose parent was SIGKILLed must not linger: exit when the parent is gone
+    import time
+
+    while True:
+        if os.getppid() != parent:
+            os._exit(3)
+        time.sleep(0.5)
+
+
+def _init_worker(
+    function: ChunkFunction, markets: Mapping[str, Any], numba_threads: int, parent: int
+) -> None:
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(numba_threads))
+    _WORKER["function"] = function
+    _WORKER["markets"] = markets
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _run_in_worker(spec: SweepSpec, chunk: Chunk) -> pd.DataFrame:
+    function: ChunkFunction = _WORKER["function"]
+    return function(spec, chunk, _WORKER["markets"][chunk.symbol])
+
+
+class ProcessExecutor:
+    """Run chunks in ``workers`` fresh (spawned) processes on this machine.
+
+    Each worker receives the markets once, when it starts, and uses ``cores // workers`` numba
+    threads. At most ``2 * workers`` chunks are in flight, so finished rows never pile up.
+    """
+
+    def __init__(self, function: ChunkFunction, workers: int) -> None:
+        self.function = function
+        self.workers = workers
+
+    def __repr__(self) -> str:
+        return f"ProcessExecutor(workers={self.workers})"
+
+    def run(
+        self, spec: SweepSpec, chunks: Sequence[Chunk], markets: Mapping[str, Any]
+    ) -> Iterator[tuple[Chunk, pd.DataFrame]]:
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+        threads = max(1, _cores() // self.workers)
+        pool = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(self.function, dict(markets), threads, os.getpid()),
+        )
+        todo = list(chunks)[::-1]
+        running: dict[Future[pd.DataFrame], Chunk] = {}
+        try:
+            while todo or running:
+                while todo and len(running) < 2 * self.workers:
+                    chunk = todo.pop()
+                    running[pool.submit(_run_in_worker, spec, chunk)] = chunk
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: running[f].id):
+                    chunk = running.pop(future)
+                    yield chunk, future.result()
+        finally:
+            pool.shutdown(wait=not running, cancel_futures=True)
+
+
+# -- Dask ---------------------------------------------------------------------------------------
+
+
+class DaskExecutor:
+    """Run chunks on a Dask distributed cluster at ``address`` (``tcp://HOST:PORT``).
+
+    The markets are scattered to every worker once; each chunk is one task. Results come back
+    to this process, which writes them, so the workers need no shared filesystem.
+    """
+
+    def __init__(self, function: ChunkFunction, address: str) -> None:
+        self.function = function
+        self.address = address
+
+    def __repr__(self) -> str:
+        return f"DaskExecutor({self.address!r})"
+
+    def run(
+        self, spec: SweepSpec, chunks: Sequence[Chunk], markets: Mapping[str, Any]
+    ) -> Iterator[tuple[Chunk, pd.DataFrame]]:
+        try:
+            from distributed import Client, as_completed
+        except ImportError as exc:
+            raise ConfigError(
+                f"--scheduler {self.address} needs Dask distributed, which is not installed; "
+                "pip install 'backtester[dask]'"
+            ) from exc
+        try:
+            client = Client(self.address, timeout="10s", set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(
+                f"cannot connect to the Dask scheduler at {self.address!r} ({exc}); "
+                "check the address or start one with `dask scheduler`"
+            ) from exc
+        try:
+            n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+            scattered = {
+                symbol: client.scatter(market, broadcast=True, hash=False)
+                for symbol, market in markets.items()
+            }
+            todo = list(chunks)[::-1]
+            prefix = f"sweep-{spec.fingerprint()[:12]}"
+            running: dict[Any, Chunk] = {}
+            queue = as_completed()
+
+            def submit() -> None:
+                chunk = todo.pop()
+                future = client.submit(
+                    self.function,
+                    spec,
+                    chunk,
+                    scattered[chunk.symbol],
+                    key=f"{prefix}-{chunk.id}",
+                    pure=False,
+                    retries=1,
+                )
+                running[future] = chunk
+                queue.add(future)
+
+            while todo and len(running) < 2 * n_workers:
+                submit()
+            for future in queue:
+                chunk = running.pop(future)
+                rows = future.result()
+                future.release()
+                if todo:
+                    submit()
+                yield chunk, rows
+        finally:
+            client.close()
+
+
+def make_executor(
+    function: ChunkFunction, *, workers: int | None = None, scheduler: str | None = None
+) -> SerialExecutor | ProcessExecutor | DaskExecutor:
+    """Return the executor for the CLI options ``--workers`` and ``--scheduler``.
+
+    ``scheduler`` wins over ``workers``; ``workers=None`` means one process per core and
+    ``workers=1`` runs in this process.
+    """
+    if scheduler is not None:
+        if not isinstance(scheduler, str) or "://" not in scheduler:
+            raise ConfigError(
+                f"scheduler must be an address like tcp://HOST:PORT, was {scheduler!r}"
+            )
+        return DaskExecutor(function, scheduler)
+    count = _cores() if workers is None else workers
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ConfigError(f"workers must be an integer >= 1, was {workers!r}; try --workers 2")
+    return SerialExecutor(function) if count == 1 else ProcessExecutor(function, count)

@@ -1,0 +1,216 @@
+"""Atomic on-disk store of a sweep run: plan, run metadata, chunk files, result table (sweep layer).
+
+Layout of ``<out>``::
+
+    plan.json              the chunk plan and the config hash it was built from
+    run.json               config, package version, data sha256 per symbol, status
+    chunks/<id>.parquet    one file per finished chunk, written atomically
+    results.parquet        every chunk's rows in plan order (written when all chunks exist)
+
+Every file is written to a temporary name in the same directory, flushed with ``fsync`` and
+moved into place with ``os.replace``, so a process killed at any moment leaves either the old
+file or the complete new one, never a partial file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from backtester.errors import ConfigError, DataError
+
+__all__ = ["RunStore", "write_bytes_atomic", "write_json_atomic"]
+
+log = logging.getLogger(__name__)
+
+_TMP = ".tmp-"
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # some filesystems cannot fsync a directory
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f"{_TMP}{os.getpid()}-{path.name}")
+
+
+def write_bytes_atomic(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` atomically (temp file, fsync, os.replace, fsync dir)."""
+    tmp = _tmp_path(path)
+    try:
+        with tmp.open("wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(path.parent)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically."""
+    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    write_bytes_atomic(path, text.encode())
+
+
+class RunStore:
+    """The files of one sweep run under ``root``."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.chunk_dir = self.root / "chunks"
+        self.plan_path = self.root / "plan.json"
+        self.run_path = self.root / "run.json"
+        self.results_path = self.root / "results.parquet"
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.root)!r})"
+
+    # -- metadata ---------------------------------------------------------------------------
+
+    def create(self) -> None:
+        """Create the run's directories."""
+        self.chunk_dir.mkdir(parents=True, exist_ok=True)
+
+    def has_plan(self) -> bool:
+        """Return True if a plan was written here (a run was started)."""
+        return self.plan_path.is_file()
+
+    def read_json(self, path: Path) -> dict[str, Any]:
+        """Read one of the run's JSON files (DataError naming the file if it is damaged)."""
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise DataError(
+                f"{path} does not exist; is {str(self.root)!r} a sweep run directory?"
+            ) from exc
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path} is not valid JSON ({exc}); start a new run") from exc
+        if not isinstance(data, dict):
+            raise DataError(f"{path} must hold a JSON object; start a new run")
+        return data
+
+    # -- chunks -----------------------------------------------------------------------------
+
+    def chunk_path(self, chunk_id: str) -> Path:
+        """Return the final path of chunk ``chunk_id``."""
+        return self.chunk_dir / f"{chunk_id}.parquet"
+
+    def write_chunk(self, chunk_id: str, frame: pd.DataFrame) -> Path:
+        """Write one chunk's rows atomically and return the path."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = self.chunk_path(chunk_id)
+        tmp = _tmp_path(path)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        try:
+            with tmp.open("wb") as fh:
+                pq.write_table(table, fh, compression="zstd")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        _fsync_dir(self.chunk_dir)
+        return path
+
+    def finished_chunks(self, expected_rows: dict[str, int] | None = None) -> set[str]:
+        """Return the ids of complete chunk files; remove leftovers of interrupted writes.
+
+        A chunk file whose footer cannot be read, or whose row count differs from
+        ``expected_rows[id]`` when given, is removed so the chunk is computed again.
+        """
+        import pyarrow.parquet as pq
+
+        if not self.chunk_dir.is_dir():
+            return set()
+        done: set[str] = set()
+        for path in sorted(self.chunk_dir.iterdir()):
+            if path.name.startswith(_TMP):
+                path.unlink(missing_ok=True)  # a write that never reached os.replace
+                continue
+            if path.suffix != ".parquet":
+                continue
+            chunk_id = path.stem
+            try:
+                rows = pq.read_metadata(path).num_rows
+            except Exception as exc:  # pyarrow raises several types for a bad footer
+                log.warning("removing unreadable chunk %s (%s); it will be recomputed", path, exc)
+                path.unlink(missing_ok=True)
+                continue
+            if expected_rows is not None:
+                want = expected_rows.get(chunk_id)
+                if want is None:
+                    raise DataError(
+                        f"{path} is not a chunk of this run's plan; remove it or start a new run"
+                    )
+                if rows != want:
+                    log.warning("removing chunk %s with %d rows (expected %d)", path, rows, want)
+                    path.unlink(missing_ok=True)
+                    continue
+            done.add(chunk_id)
+        return done
+
+    def read_chunks(self, chunk_ids: Iterable[str]) -> pd.DataFrame:
+        """Return the rows of the given chunks, concatenated in the order given."""
+        frames = [pd.read_parquet(self.chunk_path(i)) for i in chunk_ids]
+        if not frames:
+            raise DataError(f"{self.root} has no finished chunks yet")
+        return pd.concat(frames, ignore_index=True)
+
+    def assemble(self, chunk_ids: list[str]) -> Path:
+        """Stream every chunk, in the order given, into ``results.parquet`` (atomically).
+
+        Memory stays bounded by one chunk: chunks are read and appended one at a time.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not chunk_ids:
+            raise ConfigError("a sweep plan must hold at least one chunk")
+        missing = [i for i in chunk_ids if not self.chunk_path(i).is_file()]
+        if missing:
+            raise DataError(
+                f"{len(missing)} chunks are not finished (first {missing[0]}); "
+                f"run the sweep with --resume --out {self.root}"
+            )
+        schemas = [pq.read_schema(self.chunk_path(i)) for i in chunk_ids]
+        schema = pa.unify_schemas(schemas, promote_options="permissive").remove_metadata()
+        tmp = _tmp_path(self.results_path)
+        try:
+            with tmp.open("wb") as fh:
+                with pq.ParquetWriter(fh, schema, compression="zstd") as writer:
+                    for chunk_id in chunk_ids:
+                        table = pq.read_table(self.chunk_path(chunk_id))
+                        for name in schema.names:  # a column some chunks never produced
+                            if name not in table.column_names:
+                                table = table.append_column(
+                                    schema.field(name),
+                                    pa.nulls(table.num_rows, schema.field(name).type),
+                                )
+                        table = table.select(schema.names).cast(schema)
+                        writer.write_table(table)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.results_path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        _fsync_dir(self.root)
+        return self.results_path
