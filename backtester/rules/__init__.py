@@ -1,1 +1,630 @@
-"""Exchange margin rules: profiles, dated tier tables and liquidation formulas (layer: rules)."""
+"""Exchange margin rules: profiles, dated tier tables and liquidation formulas (layer: rules).
+
+Public names (re-exported by ``backtester``): ``ExchangeRules``, ``exchange_rules``,
+``liquidation_price``, ``bankruptcy_price``. Also importable from here: ``rules_timeline`` (used by
+the engine to apply the table in force on each bar's date), ``liquidation_quote`` (everything the
+``backtester liq-price`` calculator prints) and ``LiquidationQuote``.
+
+The numba kernels in ``rules/formulas.py`` are imported only when a price is computed, so
+``exchange_rules`` stays light. Sections refer to docs/reference/exchange-rules.md.
+
+Date policy: ``exchange_rules(..., at=date)`` returns the latest table whose ``effective_from`` is
+<= ``at`` (the table in force, or, past its last confirmed date, the nearest earlier one; ``.note``
+says which and why). A date before the earliest known table raises ConfigError naming the earliest
+date. ``rules_timeline(start, end)`` is for backtests: when ``start`` precedes the earliest table,
+that table is extended backwards to ``start`` and its note says so.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Literal, TypeAlias
+
+import numpy as np
+import pandas as pd
+
+from backtester._typing import F64Array
+from backtester.errors import (
+    ConfigError,
+    check_in_range,
+    check_one_of,
+    check_positive,
+    did_you_mean,
+)
+from backtester.rules.profiles import fee_change_dates, get_profile, liquidation_fee_rate
+from backtester.rules.tables import TierTable, known_symbols, tables_for
+
+__all__ = [
+    "DEFAULT_SYMBOL",
+    "ExchangeRules",
+    "LiquidationQuote",
+    "bankruptcy_price",
+    "exchange_rules",
+    "liquidation_price",
+    "liquidation_quote",
+    "rules_timeline",
+]
+
+DEFAULT_SYMBOL = "BTC/USDT:USDT"
+
+DateLike: TypeAlias = str | date | datetime | pd.Timestamp
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExchangeRules:
+    """The margin rules of one exchange and symbol in force from ``effective_from``.
+
+    Tier arrays are read-only, C-contiguous float64 of shape ``(n_tiers,)``: ``floors``/``caps``
+    in quote currency (``tier_by_size`` False) or base units (True), ``mmr`` fractions,
+    ``maint_amount`` quote currency (Binance ``cum`` / Bybit MM deduction; 0 for OKX),
+    ``max_leverage``. ``convention`` is the code used by ``rules.formulas`` (0 Binance, 1 OKX,
+    2 Bybit). Fees and ``liquidation_fee_rate`` are fractions of notional.
+    """
+
+    exchange: str
+    symbol: str
+    convention: int
+    table_id: str
+    effective_from: pd.Timestamp
+    source: str
+    note: str
+    confidence: str
+    floors: F64Array
+    caps: F64Array
+    mmr: F64Array
+    maint_amount: F64Array
+    max_leverage: F64Array
+    tier_by_size: bool
+    liquidation_fee_rate: float
+    close_at: Literal["liquidation", "bankruptcy"]
+    funding_interval_h: float
+    taker_fee: float
+    maker_fee: float
+
+    @property
+    def n_tiers(self) -> int:
+        """Number of tiers in the table."""
+        return int(self.floors.shape[0])
+
+    def tier_index(self, notional: float, size: float) -> int:
+        """Return the 0-based tier of a position (by ``size`` if ``tier_by_size`` else notional)."""
+        key = size if self.tier_by_size else notional
+        return int(np.searchsorted(self.floors, key, side="right") - 1) if key >= 0 else 0
+
+    def max_leverage_for(self, notional: float, size: float) -> float:
+        """Return the maximum leverage allowed for a position of this notional (or size)."""
+        return float(self.max_leverage[self.tier_index(notional, size)])
+
+    def to_frame(self) -> pd.DataFrame:
+        """Return the tier table as a DataFrame (tiers numbered from 1)."""
+        basis = "size" if self.tier_by_size else "notional"
+        return pd.DataFrame(
+            {
+                "tier": np.arange(1, self.n_tiers + 1),
+                "floor": self.floors,
+                "cap": self.caps,
+                "max_leverage": self.max_leverage,
+                "mmr": self.mmr,
+                "maint_amount": self.maint_amount,
+                "basis": basis,
+            }
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# table selection
+
+
+def _timestamp(value: DateLike, name: str) -> pd.Timestamp:
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{name} must be a date such as '2021-05-19', was {value!r}") from exc
+    if ts is pd.NaT or pd.isna(ts):
+        raise ConfigError(f"{name} must be a date such as '2021-05-19', was {value!r}")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _tables(exchange: str, symbol: str) -> list[TierTable]:
+    get_profile(exchange)
+    if not isinstance(symbol, str):
+        raise ConfigError(f"symbol must be a ccxt symbol such as 'BTC/USDT:USDT', was {symbol!r}")
+    tables = tables_for(exchange, symbol)
+    if not tables:
+        known = known_symbols(exchange)
+        raise ConfigError(
+            f"symbol {symbol!r} has no tier table for {exchange}; known symbols: "
+            f"{', '.join(known)}{did_you_mean(symbol, known)} (or download its leverage tiers "
+            "into the data store)"
+        )
+    return tables
+
+
+def _build(
+    table: TierTable,
+    *,
+    note: str,
+    at: pd.Timestamp | None,
+    effective_from: pd.Timestamp | None = None,
+) -> ExchangeRules:
+    profile = get_profile(table.exchange)
+    fee_rate, fee_note = liquidation_fee_rate(table.exchange, table.symbol, at)
+    return ExchangeRules(
+        exchange=table.exchange,
+        symbol=table.symbol,
+        convention=profile.convention,
+        table_id=table.table_id,
+        effective_from=table.effective_from if effective_from is None else effective_from,
+        source=table.source,
+        note=f"{note}; {fee_note}",
+        confidence=table.confidence,
+        floors=table.floors,
+        caps=table.caps,
+        mmr=table.mmr,
+        maint_amount=table.maint_amount,
+        max_leverage=table.max_leverage,
+        tier_by_size=table.basis == "size",
+        liquidation_fee_rate=fee_rate,
+        close_at=profile.close_at,
+        funding_interval_h=profile.funding_interval_h,
+        taker_fee=profile.taker_fee,
+        maker_fee=profile.maker_fee,
+    )
+
+
+def _describe(tables: list[TierTable], k: int, at: pd.Timestamp | None) -> str:
+    table = tables[k]
+    nxt = tables[k + 1].effective_from if k + 1 < len(tables) else None
+    span = f"from {table.effective_from:%Y-%m-%d}" + (f" until {nxt:%Y-%m-%d}" if nxt else "")
+    head = f"table {table.table_id} [{table.confidence}]"
+    if at is None:
+        return f"{head}: the latest known table (in force {span}); no date given"
+    confirmed = table.confirmed_until
+    if confirmed is not None and at > confirmed:
+        return (
+            f"{head}: in force {span}; last confirmed {confirmed:%Y-%m-%d}, so for "
+            f"{at:%Y-%m-%d} it is the nearest earlier table"
+        )
+    if confirmed is None and nxt is None:
+        return f"{head}: the latest known table (in force {span}), used as the nearest for {at:%Y-%m-%d}"
+    return f"{head}: in force {span}, which covers {at:%Y-%m-%d}"
+
+
+def exchange_rules(
+    exchange: str, symbol: str = DEFAULT_SYMBOL, at: DateLike | None = None
+) -> ExchangeRules:
+    """Return the margin rules of ``exchange``/``symbol`` in force at ``at`` (UTC).
+
+    Parameters
+    ----------
+    exchange : {"binanceusdm", "okx", "bybit"}
+    symbol : str
+        ccxt symbol, e.g. ``"BTC/USDT:USDT"``.
+    at : date-like or None
+        Date of interest; naive values are UTC. None returns the latest known table.
+
+    Returns
+    -------
+    ExchangeRules
+        ``.table_id`` and ``.note`` say which table was used and why.
+
+    Raises
+    ------
+    ConfigError
+        Unknown exchange or symbol, an unparsable date, or a date before the earliest table.
+
+    Examples
+    --------
+    >>> r = exchange_rules("binanceusdm", "BTC/USDT:USDT", at="2021-05-19")
+    >>> r.table_id
+    'binanceusdm/BTC_USDT_USDT/2021-03-18'
+    """
+    tables = _tables(exchange, symbol)
+    if at is None:
+        return _build(tables[-1], note=_describe(tables, len(tables) - 1, None), at=None)
+    when = _timestamp(at, "at")
+    first = tables[0].effective_from
+    if when < first:
+        raise ConfigError(
+            f"at {when:%Y-%m-%d %H:%M} UTC is before the earliest {exchange} {symbol} tier table "
+            f"({tables[0].table_id}); allowed range: at >= {first:%Y-%m-%d %H:%M} UTC; use "
+            "rules_timeline() to extend the earliest table backwards for a backtest"
+        )
+    starts = [t.effective_from for t in tables]
+    k = int(np.searchsorted(np.array([s.value for s in starts]), when.value, side="right") - 1)
+    return _build(tables[k], note=_describe(tables, k, when), at=when)
+
+
+def rules_timeline(
+    exchange: str, symbol: str, start: DateLike, end: DateLike
+) -> list[ExchangeRules]:
+    """Return the rules in force over ``[start, end]``, sorted by ``effective_from``.
+
+    Apply ``timeline[j]`` to bars with ``timeline[j].effective_from <= t <
+    timeline[j + 1].effective_from``. The first element starts at or before ``start``: if
+    ``start`` precedes the earliest known table, that table is extended backwards to ``start``
+    (``effective_from == start``) and its note says so. A new element also starts where the
+    liquidation-fee rate changes inside a table's span.
+    """
+    tables = _tables(exchange, symbol)
+    t0 = _timestamp(start, "start")
+    t1 = _timestamp(end, "end")
+    if t1 < t0:
+        raise ConfigError(f"end must not precede start ({t0:%Y-%m-%d}), was {t1:%Y-%m-%d}")
+    out: list[ExchangeRules] = []
+    for k, table in enumerate(tables):
+        nxt = tables[k + 1].effective_from if k + 1 < len(tables) else None
+        if table.effective_from > t1 or (nxt is not None and nxt <= t0):
+            continue
+        seg_start = table.effective_from
+        note = _describe(tables, k, max(t0, seg_start))
+        if k == 0 and t0 < seg_start:
+            note += (
+                f"; extended backwards from {seg_start:%Y-%m-%d} to {t0:%Y-%m-%d} because no "
+                "earlier table is known"
+            )
+            seg_start = t0
+        rule = _build(table, note=note, at=max(seg_start, t0), effective_from=seg_start)
+        out.append(rule)
+        seg_end = t1 if nxt is None else min(nxt, t1)
+        for change in fee_change_dates(exchange):
+            if max(seg_start, t0) < change <= seg_end and (nxt is None or change < nxt):
+                out.append(
+                    _build(
+                        table,
+                        note=_describe(tables, k, change) + "; liquidation fee changed",
+                        at=change,
+                        effective_from=change,
+                    )
+                )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# liquidation and bankruptcy prices
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiquidationQuote:
+    """Everything the liquidation calculator reports for one position (quote currency, %)."""
+
+    exchange: str
+    symbol: str
+    side: Literal["long", "short"]
+    margin_mode: Literal["isolated", "cross"]
+    entry_price: float
+    size: float
+    notional: float
+    leverage: float
+    margin: float
+    liquidation_price: float
+    bankruptcy_price: float
+    maint_margin: float
+    mmr: float
+    maint_amount: float
+    tier: int
+    table_id: str
+    max_leverage: float
+    distance_pct: float
+    liquidation_fee_rate: float
+    close_at: str
+    note: str
+
+    def to_dict(self) -> dict[str, object]:
+        """Return the quote as a JSON-ready dict."""
+        return {name: getattr(self, name) for name in LiquidationQuote.__dataclass_fields__}
+
+
+def _finite(value: float, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, was {value!r}")
+    return float(value)
+
+
+def liquidation_quote(
+    exchange: str,
+    side: str,
+    entry_price: float,
+    size: float,
+    *,
+    margin_mode: str = "isolated",
+    leverage: float | None = None,
+    margin: float | None = None,
+    wallet_balance: float | None = None,
+    other_maint_margin: float = 0.0,
+    other_unrealized_pnl: float = 0.0,
+    mmr: float | None = None,
+    maint_amount: float | None = None,
+    taker_fee: float | None = None,
+    symbol: str | None = None,
+    at: DateLike | None = None,
+) -> LiquidationQuote:
+    """Return the liquidation and bankruptcy prices of one position with the details used.
+
+    Takes the arguments of :func:`liquidation_price`; see there.
+    """
+    from backtester.rules import formulas as fx
+
+    rules = exchange_rules(exchange, DEFAULT_SYMBOL if symbol is None else symbol, at)
+    side_name = check_one_of(side, "side", ("long", "short"))
+    mode = check_one_of(margin_mode, "margin_mode", ("isolated", "cross"))
+    ep = check_positive(entry_price, "entry_price")
+    qty = check_positive(size, "size", hint="size is the position size in base units, e.g. 0.5 BTC")
+    notional = qty * ep
+    k_entry = rules.tier_index(notional, qty)
+    max_lev = float(rules.max_leverage[k_entry])
+    where = (
+        f"tier {k_entry + 1} of {rules.table_id} (notional {notional:,.2f})"
+        if not rules.tier_by_size
+        else f"tier {k_entry + 1} of {rules.table_id} (size {qty:g})"
+    )
+    lev_hint = f"the maximum for {where} is {max_lev:g}"
+    if leverage is not None:
+        check_in_range(leverage, "leverage", 1, max_lev, hint=lev_hint)
+    other_mm = _finite(other_maint_margin, "other_maint_margin")
+    other_upnl = _finite(other_unrealized_pnl, "other_unrealized_pnl")
+    if mode == "isolated":
+        if wallet_balance is not None:
+            raise ConfigError(
+                f"wallet_balance is for margin_mode='cross', was {wallet_balance!r} with "
+                "'isolated'; pass margin= or leverage= for an isolated position"
+            )
+        if other_mm != 0.0 or other_upnl != 0.0:
+            raise ConfigError(
+                "other_maint_margin and other_unrealized_pnl apply to margin_mode='cross' only, "
+                f"were {other_mm:g} and {other_upnl:g} with 'isolated'"
+            )
+        if margin is None and leverage is None:
+            raise ConfigError(
+                "isolated margin needs margin= (quote currency) or leverage=, got neither"
+            )
+        initial = notional / leverage if leverage is not None else 0.0
+        if margin is not None:
+            margin_value = check_positive(margin, "margin")
+            if leverage is not None and margin_value < initial * (1 - 1e-9):
+                raise ConfigError(
+                    f"margin must be >= the initial margin notional/leverage = {initial:.8g}, "
+                    f"was {margin_value:g}; drop margin= or raise it"
+                )
+            if notional / margin_value > max_lev * (1 + 1e-12):
+                raise ConfigError(
+                    f"margin must be >= {notional / max_lev:.8g} (leverage {notional / margin_value:.6g} "
+                    f"is above {max_lev:g}), was {margin_value:g}; {lev_hint}"
+                )
+        else:
+            margin_value = initial
+        lev_value = notional / margin_value if leverage is None else float(leverage)
+    else:
+        if margin is not None:
+            raise ConfigError(
+                f"margin is for margin_mode='isolated', was {margin!r} with 'cross'; "
+                "pass wallet_balance= for a cross position"
+            )
+        if wallet_balance is None:
+            raise ConfigError(
+                "margin_mode='cross' needs wallet_balance= (quote currency), got None"
+            )
+        margin_value = check_positive(wallet_balance, "wallet_balance")
+        if other_mm < 0:
+            raise ConfigError(f"other_maint_margin must be >= 0, was {other_mm:g}")
+        lev_value = float(leverage) if leverage is not None else notional / margin_value
+
+    conv = rules.convention
+    floors, mmr_arr, amount_arr = rules.floors, rules.mmr, rules.maint_amount
+    tier_by_size = rules.tier_by_size
+    override = math.nan
+    if maint_amount is not None and mmr is None:
+        raise ConfigError(f"maint_amount needs mmr= as well, was maint_amount={maint_amount!r}")
+    if mmr is not None:
+        rate = check_in_range(
+            mmr, "mmr", 0.0, 1.0, high_inclusive=False, hint="write 0.5% as 0.005"
+        )
+        if maint_amount is None:
+            override = rate
+        else:
+            if conv == fx.OKX and maint_amount != 0:
+                raise ConfigError(
+                    f"maint_amount must be 0 for okx (no maintenance amount, §2.2), was {maint_amount!r}"
+                )
+            amount = _finite(maint_amount, "maint_amount")
+            if amount < 0:
+                raise ConfigError(f"maint_amount must be >= 0, was {amount:g}")
+            floors = np.zeros(1)
+            mmr_arr = np.array([rate])
+            amount_arr = np.array([amount])
+            tier_by_size = False
+    if taker_fee is not None:
+        fee = check_in_range(taker_fee, "taker_fee", 0.0, 0.1, hint="write 5 bps as 0.0005")
+    else:
+        fee = rules.liquidation_fee_rate if conv == fx.OKX else rules.taker_fee
+    fee_term = fee if conv == fx.OKX else 0.0
+    s = fx.LONG if side_name == "long" else fx.SHORT
+    lp = float(
+        fx.liquidation_price_nb(
+            conv,
+            s,
+            ep,
+            qty,
+            margin_value,
+            other_mm,
+            other_upnl,
+            floors,
+            mmr_arr,
+            amount_arr,
+            tier_by_size,
+            override,
+            fee_term,
+        )
+    )
+    bp = float(fx.bankruptcy_price_nb(s, ep, qty, margin_value, other_upnl))
+    # maintenance margin as the exchange values it: at LP (Binance, OKX) or at entry (Bybit)
+    valued_at = ep if conv == fx.BYBIT else lp
+    mm = float(
+        fx.maint_margin_nb(
+            conv, qty * valued_at, qty, floors, mmr_arr, amount_arr, tier_by_size, override
+        )
+    )
+    if math.isnan(override):
+        k = int(fx.tier_index_nb(qty if tier_by_size else qty * valued_at, floors))
+        used_mmr, used_amount = float(mmr_arr[k]), float(amount_arr[k]) if conv != fx.OKX else 0.0
+        tier = k + 1 if maint_amount is None else 0
+    else:
+        used_mmr, used_amount, tier = override, 0.0, 0
+    note = rules.note
+    if tier == 0:
+        note = f"mmr/maint_amount given explicitly (tier table not used for MM); {note}"
+    return LiquidationQuote(
+        exchange=rules.exchange,
+        symbol=rules.symbol,
+        side="long" if side_name == "long" else "short",
+        margin_mode="isolated" if mode == "isolated" else "cross",
+        entry_price=ep,
+        size=qty,
+        notional=notional,
+        leverage=lev_value,
+        margin=margin_value,
+        liquidation_price=lp,
+        bankruptcy_price=bp,
+        maint_margin=mm,
+        mmr=used_mmr,
+        maint_amount=used_amount,
+        tier=tier,
+        table_id=rules.table_id,
+        max_leverage=max_lev,
+        distance_pct=abs(ep - lp) / ep * 100.0,
+        liquidation_fee_rate=fee if conv == fx.OKX else rules.liquidation_fee_rate,
+        close_at=rules.close_at,
+        note=note,
+    )
+
+
+def liquidation_price(
+    exchange: str,
+    side: str,
+    entry_price: float,
+    size: float,
+    *,
+    margin_mode: str = "isolated",
+    leverage: float | None = None,
+    margin: float | None = None,
+    wallet_balance: float | None = None,
+    other_maint_margin: float = 0.0,
+    other_unrealized_pnl: float = 0.0,
+    mmr: float | None = None,
+    maint_amount: float | None = None,
+    taker_fee: float | None = None,
+    symbol: str | None = None,
+    at: DateLike | None = None,
+) -> float:
+    """Return the liquidation (mark) price of a one-way linear perpetual position.
+
+    Parameters
+    ----------
+    exchange : {"binanceusdm", "okx", "bybit"}
+        Selects the convention (§1.2 Binance, §2.2 OKX, §3.1 Bybit) and the tier tables.
+    side : {"long", "short"}
+    entry_price : float
+        Quote per base unit, > 0.
+    size : float
+        Position size in base units (contracts × contract value), > 0.
+    margin_mode : {"isolated", "cross"}
+        Isolated margin comes from ``margin`` (quote) or ``leverage`` (margin = notional /
+        leverage; with both, ``margin`` may exceed that, the excess is extra margin). Cross uses
+        ``wallet_balance`` with the other positions' ``other_maint_margin`` and
+        ``other_unrealized_pnl`` (quote).
+    mmr, maint_amount : float, optional
+        Override the tier table: a flat maintenance-margin rate (fraction) and amount (quote).
+    taker_fee : float, optional
+        OKX liquidation-fee term ``f`` (defaults to the profile's taker rate); ignored by the
+        Binance and Bybit formulas.
+    symbol : str, optional
+        ccxt symbol; defaults to ``"BTC/USDT:USDT"``.
+    at : date-like, optional
+        Use the tier table in force at this date (default: the latest known table).
+
+    Returns
+    -------
+    float
+        The mark price at which the position is liquidated; 0.0 for a long that cannot be
+        liquidated at a positive price.
+
+    Raises
+    ------
+    ConfigError
+        Bad side/mode/size/price, leverage above the tier's maximum, unknown exchange or symbol,
+        a date before any known table, or inconsistent margin arguments.
+
+    Examples
+    --------
+    >>> round(liquidation_price("bybit", "long", 20000, 1, leverage=50, mmr=0.005), 2)
+    19700.0
+    >>> round(liquidation_price("binanceusdm", "long", 20000, 1, leverage=50, mmr=0.005), 2)
+    19698.49
+    """
+    return liquidation_quote(
+        exchange,
+        side,
+        entry_price,
+        size,
+        margin_mode=margin_mode,
+        leverage=leverage,
+        margin=margin,
+        wallet_balance=wallet_balance,
+        other_maint_margin=other_maint_margin,
+        other_unrealized_pnl=other_unrealized_pnl,
+        mmr=mmr,
+        maint_amount=maint_amount,
+        taker_fee=taker_fee,
+        symbol=symbol,
+        at=at,
+    ).liquidation_price
+
+
+def bankruptcy_price(
+    exchange: str,
+    side: str,
+    entry_price: float,
+    size: float,
+    *,
+    margin_mode: str = "isolated",
+    leverage: float | None = None,
+    margin: float | None = None,
+    wallet_balance: float | None = None,
+    other_maint_margin: float = 0.0,
+    other_unrealized_pnl: float = 0.0,
+    mmr: float | None = None,
+    maint_amount: float | None = None,
+    taker_fee: float | None = None,
+    symbol: str | None = None,
+    at: DateLike | None = None,
+) -> float:
+    """Return the bankruptcy price: where the margin (isolated) or account equity (cross) is 0.
+
+    ``BP = EP − s·(margin + other_unrealized_pnl)/size`` (§4). Takes the same arguments as
+    :func:`liquidation_price` and validates them the same way; ``mmr``, ``maint_amount`` and
+    ``taker_fee`` do not change the result. Returns 0.0 for a long whose BP would be <= 0.
+
+    Examples
+    --------
+    >>> bankruptcy_price("bybit", "long", 10000, 1, leverage=50)
+    9800.0
+    """
+    return liquidation_quote(
+        exchange,
+        side,
+        entry_price,
+        size,
+        margin_mode=margin_mode,
+        leverage=leverage,
+        margin=margin,
+        wallet_balance=wallet_balance,
+        other_maint_margin=other_maint_margin,
+        other_unrealized_pnl=other_unrealized_pnl,
+        mmr=mmr,
+        maint_amount=maint_amount,
+        taker_fee=taker_fee,
+        symbol=symbol,
+        at=at,
+    ).bankruptcy_price

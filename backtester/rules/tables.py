@@ -1,0 +1,303 @@
+"""Dated maintenance-margin tier tables: packaged JSON files plus store snapshots (layer: rules).
+
+Packaged tables live in ``backtester/rules/tables/<exchange>__<SYMBOL_SAFE>__<YYYY-MM-DD>.json``
+(loaded with importlib.resources, so they ship in the wheel). Each file holds its metadata
+(exchange, symbol, effective_from, confirmed_until, basis, confidence tag, source URL, note) and
+rows ``[tier, floor, cap, max_leverage, mmr, maint_amount]``.
+
+Tier snapshots in the data store (the bundled one and any downloaded through ccxt leverage tiers)
+are read through ``backtester.data.store.list_tier_snapshots(exchange, symbol, store=None)``,
+which returns ``[(Timestamp, DataFrame[tier, floor, cap, max_leverage, mmr, maint_amount, basis])]``;
+each becomes one more dated table. A store snapshot dated the same day as a packaged table is
+skipped (the packaged file carries the provenance).
+
+Units: ``basis == "notional"`` floors and caps are quote currency (USDT); ``basis == "size"``
+floors and caps are base units (contracts × contract value). Rates are fractions; maintenance
+amounts are quote currency.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from backtester._typing import F64Array
+from backtester.errors import DataError
+
+__all__ = [
+    "TierTable",
+    "known_symbols",
+    "packaged_tables",
+    "symbol_safe",
+    "table_from_frame",
+    "tables_for",
+]
+
+log = logging.getLogger(__name__)
+
+Basis = Literal["notional", "size"]
+TIER_COLUMNS = ("tier", "floor", "cap", "max_leverage", "mmr", "maint_amount")
+
+
+def symbol_safe(symbol: str) -> str:
+    """Return the file-name form of a ccxt symbol (``BTC/USDT:USDT`` → ``BTC_USDT_USDT``)."""
+    return symbol.replace("/", "_").replace(":", "_")
+
+
+def _frozen(values: Any) -> F64Array:
+    arr = np.ascontiguousarray(np.asarray(values, dtype=np.float64))
+    arr.setflags(write=False)
+    return arr
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TierTable:
+    """One dated tier table of one exchange and symbol (arrays are read-only float64)."""
+
+    exchange: str
+    symbol: str
+    table_id: str
+    effective_from: pd.Timestamp
+    confirmed_until: pd.Timestamp | None
+    basis: Basis
+    confidence: str
+    source: str
+    note: str
+    origin: Literal["package", "store"]
+    floors: F64Array
+    caps: F64Array
+    max_leverage: F64Array
+    mmr: F64Array
+    maint_amount: F64Array
+
+    @property
+    def n_tiers(self) -> int:
+        """Number of tiers."""
+        return int(self.floors.shape[0])
+
+    def to_frame(self) -> pd.DataFrame:
+        """Return the table as a DataFrame with tiers numbered from 1."""
+        return pd.DataFrame(
+            {
+                "tier": np.arange(1, self.n_tiers + 1),
+                "floor": self.floors,
+                "cap": self.caps,
+                "max_leverage": self.max_leverage,
+                "mmr": self.mmr,
+                "maint_amount": self.maint_amount,
+            }
+        )
+
+
+def _validate(
+    table_id: str, floors: F64Array, caps: F64Array, lev: F64Array, mmr: F64Array, amount: F64Array
+) -> None:
+    where = f"tier table {table_id}"
+    if floors.shape[0] == 0:
+        raise DataError(f"{where} has no tiers; expected at least one row")
+    for name, arr in (
+        ("floor", floors),
+        ("cap", caps),
+        ("max_leverage", lev),
+        ("mmr", mmr),
+        ("maint_amount", amount),
+    ):
+        if not np.all(np.isfinite(arr)):
+            raise DataError(f"{where} column {name!r} must be finite, was {arr.tolist()}")
+    if floors[0] != 0.0:
+        raise DataError(f"{where} column 'floor' must start at 0, was {floors[0]:g}")
+    if np.any(np.diff(floors) <= 0):
+        raise DataError(
+            f"{where} column 'floor' must be strictly increasing, was {floors.tolist()}"
+        )
+    if np.any(caps <= floors):
+        raise DataError(
+            f"{where} column 'cap' must exceed 'floor' in every tier, was {caps.tolist()}"
+        )
+    if np.any((mmr <= 0) | (mmr >= 1)):
+        raise DataError(f"{where} column 'mmr' must be fractions in (0, 1), was {mmr.tolist()}")
+    if np.any(lev < 1):
+        raise DataError(f"{where} column 'max_leverage' must be >= 1, was {lev.tolist()}")
+    if np.any(amount < 0):
+        raise DataError(f"{where} column 'maint_amount' must be >= 0, was {amount.tolist()}")
+
+
+def _make(
+    meta: dict[str, Any],
+    rows: Any,
+    *,
+    table_id: str,
+    origin: Literal["package", "store"],
+    effective_from: pd.Timestamp,
+) -> TierTable:
+    arr = np.asarray(rows, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != len(TIER_COLUMNS):
+        raise DataError(
+            f"tier table {table_id} must have columns {list(TIER_COLUMNS)}, was shape {arr.shape}"
+        )
+    order = np.argsort(arr[:, 1], kind="stable")
+    arr = arr[order]
+    floors, caps, lev, mmr, amount = (_frozen(arr[:, j]) for j in range(1, 6))
+    _validate(table_id, floors, caps, lev, mmr, amount)
+    basis = str(meta.get("basis", "notional"))
+    if basis not in ("notional", "size"):
+        raise DataError(f"tier table {table_id} basis must be 'notional' or 'size', was {basis!r}")
+    until = meta.get("confirmed_until")
+    return TierTable(
+        exchange=str(meta["exchange"]),
+        symbol=str(meta["symbol"]),
+        table_id=table_id,
+        effective_from=effective_from,
+        confirmed_until=pd.Timestamp(until) if until else None,
+        basis="size" if basis == "size" else "notional",
+        confidence=str(meta.get("confidence", "unknown")),
+        source=str(meta.get("source", "")),
+        note=str(meta.get("note", "")),
+        origin=origin,
+        floors=floors,
+        caps=caps,
+        max_leverage=lev,
+        mmr=mmr,
+        maint_amount=amount,
+    )
+
+
+@lru_cache(maxsize=1)
+def packaged_tables() -> tuple[TierTable, ...]:
+    """Return every packaged tier table, sorted by (exchange, symbol, effective_from)."""
+    folder = resources.files("backtester.rules").joinpath("tables")
+    out = []
+    for entry in folder.iterdir():
+        if not entry.name.endswith(".json") or not entry.is_file():
+            continue
+        meta = json.loads(entry.read_text(encoding="utf-8"))
+        if list(meta.get("columns", [])) != list(TIER_COLUMNS):
+            raise DataError(
+                f"tier table {entry.name} columns must be {list(TIER_COLUMNS)}, "
+                f"was {meta.get('columns')}"
+            )
+        eff = pd.Timestamp(meta["effective_from"])
+        table_id = f"{meta['exchange']}/{symbol_safe(str(meta['symbol']))}/{eff:%Y-%m-%d}"
+        out.append(
+            _make(meta, meta["rows"], table_id=table_id, origin="package", effective_from=eff)
+        )
+    out.sort(key=lambda t: (t.exchange, t.symbol, t.effective_from))
+    return tuple(out)
+
+
+def table_from_frame(
+    frame: pd.DataFrame,
+    *,
+    exchange: str,
+    symbol: str,
+    effective_from: pd.Timestamp,
+    source: str = "store snapshot",
+    note: str = "",
+    confidence: str = "snapshot",
+) -> TierTable:
+    """Return a TierTable from a frame with columns tier, floor, cap, max_leverage, mmr,
+    maint_amount (and optionally basis: "notional" or "size", size floors in base units).
+
+    Raises
+    ------
+    DataError
+        If a column is missing or the tiers are not ascending, finite and sensible.
+    """
+    missing = [c for c in TIER_COLUMNS if c not in frame.columns]
+    eff = pd.Timestamp(effective_from)
+    if eff.tzinfo is None:
+        eff = eff.tz_localize("UTC")
+    table_id = f"{exchange}/{symbol_safe(symbol)}/{eff:%Y-%m-%d}"
+    if missing:
+        raise DataError(
+            f"tier snapshot {table_id} is missing columns {missing}; expected {list(TIER_COLUMNS)}"
+        )
+    basis = "notional"
+    if "basis" in frame.columns and len(frame):
+        values = {str(v) for v in frame["basis"].unique()}
+        if len(values) != 1:
+            raise DataError(f"tier snapshot {table_id} mixes basis values {sorted(values)}")
+        basis = values.pop()
+    amounts = frame["maint_amount"].astype("float64").fillna(0.0)
+    rows = np.column_stack(
+        [frame[c].astype("float64").to_numpy() for c in TIER_COLUMNS[:-1]] + [amounts.to_numpy()]
+    )
+    meta = {
+        "exchange": exchange,
+        "symbol": symbol,
+        "basis": basis,
+        "confidence": confidence,
+        "source": source,
+        "note": note or f"tier snapshot of {eff:%Y-%m-%d} from the data store",
+        "confirmed_until": str(eff),
+    }
+    return _make(meta, rows, table_id=table_id, origin="store", effective_from=eff)
+
+
+def _store_tables(exchange: str, symbol: str, store: Any = None) -> list[TierTable]:
+    try:
+        from backtester.data.store import list_tier_snapshots  # type: ignore[attr-defined]
+    except ImportError:  # data layer not installed in this build: packaged tables only
+        return []
+    out = []
+    for when, frame in list_tier_snapshots(exchange, symbol, store=store):
+        table = table_from_frame(
+            frame,
+            exchange=exchange,
+            symbol=symbol,
+            effective_from=pd.Timestamp(when),
+            source=f"data store tiers/{pd.Timestamp(when):%Y-%m-%d}.parquet",
+        )
+        out.append(TierTable(**{**_asdict(table), "table_id": f"store:{table.table_id}"}))
+    return out
+
+
+def _asdict(table: TierTable) -> dict[str, Any]:
+    return {name: getattr(table, name) for name in TierTable.__dataclass_fields__}
+
+
+def tables_for(exchange: str, symbol: str, *, store: Any = None) -> list[TierTable]:
+    """Return the tables of ``exchange``/``symbol`` (packaged and store), sorted by date.
+
+    A store snapshot on the same calendar day as a packaged table is dropped.
+    """
+    packaged = [t for t in packaged_tables() if t.exchange == exchange and t.symbol == symbol]
+    days = {t.effective_from.normalize() for t in packaged}
+    merged = list(packaged)
+    for table in _store_tables(exchange, symbol, store):
+        if table.effective_from.normalize() in days:
+            log.debug("skipping store tiers %s: a packaged table has that date", table.table_id)
+            continue
+        merged.append(table)
+    merged.sort(key=lambda t: t.effective_from)
+    return merged
+
+
+def known_symbols(exchange: str) -> list[str]:
+    """Return the symbols with a packaged table for ``exchange``."""
+    return sorted({t.symbol for t in packaged_tables() if t.exchange == exchange})
+
+
+def cum_recurrence(floors: F64Array, mmr: F64Array) -> F64Array:
+    """Return the maintenance amounts implied by the tax-bracket recurrence (§1.1, §3.3).
+
+    ``cum[0] = 0``, ``cum[n] = cum[n-1] + floor[n]·(mmr[n] − mmr[n-1])``.
+    """
+    cum = np.zeros(floors.shape[0])
+    for n in range(1, floors.shape[0]):
+        cum[n] = cum[n - 1] + floors[n] * (mmr[n] - mmr[n - 1])
+    return cum
+
+
+def recurrence_error(table: TierTable) -> float:
+    """Return max |maint_amount − recurrence| (0 for OKX-style tables without amounts)."""
+    if not np.any(table.maint_amount):
+        return 0.0
+    return float(np.max(np.abs(table.maint_amount - cum_recurrence(table.floors, table.mmr))))
