@@ -67,6 +67,8 @@ _ENGINE_TABLES = ("grid",)
 _SURVIVAL_KEYS = ("horizon", "entry_every", "side")
 _SIDES = ("long", "short", "both")
 _TIMEFRAME = re.compile(r"^[1-9][0-9]*[smhdwM]$")
+# key columns every result table has besides the swept names
+RESERVED_NAMES = ("symbol", "col")
 # engine settings the survival study takes as named arguments (the rest pass through)
 SURVIVAL_SETTINGS = ("leverage", "stop_loss", "position_size", "margin_mode")
 
@@ -360,6 +362,13 @@ class _Parser:
             survival=survival is not None,
         )
         grid = (*strategy_grid, *engine_grid)
+        for name, _ in grid:
+            if name in RESERVED_NAMES:
+                raise self.fail(
+                    f"grid key {name!r}",
+                    "is reserved for a column of the result table",
+                    "rename the strategy parameter",
+                )
         if survival is not None and not grid:
             raise self.fail(
                 "[engine.grid]", "is missing", "a survival sweep needs e.g. leverage = [1, 5, 20]"
@@ -509,6 +518,8 @@ class _Parser:
                     f"to sweep it, move it to [engine.grid] as {key} = [...]",
                 )
             scalars[key] = self.scalar(value, f"[engine] {key}")
+        for key, value in scalars.items():
+            self.check_engine({key: value}, f"[engine] {key}")
         self.check_engine(scalars, "[engine]")
         grid: list[tuple[str, tuple[Scalar, ...]]] = []
         given = self.table(data, "engine.grid") if "grid" in data else {}
