@@ -4,3 +4,7 @@ Layer: survival (imports engine.run, market, params and reports; never sweep or 
 """
 
 from __future__ import annotations
+
+from backtester.survival.study import SurvivalStudy, survival_study
+
+__all__ = ["SurvivalStudy", "survival_study"]

@@ -1,0 +1,338 @@
+"""Matplotlib figures for survival and sweep reports; every function returns a Figure.
+
+Layer: reports (frames and arrays in, ``matplotlib.figure.Figure`` out). Figures are built on
+``Figure`` directly, never through ``pyplot``, so no global state or GUI backend is touched and
+``plt.show()`` is never called. matplotlib is imported inside the functions so ``import
+backtester`` stays light.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from backtester._typing import F64Array
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "plot_bars",
+    "plot_equity_fan",
+    "plot_km_curves",
+    "plot_liquidation_histograms",
+    "plot_survival_heatmap",
+    "plot_survival_lines",
+    "save_figure",
+]
+
+_DPI = 110
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
+    return fig
+
+
+def _style(ax: Axes) -> None:
+    ax.grid(True, color="#d9d9d9", linewidth=0.6)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
+def _colors(n: int, cmap: str = "plasma") -> list[tuple[float, float, float, float]]:
+    from matplotlib import colormaps
+
+    cm = colormaps[cmap]
+    if n <= 1:
+        return [cm(0.15)]
+    return [cm(0.05 + 0.8 * k / (n - 1)) for k in range(n)]
+
+
+def _fmt_value(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "none"
+    if isinstance(value, float) and value.is_integer():
+        return f"{int(value)}"
+    return str(value)
+
+
+def save_figure(fig: Figure, path: str) -> None:
+    """Write ``fig`` as a PNG at ``path`` (white background, tight bounding box)."""
+    fig.savefig(path, format="png", facecolor="white")
+
+
+def plot_survival_heatmap(
+    table: pd.DataFrame,
+    *,
+    row: str = "stop_loss",
+    col: str = "leverage",
+    value: str = "survival",
+    facet: str | None = "side",
+    title: str = "Survival (not liquidated) at the horizon",
+    row_label: str = "Stop-loss",
+    col_label: str = "Leverage [x]",
+) -> Figure:
+    """Return a heatmap of ``value`` (a fraction) over ``row`` × ``col``, one panel per ``facet``.
+
+    Cells are coloured red (0 %) to green (100 %) and annotated with the percentage.
+    """
+    facets = [None] if facet is None or facet not in table else list(dict.fromkeys(table[facet]))
+    cols = sorted(dict.fromkeys(_key(v) for v in table[col]), key=_sort_key)
+    rows = sorted(dict.fromkeys(_key(v) for v in table[row]), key=_sort_key)
+    fig = _figure(1.6 + 0.62 * len(cols) * len(facets), 1.5 + 0.45 * len(rows))
+    axes = fig.subplots(1, len(facets), squeeze=False)[0]
+    image = None
+    for ax, fv in zip(axes, facets, strict=True):
+        sub = table if fv is None else table[table[facet] == fv]  # type: ignore[index]
+        grid = np.full((len(rows), len(cols)), np.nan)
+        for _, r in sub.iterrows():
+            grid[rows.index(_key(r[row])), cols.index(_key(r[col]))] = float(r[value])
+        image = ax.imshow(grid * 100, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
+        for i in range(len(rows)):
+            for j in range(len(cols)):
+                v = grid[i, j]
+                if math.isfinite(v):
+                    shade = "black" if 25 <= v * 100 <= 80 else "white"
+                    ax.text(
+                        j, i, f"{v * 100:.0f}%", ha="center", va="center", fontsize=8, color=shade
+                    )
+        ax.set_xticks(range(len(cols)), [_fmt_value(c) for c in cols])
+        ax.set_yticks(range(len(rows)), [_fmt_stop(r) for r in rows])
+        ax.set_xlabel(col_label)
+        ax.set_ylabel(row_label)
+        ax.set_title(f"{fv}" if fv is not None else "")
+    if image is not None:
+        fig.colorbar(image, ax=list(axes), label="Survival [%]", shrink=0.9)
+    fig.suptitle(title, fontsize=12)
+    return fig
+
+
+def _key(value: object) -> object:
+    # one hashable key per category: None and NaN both mean "none"
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, int | float | np.integer | np.floating):
+        return float(value)
+    return value
+
+
+def _sort_key(value: object) -> tuple[int, float | str]:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return (0, 0.0)
+    if isinstance(value, int | float | np.integer | np.floating):
+        return (1, float(value))
+    return (2, str(value))
+
+
+def _fmt_stop(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "none"
+    if isinstance(value, int | float | np.floating):
+        return f"{float(value) * 100:g}%"
+    return str(value)
+
+
+def plot_km_curves(
+    curves: Mapping[str, tuple[F64Array, F64Array]],
+    *,
+    title: str = "Kaplan–Meier survival by leverage",
+    xlabel: str = "Days since entry",
+    horizon: float | None = None,
+) -> Figure:
+    """Return step plots of Kaplan–Meier curves; ``curves`` maps a label to (times, survival)."""
+    fig = _figure(7.5, 4.4)
+    ax = fig.subplots()
+    colors = _colors(len(curves))
+    for (label, (t, s)), color in zip(curves.items(), colors, strict=True):
+        t = np.asarray(t, dtype=float)
+        s = np.asarray(s, dtype=float)
+        if horizon is not None:
+            t = np.append(t, horizon)
+            s = np.append(s, s[-1])
+        ax.step(t, s * 100, where="post", color=color, linewidth=1.8, label=label)
+    ax.set_ylim(-2, 102)
+    if horizon is not None:
+        ax.set_xlim(0, horizon)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("Not yet liquidated [%]")
+    ax.set_title(title)
+    _style(ax)
+    ax.legend(title="Setting", fontsize=8, loc="lower left", ncols=2 if len(curves) > 6 else 1)
+    return fig
+
+
+def plot_liquidation_histograms(
+    durations: Mapping[str, F64Array],
+    *,
+    horizon: float,
+    title: str = "When liquidations happen",
+    xlabel: str = "Days from entry to liquidation",
+) -> Figure:
+    """Return small-multiple histograms of time to liquidation, one panel per label."""
+    labels = list(durations)
+    n = max(len(labels), 1)
+    ncols = min(4, n)
+    nrows = math.ceil(n / ncols)
+    fig = _figure(2.6 * ncols + 0.6, 2.0 * nrows + 0.8)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False, sharex=True)).ravel()
+    bins = np.linspace(0, horizon, 31)
+    colors = _colors(n)
+    for k, ax in enumerate(axes):
+        if k >= len(labels):
+            ax.set_visible(False)
+            continue
+        d = np.asarray(durations[labels[k]], dtype=float)
+        ax.hist(d, bins=bins, color=colors[k], edgecolor="white", linewidth=0.4)
+        ax.set_title(f"{labels[k]}  (n={d.size})", fontsize=9)
+        _style(ax)
+        if k % ncols == 0:
+            ax.set_ylabel("Liquidations")
+        if k >= (nrows - 1) * ncols:
+            ax.set_xlabel(xlabel)
+    fig.suptitle(title, fontsize=12)
+    return fig
+
+
+def plot_equity_fan(
+    fans: Mapping[str, tuple[F64Array, F64Array]],
+    *,
+    title: str = "Equity fan: account value if closed after t days",
+    xlabel: str = "Days since entry",
+    ylabel: str = "Equity [% of initial]",
+) -> Figure:
+    """Return fan charts, one panel per label; ``fans`` maps label to (days (k,), equity (k, n)).
+
+    Bands show the 5–95 % and 25–75 % quantiles across entries and the median as a line; the
+    equity is given as a percentage of the starting equity.
+    """
+    labels = list(fans)
+    n = max(len(labels), 1)
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    fig = _figure(3.2 * ncols + 0.6, 2.5 * nrows + 0.8)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False, sharex=True)).ravel()
+    colors = _colors(n, "viridis")
+    for k, ax in enumerate(axes):
+        if k >= len(labels):
+            ax.set_visible(False)
+            continue
+        days, eq = fans[labels[k]]
+        days = np.asarray(days, dtype=float)
+        eq = np.asarray(eq, dtype=float) * 100
+        q = np.nanquantile(eq, [0.05, 0.25, 0.5, 0.75, 0.95], axis=1)
+        ax.fill_between(days, q[0], q[4], color=colors[k], alpha=0.18, linewidth=0)
+        ax.fill_between(days, q[1], q[3], color=colors[k], alpha=0.38, linewidth=0)
+        ax.plot(days, q[2], color=colors[k], linewidth=1.8)
+        ax.axhline(100, color="#555555", linewidth=0.8, linestyle="--")
+        ax.set_title(labels[k], fontsize=9)
+        _style(ax)
+        if k % ncols == 0:
+            ax.set_ylabel(ylabel)
+        if k >= (nrows - 1) * ncols:
+            ax.set_xlabel(xlabel)
+    fig.suptitle(title + "  (bands: 5–95 % and 25–75 % of entries; line: median)", fontsize=11)
+    return fig
+
+
+def plot_survival_lines(
+    table: pd.DataFrame,
+    *,
+    x: str,
+    hue: str | None,
+    title: str,
+    xlabel: str,
+    y: str = "survival",
+    ci: tuple[str, str] | None = ("ci_low", "ci_high"),
+    log_x: bool = True,
+    ylabel: str = "Survival at horizon [%]",
+    hue_label: str | None = None,
+) -> Figure:
+    """Return ``y`` (a fraction) against ``x``, one line per ``hue`` value with a shaded interval."""
+    fig = _figure(7.2, 4.2)
+    ax = fig.subplots()
+    groups: Sequence[object] = (
+        [None] if hue is None else sorted(dict.fromkeys(table[hue]), key=_sort_key)
+    )
+    colors = _colors(len(groups), "viridis" if len(groups) > 2 else "tab10")
+    if len(groups) <= 2:
+        colors = [(0.12, 0.47, 0.71, 1.0), (0.84, 0.15, 0.16, 1.0)][: len(groups)]
+    for g, color in zip(groups, colors, strict=True):
+        if g is None:
+            sub = table
+        elif isinstance(g, float) and math.isnan(g):
+            sub = table[table[hue].isna()]  # type: ignore[index]
+        else:
+            sub = table[table[hue] == g]  # type: ignore[index]
+        sub = sub.sort_values(x)
+        xs = sub[x].to_numpy(dtype=float)
+        label = None if hue is None else _fmt_hue(hue, g)
+        ax.plot(xs, sub[y].to_numpy(dtype=float) * 100, marker="o", ms=4, color=color, label=label)
+        if ci is not None and ci[0] in sub and ci[1] in sub:
+            ax.fill_between(
+                xs,
+                sub[ci[0]].to_numpy(dtype=float) * 100,
+                sub[ci[1]].to_numpy(dtype=float) * 100,
+                color=color,
+                alpha=0.15,
+                linewidth=0,
+            )
+    if log_x:
+        ax.set_xscale("log")
+        ticks = sorted(dict.fromkeys(table[x].astype(float)))
+        ax.set_xticks(ticks, [_fmt_value(t) for t in ticks])
+        ax.minorticks_off()
+    ax.set_ylim(-2, 102)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    _style(ax)
+    if hue is not None:
+        ax.legend(title=hue_label or hue.replace("_", " "), fontsize=8)
+    return fig
+
+
+def _fmt_hue(hue: str, value: object) -> str:
+    return _fmt_stop(value) if hue == "stop_loss" else _fmt_value(value)
+
+
+def plot_bars(
+    table: pd.DataFrame,
+    *,
+    x: str,
+    y: str,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    hue: str | None = None,
+) -> Figure:
+    """Return grouped bars of ``y`` by ``x`` (one bar colour per ``hue`` value)."""
+    fig = _figure(7.2, 3.8)
+    ax = fig.subplots()
+    xs = sorted(dict.fromkeys(table[x]), key=_sort_key)
+    groups: list[object] = (
+        [None] if hue is None else sorted(dict.fromkeys(table[hue]), key=_sort_key)
+    )
+    width = 0.8 / len(groups)
+    colors = _colors(len(groups), "viridis")
+    for k, (g, color) in enumerate(zip(groups, colors, strict=True)):
+        sub = table if g is None else table[table[hue] == g]  # type: ignore[index]
+        heights = [float(sub.loc[sub[x] == v, y].sum()) for v in xs]
+        pos = np.arange(len(xs)) + (k - (len(groups) - 1) / 2) * width
+        ax.bar(pos, heights, width=width, color=color, label=None if g is None else _fmt_value(g))
+    ax.set_xticks(range(len(xs)), [_fmt_value(v) for v in xs])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    _style(ax)
+    if hue is not None:
+        ax.legend(title=hue.replace("_", " "), fontsize=8)
+    return fig

@@ -1,0 +1,86 @@
+"""Presentation tables: labels carry units ("Survival [%]"), values are formatted for people.
+
+Layer: reports (frames in, frames or text out; never imports survival or sweep).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["format_percent_ci", "format_stop", "survival_display", "to_text"]
+
+# raw column -> display label (units in the label)
+_LABELS = {
+    "side": "Side",
+    "leverage": "Leverage [x]",
+    "stop_loss": "Stop-loss",
+    "position_size": "Position size [% of equity]",
+    "margin_mode": "Margin",
+    "n_entries": "Entries",
+    "n_liquidated": "Liquidated",
+    "n_stopped": "Stopped",
+    "n_censored": "Censored",
+    "n_ruined": "Ruined",
+}
+
+
+def format_stop(value: object) -> str:
+    """Return a stop-loss fraction as text: ``0.05`` → ``"5%"``, None/NaN → ``"none"``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "none"
+    if isinstance(value, int | float | np.floating):
+        return f"{float(value) * 100:g}%"
+    return str(value)
+
+
+def format_percent_ci(value: float, low: float, high: float, *, digits: int = 1) -> str:
+    """Return ``"62.1% (55.3–68.4)"``; NaN values print as ``"n/a"``."""
+    if not math.isfinite(value):
+        return "n/a"
+    text = f"{value * 100:.{digits}f}%"
+    if math.isfinite(low) and math.isfinite(high):
+        text += f" ({low * 100:.{digits}f}–{high * 100:.{digits}f})"
+    return text
+
+
+def _fmt_number(value: object) -> str:
+    if isinstance(value, float | np.floating):
+        v = float(value)
+        return f"{int(v)}" if v.is_integer() else f"{v:g}"
+    return str(value)
+
+
+def survival_display(
+    table: pd.DataFrame, *, setting_columns: list[str], horizon_days: float
+) -> pd.DataFrame:
+    """Return the survival table formatted for reading (percentages with intervals, units)."""
+    out = pd.DataFrame(index=table.index)
+    for name in setting_columns:
+        label = _LABELS.get(name, name.replace("_", " ").capitalize())
+        if name == "stop_loss":
+            out[label] = [format_stop(v) for v in table[name]]
+        elif name == "position_size":
+            out[label] = [f"{float(v) * 100:g}" for v in table[name]]
+        else:
+            out[label] = [_fmt_number(v) for v in table[name]]
+    for name in ("n_entries", "n_liquidated", "n_stopped", "n_censored"):
+        out[_LABELS[name]] = table[name].astype(int)
+    if "n_ruined" in table and int(table["n_ruined"].sum()) > 0:
+        out[_LABELS["n_ruined"]] = table["n_ruined"].astype(int)
+    out["Survival [%] (95% CI)"] = [
+        format_percent_ci(s, lo, hi)
+        for s, lo, hi in zip(table["survival"], table["ci_low"], table["ci_high"], strict=True)
+    ]
+    out["Median to liquidation [days]"] = [
+        f"> {horizon_days:g}" if not math.isfinite(v) else f"{v:.1f}"
+        for v in table["median_time_to_liquidation"]
+    ]
+    return out.reset_index(drop=True)
+
+
+def to_text(display: pd.DataFrame) -> str:
+    """Return an aligned plain-text rendering of a display table for the terminal."""
+    return str(display.to_string(index=False, justify="right"))

@@ -1,0 +1,748 @@
+"""Rolling-entry survival studies: run holds through the engine, estimate survival per setting.
+
+Layer: survival (imports engine.run, params, config, market; frames only in outputs).
+
+What "survival" means here: a position *survives* while it has not been liquidated (and the
+account not ruined). Stop-loss exits, the horizon and the end of the data are right-censoring
+events for that curve; stop exits are counted separately as ``n_stopped``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from collections.abc import Iterable, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from backtester._typing import BoolArray, F64Array, I64Array
+from backtester.errors import ConfigError, ShapeError, check_one_of
+from backtester.survival.stats import (
+    block_bootstrap_counts,
+    clopper_pearson,
+    km_curve,
+    km_estimate,
+    km_weighted,
+    logrank_p,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from backtester.market import Market
+
+__all__ = ["SETTING_COLUMNS", "SurvivalStudy", "parse_period_bars", "survival_study"]
+
+log = logging.getLogger(__name__)
+
+# ExitReason codes (design.md §3); duplicated as literals so this module imports no numba
+_STOP_LOSS, _TRAILING_STOP, _LIQUIDATION, _RUIN = 2, 4, 5, 8
+_NS_PER_DAY = 86_400_000_000_000
+
+SETTING_COLUMNS = ("side", "leverage", "stop_loss", "position_size", "margin_mode")
+
+SURVIVAL_MEANING = (
+    "Survival = share of positions NOT liquidated (and the account not ruined) within the "
+    "horizon, estimated by Kaplan–Meier. A stop-loss exit is not a liquidation: it ends "
+    "follow-up (right-censoring) and is counted in n_stopped; so are the horizon and the end of "
+    "the data."
+)
+
+
+def parse_period_bars(value: str | pd.Timedelta, name: str, timeframe_ns: int) -> int:
+    """Return a period such as ``"30D"`` as a whole number of bars of ``timeframe_ns``."""
+    try:
+        ns = int(pd.Timedelta(value).value)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"{name} must be a duration such as '30D', '12h' or '1W', was {value!r}"
+        ) from exc
+    if ns <= 0 or ns % timeframe_ns:
+        bar = pd.Timedelta(timeframe_ns, unit="ns")
+        raise ConfigError(
+            f"{name} must be a positive whole number of bars ({bar}), was {value!r}; "
+            f"use a multiple of {bar}"
+        )
+    return ns // timeframe_ns
+
+
+def _as_tuple(value: Any) -> tuple[Any, ...]:
+    if isinstance(value, str) or value is None or not isinstance(value, Iterable):
+        return (value,)
+    return tuple(value)
+
+
+def _is_none(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _fmt_label(value: Any) -> str:
+    if _is_none(value):
+        return "none"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+class SurvivalStudy:
+    """Outcomes of rolling-entry holds for each setting, with survival estimates and a report.
+
+    Build one with :func:`survival_study`. Arrays are ``(n_settings, n_entries)``; the settings
+    frame ``settings`` has one row per setting (column ``i`` of the arrays is row ``i``).
+
+    Attributes
+    ----------
+    market : Market
+    settings : pandas.DataFrame
+        The swept values of each setting (side, leverage, stop_loss, ...).
+    entry_idx : (n_entries,) int64
+        Bar index of every entry (the position opens at that bar's open).
+    horizon_bars, entry_every_bars : int
+    exit_idx, reason : (n_settings, n_entries)
+        Bar of the exit and its ``ExitReason`` code (5 liquidation, 2 stop-loss, 7 horizon, ...).
+    final_equity, min_equity, insurance_draw, funding_paid, fees_paid : (n_settings, n_entries)
+        Quote-currency amounts from the engine (equity starts at ``initial_cash``).
+    """
+
+    def __init__(
+        self,
+        *,
+        market: Market,
+        settings: pd.DataFrame,
+        entry_idx: I64Array,
+        horizon_bars: int,
+        entry_every_bars: int,
+        exit_idx: I64Array,
+        reason: Any,
+        final_equity: F64Array,
+        min_equity: F64Array,
+        insurance_draw: F64Array,
+        funding_paid: F64Array,
+        fees_paid: F64Array,
+        ambiguous_bars: I64Array | None = None,
+        initial_cash: float = 1.0,
+        run_settings: dict[str, Any] | None = None,
+        confidence: float = 0.95,
+        n_boot: int = 1000,
+        seed: int = 0,
+        elapsed_s: float = math.nan,
+    ) -> None:
+        n_settings, n_entries = len(settings), int(np.asarray(entry_idx).size)
+        self.market = market
+        self.settings = settings.reset_index(drop=True)
+        self.entry_idx = np.asarray(entry_idx, dtype=np.int64)
+        self.horizon_bars = int(horizon_bars)
+        self.entry_every_bars = int(entry_every_bars)
+        arrays = {
+            "exit_idx": exit_idx,
+            "reason": reason,
+            "final_equity": final_equity,
+            "min_equity": min_equity,
+            "insurance_draw": insurance_draw,
+            "funding_paid": funding_paid,
+            "fees_paid": fees_paid,
+        }
+        for name, arr in arrays.items():
+            a = np.asarray(arr)
+            if a.shape != (n_settings, n_entries):
+                raise ShapeError(
+                    f"SurvivalStudy.{name} must have shape ({n_settings}, {n_entries}), "
+                    f"was {a.shape}"
+                )
+        self.exit_idx = np.asarray(exit_idx, dtype=np.int64)
+        self.reason = np.asarray(reason, dtype=np.int64)
+        self.final_equity = np.asarray(final_equity, dtype=np.float64)
+        self.min_equity = np.asarray(min_equity, dtype=np.float64)
+        self.insurance_draw = np.asarray(insurance_draw, dtype=np.float64)
+        self.funding_paid = np.asarray(funding_paid, dtype=np.float64)
+        self.fees_paid = np.asarray(fees_paid, dtype=np.float64)
+        self.ambiguous_bars = (
+            np.zeros(n_settings, dtype=np.int64)
+            if ambiguous_bars is None
+            else np.asarray(ambiguous_bars, dtype=np.int64)
+        )
+        self.initial_cash = float(initial_cash)
+        self.run_settings = dict(run_settings or {})
+        self.confidence = float(confidence)
+        self.n_boot = int(n_boot)
+        self.seed = int(seed)
+        self.elapsed_s = float(elapsed_s)
+
+    # ------------------------------------------------------------------ basics
+
+    def __repr__(self) -> str:
+        return (
+            f"SurvivalStudy({self.market.symbol} {self.market.timeframe}, "
+            f"{self.n_settings} settings x {self.n_entries} entries, "
+            f"horizon {self.horizon_days:g} days)"
+        )
+
+    @property
+    def n_settings(self) -> int:
+        """Number of settings (rows of ``settings``)."""
+        return len(self.settings)
+
+    @property
+    def n_entries(self) -> int:
+        """Number of rolling entries per setting."""
+        return int(self.entry_idx.size)
+
+    @property
+    def bar_days(self) -> float:
+        """Length of one bar in days."""
+        return self.market.timeframe_ns / _NS_PER_DAY
+
+    @property
+    def horizon_days(self) -> float:
+        """The horizon in days."""
+        return self.horizon_bars * self.bar_days
+
+    @property
+    def setting_columns(self) -> list[str]:
+        """Names of the settings that vary or define the study (columns of ``settings``)."""
+        return list(self.settings.columns)
+
+    @property
+    def entry_times(self) -> pd.DatetimeIndex:
+        """Entry times (bar open, UTC)."""
+        return pd.to_datetime(self.market.ts_ns[self.entry_idx], utc=True)
+
+    @cached_property
+    def durations(self) -> I64Array:
+        """Bars from entry to the end of the exit bar, capped at the horizon ``(n_settings, n)``."""
+        n_bars = self.market.n_bars
+        exit_idx = np.where(self.exit_idx < 0, n_bars - 1, self.exit_idx)
+        d = exit_idx - self.entry_idx[None, :] + 1
+        return np.clip(d, 1, self.horizon_bars).astype(np.int64)
+
+    @cached_property
+    def events(self) -> BoolArray:
+        """True where the hold ended in liquidation or ruin ``(n_settings, n_entries)``."""
+        out: BoolArray = (self.reason == _LIQUIDATION) | (self.reason == _RUIN)
+        return out
+
+    @cached_property
+    def stopped(self) -> BoolArray:
+        """True where a stop-loss (or trailing stop) closed the hold."""
+        out: BoolArray = (self.reason == _STOP_LOSS) | (self.reason == _TRAILING_STOP)
+        return out
+
+    def label(self, i: int) -> str:
+        """Return a short text label of setting ``i`` from its varying columns."""
+        row = self.settings.iloc[i]
+        varying = [c for c in self.settings.columns if self.settings[c].nunique(dropna=False) > 1]
+        parts = []
+        for c in varying or list(self.settings.columns[:1]):
+            v = row[c]
+            if c == "leverage":
+                parts.append(f"{_fmt_label(v)}x")
+            elif c == "stop_loss":
+                parts.append("no stop" if _is_none(v) else f"stop {float(v) * 100:g}%")
+            elif c == "position_size":
+                parts.append(f"size {float(v) * 100:g}%")
+            else:
+                parts.append(_fmt_label(v))
+        return " ".join(parts)
+
+    def select(self, **values: Any) -> list[int]:
+        """Return the setting indices whose columns equal ``values`` (None matches no stop)."""
+        mask = np.ones(self.n_settings, dtype=bool)
+        for name, want in values.items():
+            if name not in self.settings:
+                from backtester.errors import did_you_mean
+
+                raise ConfigError(
+                    f"unknown setting {name!r}{did_you_mean(name, self.settings.columns)}"
+                )
+            col = self.settings[name]
+            if _is_none(want):
+                mask &= col.isna().to_numpy()
+            else:
+                mask &= (col == want).to_numpy()
+        return [int(i) for i in np.flatnonzero(mask)]
+
+    # ------------------------------------------------------------------ statistics
+
+    @property
+    def block_len(self) -> int:
+        """Entries per bootstrap block: as many as fit in one horizon (at least 1)."""
+        return max(1, math.ceil(self.horizon_bars / max(self.entry_every_bars, 1)))
+
+    @property
+    def n_effective(self) -> float:
+        """Effective number of independent holds: non-overlapping horizons spanned by entries."""
+        return self.n_entries * min(1.0, self.entry_every_bars / self.horizon_bars)
+
+    @cached_property
+    def bootstrap_survival(self) -> F64Array:
+        """``(n_settings, n_boot)`` KM survival at the horizon on moving-block resamples.
+
+        All settings share the same resampled entry times, so differences between settings
+        are bootstrapped jointly.
+        """
+        counts = block_bootstrap_counts(
+            self.n_entries, self.block_len, n_boot=self.n_boot, seed=self.seed
+        )
+        out = np.empty((self.n_settings, self.n_boot))
+        for s in range(self.n_settings):
+            out[s] = km_weighted(self.durations[s], self.events[s], counts, at=self.horizon_bars)
+        return out
+
+    def _interval(self, survival: float, boot: F64Array) -> tuple[float, float]:
+        alpha = 1.0 - self.confidence
+        if not math.isfinite(survival):
+            return math.nan, math.nan
+        finite = boot[np.isfinite(boot)]
+        lo_b, hi_b = (
+            (float(np.quantile(finite, alpha / 2)), float(np.quantile(finite, 1 - alpha / 2)))
+            if finite.size
+            else (0.0, 1.0)
+        )
+        n_eff = self.n_effective
+        lo_c, hi_c = clopper_pearson(survival * n_eff, n_eff, alpha=alpha)
+        return min(lo_b, lo_c), max(hi_b, hi_c)
+
+    @cached_property
+    def _table(self) -> pd.DataFrame:
+        rows: list[dict[str, Any]] = []
+        alpha = 1.0 - self.confidence
+        boot = self.bootstrap_survival
+        for s in range(self.n_settings):
+            d, e = self.durations[s], self.events[s]
+            est = km_estimate(d, e, horizon=self.horizon_bars, alpha=alpha)
+            low, high = self._interval(est.survival, boot[s])
+            stopped = self.stopped[s]
+            rows.append(
+                {
+                    "n_entries": self.n_entries,
+                    "n_liquidated": int((self.reason[s] == _LIQUIDATION).sum()),
+                    "n_stopped": int(stopped.sum()),
+                    "n_censored": int((~e).sum()),
+                    "survival": est.survival,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "median_time_to_liquidation": est.median * self.bar_days,
+                    "n_ruined": int((self.reason[s] == _RUIN).sum()),
+                    "ci_low_greenwood": est.ci_low,
+                    "ci_high_greenwood": est.ci_high,
+                    "n_insurance_draws": int((self.insurance_draw[s] > 0).sum()),
+                    "mean_final_equity": float(np.mean(self.final_equity[s]) / self.initial_cash),
+                    "ambiguous_bars": int(self.ambiguous_bars[s]),
+                }
+            )
+        table = pd.concat([self.settings, pd.DataFrame(rows)], axis=1)
+        table.attrs = self.table_metadata()
+        return table
+
+    def table(self) -> pd.DataFrame:
+        """Return one row per setting: the setting columns plus survival statistics.
+
+        Columns: the settings, ``n_entries, n_liquidated, n_stopped, n_censored, survival,
+        ci_low, ci_high, median_time_to_liquidation`` (days, NaN when more than half survive the
+        horizon), then ``n_ruined``, ``ci_low_greenwood``/``ci_high_greenwood`` (the naive
+        interval that treats overlapping entries as independent), ``n_insurance_draws``,
+        ``mean_final_equity`` (fraction of the initial cash) and ``ambiguous_bars``.
+        ``df.attrs`` states what survival means and how the interval was computed.
+        """
+        return self._table.copy()
+
+    def table_metadata(self) -> dict[str, Any]:
+        """Return what the table's numbers mean (stored in ``table().attrs``)."""
+        pct = f"{self.confidence * 100:g}%"
+        return {
+            "survival": SURVIVAL_MEANING,
+            "horizon_days": self.horizon_days,
+            "entry_every_days": self.entry_every_bars * self.bar_days,
+            "median_time_to_liquidation": "days; NaN when survival stays above 50% to the horizon",
+            "ci_method": (
+                f"{pct} interval for survival at the horizon, honest for overlapping entries: "
+                f"the wider of (a) a moving-block bootstrap over entry time ({self.n_boot} "
+                f"resamples, block = {self.block_len} consecutive entries = one horizon, "
+                f"seed {self.seed}, percentile interval of the Kaplan–Meier estimate) and (b) "
+                f"an exact Clopper–Pearson interval at the effective sample size "
+                f"n_eff = {self.n_effective:.1f} non-overlapping horizons. "
+                f"ci_low_greenwood/ci_high_greenwood are lifelines' Greenwood log(-log) "
+                f"intervals, which treat every entry as independent and are too narrow here."
+            ),
+            "estimator": "Kaplan–Meier (lifelines.KaplanMeierFitter)",
+        }
+
+    def curve(self, i: int) -> tuple[F64Array, F64Array]:
+        """Return the Kaplan–Meier curve of setting ``i`` as (days since entry, survival)."""
+        t, s = km_curve(self.durations[i], self.events[i])
+        return t.astype(np.float64) * self.bar_days, s
+
+    def liquidation_days(self, i: int) -> F64Array:
+        """Return the times to liquidation (days) of the liquidated holds of setting ``i``."""
+        out: F64Array = self.durations[i][self.events[i]].astype(np.float64) * self.bar_days
+        return out
+
+    def compare(self, a: int, b: int) -> dict[str, float]:
+        """Compare settings ``a`` and ``b``: survival difference with its interval and log-rank.
+
+        Returns ``survival_a, survival_b, difference`` (a − b), ``diff_ci_low, diff_ci_high``
+        (moving-block bootstrap, same resamples for both) and ``logrank_p`` (lifelines; it
+        assumes independent entries, so it overstates significance for overlapping holds).
+        """
+        table = self._table
+        boot = self.bootstrap_survival
+        diff = boot[a] - boot[b]
+        diff = diff[np.isfinite(diff)]
+        alpha = 1.0 - self.confidence
+        sa, sb = float(table["survival"].iloc[a]), float(table["survival"].iloc[b])
+        return {
+            "survival_a": sa,
+            "survival_b": sb,
+            "difference": sa - sb,
+            "diff_ci_low": float(np.quantile(diff, alpha / 2)) if diff.size else math.nan,
+            "diff_ci_high": float(np.quantile(diff, 1 - alpha / 2)) if diff.size else math.nan,
+            "logrank_p": logrank_p(
+                self.durations[a], self.events[a], self.durations[b], self.events[b]
+            ),
+        }
+
+    def logrank(self, by: str = "leverage") -> pd.DataFrame:
+        """Return log-rank and bootstrap comparisons of neighbouring values of ``by``.
+
+        Within each group of the other settings, the settings are sorted by ``by`` (no stop
+        first) and each is compared with the next. One row per pair.
+        """
+        if by not in self.settings:
+            from backtester.errors import did_you_mean
+
+            raise ConfigError(
+                f"logrank by must be a setting column, was {by!r}"
+                f"{did_you_mean(by, self.settings.columns)}"
+            )
+        others = [c for c in self.settings.columns if c != by]
+        rows: list[dict[str, Any]] = []
+        keyed = self.settings.assign(setting_index=np.arange(self.n_settings))
+        keyed["group_key"] = [
+            tuple(_fmt_label(v) for v in r) for r in keyed[others].itertuples(index=False)
+        ]
+        for key, group in keyed.groupby("group_key", sort=False):
+            order = sorted(
+                group.itertuples(index=False),
+                key=lambda r: -1.0 if _is_none(getattr(r, by)) else _num(getattr(r, by)),
+            )
+            for ra, rb in itertools.pairwise(order):
+                result = self.compare(int(ra.setting_index), int(rb.setting_index))
+                row = dict(zip(others, key, strict=True))
+                row.update({f"{by}_a": getattr(ra, by), f"{by}_b": getattr(rb, by), **result})
+                rows.append(row)
+        frame = pd.DataFrame(rows)
+        frame.attrs = {
+            "difference": "survival_a - survival_b at the horizon",
+            "diff_ci": "moving-block bootstrap percentile interval (same resamples for a and b)",
+            "logrank_p": "lifelines logrank_test; assumes independent entries (anti-conservative)",
+        }
+        return frame
+
+    # ------------------------------------------------------------------ outputs
+
+    def run_info(self) -> dict[str, Any]:
+        """Return the run's settings, package version and data sha256 (for ``run.json``)."""
+        from backtester import __version__
+
+        m = self.market
+        return {
+            "kind": "survival_study",
+            "package": "backtester",
+            "version": __version__,
+            "market": {
+                "symbol": m.symbol,
+                "exchange": m.exchange,
+                "timeframe": m.timeframe,
+                "start": str(m.index[0]) if m.n_bars else None,
+                "end": str(m.index[-1]) if m.n_bars else None,
+                "n_bars": m.n_bars,
+                "mark_source": m.mark_source,
+                "sha256": m.fingerprint(),
+            },
+            "settings": {
+                "grid": {
+                    c: [_json_value(v) for v in dict.fromkeys(self.settings[c])]
+                    for c in self.settings
+                },
+                **{k: _json_value(v) for k, v in self.run_settings.items()},
+            },
+            "n_settings": self.n_settings,
+            "n_entries": self.n_entries,
+            "horizon_bars": self.horizon_bars,
+            "entry_every_bars": self.entry_every_bars,
+            "confidence": self.confidence,
+            "n_boot": self.n_boot,
+            "seed": self.seed,
+            "ci_method": self.table_metadata()["ci_method"],
+        }
+
+    def report(self, path: str = "reports/survival", *, comparisons: bool = True) -> str:
+        """Write the HTML report (tables, figures, CSV/parquet, ``run.json``) under ``path``.
+
+        With ``comparisons=True`` the article's comparisons (leverage ladder to 125x, stop-loss,
+        position size, isolated vs cross, mark vs last price, gaps past bankruptcy, funding)
+        are run on the same market and entries and added. Returns the path of ``index.html``.
+        """
+        from backtester.survival.report import write_survival_report
+
+        return str(write_survival_report(self, path, comparisons=comparisons))
+
+
+def _num(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _json_value(value: Any) -> Any:
+    if _is_none(value):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple | list):
+        return [_json_value(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------- running a study
+
+
+def entry_indices(market: Market, every_bars: int) -> I64Array:
+    """Return rolling entry bars: every ``every_bars`` bars from the first period-aligned bar.
+
+    A bar is aligned when its open time is a whole multiple of the period since the Unix epoch
+    (``"1D"`` → 00:00 UTC); without such a bar the first bar is used.
+    """
+    period_ns = every_bars * market.timeframe_ns
+    aligned = np.flatnonzero(market.ts_ns % period_ns == 0)
+    first = int(aligned[0]) if aligned.size else 0
+    return np.arange(first, market.n_bars, every_bars, dtype=np.int64)
+
+
+def _check_values(name: str, values: Sequence[Any], check: Any) -> tuple[Any, ...]:
+    if len(values) == 0:
+        raise ConfigError(f"{name} must list at least one value, was empty")
+    return tuple(check(v) for v in values)
+
+
+def _check_leverage(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
+        raise ConfigError(f"leverage must be a number >= 1, was {v!r}; e.g. leverage=(2, 10)")
+    if not math.isfinite(float(v)) or float(v) < 1:
+        raise ConfigError(f"leverage must be a number >= 1, was {v!r}; e.g. leverage=(2, 10)")
+    return float(v)
+
+
+def _check_stop(v: Any) -> float | None:
+    if _is_none(v) or (isinstance(v, str) and v.lower() == "none"):
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
+        raise ConfigError(f"stop_loss must be None or a fraction in (0, 1), was {v!r}")
+    if not 0 < float(v) < 1:
+        raise ConfigError(
+            f"stop_loss must be None or a fraction in (0, 1), was {v!r}; write 5% as 0.05"
+        )
+    return float(v)
+
+
+def _check_size(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
+        raise ConfigError(f"position_size must be a fraction in (0, 1], was {v!r}")
+    if not 0 < float(v) <= 1:
+        raise ConfigError(
+            f"position_size must be a fraction of equity in (0, 1], was {v!r}; write 25% as 0.25"
+        )
+    return float(v)
+
+
+def survival_study(
+    market: Market,
+    *,
+    side: Literal["long", "short", "both"] = "long",
+    leverage: float | Sequence[float] = (1, 2, 3, 5, 10, 20, 50, 100),
+    stop_loss: float | Sequence[float | None] | None = (None,),
+    position_size: float | Sequence[float] = (1.0,),
+    margin_mode: str | Sequence[str] = ("isolated",),
+    horizon: str | pd.Timedelta = "30D",
+    entry_every: str | pd.Timedelta = "1D",
+    strategy: Any = None,
+    confidence: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+    **engine_settings: Any,
+) -> SurvivalStudy:
+    """Open a position at every entry time for each setting and follow it up to the horizon.
+
+    Parameters
+    ----------
+    market : Market
+        From ``bt.load_market``. Liquidation is judged on its mark prices.
+    side : "long", "short" or "both"
+    leverage, stop_loss, position_size, margin_mode : value or sequence of values
+        The grid is their product (with ``side``). ``stop_loss`` is a fraction of the entry
+        price (0.05 = 5 %), None for no stop. ``position_size`` is the fraction of equity.
+    horizon : str
+        How long each hold is followed (``"30D"``); a whole number of bars.
+    entry_every : str
+        Spacing of the rolling entries (``"1D"``: every bar opening at 00:00 UTC).
+    strategy : module, optional
+        Not supported yet for survival studies; pass None (raises ConfigError otherwise).
+    confidence, n_boot, seed : float, int, int
+        Interval level, bootstrap resamples and the bootstrap seed.
+    **engine_settings
+        Any ``RunConfig`` field (``taker_fee``, ``funding``, ``maint_margin_rate``,
+        ``stop_trigger``, ``intrabar``, ...); a tuple or list sweeps it.
+
+    Returns
+    -------
+    SurvivalStudy
+        ``.table()`` for estimates, ``.report(path)`` for the HTML report.
+
+    Raises
+    ------
+    ConfigError
+        Bad values, unknown engine settings, a horizon or spacing that is not whole bars.
+
+    Examples
+    --------
+    >>> import backtester as bt
+    >>> m = bt.load_market("BTC/USDT:USDT")
+    >>> study = bt.survival_study(m, leverage=(2, 100))
+    >>> study.table()[["leverage", "survival"]]  # doctest: +SKIP
+    """
+    from backtester.market import Market
+
+    if not isinstance(market, Market):
+        raise ConfigError(
+            f"market must be a backtester Market, was {type(market).__name__}; "
+            "build one with bt.load_market(...) or bt.Market.from_frames(...)"
+        )
+    if strategy is not None:
+        raise ConfigError(
+            "strategy survival studies are not supported yet, was strategy="
+            f"{getattr(strategy, '__name__', strategy)!r}; pass strategy=None for rolling holds "
+            "or use bt.run_sweep for strategy backtests"
+        )
+    check_one_of(side, "side", ("long", "short", "both"))
+    sides = ("long", "short") if side == "both" else (side,)
+    levs = _check_values("leverage", _as_tuple(leverage), _check_leverage)
+    stops = _check_values("stop_loss", _as_tuple(stop_loss), _check_stop)
+    sizes = _check_values("position_size", _as_tuple(position_size), _check_size)
+    modes = _check_values(
+        "margin_mode",
+        _as_tuple(margin_mode),
+        lambda v: check_one_of(v, "margin_mode", ("isolated", "cross")),
+    )
+    if not 0 < confidence < 1:
+        raise ConfigError(f"confidence must be in (0, 1), was {confidence!r}; e.g. 0.95")
+    horizon_bars = parse_period_bars(horizon, "horizon", market.timeframe_ns)
+    every_bars = parse_period_bars(entry_every, "entry_every", market.timeframe_ns)
+    entries = entry_indices(market, every_bars)
+    if entries.size == 0:
+        raise ConfigError(
+            f"no entry times: the market has {market.n_bars} bars and entry_every={entry_every!r}; "
+            "load a longer range or enter more often"
+        )
+
+    swept = {k: tuple(v) for k, v in engine_settings.items() if isinstance(v, tuple | list)}
+    fixed = {k: v for k, v in engine_settings.items() if k not in swept}
+    axes: dict[str, tuple[Any, ...]] = {
+        "side": sides,
+        "leverage": levs,
+        "stop_loss": stops,
+        "position_size": sizes,
+        "margin_mode": modes,
+        **swept,
+    }
+    outcomes, settings, elapsed, initial_cash = _run_engine(
+        market, axes, fixed, entries, horizon_bars
+    )
+    log.info(
+        "survival study %s %s: %d settings x %d entries, horizon %d bars, %.2f s",
+        market.symbol,
+        market.timeframe,
+        len(settings),
+        entries.size,
+        horizon_bars,
+        elapsed,
+    )
+    return SurvivalStudy(
+        market=market,
+        settings=settings,
+        entry_idx=np.asarray(outcomes.entry_idx, dtype=np.int64),
+        horizon_bars=horizon_bars,
+        entry_every_bars=every_bars,
+        exit_idx=outcomes.exit_idx,
+        reason=outcomes.reason,
+        final_equity=outcomes.final_equity,
+        min_equity=outcomes.min_equity,
+        insurance_draw=outcomes.insurance_draw,
+        funding_paid=outcomes.funding_paid,
+        fees_paid=outcomes.fees_paid,
+        ambiguous_bars=getattr(outcomes, "ambiguous_bars", None),
+        initial_cash=initial_cash,
+        run_settings={"horizon": str(horizon), "entry_every": str(entry_every), **fixed},
+        confidence=confidence,
+        n_boot=n_boot,
+        seed=seed,
+        elapsed_s=elapsed,
+    )
+
+
+def _run_engine(
+    market: Market,
+    axes: dict[str, tuple[Any, ...]],
+    fixed: dict[str, Any],
+    entries: I64Array,
+    horizon_bars: int,
+) -> tuple[Any, pd.DataFrame, float, float]:
+    from backtester.config import RunConfig
+    from backtester.engine.run import run_entries
+    from backtester.params import ParamGrid
+
+    config = _make_config(RunConfig, fixed)
+    for name in axes:
+        if name not in _config_fields(RunConfig):
+            from backtester.errors import did_you_mean
+
+            raise ConfigError(
+                f"unknown engine setting {name!r}{did_you_mean(name, _config_fields(RunConfig))}"
+            )
+    combos = list(itertools.product(*axes.values()))
+    settings = pd.DataFrame(combos, columns=list(axes))
+    grid_lists = {name: [_grid_value(name, v) for v in settings[name]] for name in settings.columns}
+    grid = ParamGrid.zip(**grid_lists)
+    t0 = time.perf_counter()
+    outcomes = run_entries(
+        market, grid, entry_idx=entries, horizon_bars=horizon_bars, config=config
+    )
+    elapsed = time.perf_counter() - t0
+    settings["stop_loss"] = [None if _is_none(v) else float(v) for v in settings["stop_loss"]]
+    initial_cash = float(getattr(config, "initial_cash", 1.0))
+    return outcomes, settings, elapsed, initial_cash
+
+
+def _config_fields(config_cls: Any) -> list[str]:
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(config_cls)]
+
+
+def _make_config(config_cls: Any, fixed: dict[str, Any]) -> Any:
+    names = _config_fields(config_cls)
+    for name in fixed:
+        if name not in names:
+            from backtester.errors import did_you_mean
+
+            raise ConfigError(f"unknown engine setting {name!r}{did_you_mean(name, names)}")
+    return config_cls(**fixed)
+
+
+def _grid_value(name: str, value: Any) -> Any:
+    if name == "stop_loss" and _is_none(value):
+        return math.nan
+    return value
