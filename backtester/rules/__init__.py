@@ -362,7 +362,13 @@ def liquidation_quote(
     )
     lev_hint = f"the maximum for {where} is {max_lev:g}"
     if leverage is not None:
-        check_in_range(leverage, "leverage", 1, max_lev, hint=lev_hint)
+        check_in_range(
+            leverage,
+            "leverage",
+            1,
+            int(max_lev) if max_lev.is_integer() else max_lev,
+            hint=lev_hint,
+        )
     other_mm = _finite(other_maint_margin, "other_maint_margin")
     other_upnl = _finite(other_unrealized_pnl, "other_unrealized_pnl")
     if mode == "isolated":
