@@ -345,10 +345,12 @@ def write_dataset(
     store: str | os.PathLike[str] | None = None,
     fetched_at: str | None = None,
     source: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Atomically write a series dataset and its manifest entry; return the parquet path.
 
-    ``frame`` must have canonical columns (``timestamp`` tz-aware, strictly increasing).
+    ``frame`` must have canonical columns (``timestamp`` tz-aware, strictly increasing);
+    ``extra`` adds fields to the manifest entry (the loader records ``requested_start``).
     """
     root = store_root(store)
     path = dataset_path(root, exchange, symbol, timeframe, kind)
@@ -375,6 +377,7 @@ def write_dataset(
         fetched_at=fetched_at,
         source=source,
     )
+    entry.update(extra or {})
     _update_manifest(root, key, entry)
     return path
 

@@ -1,0 +1,150 @@
+"""``backtester data {download,list,verify}``: translate options into data-layer calls and print tables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+import pandas as pd
+
+from backtester._typing import DATA_KINDS, EXCHANGES
+from backtester.errors import ConfigError, did_you_mean
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``data`` command group to the top-level parser."""
+    data = subparsers.add_parser(
+        "data",
+        help="download, list and verify market data in the local store",
+        description="Market data in the local parquet store (bundled data included).",
+    )
+    sub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    data.set_defaults(handler=lambda args: _usage(data))
+
+    dl = sub.add_parser(
+        "download",
+        help="download OHLCV, mark/index bars, funding and tiers through ccxt",
+        description="Fetch only what the store lacks; rerun the same command to resume.",
+    )
+    dl.add_argument("--exchange", default="binanceusdm", help=f"one of {', '.join(EXCHANGES)}")
+    dl.add_argument("--symbol", required=True, help="ccxt symbol, e.g. BTC/USDT:USDT")
+    dl.add_argument("--timeframe", default="1h", help="bar length (1m, 5m, 1h, 4h, 1d)")
+    dl.add_argument("--start", required=True, help="first bar open (UTC), e.g. 2020-01-01")
+    dl.add_argument("--end", default=None, help="end (exclusive, UTC); default: now")
+    dl.add_argument(
+        "--kinds",
+        default="ohlcv,mark,funding,tiers",
+        help=f"comma-separated subset of {','.join(DATA_KINDS)}",
+    )
+    dl.add_argument("--store", default=None, help="store root (default $BACKTESTER_STORE or data/)")
+    dl.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    dl.set_defaults(handler=_download)
+
+    ls = sub.add_parser("list", help="print the stored datasets (bundled and downloaded)")
+    ls.add_argument("--store", default=None, help="store root")
+    ls.set_defaults(handler=_list)
+
+    vf = sub.add_parser(
+        "verify", help="check integrity and gaps of every dataset; exit 1 on a problem"
+    )
+    vf.add_argument("--store", default=None, help="store root")
+    vf.set_defaults(handler=_verify)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    for kind in kinds:
+        if kind not in DATA_KINDS:
+            raise ConfigError(
+                f"--kinds must be among {','.join(DATA_KINDS)}, was {kind!r}"
+                f"{did_you_mean(kind, DATA_KINDS)}"
+            )
+    return kinds
+
+
+def _credentials(exchange: str) -> dict[str, str]:
+    prefix = f"BACKTESTER_{exchange.upper()}_"
+    config = {}
+    for env, key in (("API_KEY", "apiKey"), ("SECRET", "secret"), ("PASSWORD", "password")):
+        value = os.environ.get(prefix + env)
+        if value:
+            config[key] = value
+    return config
+
+
+def _download(args: argparse.Namespace) -> int:
+    from backtester.data.ccxt_loader import create_exchange, download
+
+    kinds = _kinds(args.kinds)
+    config = _credentials(args.exchange) if args.exchange in EXCHANGES else {}
+    client = create_exchange(args.exchange, config=config) if config else None
+    result = download(
+        args.exchange,
+        args.symbol,
+        args.timeframe,
+        start=args.start,
+        end=args.end,
+        kinds=kinds,
+        store=args.store,
+        progress=False if args.no_progress else None,
+        client=client,
+    )
+    print(_table(result))
+    return 0
+
+
+def _table(df: pd.DataFrame) -> str:
+    if len(df) == 0:
+        return "(nothing)"
+    shown = df.copy()
+    for column in ("start", "end"):
+        if column in shown:
+            shown[column] = [
+                "" if pd.isna(v) else pd.Timestamp(v).strftime("%Y-%m-%d %H:%M")
+                for v in shown[column]
+            ]
+    return str(shown.to_string(index=False))
+
+
+def _list(args: argparse.Namespace) -> int:
+    from backtester.data.store import list_store
+
+    listing = list_store(args.store)
+    if len(listing) == 0:
+        print(
+            "no datasets; download some with `backtester data download --symbol BTC/USDT:USDT --start 2024-01-01`"
+        )
+        return 0
+    columns = [
+        "location",
+        "exchange",
+        "symbol",
+        "timeframe",
+        "kind",
+        "start",
+        "end",
+        "rows",
+        "size_kb",
+    ]
+    print(_table(listing[columns]))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from backtester.data.store import list_store, verify_store
+
+    problems = verify_store(args.store)
+    n = len(list_store(args.store))
+    if len(problems) == 0:
+        print(f"ok: {n} datasets verified, no problems")
+        return 0
+    print(problems.to_string(index=False))
+    print(f"{len(problems)} problem(s) in {n} datasets", file=sys.stderr)
+    return 1

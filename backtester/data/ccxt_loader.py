@@ -1,0 +1,715 @@
+"""Exchange I/O through ccxt: download perp OHLCV, mark/index bars, funding and tiers into the store.
+
+This is the only module that imports ccxt (inside functions, so ``import backtester`` stays light).
+It uses ccxt's unified methods only: ``load_markets``, ``fetch_ohlcv`` (``params={"price":
+"mark"|"index"}``), ``fetch_funding_rate_history`` and ``fetch_market_leverage_tiers`` /
+``fetch_leverage_tiers``.
+
+Download rules
+--------------
+* Pages are requested by ``since`` with the exchange's page limit; ccxt's rate limiter is on.
+* Network errors, timeouts, HTTP 429 and 5xx (ccxt ``NetworkError`` and its subclasses
+  ``RequestTimeout``, ``DDoSProtection``, ``RateLimitExceeded``, ``ExchangeNotAvailable``) are retried
+  with exponential backoff (1, 2, 4, ... s, at most ``max_tries`` tries); any other ccxt error fails
+  at once with an :class:`~backtester.errors.ExchangeError` naming exchange, symbol and what to do.
+* Only what is missing is fetched: the part before the stored data (unless an earlier run already
+  asked for it and the exchange had nothing), holes inside it and the part after it.
+* Every ``batch_pages`` pages the dataset is merged (deduplicated by timestamp, newest copy wins)
+  and written atomically, so an interrupted download loses at most one batch and the same command
+  resumes it.
+* The bar still forming is never stored: the default ``end`` is the open of the current bar.
+* Merged data is validated: monotonic timestamps, gaps reported, OHLC consistent, prices positive;
+  problems are reported in the result and logged (the store keeps what the exchange sent).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from backtester._typing import DATA_KINDS, EXCHANGES
+from backtester.data import schema
+from backtester.data import store as data_store
+from backtester.errors import ConfigError, DataError, ExchangeError, did_you_mean
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EXCHANGE_PROFILES", "ExchangeProfile", "create_exchange", "download"]
+
+_MS = 1_000_000  # ns per ms
+_EIGHT_HOURS_NS = 8 * 3_600_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeProfile:
+    """How to talk to one exchange through ccxt."""
+
+    options: dict[str, Any]
+    ohlcv_limit: int  # bars per page
+    funding_limit: int  # funding events per page
+    windowed: bool  # a page covers [since, since + limit * step): an empty page is not the end
+    funding_backward: bool  # funding history is paged backwards with the "after" cursor (OKX)
+
+
+EXCHANGE_PROFILES: dict[str, ExchangeProfile] = {
+    "binanceusdm": ExchangeProfile(
+        options={"defaultType": "swap"},
+        ohlcv_limit=1500,
+        funding_limit=1000,
+        windowed=False,
+        funding_backward=False,
+    ),
+    "okx": ExchangeProfile(
+        options={"defaultType": "swap", "fetchMarkets": {"types": ["swap"]}},
+        ohlcv_limit=100,
+        funding_limit=100,
+        windowed=True,
+        funding_backward=True,
+    ),
+    "bybit": ExchangeProfile(
+        options={"defaultType": "swap", "fetchMarkets": {"types": ["linear"]}},
+        ohlcv_limit=1000,
+        funding_limit=200,
+        windowed=True,
+        funding_backward=False,
+    ),
+}
+
+
+def create_exchange(exchange: str, *, config: dict[str, Any] | None = None) -> Any:
+    """Return a ccxt exchange instance set up for USDT perpetuals with the rate limiter on.
+
+    ``config`` is merged into the ccxt constructor arguments (e.g. ``apiKey``/``secret``).
+    """
+    _check_exchange(exchange)
+    import ccxt
+
+    profile = EXCHANGE_PROFILES[exchange]
+    options = dict(profile.options)
+    settings: dict[str, Any] = {"enableRateLimit": True, "timeout": 30_000, "options": options}
+    for key, value in (config or {}).items():
+        if key == "options" and isinstance(value, dict):
+            options.update(value)
+        else:
+            settings[key] = value
+    return getattr(ccxt, exchange)(settings)
+
+
+def _check_exchange(exchange: str) -> None:
+    if exchange not in EXCHANGES:
+        raise ConfigError(
+            f"exchange must be one of {', '.join(EXCHANGES)}, was {exchange!r}"
+            f"{did_you_mean(exchange, EXCHANGES)}"
+        )
+
+
+# ---------------------------------------------------------------- calling ccxt with retries
+
+
+@dataclass(slots=True)
+class _Caller:
+    exchange_id: str
+    symbol: str
+    client: Any
+    sleep: Callable[[float], None]
+    max_tries: int
+
+    def __call__(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        import ccxt
+
+        for attempt in range(1, self.max_tries + 1):
+            try:
+                return getattr(self.client, method)(*args, **kwargs)
+            except ccxt.NetworkError as exc:  # timeouts, 429/DDoS, 5xx, maintenance
+                if attempt == self.max_tries:
+                    raise ExchangeError(
+                        f"{self.exchange_id} {self.symbol}: {what} failed after {attempt} tries "
+                        f"({type(exc).__name__}: {_short(exc)}); check the connection or retry "
+                        "later - the data fetched so far is saved and the same command resumes"
+                    ) from exc
+                delay = min(60.0, 2.0 ** (attempt - 1))
+                log.warning(
+                    "%s %s: %s: %s, retry %d/%d in %.0f s",
+                    self.exchange_id,
+                    self.symbol,
+                    what,
+                    type(exc).__name__,
+                    attempt,
+                    self.max_tries - 1,
+                    delay,
+                )
+                self.sleep(delay)
+            except ccxt.BaseError as exc:
+                raise ExchangeError(
+                    f"{self.exchange_id} {self.symbol}: {what} failed ({type(exc).__name__}: "
+                    f"{_short(exc)}); {_hint(exc)}"
+                ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _hint(exc: BaseException) -> str:
+    import ccxt
+
+    if isinstance(exc, ccxt.BadSymbol):
+        return "check the symbol: perpetuals are written like 'BTC/USDT:USDT'"
+    if isinstance(exc, ccxt.AuthenticationError | ccxt.PermissionDenied):
+        return "this endpoint needs API keys with read permission"
+    if isinstance(exc, ccxt.NotSupported):
+        return "this exchange does not offer it through ccxt; drop that kind from --kinds"
+    return "the exchange rejected the request; check the symbol, timeframe and dates"
+
+
+# ---------------------------------------------------------------- public entry point
+
+
+_RESULT_COLUMNS = ["kind", "status", "rows_added", "rows", "start", "end", "problems", "path"]
+
+
+def download(
+    exchange: str,
+    symbol: str,
+    timeframe: str = "1h",
+    *,
+    start: str | pd.Timestamp,
+    end: str | pd.Timestamp | None = None,
+    kinds: Sequence[str] = ("ohlcv", "mark", "funding", "tiers"),
+    store: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
+    client: object | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    max_tries: int = 5,
+    page_limit: int | None = None,
+    batch_pages: int = 10,
+    now: str | pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Download market data through ccxt into the store, fetching only what is missing.
+
+    Parameters
+    ----------
+    exchange : {"binanceusdm", "okx", "bybit"}
+    symbol : str
+        ccxt unified symbol of the perpetual, e.g. ``"BTC/USDT:USDT"`` on every exchange.
+    timeframe : str
+        Bar length (``"1m"``, ``"1h"``, ...).
+    start, end : str or pd.Timestamp
+        Bar open times, ``start`` inclusive, ``end`` exclusive (naive values are UTC); ``end``
+        defaults to the open of the bar still forming.
+    kinds : sequence of {"ohlcv", "mark", "index", "funding", "tiers"}
+    store : path, optional
+        Store root (see :func:`backtester.data.store.store_root`).
+    progress : bool, optional
+        Show a progress bar; by default only when stderr is a terminal.
+    client : ccxt exchange, optional
+        A ready ccxt instance (e.g. with API keys); by default :func:`create_exchange`.
+    sleep : callable
+        Used for retry backoff (tests pass a no-op).
+    max_tries : int
+        Tries per request before giving up (>= 1).
+    page_limit : int, optional
+        Rows per request; default the exchange's maximum.
+    batch_pages : int
+        Pages fetched between two atomic writes of the dataset.
+    now : str or pd.Timestamp, optional
+        The current time (default: the clock); fixes the default ``end`` and the tier date.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per dataset: ``kind, status, rows_added, rows, start, end, problems, path``.
+
+    Raises
+    ------
+    ConfigError
+        Unknown exchange or kind, bad numbers.
+    ExchangeError
+        The exchange failed permanently, or kept failing after ``max_tries`` tries.
+    """
+    _check_exchange(exchange)
+    wanted = list(kinds)
+    for kind in wanted:
+        if kind not in DATA_KINDS:
+            raise ConfigError(
+                f"kinds must be among {', '.join(DATA_KINDS)}, was {kind!r}"
+                f"{did_you_mean(kind, DATA_KINDS)}"
+            )
+    if not wanted:
+        raise ConfigError("kinds must name at least one of " + ", ".join(DATA_KINDS))
+    if not isinstance(max_tries, int) or max_tries < 1:
+        raise ConfigError(f"max_tries must be an integer >= 1, was {max_tries!r}")
+    if not isinstance(batch_pages, int) or batch_pages < 1:
+        raise ConfigError(f"batch_pages must be an integer >= 1, was {batch_pages!r}")
+    if page_limit is not None and (not isinstance(page_limit, int) or page_limit < 2):
+        raise ConfigError(f"page_limit must be an integer >= 2, was {page_limit!r}")
+    step = schema.timeframe_to_ns(timeframe)
+    now_ts = pd.Timestamp.now(tz="UTC") if now is None else schema.to_utc_timestamp(now, "now")
+    t0 = int(schema.to_utc_timestamp(start, "start").value)
+    current_bar = (int(now_ts.value) // step) * step
+    t1 = current_bar if end is None else int(schema.to_utc_timestamp(end, "end").value)
+    t1 = min(t1, current_bar)
+    if t1 <= t0:
+        raise ConfigError(
+            f"end must be after start, was start {schema.format_ts(t0)} end {schema.format_ts(t1)}"
+        )
+    ex = create_exchange(exchange) if client is None else client
+    caller = _Caller(exchange, symbol, ex, sleep, max_tries)
+    markets = caller("loading markets", "load_markets")
+    if symbol not in markets:
+        swaps = [s for s in markets if str(s).endswith(":USDT")]
+        raise ExchangeError(
+            f"{exchange} has no market {symbol!r}{did_you_mean(symbol, swaps or markets)}; "
+            "perpetuals are written like 'BTC/USDT:USDT'"
+        )
+    profile = EXCHANGE_PROFILES[exchange]
+    show = sys.stderr.isatty() if progress is None else bool(progress)
+    job = _Job(
+        exchange=exchange,
+        symbol=symbol,
+        timeframe=timeframe,
+        step=step,
+        root=data_store.store_root(store),
+        store=store,
+        caller=caller,
+        profile=profile,
+        page_limit=page_limit,
+        batch_pages=batch_pages,
+        show_progress=show,
+    )
+    rows: list[dict[str, Any]] = []
+    for kind in wanted:
+        if kind == "tiers":
+            rows.append(job.tiers(ex, now_ts))
+        elif kind == "funding":
+            rows.append(job.funding(t0, t1))
+        else:
+            rows.append(job.bars(kind, t0, t1))
+    result = pd.DataFrame(rows, columns=_RESULT_COLUMNS)
+    log.info("download %s %s %s done:\n%s", exchange, symbol, timeframe, result.to_string())
+    return result
+
+
+# ---------------------------------------------------------------- the download job
+
+
+class _NoBar:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def update(self, n: float = 1) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def _progress_bar(show: bool, total: float, desc: str) -> Any:
+    if not show:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is optional
+        return _NoBar()
+    return tqdm(total=round(total, 1), desc=desc, unit="day", file=sys.stderr, leave=False)
+
+
+def _segments(
+    ts: np.ndarray[Any, Any], t0: int, t1: int, step: int, requested_from: int | None
+) -> list[tuple[int, int]]:
+    # the parts of [t0, t1) not covered by the stored bar open times ``ts``
+    if ts.size == 0:
+        return [(t0, t1)]
+    out: list[tuple[int, int]] = []
+    first, last_end = int(ts[0]), int(ts[-1]) + step
+    head_known = requested_from is not None and requested_from <= t0
+    if t0 < first and not head_known:
+        out.append((t0, min(first, t1)))
+    inside = ts[(ts >= t0 - step) & (ts < t1)]
+    for a, b in schema.find_gaps(inside, step):
+        out.append((max(a + step, t0), min(b, t1)))
+    if t1 > last_end:
+        out.append((max(last_end, t0), t1))
+    return [(a, b) for a, b in out if b > a]
+
+
+@dataclass(slots=True)
+class _Job:
+    exchange: str
+    symbol: str
+    timeframe: str
+    step: int
+    root: Any
+    store: str | os.PathLike[str] | None
+    caller: _Caller
+    profile: ExchangeProfile
+    page_limit: int | None
+    batch_pages: int
+    show_progress: bool
+
+    # ------------------------------------------------------------ stored state
+
+    def _stored(self, kind: str) -> tuple[pd.DataFrame | None, int | None]:
+        path = data_store.dataset_path(self.root, self.exchange, self.symbol, self.timeframe, kind)
+        if not path.is_file():
+            return None, None
+        try:
+            df = data_store._canonical(pd.read_parquet(path), kind, path)
+        except Exception as exc:
+            raise DataError(
+                f"stored {kind} dataset {path} is damaged ({type(exc).__name__}); delete it and "
+                "run the download again"
+            ) from exc
+        key = path.relative_to(self.root).with_suffix("").as_posix()
+        entry = data_store.read_manifest(self.root).get(key, {})
+        requested = entry.get("requested_start")
+        return df, None if requested is None else int(pd.Timestamp(requested).value)
+
+    def _save(
+        self, kind: str, parts: list[pd.DataFrame | None], requested_from: int | None
+    ) -> pd.DataFrame:
+        merged = pd.concat([p for p in parts if p is not None and len(p)], ignore_index=True)
+        merged = schema.drop_duplicates(merged, keep="last")
+        extra = {}
+        if requested_from is not None:
+            extra["requested_start"] = pd.Timestamp(requested_from, tz="UTC").isoformat()
+        data_store.write_dataset(
+            merged,
+            exchange=self.exchange,
+            symbol=self.symbol,
+            timeframe=self.timeframe,
+            kind=kind,
+            store=self.store,
+            extra=extra,
+        )
+        return merged
+
+    def _result(
+        self, kind: str, status: str, added: int, df: pd.DataFrame | None, problems: str, path: Any
+    ) -> dict[str, Any]:
+        has = df is not None and len(df) > 0
+        assert df is not None or not has
+        return {
+            "kind": kind,
+            "status": status,
+            "rows_added": int(added),
+            "rows": 0 if df is None else len(df),
+            "start": df["timestamp"].iloc[0] if has else pd.NaT,  # type: ignore[index]
+            "end": df["timestamp"].iloc[-1] if has else pd.NaT,  # type: ignore[index]
+            "problems": problems,
+            "path": "" if path is None else str(path),
+        }
+
+    # ------------------------------------------------------------ bars
+
+    def bars(self, kind: str, t0: int, t1: int) -> dict[str, Any]:
+        existing, requested_from = self._stored(kind)
+        ts = np.empty(0, np.int64) if existing is None else schema.timestamps_ns(existing, kind)
+        path = data_store.dataset_path(self.root, self.exchange, self.symbol, self.timeframe, kind)
+        segments = _segments(ts, t0, t1, self.step, requested_from)
+        if not segments:
+            return self._result(
+                kind, "up to date", 0, existing, self._problems(existing, kind), path
+            )
+        before = 0 if existing is None else len(existing)
+        params: dict[str, Any] = {} if kind == "ohlcv" else {"price": kind}
+        limit = self.page_limit or self.profile.ohlcv_limit
+        total_days = sum(b - a for a, b in segments) / 86_400e9
+        bar = _progress_bar(self.show_progress, total_days, f"{self.symbol} {kind}")
+        stored = existing
+        # "requested_start" may only move back once a head segment is complete, so an
+        # interrupted head download leaves a hole that the next run sees and fetches
+        recorded = requested_from
+        try:
+            for a, b in segments:
+                is_head = ts.size == 0 or a < int(ts[0])
+                pending: list[pd.DataFrame] = []
+                pages = 0
+                cursor = a
+                while cursor < b:
+                    what = f"fetching {kind} {self.timeframe} bars since {schema.format_ts(cursor)}"
+                    raw = self.caller(
+                        what,
+                        "fetch_ohlcv",
+                        self.symbol,
+                        self.timeframe,
+                        cursor // _MS,
+                        limit,
+                        params,
+                    )
+                    page = _ohlcv_frame(raw)
+                    if len(page) == 0:
+                        if not self.profile.windowed:
+                            break  # end of history
+                        advance = cursor + limit * self.step
+                    else:
+                        page_ts = schema.timestamps_ns(page, kind)
+                        advance = int(page_ts[-1]) + self.step
+                        keep = (page_ts >= cursor) & (page_ts < b)
+                        if keep.any():
+                            pending.append(page.loc[keep])
+                    if advance <= cursor:
+                        break  # no progress: the exchange repeats itself
+                    bar.update(round((min(advance, b) - cursor) / 86_400e9, 3))
+                    cursor = advance
+                    pages += 1
+                    if pages % self.batch_pages == 0 and pending:
+                        stored = self._save(kind, [stored, *pending], recorded)
+                        pending = []
+                if is_head:
+                    recorded = t0 if recorded is None else min(t0, recorded)
+                if pending:
+                    stored = self._save(kind, [stored, *pending], recorded)
+            if stored is not None and recorded != requested_from:
+                stored = self._save(kind, [stored], recorded)
+        finally:
+            bar.close()
+        if stored is None:
+            return self._result(kind, "no data", 0, None, "exchange returned no bars", None)
+        added = len(stored) - before
+        return self._result(kind, "ok", added, stored, self._problems(stored, kind), path)
+
+    def _problems(self, df: pd.DataFrame | None, kind: str) -> str:
+        if df is None or len(df) == 0:
+            return ""
+        found = data_store._verify_series(df, kind, self.timeframe)
+        text = "; ".join(f"{p}: {d}" for p, d in found)
+        if text:
+            log.warning("%s %s %s %s: %s", self.exchange, self.symbol, self.timeframe, kind, text)
+        return text
+
+    # ------------------------------------------------------------ funding
+
+    def funding(self, t0: int, t1: int) -> dict[str, Any]:
+        existing, requested_from = self._stored("funding")
+        limit = self.page_limit or self.profile.funding_limit
+        ts = (
+            np.empty(0, dtype=np.int64)
+            if existing is None
+            else schema.timestamps_ns(existing, "funding")
+        )
+        segments: list[tuple[int, int]] = []
+        if ts.size == 0:
+            segments.append((t0, t1))
+        else:
+            head_known = requested_from is not None and requested_from <= t0
+            if t0 < int(ts[0]) and not head_known:
+                segments.append((t0, int(ts[0])))
+            if t1 > int(ts[-1]) + 1:
+                segments.append((int(ts[-1]) + _MS, t1))
+        before = 0 if existing is None else len(existing)
+        path = data_store.dataset_path(
+            self.root, self.exchange, self.symbol, self.timeframe, "funding"
+        )
+        if not segments:
+            return self._result("funding", "up to date", 0, existing, "", path)
+        stored = existing
+        total_days = sum(b - a for a, b in segments) / 86_400e9
+        bar = _progress_bar(self.show_progress, total_days, f"{self.symbol} funding")
+        recorded = requested_from
+        try:
+            for a, b in segments:
+                # funding has no bar grid, so a hole cannot be detected later: a head segment
+                # before stored events is written only once complete
+                hold = existing is not None and a < int(ts[0])
+                fetch = (
+                    self._funding_backward
+                    if self.profile.funding_backward
+                    else self._funding_forward
+                )
+                held: list[pd.DataFrame | None] = []
+                for chunk in fetch(a, b, limit, bar):
+                    if hold:
+                        held.append(chunk)
+                    else:
+                        stored = self._save("funding", [stored, chunk], recorded)
+                if ts.size == 0 or a < int(ts[0]):
+                    recorded = t0 if recorded is None else min(t0, recorded)
+                if held:
+                    stored = self._save("funding", [stored, *held], recorded)
+            if stored is not None and recorded != requested_from:
+                stored = self._save("funding", [stored], recorded)
+        finally:
+            bar.close()
+        if stored is None:
+            return self._result("funding", "no data", 0, None, "exchange returned no events", None)
+        return self._result("funding", "ok", len(stored) - before, stored, "", path)
+
+    def _funding_forward(self, a: int, b: int, limit: int, bar: Any) -> Iterable[pd.DataFrame]:
+        cursor = a
+        pending: list[pd.DataFrame] = []
+        pages = 0
+        while cursor < b:
+            what = f"fetching funding rates since {schema.format_ts(cursor)}"
+            raw = self.caller(what, "fetch_funding_rate_history", self.symbol, cursor // _MS, limit)
+            page = _funding_frame(raw)
+            if len(page) == 0:
+                if not self.profile.windowed:
+                    break
+                advance = cursor + limit * _EIGHT_HOURS_NS
+            else:
+                page_ts = schema.timestamps_ns(page, "funding")
+                advance = int(page_ts[-1]) + _MS
+                keep = (page_ts >= cursor) & (page_ts < b)
+                if keep.any():
+                    pending.append(page.loc[keep])
+                if not self.profile.windowed and len(page) < limit:
+                    advance = max(advance, b)  # a short page is the newest data there is
+            if advance <= cursor:
+                break
+            bar.update(round((min(advance, b) - cursor) / 86_400e9, 3))
+            cursor = advance
+            pages += 1
+            if pages % self.batch_pages == 0 and pending:
+                yield pd.concat(pending, ignore_index=True)
+                pending = []
+        if pending:
+            yield pd.concat(pending, ignore_index=True)
+
+    def _funding_backward(self, a: int, b: int, limit: int, bar: Any) -> Iterable[pd.DataFrame]:
+        # OKX: records older than "after", newest first; walk back from b to a, write once
+        cursor = b
+        pending: list[pd.DataFrame] = []
+        while cursor > a:
+            what = f"fetching funding rates before {schema.format_ts(cursor)}"
+            raw = self.caller(
+                what,
+                "fetch_funding_rate_history",
+                self.symbol,
+                None,
+                limit,
+                {"after": str(cursor // _MS)},
+            )
+            page = _funding_frame(raw)
+            if len(page) == 0:
+                break  # start of the exchange's history
+            page_ts = schema.timestamps_ns(page, "funding")
+            keep = (page_ts >= a) & (page_ts < b) & (page_ts < cursor)
+            if keep.any():
+                pending.append(page.loc[keep])
+            oldest = int(page_ts[0])
+            if oldest >= cursor:
+                break
+            bar.update(round((cursor - max(oldest, a)) / 86_400e9, 3))
+            cursor = oldest
+        if pending:
+            yield pd.concat(pending, ignore_index=True)
+
+    # ------------------------------------------------------------ tiers
+
+    def tiers(self, ex: Any, now: pd.Timestamp) -> dict[str, Any]:
+        if self.exchange == "binanceusdm" and not getattr(ex, "apiKey", None):
+            status = (
+                "skipped: Binance serves leverage brackets only to signed requests; pass a client "
+                "with apiKey/secret (CLI: BACKTESTER_BINANCEUSDM_API_KEY/_SECRET) or use the "
+                "bundled snapshot"
+            )
+            log.warning("%s %s tiers %s", self.exchange, self.symbol, status)
+            return self._result("tiers", status, 0, None, "", None)
+        what = "fetching leverage tiers"
+        if getattr(ex, "has", {}).get("fetchMarketLeverageTiers"):
+            raw = self.caller(what, "fetch_market_leverage_tiers", self.symbol)
+        else:
+            raw = self.caller(what, "fetch_leverage_tiers", [self.symbol]).get(self.symbol, [])
+        market = ex.market(self.symbol)
+        table = _tier_frame(self.exchange, raw, market)
+        if len(table) == 0:
+            return self._result("tiers", "no data", 0, None, "exchange returned no tiers", None)
+        path = data_store.write_tiers(
+            table, exchange=self.exchange, symbol=self.symbol, date=now, store=self.store
+        )
+        day = pd.Timestamp(now).floor("D")
+        frame = pd.DataFrame({"timestamp": [day]})
+        return {**self._result("tiers", "ok", len(table), frame, "", path), "rows": len(table)}
+
+
+# ---------------------------------------------------------------- ccxt structures -> frames
+
+
+def _ohlcv_frame(raw: Any) -> pd.DataFrame:
+    rows = [r for r in (raw or []) if r and r[0] is not None and None not in r[1:5]]
+    if not rows:
+        return pd.DataFrame(columns=list(schema.BAR_COLUMNS))
+    arr = np.array([[float(x) if x is not None else 0.0 for x in r[:6]] for r in rows])
+    if arr.shape[1] < 6:
+        arr = np.column_stack([arr, np.zeros(len(arr))])
+    df = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(arr[:, 0].astype(np.int64), unit="ms", utc=True),
+            "open": arr[:, 1],
+            "high": arr[:, 2],
+            "low": arr[:, 3],
+            "close": arr[:, 4],
+            "volume": arr[:, 5],
+        }
+    )
+    df["timestamp"] = df["timestamp"].astype("datetime64[ns, UTC]")
+    return schema.drop_duplicates(df, keep="last")
+
+
+def _funding_frame(raw: Any) -> pd.DataFrame:
+    rows = [
+        (int(r["timestamp"]), float(r["fundingRate"]))
+        for r in (raw or [])
+        if r.get("timestamp") is not None and r.get("fundingRate") is not None
+    ]
+    if not rows:
+        return pd.DataFrame(columns=list(schema.FUNDING_COLUMNS))
+    ts, rate = zip(*rows, strict=True)
+    df = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(np.array(ts, dtype=np.int64), unit="ms", utc=True).astype(
+                "datetime64[ns, UTC]"
+            ),
+            "funding_rate": np.array(rate, dtype=np.float64),
+        }
+    )
+    return schema.drop_duplicates(df, keep="last")
+
+
+def _num(value: Any, default: float = 0.0) -> float:
+    try:
+        return float(value) if value is not None and value != "" else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _tier_frame(exchange: str, raw: list[dict[str, Any]], market: dict[str, Any]) -> pd.DataFrame:
+    rows = []
+    contract_size = _num(market.get("contractSize"), 1.0) or 1.0
+    for i, tier in enumerate(sorted(raw, key=lambda t: _num(t.get("minNotional")))):
+        info = tier.get("info") or {}
+        floor = _num(tier.get("minNotional"))
+        cap = _num(tier.get("maxNotional"), float("inf"))
+        basis = "notional"
+        maint_amount = 0.0
+        if exchange == "binanceusdm":
+            maint_amount = _num(info.get("cum"))
+        elif exchange == "okx":
+            # OKX tiers are position sizes in contracts: store them in base units
+            basis = "size"
+            floor, cap = floor * contract_size, cap * contract_size
+        elif exchange == "bybit":
+            maint_amount = _num(info.get("mmDeduction"))
+        rows.append(
+            {
+                "tier": i + 1,
+                "floor": floor,
+                "cap": cap,
+                "max_leverage": _num(tier.get("maxLeverage")),
+                "mmr": _num(tier.get("maintenanceMarginRate")),
+                "maint_amount": maint_amount,
+                "basis": basis,
+            }
+        )
+    return pd.DataFrame(rows, columns=list(schema.TIER_COLUMNS))
