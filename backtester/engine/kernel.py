@@ -1,0 +1,1013 @@
+"""Numba simulation kernel: leveraged perpetual positions bar by bar (layer: engine.kernel).
+
+Inputs are NumPy arrays only (``engine.run`` validates, broadcasts and batches). Columns never
+share state; ``simulate_nb`` runs blocks of columns in parallel and walks time in chunks so the
+market arrays of a chunk stay in cache while every column of the block consumes them.
+
+Bar semantics (bar ``i`` of a column, in this order; each rule has its own test)
+------------------------------------------------------------------------------
+Prices: ``open/high/low/close`` are last-price bars, ``mark_*`` the mark-price bars. ``s`` is +1
+for a long, -1 for a short; ``size`` is the absolute position size in base units.
+
+1. **Funding.** If the bar carries a funding event (``funding[i]`` not NaN, the rate summed over
+   the events in the bar) and funding is on, the position carried into the bar pays
+   ``s·size·mark_open[i]·rate`` (longs pay when the rate is positive). The cash moves the wallet and,
+   in isolated mode, the position's margin, so it moves the liquidation price (recomputed at once).
+   Exact for bars whose opens fall on the funding times (1h, 1m); for coarser bars the event is
+   applied at the open of the bar that contains it (documented approximation).
+   A change of the tier table in force (``table_idx[i]``) also recomputes the liquidation price.
+2. **Pending orders fill at the open.** A signal seen at the close of bar ``i-1`` fills at
+   ``open[i]`` moved against the trader by ``slippage`` (buy ``open·(1+slippage)``, sell
+   ``open·(1-slippage)``) and pays ``taker_fee`` on the notional. Exits and reversals close first.
+   Entry size: ``margin = position_size × equity``, ``notional = margin × leverage``,
+   ``size = notional / fill``. The entry is rejected (counted in ``n_rejected``, not an error) when
+   the notional's tier allows less than ``leverage``, when the margin is <= 0, when the wallet
+   cannot pay the fee, after a ruin, or after a liquidation with ``after_liquidation="stop"``.
+   The entry fee is paid from the wallet; an isolated position's margin is
+   ``min(position_size × equity, wallet after the fee)``; a cross position is backed by the whole
+   wallet. The liquidation price comes from ``rules.formulas.liquidation_price_nb`` with the
+   column's exchange convention, the tier table in force and the current margin (cross: wallet).
+3. **Gaps at the open.** A mark open at or beyond the liquidation price liquidates at the mark
+   open; a trigger-price open (last, or mark with ``stop_trigger="mark"``) at or beyond the stop
+   fills the stop at the last open (with slippage); beyond the take-profit, the take-profit fills
+   at the last open (maker fee, no slippage: it is a resting limit order).
+4. **Inside the bar.** Liquidation when the mark's adverse extreme (mark low for a long, mark high
+   for a short) reaches the liquidation price; fills at the liquidation price. The stop (stop-loss
+   ``entry·(1 - s·stop_loss)`` or trailing ``peak·(1 - s·trailing_stop)``, whichever is tighter)
+   triggers on the trigger price's adverse extreme and fills at the stop price with slippage and
+   taker fee; the take-profit ``entry·(1 + s·take_profit)`` on the favourable extreme fills at its
+   price with the maker fee. When several can trigger in one bar (or at one open) the ``intrabar``
+   policy chooses: ``worst`` (default) takes the outcome with the lowest wallet for the trader,
+   ``best`` the highest, ``detail`` walks the lower-timeframe bars inside the bar (they carry last
+   prices only: the mark path is approximated by the detail last path shifted by the bar's basis at
+   its adverse extreme, ``mark_low - low`` for a long, ``mark_high - high`` for a short, so the
+   detail walk liquidates exactly when the bar's mark extreme does). Every bar resolved by an
+   assumption (worst/best, or a detail bar in which several still trigger) adds one to
+   ``ambiguous_bars``. One exception is not an assumption: with ``stop_trigger="mark"`` a stop and a
+   liquidation ride the same mark path, so the level the mark reaches first wins.
+   Settlement of every exit: ``pnl = s·size·(fill - entry_price)``; the fee is capped by what is left
+   of the margin (isolated) or of the wallet (cross), so isolated margin loses at most the margin
+   assigned to it. A liquidation at the liquidation price charges ``liquidation_fee_rate ×
+   size × price`` capped by the equity left (``close_at="liquidation"``) or takes everything left
+   (``close_at="bankruptcy"``: the trader gets 0). When the fill lies beyond the bankruptcy price
+   (a gap), the loss beyond the margin is an ``insurance_draw`` and the trader's balance is floored
+   (loses exactly the margin) unless ``negative_balance="owed"``, which books the whole loss.
+   After the checks, a trailing stop's peak moves to the bar's favourable trigger extreme.
+5. **Close.** ``equity = wallet + s·size·(mark_close - entry_price)`` (the wallet includes isolated
+   margin). Drawdown is measured on this equity. If ``equity < ruin_threshold × initial_cash`` the
+   column is ruined: an open position is closed at the last close (slippage, taker fee, reason
+   ``RUIN``) and no new entries follow.
+6. **Signals** at the close of bar ``i`` become pending for bar ``i+1``. Flat: a long (short) entry
+   opens that side unless both entries or that side's exit are also set. Long: a short entry
+   reverses, else a long exit closes. Short: symmetric.
+
+At the end of a column's window an open position is recorded as a trade with exit reason
+``HORIZON`` (window shorter than the data) or ``END_OF_DATA``, valued at the last mark close.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from backtester.engine.enums import (
+    AfterLiquidation,
+    CloseAt,
+    ExitReason,
+    FParam,
+    Intrabar,
+    IParam,
+    MarginMode,
+    NegativeBalance,
+    Stat,
+    StopTrigger,
+)
+from backtester.rules.formulas import liquidation_price_nb, max_leverage_nb
+
+__all__ = [
+    "BLOCK",
+    "CHUNK",
+    "NTF",
+    "init_stats_nb",
+    "simulate_column_nb",
+    "simulate_nb",
+]
+
+# enum values as plain module globals (numba folds ints, not class attributes)
+AL_STOP = AfterLiquidation.STOP
+CA_BANKRUPTCY = CloseAt.BANKRUPTCY
+ER_END_OF_DATA = ExitReason.END_OF_DATA
+ER_HORIZON = ExitReason.HORIZON
+ER_LIQUIDATION = ExitReason.LIQUIDATION
+ER_NONE = ExitReason.NONE
+ER_RUIN = ExitReason.RUIN
+ER_SIGNAL = ExitReason.SIGNAL
+ER_STOP_LOSS = ExitReason.STOP_LOSS
+ER_TAKE_PROFIT = ExitReason.TAKE_PROFIT
+ER_TRAILING_STOP = ExitReason.TRAILING_STOP
+FP_INITIAL_CASH = FParam.INITIAL_CASH
+FP_LEVERAGE = FParam.LEVERAGE
+FP_LIQ_FEE_RATE = FParam.LIQ_FEE_RATE
+FP_MAKER_FEE = FParam.MAKER_FEE
+FP_MMR_OVERRIDE = FParam.MMR_OVERRIDE
+FP_N = FParam.N
+FP_POSITION_SIZE = FParam.POSITION_SIZE
+FP_RUIN_THRESHOLD = FParam.RUIN_THRESHOLD
+FP_SLIPPAGE = FParam.SLIPPAGE
+FP_STOP_LOSS = FParam.STOP_LOSS
+FP_TAKER_FEE = FParam.TAKER_FEE
+FP_TAKE_PROFIT = FParam.TAKE_PROFIT
+FP_TRAILING_STOP = FParam.TRAILING_STOP
+IP_AFTER_LIQUIDATION = IParam.AFTER_LIQUIDATION
+IP_CLOSE_AT = IParam.CLOSE_AT
+IP_CONVENTION = IParam.CONVENTION
+IP_FUNDING = IParam.FUNDING
+IP_INTRABAR = IParam.INTRABAR
+IP_MARGIN_MODE = IParam.MARGIN_MODE
+IP_N = IParam.N
+IP_NEGATIVE_BALANCE = IParam.NEGATIVE_BALANCE
+IP_STOP_TRIGGER = IParam.STOP_TRIGGER
+IB_BEST = Intrabar.BEST
+IB_DETAIL = Intrabar.DETAIL
+MM_ISOLATED = MarginMode.ISOLATED
+NB_OWED = NegativeBalance.OWED
+ST_AMBIGUOUS_BARS = Stat.AMBIGUOUS_BARS
+ST_BARS_IN_MARKET = Stat.BARS_IN_MARKET
+ST_FEES_PAID = Stat.FEES_PAID
+ST_FINAL_EQUITY = Stat.FINAL_EQUITY
+ST_FIRST_EXIT_IDX = Stat.FIRST_EXIT_IDX
+ST_FIRST_EXIT_REASON = Stat.FIRST_EXIT_REASON
+ST_FIRST_LIQUIDATION_IDX = Stat.FIRST_LIQUIDATION_IDX
+ST_FUNDING_PAID = Stat.FUNDING_PAID
+ST_INSURANCE_DRAW = Stat.INSURANCE_DRAW
+ST_MAX_DRAWDOWN = Stat.MAX_DRAWDOWN
+ST_MIN_EQUITY = Stat.MIN_EQUITY
+ST_MIN_LIQUIDATION_DISTANCE = Stat.MIN_LIQUIDATION_DISTANCE
+ST_N = Stat.N
+ST_N_BARS = Stat.N_BARS
+ST_N_LIQUIDATIONS = Stat.N_LIQUIDATIONS
+ST_N_REJECTED = Stat.N_REJECTED
+ST_N_SIGNAL_EXITS = Stat.N_SIGNAL_EXITS
+ST_N_STOPS = Stat.N_STOPS
+ST_N_TAKE_PROFITS = Stat.N_TAKE_PROFITS
+ST_N_TRADES = Stat.N_TRADES
+ST_OVERFLOW = Stat.OVERFLOW
+ST_RUINED = Stat.RUINED
+ST_RUIN_IDX = Stat.RUIN_IDX
+STR_MARK = StopTrigger.MARK
+
+# price columns of the packed (n_bars, 8) array
+P_OPEN, P_HIGH, P_LOW, P_CLOSE, P_MOPEN, P_MHIGH, P_MLOW, P_MCLOSE = 0, 1, 2, 3, 4, 5, 6, 7
+# signal bits of the packed (n_sig, n_bars) uint8 array
+SIG_LONG_ENTRY, SIG_LONG_EXIT, SIG_SHORT_ENTRY, SIG_SHORT_EXIT = 1, 2, 4, 8
+PENDING_CLOSE = 2
+
+# fields of the float trade buffer (n_cols, cap, NTF); converted to records.trade_dt by run.py
+(
+    TF_ID,
+    TF_COL,
+    TF_IDX,
+    TF_ENTRY_IDX,
+    TF_SIDE,
+    TF_ENTRY_PRICE,
+    TF_EXIT_PRICE,
+    TF_SIZE,
+    TF_LEVERAGE,
+    TF_MARGIN,
+    TF_FEES,
+    TF_FUNDING,
+    TF_PNL,
+    TF_REASON,
+) = range(14)
+NTF = 14
+
+# candidate exit kinds
+K_LIQ, K_STOP, K_TP = 0, 1, 2
+
+BLOCK = 8  # columns per parallel task
+CHUNK = 4096  # bars per time chunk (the chunk's market rows stay in cache across the block)
+
+# float state slots
+(
+    SF_WALLET,
+    SF_SIZE,
+    SF_ENTRY,
+    SF_MARGIN,
+    SF_LP,
+    SF_SL,
+    SF_TP,
+    SF_PEAK,
+    SF_ENTRY_WALLET,
+    SF_TRADE_FEES,
+    SF_TRADE_FUNDING,
+    SF_PEAK_EQUITY,
+    SF_ENTRY_MARGIN,
+) = range(13)
+NSF = 13
+# int state slots
+SI_SIDE, SI_PENDING, SI_ENTRY_IDX, SI_TABLE, SI_DEAD, SI_RUINED = range(6)
+NSI = 6
+
+
+@njit(cache=True)
+def _lp_nb(
+    conv: int,
+    side: int,
+    entry: float,
+    size: float,
+    margin: float,
+    t: int,
+    floors: np.ndarray,
+    mmr: np.ndarray,
+    mamt: np.ndarray,
+    n_tiers: np.ndarray,
+    by_size: np.ndarray,
+    mmr_override: float,
+    fee_rate: float,
+) -> float:
+    n = n_tiers[t]
+    return liquidation_price_nb(
+        conv,
+        side,
+        entry,
+        size,
+        margin,
+        0.0,
+        0.0,
+        floors[t, :n],
+        mmr[t, :n],
+        mamt[t, :n],
+        by_size[t],
+        mmr_override,
+        fee_rate,
+    )
+
+
+@njit(cache=True)
+def _settle_nb(
+    side: int,
+    size: float,
+    entry: float,
+    fill: float,
+    fee_rate: float,
+    cap: float,
+    take_all: bool,
+    owed: bool,
+) -> tuple[float, float, float]:
+    # Close `size` at `fill`. `cap` is the most the trader can lose (isolated margin, or the
+    # wallet in cross). Returns (realized wallet change, fee actually paid, insurance draw).
+    pnl = float(side) * size * (fill - entry)
+    avail = cap + pnl  # what is left of the margin (cross: of the wallet) at the fill
+    fee = size * fill * fee_rate
+    if avail < 0.0:
+        if owed:
+            return pnl, 0.0, -avail
+        return -cap, 0.0, -avail
+    if take_all:  # close_at="bankruptcy": everything left goes to the exchange
+        return -cap, avail, 0.0
+    if fee <= avail:
+        return pnl - fee, fee, 0.0
+    return -cap, avail, 0.0
+
+
+@njit(cache=True)
+def _stop_level_nb(side: int, sl: float, peak: float, trail: float) -> tuple[float, int]:
+    # The tighter of the stop-loss level `sl` and the trailing level from `peak`; NaN = off.
+    tl = peak * (1.0 - side * trail)
+    if math.isnan(tl):
+        return sl, ER_STOP_LOSS
+    if math.isnan(sl):
+        return tl, ER_TRAILING_STOP
+    if side * (tl - sl) > 0.0:
+        return tl, ER_TRAILING_STOP
+    return sl, ER_STOP_LOSS
+
+
+@njit(cache=True)
+def _pick_nb(has: np.ndarray, realized: np.ndarray, policy: int) -> int:
+    # Index of the chosen candidate among those flagged in `has` (worst: lowest realized;
+    # best: highest); ties keep the earlier kind (liquidation, stop, take-profit).
+    best_k = -1
+    for k in range(3):
+        if has[k]:
+            if best_k < 0:
+                best_k = k
+            elif policy == IB_BEST:
+                if realized[k] > realized[best_k]:
+                    best_k = k
+            elif realized[k] < realized[best_k]:
+                best_k = k
+    return best_k
+
+
+@njit(cache=True)
+def init_stats_nb(stats: np.ndarray, cash: float, n_window: int) -> None:
+    """Reset one column's statistics row before its first bar."""
+    stats[:] = 0.0
+    stats[ST_FINAL_EQUITY] = cash
+    stats[ST_FIRST_LIQUIDATION_IDX] = -1.0
+    stats[ST_MIN_LIQUIDATION_DISTANCE] = np.nan
+    stats[ST_N_BARS] = n_window
+    stats[ST_RUIN_IDX] = -1.0
+    stats[ST_MIN_EQUITY] = cash
+    stats[ST_FIRST_EXIT_IDX] = -1.0
+    stats[ST_FIRST_EXIT_REASON] = ER_NONE
+
+
+@njit(cache=True)
+def _record_nb(
+    trades: np.ndarray,
+    stats: np.ndarray,
+    col: int,
+    idx: int,
+    entry_idx: int,
+    side: int,
+    entry: float,
+    exit_price: float,
+    size: float,
+    leverage: float,
+    margin: float,
+    fees: float,
+    funding: float,
+    pnl: float,
+    reason: int,
+) -> None:
+    k = int(stats[ST_N_TRADES])
+    if k == 0:
+        stats[ST_FIRST_EXIT_IDX] = idx
+        stats[ST_FIRST_EXIT_REASON] = reason
+    if k < trades.shape[0]:
+        row = trades[k]
+        row[TF_ID] = k
+        row[TF_COL] = col
+        row[TF_IDX] = idx
+        row[TF_ENTRY_IDX] = entry_idx
+        row[TF_SIDE] = side
+        row[TF_ENTRY_PRICE] = entry
+        row[TF_EXIT_PRICE] = exit_price
+        row[TF_SIZE] = size
+        row[TF_LEVERAGE] = leverage
+        row[TF_MARGIN] = margin
+        row[TF_FEES] = fees
+        row[TF_FUNDING] = funding
+        row[TF_PNL] = pnl
+        row[TF_REASON] = reason
+    elif trades.shape[0] > 0:
+        stats[ST_OVERFLOW] = 1.0
+    stats[ST_N_TRADES] = k + 1
+
+
+@njit(cache=True)
+def simulate_span_nb(
+    col: int,
+    a: int,
+    b: int,
+    end: int,
+    prices: np.ndarray,
+    funding: np.ndarray,
+    table_idx: np.ndarray,
+    floors: np.ndarray,
+    mmr: np.ndarray,
+    mamt: np.ndarray,
+    maxlev: np.ndarray,
+    n_tiers: np.ndarray,
+    by_size: np.ndarray,
+    liq_rates: np.ndarray,
+    d_start: np.ndarray,
+    d_end: np.ndarray,
+    detail: np.ndarray,
+    sig: np.ndarray,
+    sig_col: int,
+    fp: np.ndarray,
+    ip: np.ndarray,
+    stf: np.ndarray,
+    sti: np.ndarray,
+    stats: np.ndarray,
+    trades: np.ndarray,
+    eq: np.ndarray,
+) -> None:
+    """Advance one column over bars ``[a, b)`` of its window ``[start, end)``; state in stf/sti."""
+    n_bars = prices.shape[0]
+    lev = fp[FP_LEVERAGE]
+    psize = fp[FP_POSITION_SIZE]
+    sl_frac = fp[FP_STOP_LOSS]
+    tp_frac = fp[FP_TAKE_PROFIT]
+    trail = fp[FP_TRAILING_STOP]
+    taker = fp[FP_TAKER_FEE]
+    maker = fp[FP_MAKER_FEE]
+    slip = fp[FP_SLIPPAGE]
+    mmr_ovr = fp[FP_MMR_OVERRIDE]
+    liq_fixed = fp[FP_LIQ_FEE_RATE]
+    table_rate = math.isnan(liq_fixed)  # NaN = the rate of the table in force
+    ruin_level = fp[FP_RUIN_THRESHOLD] * fp[FP_INITIAL_CASH]
+    isolated = ip[IP_MARGIN_MODE] == MM_ISOLATED
+    on_mark = ip[IP_STOP_TRIGGER] == STR_MARK
+    funding_on = ip[IP_FUNDING] != 0
+    conv = ip[IP_CONVENTION]
+    take_all = ip[IP_CLOSE_AT] == CA_BANKRUPTCY
+    stop_after_liq = ip[IP_AFTER_LIQUIDATION] == AL_STOP
+    owed = ip[IP_NEGATIVE_BALANCE] == NB_OWED
+    policy = ip[IP_INTRABAR]
+    write_eq = eq.shape[0] > 0
+    has_sig = sig_col >= 0
+
+    wallet = stf[SF_WALLET]
+    size = stf[SF_SIZE]
+    entry = stf[SF_ENTRY]
+    margin = stf[SF_MARGIN]
+    lp = stf[SF_LP]
+    sl_level = stf[SF_SL]
+    tp_level = stf[SF_TP]
+    peak = stf[SF_PEAK]
+    entry_wallet = stf[SF_ENTRY_WALLET]
+    trade_fees = stf[SF_TRADE_FEES]
+    trade_funding = stf[SF_TRADE_FUNDING]
+    peak_equity = stf[SF_PEAK_EQUITY]
+    entry_margin = stf[SF_ENTRY_MARGIN]
+    side = sti[SI_SIDE]
+    pending = sti[SI_PENDING]
+    entry_idx = sti[SI_ENTRY_IDX]
+    cur_t = sti[SI_TABLE]
+    dead = sti[SI_DEAD] != 0
+    ruined = sti[SI_RUINED] != 0
+
+    max_dd = stats[ST_MAX_DRAWDOWN]
+    min_equity = stats[ST_MIN_EQUITY]
+    min_dist = stats[ST_MIN_LIQUIDATION_DISTANCE]
+    bars_in = stats[ST_BARS_IN_MARKET]
+    equity = stats[ST_FINAL_EQUITY]
+
+    has = np.zeros(3, dtype=np.bool_)
+    realized = np.zeros(3)
+    fees_k = np.zeros(3)
+    ins_k = np.zeros(3)
+    fills = np.zeros(3)
+
+    for i in range(a, b):
+        # ---- 1. funding on the carried position; tier-table changes -------------------------
+        need_lp = False
+        if side != 0 and funding_on:
+            rate = funding[i]
+            if not math.isnan(rate):
+                pay = side * size * prices[i, P_MOPEN] * rate
+                wallet -= pay
+                if isolated:
+                    margin -= pay
+                trade_funding += pay
+                stats[ST_FUNDING_PAID] += pay
+                need_lp = True
+        t = table_idx[i]
+        liq_rate = liq_rates[t] if table_rate else liq_fixed
+        if t != cur_t:
+            cur_t = t
+            need_lp = side != 0
+        if need_lp:
+            m = margin if isolated else wallet
+            lp = _lp_nb(
+                conv,
+                side,
+                entry,
+                size,
+                m,
+                t,
+                floors,
+                mmr,
+                mamt,
+                n_tiers,
+                by_size,
+                mmr_ovr,
+                liq_rate,
+            )
+
+        # ---- 2. pending orders fill at the open ------------------------------------------
+        if pending != 0:
+            op = prices[i, P_OPEN]
+            if side != 0 and (pending == PENDING_CLOSE or pending == -side):
+                fill = op * (1.0 - side * slip)
+                cap = margin if isolated else wallet
+                r, f, ins = _settle_nb(side, size, entry, fill, taker, cap, False, owed)
+                wallet += r
+                trade_fees += f
+                stats[ST_FEES_PAID] += f
+                stats[ST_INSURANCE_DRAW] += ins
+                stats[ST_N_SIGNAL_EXITS] += 1.0
+                _record_nb(
+                    trades,
+                    stats,
+                    col,
+                    i,
+                    entry_idx,
+                    side,
+                    entry,
+                    fill,
+                    size,
+                    lev,
+                    entry_margin,
+                    trade_fees,
+                    trade_funding,
+                    wallet - entry_wallet,
+                    ER_SIGNAL,
+                )
+                side = 0
+                size = 0.0
+            if pending != PENDING_CLOSE and side == 0:
+                want = pending
+                if dead or ruined:
+                    stats[ST_N_REJECTED] += 1.0
+                else:
+                    margin_t = psize * wallet
+                    fill = op * (1.0 + want * slip)
+                    notional = margin_t * lev
+                    size_t = notional / fill
+                    fee = notional * taker
+                    n = n_tiers[t]
+                    ok = margin_t > 0.0 and wallet - fee > 0.0
+                    if ok:
+                        ml = max_leverage_nb(
+                            notional, size_t, floors[t, :n], maxlev[t, :n], by_size[t]
+                        )
+                        ok = ml >= lev
+                    if not ok:
+                        stats[ST_N_REJECTED] += 1.0
+                    else:
+                        entry_wallet = wallet
+                        wallet -= fee
+                        stats[ST_FEES_PAID] += fee
+                        side = want
+                        size = size_t
+                        entry = fill
+                        margin = min(margin_t, wallet) if isolated else wallet
+                        entry_margin = margin
+                        entry_idx = i
+                        trade_fees = fee
+                        trade_funding = 0.0
+                        peak = fill
+                        sl_level = fill * (1.0 - side * sl_frac)
+                        tp_level = fill * (1.0 + side * tp_frac)
+                        m = margin if isolated else wallet
+                        lp = _lp_nb(
+                            conv,
+                            side,
+                            entry,
+                            size,
+                            m,
+                            t,
+                            floors,
+                            mmr,
+                            mamt,
+                            n_tiers,
+                            by_size,
+                            mmr_ovr,
+                            liq_rate,
+                        )
+            pending = 0
+
+        # ---- 3./4. liquidation, stops and take-profit -------------------------------------
+        if side != 0:
+            bars_in += 1.0
+            if on_mark:
+                t_open = prices[i, P_MOPEN]
+                t_hi = prices[i, P_MHIGH]
+                t_lo = prices[i, P_MLOW]
+            else:
+                t_open = prices[i, P_OPEN]
+                t_hi = prices[i, P_HIGH]
+                t_lo = prices[i, P_LOW]
+            m_adv = prices[i, P_MLOW] if side > 0 else prices[i, P_MHIGH]
+            dist = side * (m_adv - lp) / m_adv
+            if dist < 0.0:
+                dist = 0.0
+            if not dist >= min_dist:  # also replaces NaN
+                min_dist = dist
+            stop, stop_reason = _stop_level_nb(side, sl_level, peak, trail)
+            t_adv = t_lo if side > 0 else t_hi
+            t_fav = t_hi if side > 0 else t_lo
+            cap = margin if isolated else wallet
+            op = prices[i, P_OPEN]
+            # gaps at the open
+            has[K_LIQ] = side * (prices[i, P_MOPEN] - lp) <= 0.0
+            has[K_STOP] = side * (t_open - stop) <= 0.0
+            has[K_TP] = side * (t_open - tp_level) >= 0.0
+            n_hit = int(has[K_LIQ]) + int(has[K_STOP]) + int(has[K_TP])
+            if n_hit > 0:
+                fills[K_LIQ] = prices[i, P_MOPEN]
+                fills[K_STOP] = op * (1.0 - side * slip)
+                fills[K_TP] = op
+            else:
+                has[K_LIQ] = side * (m_adv - lp) <= 0.0
+                has[K_STOP] = side * (t_adv - stop) <= 0.0
+                has[K_TP] = side * (t_fav - tp_level) >= 0.0
+                if on_mark and has[K_LIQ] and has[K_STOP]:
+                    # one mark path: the level it reaches first wins (not an assumption)
+                    if side * (stop - lp) > 0.0:
+                        has[K_LIQ] = False
+                    else:
+                        has[K_STOP] = False
+                n_hit = int(has[K_LIQ]) + int(has[K_STOP]) + int(has[K_TP])
+                fills[K_LIQ] = lp
+                fills[K_STOP] = stop * (1.0 - side * slip)
+                fills[K_TP] = tp_level
+                if n_hit > 1 and policy == IB_DETAIL and d_end[i] > d_start[i]:
+                    # walk the lower-timeframe bars; mark path = detail last + bar basis
+                    off_lo = prices[i, P_MLOW] - prices[i, P_LOW]
+                    off_hi = prices[i, P_MHIGH] - prices[i, P_HIGH]
+                    found = False
+                    for j in range(d_start[i], d_end[i]):
+                        d_op = detail[j, 0]
+                        d_hi = detail[j, 1]
+                        d_lo = detail[j, 2]
+                        ml_adv = d_lo + off_lo if side > 0 else d_hi + off_hi
+                        if on_mark:
+                            tj_open = d_op + (off_lo if side > 0 else off_hi)
+                            tj_adv = ml_adv
+                            tj_fav = d_hi + off_hi if side > 0 else d_lo + off_lo
+                        else:
+                            tj_open = d_op
+                            tj_adv = d_lo if side > 0 else d_hi
+                            tj_fav = d_hi if side > 0 else d_lo
+                        h_liq = side * (ml_adv - lp) <= 0.0
+                        h_stop = side * (tj_adv - stop) <= 0.0
+                        h_tp = side * (tj_fav - tp_level) >= 0.0
+                        if on_mark and h_liq and h_stop:
+                            if side * (stop - lp) > 0.0:
+                                h_liq = False
+                            else:
+                                h_stop = False
+                        if h_liq or h_stop or h_tp:
+                            found = True
+                            has[K_LIQ] = h_liq
+                            has[K_STOP] = h_stop
+                            has[K_TP] = h_tp
+                            if side * (tj_open - stop) <= 0.0:
+                                fills[K_STOP] = d_op * (1.0 - side * slip)
+                            if side * (tj_open - tp_level) >= 0.0:
+                                fills[K_TP] = d_op
+                            n_hit = int(h_liq) + int(h_stop) + int(h_tp)
+                            break
+                    if not found:
+                        pass  # inconsistent detail bars: fall back to the policy below
+            if n_hit > 0:
+                for k in range(3):
+                    if has[k]:
+                        if k == K_LIQ:
+                            r, f, ins = _settle_nb(
+                                side, size, entry, fills[k], liq_rate, cap, take_all, owed
+                            )
+                        elif k == K_STOP:
+                            r, f, ins = _settle_nb(
+                                side, size, entry, fills[k], taker, cap, False, owed
+                            )
+                        else:
+                            r, f, ins = _settle_nb(
+                                side, size, entry, fills[k], maker, cap, False, owed
+                            )
+                        realized[k] = r
+                        fees_k[k] = f
+                        ins_k[k] = ins
+                if n_hit > 1:
+                    stats[ST_AMBIGUOUS_BARS] += 1.0
+                kk = _pick_nb(has, realized, policy)
+                wallet += realized[kk]
+                trade_fees += fees_k[kk]
+                stats[ST_FEES_PAID] += fees_k[kk]
+                stats[ST_INSURANCE_DRAW] += ins_k[kk]
+                if kk == K_LIQ:
+                    reason = ER_LIQUIDATION
+                    if stats[ST_N_LIQUIDATIONS] == 0.0:
+                        stats[ST_FIRST_LIQUIDATION_IDX] = i
+                    stats[ST_N_LIQUIDATIONS] += 1.0
+                    min_dist = 0.0
+                    if stop_after_liq:
+                        dead = True
+                elif kk == K_STOP:
+                    reason = stop_reason
+                    stats[ST_N_STOPS] += 1.0
+                else:
+                    reason = ER_TAKE_PROFIT
+                    stats[ST_N_TAKE_PROFITS] += 1.0
+                _record_nb(
+                    trades,
+                    stats,
+                    col,
+                    i,
+                    entry_idx,
+                    side,
+                    entry,
+                    fills[kk],
+                    size,
+                    lev,
+                    entry_margin,
+                    trade_fees,
+                    trade_funding,
+                    wallet - entry_wallet,
+                    reason,
+                )
+                side = 0
+                size = 0.0
+            elif side > 0:
+                if t_fav > peak:
+                    peak = t_fav
+            elif t_fav < peak:
+                peak = t_fav
+
+        # ---- 5. mark to market at the close, drawdown, ruin --------------------------------
+        equity = wallet + side * size * (prices[i, P_MCLOSE] - entry) if side != 0 else wallet
+        if equity < ruin_level and not ruined:
+            ruined = True
+            stats[ST_RUINED] = 1.0
+            stats[ST_RUIN_IDX] = i
+            if side != 0:
+                fill = prices[i, P_CLOSE] * (1.0 - side * slip)
+                cap = margin if isolated else wallet
+                r, f, ins = _settle_nb(side, size, entry, fill, taker, cap, False, owed)
+                wallet += r
+                trade_fees += f
+                stats[ST_FEES_PAID] += f
+                stats[ST_INSURANCE_DRAW] += ins
+                _record_nb(
+                    trades,
+                    stats,
+                    col,
+                    i,
+                    entry_idx,
+                    side,
+                    entry,
+                    fill,
+                    size,
+                    lev,
+                    entry_margin,
+                    trade_fees,
+                    trade_funding,
+                    wallet - entry_wallet,
+                    ER_RUIN,
+                )
+                side = 0
+                size = 0.0
+                equity = wallet
+        if equity > peak_equity:
+            peak_equity = equity
+        if peak_equity > 0.0:
+            dd = (peak_equity - equity) / peak_equity
+            if dd > max_dd:
+                max_dd = dd
+        if equity < min_equity:
+            min_equity = equity
+        if write_eq:
+            eq[i] = equity
+
+        # ---- 6. signals at the close become pending for the next bar ----------------------
+        if has_sig and i + 1 < end:
+            bits = sig[sig_col, i]
+            if bits != 0:
+                le = (bits & SIG_LONG_ENTRY) != 0
+                lx = (bits & SIG_LONG_EXIT) != 0
+                se = (bits & SIG_SHORT_ENTRY) != 0
+                sx = (bits & SIG_SHORT_EXIT) != 0
+                if side == 0:
+                    if le and not se and not lx:
+                        pending = 1
+                    elif se and not le and not sx:
+                        pending = -1
+                elif side > 0:
+                    if se and not sx:
+                        pending = -1
+                    elif lx:
+                        pending = PENDING_CLOSE
+                elif le and not lx:
+                    pending = 1
+                elif sx:
+                    pending = PENDING_CLOSE
+
+    if b == end and side != 0:
+        # censored at the end of the window: valued at the last mark close
+        reason = ER_HORIZON if end < n_bars else ER_END_OF_DATA
+        last = prices[end - 1, P_MCLOSE]
+        _record_nb(
+            trades,
+            stats,
+            col,
+            end - 1,
+            entry_idx,
+            side,
+            entry,
+            last,
+            size,
+            lev,
+            entry_margin,
+            trade_fees,
+            trade_funding,
+            equity - entry_wallet,
+            reason,
+        )
+
+    stf[SF_WALLET] = wallet
+    stf[SF_SIZE] = size
+    stf[SF_ENTRY] = entry
+    stf[SF_MARGIN] = margin
+    stf[SF_LP] = lp
+    stf[SF_SL] = sl_level
+    stf[SF_TP] = tp_level
+    stf[SF_PEAK] = peak
+    stf[SF_ENTRY_WALLET] = entry_wallet
+    stf[SF_TRADE_FEES] = trade_fees
+    stf[SF_TRADE_FUNDING] = trade_funding
+    stf[SF_PEAK_EQUITY] = peak_equity
+    stf[SF_ENTRY_MARGIN] = entry_margin
+    sti[SI_SIDE] = side
+    sti[SI_PENDING] = pending
+    sti[SI_ENTRY_IDX] = entry_idx
+    sti[SI_TABLE] = cur_t
+    sti[SI_DEAD] = 1 if dead else 0
+    sti[SI_RUINED] = 1 if ruined else 0
+    stats[ST_MAX_DRAWDOWN] = max_dd
+    stats[ST_MIN_EQUITY] = min_equity
+    stats[ST_MIN_LIQUIDATION_DISTANCE] = min_dist
+    stats[ST_BARS_IN_MARKET] = bars_in
+    stats[ST_FINAL_EQUITY] = equity
+
+
+@njit(cache=True)
+def _init_state_nb(
+    stf: np.ndarray, sti: np.ndarray, cash: float, force_side: int, first_table: int
+) -> None:
+    stf[:] = 0.0
+    stf[SF_WALLET] = cash
+    stf[SF_PEAK_EQUITY] = cash
+    stf[SF_LP] = np.nan
+    stf[SF_SL] = np.nan
+    stf[SF_TP] = np.nan
+    sti[:] = 0
+    sti[SI_PENDING] = force_side
+    sti[SI_ENTRY_IDX] = -1
+    sti[SI_TABLE] = first_table
+
+
+@njit(cache=True)
+def simulate_column_nb(
+    col: int,
+    start: int,
+    end: int,
+    force_side: int,
+    prices: np.ndarray,
+    funding: np.ndarray,
+    table_idx: np.ndarray,
+    floors: np.ndarray,
+    mmr: np.ndarray,
+    mamt: np.ndarray,
+    maxlev: np.ndarray,
+    n_tiers: np.ndarray,
+    by_size: np.ndarray,
+    liq_rates: np.ndarray,
+    d_start: np.ndarray,
+    d_end: np.ndarray,
+    detail: np.ndarray,
+    sig: np.ndarray,
+    sig_col: int,
+    fp: np.ndarray,
+    ip: np.ndarray,
+    stats: np.ndarray,
+    trades: np.ndarray,
+    eq: np.ndarray,
+) -> None:
+    """Simulate one column over its whole window in one span (used by tests and debugging)."""
+    stf = np.empty(NSF)
+    sti = np.empty(NSI, dtype=np.int64)
+    _init_state_nb(stf, sti, fp[FP_INITIAL_CASH], force_side, table_idx[start])
+    init_stats_nb(stats, fp[FP_INITIAL_CASH], end - start)
+    simulate_span_nb(
+        col,
+        start,
+        end,
+        end,
+        prices,
+        funding,
+        table_idx,
+        floors,
+        mmr,
+        mamt,
+        maxlev,
+        n_tiers,
+        by_size,
+        liq_rates,
+        d_start,
+        d_end,
+        detail,
+        sig,
+        sig_col,
+        fp,
+        ip,
+        stf,
+        sti,
+        stats,
+        trades,
+        eq,
+    )
+
+
+@njit(cache=True, parallel=True)
+def simulate_nb(
+    prices: np.ndarray,
+    funding: np.ndarray,
+    table_idx: np.ndarray,
+    floors: np.ndarray,
+    mmr: np.ndarray,
+    mamt: np.ndarray,
+    maxlev: np.ndarray,
+    n_tiers: np.ndarray,
+    by_size: np.ndarray,
+    liq_rates: np.ndarray,
+    d_start: np.ndarray,
+    d_end: np.ndarray,
+    detail: np.ndarray,
+    sig: np.ndarray,
+    sig_idx: np.ndarray,
+    start_idx: np.ndarray,
+    end_idx: np.ndarray,
+    force_side: np.ndarray,
+    fparams: np.ndarray,
+    iparams: np.ndarray,
+    col_offset: int,
+    out_stats: np.ndarray,
+    out_trades: np.ndarray,
+    out_equity: np.ndarray,
+    eq_col: np.ndarray,
+    chunk: int,
+) -> int:
+    """Simulate every column; return the number of columns whose trade buffer overflowed.
+
+    Shapes: ``prices (n_bars, 8)`` (open, high, low, close, mark open/high/low/close), ``funding
+    (n_bars,)`` (NaN = no event), ``table_idx (n_bars,)`` int64, tier tables ``(n_tables,
+    max_tiers)`` with ``n_tiers (n_tables,)`` and ``by_size (n_tables,)``, detail bars ``(n_detail,
+    3)`` (open, high, low) with ``d_start/d_end (n_bars,)``, packed signal bits ``sig (n_sig,
+    n_bars)`` uint8, per-column ``sig_idx`` (-1 = no signals), ``start_idx``, ``end_idx``,
+    ``force_side``, ``fparams (FP_N, n_cols)``, ``iparams (IP_N, n_cols)``; outputs
+    ``out_stats (n_cols, ST_N)``, ``out_trades (n_cols, cap, NTF)``, ``out_equity (n_bars,
+    n_eq)`` written for columns with ``eq_col >= 0``. ``col_offset`` numbers the columns in the
+    trade records (batches).
+    """
+    n_cols = fparams.shape[1]
+    n_blocks = (n_cols + BLOCK - 1) // BLOCK
+    for blk in prange(n_blocks):
+        c0 = blk * BLOCK
+        c1 = min(c0 + BLOCK, n_cols)
+        nb = c1 - c0
+        stf = np.empty((nb, NSF))
+        sti = np.empty((nb, NSI), dtype=np.int64)
+        fp = np.empty((nb, FP_N))
+        ip = np.empty((nb, IP_N), dtype=np.int64)
+        lo = start_idx[c0]
+        hi = end_idx[c0]
+        for c in range(c0, c1):
+            r = c - c0
+            fp[r, :] = fparams[:, c]
+            ip[r, :] = iparams[:, c]
+            cash = fparams[FP_INITIAL_CASH, c]
+            _init_state_nb(stf[r], sti[r], cash, force_side[c], table_idx[start_idx[c]])
+            init_stats_nb(out_stats[c], cash, end_idx[c] - start_idx[c])
+            lo = min(lo, start_idx[c])
+            hi = max(hi, end_idx[c])
+        empty_eq = np.empty(0)
+        for a in range(lo, hi, chunk):
+            b = min(a + chunk, hi)
+            for c in range(c0, c1):
+                r = c - c0
+                aa = max(a, start_idx[c])
+                bb = min(b, end_idx[c])
+                if aa < bb:
+                    e = eq_col[c]
+                    eq = out_equity[:, e] if e >= 0 else empty_eq
+                    simulate_span_nb(
+                        c + col_offset,
+                        aa,
+                        bb,
+                        end_idx[c],
+                        prices,
+                        funding,
+                        table_idx,
+                        floors,
+                        mmr,
+                        mamt,
+                        maxlev,
+                        n_tiers,
+                        by_size,
+                        liq_rates,
+                        d_start,
+                        d_end,
+                        detail,
+                        sig,
+                        sig_idx[c],
+                        fp[r],
+                        ip[r],
+                        stf[r],
+                        sti[r],
+                        out_stats[c],
+                        out_trades[c],
+                        eq,
+                    )
+    n_over = 0
+    for c in range(n_cols):
+        if out_stats[c, ST_OVERFLOW] != 0.0:
+            n_over += 1
+    return n_over

@@ -1,0 +1,678 @@
+"""Python side of the engine: validate, broadcast, batch, call the kernel, wrap (layer: engine.run).
+
+``run_sweep`` simulates one column per grid row (strategy parameters × engine settings);
+``run_entries`` opens a position at chosen bars and follows each for a fixed horizon (survival
+studies). Both validate once here; the kernel trusts its inputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from backtester._typing import BoolArray, F64Array, I64Array
+from backtester.config import SETTING_CHOICES, RunConfig, check_setting, setting_names
+from backtester.engine.enums import ExitReason, FParam, IParam, Stat
+from backtester.errors import ConfigError, DataError, ShapeError, did_you_mean
+from backtester.params import ParamGrid
+from backtester.signals import Signals
+
+if TYPE_CHECKING:
+    from backtester.market import Market
+    from backtester.results import EntryOutcomes, SweepResult
+
+log = logging.getLogger(__name__)
+
+__all__ = ["run_entries", "run_sweep"]
+
+_FLOAT_SETTINGS = {
+    "leverage": FParam.LEVERAGE,
+    "position_size": FParam.POSITION_SIZE,
+    "stop_loss": FParam.STOP_LOSS,
+    "take_profit": FParam.TAKE_PROFIT,
+    "trailing_stop": FParam.TRAILING_STOP,
+    "taker_fee": FParam.TAKER_FEE,
+    "maker_fee": FParam.MAKER_FEE,
+    "slippage": FParam.SLIPPAGE,
+    "maint_margin_rate": FParam.MMR_OVERRIDE,
+    "liquidation_fee_rate": FParam.LIQ_FEE_RATE,
+    "ruin_threshold": FParam.RUIN_THRESHOLD,
+    "initial_cash": FParam.INITIAL_CASH,
+}
+_INT_SETTINGS = {
+    "margin_mode": IParam.MARGIN_MODE,
+    "stop_trigger": IParam.STOP_TRIGGER,
+    "funding": IParam.FUNDING,
+    "close_at": IParam.CLOSE_AT,
+    "after_liquidation": IParam.AFTER_LIQUIDATION,
+    "negative_balance": IParam.NEGATIVE_BALANCE,
+    "intrabar": IParam.INTRABAR,
+}
+_DEFAULT_BATCH = 4096
+
+
+# ------------------------------------------------------------------------------------ inputs
+@dataclass(frozen=True, slots=True)
+class _MarketInputs:
+    prices: F64Array  # (n_bars, 8)
+    funding: F64Array  # (n_bars,)
+    d_start: I64Array
+    d_end: I64Array
+    detail: F64Array  # (n_detail, 3)
+    has_detail: bool
+
+
+def _market_inputs(market: Market) -> _MarketInputs:
+    for name in (
+        "open",
+        "high",
+        "low",
+        "close",
+        "mark_open",
+        "mark_high",
+        "mark_low",
+        "mark_close",
+    ):
+        arr = getattr(market, name)
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            first = int(np.argmax(bad))
+            raise DataError(
+                f"market.{name} has {int(bad.sum())} NaN/inf values (first at bar {first}); "
+                "build the market with Market.from_frames, which validates bars"
+            )
+    if market.n_bars > 1 and not bool(np.all(np.diff(market.ts_ns) > 0)):
+        raise DataError("market.ts_ns must be strictly increasing; sort the bars before building")
+    prices = np.empty((market.n_bars, 8), dtype=np.float64)
+    for k, name in enumerate(
+        ("open", "high", "low", "close", "mark_open", "mark_high", "mark_low", "mark_close")
+    ):
+        prices[:, k] = getattr(market, name)
+    funding = np.ascontiguousarray(market.funding_by_bar(), dtype=np.float64)
+    detail = market.detail
+    if detail is not None and detail.n_bars > 0:
+        edges = np.append(market.ts_ns, market.ts_ns[-1] + market.timeframe_ns)
+        pos = np.searchsorted(detail.ts_ns, edges, side="left")
+        d_start = np.ascontiguousarray(pos[:-1], dtype=np.int64)
+        d_end = np.ascontiguousarray(pos[1:], dtype=np.int64)
+        darr = np.ascontiguousarray(np.column_stack([detail.open, detail.high, detail.low]))
+        return _MarketInputs(prices, funding, d_start, d_end, darr, True)
+    zeros = np.zeros(market.n_bars, dtype=np.int64)
+    return _MarketInputs(prices, funding, zeros, zeros, np.zeros((0, 3)), False)
+
+
+@dataclass(frozen=True, slots=True)
+class _RulesInputs:
+    exchange: str
+    table_ids: tuple[str, ...]
+    table_idx: I64Array  # (n_bars,)
+    floors: F64Array  # (n_tables, max_tiers)
+    mmr: F64Array
+    mamt: F64Array
+    maxlev: F64Array
+    n_tiers: I64Array
+    by_size: BoolArray
+    liq_rates: F64Array
+    convention: int
+    close_at: str
+    taker_fee: float
+    maker_fee: float
+    max_leverage: float  # the smallest tier-1 maximum over the tables in force
+
+
+def _stack(rules: list[Any], table_idx: I64Array, market_tiers: Any = None) -> _RulesInputs:
+    n_t = len(rules)
+    width = max(int(r.floors.shape[0]) for r in rules)
+    floors = np.full((n_t, width), np.inf)
+    mmr = np.zeros((n_t, width))
+    mamt = np.zeros((n_t, width))
+    maxlev = np.zeros((n_t, width))
+    for k, r in enumerate(rules):
+        n = r.floors.shape[0]
+        floors[k, :n] = r.floors
+        mmr[k, :n] = r.mmr
+        mamt[k, :n] = r.maint_amount
+        maxlev[k, :n] = r.max_leverage
+    used = np.unique(table_idx)
+    first = rules[0]
+    return _RulesInputs(
+        exchange=first.exchange,
+        table_ids=tuple(str(r.table_id) for r in rules),
+        table_idx=np.ascontiguousarray(table_idx, dtype=np.int64),
+        floors=floors,
+        mmr=mmr,
+        mamt=mamt,
+        maxlev=maxlev,
+        n_tiers=np.array([r.floors.shape[0] for r in rules], dtype=np.int64),
+        by_size=np.array([bool(r.tier_by_size) for r in rules], dtype=np.bool_),
+        liq_rates=np.array([float(r.liquidation_fee_rate) for r in rules], dtype=np.float64),
+        convention=int(first.convention),
+        close_at=str(first.close_at),
+        taker_fee=float(first.taker_fee),
+        maker_fee=float(first.maker_fee),
+        max_leverage=float(min(rules[int(k)].max_leverage[0] for k in used)),
+    )
+
+
+def _rules_inputs(market: Market, exchange: str, tier_table: str | None) -> _RulesInputs:
+    from backtester.rules import exchange_rules, rules_timeline
+
+    n = market.n_bars
+    if tier_table is None:
+        timeline = rules_timeline(exchange, market.symbol, market.start, market.end)
+        starts = np.array([r.effective_from.value for r in timeline], dtype=np.int64)
+        idx = np.searchsorted(starts, market.ts_ns, side="right") - 1
+        idx = np.clip(idx, 0, len(timeline) - 1)
+        return _stack(timeline, idx)
+    if tier_table == "market":
+        if market.tiers is None:
+            raise ConfigError(
+                "RunConfig.tier_table 'market' needs market.tiers, was None; use None for the "
+                "dated tables"
+            )
+        base = exchange_rules(exchange, market.symbol, at=market.start)
+        t = market.tiers
+        rule = _TableRule(
+            exchange=exchange,
+            table_id="market.tiers",
+            floors=np.asarray(t["floor"], dtype=np.float64),
+            mmr=np.asarray(t["mmr"], dtype=np.float64),
+            maint_amount=np.asarray(t["maint_amount"], dtype=np.float64),
+            max_leverage=np.asarray(t["max_leverage"], dtype=np.float64),
+            tier_by_size=bool("basis" in t and str(t["basis"].iloc[0]) == "size"),
+            liquidation_fee_rate=base.liquidation_fee_rate,
+            convention=base.convention,
+            close_at=base.close_at,
+            taker_fee=base.taker_fee,
+            maker_fee=base.maker_fee,
+        )
+        return _stack([rule], np.zeros(n, dtype=np.int64))
+    try:
+        at = pd.Timestamp(tier_table, tz="UTC")
+    except (ValueError, TypeError) as e:
+        raise ConfigError(
+            f"RunConfig.tier_table must be None, 'market' or a date 'YYYY-MM-DD', "
+            f"was {tier_table!r}"
+        ) from e
+    return _stack([exchange_rules(exchange, market.symbol, at=at)], np.zeros(n, dtype=np.int64))
+
+
+@dataclass(frozen=True, slots=True)
+class _TableRule:
+    exchange: str
+    table_id: str
+    floors: F64Array
+    mmr: F64Array
+    maint_amount: F64Array
+    max_leverage: F64Array
+    tier_by_size: bool
+    liquidation_fee_rate: float
+    convention: int
+    close_at: str
+    taker_fee: float
+    maker_fee: float
+
+
+# ---------------------------------------------------------------------------------- settings
+def _settings_columns(grid: ParamGrid, config: RunConfig, names: list[str]) -> dict[str, list[Any]]:
+    """Per-column values (validated) of every engine setting, from the grid or the config."""
+    n = grid.n_cols
+    out: dict[str, list[Any]] = {}
+    for name in setting_names():
+        if name in names:
+            out[name] = [check_setting(name, v) for v in grid.values(name)]
+        else:
+            out[name] = [getattr(config, name)] * n
+    return out
+
+
+def _encode(
+    settings: dict[str, list[Any]], rules: dict[tuple[str, Any], _RulesInputs], keys: list[Any]
+) -> tuple[F64Array, I64Array]:
+    n = len(keys)
+    fp = np.empty((FParam.N, n), dtype=np.float64)
+    ip = np.empty((IParam.N, n), dtype=np.int64)
+    for name, row in _FLOAT_SETTINGS.items():
+        vals = settings[name]
+        fp[row] = [math.nan if v is None else float(v) for v in vals]
+    for c, key in enumerate(keys):
+        r = rules[key]
+        if settings["taker_fee"][c] is None:
+            fp[FParam.TAKER_FEE, c] = r.taker_fee
+        if settings["maker_fee"][c] is None:
+            fp[FParam.MAKER_FEE, c] = r.maker_fee
+        ip[IParam.CONVENTION, c] = r.convention
+        close_at = settings["close_at"][c] or r.close_at
+        ip[IParam.CLOSE_AT, c] = SETTING_CHOICES["close_at"].index(close_at)
+    for name, row in _INT_SETTINGS.items():
+        if name == "close_at":
+            continue
+        if name == "funding":
+            ip[row] = [1 if v else 0 for v in settings[name]]
+        else:
+            choices = SETTING_CHOICES[name]
+            ip[row] = [choices.index(v) for v in settings[name]]
+    return fp, ip
+
+
+def _check_leverage(
+    settings: dict[str, list[Any]], keys: list[Any], rules: dict[Any, _RulesInputs], symbol: str
+) -> None:
+    for c, key in enumerate(keys):
+        r = rules[key]
+        lev = settings["leverage"][c]
+        if lev > r.max_leverage:
+            raise ConfigError(
+                f"leverage must be in (0, {r.max_leverage:g}] for {r.exchange} {symbol} (the "
+                f"lowest tier-1 maximum of the tier tables in force), was {lev:g}; lower the "
+                "leverage or pin a table with tier_table='YYYY-MM-DD'"
+            )
+
+
+# ---------------------------------------------------------------------------------- simulation
+class _Simulation:
+    """Everything needed to (re-)run any subset of columns deterministically."""
+
+    def __init__(
+        self,
+        market: Market,
+        inputs: _MarketInputs,
+        rules: dict[Any, _RulesInputs],
+        keys: list[Any],
+        fparams: F64Array,
+        iparams: I64Array,
+        sig: np.ndarray,
+        sig_idx: I64Array,
+        start_idx: I64Array,
+        end_idx: I64Array,
+        force_side: I64Array,
+    ) -> None:
+        self.market = market
+        self.inputs = inputs
+        self.rules = rules
+        self.keys = keys
+        self.fparams = fparams
+        self.iparams = iparams
+        self.sig = sig
+        self.sig_idx = sig_idx
+        self.start_idx = start_idx
+        self.end_idx = end_idx
+        self.force_side = force_side
+        uniq: dict[Any, list[int]] = {}
+        for c, k in enumerate(keys):
+            uniq.setdefault(k, []).append(c)
+        self.groups = {k: np.array(v, dtype=np.int64) for k, v in uniq.items()}
+
+    @property
+    def n_cols(self) -> int:
+        return int(self.fparams.shape[1])
+
+    def run(
+        self,
+        cols: I64Array | None = None,
+        *,
+        trade_cap: int = 0,
+        equity: bool = False,
+        batch_size: int | None = None,
+        progress: bool = False,
+    ) -> tuple[F64Array, np.ndarray | None, F64Array | None]:
+        """Return (stats (n, Stat.N), trade records or None, equity (n_bars, n) or None)."""
+        from backtester.engine.kernel import CHUNK, NTF, simulate_nb
+        from backtester.engine.records import trade_dt
+
+        if cols is None:
+            cols = np.arange(self.n_cols, dtype=np.int64)
+        cols = np.asarray(cols, dtype=np.int64)
+        n = cols.shape[0]
+        n_bars = self.market.n_bars
+        stats = np.empty((n, Stat.N), dtype=np.float64)
+        eq_out = np.empty((n_bars, n), dtype=np.float64) if equity else None
+        trade_parts: list[np.ndarray] = []
+        bs = int(batch_size or _DEFAULT_BATCH)
+        if bs < 1:
+            raise ConfigError(f"batch_size must be >= 1, was {batch_size}")
+        pos_of = {int(c): k for k, c in enumerate(cols)}
+        order: list[tuple[Any, I64Array]] = []
+        col_set = set(pos_of)
+        for key, members in self.groups.items():
+            sel = np.array([c for c in members if int(c) in col_set], dtype=np.int64)
+            for a in range(0, sel.shape[0], bs):
+                order.append((key, sel[a : a + bs]))
+        bar = None
+        if progress:
+            try:
+                from tqdm import tqdm
+
+                bar = tqdm(total=len(order), desc="compile", unit="batch", leave=False)
+            except ImportError:  # pragma: no cover - tqdm is a dependency
+                bar = None
+        inp = self.inputs
+        for key, batch in order:
+            r = self.rules[key]
+            m = batch.shape[0]
+            cap = trade_cap
+            while True:
+                out_stats = np.empty((m, Stat.N), dtype=np.float64)
+                out_trades = np.empty((m, cap, NTF), dtype=np.float64)
+                if equity:
+                    out_eq = np.empty((n_bars, m), dtype=np.float64)
+                    eq_col = np.arange(m, dtype=np.int64)
+                else:
+                    out_eq = np.empty((0, 0), dtype=np.float64)
+                    eq_col = np.full(m, -1, dtype=np.int64)
+                n_over = simulate_nb(
+                    inp.prices,
+                    inp.funding,
+                    r.table_idx,
+                    r.floors,
+                    r.mmr,
+                    r.mamt,
+                    r.maxlev,
+                    r.n_tiers,
+                    r.by_size,
+                    r.liq_rates,
+                    inp.d_start,
+                    inp.d_end,
+                    inp.detail,
+                    self.sig,
+                    np.ascontiguousarray(self.sig_idx[batch]),
+                    np.ascontiguousarray(self.start_idx[batch]),
+                    np.ascontiguousarray(self.end_idx[batch]),
+                    np.ascontiguousarray(self.force_side[batch]),
+                    np.ascontiguousarray(self.fparams[:, batch]),
+                    np.ascontiguousarray(self.iparams[:, batch]),
+                    0,
+                    out_stats,
+                    out_trades,
+                    out_eq,
+                    eq_col,
+                    CHUNK,
+                )
+                if n_over == 0 or trade_cap == 0:
+                    break
+                cap = int(out_stats[:, Stat.N_TRADES].max())  # re-run with a large enough buffer
+            dest = np.array([pos_of[int(c)] for c in batch], dtype=np.int64)
+            stats[dest] = out_stats
+            if eq_out is not None:
+                eq_out[:, dest] = out_eq
+            if trade_cap > 0:
+                counts = np.minimum(out_stats[:, Stat.N_TRADES].astype(np.int64), cap)
+                for j in range(m):
+                    k = int(counts[j])
+                    if k:
+                        rec = np.empty(k, dtype=trade_dt)
+                        buf = out_trades[j, :k]
+                        for f_i, name in enumerate(trade_dt.names or ()):
+                            rec[name] = buf[:, f_i]
+                        rec["col"] = int(batch[j])
+                        trade_parts.append(rec)
+            if bar is not None:
+                bar.set_description("sweep")
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        trades = None
+        if trade_cap > 0:
+            trades = np.concatenate(trade_parts) if trade_parts else np.empty(0, dtype=trade_dt)
+            trades = trades[np.lexsort((trades["id"], trades["col"]))] if trades.size else trades
+        return stats, trades, eq_out
+
+
+def _split_names(
+    grid: ParamGrid, strategy_params: tuple[str, ...], allow_strategy: bool = True
+) -> list[str]:
+    engine = set(setting_names())
+    known = (set(strategy_params) if allow_strategy else set()) | engine
+    for name in grid.names:
+        if name not in known:
+            raise ConfigError(f"unknown grid parameter {name!r}{did_you_mean(name, known)}")
+    return [n for n in grid.names if n in engine and n not in strategy_params]
+
+
+def _build_rules(
+    market: Market, settings: dict[str, list[Any]], idx: I64Array | None = None
+) -> tuple[dict[Any, _RulesInputs], list[Any]]:
+    exch = settings["exchange"]
+    tiers = settings["tier_table"]
+    n = len(exch)
+    keys = [(exch[c] or market.exchange, tiers[c]) for c in range(n)]
+    rules: dict[Any, _RulesInputs] = {}
+    for key in dict.fromkeys(keys):
+        rules[key] = _rules_inputs(market, key[0], key[1])
+    return rules, keys
+
+
+def _check_market(market: Any) -> None:
+    for name in ("ts_ns", "open", "mark_open", "funding_by_bar", "n_bars"):
+        if not hasattr(market, name):
+            raise ShapeError(
+                f"market must be a backtester.Market (from bt.load_market or "
+                f"Market.from_frames), was {type(market).__name__}"
+            )
+    if market.n_bars < 2:
+        raise DataError(f"market must have at least 2 bars, was {market.n_bars}")
+
+
+def _strategy_params(strategy: Any) -> dict[str, list[Any]]:
+    params = getattr(strategy, "PARAMS", None)
+    if not isinstance(params, dict) or not callable(getattr(strategy, "signals", None)):
+        raise ConfigError(
+            f"strategy must be a module or object with PARAMS (dict) and signals(market, grid), "
+            f"was {strategy!r}"
+        )
+    return params
+
+
+def run_sweep(
+    market: Market,
+    strategy: Any,
+    grid: ParamGrid | None = None,
+    *,
+    config: RunConfig | None = None,
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> SweepResult:
+    """Simulate every column of ``grid`` (strategy parameters × engine settings) on ``market``.
+
+    Parameters
+    ----------
+    market : Market
+        Validated bars (``bt.load_market`` or ``Market.from_frames``).
+    strategy : module or object
+        Has ``PARAMS`` (default grid) and ``signals(market, grid) -> Signals``.
+    grid : ParamGrid, optional
+        Columns to run. Names are strategy parameters or ``RunConfig`` fields; strategy
+        parameters missing from the grid are crossed with their ``PARAMS`` defaults.
+    config : RunConfig, optional
+        Engine settings not swept in the grid.
+    batch_size : int, optional
+        Columns per kernel call (bounds memory; results do not depend on it).
+    progress : bool
+        Show a progress bar (one tick per batch).
+
+    Returns
+    -------
+    SweepResult
+        ``stats()`` indexed by the grid's labels; ``trades()`` and ``equity()`` on demand.
+
+    Raises
+    ------
+    ConfigError
+        Unknown grid names (with a suggestion), invalid values, leverage above the tier maximum.
+    ShapeError
+        Strategy signals of the wrong shape.
+    DataError
+        Markets with NaN or unsorted bars.
+    """
+    from backtester.results import SweepResult
+
+    t0 = time.perf_counter()
+    _check_market(market)
+    config = RunConfig() if config is None else config
+    if not isinstance(config, RunConfig):
+        raise ConfigError(f"config must be a RunConfig, was {type(config).__name__}")
+    defaults = _strategy_params(strategy)
+    if grid is None:
+        grid = ParamGrid.product(**defaults)
+    if not isinstance(grid, ParamGrid):
+        raise ConfigError(f"grid must be a ParamGrid, was {type(grid).__name__}")
+    strat_names = tuple(defaults)
+    engine_names = _split_names(grid, strat_names)
+    missing = [n for n in strat_names if n not in grid.names]
+    if missing:
+        grid = grid.cross(ParamGrid.product(**{n: defaults[n] for n in missing}))
+    inputs = _market_inputs(market)
+    settings = _settings_columns(grid, config, engine_names)
+    rules, keys = _build_rules(market, settings)
+    _check_leverage(settings, keys, rules, market.symbol)
+    if "detail" in settings["intrabar"] and not inputs.has_detail:
+        raise ConfigError(
+            "intrabar 'detail' needs lower-timeframe bars, market.detail was None; load them "
+            "with bt.load_market(..., detail_timeframe='1m') or use intrabar='worst'"
+        )
+    fparams, iparams = _encode(settings, rules, keys)
+
+    strat_grid = grid.select(strat_names)
+    uniq, inverse = strat_grid.unique()
+    signals = strategy.signals(market, uniq)
+    if not isinstance(signals, Signals):
+        raise ShapeError(f"strategy.signals must return a Signals, was {type(signals).__name__}")
+    signals.check(market.n_bars, uniq.n_cols, source=getattr(strategy, "__name__", "strategy"))
+    n = grid.n_cols
+    sim = _Simulation(
+        market,
+        inputs,
+        rules,
+        keys,
+        fparams,
+        iparams,
+        signals.packed(),
+        np.ascontiguousarray(inverse, dtype=np.int64),
+        np.zeros(n, dtype=np.int64),
+        np.full(n, market.n_bars, dtype=np.int64),
+        np.zeros(n, dtype=np.int64),
+    )
+    stats, _, _ = sim.run(batch_size=batch_size, progress=progress)
+    log.info(
+        "run_sweep %s %s: %d bars x %d columns in %.2f s",
+        market.symbol,
+        market.timeframe,
+        market.n_bars,
+        n,
+        time.perf_counter() - t0,
+    )
+    return SweepResult(
+        sim=sim, labels=grid.labels, grid=grid, config=config, raw=stats, batch_size=batch_size
+    )
+
+
+def run_entries(
+    market: Market,
+    settings: ParamGrid,
+    *,
+    entry_idx: Any,
+    horizon_bars: int,
+    config: RunConfig | None = None,
+    batch_size: int | None = None,
+) -> EntryOutcomes:
+    """Open every setting's position at the open of each bar in ``entry_idx``; follow it.
+
+    Each (setting, entry) is one column simulated only over ``[entry, entry + horizon_bars)``
+    (cut at the end of the data). No strategy signals: the position ends by liquidation, stop,
+    take-profit, ruin, or is censored at the horizon / end of data.
+
+    Parameters
+    ----------
+    market : Market
+    settings : ParamGrid
+        Engine settings per setting row (``RunConfig`` field names, including ``side``).
+    entry_idx : array of int
+        Bar numbers of the entries (each in ``[0, n_bars)``).
+    horizon_bars : int
+        Bars followed after each entry (>= 1).
+    config : RunConfig, optional
+        Settings not in the grid.
+
+    Returns
+    -------
+    EntryOutcomes
+        ``(n_settings, n_entries)`` outcome arrays.
+    """
+    from backtester.results import EntryOutcomes
+
+    _check_market(market)
+    config = RunConfig() if config is None else config
+    if not isinstance(settings, ParamGrid):
+        raise ConfigError(f"settings must be a ParamGrid, was {type(settings).__name__}")
+    engine_names = _split_names(settings, (), allow_strategy=False)
+    if (
+        isinstance(horizon_bars, bool)
+        or not isinstance(horizon_bars, int | np.integer)
+        or (horizon_bars < 1)
+    ):
+        raise ConfigError(f"horizon_bars must be an int >= 1, was {horizon_bars!r}")
+    entries = np.asarray(entry_idx)
+    if entries.ndim != 1 or entries.dtype.kind not in "iu":
+        raise ShapeError(
+            f"entry_idx must be a 1-D array of int bar numbers, was shape {entries.shape} "
+            f"dtype {entries.dtype}"
+        )
+    entries = entries.astype(np.int64)
+    n_bars = market.n_bars
+    if entries.size and (entries.min() < 0 or entries.max() >= n_bars):
+        bad = int(entries[(entries < 0) | (entries >= n_bars)][0])
+        raise ConfigError(f"entry_idx values must be in [0, {n_bars - 1}], was {bad}")
+    inputs = _market_inputs(market)
+    set_cols = _settings_columns(settings, config, engine_names)
+    rules, keys = _build_rules(market, set_cols)
+    _check_leverage(set_cols, keys, rules, market.symbol)
+    if "detail" in set_cols["intrabar"] and not inputs.has_detail:
+        raise ConfigError(
+            "intrabar 'detail' needs lower-timeframe bars, market.detail was None; load them "
+            "with bt.load_market(..., detail_timeframe='1m') or use intrabar='worst'"
+        )
+    fp_s, ip_s = _encode(set_cols, rules, keys)
+    n_s, n_e = settings.n_cols, entries.shape[0]
+    rep = np.repeat(np.arange(n_s), n_e)
+    side = np.array([1 if s == "long" else -1 for s in set_cols["side"]], dtype=np.int64)
+    start = np.tile(entries, n_s)
+    sim = _Simulation(
+        market,
+        inputs,
+        rules,
+        [keys[int(s)] for s in rep],
+        np.ascontiguousarray(fp_s[:, rep]),
+        np.ascontiguousarray(ip_s[:, rep]),
+        np.zeros((1, n_bars), dtype=np.uint8),
+        np.full(n_s * n_e, -1, dtype=np.int64),
+        start,
+        np.minimum(start + int(horizon_bars), n_bars),
+        side[rep],
+    )
+    stats, _, _ = sim.run(batch_size=batch_size or 65536)
+    shape = (n_s, n_e)
+    exit_idx = stats[:, Stat.FIRST_EXIT_IDX].astype(np.int64).reshape(shape)
+    reason = stats[:, Stat.FIRST_EXIT_REASON].astype(np.int64).reshape(shape)
+    rejected = (stats[:, Stat.N_REJECTED] > 0).reshape(shape)
+    reason[rejected] = ExitReason.NONE
+    return EntryOutcomes(
+        labels=settings.labels,
+        entry_idx=entries,
+        horizon_bars=int(horizon_bars),
+        exit_idx=exit_idx,
+        reason=reason,
+        final_equity=stats[:, Stat.FINAL_EQUITY].reshape(shape),
+        min_equity=stats[:, Stat.MIN_EQUITY].reshape(shape),
+        insurance_draw=stats[:, Stat.INSURANCE_DRAW].reshape(shape),
+        funding_paid=stats[:, Stat.FUNDING_PAID].reshape(shape),
+        fees_paid=stats[:, Stat.FEES_PAID].reshape(shape),
+        rejected=rejected,
+        ambiguous_bars=stats[:, Stat.AMBIGUOUS_BARS].reshape(shape).sum(axis=1).astype(np.int64),
+        ts_ns=market.ts_ns,
+    )

@@ -1,0 +1,276 @@
+"""SweepResult and EntryOutcomes: labelled views of kernel outputs (layer: results).
+
+Statistics are computed inside the kernel, so a sweep never holds its equity matrix;
+``trades()`` and ``equity()`` re-run just the columns asked for (deterministic, memory bounded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from backtester._typing import BoolArray, F64Array, I64Array
+from backtester.engine.enums import ExitReason, Stat
+from backtester.errors import ConfigError, ShapeError
+
+if TYPE_CHECKING:
+    from backtester.config import RunConfig
+    from backtester.params import ParamGrid
+
+__all__ = ["STAT_COLUMNS", "EntryOutcomes", "SweepResult"]
+
+#: columns of SweepResult.stats(), in order
+STAT_COLUMNS: tuple[str, ...] = (
+    "final_equity",
+    "total_return",
+    "max_drawdown",
+    "liquidated",
+    "n_liquidations",
+    "first_liquidation_time",
+    "n_stops",
+    "n_take_profits",
+    "n_trades",
+    "n_rejected",
+    "fees_paid",
+    "funding_paid",
+    "insurance_draw",
+    "min_liquidation_distance",
+    "min_equity",
+    "time_in_market",
+    "ambiguous_bars",
+    "ruined",
+)
+
+
+def _times(ts_ns: I64Array, idx: F64Array) -> pd.DatetimeIndex:
+    idx_i = idx.astype(np.int64)
+    vals = np.where(
+        idx_i >= 0, ts_ns[np.clip(idx_i, 0, ts_ns.shape[0] - 1)], np.iinfo(np.int64).min
+    )
+    return pd.DatetimeIndex(pd.to_datetime(vals, utc=True))
+
+
+class SweepResult:
+    """Result of :func:`~backtester.engine.run.run_sweep`.
+
+    Attributes
+    ----------
+    labels : pandas.MultiIndex
+        One row per column, named after the grid's parameters.
+    grid : ParamGrid
+    config : RunConfig
+    """
+
+    def __init__(
+        self,
+        *,
+        sim: Any,
+        labels: pd.MultiIndex,
+        grid: ParamGrid,
+        config: RunConfig,
+        raw: F64Array,
+        batch_size: int | None = None,
+    ) -> None:
+        self._sim = sim
+        self.labels = labels
+        self.grid = grid
+        self.config = config
+        self._raw = raw
+        self._batch_size = batch_size
+
+    @property
+    def n_cols(self) -> int:
+        """Number of columns."""
+        return int(self._raw.shape[0])
+
+    @property
+    def market(self) -> Any:
+        """The market the sweep ran on."""
+        return self._sim.market
+
+    @property
+    def raw_stats(self) -> F64Array:
+        """The kernel's ``(n_cols, Stat.N)`` statistics array (read-only view)."""
+        view = self._raw.view()
+        view.flags.writeable = False
+        return view
+
+    def stats(self) -> pd.DataFrame:
+        """Return one row of statistics per column, indexed by the grid's labels.
+
+        Money is in the quote currency, rates and distances are fractions:
+        ``total_return = final_equity / initial_cash - 1``; ``max_drawdown`` from the running
+        peak of close equity; ``min_liquidation_distance`` the smallest gap between the mark's
+        adverse extreme and the liquidation price (fraction of the mark, 0 once liquidated, NaN if
+        never in the market); ``time_in_market`` the fraction of bars with an open position;
+        ``ambiguous_bars`` the bars resolved by an intrabar assumption.
+        """
+        s = self._raw
+        cash = self._sim.fparams[11, :]  # FParam.INITIAL_CASH
+        ts = self._sim.market.ts_ns
+        n_bars = np.maximum(s[:, Stat.N_BARS], 1.0)
+        data: dict[str, Any] = {
+            "final_equity": s[:, Stat.FINAL_EQUITY],
+            "total_return": s[:, Stat.FINAL_EQUITY] / cash - 1.0,
+            "max_drawdown": s[:, Stat.MAX_DRAWDOWN],
+            "liquidated": s[:, Stat.N_LIQUIDATIONS] > 0,
+            "n_liquidations": s[:, Stat.N_LIQUIDATIONS].astype(np.int64),
+            "first_liquidation_time": _times(ts, s[:, Stat.FIRST_LIQUIDATION_IDX]),
+            "n_stops": s[:, Stat.N_STOPS].astype(np.int64),
+            "n_take_profits": s[:, Stat.N_TAKE_PROFITS].astype(np.int64),
+            "n_trades": s[:, Stat.N_TRADES].astype(np.int64),
+            "n_rejected": s[:, Stat.N_REJECTED].astype(np.int64),
+            "fees_paid": s[:, Stat.FEES_PAID],
+            "funding_paid": s[:, Stat.FUNDING_PAID],
+            "insurance_draw": s[:, Stat.INSURANCE_DRAW],
+            "min_liquidation_distance": s[:, Stat.MIN_LIQUIDATION_DISTANCE],
+            "min_equity": s[:, Stat.MIN_EQUITY],
+            "time_in_market": s[:, Stat.BARS_IN_MARKET] / n_bars,
+            "ambiguous_bars": s[:, Stat.AMBIGUOUS_BARS].astype(np.int64),
+            "ruined": s[:, Stat.RUINED] > 0,
+        }
+        data["first_liquidation_time"] = np.asarray(data["first_liquidation_time"])
+        frame = pd.DataFrame(data, index=self.labels.copy())
+        return frame
+
+    def _cols(self, columns: Any) -> I64Array:
+        if columns is None:
+            return np.arange(self.n_cols, dtype=np.int64)
+        cols = np.atleast_1d(np.asarray(columns))
+        if cols.dtype.kind not in "iu":
+            raise ShapeError(
+                f"columns must be column numbers (ints in [0, {self.n_cols - 1}]), was dtype "
+                f"{cols.dtype}"
+            )
+        cols = cols.astype(np.int64)
+        if cols.size and (cols.min() < 0 or cols.max() >= self.n_cols):
+            raise ConfigError(f"columns must be in [0, {self.n_cols - 1}], was {cols.tolist()}")
+        return cols
+
+    def trade_records(self, columns: Any = None) -> np.ndarray:
+        """Return the trades of ``columns`` (default all) as a ``records.trade_dt`` array."""
+        cols = self._cols(columns)
+        cap = int(max(1, self._raw[cols, Stat.N_TRADES].max(initial=0)))
+        _, trades, _ = self._sim.run(cols, trade_cap=cap, batch_size=self._batch_size)
+        assert trades is not None  # trade_cap > 0 always returns records
+        return trades
+
+    def trades(self, columns: Any = None) -> pd.DataFrame:
+        """Return one row per trade of ``columns`` (default all), re-running only those columns.
+
+        Columns: ``col`` plus the grid's parameters, ``entry_time``, ``exit_time``, ``side``,
+        ``entry_price``, ``exit_price``, ``size`` (base units), ``leverage``, ``margin``, ``fees``,
+        ``funding`` (paid), ``pnl`` (wallet change incl. fees and funding), ``exit_reason``.
+        Open positions at the end appear with reason ``end_of_data`` valued at the mark close.
+        """
+        rec = self.trade_records(columns)
+        ts = self._sim.market.ts_ns
+        frame = pd.DataFrame(
+            {
+                "col": rec["col"],
+                "entry_time": pd.to_datetime(ts[rec["entry_idx"]], utc=True),
+                "exit_time": pd.to_datetime(ts[rec["idx"]], utc=True),
+                "side": np.where(rec["side"] > 0, "long", "short"),
+                "entry_price": rec["entry_price"],
+                "exit_price": rec["exit_price"],
+                "size": rec["size"],
+                "leverage": rec["leverage"],
+                "margin": rec["margin"],
+                "fees": rec["fees"],
+                "funding": rec["funding"],
+                "pnl": rec["pnl"],
+                "exit_reason": [ExitReason.NAMES[int(r)] for r in rec["exit_reason"]],
+            }
+        )
+        labels = self.labels.to_frame(index=False).iloc[rec["col"]].reset_index(drop=True)
+        labels = labels.drop(columns=[c for c in labels.columns if c in frame.columns])
+        return pd.concat([frame[["col"]], labels, frame.drop(columns=["col"])], axis=1)
+
+    def equity(self, columns: Any = None) -> pd.DataFrame:
+        """Return close equity per bar (rows) for ``columns`` (default all), re-running them.
+
+        Memory is ``n_bars × len(columns)`` floats: ask for the columns you need.
+        """
+        cols = self._cols(columns)
+        _, _, eq = self._sim.run(cols, equity=True, batch_size=self._batch_size)
+        assert eq is not None
+        return pd.DataFrame(eq, index=self._sim.market.index, columns=self.labels[cols])
+
+    def __repr__(self) -> str:
+        m = self._sim.market
+        return f"SweepResult({m.symbol} {m.timeframe}, {m.n_bars} bars x {self.n_cols} columns)"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class EntryOutcomes:
+    """Outcomes of :func:`~backtester.engine.run.run_entries`, ``(n_settings, n_entries)``.
+
+    ``exit_idx`` is the bar the position ended (the window's last bar when censored, -1 when the
+    entry was rejected); ``reason`` an ``ExitReason`` code (``HORIZON``/``END_OF_DATA`` when
+    censored, ``NONE`` when rejected); money in quote currency, ``funding_paid`` positive when
+    paid; ``ambiguous_bars (n_settings,)`` summed over entries.
+    """
+
+    labels: pd.MultiIndex
+    entry_idx: I64Array
+    horizon_bars: int
+    exit_idx: I64Array
+    reason: I64Array
+    final_equity: F64Array
+    min_equity: F64Array
+    insurance_draw: F64Array
+    funding_paid: F64Array
+    fees_paid: F64Array
+    rejected: BoolArray
+    ambiguous_bars: I64Array
+    ts_ns: I64Array
+
+    @property
+    def n_settings(self) -> int:
+        """Number of settings (rows)."""
+        return int(self.exit_idx.shape[0])
+
+    @property
+    def n_entries(self) -> int:
+        """Number of entries (columns)."""
+        return int(self.exit_idx.shape[1])
+
+    @property
+    def bars_held(self) -> I64Array:
+        """Bars from entry to exit, inclusive of the exit bar (0 when rejected)."""
+        held = self.exit_idx - self.entry_idx[None, :] + 1
+        return np.where(self.rejected, 0, held).astype(np.int64)
+
+    @property
+    def liquidated(self) -> BoolArray:
+        """True where the position was liquidated."""
+        return np.asarray(self.reason == ExitReason.LIQUIDATION)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Return one row per (setting, entry) with the settings' labels and entry times."""
+        n_s, n_e = self.n_settings, self.n_entries
+        lab = self.labels.to_frame(index=False)
+        lab = lab.iloc[np.repeat(np.arange(n_s), n_e)].reset_index(drop=True)
+        entry_ts = np.tile(self.ts_ns[self.entry_idx], n_s)
+        exit_i = self.exit_idx.ravel()
+        exit_ts = np.where(
+            exit_i >= 0, self.ts_ns[np.clip(exit_i, 0, None)], np.iinfo(np.int64).min
+        )
+        frame = pd.DataFrame(
+            {
+                "entry_time": pd.to_datetime(entry_ts, utc=True),
+                "exit_time": pd.to_datetime(exit_ts, utc=True),
+                "bars_held": self.bars_held.ravel(),
+                "reason": [ExitReason.NAMES[int(r)] for r in self.reason.ravel()],
+                "final_equity": self.final_equity.ravel(),
+                "min_equity": self.min_equity.ravel(),
+                "insurance_draw": self.insurance_draw.ravel(),
+                "funding_paid": self.funding_paid.ravel(),
+                "fees_paid": self.fees_paid.ravel(),
+                "rejected": self.rejected.ravel(),
+            }
+        )
+        return pd.concat([lab, frame], axis=1)
