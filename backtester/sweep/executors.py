@@ -154,9 +154,10 @@ class DaskExecutor:
     to this process, which writes them, so the workers need no shared filesystem.
     """
 
-    def __init__(self, function: ChunkFunction, address: str) -> None:
+    def __init__(self, function: ChunkFunction, address: str, *, timeout: str = "10s") -> None:
         self.function = function
         self.address = address
+        self.timeout = timeout
 
     def __repr__(self) -> str:
         return f"DaskExecutor({self.address!r})"
@@ -164,15 +165,17 @@ class DaskExecutor:
     def run(
         self, spec: SweepSpec, chunks: Sequence[Chunk], markets: Mapping[str, Any]
     ) -> Iterator[tuple[Chunk, pd.DataFrame]]:
+        import importlib
+
         try:
-            from distributed import Client, as_completed
+            dist: Any = importlib.import_module("distributed")
         except ImportError as exc:
             raise ConfigError(
                 f"--scheduler {self.address} needs Dask distributed, which is not installed; "
                 "pip install 'backtester[dask]'"
             ) from exc
         try:
-            client = Client(self.address, timeout="10s", set_as_default=False)
+            client: Any = dist.Client(self.address, timeout=self.timeout, set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise ConfigError(
                 f"cannot connect to the Dask scheduler at {self.address!r} ({exc}); "
@@ -187,9 +190,8 @@ class DaskExecutor:
             todo = list(chunks)[::-1]
             prefix = f"sweep-{spec.fingerprint()[:12]}"
             running: dict[Any, Chunk] = {}
-            queue = as_completed()
 
-            def submit() -> None:
+            def submit() -> Any:
                 chunk = todo.pop()
                 future = client.submit(
                     self.function,
@@ -201,16 +203,18 @@ class DaskExecutor:
                     retries=1,
                 )
                 running[future] = chunk
-                queue.add(future)
+                return future
 
-            while todo and len(running) < 2 * n_workers:
-                submit()
+            first = [submit() for _ in range(min(len(todo), 2 * n_workers))]
+            if not first:
+                return
+            queue: Any = dist.as_completed(first, loop=client.loop)
             for future in queue:
                 chunk = running.pop(future)
                 rows = future.result()
                 future.release()
                 if todo:
-                    submit()
+                    queue.add(submit())
                 yield chunk, rows
         finally:
             client.close()

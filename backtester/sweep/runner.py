@@ -64,7 +64,9 @@ def survival_chunk(spec: SweepSpec, chunk: Chunk, market: Any) -> pd.DataFrame:
 
     A study with ``side = "both"`` gives two rows per setting (one per side).
     """
-    from backtester.survival import survival_study
+    from backtester import survival
+
+    survival_study: Any = survival.survival_study
 
     if spec.survival is None:
         raise ConfigError(f"{spec.source}: [survival] is missing; a survival sweep needs one")
@@ -336,11 +338,10 @@ def _execute(
     plan, resumed = _open_plan(spec, store, resume=resume, chunk_size=chunk_size)
     if executor is None:
         executor = make_executor(function, workers=workers, scheduler=scheduler)
-    if resumed and store.results_path.is_file():
-        meta = store.read_json(store.run_path)
-        if meta.get("status") == "complete":
-            log.info("sweep %s is already complete", store.root)
-            return open_run(store.root)
+    complete = resumed and store.results_path.is_file() and store.run_path.is_file()
+    if complete and store.read_json(store.run_path).get("status") == "complete":
+        log.info("sweep %s is already complete", store.root)
+        return open_run(store.root)
 
     # every market is loaded (and its data hashed) before any chunk runs
     markets = {symbol: load(spec, symbol) for symbol in spec.market.symbols}

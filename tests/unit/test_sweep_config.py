@@ -208,7 +208,9 @@ def test_bad_timeframe_and_dates() -> None:
 
 def test_duplicate_symbols_and_unknown_exchange() -> None:
     assert "lists 'X' twice" in error_of(config(market={"symbols": ["X", "X"]}))
-    assert "did you mean 'bybit'?" in error_of(config(market={"symbols": ["X"], "exchange": "bybt"}))
+    assert "did you mean 'bybit'?" in error_of(
+        config(market={"symbols": ["X"], "exchange": "bybt"})
+    )
 
 
 def test_missing_sections() -> None:
@@ -221,7 +223,9 @@ def test_survival_section_validation() -> None:
     assert "cannot be combined with [survival]" in error_of(with_strategy)
     no_leverage = config(strategy=None, survival={"horizon": "30D"})
     assert "[engine.grid] leverage is missing" in error_of(no_leverage)
-    bad_horizon = config(strategy=None, survival={"horizon": "soon"}, engine={"grid": {"leverage": [2]}})
+    bad_horizon = config(
+        strategy=None, survival={"horizon": "soon"}, engine={"grid": {"leverage": [2]}}
+    )
     assert "[survival] horizon must be a positive duration" in error_of(bad_horizon)
     bad_side = config(strategy=None, survival={"side": "lon"}, engine={"grid": {"leverage": [2]}})
     assert "did you mean 'long'?" in error_of(bad_side)
