@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 _STOP_LOSS, _TRAILING_STOP, _LIQUIDATION, _RUIN = 2, 4, 5, 8
 _NS_PER_DAY = 86_400_000_000_000
 
+#: starting cash of survival studies (quote currency): 125x stays in the first tier
+DEFAULT_INITIAL_CASH = 100.0
+
 SETTING_COLUMNS = ("side", "leverage", "stop_loss", "position_size", "margin_mode")
 
 SURVIVAL_MEANING = (
@@ -123,6 +126,7 @@ class SurvivalStudy:
         funding_paid: F64Array,
         fees_paid: F64Array,
         ambiguous_bars: I64Array | None = None,
+        rejected: BoolArray | None = None,
         initial_cash: float = 1.0,
         run_settings: dict[str, Any] | None = None,
         confidence: float = 0.95,
@@ -163,6 +167,11 @@ class SurvivalStudy:
             np.zeros(n_settings, dtype=np.int64)
             if ambiguous_bars is None
             else np.asarray(ambiguous_bars, dtype=np.int64)
+        )
+        self.rejected = (
+            np.zeros((n_settings, n_entries), dtype=bool)
+            if rejected is None
+            else np.asarray(rejected, dtype=bool).reshape(n_settings, n_entries)
         )
         self.initial_cash = float(initial_cash)
         self.run_settings = dict(run_settings or {})
@@ -288,7 +297,8 @@ class SurvivalStudy:
         )
         out = np.empty((self.n_settings, self.n_boot))
         for s in range(self.n_settings):
-            out[s] = km_weighted(self.durations[s], self.events[s], counts, at=self.horizon_bars)
+            weights = counts * ~self.rejected[s]  # rejected entries never opened
+            out[s] = km_weighted(self.durations[s], self.events[s], weights, at=self.horizon_bars)
         return out
 
     def _interval(self, survival: float, boot: F64Array) -> tuple[float, float]:
@@ -311,21 +321,23 @@ class SurvivalStudy:
         alpha = 1.0 - self.confidence
         boot = self.bootstrap_survival
         for s in range(self.n_settings):
-            d, e = self.durations[s], self.events[s]
+            ok = ~self.rejected[s]
+            d, e = self.durations[s][ok], self.events[s][ok]
             est = km_estimate(d, e, horizon=self.horizon_bars, alpha=alpha)
             low, high = self._interval(est.survival, boot[s])
-            stopped = self.stopped[s]
+            reason = self.reason[s][ok]
             rows.append(
                 {
-                    "n_entries": self.n_entries,
-                    "n_liquidated": int((self.reason[s] == _LIQUIDATION).sum()),
-                    "n_stopped": int(stopped.sum()),
+                    "n_entries": int(ok.sum()),
+                    "n_liquidated": int((reason == _LIQUIDATION).sum()),
+                    "n_stopped": int(((reason == _STOP_LOSS) | (reason == _TRAILING_STOP)).sum()),
                     "n_censored": int((~e).sum()),
                     "survival": est.survival,
                     "ci_low": low,
                     "ci_high": high,
                     "median_time_to_liquidation": est.median * self.bar_days,
-                    "n_ruined": int((self.reason[s] == _RUIN).sum()),
+                    "n_ruined": int((reason == _RUIN).sum()),
+                    "n_rejected": int(self.rejected[s].sum()),
                     "ci_low_greenwood": est.ci_low,
                     "ci_high_greenwood": est.ci_high,
                     "n_insurance_draws": int((self.insurance_draw[s] > 0).sum()),
@@ -594,7 +606,8 @@ def survival_study(
     confidence, n_boot, seed : float, int, int
         Interval level, bootstrap resamples and the bootstrap seed.
     **engine_settings
-        Any ``RunConfig`` field (``taker_fee``, ``funding``, ``maint_margin_rate``,
+        Any ``RunConfig`` field (``initial_cash`` defaults to 100 USDT here so that 125x
+        stays inside the first maintenance tier) (``taker_fee``, ``funding``, ``maint_margin_rate``,
         ``stop_trigger``, ``intrabar``, ...); a tuple or list sweeps it.
 
     Returns
@@ -648,6 +661,8 @@ def survival_study(
             "load a longer range or enter more often"
         )
 
+    # a small account keeps every leverage up to 125x inside the first maintenance tier
+    engine_settings.setdefault("initial_cash", DEFAULT_INITIAL_CASH)
     swept = {k: tuple(v) for k, v in engine_settings.items() if isinstance(v, tuple | list)}
     fixed = {k: v for k, v in engine_settings.items() if k not in swept}
     axes: dict[str, tuple[Any, ...]] = {
@@ -684,6 +699,7 @@ def survival_study(
         funding_paid=outcomes.funding_paid,
         fees_paid=outcomes.fees_paid,
         ambiguous_bars=getattr(outcomes, "ambiguous_bars", None),
+        rejected=getattr(outcomes, "rejected", None),
         initial_cash=initial_cash,
         run_settings={"horizon": str(horizon), "entry_every": str(entry_every), **fixed},
         confidence=confidence,
@@ -743,6 +759,6 @@ def _make_config(config_cls: Any, fixed: dict[str, Any]) -> Any:
 
 
 def _grid_value(name: str, value: Any) -> Any:
-    if name == "stop_loss" and _is_none(value):
-        return math.nan
-    return value
+    if _is_none(value):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
