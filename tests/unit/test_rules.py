@@ -1,0 +1,409 @@
+"""Unit tests of backtester.rules: dated tables, profiles, the public price API and its errors.
+
+Hand-computed expectations are in the comments; sections refer to
+docs/reference/exchange-rules.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import backtester as bt
+from backtester.errors import ConfigError, DataError
+from backtester.rules import liquidation_quote, rules_timeline
+from backtester.rules import tables as tables_mod
+from backtester.rules.profiles import PROFILES, fee_change_dates, liquidation_fee_rate
+from backtester.rules.tables import packaged_tables, table_from_frame, tables_for
+
+BTC = "BTC/USDT:USDT"
+ETH = "ETH/USDT:USDT"
+_REAL_STORE_TABLES = tables_mod._store_tables
+
+
+@pytest.fixture(autouse=True)
+def _no_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep tests independent of whatever tier snapshots the local data store holds."""
+    monkeypatch.setattr(tables_mod, "_store_tables", lambda exchange, symbol, store=None: [])
+
+
+# ---------------------------------------------------------------------------------------------
+# dated tables
+
+
+def test_exchange_rules_at_2021_05_19_uses_the_2021_03_18_table() -> None:
+    # Arrange / Act
+    rules = bt.exchange_rules("binanceusdm", BTC, at="2021-05-19")
+    # Assert: in force from 2021-03-18 09:00 until the 2024-05-30 table
+    assert rules.table_id == "binanceusdm/BTC_USDT_USDT/2021-03-18"
+    assert rules.effective_from == pd.Timestamp("2021-03-18 09:00", tz="UTC")
+    assert "in force from 2021-03-18 until 2024-05-30" in rules.note
+    assert rules.confidence == "V"
+    # derived cum column of the reference table (§1.3): 0, 50, 1,300, 16,300, 266,300, ...
+    assert rules.maint_amount.tolist() == [
+        0,
+        50,
+        1_300,
+        16_300,
+        266_300,
+        1_266_300,
+        2_516_300,
+        5_016_300,
+        25_016_300,
+        100_016_300,
+    ]
+    assert rules.max_leverage.tolist() == [125, 100, 50, 20, 10, 5, 4, 3, 2, 1]
+
+
+def test_table_switches_at_its_effective_hour() -> None:
+    # 2021-03-18 08:59 UTC is still the legacy table; 09:00 the new one
+    before = bt.exchange_rules("binanceusdm", BTC, at="2021-03-18 08:59")
+    after = bt.exchange_rules("binanceusdm", BTC, at=pd.Timestamp("2021-03-18 09:00", tz="UTC"))
+    assert before.table_id.endswith("2019-09-08")
+    assert after.table_id.endswith("2021-03-18")
+
+
+def test_legacy_table_reproduces_faq_cases_e_and_f() -> None:
+    rules = bt.exchange_rules("binanceusdm", BTC, at="2020-06-01")
+    # case E: notional 264,000 → tier 3 (1%), cum 1,300
+    k = rules.tier_index(264_000.0, 1.0)
+    assert (rules.mmr[k], rules.maint_amount[k]) == (0.01, 1_300.0)
+    # case F: floor 5,000,000 at 5% after 2.5%/16,300 → 5,000,000·2.5% + 16,300 = 141,300
+    k = rules.tier_index(5_000_000.0, 1.0)
+    assert (rules.mmr[k], rules.maint_amount[k - 1], rules.maint_amount[k]) == (
+        0.05,
+        16_300,
+        141_300,
+    )
+    assert "[S]" in rules.note
+
+
+def test_latest_table_when_no_date() -> None:
+    rules = bt.exchange_rules("binanceusdm", ETH)
+    assert rules.table_id == "binanceusdm/ETH_USDT_USDT/2026-05-07"
+    assert rules.max_leverage[0] == 150.0  # tier 1 of the 2026-05-07 snapshot
+    assert "latest known table" in rules.note
+
+
+def test_nearest_earlier_table_after_its_last_confirmed_date() -> None:
+    # the 2024 BTC table is confirmed until 2024-10-24; 2025-03-01 uses it as the nearest
+    rules = bt.exchange_rules("binanceusdm", BTC, at="2025-03-01")
+    assert rules.table_id.endswith("2024-05-30")
+    assert "last confirmed 2024-10-24" in rules.note and "nearest" in rules.note
+
+
+def test_date_before_any_table_is_an_error_naming_the_range() -> None:
+    with pytest.raises(ConfigError, match=r"at 2019-01-01 .*allowed range: at >= 2019-09-08"):
+        bt.exchange_rules("binanceusdm", BTC, at="2019-01-01")
+    with pytest.raises(ConfigError, match=r"allowed range: at >= 2024-05-30"):
+        bt.exchange_rules("binanceusdm", ETH, at="2022-01-01")
+
+
+def test_bad_date_string() -> None:
+    with pytest.raises(ConfigError, match=r"at must be a date .* was 'yesterday'"):
+        bt.exchange_rules("binanceusdm", BTC, at="yesterday")
+
+
+def test_unknown_exchange_and_symbol() -> None:
+    with pytest.raises(ConfigError, match=r"was 'binance'; did you mean 'binanceusdm'\?"):
+        bt.exchange_rules("binance", BTC)
+    with pytest.raises(
+        ConfigError, match=r"'BTC/USDT' has no tier table .*did you mean 'BTC/USDT:USDT'"
+    ):
+        bt.exchange_rules("binanceusdm", "BTC/USDT")
+
+
+def test_rules_arrays_are_readonly_contiguous_float64() -> None:
+    rules = bt.exchange_rules("okx", BTC)
+    for name in ("floors", "caps", "mmr", "maint_amount", "max_leverage"):
+        values = getattr(rules, name)
+        assert values.dtype == np.float64 and values.flags.c_contiguous
+        assert not values.flags.writeable
+    assert rules.tier_by_size and rules.convention == 1 and rules.close_at == "bankruptcy"
+    assert not rules.maint_amount.any()  # OKX has no maintenance amount (§2.2)
+
+
+def test_profiles() -> None:
+    binance = bt.exchange_rules("binanceusdm", BTC)
+    bybit = bt.exchange_rules("bybit", BTC)
+    assert (binance.convention, binance.close_at, binance.funding_interval_h) == (
+        0,
+        "liquidation",
+        8,
+    )
+    assert (binance.taker_fee, binance.maker_fee) == (0.0005, 0.0002)
+    assert (bybit.convention, bybit.close_at, bybit.taker_fee) == (2, "bankruptcy", 0.00055)
+    assert set(PROFILES) == {"binanceusdm", "okx", "bybit"}
+
+
+def test_liquidation_fee_history() -> None:
+    # legacy 0.3% BTC/USDT and 0.5% others (§1.4); exchangeInfo of 2025-12-24: 2%
+    assert (
+        liquidation_fee_rate("binanceusdm", BTC, pd.Timestamp("2021-01-01", tz="UTC"))[0] == 0.003
+    )
+    assert (
+        liquidation_fee_rate("binanceusdm", ETH, pd.Timestamp("2021-01-01", tz="UTC"))[0] == 0.005
+    )
+    assert liquidation_fee_rate("binanceusdm", BTC, pd.Timestamp("2026-01-01", tz="UTC"))[0] == 0.02
+    assert liquidation_fee_rate("okx", BTC, None)[0] == 0.0005
+    assert bt.exchange_rules("binanceusdm", BTC, at="2021-05-19").liquidation_fee_rate == 0.003
+
+
+def test_rules_timeline_extends_backwards_and_splits_at_fee_change() -> None:
+    # Act
+    timeline = rules_timeline("binanceusdm", BTC, "2019-01-01", "2026-06-01")
+    # Assert: 2019-01-01 (extended legacy), 2021-03-18, 2024-05-30, 2025-12-24 (fee), 2026-05-07
+    starts = [r.effective_from.strftime("%Y-%m-%d") for r in timeline]
+    assert starts == ["2019-01-01", "2021-03-18", "2024-05-30", "2025-12-24", "2026-05-07"]
+    assert "extended backwards from 2019-09-08 to 2019-01-01" in timeline[0].note
+    assert [r.liquidation_fee_rate for r in timeline] == [0.003, 0.003, 0.003, 0.02, 0.02]
+    assert timeline[3].table_id == timeline[2].table_id
+    assert fee_change_dates("binanceusdm")[0] == timeline[3].effective_from
+
+
+def test_rules_timeline_inside_one_table() -> None:
+    timeline = rules_timeline("bybit", BTC, "2022-01-01", "2022-12-31")
+    assert [r.table_id for r in timeline] == ["bybit/BTC_USDT_USDT/2021-01-01"]
+    with pytest.raises(ConfigError, match=r"end must not precede start"):
+        rules_timeline("bybit", BTC, "2022-12-31", "2022-01-01")
+
+
+def test_store_snapshots_become_dated_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Arrange: a downloaded snapshot dated 2026-09-01 and one on the packaged 2026-05-07 date
+    frame = pd.DataFrame(
+        {
+            "tier": [1, 2],
+            "floor": [0.0, 100_000.0],
+            "cap": [100_000.0, 1e9],
+            "max_leverage": [100.0, 20.0],
+            "mmr": [0.005, 0.01],
+            "maint_amount": [0.0, 500.0],
+            "basis": ["notional", "notional"],
+        }
+    )
+    import backtester.data.store as store
+
+    monkeypatch.setattr(tables_mod, "_store_tables", _REAL_STORE_TABLES)
+    monkeypatch.setattr(
+        store,
+        "list_tier_snapshots",
+        lambda exchange, symbol, store=None: [
+            (pd.Timestamp("2026-05-07", tz="UTC"), frame),
+            (pd.Timestamp("2026-09-01", tz="UTC"), frame),
+        ],
+    )
+    # Act
+    ids = [t.table_id for t in tables_for("binanceusdm", BTC)]
+    latest = bt.exchange_rules("binanceusdm", BTC)
+    # Assert: the same-day store copy is dropped, the new one is the latest table
+    assert ids[-2:] == [
+        "binanceusdm/BTC_USDT_USDT/2026-05-07",
+        "store:binanceusdm/BTC_USDT_USDT/2026-09-01",
+    ]
+    assert latest.table_id == "store:binanceusdm/BTC_USDT_USDT/2026-09-01"
+    assert latest.maint_amount.tolist() == [0.0, 500.0]
+
+
+def test_table_from_frame_rejects_bad_tables() -> None:
+    good = {
+        "tier": [1, 2],
+        "floor": [0.0, 10.0],
+        "cap": [10.0, 20.0],
+        "max_leverage": [50.0, 20.0],
+        "mmr": [0.01, 0.02],
+        "maint_amount": [0.0, 0.1],
+    }
+    when = pd.Timestamp("2026-01-01", tz="UTC")
+    table = table_from_frame(pd.DataFrame(good), exchange="okx", symbol=BTC, effective_from=when)
+    assert table.n_tiers == 2 and table.basis == "notional"
+    with pytest.raises(DataError, match=r"missing columns \['mmr'\]"):
+        table_from_frame(
+            pd.DataFrame(good).drop(columns="mmr"), exchange="okx", symbol=BTC, effective_from=when
+        )
+    with pytest.raises(DataError, match=r"column 'mmr' must be fractions in \(0, 1\)"):
+        table_from_frame(
+            pd.DataFrame({**good, "mmr": [0.01, 1.5]}),
+            exchange="okx",
+            symbol=BTC,
+            effective_from=when,
+        )
+    with pytest.raises(DataError, match=r"column 'floor' must start at 0"):
+        table_from_frame(
+            pd.DataFrame({**good, "floor": [5.0, 10.0]}),
+            exchange="okx",
+            symbol=BTC,
+            effective_from=when,
+        )
+
+
+def test_every_packaged_table_names_its_source() -> None:
+    tables = packaged_tables()
+    assert {(t.exchange, t.symbol) for t in tables} >= {
+        ("binanceusdm", BTC),
+        ("binanceusdm", ETH),
+        ("okx", BTC),
+        ("bybit", BTC),
+    }
+    for table in tables:
+        assert table.source and table.note and table.confidence in {"V", "V-code", "S", "GAP"}
+        np.testing.assert_array_equal(table.caps[:-1], table.floors[1:])  # tiers are contiguous
+
+
+# ---------------------------------------------------------------------------------------------
+# the public price API: worked examples
+
+
+def test_case_a_cross_short_through_public_api() -> None:
+    # Binance FAQ case A: LP = 57.14765/0.00502 = 11,383.99
+    lp = bt.liquidation_price(
+        "binanceusdm",
+        "short",
+        9451.53,
+        0.005,
+        margin_mode="cross",
+        wallet_balance=10.72,
+        other_maint_margin=1.3,
+        other_unrealized_pnl=0.47,
+        mmr=0.004,
+        maint_amount=0.0,
+    )
+    assert round(lp, 2) == 11_383.99
+
+
+def test_case_b_cross_long_through_public_api() -> None:
+    # Binance FAQ case B: LP = 189.06/0.9935 = 190.297 (page truncates to 190.29)
+    lp = bt.liquidation_price(
+        "binanceusdm",
+        "long",
+        199.53,
+        1,
+        margin_mode="cross",
+        wallet_balance=10.72,
+        other_maint_margin=0.19,
+        other_unrealized_pnl=-0.06,
+        mmr=0.0065,
+        maint_amount=0,
+    )
+    assert lp == pytest.approx(190.297, abs=5e-4)
+
+
+def test_case_c_and_d_bybit() -> None:
+    assert bt.liquidation_price("bybit", "long", 20000, 1, leverage=50, mmr=0.005) == pytest.approx(
+        19_700
+    )
+    assert bt.bankruptcy_price("bybit", "long", 10000, 1, leverage=50) == pytest.approx(9_800)
+
+
+def test_binance_vs_bybit_same_position() -> None:
+    # Binance 19,600/0.995 = 19,698.49 (MM at LP); Bybit 20,000 − 300 = 19,700 (MM at entry)
+    kw = dict(leverage=50, mmr=0.005)
+    assert round(bt.liquidation_price("binanceusdm", "long", 20000, 1, **kw), 2) == 19_698.49
+    assert round(bt.liquidation_price("bybit", "long", 20000, 1, **kw), 2) == 19_700.00
+
+
+def test_tier_tables_are_used_by_default() -> None:
+    # 2024 BTC table, 31 BTC at 20,000, 20x: the LP notional falls into tier 2 → 19,093.86
+    quote = liquidation_quote("binanceusdm", "long", 20000, 31, leverage=20, at="2024-06-01")
+    assert quote.liquidation_price == pytest.approx(588_950 / 30.845, rel=1e-12)
+    assert (quote.tier, quote.mmr, quote.maint_amount) == (2, 0.005, 50.0)
+    # MM at LP = 31·19,093.86·0.5% − 50 = 2,909.55
+    assert quote.maint_margin == pytest.approx(31 * quote.liquidation_price * 0.005 - 50)
+
+
+def test_bybit_values_mm_at_entry_with_deduction() -> None:
+    # legacy Bybit table, 150 BTC at 20,000 = 3,000,000 → tier 2 (1%, deduction 10,000)
+    # MM = 30,000 − 10,000 = 20,000; 10x → IM 300,000; LP = 20,000 − 280,000/150 = 18,133.33
+    quote = liquidation_quote("bybit", "long", 20000, 150, leverage=10, at="2022-01-01")
+    assert quote.maint_margin == pytest.approx(20_000.0)
+    assert quote.liquidation_price == pytest.approx(20_000 - 280_000 / 150)
+    assert quote.tier == 2
+
+
+def test_okx_uses_taker_fee_term() -> None:
+    # size tier 1 (0.4%), f = 0.0005: LP = (30,000 − 1,500)/0.9955 = 28,628.83
+    lp = bt.liquidation_price("okx", "long", 30000, 1, leverage=20)
+    assert lp == pytest.approx(28_500 / 0.9955)
+    # an explicit taker_fee replaces the term: f = 0 → 28,500/0.996 = 28,614.46
+    assert bt.liquidation_price(
+        "okx", "long", 30000, 1, leverage=20, taker_fee=0.0
+    ) == pytest.approx(28_500 / 0.996)
+
+
+def test_isolated_margin_from_margin_and_extra_margin() -> None:
+    # margin 500 on 20,000 (40x) equals leverage=40; leverage=50 plus margin 500 = 100 extra
+    by_margin = bt.liquidation_price("bybit", "long", 20000, 1, margin=500, mmr=0.005)
+    by_lev = bt.liquidation_price("bybit", "long", 20000, 1, leverage=40, mmr=0.005)
+    both = bt.liquidation_price("bybit", "long", 20000, 1, leverage=50, margin=500, mmr=0.005)
+    assert by_margin == by_lev == both == pytest.approx(20_000 - (500 - 100))
+
+
+def test_long_that_cannot_be_liquidated_returns_zero() -> None:
+    # 1x: margin 2,000 = notional → LP = (2,000 − 2,000)/(0.1·0.004 − 0.1) = 0 → 0.0 (never)
+    assert bt.liquidation_price("binanceusdm", "long", 20000, 0.1, leverage=1, mmr=0.004) == 0.0
+    assert bt.liquidation_price("binanceusdm", "long", 20000, 0.1, margin=2500, mmr=0.004) == 0.0
+    # 2x: (1,000 − 2,000)/(0.0004 − 0.1) = 10,040.16
+    lp = bt.liquidation_price("binanceusdm", "long", 20000, 0.1, leverage=2, mmr=0.004)
+    assert lp == pytest.approx(1000 / 0.0996)
+
+
+def test_quote_distance_and_close_at() -> None:
+    quote = liquidation_quote("bybit", "long", 20000, 1, leverage=50, mmr=0.005)
+    assert quote.distance_pct == pytest.approx(1.5)  # (20,000 − 19,700)/20,000
+    assert quote.bankruptcy_price == pytest.approx(19_600)
+    assert quote.close_at == "bankruptcy" and quote.tier == 0
+    assert quote.to_dict()["liquidation_price"] == pytest.approx(19_700)
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        (dict(leverage=200), r"leverage must be in \[1, 150\], was 200; the maximum for tier 1"),
+        (dict(leverage=0.5), r"leverage must be in \[1, 150\], was 0.5"),
+        (dict(size=0), r"size must be a finite number > 0, was 0"),
+        (dict(size=-1.0), r"size must be a finite number > 0, was -1.0"),
+        (dict(entry_price=float("nan")), r"entry_price must be a finite number > 0"),
+        (dict(side="buy"), r"side must be one of 'long', 'short', was 'buy'"),
+        (dict(margin_mode="crossed"), r"margin_mode .* was 'crossed'; did you mean 'cross'"),
+        (dict(leverage=None), r"isolated margin needs margin= .* or leverage="),
+        (dict(margin_mode="cross"), r"margin_mode='cross' needs wallet_balance="),
+        (
+            dict(margin_mode="cross", wallet_balance=100, margin=50, leverage=None),
+            r"margin is for margin_mode='isolated'",
+        ),
+        (dict(wallet_balance=100), r"wallet_balance is for margin_mode='cross'"),
+        (dict(other_maint_margin=1.0), r"apply to margin_mode='cross' only"),
+        (dict(margin=100.0), r"margin must be >= the initial margin notional/leverage = 400"),
+        (dict(margin=100.0, leverage=None), r"margin must be >= 133.33.* was 100"),
+        (dict(mmr=1.0), r"mmr must be in \[0.0, 1.0\), was 1.0"),
+        (dict(maint_amount=10.0), r"maint_amount needs mmr="),
+        (dict(symbol="DOGE/USDT:USDT"), r"'DOGE/USDT:USDT' has no tier table for binanceusdm"),
+        (dict(exchange="kraken"), r"exchange must be one of .* was 'kraken'"),
+        (dict(at="2018-01-01"), r"at 2018-01-01 .*allowed range: at >= 2019-09-08"),
+    ],
+)
+def test_bad_input_raises_a_clear_config_error(kwargs: dict[str, object], pattern: str) -> None:
+    args: dict[str, object] = dict(
+        exchange="binanceusdm", side="long", entry_price=20000.0, size=1.0, leverage=50
+    )
+    args.update(kwargs)
+    with pytest.raises(ConfigError, match=pattern):
+        bt.liquidation_price(**args)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=pattern):
+        bt.bankruptcy_price(**args)  # type: ignore[arg-type]
+
+
+def test_okx_rejects_a_maintenance_amount() -> None:
+    with pytest.raises(ConfigError, match=r"maint_amount must be 0 for okx"):
+        bt.liquidation_price("okx", "long", 30000, 1, leverage=20, mmr=0.004, maint_amount=5)
+
+
+def test_leverage_limit_depends_on_the_tier() -> None:
+    # 2024 table: 700,000 notional is tier 3 (max 75x): 80x is refused, 75x accepted
+    with pytest.raises(ConfigError, match=r"leverage must be in \[1, 75\], was 80"):
+        bt.liquidation_price("binanceusdm", "long", 20000, 35, leverage=80, at="2024-06-01")
+    assert bt.liquidation_price("binanceusdm", "long", 20000, 35, leverage=75, at="2024-06-01") > 0
