@@ -9,7 +9,7 @@ backtester`` stays light.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -123,6 +123,17 @@ def _key(value: object) -> object:
     if isinstance(value, int | float | np.integer | np.floating):
         return float(value)
     return value
+
+
+_ALL = object()  # the single group when there is no hue
+
+
+def _subset(table: pd.DataFrame, hue: str | None, group: object) -> pd.DataFrame:
+    if hue is None or group is _ALL:
+        return table
+    if group is None:
+        return table[table[hue].isna()]
+    return table[[_key(v) == group for v in table[hue]]]
 
 
 def _sort_key(value: object) -> tuple[int, float | str]:
@@ -259,19 +270,14 @@ def plot_survival_lines(
     """Return ``y`` (a fraction) against ``x``, one line per ``hue`` value with a shaded interval."""
     fig = _figure(7.2, 4.2)
     ax = fig.subplots()
-    groups: Sequence[object] = (
-        [None] if hue is None else sorted(dict.fromkeys(table[hue]), key=_sort_key)
+    groups: list[object] = (
+        [_ALL] if hue is None else sorted(dict.fromkeys(_key(v) for v in table[hue]), key=_sort_key)
     )
     colors = _colors(len(groups), "viridis" if len(groups) > 2 else "tab10")
     if len(groups) <= 2:
         colors = [(0.12, 0.47, 0.71, 1.0), (0.84, 0.15, 0.16, 1.0)][: len(groups)]
     for g, color in zip(groups, colors, strict=True):
-        if g is None:
-            sub = table
-        elif isinstance(g, float) and math.isnan(g):
-            sub = table[table[hue].isna()]  # type: ignore[index]
-        else:
-            sub = table[table[hue] == g]  # type: ignore[index]
+        sub = _subset(table, hue, g)
         sub = sub.sort_values(x)
         xs = sub[x].to_numpy(dtype=float)
         label = None if hue is None else _fmt_hue(hue, g)
@@ -319,15 +325,16 @@ def plot_bars(
     ax = fig.subplots()
     xs = sorted(dict.fromkeys(table[x]), key=_sort_key)
     groups: list[object] = (
-        [None] if hue is None else sorted(dict.fromkeys(table[hue]), key=_sort_key)
+        [_ALL] if hue is None else sorted(dict.fromkeys(_key(v) for v in table[hue]), key=_sort_key)
     )
     width = 0.8 / len(groups)
     colors = _colors(len(groups), "viridis")
     for k, (g, color) in enumerate(zip(groups, colors, strict=True)):
-        sub = table if g is None else table[table[hue] == g]  # type: ignore[index]
+        sub = _subset(table, hue, g)
         heights = [float(sub.loc[sub[x] == v, y].sum()) for v in xs]
         pos = np.arange(len(xs)) + (k - (len(groups) - 1) / 2) * width
-        ax.bar(pos, heights, width=width, color=color, label=None if g is None else _fmt_value(g))
+        label = None if hue is None else _fmt_value(g)
+        ax.bar(pos, heights, width=width, color=color, label=label)
     ax.set_xticks(range(len(xs)), [_fmt_value(v) for v in xs])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -459,6 +459,7 @@ def comparison_sections(study: SurvivalStudy) -> tuple[list[ReportSection], dict
         summary["false_liquidations"] = {
             "total": len(fl),
             "top_dates": [str(d) for d in top["date"].head(5)],
+            "crash_days": {d: _on_day(by_day, d) for d in _CRASH_DAYS},
         }
         sections.append(
             ReportSection(
@@ -468,8 +469,10 @@ def comparison_sections(study: SurvivalStudy) -> tuple[list[ReportSection], dict
                     "last-price rules rebuild the same market with mark = last. A 'false "
                     "liquidation' is a hold that last-price rules would have liquidated while "
                     f"the mark price had not. Total: {len(fl):,}, on {len(by_day):,} days; "
-                    "the busiest days are listed below (e.g. the 2020-03-13 and 2021-05-19 "
-                    "crashes, when the last price wicked far below the mark).",
+                    "the busiest days are listed below. On the crash days the article names: "
+                    + "; ".join(f"{d}: {_on_day(by_day, d)}" for d in _CRASH_DAYS)
+                    + ". On those days the mark price fell almost as far as the last price, "
+                    "so most holds were liquidated under either rule.",
                 ),
                 tables=(
                     ReportTable("cmp_mark_vs_last", both, _fmt(both)),
@@ -564,6 +567,14 @@ def comparison_sections(study: SurvivalStudy) -> tuple[list[ReportSection], dict
         )
     )
     return sections, summary
+
+
+_CRASH_DAYS = ("2020-03-12", "2020-03-13", "2021-05-19")
+
+
+def _on_day(by_day: pd.DataFrame, day: str) -> str:
+    hit = by_day[by_day["date"] == day]
+    return f"{int(hit['false_liquidations'].iloc[0])} false liquidations" if len(hit) else "none"
 
 
 def _levels(values: pd.Series) -> str:

@@ -475,10 +475,7 @@ class SurvivalStudy:
                 "sha256": m.fingerprint(),
             },
             "settings": {
-                "grid": {
-                    c: [_json_value(v) for v in dict.fromkeys(self.settings[c])]
-                    for c in self.settings
-                },
+                "grid": {c: _unique_json(self.settings[c]) for c in self.settings},
                 **{k: _json_value(v) for k, v in self.run_settings.items()},
             },
             "n_settings": self.n_settings,
@@ -508,6 +505,15 @@ def _num(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         return 0.0
+
+
+def _unique_json(values: pd.Series) -> list[Any]:
+    out: list[Any] = []
+    for v in values:
+        j = _json_value(v)
+        if j not in out:
+            out.append(j)
+    return out
 
 
 def _json_value(value: Any) -> Any:
