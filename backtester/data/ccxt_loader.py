@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 __all__ = ["EXCHANGE_PROFILES", "ExchangeProfile", "create_exchange", "download"]
 
 _MS = 1_000_000  # ns per ms
-_EIGHT_HOURS_NS = 8 * 3_600_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +56,7 @@ class ExchangeProfile:
     funding_limit: int  # funding events per page
     windowed: bool  # a page covers [since, since + limit * step): an empty page is not the end
     funding_backward: bool  # funding history is paged backwards with the "after" cursor (OKX)
+    explicit_until: bool = False  # pass each page's window end as ccxt's "until" (Bybit)
 
 
 EXCHANGE_PROFILES: dict[str, ExchangeProfile] = {
@@ -80,8 +80,12 @@ EXCHANGE_PROFILES: dict[str, ExchangeProfile] = {
         funding_limit=200,
         windowed=True,
         funding_backward=False,
+        explicit_until=True,
     ),
 }
+# funding windows assume the shortest funding interval (1 h) so a window never holds more events
+# than a page (Bybit returns the newest events of a window first)
+_FUNDING_WINDOW_STEP_NS = 3_600_000_000_000
 
 
 def create_exchange(exchange: str, *, config: dict[str, Any] | None = None) -> Any:
@@ -438,6 +442,9 @@ class _Job:
                 cursor = a
                 while cursor < b:
                     what = f"fetching {kind} {self.timeframe} bars since {schema.format_ts(cursor)}"
+                    page_params = dict(params)
+                    if self.profile.explicit_until:
+                        page_params["until"] = (cursor + limit * self.step) // _MS - 1
                     raw = self.caller(
                         what,
                         "fetch_ohlcv",
@@ -445,7 +452,7 @@ class _Job:
                         self.timeframe,
                         cursor // _MS,
                         limit,
-                        params,
+                        page_params,
                     )
                     page = _ohlcv_frame(raw)
                     if len(page) == 0:
@@ -551,15 +558,21 @@ class _Job:
         pages = 0
         while cursor < b:
             what = f"fetching funding rates since {schema.format_ts(cursor)}"
-            raw = self.caller(what, "fetch_funding_rate_history", self.symbol, cursor // _MS, limit)
+            window_end = cursor + limit * _FUNDING_WINDOW_STEP_NS
+            params = {"until": window_end // _MS - 1} if self.profile.explicit_until else {}
+            raw = self.caller(
+                what, "fetch_funding_rate_history", self.symbol, cursor // _MS, limit, params
+            )
             page = _funding_frame(raw)
             if len(page) == 0:
                 if not self.profile.windowed:
                     break
-                advance = cursor + limit * _EIGHT_HOURS_NS
+                advance = window_end
             else:
                 page_ts = schema.timestamps_ns(page, "funding")
                 advance = int(page_ts[-1]) + _MS
+                if self.profile.windowed:
+                    advance = max(advance, window_end)
                 keep = (page_ts >= cursor) & (page_ts < b)
                 if keep.any():
                     pending.append(page.loc[keep])

@@ -30,9 +30,13 @@ IGNORED_PARAMS = frozenset({"signature", "timestamp", "recvWindow", "sign"})
 def request_key(method: str, url: str) -> str:
     """Return ``"GET /path?a=1&b=2"`` with sorted query and volatile auth params removed."""
     parts = urlsplit(url)
-    query = sorted((k, v) for k, v in parse_qsl(parts.query) if k not in IGNORED_PARAMS)
-    encoded = "&".join(f"{k}={v}" for k, v in query)
-    return f"{method.upper()} {parts.path}" + (f"?{encoded}" if encoded else "")
+    return _key(method, parts.path, dict(parse_qsl(parts.query)))
+
+
+def _key(method: str, path: str, query: dict[str, Any]) -> str:
+    items = sorted((k, str(v)) for k, v in query.items() if k not in IGNORED_PARAMS)
+    encoded = "&".join(f"{k}={v}" for k, v in items)
+    return f"{method.upper()} {path}" + (f"?{encoded}" if encoded else "")
 
 
 @dataclass
@@ -63,7 +67,7 @@ class ReplayAdapter(HTTPAdapter):  # type: ignore[misc]
 
     def add(self, items: Iterable[dict[str, Any]]) -> ReplayAdapter:
         for item in items:
-            key = request_key(item.get("method", "GET"), item["path"] + _query(item.get("query")))
+            key = _key(item.get("method", "GET"), item["path"], item.get("query") or {})
             self.interactions[key] = item
         return self
 
@@ -117,12 +121,6 @@ class ReplayAdapter(HTTPAdapter):  # type: ignore[misc]
         return None
 
 
-def _query(query: dict[str, Any] | None) -> str:
-    if not query:
-        return ""
-    return "?" + "&".join(f"{k}={v}" for k, v in query.items())
-
-
 def _error_body(status: int) -> Any:
     if status == 429:
         return {"code": -1003, "msg": "Too many requests; current limit is 2400 per minute."}
@@ -138,9 +136,7 @@ def _response(request: requests.PreparedRequest, status: int, body: Any) -> requ
     response.headers = CaseInsensitiveDict({"Content-Type": "application/json"})
     response.url = str(request.url)
     response.request = request
-    response.reason = {200: "OK", 400: "Bad Request", 429: "Too Many Requests"}.get(
-        status, "Error"
-    )
+    response.reason = {200: "OK", 400: "Bad Request", 429: "Too Many Requests"}.get(status, "Error")
     response.encoding = "utf-8"
     return response
 
@@ -150,3 +146,33 @@ def mount(exchange: Any, adapter: ReplayAdapter) -> Any:
     exchange.session.mount("https://", adapter)
     exchange.session.mount("http://", adapter)
     return exchange
+
+
+@dataclass
+class RecordingAdapter(ReplayAdapter):
+    """Serve from a rendering backend and keep every interaction (used only to record)."""
+
+    backend: Any = None
+    served: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        key = request_key(str(request.method), str(request.url))
+        if any(f.match in key for f in self.faults):
+            return super().send(request, **kwargs)
+        self.log.append(key)
+        status, body = self.backend(str(request.method), str(request.url))
+        parts = urlsplit(str(request.url))
+        query = {k: v for k, v in parse_qsl(parts.query) if k not in IGNORED_PARAMS}
+        self.served[key] = {
+            "method": str(request.method),
+            "path": parts.path,
+            "query": dict(sorted(query.items())),
+            "status": status,
+            "body": body,
+        }
+        return _response(request, status, body)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        items = [self.served[k] for k in sorted(self.served)]
+        path.write_text(json.dumps(items, separators=(",", ":")) + "\n", encoding="utf-8")
