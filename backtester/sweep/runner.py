@@ -36,6 +36,10 @@ MarketLoader = Callable[[SweepSpec, str], Any]
 
 def _join(keys: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
     stats = stats.reset_index(drop=True)
+    for name in stats.columns:  # times are UTC: a chunk with no events must not turn naive
+        column = stats[name]
+        if pd.api.types.is_datetime64_dtype(column) and getattr(column.dt, "tz", None) is None:
+            stats[name] = column.dt.tz_localize("UTC")
     if len(stats) != len(keys):
         raise DataError(f"a chunk returned {len(stats)} rows for {len(keys)} columns")
     stats = stats.drop(columns=[c for c in stats.columns if c in keys.columns])

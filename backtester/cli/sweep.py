@@ -1,0 +1,122 @@
+"""``backtester sweep`` and ``backtester report``: run a TOML sweep config, report a finished run.
+
+Handlers only translate options into ``run_config`` / ``open_run`` / ``sweep_report`` calls and
+print where the results are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from backtester.errors import ConfigError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, was {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, was {text!r}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``sweep`` and ``report`` commands to the top-level parser."""
+    sw = subparsers.add_parser(
+        "sweep",
+        help="run a TOML sweep config (symbols x strategy grid x engine grid), resumable",
+        description=(
+            "Run every combination of a TOML config into a run directory, chunk by chunk. "
+            "Kill it at any moment and continue with --resume; results go to "
+            "<out>/results.parquet (open with bt.open_run)."
+        ),
+    )
+    sw.add_argument("config", help="the sweep config (.toml); examples in configs/")
+    sw.add_argument("--out", required=True, help="run directory, e.g. runs/sma-btc")
+    sw.add_argument(
+        "--resume", action="store_true", help="continue the run in --out, keeping finished chunks"
+    )
+    sw.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="tcp://HOST:PORT",
+        help="run the chunks on this Dask distributed scheduler (needs backtester[dask])",
+    )
+    sw.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="local worker processes (default: one per core; 1 = in this process)",
+    )
+    sw.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=None,
+        help="columns per chunk (default: a quarter of the grid, at most 20,000)",
+    )
+    sw.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    sw.add_argument(
+        "--report", action="store_true", help="also write the report to <out>/report when done"
+    )
+    sw.set_defaults(handler=_sweep)
+
+    rp = subparsers.add_parser(
+        "report",
+        help="render the report of a finished sweep run (HTML + PNG figures)",
+        description="Best/worst settings, survival by leverage and parameter sensitivity.",
+    )
+    rp.add_argument("run", help="a run directory written by `backtester sweep`")
+    rp.add_argument("--out", default=None, help="report directory (default: <run>/report)")
+    rp.add_argument(
+        "--metric",
+        default=None,
+        help="column that ranks settings (default total_return, or survival for survival runs)",
+    )
+    rp.add_argument("--top", type=_positive_int, default=10, help="rows in the best/worst tables")
+    rp.set_defaults(handler=_report)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from backtester.sweep import run_config
+
+    if args.scheduler is not None and args.workers is not None:
+        raise ConfigError("--workers applies to local runs; leave it out with --scheduler")
+    run = run_config(
+        args.config,
+        out=args.out,
+        resume=args.resume,
+        scheduler=args.scheduler,
+        progress=not args.no_progress and sys.stderr.isatty(),
+        workers=args.workers,
+        chunk_size=args.chunk_size,
+    )
+    meta = run.metadata
+    print(
+        f"sweep complete: {len(run.table):,} rows ({meta['n_symbols']} symbol(s) x "
+        f"{meta['n_cols']:,} settings) in {meta.get('elapsed_s', 0):.1f} s "
+        f"({meta.get('chunks_run', 0)} of {meta['n_chunks']} chunks computed)"
+    )
+    print(f"results: {run.path / 'results.parquet'}  (bt.open_run({str(run.path)!r}))")
+    if args.report:
+        print(f"report:  {_write_report(run, None, None, 10)}")
+    return 0
+
+
+def _write_report(run: Any, out: str | None, metric: str | None, top: int) -> Path:
+    from backtester.reports.sweep import sweep_report
+
+    target = Path(out) if out is not None else run.path / "report"
+    return sweep_report(run.table, metadata=run.metadata, out=target, metric=metric, top=top)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from backtester.sweep import open_run
+
+    run = open_run(args.run)
+    index = _write_report(run, args.out, args.metric, args.top)
+    print(f"report: {index}")
+    return 0

@@ -1,0 +1,376 @@
+"""Sweep report: best/worst settings, survival by leverage, parameter sensitivity (reports layer).
+
+Frames in, files out: the caller (the CLI) opens the run and passes its result table and its
+``run.json`` metadata; this module never imports ``backtester.sweep``. Figures are built with
+the helpers of ``reports/plots.py`` and written by ``reports/html.write_report``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from backtester.errors import ConfigError, did_you_mean
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+__all__ = ["display_table", "sensitivity_table", "survival_by_leverage", "sweep_report"]
+
+# metrics where higher is better; the rest of the known ones are "lower is better"
+_HIGHER_IS_BETTER = {
+    "final_equity": True,
+    "total_return": True,
+    "survival": True,
+    "min_liquidation_distance": True,
+    "max_drawdown": False,
+    "fees_paid": False,
+    "funding_paid": False,
+    "n_liquidations": False,
+}
+# raw column -> display label with units; fractions in this set are shown in percent
+_PERCENT = {
+    "total_return": "Return [%]",
+    "max_drawdown": "Max drawdown [%]",
+    "time_in_market": "Time in market [%]",
+    "min_liquidation_distance": "Min distance to liquidation [%]",
+    "survival": "Survival [%]",
+    "ci_low": "CI low [%]",
+    "ci_high": "CI high [%]",
+    "stop_loss": "Stop-loss [%]",
+    "take_profit": "Take-profit [%]",
+    "trailing_stop": "Trailing stop [%]",
+    "position_size": "Position size [% of equity]",
+}
+_LABELS = {
+    "symbol": "Symbol",
+    "leverage": "Leverage [x]",
+    "final_equity": "Final equity [quote]",
+    "fees_paid": "Fees [quote]",
+    "funding_paid": "Funding paid [quote]",
+    "n_liquidations": "Liquidations",
+    "n_trades": "Trades",
+    "n_stops": "Stops",
+    "liquidated": "Liquidated",
+}
+_SHOWN = (
+    "total_return",
+    "max_drawdown",
+    "final_equity",
+    "n_trades",
+    "n_liquidations",
+    "n_stops",
+    "fees_paid",
+    "funding_paid",
+    "min_liquidation_distance",
+    "survival",
+    "ci_low",
+    "ci_high",
+    "n_entries",
+    "n_liquidated",
+)
+
+
+def _label(name: str) -> str:
+    return _PERCENT.get(name) or _LABELS.get(name) or name.replace("_", " ").capitalize()
+
+
+def _fmt(name: str, value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "none" if name in ("stop_loss", "take_profit", "trailing_stop") else "n/a"
+    if name in _PERCENT and isinstance(value, int | float | np.number):
+        return f"{float(value) * 100:.4g}"
+    if isinstance(value, float | np.floating):
+        v = float(value)
+        return f"{v:,.2f}" if abs(v) >= 100 else f"{v:.4g}"
+    return str(value)
+
+
+def display_table(rows: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """Return ``rows`` formatted for reading: keys then the main statistics, units in labels."""
+    names = [k for k in keys if k in rows and k != "col"]
+    names += [s for s in _SHOWN if s in rows and s not in names]
+    out = pd.DataFrame(index=rows.index)
+    for name in names:
+        out[_label(name)] = [_fmt(name, v) for v in rows[name]]
+    return out.reset_index(drop=True)
+
+
+def survival_by_leverage(table: pd.DataFrame, *, by: str | None = None) -> pd.DataFrame:
+    """Return the fraction of settings never liquidated, per symbol × leverage (× ``by``).
+
+    In a strategy sweep each row is one setting, so "survival" is the share of the settings at
+    that leverage (over every other parameter) whose account was never liquidated. In a
+    survival sweep the rows already hold Kaplan–Meier survival; it is averaged the same way.
+    """
+    if "leverage" not in table:
+        raise ConfigError(
+            "survival by leverage needs 'leverage' in the grid; add [engine.grid] leverage = [...]"
+        )
+    groups = ["symbol", "leverage", *([by] if by else [])]
+    if "survival" in table:
+        frame = table.assign(_value=table["survival"].astype(float))
+    elif "liquidated" in table:
+        frame = table.assign(_value=1.0 - table["liquidated"].astype(float))
+        if "n_trades" in table:  # a setting whose every entry was rejected never took risk
+            frame.loc[frame["n_trades"] == 0, "_value"] = np.nan
+    else:
+        raise ConfigError("survival by leverage needs a 'liquidated' or 'survival' column")
+    grouped = frame.groupby(groups, dropna=False, sort=True)["_value"]
+    out = grouped.agg(survival="mean", n_settings="size").reset_index()
+    out["n_never_entered"] = grouped.apply(lambda v: int(v.isna().sum())).to_numpy()
+    return out
+
+
+def sensitivity_table(table: pd.DataFrame, name: str, metric: str) -> pd.DataFrame:
+    """Return the median and quartiles of ``metric`` per value of ``name``, per symbol."""
+    groups = table.groupby(["symbol", name], dropna=False, sort=True)[metric]
+    out = groups.quantile([0.25, 0.5, 0.75]).unstack()
+    out.columns = ["q25", "median", "q75"]
+    return out.reset_index()
+
+
+def _as_x(name: str, values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    # every value is a category, in sorted order ("none" first); labels in the axis' units
+    labels = []
+    for v in values:
+        if isinstance(v, float) and v.is_integer() and name not in _PERCENT:
+            labels.append(str(int(v)))
+        else:
+            labels.append(_fmt(name, v))
+    return np.arange(len(values), dtype=float), labels
+
+
+def _sensitivity_figure(table: pd.DataFrame, names: Sequence[str], metric: str) -> Figure:
+    from backtester.reports.plots import _colors, _figure, _style
+
+    ncols = min(3, len(names))
+    nrows = math.ceil(len(names) / ncols)
+    fig = _figure(3.9 * ncols, 3.0 * nrows + 0.5)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    symbols = list(dict.fromkeys(table["symbol"]))
+    colors = (
+        _colors(len(symbols), "viridis")
+        if len(symbols) > 2
+        else [
+            (0.12, 0.47, 0.71, 1.0),
+            (0.84, 0.15, 0.16, 1.0),
+        ][: len(symbols)]
+    )
+    scale = 100.0 if metric in _PERCENT else 1.0
+    for k, name in enumerate(names):
+        ax = axes[k // ncols][k % ncols]
+        sens = sensitivity_table(table, name, metric)
+        for symbol, color in zip(symbols, colors, strict=True):
+            sub = sens[sens["symbol"] == symbol]
+            xs, labels = _as_x(name, sub[name])
+            ax.plot(xs, sub["median"] * scale, marker="o", ms=4, color=color, label=symbol)
+            ax.fill_between(
+                xs, sub["q25"] * scale, sub["q75"] * scale, color=color, alpha=0.15, linewidth=0
+            )
+            ax.set_xticks(xs, labels, rotation=30 if max(map(len, labels)) > 5 else 0)
+        ax.set_xlabel(_label(name))
+        ax.set_ylabel(_label(metric))
+        _style(ax)
+    for k in range(len(names), nrows * ncols):
+        axes[k // ncols][k % ncols].set_visible(False)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(
+        f"Sensitivity of {_label(metric)} to each parameter "
+        "(line: median over every other setting; band: 25–75 %)",
+        fontsize=11,
+    )
+    return fig
+
+
+def _survival_figure(curve: pd.DataFrame, by: str | None, survival_mode: bool) -> Figure:
+    from backtester.reports.plots import _colors, _figure, _style
+
+    fig = _figure(7.2, 4.2)
+    ax = fig.subplots()
+    series = curve.groupby(["symbol", *([by] if by else [])], dropna=False, sort=True)
+    colors = _colors(max(2, series.ngroups), "viridis")
+    for (key, sub), color in zip(series, colors, strict=False):
+        parts = key if isinstance(key, tuple) else (key,)
+        unit = "%" if by in _PERCENT and _fmt(by, parts[-1]) != "none" else ""
+        label = (
+            parts[0]
+            if by is None
+            else f"{parts[0]}, {by.replace('_', ' ')} {_fmt(by, parts[1])}{unit}"
+        )
+        sub = sub.sort_values("leverage")
+        ax.plot(sub["leverage"].astype(float), sub["survival"] * 100, marker="o", ms=4,
+                color=color, label=label)  # fmt: skip
+    ticks = sorted(dict.fromkeys(curve["leverage"].astype(float)))
+    if ticks and min(ticks) > 0:
+        ax.set_xscale("log")
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+    ax.set_ylim(-2, 102)
+    ax.set_xlabel("Leverage [x]")
+    ax.set_ylabel("Survival [%]" if survival_mode else "Settings never liquidated [%]")
+    ax.set_title(
+        "Kaplan–Meier survival at the horizon, by leverage"
+        if survival_mode
+        else "Survival (never liquidated) by leverage, over every other setting"
+    )
+    _style(ax)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def sweep_report(
+    table: pd.DataFrame,
+    *,
+    metadata: Mapping[str, Any],
+    out: str | Path,
+    metric: str | None = None,
+    top: int = 10,
+) -> Path:
+    """Write the sweep report (``index.html``, ``figures/*.png``, ``tables/*``) to ``out``.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The run's result table (``open_run(path).table``).
+    metadata : mapping
+        The run's ``run.json`` (``open_run(path).metadata``).
+    out : str or Path
+        Report directory (created).
+    metric : str, optional
+        Column ranking the settings; default ``total_return`` (``survival`` for survival runs).
+    top : int
+        Rows in the best and worst tables.
+
+    Returns
+    -------
+    Path
+        The report's ``index.html``.
+    """
+    from backtester.reports.html import ReportFigure, ReportSection, ReportTable, write_report
+
+    survival_mode = metadata.get("mode") == "survival"
+    metric = metric or ("survival" if survival_mode else "total_return")
+    if metric not in table:
+        raise ConfigError(
+            f"metric must be a column of the result table, was {metric!r}"
+            f"{did_you_mean(metric, table.columns)}"
+        )
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ConfigError(f"top must be an integer >= 1, was {top!r}")
+    if table.empty:
+        raise ConfigError("the result table is empty; there is nothing to report")
+    names = [n for n in metadata.get("grid_names", []) if n in table]
+    keys = ["symbol", *names, *(["side"] if survival_mode and "side" in table else [])]
+    higher = _HIGHER_IS_BETTER.get(metric, True)
+    ordered = table.sort_values(metric, ascending=not higher, kind="stable", na_position="last")
+    best = ordered.head(top)
+    worst = table.sort_values(metric, ascending=higher, kind="stable", na_position="last").head(top)
+    config = metadata.get("config", {})
+    market = config.get("market", {})
+    strategy = config.get("strategy", {}).get("name", "survival study" if survival_mode else "?")
+    sections = [
+        ReportSection(
+            heading=f"Best and worst settings by {_label(metric)}",
+            paragraphs=(
+                f"{len(table):,} rows: {metadata.get('n_symbols', '?')} symbol(s) × "
+                f"{metadata.get('n_cols', '?'):,} settings. Ranking by {metric} "
+                f"({'higher' if higher else 'lower'} is better).",
+            ),
+            tables=(
+                ReportTable("best", best, display_table(best, keys), f"Top {len(best)} settings"),
+                ReportTable(
+                    "worst", worst, display_table(worst, keys), f"Bottom {len(worst)} settings"
+                ),
+            ),
+        )
+    ]
+    if "leverage" in table and ("liquidated" in table or "survival" in table):
+        hue = next(
+            (n for n in ("stop_loss", "margin_mode", "side") if n in names and n != "leverage"),
+            None,
+        )
+        curve = survival_by_leverage(table, by=hue)
+        sections.append(
+            ReportSection(
+                heading="Survival by leverage",
+                paragraphs=(
+                    "Survival means never liquidated; a stop-loss exit is not a liquidation."
+                    " Settings whose every entry was rejected (leverage above the tier"
+                    " maximum) never took risk and are left out (column n_never_entered)."
+                    + (
+                        " Each point is the Kaplan–Meier survival at the horizon averaged over"
+                        " the other settings."
+                        if survival_mode
+                        else " Each point is the share of settings at that leverage (over every"
+                        " other swept parameter) whose account was never liquidated."
+                    ),
+                ),
+                tables=(
+                    ReportTable(
+                        "survival_by_leverage",
+                        curve,
+                        display_table(curve, ["symbol", "leverage", *([hue] if hue else [])]),
+                    ),
+                ),
+                figures=(
+                    ReportFigure(
+                        "survival_by_leverage",
+                        _survival_figure(curve, hue, survival_mode),
+                        "Survival by leverage (log scale)",
+                    ),
+                ),
+            )
+        )
+    varied = [n for n in names if table[n].nunique(dropna=False) > 1]
+    if varied:
+        sensitivity = pd.concat(
+            [
+                sensitivity_table(table, n, metric).rename(columns={n: "value"}).assign(parameter=n)
+                for n in varied
+            ],
+            ignore_index=True,
+        )
+        sensitivity["value"] = sensitivity["value"].astype(str)
+        sections.append(
+            ReportSection(
+                heading="Parameter sensitivity",
+                paragraphs=(
+                    f"For each swept parameter: the median {metric} over every other setting, "
+                    "with the 25–75 % band. Flat lines mean the parameter hardly matters.",
+                ),
+                tables=(
+                    ReportTable(
+                        "sensitivity",
+                        sensitivity[["parameter", "symbol", "value", "q25", "median", "q75"]],
+                    ),
+                ),
+                figures=(
+                    ReportFigure(
+                        "sensitivity",
+                        _sensitivity_figure(table, varied, metric),
+                        f"Sensitivity of {metric} to each parameter",
+                    ),
+                ),
+            )
+        )
+    data = metadata.get("data", {})
+    subtitle = (
+        f"{strategy} on {', '.join(market.get('symbols', []))} "
+        f"({market.get('exchange', '')}, {market.get('timeframe', '')}, "
+        f"{market.get('start', 'first bar')} → {market.get('end', 'last bar')}); "
+        f"backtester {metadata.get('backtester_version', '?')}; data sha256 "
+        + ", ".join(f"{s} {str(d.get('sha256', ''))[:12]}" for s, d in data.items())
+    )
+    return write_report(
+        out,
+        title=f"Sweep report: {strategy}",
+        subtitle=subtitle,
+        sections=sections,
+        run_info=dict(metadata),
+    )
