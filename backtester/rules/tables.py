@@ -102,15 +102,18 @@ def _validate(
     where = f"tier table {table_id}"
     if floors.shape[0] == 0:
         raise DataError(f"{where} has no tiers; expected at least one row")
-    for name, arr in (
+    finite = (
         ("floor", floors),
-        ("cap", caps),
+        ("cap", caps[:-1]),  # the last tier may be open-ended (cap = inf)
         ("max_leverage", lev),
         ("mmr", mmr),
         ("maint_amount", amount),
-    ):
+    )
+    for name, arr in finite:
         if not np.all(np.isfinite(arr)):
             raise DataError(f"{where} column {name!r} must be finite, was {arr.tolist()}")
+    if np.isnan(caps[-1]):
+        raise DataError(f"{where} column 'cap' must not be NaN, was {caps.tolist()}")
     if floors[0] != 0.0:
         raise DataError(f"{where} column 'floor' must start at 0, was {floors[0]:g}")
     if np.any(np.diff(floors) <= 0):

@@ -407,3 +407,34 @@ def test_leverage_limit_depends_on_the_tier() -> None:
     with pytest.raises(ConfigError, match=r"leverage must be in \[1, 75\], was 80"):
         bt.liquidation_price("binanceusdm", "long", 20000, 35, leverage=80, at="2024-06-01")
     assert bt.liquidation_price("binanceusdm", "long", 20000, 35, leverage=75, at="2024-06-01") > 0
+
+
+def test_downloaded_tiers_in_the_store_become_the_latest_table(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    # Arrange: an OKX snapshot as the ccxt loader writes it (sizes in base units, open last cap)
+    from backtester.data.store import write_tiers
+
+    monkeypatch.setattr(tables_mod, "_store_tables", _REAL_STORE_TABLES)
+    monkeypatch.setenv("BACKTESTER_STORE", str(tmp_path))
+    frame = pd.DataFrame(
+        {
+            "tier": [1, 2],
+            "floor": [0.0, 5.0],
+            "cap": [5.0, float("inf")],
+            "max_leverage": [100.0, 50.0],
+            "mmr": [0.005, 0.01],
+            "maint_amount": [0.0, 0.0],
+            "basis": ["size", "size"],
+        }
+    )
+    write_tiers(frame, exchange="okx", symbol=BTC, date="2026-10-01")
+    # Act
+    rules = bt.exchange_rules("okx", BTC)
+    lp = bt.liquidation_price("okx", "long", 30000, 6, leverage=20)
+    # Assert: 6 BTC is tier 2 (1%): LP = (30,000 − 9,000/6)/(1 − 0.0105) = 28,802.43
+    assert rules.table_id == "store:okx/BTC_USDT_USDT/2026-10-01"
+    assert rules.tier_by_size and rules.caps[-1] == float("inf")
+    assert lp == pytest.approx(28_500 / 0.9895)
+    # the packaged table still applies to earlier dates
+    assert bt.exchange_rules("okx", BTC, at="2024-01-01").table_id == "okx/BTC_USDT_USDT/2023-06-15"
