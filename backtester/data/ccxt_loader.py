@@ -8,8 +8,9 @@ It uses ccxt's unified methods only: ``load_markets``, ``fetch_ohlcv`` (``params
 Download rules
 --------------
 * Pages are requested by ``since`` with the exchange's page limit; ccxt's rate limiter is on.
-* Network errors, timeouts, HTTP 429 and 5xx (ccxt ``NetworkError`` and its subclasses
-  ``RequestTimeout``, ``DDoSProtection``, ``RateLimitExceeded``, ``ExchangeNotAvailable``) are retried
+* Network errors, timeouts, HTTP 429 and 5xx (ccxt ``OperationFailed``: ``NetworkError`` and its
+  subclasses ``RequestTimeout``, ``DDoSProtection``, ``RateLimitExceeded``, ``ExchangeNotAvailable``,
+  plus temporary exchange-side failures such as Binance's -1001 "internal error") are retried
   with exponential backoff (1, 2, 4, ... s, at most ``max_tries`` tries); any other ccxt error fails
   at once with an :class:`~backtester.errors.ExchangeError` naming exchange, symbol and what to do.
 * Only what is missing is fetched: the part before the stored data (unless an earlier run already
@@ -132,7 +133,7 @@ class _Caller:
         for attempt in range(1, self.max_tries + 1):
             try:
                 return getattr(self.client, method)(*args, **kwargs)
-            except ccxt.NetworkError as exc:  # timeouts, 429/DDoS, 5xx, maintenance
+            except ccxt.OperationFailed as exc:  # timeouts, 429/DDoS, 5xx, internal errors
                 if attempt == self.max_tries:
                     raise ExchangeError(
                         f"{self.exchange_id} {self.symbol}: {what} failed after {attempt} tries "
