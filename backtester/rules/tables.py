@@ -244,22 +244,53 @@ def table_from_frame(
     return _make(meta, rows, table_id=table_id, origin="store", effective_from=eff)
 
 
-def _store_tables(exchange: str, symbol: str, store: Any = None) -> list[TierTable]:
-    try:
-        from backtester.data.store import list_tier_snapshots  # type: ignore[attr-defined]
-    except ImportError:  # data layer not installed in this build: packaged tables only
-        return []
+def _store_fingerprint(exchange: str, symbol: str, store: Any) -> tuple[tuple[str, int, int], ...]:
+    # (path, mtime, size) of every snapshot file the store would read; cheap to compute
+    from backtester.data import store as data_store
+
+    roots = [data_store.store_root(store), data_store.bundled_root()]
+    files = []
+    for root in roots:
+        if root is None:
+            continue
+        folder = root / exchange / symbol_safe(symbol) / "tiers"
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.parquet")):
+                stat = path.stat()
+                files.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(files)
+
+
+@lru_cache(maxsize=64)
+def _read_store_tables(
+    exchange: str, symbol: str, store: Any, fingerprint: tuple[tuple[str, int, int], ...]
+) -> tuple[TierTable, ...]:
+    from backtester.data.store import list_tier_snapshots
+
     out = []
     for when, frame in list_tier_snapshots(exchange, symbol, store=store):
+        day = pd.Timestamp(when)
         table = table_from_frame(
             frame,
             exchange=exchange,
             symbol=symbol,
-            effective_from=pd.Timestamp(when),
-            source=f"data store tiers/{pd.Timestamp(when):%Y-%m-%d}.parquet",
+            effective_from=day,
+            source=f"data store tiers/{day:%Y-%m-%d}.parquet",
         )
         out.append(TierTable(**{**_asdict(table), "table_id": f"store:{table.table_id}"}))
-    return out
+    return tuple(out)
+
+
+def _store_tables(exchange: str, symbol: str, store: Any = None) -> list[TierTable]:
+    # Snapshots are re-read only when a snapshot file appears, changes or disappears.
+    try:
+        fingerprint = _store_fingerprint(exchange, symbol, store)
+    except ImportError:  # data layer not installed in this build: packaged tables only
+        return []
+    if not fingerprint:
+        return []
+    key = None if store is None else str(store)
+    return list(_read_store_tables(exchange, symbol, key, fingerprint))
 
 
 def _asdict(table: TierTable) -> dict[str, Any]:
