@@ -286,20 +286,125 @@ def _stop_level_nb(side: int, sl: float, peak: float, trail: float) -> tuple[flo
 
 
 @njit(cache=True)
-def _pick_nb(has: np.ndarray, realized: np.ndarray, policy: int) -> int:
-    # Index of the chosen candidate among those flagged in `has` (worst: lowest realized;
-    # best: highest); ties keep the earlier kind (liquidation, stop, take-profit).
+def _resolve_exit_nb(
+    i: int,
+    side: int,
+    size: float,
+    entry: float,
+    cap: float,
+    lp: float,
+    stop: float,
+    tp_level: float,
+    prices: np.ndarray,
+    on_mark: bool,
+    slip: float,
+    taker: float,
+    maker: float,
+    liq_rate: float,
+    take_all: bool,
+    owed: bool,
+    policy: int,
+    d_start: np.ndarray,
+    d_end: np.ndarray,
+    detail: np.ndarray,
+) -> tuple[int, float, float, float, float, float]:
+    # Slow path of step 3/4 for a bar where something triggers: returns (kind, fill price,
+    # realized wallet change, fee paid, insurance draw, 1.0 if resolved by assumption else 0.0).
+    if on_mark:
+        t_open = prices[i, P_MOPEN]
+        t_hi = prices[i, P_MHIGH]
+        t_lo = prices[i, P_MLOW]
+    else:
+        t_open = prices[i, P_OPEN]
+        t_hi = prices[i, P_HIGH]
+        t_lo = prices[i, P_LOW]
+    t_adv = t_lo if side > 0 else t_hi
+    t_fav = t_hi if side > 0 else t_lo
+    m_adv = prices[i, P_MLOW] if side > 0 else prices[i, P_MHIGH]
+    op = prices[i, P_OPEN]
+    has = np.zeros(3, dtype=np.bool_)
+    fills = np.zeros(3)
+    # gaps at the open
+    has[K_LIQ] = side * (prices[i, P_MOPEN] - lp) <= 0.0
+    has[K_STOP] = side * (t_open - stop) <= 0.0
+    has[K_TP] = side * (t_open - tp_level) >= 0.0
+    n_hit = int(has[K_LIQ]) + int(has[K_STOP]) + int(has[K_TP])
+    if n_hit > 0:
+        fills[K_LIQ] = prices[i, P_MOPEN]
+        fills[K_STOP] = op * (1.0 - side * slip)
+        fills[K_TP] = op
+    else:
+        has[K_LIQ] = side * (m_adv - lp) <= 0.0
+        has[K_STOP] = side * (t_adv - stop) <= 0.0
+        has[K_TP] = side * (t_fav - tp_level) >= 0.0
+        if on_mark and has[K_LIQ] and has[K_STOP]:
+            # one mark path: the level it reaches first wins (not an assumption)
+            if side * (stop - lp) > 0.0:
+                has[K_LIQ] = False
+            else:
+                has[K_STOP] = False
+        n_hit = int(has[K_LIQ]) + int(has[K_STOP]) + int(has[K_TP])
+        fills[K_LIQ] = lp
+        fills[K_STOP] = stop * (1.0 - side * slip)
+        fills[K_TP] = tp_level
+        if n_hit > 1 and policy == IB_DETAIL and d_end[i] > d_start[i]:
+            # walk the lower-timeframe bars; mark path = detail last + the bar's basis
+            off_lo = prices[i, P_MLOW] - prices[i, P_LOW]
+            off_hi = prices[i, P_MHIGH] - prices[i, P_HIGH]
+            for j in range(d_start[i], d_end[i]):
+                d_op = detail[j, 0]
+                d_hi = detail[j, 1]
+                d_lo = detail[j, 2]
+                ml_adv = d_lo + off_lo if side > 0 else d_hi + off_hi
+                if on_mark:
+                    tj_open = d_op + (off_lo if side > 0 else off_hi)
+                    tj_adv = ml_adv
+                    tj_fav = d_hi + off_hi if side > 0 else d_lo + off_lo
+                else:
+                    tj_open = d_op
+                    tj_adv = d_lo if side > 0 else d_hi
+                    tj_fav = d_hi if side > 0 else d_lo
+                h_liq = side * (ml_adv - lp) <= 0.0
+                h_stop = side * (tj_adv - stop) <= 0.0
+                h_tp = side * (tj_fav - tp_level) >= 0.0
+                if on_mark and h_liq and h_stop:
+                    if side * (stop - lp) > 0.0:
+                        h_liq = False
+                    else:
+                        h_stop = False
+                if h_liq or h_stop or h_tp:
+                    has[K_LIQ] = h_liq
+                    has[K_STOP] = h_stop
+                    has[K_TP] = h_tp
+                    if side * (tj_open - stop) <= 0.0:
+                        fills[K_STOP] = d_op * (1.0 - side * slip)
+                    if side * (tj_open - tp_level) >= 0.0:
+                        fills[K_TP] = d_op
+                    n_hit = int(h_liq) + int(h_stop) + int(h_tp)
+                    break
+            # no detail bar triggered (inconsistent detail): the policy below decides
     best_k = -1
+    best_r = 0.0
+    best_f = 0.0
+    best_ins = 0.0
     for k in range(3):
-        if has[k]:
-            if best_k < 0:
-                best_k = k
-            elif policy == IB_BEST:
-                if realized[k] > realized[best_k]:
-                    best_k = k
-            elif realized[k] < realized[best_k]:
-                best_k = k
-    return best_k
+        if not has[k]:
+            continue
+        if k == K_LIQ:
+            r, f, ins = _settle_nb(side, size, entry, fills[k], liq_rate, cap, take_all, owed)
+        elif k == K_STOP:
+            r, f, ins = _settle_nb(side, size, entry, fills[k], taker, cap, False, owed)
+        else:
+            r, f, ins = _settle_nb(side, size, entry, fills[k], maker, cap, False, owed)
+        # worst: lowest wallet for the trader; best: highest; ties keep the earlier kind
+        better = r > best_r if policy == IB_BEST else r < best_r
+        if best_k < 0 or better:
+            best_k = k
+            best_r = r
+            best_f = f
+            best_ins = ins
+    amb = 1.0 if n_hit > 1 else 0.0
+    return best_k, fills[best_k], best_r, best_f, best_ins, amb
 
 
 @njit(cache=True)
@@ -438,12 +543,9 @@ def simulate_span_nb(
     min_dist = stats[ST_MIN_LIQUIDATION_DISTANCE]
     bars_in = stats[ST_BARS_IN_MARKET]
     equity = stats[ST_FINAL_EQUITY]
-
-    has = np.zeros(3, dtype=np.bool_)
-    realized = np.zeros(3)
-    fees_k = np.zeros(3)
-    ins_k = np.zeros(3)
-    fills = np.zeros(3)
+    dd_level = peak_equity * (1.0 - max_dd)
+    has_trail = not math.isnan(trail)
+    stop, stop_reason = _stop_level_nb(side, sl_level, peak, trail)
 
     for i in range(a, b):
         # ---- 1. funding on the carried position; tier-table changes -------------------------
@@ -546,6 +648,7 @@ def simulate_span_nb(
                         peak = fill
                         sl_level = fill * (1.0 - side * sl_frac)
                         tp_level = fill * (1.0 + side * tp_frac)
+                        stop, stop_reason = _stop_level_nb(side, sl_level, peak, trail)
                         m = margin if isolated else wallet
                         lp = _lp_nb(
                             conv,
@@ -568,111 +671,51 @@ def simulate_span_nb(
         if side != 0:
             bars_in += 1.0
             if on_mark:
-                t_open = prices[i, P_MOPEN]
                 t_hi = prices[i, P_MHIGH]
                 t_lo = prices[i, P_MLOW]
             else:
-                t_open = prices[i, P_OPEN]
                 t_hi = prices[i, P_HIGH]
                 t_lo = prices[i, P_LOW]
-            m_adv = prices[i, P_MLOW] if side > 0 else prices[i, P_MHIGH]
-            dist = side * (m_adv - lp) / m_adv
-            if dist < 0.0:
-                dist = 0.0
-            if not dist >= min_dist:  # also replaces NaN
-                min_dist = dist
-            stop, stop_reason = _stop_level_nb(side, sl_level, peak, trail)
-            t_adv = t_lo if side > 0 else t_hi
-            t_fav = t_hi if side > 0 else t_lo
-            cap = margin if isolated else wallet
-            op = prices[i, P_OPEN]
-            # gaps at the open
-            has[K_LIQ] = side * (prices[i, P_MOPEN] - lp) <= 0.0
-            has[K_STOP] = side * (t_open - stop) <= 0.0
-            has[K_TP] = side * (t_open - tp_level) >= 0.0
-            n_hit = int(has[K_LIQ]) + int(has[K_STOP]) + int(has[K_TP])
-            if n_hit > 0:
-                fills[K_LIQ] = prices[i, P_MOPEN]
-                fills[K_STOP] = op * (1.0 - side * slip)
-                fills[K_TP] = op
+            if side > 0:
+                m_adv = prices[i, P_MLOW]
+                t_adv = t_lo
+                t_fav = t_hi
             else:
-                has[K_LIQ] = side * (m_adv - lp) <= 0.0
-                has[K_STOP] = side * (t_adv - stop) <= 0.0
-                has[K_TP] = side * (t_fav - tp_level) >= 0.0
-                if on_mark and has[K_LIQ] and has[K_STOP]:
-                    # one mark path: the level it reaches first wins (not an assumption)
-                    if side * (stop - lp) > 0.0:
-                        has[K_LIQ] = False
-                    else:
-                        has[K_STOP] = False
-                n_hit = int(has[K_LIQ]) + int(has[K_STOP]) + int(has[K_TP])
-                fills[K_LIQ] = lp
-                fills[K_STOP] = stop * (1.0 - side * slip)
-                fills[K_TP] = tp_level
-                if n_hit > 1 and policy == IB_DETAIL and d_end[i] > d_start[i]:
-                    # walk the lower-timeframe bars; mark path = detail last + bar basis
-                    off_lo = prices[i, P_MLOW] - prices[i, P_LOW]
-                    off_hi = prices[i, P_MHIGH] - prices[i, P_HIGH]
-                    found = False
-                    for j in range(d_start[i], d_end[i]):
-                        d_op = detail[j, 0]
-                        d_hi = detail[j, 1]
-                        d_lo = detail[j, 2]
-                        ml_adv = d_lo + off_lo if side > 0 else d_hi + off_hi
-                        if on_mark:
-                            tj_open = d_op + (off_lo if side > 0 else off_hi)
-                            tj_adv = ml_adv
-                            tj_fav = d_hi + off_hi if side > 0 else d_lo + off_lo
-                        else:
-                            tj_open = d_op
-                            tj_adv = d_lo if side > 0 else d_hi
-                            tj_fav = d_hi if side > 0 else d_lo
-                        h_liq = side * (ml_adv - lp) <= 0.0
-                        h_stop = side * (tj_adv - stop) <= 0.0
-                        h_tp = side * (tj_fav - tp_level) >= 0.0
-                        if on_mark and h_liq and h_stop:
-                            if side * (stop - lp) > 0.0:
-                                h_liq = False
-                            else:
-                                h_stop = False
-                        if h_liq or h_stop or h_tp:
-                            found = True
-                            has[K_LIQ] = h_liq
-                            has[K_STOP] = h_stop
-                            has[K_TP] = h_tp
-                            if side * (tj_open - stop) <= 0.0:
-                                fills[K_STOP] = d_op * (1.0 - side * slip)
-                            if side * (tj_open - tp_level) >= 0.0:
-                                fills[K_TP] = d_op
-                            n_hit = int(h_liq) + int(h_stop) + int(h_tp)
-                            break
-                    if not found:
-                        pass  # inconsistent detail bars: fall back to the policy below
-            if n_hit > 0:
-                for k in range(3):
-                    if has[k]:
-                        if k == K_LIQ:
-                            r, f, ins = _settle_nb(
-                                side, size, entry, fills[k], liq_rate, cap, take_all, owed
-                            )
-                        elif k == K_STOP:
-                            r, f, ins = _settle_nb(
-                                side, size, entry, fills[k], taker, cap, False, owed
-                            )
-                        else:
-                            r, f, ins = _settle_nb(
-                                side, size, entry, fills[k], maker, cap, False, owed
-                            )
-                        realized[k] = r
-                        fees_k[k] = f
-                        ins_k[k] = ins
-                if n_hit > 1:
-                    stats[ST_AMBIGUOUS_BARS] += 1.0
-                kk = _pick_nb(has, realized, policy)
-                wallet += realized[kk]
-                trade_fees += fees_k[kk]
-                stats[ST_FEES_PAID] += fees_k[kk]
-                stats[ST_INSURANCE_DRAW] += ins_k[kk]
+                m_adv = prices[i, P_MHIGH]
+                t_adv = t_hi
+                t_fav = t_lo
+            gap_lp = side * (m_adv - lp)
+            if gap_lp < min_dist * m_adv or min_dist != min_dist:  # new minimum (or first bar)
+                min_dist = gap_lp / m_adv if gap_lp > 0.0 else 0.0
+            # the open lies inside [low, high], so one test on the extremes covers gaps too
+            if gap_lp <= 0.0 or side * (t_adv - stop) <= 0.0 or side * (t_fav - tp_level) >= 0.0:
+                kk, fill, r, f, ins, amb = _resolve_exit_nb(
+                    i,
+                    side,
+                    size,
+                    entry,
+                    margin if isolated else wallet,
+                    lp,
+                    stop,
+                    tp_level,
+                    prices,
+                    on_mark,
+                    slip,
+                    taker,
+                    maker,
+                    liq_rate,
+                    take_all,
+                    owed,
+                    policy,
+                    d_start,
+                    d_end,
+                    detail,
+                )
+                stats[ST_AMBIGUOUS_BARS] += amb
+                wallet += r
+                trade_fees += f
+                stats[ST_FEES_PAID] += f
+                stats[ST_INSURANCE_DRAW] += ins
                 if kk == K_LIQ:
                     reason = ER_LIQUIDATION
                     if stats[ST_N_LIQUIDATIONS] == 0.0:
@@ -695,7 +738,7 @@ def simulate_span_nb(
                     entry_idx,
                     side,
                     entry,
-                    fills[kk],
+                    fill,
                     size,
                     lev,
                     entry_margin,
@@ -706,11 +749,10 @@ def simulate_span_nb(
                 )
                 side = 0
                 size = 0.0
-            elif side > 0:
-                if t_fav > peak:
-                    peak = t_fav
-            elif t_fav < peak:
+            elif has_trail and side * (t_fav - peak) > 0.0:
+                # trailing stops move after the bar's checks
                 peak = t_fav
+                stop, stop_reason = _stop_level_nb(side, sl_level, peak, trail)
 
         # ---- 5. mark to market at the close, drawdown, ruin --------------------------------
         equity = wallet + side * size * (prices[i, P_MCLOSE] - entry) if side != 0 else wallet
@@ -748,10 +790,10 @@ def simulate_span_nb(
                 equity = wallet
         if equity > peak_equity:
             peak_equity = equity
-        if peak_equity > 0.0:
-            dd = (peak_equity - equity) / peak_equity
-            if dd > max_dd:
-                max_dd = dd
+            dd_level = peak_equity * (1.0 - max_dd)
+        elif equity < dd_level and peak_equity > 0.0:
+            max_dd = (peak_equity - equity) / peak_equity
+            dd_level = equity
         if equity < min_equity:
             min_equity = equity
         if write_eq:

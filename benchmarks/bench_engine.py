@@ -1,0 +1,239 @@
+"""Engine throughput benchmark: 1 year of 1-minute bars x 1,000 columns, one command.
+
+    python benchmarks/bench_engine.py                 # backtester, then vectorbt if installed
+    python benchmarks/bench_engine.py --engine backtester --cols 1000
+    /work/venv-vbt/bin/python benchmarks/bench_engine.py --engine vectorbt --cols 100
+
+Workload: fixed-seed synthetic BTC-like market (525,600 one-minute bars, mark = last x (1 +
+basis), funding every 8 h), ``sma_cross`` (10 fast/slow pairs) x leverage (10) x stop_loss (10)
+= 1,000 columns, funding on, dated tiered liquidation (binanceusdm BTC/USDT:USDT). The warm-up
+call (JIT compilation) is excluded. vectorbt's ``Portfolio.from_signals`` runs the equivalent
+signals with the same stop-loss, fees and leverage-free sizing (it has no liquidation or funding)
+at fewer columns, compared per bar·column. Peak RSS is the process high-water mark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+N_BARS = 525_600
+FASTS = [10, 20, 30, 60, 120]
+SLOWS = [240, 720]
+LEVERAGES = [1, 2, 3, 5, 8, 10, 15, 20, 25, 30]
+STOPS = [None, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1]
+
+
+def peak_rss_mib() -> float:
+    """Return the process's peak resident set size in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def synthetic_frames(n_bars: int, seed: int = 7) -> dict[str, pd.DataFrame]:
+    """Return fixed-seed OHLCV, mark and funding frames (GBM-like 1-minute BTC path)."""
+    rng = np.random.default_rng(seed)
+    ts = pd.date_range("2024-01-01", periods=n_bars, freq="1min", tz="UTC")
+    ret = rng.normal(0.0, 0.0008, n_bars)
+    close = 40_000.0 * np.exp(np.cumsum(ret))
+    open_ = np.empty(n_bars)
+    open_[0] = 40_000.0
+    open_[1:] = close[:-1]
+    wiggle = np.abs(rng.normal(0.0, 0.0004, (2, n_bars)))
+    high = np.maximum(open_, close) * (1.0 + wiggle[0])
+    low = np.minimum(open_, close) * (1.0 - wiggle[1])
+    basis = rng.normal(0.0, 0.0001, n_bars)
+    ohlcv = pd.DataFrame(
+        {
+            "timestamp": ts,
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": np.ones(n_bars),
+        }
+    )
+    mark = pd.DataFrame(
+        {
+            "timestamp": ts,
+            "open": open_ * (1 + basis),
+            "high": high * (1 + basis),
+            "low": low * (1 + basis),
+            "close": close * (1 + basis),
+            "volume": np.zeros(n_bars),
+        }
+    )
+    f_ts = pd.date_range("2024-01-01", periods=n_bars // 480, freq="8h", tz="UTC")
+    funding = pd.DataFrame(
+        {"timestamp": f_ts, "funding_rate": rng.normal(0.0001, 0.0001, f_ts.shape[0])}
+    )
+    return {"ohlcv": ohlcv, "mark": mark, "funding": funding}
+
+
+def bench_backtester(n_bars: int, n_cols: int) -> dict[str, Any]:
+    import backtester as bt
+    import strategies
+
+    frames = synthetic_frames(n_bars)
+    market = bt.Market.from_frames(
+        frames["ohlcv"],
+        mark=frames["mark"],
+        funding=frames["funding"],
+        symbol="BTC/USDT:USDT",
+        exchange="binanceusdm",
+        timeframe="1m",
+    )
+    del frames
+    gc.collect()
+    grid = bt.ParamGrid.product(fast=FASTS, slow=SLOWS, leverage=LEVERAGES, stop_loss=STOPS).take(
+        np.arange(n_cols)
+    )
+    config = bt.RunConfig(taker_fee=0.0004, position_size=1.0, funding=True)
+    warm = market.slice(end=market.index[5000])
+    bt.run_sweep(warm, strategies.sma_cross, grid.take([0, 1]), config=config)  # JIT, untimed
+    t0 = time.perf_counter()
+    result = bt.run_sweep(market, strategies.sma_cross, grid, config=config)
+    elapsed = time.perf_counter() - t0
+    stats = result.stats()
+    return {
+        "engine": "backtester",
+        "n_bars": n_bars,
+        "n_cols": grid.n_cols,
+        "seconds": elapsed,
+        "bar_cols_per_s": n_bars * grid.n_cols / elapsed,
+        "peak_rss_mib": peak_rss_mib(),
+        "liquidations": int(stats["n_liquidations"].sum()),
+        "trades": int(stats["n_trades"].sum()),
+        "threads": int(os.environ.get("NUMBA_NUM_THREADS", os.cpu_count() or 1)),
+    }
+
+
+def _sma(values: np.ndarray, window: int) -> np.ndarray:
+    out = np.full(values.shape[0], np.nan)
+    csum = np.cumsum(values)
+    out[window - 1] = csum[window - 1] / window
+    out[window:] = (csum[window:] - csum[:-window]) / window
+    return out
+
+
+def bench_vectorbt(n_bars: int, n_cols: int) -> dict[str, Any]:
+    import vectorbt as vbt
+
+    frames = synthetic_frames(n_bars)
+    o = frames["ohlcv"]
+    idx = pd.DatetimeIndex(o["timestamp"])
+    close = pd.Series(o["close"].to_numpy(), index=idx)
+    combos = [(f, s, lev, sl) for f in FASTS for s in SLOWS for lev in LEVERAGES for sl in STOPS]
+    combos = combos[:n_cols]
+    entries = np.zeros((n_bars, len(combos)), dtype=bool)
+    exits = np.zeros((n_bars, len(combos)), dtype=bool)
+    for c, (f, s, _, _) in enumerate(combos):
+        fm, sm = _sma(close.to_numpy(), f), _sma(close.to_numpy(), s)
+        above, below = fm > sm, fm < sm
+        entries[1:, c] = above[1:] & ~above[:-1] & ~np.isnan(sm[:-1])
+        exits[1:, c] = below[1:] & ~below[:-1] & ~np.isnan(sm[:-1])
+    sl = np.array([np.nan if c[3] is None else c[3] for c in combos])
+    cols = pd.RangeIndex(len(combos))
+    kwargs = dict(
+        close=pd.DataFrame(
+            np.repeat(close.to_numpy()[:, None], len(combos), 1), index=idx, columns=cols
+        ),
+        entries=pd.DataFrame(entries, index=idx, columns=cols),
+        short_entries=pd.DataFrame(exits, index=idx, columns=cols),
+        sl_stop=sl,
+        fees=0.0004,
+        init_cash=10_000.0,
+        freq="1min",
+        open=pd.DataFrame(
+            np.repeat(o["open"].to_numpy()[:, None], len(combos), 1), index=idx, columns=cols
+        ),
+        high=pd.DataFrame(
+            np.repeat(o["high"].to_numpy()[:, None], len(combos), 1), index=idx, columns=cols
+        ),
+        low=pd.DataFrame(
+            np.repeat(o["low"].to_numpy()[:, None], len(combos), 1), index=idx, columns=cols
+        ),
+    )
+    small = {k: (v.iloc[:2000] if isinstance(v, pd.DataFrame) else v) for k, v in kwargs.items()}
+    vbt.Portfolio.from_signals(**small)  # JIT warm-up, untimed
+    t0 = time.perf_counter()
+    pf = vbt.Portfolio.from_signals(**kwargs)
+    final = pf.final_value()
+    elapsed = time.perf_counter() - t0
+    return {
+        "engine": "vectorbt " + vbt.__version__,
+        "n_bars": n_bars,
+        "n_cols": len(combos),
+        "seconds": elapsed,
+        "bar_cols_per_s": n_bars * len(combos) / elapsed,
+        "peak_rss_mib": peak_rss_mib(),
+        "liquidations": "n/a (no liquidation model)",
+        "trades": int(np.asarray(final).size),
+    }
+
+
+def _print(row: dict[str, Any]) -> None:
+    print(
+        f"{row['engine']:<22} {row['n_bars']:>9,} bars x {row['n_cols']:>5,} cols  "
+        f"{row['seconds']:8.2f} s  {row['bar_cols_per_s'] / 1e6:9.1f} M bar·cols/s  "
+        f"peak RSS {row['peak_rss_mib']:8.0f} MiB",
+        flush=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", choices=["both", "backtester", "vectorbt"], default="both")
+    parser.add_argument("--bars", type=int, default=N_BARS)
+    parser.add_argument("--cols", type=int, default=1000, help="backtester columns")
+    parser.add_argument("--vbt-cols", type=int, default=100, help="vectorbt columns")
+    parser.add_argument(
+        "--vbt-python",
+        default=os.environ.get("VBT_PYTHON", ""),
+        help="python of a venv with vectorbt (if not importable here)",
+    )
+    args = parser.parse_args(argv)
+    if args.engine == "backtester":
+        _print(bench_backtester(args.bars, args.cols))
+        return 0
+    if args.engine == "vectorbt":
+        _print(bench_vectorbt(args.bars, args.vbt_cols))
+        return 0
+    # both: each engine in its own process so peak RSS is per engine
+    here = Path(__file__).resolve()
+    common = ["--bars", str(args.bars)]
+    subprocess.run(
+        [sys.executable, str(here), "--engine", "backtester", "--cols", str(args.cols), *common],
+        check=True,
+    )
+    vbt_python = args.vbt_python or sys.executable
+    probe = subprocess.run([vbt_python, "-c", "import vectorbt"], capture_output=True)
+    if probe.returncode != 0:
+        alt = Path("/work/venv-vbt/bin/python")
+        if not args.vbt_python and alt.exists():
+            vbt_python = str(alt)
+            probe = subprocess.run([vbt_python, "-c", "import vectorbt"], capture_output=True)
+    if probe.returncode != 0:
+        print(
+            "vectorbt             not installed (pip install 'backtester[bench]' or set "
+            "--vbt-python); skipped"
+        )
+        return 0
+    subprocess.run(
+        [vbt_python, str(here), "--engine", "vectorbt", "--vbt-cols", str(args.vbt_cols), *common],
+        check=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
