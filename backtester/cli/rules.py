@@ -36,7 +36,12 @@ def _text(quote: LiquidationQuote) -> str:
         f"position            {quote.size:g} @ {format_price(quote.entry_price)}  "
         f"notional {quote.notional:.2f}  leverage {quote.leverage:.4g}  "
         f"margin {quote.margin:.2f}",
-        f"liquidation price   {format_price(quote.liquidation_price)}",
+        f"liquidation price   {format_price(quote.liquidation_price)}"
+        + (
+            "  (a long this well margined cannot be liquidated)"
+            if quote.liquidation_price == 0
+            else ""
+        ),
         f"bankruptcy price    {format_price(quote.bankruptcy_price)}",
         f"maintenance margin  {quote.maint_margin:.2f}  "
         f"(mmr {quote.mmr:.4%}, maint amount {quote.maint_amount:g})",

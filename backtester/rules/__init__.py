@@ -256,7 +256,7 @@ def rules_timeline(
     out: list[ExchangeRules] = []
     for k, table in enumerate(tables):
         nxt = tables[k + 1].effective_from if k + 1 < len(tables) else None
-        if table.effective_from > t1 or (nxt is not None and nxt <= t0):
+        if (k > 0 and table.effective_from > t1) or (nxt is not None and nxt <= t0):
             continue
         seg_start = table.effective_from
         note = _describe(tables, k, max(t0, seg_start))

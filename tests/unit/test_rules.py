@@ -162,6 +162,15 @@ def test_rules_timeline_extends_backwards_and_splits_at_fee_change() -> None:
     assert fee_change_dates("binanceusdm")[0] == timeline[3].effective_from
 
 
+def test_rules_timeline_entirely_before_the_earliest_table() -> None:
+    # OKX 2022 bars (before the 2023-06-15 table): the earliest table, extended back to start
+    timeline = rules_timeline("okx", BTC, "2022-05-01", "2022-12-31")
+    assert len(timeline) == 1
+    assert timeline[0].effective_from == pd.Timestamp("2022-05-01", tz="UTC")
+    assert timeline[0].table_id == "okx/BTC_USDT_USDT/2023-06-15"
+    assert "extended backwards from 2023-06-15 to 2022-05-01" in timeline[0].note
+
+
 def test_rules_timeline_inside_one_table() -> None:
     timeline = rules_timeline("bybit", BTC, "2022-01-01", "2022-12-31")
     assert [r.table_id for r in timeline] == ["bybit/BTC_USDT_USDT/2021-01-01"]
