@@ -316,8 +316,8 @@ def validate_ohlcv(
         i = int(rows[0])
         raise DataError(
             f"{name} bars must satisfy {rule}, was broken on {rows.size} bar(s) (first at "
-            f"{format_ts(ts_ns[i])}: open={cols[0][i]!r} high={cols[1][i]!r} "
-            f"low={cols[2][i]!r} close={cols[3][i]!r}); fix or drop those bars"
+            f"{format_ts(ts_ns[i])}: open={float(cols[0][i])!r} high={float(cols[1][i])!r} "
+            f"low={float(cols[2][i])!r} close={float(cols[3][i])!r}); fix or drop those bars"
         )
     return BarArrays(ts_ns, cols[0], cols[1], cols[2], cols[3], volume, timeframe_ns)
 
@@ -339,7 +339,7 @@ def validate_funding(frame: Any, *, name: str = "funding") -> FundingArrays:
     if too_big.size:
         i = int(too_big[0])
         raise DataError(
-            f"{name}.funding_rate must be a fraction (|rate| < 1), was {rate[i]!r} at "
+            f"{name}.funding_rate must be a fraction (|rate| < 1), was {float(rate[i])!r} at "
             f"{format_ts(ts_ns[i])}; write 0.01 % as 0.0001"
         )
     return FundingArrays(ts_ns, rate)

@@ -1,0 +1,245 @@
+"""Market: from_frames (pandas/polars), mark rules, funding_by_bar, slicing, load_market on bundled data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import backtester as bt
+from backtester.errors import ConfigError, DataError
+
+H = 3_600_000_000_000  # 1 h in ns
+
+
+def _bars(n: int = 4, start: str = "2024-01-01") -> pd.DataFrame:
+    ts = pd.date_range(start, periods=n, freq="1h", tz="UTC")
+    return pd.DataFrame(
+        {
+            "timestamp": ts,
+            "open": [100.0 + i for i in range(n)],
+            "high": [102.0 + i for i in range(n)],
+            "low": [99.0 + i for i in range(n)],
+            "close": [101.0 + i for i in range(n)],
+            "volume": [1.0] * n,
+        }
+    )
+
+
+def _funding(times: list[str], rates: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"timestamp": pd.to_datetime(times, utc=True), "funding_rate": rates})
+
+
+def test_from_frames_with_mark_last_records_the_source() -> None:
+    # Act
+    m = bt.Market.from_frames(_bars(), mark="last", symbol="BTC/USDT:USDT")
+    # Assert: mark arrays are copies of the last-price OHLC and the market says so
+    assert m.mark_source == "last"
+    assert m.mark_low.tolist() == [99.0, 100.0, 101.0, 102.0]
+    assert m.timeframe == "1h" and m.timeframe_ns == H
+    assert m.n_bars == 4
+    assert m.funding_ts_ns.size == 0
+    assert "last price used as mark (mark='last')" in repr(m)
+
+
+def test_missing_mark_is_never_silently_replaced() -> None:
+    with pytest.raises(DataError, match=r"pass .*mark='last' to use the last price as mark"):
+        bt.Market.from_frames(_bars(), symbol="BTC/USDT:USDT")
+    with pytest.raises(ConfigError, match=r"mark must be a frame, 'last' or None, was 'lst'"):
+        bt.Market.from_frames(_bars(), mark="lst", symbol="BTC/USDT:USDT")
+
+
+def test_mark_frame_is_aligned_to_the_bars() -> None:
+    # Arrange: mark has one extra bar before the ohlcv range (ignored) and different prices
+    mark = _bars(5, start="2023-12-31 23:00")
+    mark[["open", "high", "low", "close"]] += 0.5
+    # Act
+    m = bt.Market.from_frames(_bars(), mark=mark.drop(columns="volume"), symbol="X/USDT:USDT")
+    # Assert: bar i gets the mark bar with the same open time, mark row i+1, whose open is
+    # 100 + (i+1) + 0.5; mark row 0 (23:00, open 100.5) lies before the bars and is dropped
+    assert m.mark_source == "mark"
+    assert m.mark_open.tolist() == [101.5, 102.5, 103.5, 104.5]
+
+
+def test_mark_frame_missing_a_bar_is_an_error() -> None:
+    mark = _bars().drop(index=2)
+    with pytest.raises(
+        DataError,
+        match=r"mark bars must cover every ohlcv bar, was missing 1 bar\(s\) \(first at 2024-01-01 02:00 UTC\)",
+    ):
+        bt.Market.from_frames(_bars(), mark=mark, symbol="X/USDT:USDT")
+
+
+def test_polars_frames() -> None:
+    pl = pytest.importorskip("polars")
+    funding = _funding(["2024-01-01 00:00"], [1e-4])
+    m = bt.Market.from_frames(
+        pl.from_pandas(_bars()),
+        mark=pl.from_pandas(_bars()),
+        funding=pl.from_pandas(funding),
+        symbol="BTC/USDT:USDT",
+    )
+    assert m.close.tolist() == [101.0, 102.0, 103.0, 104.0]
+    assert m.funding_rate.tolist() == [1e-4]
+
+
+def test_funding_by_bar_sums_events_inside_each_bar() -> None:
+    # Arrange: bars 00:00..03:00; events at 00:00 (bar 0), 02:30 and 02:59 (bar 2),
+    # 04:00 (= end of last bar, excluded) and the day before (excluded)
+    funding = _funding(
+        [
+            "2023-12-31 16:00",
+            "2024-01-01 00:00",
+            "2024-01-01 02:30",
+            "2024-01-01 02:59",
+            "2024-01-01 04:00",
+        ],
+        [9.0e-4, 1.0e-4, 2.0e-4, -0.5e-4, 7.0e-4],
+    )
+    m = bt.Market.from_frames(_bars(), mark="last", funding=funding, symbol="X/USDT:USDT")
+    # Act
+    out = m.funding_by_bar()
+    # Assert: [1e-4, NaN, 2e-4 - 0.5e-4 = 1.5e-4, NaN]; kept events are the 3 inside [00:00, 04:00)
+    assert m.funding_ts_ns.size == 3
+    np.testing.assert_allclose(out, [1.0e-4, np.nan, 1.5e-4, np.nan])
+
+
+def test_slice_cuts_bars_funding_and_is_end_exclusive() -> None:
+    funding = _funding(["2024-01-01 00:00", "2024-01-01 02:00"], [1e-4, 2e-4])
+    m = bt.Market.from_frames(_bars(), mark="last", funding=funding, symbol="X/USDT:USDT")
+    # Act: [01:00, 03:00) -> bars 01:00 and 02:00
+    part = m.slice("2024-01-01 01:00", "2024-01-01 03:00")
+    # Assert
+    assert part.n_bars == 2
+    assert part.open.tolist() == [101.0, 102.0]
+    assert part.funding_rate.tolist() == [2e-4]
+    with pytest.raises(DataError, match=r"holds no bar"):
+        m.slice("2025-01-01", None)
+
+
+def test_arrays_are_read_only_and_input_is_not_frozen() -> None:
+    df = _bars()
+    m = bt.Market.from_frames(df, mark="last", symbol="X/USDT:USDT")
+    with pytest.raises(ValueError, match="read-only"):
+        m.close[0] = 1.0
+    df.loc[0, "close"] = 5.0  # the caller's frame stays writable and unlinked
+    assert m.close[0] == 101.0
+
+
+def test_to_frame_and_fingerprint() -> None:
+    funding = _funding(["2024-01-01 01:00"], [1e-4])
+    m = bt.Market.from_frames(_bars(), mark="last", funding=funding, symbol="X/USDT:USDT")
+    frame = m.to_frame()
+    assert list(frame.columns) == [
+        "open", "high", "low", "close", "volume",
+        "mark_open", "mark_high", "mark_low", "mark_close", "funding_rate",
+    ]  # fmt: skip
+    assert frame.index[1] == pd.Timestamp("2024-01-01 01:00", tz="UTC")
+    assert frame["funding_rate"].iloc[1] == 1e-4
+    same = bt.Market.from_frames(_bars(), mark="last", funding=funding, symbol="X/USDT:USDT")
+    assert m.fingerprint() == same.fingerprint()
+    other = bt.Market.from_frames(_bars(), mark="last", symbol="X/USDT:USDT")
+    assert m.fingerprint() != other.fingerprint()
+    assert len(m.fingerprint()) == 64
+
+
+def test_single_bar_needs_a_timeframe() -> None:
+    with pytest.raises(DataError, match=r"pass timeframe='1h'"):
+        bt.Market.from_frames(_bars(1), mark="last", symbol="X/USDT:USDT")
+    m = bt.Market.from_frames(_bars(1), mark="last", symbol="X/USDT:USDT", timeframe="1h")
+    assert m.end - m.start == pd.Timedelta(hours=1)
+
+
+@given(
+    st.integers(min_value=2, max_value=40),
+    st.integers(min_value=0, max_value=40),
+    st.integers(min_value=0, max_value=40),
+)
+def test_slices_partition_the_market(n: int, a: int, b: int) -> None:
+    """Slicing at any cut point splits the bars and funding events with nothing lost or doubled."""
+    cut = min(a, b, n - 1) or 1
+    times = [f"2024-01-01 {h:02d}:00" for h in range(0, min(n, 24), 3)]
+    funding = _funding(times, [1e-4] * len(times))
+    m = bt.Market.from_frames(_bars(n), mark="last", funding=funding, symbol="X/USDT:USDT")
+    at = m.index[cut]
+    left, right = m.slice(None, at), m.slice(at, None)
+    assert left.n_bars + right.n_bars == m.n_bars
+    assert left.funding_ts_ns.size + right.funding_ts_ns.size == m.funding_ts_ns.size
+    np.testing.assert_array_equal(np.concatenate([left.close, right.close]), m.close)
+
+
+# ---------------------------------------------------------------- bundled data
+
+
+def test_acceptance_btc_crash_low(btc_1h: bt.Market) -> None:
+    # the Binance USD-M BTC perp 1h low at 2020-03-13 02:00 UTC was 3621.81
+    i = btc_1h.index.get_loc(pd.Timestamp("2020-03-13 02:00", tz="UTC"))
+    assert btc_1h.low[i] == 3621.81
+    assert btc_1h.mark_source == "mark"
+    assert btc_1h.start == pd.Timestamp("2019-12-23 11:00", tz="UTC")  # where mark data begins
+    assert btc_1h.end == pd.Timestamp("2026-05-17 06:00", tz="UTC")
+    assert btc_1h.n_bars == 56_083
+    assert btc_1h.tiers is not None and len(btc_1h.tiers) == 12
+    # funding on 2020-03-13 08:00 UTC was -0.3 % (PROVENANCE.md)
+    j = btc_1h.index.get_loc(pd.Timestamp("2020-03-13 08:00", tz="UTC"))
+    assert btc_1h.funding_by_bar()[j] == -0.003
+
+
+def test_repr_describes_the_market(btc_1h: bt.Market) -> None:
+    text = repr(btc_1h)
+    assert "Market BTC/USDT:USDT on binanceusdm, 1h bars" in text
+    assert "2019-12-23 11:00 -> 2026-05-17 06:00 UTC (56,083 bars)" in text
+    assert "mark-price bars" in text
+    assert "funding 7,010 events" in text
+    assert "12 tiers (snapshot 2026-05-07)" in text
+
+
+def test_eth_market(eth_1h: bt.Market) -> None:
+    i = eth_1h.index.get_loc(pd.Timestamp("2020-03-13 02:00", tz="UTC"))
+    assert eth_1h.low[i] == 84.23
+
+
+def test_mark_last_gives_the_full_last_price_history() -> None:
+    m = bt.load_market("BTC/USDT:USDT", mark="last", end="2019-09-09")
+    # the two 10000.00 listing placeholder bars of 17:00 and 18:00 were dropped when bundling
+    assert m.start == pd.Timestamp("2019-09-08 19:00", tz="UTC")
+    assert m.mark_source == "last"
+
+
+def test_explicit_start_before_mark_data_is_an_error() -> None:
+    with pytest.raises(
+        DataError, match=r"starts at 2019-12-23 11:00 UTC; pick a later start or pass mark='last'"
+    ):
+        bt.load_market("BTC/USDT:USDT", start="2019-10-01")
+    with pytest.raises(DataError, match=r"pick an earlier end or download more"):
+        bt.load_market("BTC/USDT:USDT", start="2026-05-01", end="2026-06-01")
+
+
+def test_missing_data_names_the_download_command() -> None:
+    with pytest.raises(
+        DataError,
+        match=r"backtester data download --exchange binanceusdm --symbol SOL/USDT:USDT --timeframe 1h",
+    ):
+        bt.load_market("SOL/USDT:USDT")
+
+
+def test_range_and_detail_bars(btc_1h_with_1m: bt.Market) -> None:
+    m = btc_1h_with_1m
+    assert m.detail is not None
+    assert m.detail.timeframe == "1m"
+    assert m.detail.mark_source == "last"
+    assert m.detail.n_bars == 60 * m.n_bars  # 1m window trimmed to whole hours
+    # the 1m bars inside an hour aggregate exactly to that hour's 1h bar
+    hour = m.slice("2025-05-20 13:00", "2025-05-20 14:00")
+    assert hour.detail is not None
+    assert hour.detail.high.max() == hour.high[0]
+    assert hour.detail.low.min() == hour.low[0]
+    assert hour.detail.open[0] == hour.open[0]
+    assert hour.detail.close[-1] == hour.close[0]
+
+
+def test_detail_outside_the_1m_window_is_an_error() -> None:
+    with pytest.raises(DataError, match=r"none inside"):
+        bt.load_market("BTC/USDT:USDT", start="2024-01-01", end="2024-02-01", detail_timeframe="1m")
