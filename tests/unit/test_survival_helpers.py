@@ -49,3 +49,71 @@ def fake_study(market: bt.Market, *, seed: int = 0) -> SurvivalStudy:
         fees_paid=zeros,
         n_boot=200,
     )
+
+
+# ------------------------------------------------------------------ synthetic GBM market
+
+BETA = 0.5825971579390106  # Broadie–Glasserman–Kou: -zeta(1/2) / sqrt(2 pi)
+
+
+def gbm_market(
+    *, n_hours: int, sigma_per_minute: float, seed: int, start_price: float = 100.0
+) -> bt.Market:
+    """Driftless-in-price GBM: 1-minute log steps aggregated into 1-hour bars, mark = last.
+
+    Minute points P_0..P_{60 n}; bar k has open P_{60k}, close P_{60k+60} and high/low over
+    P_{60k}..P_{60k+60}, so a bar's low is the minimum of its 61 minute prices.
+    """
+    rng = np.random.default_rng(seed)
+    nu = -0.5 * sigma_per_minute**2  # log drift so that E[P_t] = P_0
+    steps = rng.normal(nu, sigma_per_minute, size=(n_hours, 60))
+    log_close = np.log(start_price) + np.cumsum(steps.sum(axis=1))
+    log_open = np.concatenate(([np.log(start_price)], log_close[:-1]))
+    path = log_open[:, None] + np.concatenate(
+        (np.zeros((n_hours, 1)), np.cumsum(steps, axis=1)), axis=1
+    )
+    ohlcv = pd.DataFrame(
+        {
+            # 2020-01-09 is day 18270 since the epoch: aligned for 1D, 2D, 5D and 10D entries
+            "timestamp": pd.date_range("2020-01-09", periods=n_hours, freq="1h", tz="UTC"),
+            "open": np.exp(log_open),
+            "high": np.exp(path.max(axis=1)),
+            "low": np.exp(path.min(axis=1)),
+            "close": np.exp(log_close),
+            "volume": np.ones(n_hours),
+        }
+    )
+    # keep the bars exactly consistent after exp(): open/close inside [low, high]
+    ohlcv["high"] = ohlcv[["high", "open", "close"]].max(axis=1)
+    ohlcv["low"] = ohlcv[["low", "open", "close"]].min(axis=1)
+    return bt.Market.from_frames(ohlcv, mark="last", symbol="BTC/USDT:USDT", timeframe="1h")
+
+
+def first_passage_survival(
+    *, side: str, leverage: float, mmr: float, sigma: float, n_steps: int, dt_corrected: bool
+) -> float:
+    """P(no liquidation within n_steps minutes) for a GBM with log drift -sigma^2/2 per minute.
+
+    Barrier (Binance, flat MMR m, no maintenance amount): long LP = EP (1 - 1/L) / (1 - m),
+    short LP = EP (1 + 1/L) / (1 + m). Continuous-monitoring formula for the running min/max of
+    Brownian motion with drift, with the barrier shifted away by BETA * sigma (one step) to
+    correct for monitoring at 1-minute points (Broadie–Glasserman–Kou).
+    """
+    from scipy.stats import norm
+
+    nu = -0.5 * sigma**2
+    t = n_steps
+    s = sigma * np.sqrt(t)
+    if side == "long":
+        b = np.log((1 - 1 / leverage) / (1 - mmr))
+        if dt_corrected:
+            b -= BETA * sigma
+        return float(
+            norm.cdf((nu * t - b) / s) - np.exp(2 * nu * b / sigma**2) * norm.cdf((b + nu * t) / s)
+        )
+    b = np.log((1 + 1 / leverage) / (1 + mmr))
+    if dt_corrected:
+        b += BETA * sigma
+    return float(
+        norm.cdf((b - nu * t) / s) - np.exp(2 * nu * b / sigma**2) * norm.cdf((-b - nu * t) / s)
+    )
