@@ -793,7 +793,7 @@ def simulate_span_nb(
             dd_level = peak_equity * (1.0 - max_dd)
         elif equity < dd_level and peak_equity > 0.0:
             max_dd = (peak_equity - equity) / peak_equity
-            dd_level = equity
+            dd_level = peak_equity * (1.0 - max_dd)
         if equity < min_equity:
             min_equity = equity
         if write_eq:

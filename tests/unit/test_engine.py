@@ -1,0 +1,330 @@
+"""Hand-computed 3-10 bar cases, one per bar-semantics rule of engine.kernel."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import backtester as bt
+from backtester.config import RunConfig
+from tests.unit.reference import FixedSignals, make_market
+
+# Flat MMR (no tiers), no fees, no funding: every number below can be computed by hand.
+BASE = RunConfig(
+    taker_fee=0.0,
+    maker_fee=0.0,
+    slippage=0.0,
+    maint_margin_rate=0.005,
+    liquidation_fee_rate=0.0,
+    funding=False,
+    initial_cash=1000.0,
+    position_size=1.0,
+)
+FLAT = [100.0] * 4
+
+
+def run(market: bt.Market, strat: FixedSignals, **cfg: object) -> bt.SweepResult:
+    return bt.run_sweep(market, strat, bt.ParamGrid.product(), config=BASE.replace(**cfg))
+
+
+def one(result: bt.SweepResult) -> pd.Series:
+    return result.stats().iloc[0]
+
+
+# Long 10x at 100 with margin 1000 (Q = 100): Binance flat-MMR liquidation price
+# LP = (M - Q*EP) / (Q*(mmr - 1)) = (1000 - 10000) / (100 * -0.995) = 90.45226130653...
+LP_10X = (1000.0 - 10000.0) / (100.0 * (0.005 - 1.0))
+
+
+def test_signal_at_close_fills_at_next_open_with_slippage_and_taker_fee() -> None:
+    # Arrange: long entry seen at the close of bar 0; bar 1 opens at 110
+    m = make_market([100, 110, 120], [101, 111, 121], [99, 109, 119], [100, 110, 120])
+    # Act
+    r = run(m, FixedSignals(3, long_entries=[0]), slippage=0.01, taker_fee=0.001)
+    t = r.trades()
+    # Assert: fill = 110 * 1.01 = 111.1; notional 1000, size 1000/111.1, fee 1000*0.001 = 1.0
+    assert t["entry_time"][0] == m.index[1]
+    assert t["entry_price"][0] == pytest.approx(111.1, rel=1e-12)
+    assert t["size"][0] == pytest.approx(1000.0 / 111.1, rel=1e-12)
+    assert one(r)["fees_paid"] == pytest.approx(1.0, rel=1e-12)
+    # equity at the last close: 999 + size*(120 - 111.1)
+    assert one(r)["final_equity"] == pytest.approx(999.0 + 1000.0 / 111.1 * 8.9, rel=1e-12)
+
+
+def test_liquidation_triggers_on_mark_low_not_last_low() -> None:
+    # Arrange: last low stays at 99 but the mark low of bar 2 is 89 < LP 90.452
+    lows = [99.0, 99.0, 99.0, 99.0]
+    mark = (FLAT, [101.0] * 4, [99.0, 99.0, 89.0, 99.0], FLAT)
+    m = make_market(FLAT, [101.0] * 4, lows, FLAT, mark=mark)
+    # Act
+    r = run(m, FixedSignals(4, long_entries=[0]), leverage=10)
+    s = one(r)
+    t = r.trades()
+    # Assert: closes at LP; left = MM at LP = Q*LP*mmr; wallet = 1000 + 100*(LP - 100)
+    assert s["n_liquidations"] == 1
+    assert s["first_liquidation_time"] == m.index[2]
+    assert t["exit_reason"][0] == "liquidation"
+    assert t["exit_price"][0] == pytest.approx(LP_10X, rel=1e-12)
+    assert s["final_equity"] == pytest.approx(1000.0 + 100.0 * (LP_10X - 100.0), rel=1e-12)
+    assert s["final_equity"] == pytest.approx(100.0 * LP_10X * 0.005, rel=1e-9)
+
+
+def test_last_low_below_lp_does_not_liquidate_when_mark_stays_above() -> None:
+    # Arrange: last low 89 (a wick), mark low 95
+    mark = (FLAT, [101.0] * 4, [99.0, 99.0, 95.0, 99.0], FLAT)
+    m = make_market(FLAT, [101.0] * 4, [99.0, 99.0, 89.0, 99.0], FLAT, mark=mark)
+    # Act
+    s = one(run(m, FixedSignals(4, long_entries=[0]), leverage=10))
+    # Assert: still open at the end; min distance (95 - LP)/95
+    assert s["n_liquidations"] == 0
+    assert s["min_liquidation_distance"] == pytest.approx((95.0 - LP_10X) / 95.0, rel=1e-12)
+
+
+def test_short_liquidates_on_mark_high() -> None:
+    # Short 10x at 100, Q=100: LP = (M + Q*EP)/(Q*(mmr + 1)) = 11000/100.5 = 109.4527...
+    lp = 11000.0 / 100.5
+    mark = (FLAT, [101.0, 101.0, 110.0, 101.0], [99.0] * 4, FLAT)
+    m = make_market(FLAT, [101.0] * 4, [99.0] * 4, FLAT, mark=mark)
+    r = run(m, FixedSignals(4, short_entries=[0]), leverage=10)
+    assert one(r)["n_liquidations"] == 1
+    assert r.trades()["exit_price"][0] == pytest.approx(lp, rel=1e-12)
+
+
+def test_funding_paid_changes_margin_and_moves_liquidation_price() -> None:
+    # Arrange: 1 % funding at bar 2 on a 10x long of 100 BTC-units at mark 100: pays 100.
+    # Margin 900 -> LP = (900 - 10000)/(-99.5) = 91.457...; bar 2 mark low 91.0 is below it,
+    # but above the no-funding LP 90.452.
+    lp_after = (900.0 - 10000.0) / (100.0 * (0.005 - 1.0))
+    mark = (FLAT, [101.0] * 4, [99.0, 99.0, 91.0, 99.0], FLAT)
+    m = make_market(FLAT, [101.0] * 4, [99.0] * 4, FLAT, mark=mark, funding={2: 0.01})
+    # Act
+    on = run(m, FixedSignals(4, long_entries=[0]), leverage=10, funding=True)
+    off = run(m, FixedSignals(4, long_entries=[0]), leverage=10, funding=False)
+    # Assert
+    assert one(on)["funding_paid"] == pytest.approx(100.0, rel=1e-12)
+    assert one(on)["n_liquidations"] == 1
+    assert on.trades()["exit_price"][0] == pytest.approx(lp_after, rel=1e-12)
+    assert one(off)["n_liquidations"] == 0
+
+
+def test_funding_longs_pay_shorts_receive_at_mark_open() -> None:
+    # Arrange: 1x, Q = 10 at 100; funding 0.001 at bar 2 where the mark opens at 102
+    mark = ([100.0, 100.0, 102.0, 100.0], [103.0] * 4, [99.0] * 4, FLAT)
+    m = make_market(FLAT, [103.0] * 4, [99.0] * 4, FLAT, mark=mark, funding={2: 0.001})
+    long_ = one(run(m, FixedSignals(4, long_entries=[0]), funding=True))
+    short = one(run(m, FixedSignals(4, short_entries=[0]), funding=True))
+    # Assert: 10 * 102 * 0.001 = 1.02 paid by the long, received by the short
+    assert long_["funding_paid"] == pytest.approx(1.02, rel=1e-12)
+    assert short["funding_paid"] == pytest.approx(-1.02, rel=1e-12)
+    assert long_["final_equity"] == pytest.approx(1000.0 - 1.02, rel=1e-12)
+
+
+def test_gap_beyond_bankruptcy_isolated_floor_and_owed() -> None:
+    # Arrange: long 10x with half the equity: margin 500, Q 50 at 100, BP 90.
+    # Bar 2 opens at 80 (last and mark): liquidated at the mark open 80, loss 1000, margin 500.
+    o = [100.0, 100.0, 80.0, 80.0]
+    m = make_market(o, [101.0, 101.0, 81.0, 81.0], [99.0, 99.0, 79.0, 79.0], o)
+    strat = FixedSignals(4, long_entries=[0])
+    floor = one(run(m, strat, leverage=10, position_size=0.5))
+    owed = one(run(m, strat, leverage=10, position_size=0.5, negative_balance="owed"))
+    # Assert: floor keeps the other 500; owed books the full 1000 loss; draw 500 both
+    assert floor["final_equity"] == pytest.approx(500.0, rel=1e-12)
+    assert floor["insurance_draw"] == pytest.approx(500.0, rel=1e-12)
+    assert owed["final_equity"] == pytest.approx(0.0, abs=1e-9)
+    assert owed["insurance_draw"] == pytest.approx(500.0, rel=1e-12)
+
+
+def test_gap_beyond_bankruptcy_cross_floors_wallet_at_zero() -> None:
+    # Cross: the whole wallet (1000) backs Q 50 at 100 (BP 80). Gap open 70: loss 1500.
+    o = [100.0, 100.0, 70.0, 70.0]
+    m = make_market(o, [101.0, 101.0, 71.0, 71.0], [99.0, 99.0, 69.0, 69.0], o)
+    strat = FixedSignals(4, long_entries=[0])
+    cross = one(run(m, strat, leverage=10, position_size=0.5, margin_mode="cross"))
+    owed = one(
+        run(m, strat, leverage=10, position_size=0.5, margin_mode="cross", negative_balance="owed")
+    )
+    assert cross["final_equity"] == 0.0
+    assert cross["insurance_draw"] == pytest.approx(500.0, rel=1e-12)
+    assert owed["final_equity"] == pytest.approx(-500.0, rel=1e-12)
+
+
+def test_liquidation_fee_capped_by_equity_left_and_bankruptcy_close() -> None:
+    # At LP 90.452 the long keeps MM = 45.226. Fee 0.3 %: 0.003*100*LP = 27.136 (paid in full);
+    # fee 1 %: 90.45 > 45.23 -> capped, trader left with 0; close_at bankruptcy -> 0 as well.
+    mark = (FLAT, [101.0] * 4, [99.0, 99.0, 89.0, 99.0], FLAT)
+    m = make_market(FLAT, [101.0] * 4, [99.0] * 4, FLAT, mark=mark)
+    strat = FixedSignals(4, long_entries=[0])
+    left = 1000.0 + 100.0 * (LP_10X - 100.0)
+    small = one(run(m, strat, leverage=10, liquidation_fee_rate=0.003))
+    big = one(run(m, strat, leverage=10, liquidation_fee_rate=0.01))
+    bank = one(run(m, strat, leverage=10, close_at="bankruptcy"))
+    assert small["final_equity"] == pytest.approx(left - 0.003 * 100.0 * LP_10X, rel=1e-12)
+    assert small["fees_paid"] == pytest.approx(0.003 * 100.0 * LP_10X, rel=1e-12)
+    assert big["final_equity"] == pytest.approx(0.0, abs=1e-9)
+    assert big["fees_paid"] == pytest.approx(left, rel=1e-12)
+    assert bank["final_equity"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_stop_fills_at_stop_price_with_slippage() -> None:
+    # Long 1x at 100 (Q 10), stop 5 % = 95; bar 2 trades down to 94 -> fill 95*(1-0.001)
+    m = make_market([100, 100, 98, 97], [101, 101, 99, 98], [99, 99, 94, 96], [100, 100, 97, 97])
+    r = run(m, FixedSignals(4, long_entries=[0]), stop_loss=0.05, slippage=0.001)
+    t = r.trades()
+    # entry 100*1.001 = 100.1 -> stop 100.1*0.95 = 95.095 -> fill 95.095*0.999
+    assert t["exit_reason"][0] == "stop_loss"
+    assert t["exit_price"][0] == pytest.approx(100.1 * 0.95 * 0.999, rel=1e-12)
+    assert one(r)["n_stops"] == 1
+
+
+def test_stop_gap_fills_at_open() -> None:
+    # Bar 2 opens at 93, below the stop 95: fills at the open 93 (no slippage here)
+    m = make_market([100, 100, 93, 93], [101, 101, 94, 94], [99, 99, 92, 92], [100, 100, 93, 93])
+    r = run(m, FixedSignals(4, long_entries=[0]), stop_loss=0.05)
+    assert r.trades()["exit_price"][0] == 93.0
+
+
+def test_stop_trigger_mark_uses_mark_extremes() -> None:
+    # last low 94 hits the 95 stop; mark low 96 does not
+    mark = (FLAT, [101.0] * 4, [99.0, 99.0, 96.0, 99.0], FLAT)
+    m = make_market(FLAT, [101.0] * 4, [99.0, 99.0, 94.0, 99.0], FLAT, mark=mark)
+    strat = FixedSignals(4, long_entries=[0])
+    assert one(run(m, strat, stop_loss=0.05))["n_stops"] == 1
+    assert one(run(m, strat, stop_loss=0.05, stop_trigger="mark"))["n_stops"] == 0
+
+
+def test_intrabar_worst_best_between_stop_and_liquidation() -> None:
+    # Long 10x at 100, stop 95, LP 90.45. Bar 2: last low 94 (stop), mark low 90 (liquidation).
+    # worst -> liquidation (left 45.23); best -> stop at 95 (wallet 1000 - 500 = 500). Both count
+    # one ambiguous bar.
+    mark = (FLAT, [101.0] * 4, [99.0, 99.0, 90.0, 99.0], FLAT)
+    m = make_market(FLAT, [101.0] * 4, [99.0, 99.0, 94.0, 99.0], FLAT, mark=mark)
+    strat = FixedSignals(4, long_entries=[0])
+    worst = one(run(m, strat, leverage=10, stop_loss=0.05))
+    best = one(run(m, strat, leverage=10, stop_loss=0.05, intrabar="best"))
+    assert worst["n_liquidations"] == 1 and worst["ambiguous_bars"] == 1
+    assert best["n_stops"] == 1 and best["ambiguous_bars"] == 1
+    assert best["final_equity"] == pytest.approx(500.0, rel=1e-12)
+
+
+def test_stop_on_mark_above_lp_wins_without_assumption() -> None:
+    # stop_trigger="mark": the mark passes 95 before 90.45, so the stop fills; not ambiguous
+    mark = (FLAT, [101.0] * 4, [99.0, 99.0, 90.0, 99.0], FLAT)
+    m = make_market(FLAT, [101.0] * 4, [99.0, 99.0, 94.0, 99.0], FLAT, mark=mark)
+    s = one(
+        run(m, FixedSignals(4, long_entries=[0]), leverage=10, stop_loss=0.05, stop_trigger="mark")
+    )
+    assert s["n_stops"] == 1 and s["n_liquidations"] == 0 and s["ambiguous_bars"] == 0
+
+
+def test_intrabar_stop_and_take_profit_in_one_bar() -> None:
+    # stop 95 and take-profit 105 both inside bar 2 (94..106): worst = stop, best = tp at 105
+    m = make_market(FLAT, [101, 101, 106, 101], [99, 99, 94, 99], FLAT)
+    strat = FixedSignals(4, long_entries=[0])
+    worst = run(m, strat, stop_loss=0.05, take_profit=0.05)
+    best = run(m, strat, stop_loss=0.05, take_profit=0.05, intrabar="best")
+    assert worst.trades()["exit_reason"][0] == "stop_loss"
+    assert best.trades()["exit_reason"][0] == "take_profit"
+    assert best.trades()["exit_price"][0] == pytest.approx(105.0, rel=1e-12)
+    assert one(best)["ambiguous_bars"] == 1
+
+
+def test_take_profit_pays_maker_fee() -> None:
+    # Long 1x at 100 (Q 10), tp 10 % = 110; fee 0.0002 * 10 * 110 = 0.22
+    m = make_market(FLAT, [101, 101, 111, 101], [99] * 4, FLAT)
+    r = run(m, FixedSignals(4, long_entries=[0]), take_profit=0.1, maker_fee=0.0002)
+    s = one(r)
+    assert s["n_take_profits"] == 1
+    assert s["final_equity"] == pytest.approx(1000.0 + 100.0 - 0.22, rel=1e-12)
+
+
+def test_trailing_stop_moves_after_the_bar() -> None:
+    # Long at 100, trailing 10 %. Bar 2 high 120 and low 107: the stop was 90 during the bar
+    # (peak 100), so no exit; after it the peak is 120 -> stop 108; bar 3 low 107 -> fill 108.
+    m = make_market(
+        [100, 100, 110, 115], [101, 101, 120, 116], [99, 99, 107, 107], [100, 100, 115, 110]
+    )
+    r = run(m, FixedSignals(4, long_entries=[0]), trailing_stop=0.1)
+    t = r.trades()
+    assert t["exit_reason"][0] == "trailing_stop"
+    assert t["exit_time"][0] == m.index[3]
+    assert t["exit_price"][0] == pytest.approx(108.0, rel=1e-12)
+
+
+def test_detail_bars_resolve_stop_before_liquidation() -> None:
+    # Coarse 1h bar 2 touches the stop (94 < 95) and the LP (89 < 90.45). Its 1m bars show
+    # the dip to 94 at minute 10 and to 89 at minute 30 -> the stop came first.
+    n_min = 4 * 60
+    o = np.full(n_min, 100.0)
+    lo = np.full(n_min, 99.5)
+    lo[120 + 10] = 94.0
+    lo[120 + 30] = 89.0
+    detail = make_market(list(o), list(o + 0.5), list(lo), list(o), timeframe="1m")
+    m = make_market(FLAT, [100.5] * 4, [99.5, 99.5, 89.0, 99.5], FLAT, detail=detail)
+    strat = FixedSignals(4, long_entries=[0])
+    worst = one(run(m, strat, leverage=10, stop_loss=0.05))
+    det = one(run(m, strat, leverage=10, stop_loss=0.05, intrabar="detail"))
+    assert worst["n_liquidations"] == 1 and worst["ambiguous_bars"] == 1
+    assert det["n_stops"] == 1 and det["n_liquidations"] == 0 and det["ambiguous_bars"] == 0
+
+
+def test_entry_rejected_when_notional_tier_allows_less_leverage() -> None:
+    # 10,000,000 cash at 50x = 500M notional; the 2024-05-30 table allows 4x there -> rejected
+    m = make_market(FLAT, [101.0] * 4, [99.0] * 4, FLAT)
+    s = one(
+        run(
+            m,
+            FixedSignals(4, long_entries=[0]),
+            leverage=50,
+            initial_cash=1e7,
+            maint_margin_rate=None,
+        )
+    )
+    assert s["n_trades"] == 0 and s["n_rejected"] == 1
+
+
+def test_after_liquidation_stop_keeps_account_dead() -> None:
+    # Liquidated on bar 2; entry signals on every bar. "continue" re-enters at bar 3's open
+    mark = (FLAT + [100.0], [101.0] * 5, [99.0, 99.0, 89.0, 99.0, 99.0], FLAT + [100.0])
+    m = make_market(FLAT + [100.0], [101.0] * 5, [99.0] * 5, FLAT + [100.0], mark=mark)
+    strat = FixedSignals(5, long_entries=[0, 1, 2, 3])
+    cont = one(run(m, strat, leverage=10))
+    stop = one(run(m, strat, leverage=10, after_liquidation="stop"))
+    assert cont["n_trades"] == 2  # liquidated, then re-entered and open at the end
+    # "stop": the entries pending at bars 3 and 4 are both refused
+    assert stop["n_trades"] == 1 and stop["n_rejected"] == 2
+
+
+def test_ruin_closes_at_close_and_blocks_entries() -> None:
+    # Long 5x at 100 (Q 50); bar 2 closes at 90 -> equity 1000 - 500 = 500 < 0.6*1000: ruined,
+    # closed at the close 90 (reason ruin); the entry signal of bar 2 is rejected at bar 3.
+    m = make_market(
+        [100, 100, 95, 90], [101, 101, 96, 91], [99, 99, 89.5, 89.5], [100, 100, 90, 90]
+    )
+    r = run(m, FixedSignals(4, long_entries=[0, 2]), leverage=5, ruin_threshold=0.6)
+    s = one(r)
+    assert bool(s["ruined"]) and s["n_rejected"] == 1
+    assert r.trades()["exit_reason"][0] == "ruin"
+    assert s["final_equity"] == pytest.approx(500.0, rel=1e-12)
+
+
+def test_reversal_and_exit_signals() -> None:
+    # long at bar 1 open (100), short entry at close 1 reverses at bar 2 open (110),
+    # short exit at close 2 closes at bar 3 open (105). 1x, Q = 10 then 1100/110 = 10
+    m = make_market([100, 100, 110, 105], [111] * 4, [99] * 4, [100, 110, 105, 105])
+    r = run(m, FixedSignals(4, long_entries=[0], short_entries=[1], short_exits=[2]))
+    t = r.trades()
+    assert list(t["side"]) == ["long", "short"]
+    assert list(t["exit_reason"]) == ["signal", "signal"]
+    # long: +10*(110-100) = 100 -> 1100; short Q = 10: +10*(110-105) = 50 -> 1150
+    assert one(r)["final_equity"] == pytest.approx(1150.0, rel=1e-12)
+
+
+def test_no_signals_equity_stays_at_cash() -> None:
+    m = make_market([100, 90, 120], [130] * 3, [80] * 3, [100, 90, 120])
+    r = run(m, FixedSignals(3))
+    eq = r.equity()
+    assert (eq.to_numpy() == 1000.0).all()
+    assert math.isnan(one(r)["min_liquidation_distance"])
