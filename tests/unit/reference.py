@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -67,7 +67,7 @@ def make_market(
 class FixedSignals:
     """A strategy with no parameters whose signals are given literally (one column)."""
 
-    PARAMS: dict[str, list[Any]] = {}
+    PARAMS: ClassVar[dict[str, list[Any]]] = {}
     __name__ = "fixed"
 
     def __init__(
@@ -409,11 +409,11 @@ def simulate_reference(
                 for kind in ("liq", "stop", "tp"):
                     if kind not in outcomes:
                         continue
-                    if chosen is None:
-                        chosen = kind
-                    elif policy == "best" and outcomes[kind][0] > outcomes[chosen][0]:
-                        chosen = kind
-                    elif policy != "best" and outcomes[kind][0] < outcomes[chosen][0]:
+                    if (
+                        chosen is None
+                        or (policy == "best" and outcomes[kind][0] > outcomes[chosen][0])
+                        or (policy != "best" and outcomes[kind][0] < outcomes[chosen][0])
+                    ):
                         chosen = kind
                 assert chosen is not None
                 r, f, ins = outcomes[chosen]

@@ -287,8 +287,8 @@ def test_entry_rejected_when_notional_tier_allows_less_leverage() -> None:
 
 def test_after_liquidation_stop_keeps_account_dead() -> None:
     # Liquidated on bar 2; entry signals on every bar. "continue" re-enters at bar 3's open
-    mark = (FLAT + [100.0], [101.0] * 5, [99.0, 99.0, 89.0, 99.0, 99.0], FLAT + [100.0])
-    m = make_market(FLAT + [100.0], [101.0] * 5, [99.0] * 5, FLAT + [100.0], mark=mark)
+    mark = ([*FLAT, 100.0], [101.0] * 5, [99.0, 99.0, 89.0, 99.0, 99.0], [*FLAT, 100.0])
+    m = make_market([*FLAT, 100.0], [101.0] * 5, [99.0] * 5, [*FLAT, 100.0], mark=mark)
     strat = FixedSignals(5, long_entries=[0, 1, 2, 3])
     cont = one(run(m, strat, leverage=10))
     stop = one(run(m, strat, leverage=10, after_liquidation="stop"))
