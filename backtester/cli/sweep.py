@@ -85,15 +85,23 @@ def _sweep(args: argparse.Namespace) -> int:
 
     if args.scheduler is not None and args.workers is not None:
         raise ConfigError("--workers applies to local runs; leave it out with --scheduler")
-    run = run_config(
-        args.config,
-        out=args.out,
-        resume=args.resume,
-        scheduler=args.scheduler,
-        progress=not args.no_progress and sys.stderr.isatty(),
-        workers=args.workers,
-        chunk_size=args.chunk_size,
-    )
+    try:
+        run = run_config(
+            args.config,
+            out=args.out,
+            resume=args.resume,
+            scheduler=args.scheduler,
+            progress=not args.no_progress and sys.stderr.isatty(),
+            workers=args.workers,
+            chunk_size=args.chunk_size,
+        )
+    except KeyboardInterrupt:
+        print(
+            "sweep interrupted: finished chunks are kept; continue with "
+            f"`backtester sweep {args.config} --out {args.out} --resume`",
+            file=sys.stderr,
+        )
+        raise
     meta = run.metadata
     print(
         f"sweep complete: {len(run.table):,} rows ({meta['n_symbols']} symbol(s) x "

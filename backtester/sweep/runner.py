@@ -148,7 +148,8 @@ class Run:
     @property
     def keys(self) -> list[str]:
         """Return the key columns: ``symbol``, every swept name, ``col``."""
-        return ["symbol", *self.metadata.get("grid_names", []), "col"]
+        sides = ["side"] if self.metadata.get("mode") == "survival" and "side" in self.table else []
+        return ["symbol", *self.metadata.get("grid_names", []), *sides, "col"]
 
     def best(
         self, n: int = 10, *, by: str = "total_return", ascending: bool = False
