@@ -1,0 +1,129 @@
+"""The survival report: files, run.json, tables as CSV/parquet, and rendering in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import backtester as bt
+from tests.unit.test_survival_helpers import fake_study
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+# appended to a copy of the page: marks <body> with "<images>:<loaded>" once the page has loaded
+_PROBE = """
+<script>
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; });
+  document.body.setAttribute('data-images', imgs.length + ':' + ok.length);
+});
+</script>
+"""
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    if os.environ.get("BACKTESTER_SKIP_BROWSER") == "1":
+        pytest.skip("BACKTESTER_SKIP_BROWSER=1")
+    pytest.fail("headless Chromium is required: apt-get install -y chromium (CI's .ci/run does)")
+
+
+def render_image_counts(index: Path, tmp_path: Path) -> tuple[int, int]:
+    """Return (images on the page, images loaded) as rendered by headless Chromium."""
+    probe = index.with_name("_probe.html")
+    probe.write_text(index.read_text(encoding="utf-8").replace("</body>", _PROBE + "</body>"))
+    out = subprocess.run(
+        [
+            _chromium(),
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    probe.unlink()
+    match = re.search(r'data-images="(\d+):(\d+)"', out.stdout)
+    assert match, f"page did not finish loading in Chromium: {out.stderr[-500:]}"
+    return int(match.group(1)), int(match.group(2))
+
+
+@pytest.fixture(scope="module")
+def small_market(btc_1h: bt.Market) -> bt.Market:
+    return btc_1h.slice("2022-01-01", "2023-01-01")
+
+
+def test_report_writes_page_tables_and_run_json(small_market: bt.Market, tmp_path: Path) -> None:
+    # Arrange
+    study = fake_study(small_market)
+    # Act
+    index = Path(study.report(str(tmp_path / "rep"), comparisons=False))
+    # Assert: the page, its figures and tables
+    out = index.parent
+    html = index.read_text(encoding="utf-8")
+    images = re.findall(r'<img src="([^"]+)"', html)
+    assert {"figures/survival_heatmap.png", "figures/km_curves_long.png"} <= set(images)
+    assert any("liquidation_histograms" in i for i in images)
+    for rel in images:
+        assert (out / rel).stat().st_size > 5_000
+    assert "Survival = share of positions NOT liquidated" in html
+    table = study.table()
+    csv = pd.read_csv(out / "tables" / "survival.csv")
+    pq = pd.read_parquet(out / "tables" / "survival.parquet")
+    assert list(csv.columns) == list(table.columns) == list(pq.columns)
+    pd.testing.assert_series_equal(pq["survival"], table["survival"])
+    info = json.loads((out / "run.json").read_text())
+    assert info["version"] == bt.__version__
+    assert info["market"]["sha256"] == small_market.fingerprint()
+    assert info["settings"]["grid"]["stop_loss"] == [None, 0.05]
+    assert info["n_entries"] == study.n_entries
+
+
+def test_full_report_renders_in_chromium(small_market: bt.Market, tmp_path: Path) -> None:
+    """The real report (engine runs and every comparison) renders with every image loaded."""
+    # Arrange
+    study = bt.survival_study(
+        small_market, side="both", leverage=(2, 10, 50), stop_loss=(None, 0.05), n_boot=100
+    )
+    # Act
+    index = Path(study.report(str(tmp_path / "full")))
+    # Assert: the issue's figures and a figure for each comparison
+    figures = {p.stem for p in (index.parent / "figures").glob("*.png")}
+    assert {"survival_heatmap", "km_curves_long", "km_curves_short", "equity_fan"} <= figures
+    assert {
+        "cmp_leverage_ladder",
+        "cmp_stop_loss",
+        "cmp_position_size",
+        "cmp_isolated_vs_cross",
+        "cmp_mark_vs_last",
+        "cmp_owe_money",
+        "cmp_funding",
+    } <= figures
+    n_images, n_loaded = render_image_counts(index, tmp_path)
+    assert n_images == len(figures)
+    assert n_loaded == n_images
