@@ -6,6 +6,8 @@ docs/reference/exchange-rules.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,9 +25,12 @@ _REAL_STORE_TABLES = tables_mod._store_tables
 
 
 @pytest.fixture(autouse=True)
-def _no_store(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Keep tests independent of whatever tier snapshots the local data store holds."""
     monkeypatch.setattr(tables_mod, "_store_tables", lambda exchange, symbol, store=None: [])
+    tables_mod._read_store_tables.cache_clear()  # snapshots are cached by file fingerprint
+    yield
+    tables_mod._read_store_tables.cache_clear()
 
 
 # ---------------------------------------------------------------------------------------------
