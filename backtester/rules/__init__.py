@@ -97,6 +97,15 @@ class ExchangeRules:
         """Return the maximum leverage allowed for a position of this notional (or size)."""
         return float(self.max_leverage[self.tier_index(notional, size)])
 
+    def maint_margin(self, notional: float, size: float) -> float:
+        """Return the maintenance margin (quote) of a position valued at ``notional``.
+
+        Pass the notional at mark for Binance and OKX, at entry for Bybit (§1.1, §2.2, §3.3).
+        """
+        k = self.tier_index(notional, size)
+        amount = 0.0 if self.convention == 1 else float(self.maint_amount[k])
+        return float(notional * self.mmr[k]) - amount
+
     def to_frame(self) -> pd.DataFrame:
         """Return the tier table as a DataFrame (tiers numbered from 1)."""
         basis = "size" if self.tier_by_size else "notional"

@@ -84,6 +84,20 @@ def test_legacy_table_reproduces_faq_cases_e_and_f() -> None:
     assert "[S]" in rules.note
 
 
+def test_maint_margin_method_matches_the_kernel() -> None:
+    # 2024 table: 700,000 notional → tier 3 (0.65%, cum 950): 4,550 − 950 = 3,600
+    from backtester.rules import formulas as fx
+
+    rules = bt.exchange_rules("binanceusdm", BTC, at="2024-06-01")
+    assert rules.maint_margin(700_000.0, 35.0) == pytest.approx(3_600.0)
+    kernel = fx.maint_margin_nb(
+        0, 700_000.0, 35.0, rules.floors, rules.mmr, rules.maint_amount, False, float("nan")
+    )
+    assert rules.maint_margin(700_000.0, 35.0) == pytest.approx(kernel)
+    # OKX: 4 BTC by size → tier 2 (0.5%), no amount: 120,000 × 0.5% = 600
+    assert bt.exchange_rules("okx", BTC).maint_margin(120_000.0, 4.0) == pytest.approx(600.0)
+
+
 def test_latest_table_when_no_date() -> None:
     rules = bt.exchange_rules("binanceusdm", ETH)
     assert rules.table_id == "binanceusdm/ETH_USDT_USDT/2026-05-07"
