@@ -1,0 +1,113 @@
+"""`backtester survival`: option parsing, table in the terminal, JSON, report, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from backtester.cli import build_parser, main
+from backtester.cli.survival import default_out, parse_numbers, parse_stops
+from backtester.errors import ConfigError
+
+SMALL = ["--start", "2021-01-01", "--end", "2021-07-01", "--side", "long"]
+
+
+def test_parse_numbers_and_stops() -> None:
+    assert parse_numbers("1,5, 20x", "--leverage") == [1.0, 5.0, 20.0]
+    assert parse_stops("none,0.02,5%") == [None, 0.02, 0.05]
+    with pytest.raises(ConfigError, match="--leverage must be comma-separated numbers"):
+        parse_numbers("1,five", "--leverage")
+    with pytest.raises(ConfigError, match="--stop-loss must be 'none' or fractions"):
+        parse_stops("tight")
+
+
+def test_defaults_match_the_issue() -> None:
+    args = build_parser().parse_args(["survival"])
+    assert args.symbol == "BTC/USDT:USDT"
+    assert args.side == "both"
+    assert parse_numbers(args.leverage, "--leverage") == [1, 2, 3, 5, 10, 20, 50, 100]
+    assert parse_stops(args.stop_loss) == [None, 0.02, 0.05, 0.10]
+    assert (args.horizon, args.entry_every) == ("30D", "1D")
+    # deterministic, timestamp-free default folder; other options get an id of their values
+    assert default_out(args) == "reports/survival-BTC_USDT_USDT-1h"
+    other = build_parser().parse_args(["survival", "--leverage", "5"])
+    assert default_out(other).startswith("reports/survival-BTC_USDT_USDT-1h-")
+    assert default_out(other) == default_out(
+        build_parser().parse_args(["survival", "--leverage", "5"])
+    )
+
+
+def test_prints_aligned_table_and_writes_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Act
+    code = main(
+        [
+            "survival",
+            *SMALL,
+            "--leverage",
+            "2,100",
+            "--stop-loss",
+            "none,5%",
+            "--out",
+            str(tmp_path / "rep"),
+            "--no-comparisons",
+        ]
+    )
+    # Assert
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Survival [%] (95% CI)" in out
+    lines = [line for line in out.splitlines() if line.strip().startswith("long")]
+    assert len(lines) == 4
+    assert len({len(line) for line in lines}) == 1  # aligned columns
+    assert f"report: {tmp_path / 'rep' / 'index.html'}" in out
+    assert (tmp_path / "rep" / "index.html").exists()
+    assert (tmp_path / "rep" / "run.json").exists()
+
+
+def test_json_output(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["survival", *SMALL, "--leverage", "3", "--stop-loss", "none", "--no-report", "--json"]
+    )
+    payload = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert payload["report"] is None
+    assert payload["table"][0]["leverage"] == 3.0
+    assert 0.0 <= payload["table"][0]["survival"] <= 1.0
+    assert "moving-block bootstrap" in payload["ci_method"]
+
+
+def test_engine_options_pass_through(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "survival",
+            *SMALL,
+            "--leverage",
+            "10",
+            "--stop-loss",
+            "none",
+            "--no-report",
+            "--json",
+            "--no-funding",
+            "--mmr",
+            "0.01",
+            "--stop-trigger",
+            "mark",
+            "--taker-fee",
+            "0",
+        ]
+    )
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["table"][0]["leverage"] == 10.0
+
+
+def test_bad_option_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["survival", *SMALL, "--leverage", "0.5", "--no-report"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert (
+        err == "error: ConfigError: leverage must be a number >= 1, was 0.5; e.g. leverage=(2, 10)"
+    )

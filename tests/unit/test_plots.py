@@ -1,0 +1,86 @@
+"""reports.plots: every function returns a titled Figure with labelled axes; NaN groups once."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from backtester.reports import plots
+
+
+def _ladder() -> pd.DataFrame:
+    rows = []
+    for stop in (None, 0.05):
+        for lev, s in ((2, 0.98), (10, 0.55), (100, 0.05)):
+            rows.append(
+                {
+                    "side": "long",
+                    "leverage": float(lev),
+                    "stop_loss": stop,
+                    "survival": s,
+                    "ci_low": s - 0.05,
+                    "ci_high": min(1.0, s + 0.05),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_heatmap_annotates_every_cell_and_maps_missing_stop_to_none() -> None:
+    # Arrange: 2 stops x 3 leverages, stop None stored as NaN in a float column
+    table = _ladder().assign(stop_loss=lambda d: d["stop_loss"].astype(float))
+    # Act
+    fig = plots.plot_survival_heatmap(table, facet=None)
+    # Assert: 6 annotated cells (98%, 55%, 5% twice), rows labelled none / 5%
+    ax = fig.axes[0]
+    texts = sorted(t.get_text() for t in ax.texts)
+    assert texts == sorted(["98%", "55%", "5%"] * 2)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["none", "5%"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "10", "100"]
+    assert ax.get_xlabel() == "Leverage [x]"
+
+
+def test_survival_lines_one_line_per_group_including_none() -> None:
+    table = _ladder().assign(stop_loss=lambda d: d["stop_loss"].astype(float))
+    fig = plots.plot_survival_lines(
+        table, x="leverage", hue="stop_loss", title="t", xlabel="Leverage [x]"
+    )
+    ax = fig.axes[0]
+    assert isinstance(fig, Figure)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["none", "5%"]
+    assert len(ax.lines) == 2
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [98, 55, 5])
+    assert ax.get_ylabel() == "Survival at horizon [%]"
+
+
+def test_km_curves_extend_to_horizon() -> None:
+    curves = {"2x": (np.array([0.0, 3.0]), np.array([1.0, 0.9]))}
+    fig = plots.plot_km_curves(curves, horizon=30)
+    line = fig.axes[0].lines[0]
+    np.testing.assert_allclose(line.get_xdata(), [0, 3, 30])
+    np.testing.assert_allclose(line.get_ydata(), [100, 90, 90])
+    assert fig.axes[0].get_xlabel() == "Days since entry"
+
+
+def test_histograms_and_fan_and_bars() -> None:
+    hist = plots.plot_liquidation_histograms(
+        {"10x": np.array([1.0, 2.0, 2.5]), "20x": np.array([])}, horizon=30
+    )
+    assert sum(p.get_height() for p in hist.axes[0].patches) == 3
+    days = np.array([0.0, 10.0, 20.0])
+    eq = np.array([[1.0, 1.0], [0.5, 1.5], [0.0, 2.0]])
+    fan = plots.plot_equity_fan({"long 10x": (days, eq)})
+    np.testing.assert_allclose(fan.axes[0].lines[0].get_ydata(), [100, 100, 100])  # median
+    bars = plots.plot_bars(
+        pd.DataFrame({"leverage": [2.0, 10.0], "n": [1, 4], "side": ["long", "long"]}),
+        x="leverage",
+        y="n",
+        hue="side",
+        title="gaps",
+        xlabel="Leverage [x]",
+        ylabel="Holds",
+    )
+    assert [p.get_height() for p in bars.axes[0].patches] == [1, 4]
+    assert math.isclose(bars.axes[0].patches[0].get_width(), 0.8)
