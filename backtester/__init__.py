@@ -34,6 +34,7 @@ _LAZY: dict[str, str] = {
     "exchange_rules": "backtester.rules",
     "liquidation_price": "backtester.rules",
     "bankruptcy_price": "backtester.rules",
+    "rules_timeline": "backtester.rules",
     # engine (params.py, signals.py, config.py, engine/, results.py)
     "ParamGrid": "backtester.params",
     "Signals": "backtester.signals",
@@ -83,7 +84,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from backtester.market import Market, load_market
     from backtester.params import ParamGrid
     from backtester.results import SweepResult
-    from backtester.rules import ExchangeRules, bankruptcy_price, exchange_rules, liquidation_price
+    from backtester.rules import (
+        ExchangeRules,
+        bankruptcy_price,
+        exchange_rules,
+        liquidation_price,
+        rules_timeline,
+    )
     from backtester.signals import Signals
     from backtester.survival import SurvivalStudy, survival_study
     from backtester.sweep import open_run, run_config
