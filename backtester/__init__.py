@@ -49,18 +49,34 @@ _LAZY: dict[str, str] = {
     "run_config": "backtester.sweep",
 }
 
-__all__ = sorted(
-    [
-        "BacktesterError",
-        "BacktesterWarning",
-        "ConfigError",
-        "DataError",
-        "ExchangeError",
-        "ShapeError",
-        "__version__",
-        *_LAZY,
-    ]
-)
+__all__ = [
+    "BacktesterError",
+    "BacktesterWarning",
+    "ConfigError",
+    "DataError",
+    "ExchangeError",
+    "ExchangeRules",
+    "Market",
+    "ParamGrid",
+    "RunConfig",
+    "ShapeError",
+    "Signals",
+    "SurvivalStudy",
+    "SweepResult",
+    "__version__",
+    "bankruptcy_price",
+    "download",
+    "exchange_rules",
+    "liquidation_price",
+    "list_store",
+    "load_market",
+    "open_run",
+    "rules_timeline",
+    "run_config",
+    "run_sweep",
+    "survival_study",
+    "verify_store",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -27,3 +27,11 @@ def test_import_does_not_load_heavy_packages() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_all_lists_every_lazy_name() -> None:
+    from backtester import _LAZY
+
+    errors = {"BacktesterError", "BacktesterWarning", "ConfigError", "DataError"}
+    errors |= {"ExchangeError", "ShapeError", "__version__"}
+    assert set(bt.__all__) == set(_LAZY) | errors
