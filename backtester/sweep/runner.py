@@ -344,8 +344,12 @@ def _execute(
     if executor is None:
         executor = make_executor(function, workers=workers, scheduler=scheduler)
     complete = resumed and store.results_path.is_file() and store.run_path.is_file()
-    if complete and store.read_json(store.run_path).get("status") == "complete":
+    if complete and (done_meta := store.read_json(store.run_path)).get("status") == "complete":
         log.info("sweep %s is already complete", store.root)
+        done_meta.update(
+            resumed=True, chunks_run=0, elapsed_s=round(time.perf_counter() - started, 3)
+        )
+        write_json_atomic(store.run_path, done_meta)
         return open_run(store.root)
 
     # every market is loaded (and its data hashed) before any chunk runs

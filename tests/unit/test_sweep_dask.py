@@ -50,3 +50,21 @@ def test_unreachable_scheduler_is_a_config_error(tmp_path: Path) -> None:
         ConfigError, match=re.escape("cannot connect to the Dask scheduler at 'tcp://127.0.0.1:9'")
     ):
         run(tmp_path / "x", executor=executor, config=CONFIG)
+
+
+def test_dask_cluster_runs_the_engine_exactly_like_local(tmp_path: Path, cluster: Any) -> None:
+    # Arrange: a real sma_cross sweep through run_sweep, 24 columns in chunks of 5
+    from backtester.sweep.runner import _execute, run_chunk
+    from tests.unit.test_sweep_engine import SWEEP
+
+    def go(out: Path, executor: Any) -> Any:
+        return _execute(
+            SWEEP, out=out, executor=executor, resume=False, progress=False, chunk_size=5
+        )
+
+    # Act
+    local = go(tmp_path / "local", SerialExecutor(run_chunk))
+    remote = go(tmp_path / "dask", DaskExecutor(run_chunk, cluster.scheduler_address))
+    # Assert
+    pd.testing.assert_frame_equal(remote.table, local.table, check_exact=True)
+    assert remote.metadata["executor"].startswith("DaskExecutor(")

@@ -1,0 +1,75 @@
+"""Sweep report: hand-computed survival-by-leverage and sensitivity tables, files written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtester.errors import ConfigError
+from backtester.reports.sweep import (
+    display_table,
+    sensitivity_table,
+    survival_by_leverage,
+    sweep_report,
+)
+
+
+def tiny() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "symbol": ["X"] * 6,
+            "leverage": [1, 1, 10, 10, 100, 100],
+            "stop_loss": [np.nan, 0.05] * 3,
+            "col": range(6),
+            "total_return": [0.10, 0.05, -0.50, 0.20, 0.0, 0.0],
+            "liquidated": [False, False, True, False, False, False],
+            "n_trades": [1, 3, 1, 4, 0, 0],
+        }
+    )
+
+
+def test_survival_by_leverage_is_the_never_liquidated_share() -> None:
+    # leverage 1: 2 of 2 never liquidated -> 1.0; leverage 10: 1 of 2 -> 0.5;
+    # leverage 100: both settings never entered (n_trades 0) -> NaN, 2 never entered
+    curve = survival_by_leverage(tiny())
+    assert list(curve["leverage"]) == [1, 10, 100]
+    np.testing.assert_array_equal(curve["survival"], [1.0, 0.5, np.nan])
+    assert list(curve["n_never_entered"]) == [0, 0, 2]
+    assert list(curve["n_settings"]) == [2, 2, 2]
+
+
+def test_survival_by_leverage_needs_leverage() -> None:
+    with pytest.raises(ConfigError, match="needs 'leverage' in the grid"):
+        survival_by_leverage(tiny().drop(columns="leverage"))
+
+
+def test_sensitivity_table_quartiles() -> None:
+    # stop none: returns [0.10, -0.50, 0.0] -> q25 -0.25, median 0.0, q75 0.05
+    # stop 0.05: returns [0.05, 0.20, 0.0] -> q25 0.025, median 0.05, q75 0.125
+    table = sensitivity_table(tiny(), "stop_loss", "total_return")
+    none = table[table["stop_loss"].isna()].iloc[0]
+    five = table[table["stop_loss"] == 0.05].iloc[0]
+    assert len(table) == 2
+    np.testing.assert_allclose([none.q25, none["median"], none.q75], [-0.25, 0.0, 0.05])
+    np.testing.assert_allclose([five.q25, five["median"], five.q75], [0.025, 0.05, 0.125])
+
+
+def test_display_table_units() -> None:
+    shown = display_table(tiny().head(2), ["symbol", "leverage", "stop_loss", "col"])
+    assert list(shown.columns[:4]) == ["Symbol", "Leverage [x]", "Stop-loss [%]", "Return [%]"]
+    assert list(shown["Stop-loss [%]"]) == ["none", "5"]
+    assert list(shown["Return [%]"]) == ["10", "5"]
+
+
+def test_sweep_report_files(tmp_path: Path) -> None:
+    meta = {"mode": "sweep", "grid_names": ["leverage", "stop_loss"], "n_symbols": 1, "n_cols": 6}
+    index = sweep_report(tiny(), metadata=meta, out=tmp_path / "rep", top=2)
+    page = index.read_text()
+    assert "Top 2 settings" in page and "Bottom 2 settings" in page
+    assert (tmp_path / "rep" / "figures" / "sensitivity.png").is_file()
+    assert (tmp_path / "rep" / "tables" / "survival_by_leverage.csv").is_file()
+    with pytest.raises(ConfigError, match="did you mean 'total_return'"):
+        sweep_report(tiny(), metadata=meta, out=tmp_path / "x", metric="total_retrun")
