@@ -1,0 +1,32 @@
+"""Notebooks run top to bottom with the public API (executed here so they cannot rot)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+
+
+def test_there_is_a_notebook() -> None:
+    assert any(p.name == "eth_leverage_decision.ipynb" for p in NOTEBOOKS)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_executes(path: Path, tmp_path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    # outputs are cleared before commit
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    client = NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    client.execute()
+    errors = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
+    ]
+    assert errors == []
+    imports = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "backtester." not in imports.replace("import backtester as bt", "")
