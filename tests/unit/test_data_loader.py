@@ -245,19 +245,26 @@ def test_binance_tiers_need_keys_and_are_skipped_clearly(tmp_path: Path) -> None
 # ---------------------------------------------------------------- resume and incremental
 
 
-def test_interrupted_download_resumes_without_duplicate_or_missing_bar(tmp_path: Path) -> None:
-    # Arrange: write after every page; the 4th kline request dies (process killed)
-    adapter = _binance().inject_exception(KLINES, KeyboardInterrupt(), after=3)
-    # Act 1: the crash propagates, 3 pages (150 bars) are safely stored
+@pytest.mark.parametrize("crash_at", [0, 3, 9])
+def test_interrupted_download_resumes_without_duplicate_or_missing_bar(
+    tmp_path: Path, crash_at: int
+) -> None:
+    # Arrange: write after every page; kline request number crash_at+1 dies (process killed)
+    adapter = _binance().inject_exception(KLINES, KeyboardInterrupt(), after=crash_at)
+    # Act 1: the crash propagates; the crash_at pages before it (50 bars each) are safely stored
     with pytest.raises(KeyboardInterrupt):
         _run(BINANCE_FULL, tmp_path, adapter, batch_pages=1)
-    assert len(_stored(tmp_path, "ohlcv")) == 150
+    if crash_at:
+        assert len(_stored(tmp_path, "ohlcv")) == 50 * crash_at
     assert verify_store(tmp_path).query("location == 'store'").empty
     # Act 2: the same command again
     resumed = _binance()
     _run(BINANCE_FULL, tmp_path, resumed, batch_pages=1)
-    # Assert: resumes at bar 150 (2024-01-07 06:00) and ends identical to the real series
-    assert _starts(resumed, KLINES)[0] == pd.Timestamp("2024-01-07 06:00", tz="UTC")
+    # Assert: it resumes at the first missing bar (page crash_at starts 50 * crash_at hours in)
+    # and ends identical to the real series
+    first = pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(hours=50 * crash_at)
+    assert _starts(resumed, KLINES)[0] == first
+    assert resumed.count(f"GET {KLINES}?") == 10 - crash_at
     ohlcv = _stored(tmp_path, "ohlcv")
     assert ohlcv["timestamp"].is_unique
     pd.testing.assert_frame_equal(ohlcv, _bundled("ohlcv", "2024-01-01", "2024-01-21"))
