@@ -21,26 +21,36 @@ import backtester as bt  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def btc_1h() -> bt.Market:
+def bundled_only_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An empty store root, so loads see only the bundled data (never a developer's downloads)."""
+    return str(tmp_path_factory.mktemp("empty-store"))
+
+
+@pytest.fixture(scope="session")
+def btc_1h(bundled_only_store: str) -> bt.Market:
     """BTC/USDT:USDT 1h with mark and funding, 2019-12-23 11:00 -> 2026-05-17 06:00 UTC."""
-    return bt.load_market("BTC/USDT:USDT")
+    return bt.load_market("BTC/USDT:USDT", store=bundled_only_store)
 
 
 @pytest.fixture(scope="session")
-def eth_1h() -> bt.Market:
+def eth_1h(bundled_only_store: str) -> bt.Market:
     """ETH/USDT:USDT 1h with mark and funding, 2019-12-23 11:00 -> 2026-05-17 06:00 UTC."""
-    return bt.load_market("ETH/USDT:USDT")
+    return bt.load_market("ETH/USDT:USDT", store=bundled_only_store)
 
 
 @pytest.fixture(scope="session")
-def btc_1m() -> bt.Market:
+def btc_1m(bundled_only_store: str) -> bt.Market:
     """BTC/USDT:USDT 1m last-price bars (mark='last'), 2025-05-04 16:00 -> 2025-06-24 10:00 UTC."""
-    return bt.load_market("BTC/USDT:USDT", timeframe="1m", mark="last")
+    return bt.load_market("BTC/USDT:USDT", timeframe="1m", mark="last", store=bundled_only_store)
 
 
 @pytest.fixture(scope="session")
-def btc_1h_with_1m() -> bt.Market:
+def btc_1h_with_1m(bundled_only_store: str) -> bt.Market:
     """BTC/USDT:USDT 1h bars 2025-05-04 16:00 -> 2025-06-24 10:00 UTC with .detail = the 1m bars."""
     return bt.load_market(
-        "BTC/USDT:USDT", start="2025-05-04 16:00", end="2025-06-24 10:00", detail_timeframe="1m"
+        "BTC/USDT:USDT",
+        start="2025-05-04 16:00",
+        end="2025-06-24 10:00",
+        detail_timeframe="1m",
+        store=bundled_only_store,
     )

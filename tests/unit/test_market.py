@@ -201,28 +201,30 @@ def test_eth_market(eth_1h: bt.Market) -> None:
     assert eth_1h.low[i] == 84.23
 
 
-def test_mark_last_gives_the_full_last_price_history() -> None:
-    m = bt.load_market("BTC/USDT:USDT", mark="last", end="2019-09-09")
+def test_mark_last_gives_the_full_last_price_history(bundled_only_store: str) -> None:
+    m = bt.load_market("BTC/USDT:USDT", mark="last", end="2019-09-09", store=bundled_only_store)
     # the two 10000.00 listing placeholder bars of 17:00 and 18:00 were dropped when bundling
     assert m.start == pd.Timestamp("2019-09-08 19:00", tz="UTC")
     assert m.mark_source == "last"
 
 
-def test_explicit_start_before_mark_data_is_an_error() -> None:
+def test_explicit_start_before_mark_data_is_an_error(bundled_only_store: str) -> None:
     with pytest.raises(
         DataError, match=r"starts at 2019-12-23 11:00 UTC; pick a later start or pass mark='last'"
     ):
-        bt.load_market("BTC/USDT:USDT", start="2019-10-01")
+        bt.load_market("BTC/USDT:USDT", start="2019-10-01", store=bundled_only_store)
     with pytest.raises(DataError, match=r"pick an earlier end or download more"):
-        bt.load_market("BTC/USDT:USDT", start="2026-05-01", end="2026-06-01")
+        bt.load_market(
+            "BTC/USDT:USDT", start="2026-05-01", end="2026-06-01", store=bundled_only_store
+        )
 
 
-def test_missing_data_names_the_download_command() -> None:
+def test_missing_data_names_the_download_command(bundled_only_store: str) -> None:
     with pytest.raises(
         DataError,
         match=r"backtester data download --exchange binanceusdm --symbol SOL/USDT:USDT --timeframe 1h",
     ):
-        bt.load_market("SOL/USDT:USDT")
+        bt.load_market("SOL/USDT:USDT", store=bundled_only_store)
 
 
 def test_range_and_detail_bars(btc_1h_with_1m: bt.Market) -> None:
@@ -240,6 +242,12 @@ def test_range_and_detail_bars(btc_1h_with_1m: bt.Market) -> None:
     assert hour.detail.close[-1] == hour.close[0]
 
 
-def test_detail_outside_the_1m_window_is_an_error() -> None:
+def test_detail_outside_the_1m_window_is_an_error(bundled_only_store: str) -> None:
     with pytest.raises(DataError, match=r"none inside"):
-        bt.load_market("BTC/USDT:USDT", start="2024-01-01", end="2024-02-01", detail_timeframe="1m")
+        bt.load_market(
+            "BTC/USDT:USDT",
+            start="2024-01-01",
+            end="2024-02-01",
+            detail_timeframe="1m",
+            store=bundled_only_store,
+        )
