@@ -538,8 +538,10 @@ def run_sweep(
         )
     fparams, iparams = _encode(settings, rules, keys)
 
-    strat_grid = grid.select(strat_names)
-    uniq, inverse = strat_grid.unique()
+    if strat_names:
+        uniq, inverse = grid.select(strat_names).unique()
+    else:  # a strategy without parameters: one signal column shared by every column
+        uniq, inverse = ParamGrid.product(), np.zeros(grid.n_cols, dtype=np.int64)
     signals = strategy.signals(market, uniq)
     if not isinstance(signals, Signals):
         raise ShapeError(f"strategy.signals must return a Signals, was {type(signals).__name__}")

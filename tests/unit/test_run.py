@@ -1,0 +1,159 @@
+"""run_sweep / run_entries: bad input, grid splitting, batching, EntryOutcomes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import backtester as bt
+import strategies
+from backtester.engine.enums import ExitReason
+from backtester.engine.run import run_entries
+from backtester.errors import ConfigError, DataError, ShapeError
+from backtester.signals import Signals
+from tests.unit.reference import FixedSignals, make_market
+
+M = make_market([100, 101, 102, 103, 104], [105] * 5, [95] * 5, [101, 102, 103, 104, 105])
+
+
+def test_unknown_grid_name_suggests_closest() -> None:
+    grid = bt.ParamGrid.product(leverge=[2])
+    with pytest.raises(
+        ConfigError, match=r"unknown grid parameter 'leverge'; did you mean 'leverage'"
+    ):
+        bt.run_sweep(M, strategies.hold, grid)
+
+
+def test_leverage_above_tier_maximum_names_value_and_range() -> None:
+    grid = bt.ParamGrid.product(leverage=[200])
+    with pytest.raises(ConfigError, match=r"leverage must be in \(0, 125\].*was 200"):
+        bt.run_sweep(M, strategies.hold, grid)
+
+
+def test_bad_setting_value_names_field() -> None:
+    with pytest.raises(ConfigError, match=r"RunConfig.margin_mode must be one of .* was 'crosss'"):
+        bt.run_sweep(M, strategies.hold, bt.ParamGrid.product(margin_mode=["crosss"]))
+    with pytest.raises(ConfigError, match=r"RunConfig.stop_loss .* was -0.1"):
+        bt.RunConfig(stop_loss=-0.1)
+
+
+def test_market_with_nan_or_unsorted_bars_is_rejected() -> None:
+    ts = pd.date_range("2024-06-01", periods=3, freq="1h", tz="UTC")
+    bad = pd.DataFrame(
+        {
+            "timestamp": ts,
+            "open": [1.0, np.nan, 1.0],
+            "high": [1.0] * 3,
+            "low": [1.0] * 3,
+            "close": [1.0] * 3,
+        }
+    )
+    with pytest.raises(DataError, match="NaN"):
+        bt.Market.from_frames(bad, mark="last", symbol="BTC/USDT:USDT")
+    unsorted = bad.fillna(1.0).iloc[[0, 2, 1]]
+    with pytest.raises(DataError):
+        bt.Market.from_frames(unsorted, mark="last", symbol="BTC/USDT:USDT")
+
+
+def test_signals_of_wrong_shape_raise_shape_error() -> None:
+    class Bad:
+        PARAMS: dict[str, list[int]] = {}
+        __name__ = "bad"
+
+        @staticmethod
+        def signals(market: bt.Market, grid: bt.ParamGrid) -> Signals:
+            return Signals(np.zeros((market.n_bars - 1, 1), dtype=bool))
+
+    with pytest.raises(ShapeError, match=r"bad signals must have shape .* \(5, 1\), was \(4, 1\)"):
+        bt.run_sweep(M, Bad(), bt.ParamGrid.product())
+
+
+def test_detail_policy_without_detail_bars_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="intrabar 'detail' needs lower-timeframe bars"):
+        bt.run_sweep(M, strategies.hold, config=bt.RunConfig(intrabar="detail"))
+
+
+def test_missing_strategy_params_cross_with_defaults_and_labels_follow_grid() -> None:
+    r = bt.run_sweep(M, strategies.hold, bt.ParamGrid.product(leverage=[1, 2]))
+    stats = r.stats()
+    assert list(stats.index.names) == ["leverage", "side"]
+    assert list(stats.index) == [(1, "long"), (1, "short"), (2, "long"), (2, "short")]
+
+
+def test_batching_and_progress_do_not_change_results() -> None:
+    grid = bt.ParamGrid.product(leverage=[1, 2, 3], stop_loss=[None, 0.01])
+    a = bt.run_sweep(M, strategies.hold, grid).raw_stats
+    b = bt.run_sweep(M, strategies.hold, grid, batch_size=1, progress=False).raw_stats
+    np.testing.assert_array_equal(a, b)
+
+
+def test_trades_equity_and_stats_columns() -> None:
+    r = bt.run_sweep(
+        M,
+        FixedSignals(5, long_entries=[0]),
+        bt.ParamGrid.product(leverage=[1, 2]),
+        config=bt.RunConfig(taker_fee=0.0, funding=False),
+    )
+    t = r.trades()
+    assert list(t.columns).count("leverage") == 1  # the grid label and the trade's leverage agree
+    assert list(t["leverage"]) == [1.0, 2.0]
+    assert list(t["exit_reason"]) == ["end_of_data", "end_of_data"]
+    eq = r.equity([1])
+    assert eq.shape == (5, 1)
+    # 2x long from 101: size 20000/101; last mark close 105
+    assert eq.iloc[-1, 0] == pytest.approx(10_000 + 20_000 / 101 * 4, rel=1e-12)
+    stats = r.stats()
+    for name in (
+        "final_equity",
+        "total_return",
+        "max_drawdown",
+        "liquidated",
+        "n_liquidations",
+        "first_liquidation_time",
+        "n_stops",
+        "fees_paid",
+        "funding_paid",
+        "insurance_draw",
+        "min_liquidation_distance",
+        "time_in_market",
+        "ambiguous_bars",
+        "ruined",
+    ):
+        assert name in stats.columns
+    assert str(stats["first_liquidation_time"].dtype) == "datetime64[ns, UTC]"
+    assert stats["first_liquidation_time"].isna().all()
+    assert stats["time_in_market"].iloc[0] == pytest.approx(4 / 5)
+
+
+def test_run_entries_outcomes_and_horizon_censoring() -> None:
+    # Arrange: bar 2's mark low 80 liquidates a 10x long opened at bar 1 (LP ~ 91), not a 1x
+    mark = ([100.0] * 5, [101.0] * 5, [99.0, 99.0, 80.0, 99.0, 99.0], [100.0] * 5)
+    m = make_market([100.0] * 5, [101.0] * 5, [99.0] * 5, [100.0] * 5, mark=mark)
+    settings = bt.ParamGrid.product(side=["long"], leverage=[1, 10])
+    # Act
+    out = run_entries(
+        m,
+        settings,
+        entry_idx=np.array([1, 3]),
+        horizon_bars=2,
+        config=bt.RunConfig(taker_fee=0.0, funding=False),
+    )
+    # Assert
+    assert out.exit_idx.shape == (2, 2)
+    assert out.reason[1, 0] == ExitReason.LIQUIDATION and out.exit_idx[1, 0] == 2
+    assert out.reason[0, 0] == ExitReason.HORIZON and out.exit_idx[0, 0] == 2  # window [1, 3)
+    assert out.reason[0, 1] == ExitReason.END_OF_DATA and out.exit_idx[0, 1] == 4
+    assert out.bars_held[1, 0] == 2
+    assert out.final_equity[0, 0] == pytest.approx(10_000.0, rel=1e-12)
+    assert out.to_frame().shape[0] == 4
+
+
+def test_run_entries_bad_input() -> None:
+    s = bt.ParamGrid.product(side=["long"])
+    with pytest.raises(ConfigError, match=r"entry_idx values must be in \[0, 4\], was 9"):
+        run_entries(M, s, entry_idx=np.array([9]), horizon_bars=2)
+    with pytest.raises(ConfigError, match="horizon_bars must be an int >= 1, was 0"):
+        run_entries(M, s, entry_idx=np.array([1]), horizon_bars=0)
+    with pytest.raises(ConfigError, match="unknown grid parameter 'fast'"):
+        run_entries(M, bt.ParamGrid.product(fast=[1]), entry_idx=np.array([1]), horizon_bars=2)
