@@ -132,8 +132,11 @@ class SweepResult:
             "ambiguous_bars": s[:, Stat.AMBIGUOUS_BARS].astype(np.int64),
             "ruined": s[:, Stat.RUINED] > 0,
         }
-        data["first_liquidation_time"] = np.asarray(data["first_liquidation_time"])
+        first_liq = data.pop("first_liquidation_time")
         frame = pd.DataFrame(data, index=self.labels.copy())
+        frame.insert(
+            STAT_COLUMNS.index("first_liquidation_time"), "first_liquidation_time", first_liq.array
+        )
         return frame
 
     def _cols(self, columns: Any) -> I64Array:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -58,7 +60,7 @@ def test_market_with_nan_or_unsorted_bars_is_rejected() -> None:
 
 def test_signals_of_wrong_shape_raise_shape_error() -> None:
     class Bad:
-        PARAMS: dict[str, list[int]] = {}
+        PARAMS: ClassVar[dict[str, list[int]]] = {}
         __name__ = "bad"
 
         @staticmethod
