@@ -380,14 +380,26 @@ class _Job:
         requested = entry.get("requested_start")
         return df, None if requested is None else int(pd.Timestamp(requested).value)
 
+    def _entry_time(self, kind: str, field: str) -> int | None:
+        path = data_store.dataset_path(self.root, self.exchange, self.symbol, self.timeframe, kind)
+        key = path.relative_to(self.root).with_suffix("").as_posix()
+        value = data_store.read_manifest(self.root).get(key, {}).get(field)
+        return None if value is None else int(pd.Timestamp(value).value)
+
     def _save(
-        self, kind: str, parts: list[pd.DataFrame | None], requested_from: int | None
+        self,
+        kind: str,
+        parts: list[pd.DataFrame | None],
+        requested_from: int | None,
+        fetched_until: int | None = None,
     ) -> pd.DataFrame:
         merged = pd.concat([p for p in parts if p is not None and len(p)], ignore_index=True)
         merged = schema.drop_duplicates(merged, keep="last")
         extra = {}
         if requested_from is not None:
             extra["requested_start"] = pd.Timestamp(requested_from, tz="UTC").isoformat()
+        if fetched_until is not None:
+            extra["fetched_until"] = pd.Timestamp(fetched_until, tz="UTC").isoformat()
         data_store.write_dataset(
             merged,
             exchange=self.exchange,
@@ -513,8 +525,11 @@ class _Job:
             head_known = requested_from is not None and requested_from <= t0
             if t0 < int(ts[0]) and not head_known:
                 segments.append((t0, int(ts[0])))
-            if t1 > int(ts[-1]) + 1:
-                segments.append((int(ts[-1]) + _MS, t1))
+            # events are sparse: remember how far the last run looked (manifest "fetched_until")
+            until = self._entry_time("funding", "fetched_until")
+            tail_from = max(int(ts[-1]) + _MS, until or 0)
+            if t1 > tail_from:
+                segments.append((tail_from, t1))
         before = 0 if existing is None else len(existing)
         path = data_store.dataset_path(
             self.root, self.exchange, self.symbol, self.timeframe, "funding"
@@ -525,6 +540,7 @@ class _Job:
         total_days = sum(b - a for a, b in segments) / 86_400e9
         bar = _progress_bar(self.show_progress, total_days, f"{self.symbol} funding")
         recorded = requested_from
+        prev_until = self._entry_time("funding", "fetched_until")
         try:
             for a, b in segments:
                 # funding has no bar grid, so a hole cannot be detected later: a head segment
@@ -540,13 +556,13 @@ class _Job:
                     if hold:
                         held.append(chunk)
                     else:
-                        stored = self._save("funding", [stored, chunk], recorded)
+                        stored = self._save("funding", [stored, chunk], recorded, prev_until)
                 if ts.size == 0 or a < int(ts[0]):
                     recorded = t0 if recorded is None else min(t0, recorded)
                 if held:
-                    stored = self._save("funding", [stored, *held], recorded)
-            if stored is not None and recorded != requested_from:
-                stored = self._save("funding", [stored], recorded)
+                    stored = self._save("funding", [stored, *held], recorded, prev_until)
+            if stored is not None:
+                stored = self._save("funding", [stored], recorded, max(prev_until or t1, t1))
         finally:
             bar.close()
         if stored is None:
