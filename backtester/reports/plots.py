@@ -335,7 +335,10 @@ def plot_bars(
         pos = np.arange(len(xs)) + (k - (len(groups) - 1) / 2) * width
         label = None if hue is None else _fmt_value(g)
         ax.bar(pos, heights, width=width, color=color, label=label)
+    from matplotlib.ticker import MaxNLocator
+
     ax.set_xticks(range(len(xs)), [_fmt_value(v) for v in xs])
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

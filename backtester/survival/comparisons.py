@@ -238,8 +238,9 @@ def insurance_gaps(study: SurvivalStudy) -> pd.DataFrame:
         worst = int(np.argmax(draw)) if gaps.any() else -1
         rows.append(
             {
-                **{c: study.settings[c].iloc[s] for c in ("side", "leverage")},
+                **{c: study.settings[c].iloc[s] for c in study.settings.columns},
                 "n_liquidated": int((study.reason[s] == 5).sum()),
+                "n_stopped": int(study.stopped[s].sum()),
                 "n_gaps_past_bankruptcy": int(gaps.sum()),
                 "total_insurance_draw_pct": float(draw.sum() / study.initial_cash * 100),
                 "max_insurance_draw_pct": float(draw.max() / study.initial_cash * 100)
@@ -482,23 +483,51 @@ def comparison_sections(study: SurvivalStudy) -> tuple[list[ReportSection], dict
                 figures=(
                     ReportFigure(
                         "cmp_mark_vs_last",
-                        plots.plot_survival_lines(
-                            both[both["side"] == "long"],
+                        plots.plot_bars(
+                            _false_counts(mk, counts),
                             x="leverage",
-                            hue="price_rule",
-                            title=f"Long holds: survival after {horizon}, mark vs last price",
-                            xlabel="Leverage [x] (log scale)",
-                            hue_label="Liquidation judged on",
+                            y="false_liquidations",
+                            hue="side",
+                            title="Last-price 'false liquidations' the mark price avoided",
+                            xlabel="Leverage [x]",
+                            ylabel="Holds liquidated on last price only",
                         ),
-                        "Survival of long holds when liquidation is judged on mark vs last price.",
+                        "Holds that last-price rules would have liquidated while the mark price "
+                        "had not, by leverage and side (survival under both rules: table above).",
                     ),
                 ),
             )
         )
 
     # 6. will you owe money?
-    gaps = insurance_gaps(ladder)
+    gaps = insurance_gaps(ladder)[
+        [
+            "side",
+            "leverage",
+            "n_liquidated",
+            "n_gaps_past_bankruptcy",
+            "total_insurance_draw_pct",
+            "max_insurance_draw_pct",
+            "worst_gap_time",
+            "n_min_equity_below_zero",
+        ]
+    ]
     summary["gaps_past_bankruptcy"] = int(gaps["n_gaps_past_bankruptcy"].sum())
+    gap_tables = [ReportTable("cmp_owe_money", gaps, _fmt(gaps), caption="Holds without a stop.")]
+    if stops.settings["stop_loss"].notna().any():
+        sg = insurance_gaps(stops)
+        sg = sg[sg["stop_loss"].notna()].drop(columns=["position_size", "margin_mode"])
+        summary["gaps_past_bankruptcy_with_stops"] = int(sg["n_gaps_past_bankruptcy"].sum())
+        gap_tables.append(
+            ReportTable(
+                "cmp_owe_money_stops",
+                sg,
+                _fmt(sg),
+                caption="Holds with a stop: a stop that sits beyond the liquidation distance "
+                "(e.g. 5% at 20x) can be filled on the last price past the bankruptcy price "
+                "while the mark price has not yet triggered liquidation.",
+            )
+        )
     sections.append(
         ReportSection(
             heading="6. Will you owe money?",
@@ -509,7 +538,7 @@ def comparison_sections(study: SurvivalStudy) -> tuple[list[ReportSection], dict
                 "at zero, so you do not owe money; the table counts those gaps and how much "
                 "the fund paid (percent of the initial cash).",
             ),
-            tables=(ReportTable("cmp_owe_money", gaps, _fmt(gaps)),),
+            tables=tuple(gap_tables),
             figures=(
                 ReportFigure(
                     "cmp_owe_money",
@@ -567,6 +596,14 @@ def comparison_sections(study: SurvivalStudy) -> tuple[list[ReportSection], dict
         )
     )
     return sections, summary
+
+
+def _false_counts(mark: SurvivalStudy, counts: pd.DataFrame) -> pd.DataFrame:
+    # every (side, leverage) of the run, zero where no false liquidation happened
+    grid = mark.settings[["side", "leverage"]].drop_duplicates().reset_index(drop=True)
+    merged = grid.merge(counts, on=["side", "leverage"], how="left")
+    merged["false_liquidations"] = merged["false_liquidations"].fillna(0).astype(int)
+    return merged
 
 
 _CRASH_DAYS = ("2020-03-12", "2020-03-13", "2021-05-19")
