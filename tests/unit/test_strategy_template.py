@@ -124,7 +124,7 @@ def peeking_signals(market: bt.Market, grid: bt.ParamGrid) -> bt.Signals:
 
 def test_template_catches_a_peeking_strategy(market: bt.Market) -> None:
     peeking = SimpleNamespace(__name__="peeking", PARAMS={"x": [1]}, signals=peeking_signals)
-    with pytest.raises(AssertionError, match="peeking.long_entries up to bar 500 changed"):
+    with pytest.raises(AssertionError, match=r"peeking\.long_entries up to bar 500 changed"):
         assert_no_look_ahead(peeking, market, 500)
 
 
