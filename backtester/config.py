@@ -67,15 +67,13 @@ def check_setting(name: str, value: Any) -> Any:
             return None
         return check_one_of(value, where, SETTING_CHOICES[name])
     if name == "leverage":
-        return check_in_range(
-            value, where, 0.0, 1000.0, low_inclusive=False, hint="write 10x as 10"
-        )
+        return check_in_range(value, where, 0, 1000, low_inclusive=False, hint="write 10x as 10")
     if name == "position_size":
         return check_in_range(
             value,
             where,
-            0.0,
-            1.0,
+            0,
+            1,
             low_inclusive=False,
             hint="a fraction of equity committed as initial margin per entry, e.g. 0.1",
         )
@@ -85,8 +83,8 @@ def check_setting(name: str, value: Any) -> Any:
         return check_in_range(
             value,
             where,
-            0.0,
-            10.0,
+            0,
+            10,
             low_inclusive=False,
             hint="a fraction of the entry price (5 % is 0.05), or None for off",
         )
