@@ -7,6 +7,7 @@ print where the results are.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,8 @@ def register(subparsers: Any) -> None:
 def _sweep(args: argparse.Namespace) -> int:
     from backtester.sweep import run_config
 
+    if os.getcwd() not in sys.path:  # user strategies next to the config import by name
+        sys.path.insert(0, os.getcwd())
     if args.scheduler is not None and args.workers is not None:
         raise ConfigError("--workers applies to local runs; leave it out with --scheduler")
     try:

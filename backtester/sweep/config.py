@@ -267,21 +267,22 @@ def _load_strategy(name: str) -> ModuleType:
 
     if name in strategies.available():
         return strategies.get(name)
-    if "." in name:  # a user strategy given as an importable module path
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
-            raise ConfigError(
-                f"strategy module {name!r} cannot be imported ({exc}); check the name and that its "
-                "package is on sys.path"
-            ) from exc
-        if not hasattr(module, "signals") or not hasattr(module, "PARAMS"):
-            raise ConfigError(
-                f"strategy module {name!r} must define signals(market, grid) and PARAMS; "
-                "see docs/writing-a-strategy.md"
-            )
-        return module
-    return strategies.get(name)  # raises ConfigError with a suggestion
+    # a user strategy given as an importable module name ("momentum", "my_pkg.momentum")
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if "." not in name and exc.name == name:
+            return strategies.get(name)  # raises ConfigError with a suggestion
+        raise ConfigError(
+            f"strategy module {name!r} cannot be imported ({exc}); check the name and that its "
+            "package is on sys.path (the CLI adds the current directory)"
+        ) from exc
+    if not hasattr(module, "signals") or not hasattr(module, "PARAMS"):
+        raise ConfigError(
+            f"strategy module {name!r} must define signals(market, grid) and PARAMS; "
+            "see docs/writing-a-strategy.md"
+        )
+    return module
 
 
 def _normalise_time(value: Any) -> str:
