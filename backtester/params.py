@@ -7,7 +7,7 @@ A grid may mix strategy parameters and engine settings (names of ``RunConfig`` f
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -42,7 +42,7 @@ class ParamGrid:
 
     __slots__ = ("_names", "_values")
 
-    def __init__(self, columns: dict[str, Sequence[Any]]) -> None:
+    def __init__(self, columns: Mapping[str, Sequence[Any]]) -> None:
         lengths = {name: len(v) for name, v in columns.items()}
         if len(set(lengths.values())) > 1:
             raise ShapeError(
@@ -199,10 +199,8 @@ _ROW_TYPES: dict[tuple[str, ...], Any] = {}
 
 
 def _row_type(names: tuple[str, ...]) -> Any:
-    row_t = _ROW_TYPES.get(names)
-    if row_t is None:
-        from collections import namedtuple
+    from collections import namedtuple
 
-        row_t = namedtuple("Params", names)  # type: ignore[misc]
-        _ROW_TYPES[names] = row_t
-    return row_t
+    if names not in _ROW_TYPES:
+        _ROW_TYPES[names] = namedtuple("Params", names)  # type: ignore[misc]
+    return _ROW_TYPES[names]

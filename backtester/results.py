@@ -159,7 +159,8 @@ class SweepResult:
         cap = int(max(1, self._raw[cols, Stat.N_TRADES].max(initial=0)))
         _, trades, _ = self._sim.run(cols, trade_cap=cap, batch_size=self._batch_size)
         assert trades is not None  # trade_cap > 0 always returns records
-        return trades
+        out: np.ndarray = trades
+        return out
 
     def trades(self, columns: Any = None) -> pd.DataFrame:
         """Return one row per trade of ``columns`` (default all), re-running only those columns.
