@@ -172,6 +172,7 @@ def main() -> int:
                 fetched_at="2025-06-24T10:32:00+00:00",
                 source=" + ".join(s for _, s in ONE_MINUTE),
             )
+    (out / store.LOCK).unlink(missing_ok=True)  # the manifest lock is not data
     listing = store.list_store(out)
     listing = listing[listing["location"] == "store"]
     print(listing[["timeframe", "symbol", "kind", "start", "end", "rows", "size_kb"]].to_string())

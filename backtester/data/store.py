@@ -67,6 +67,7 @@ __all__ = [
 ENV_STORE = "BACKTESTER_STORE"
 SERIES_KINDS: tuple[str, ...] = ("ohlcv", "mark", "index", "funding")
 MANIFEST = "manifest.json"
+LOCK = ".manifest.lock"
 _PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 19, "index": False}
 
 
@@ -286,7 +287,30 @@ def read_manifest(root: Path) -> dict[str, dict[str, Any]]:
     return dict(datasets)
 
 
+@contextlib.contextmanager
+def _manifest_lock(root: Path) -> Iterator[None]:
+    # serialize read-modify-write of the manifest between processes (POSIX advisory lock; the
+    # kernel releases it if the process dies)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK, "a+b") as handle:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no advisory lock
+            yield
+            return
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def _update_manifest(root: Path, key: str, entry: dict[str, Any] | None) -> None:
+    with _manifest_lock(root):
+        _update_manifest_locked(root, key, entry)
+
+
+def _update_manifest_locked(root: Path, key: str, entry: dict[str, Any] | None) -> None:
     datasets = read_manifest(root)
     if entry is None:
         datasets.pop(key, None)

@@ -185,3 +185,25 @@ def test_tier_snapshots_sorted_and_user_dates_override(tmp_path: Path) -> None:
     )
     snapshots = store.list_tier_snapshots("binanceusdm", "BTC/USDT:USDT", store=tmp_path)
     assert [d.strftime("%Y-%m-%d") for d, _ in snapshots] == ["2024-01-01", "2026-05-07"]
+
+
+def test_concurrent_writers_keep_every_manifest_entry(tmp_path: Path) -> None:
+    # Arrange: 8 writers, each its own dataset, racing on one manifest
+    from concurrent.futures import ThreadPoolExecutor
+
+    def write(i: int) -> None:
+        store.write_dataset(
+            _bars(3 + i),
+            exchange="bybit",
+            symbol=f"C{i}/USDT:USDT",
+            timeframe="1h",
+            kind="ohlcv",
+            store=tmp_path,
+        )
+
+    # Act
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(write, range(8)))
+    # Assert: no lost update
+    manifest = store.read_manifest(tmp_path)
+    assert sorted(e["rows"] for e in manifest.values()) == [3, 4, 5, 6, 7, 8, 9, 10]
