@@ -68,3 +68,36 @@ def test_dask_cluster_runs_the_engine_exactly_like_local(tmp_path: Path, cluster
     # Assert
     pd.testing.assert_frame_equal(remote.table, local.table, check_exact=True)
     assert remote.metadata["executor"].startswith("DaskExecutor(")
+
+
+def test_cli_scheduler_option_equals_local(
+    tmp_path: Path, cluster: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `backtester sweep --scheduler tcp://...` end to end, against a local in-process run
+    from backtester.cli import main
+    from backtester.sweep import open_run
+    from tests.unit.test_cli_sweep import CONFIG as CLI_CONFIG
+
+    config = tmp_path / "cfg.toml"
+    config.write_text(CLI_CONFIG)
+    args = ["sweep", str(config), "--chunk-size", "5"]
+    assert main([*args, "--out", str(tmp_path / "local"), "--workers", "1"]) == 0
+    assert (
+        main([*args, "--out", str(tmp_path / "dask"), "--scheduler", cluster.scheduler_address])
+        == 0
+    )
+    assert "sweep complete: 12 rows" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(
+        open_run(tmp_path / "dask").table, open_run(tmp_path / "local").table, check_exact=True
+    )
+
+
+def test_missing_dask_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Arrange: make `import distributed` fail as if the extra were not installed
+    import sys
+
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    executor = DaskExecutor(toy_chunk, "tcp://127.0.0.1:8786")
+    # Act / Assert
+    with pytest.raises(ConfigError, match=re.escape("pip install 'backtester[dask]'")):
+        run(tmp_path / "x", executor=executor)
