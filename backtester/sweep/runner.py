@@ -235,7 +235,6 @@ class _Progress:
             desc="compile",
             unit="chunk",
             file=sys.stderr,
-            dynamic_ncols=True,
             bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} chunks "
             "[{elapsed}<{remaining}{postfix}]",
         )
