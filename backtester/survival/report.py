@@ -24,23 +24,33 @@ __all__ = ["fan_checkpoints", "main_sections", "write_survival_report"]
 log = logging.getLogger(__name__)
 
 
-def _no_stop(study: SurvivalStudy) -> pd.Series:
-    return study.settings["stop_loss"].isna() if "stop_loss" in study.settings else pd.Series(True)
+def _others_fixed(study: SurvivalStudy, keep: tuple[str, ...]) -> np.ndarray:
+    # rows that share the first row's values on every column not in ``keep``
+    s = study.settings
+    mask = np.ones(len(s), dtype=bool)
+    for c in s.columns:
+        if c in keep:
+            continue
+        first = s[c].iloc[0]
+        mask &= s[c].isna().to_numpy() if pd.isna(first) else (s[c] == first).to_numpy()
+    return mask
 
 
 def _curve_groups(study: SurvivalStudy) -> dict[str, list[int]]:
     """Group settings by side for per-leverage curves (no-stop settings, else the first stop)."""
     s = study.settings
-    mask = _no_stop(study).to_numpy()
-    if not mask.any():
-        first = s["stop_loss"].iloc[0]
-        mask = (s["stop_loss"] == first).to_numpy()
-    base = {c: s[c].iloc[0] for c in ("position_size", "margin_mode") if c in s}
-    for c, v in base.items():
-        mask &= (s[c] == v).to_numpy()
+    mask = _others_fixed(study, ("side", "leverage", "stop_loss"))
+    if "stop_loss" in s:
+        no_stop = s["stop_loss"].isna().to_numpy()
+        if (mask & no_stop).any():
+            mask &= no_stop
+        else:
+            mask &= _others_fixed(study, ("side", "leverage"))
+    sides = list(dict.fromkeys(s["side"])) if "side" in s else ["account"]
     groups: dict[str, list[int]] = {}
-    for side in dict.fromkeys(s["side"]):
-        idx = [int(i) for i in np.flatnonzero(mask & (s["side"] == side).to_numpy())]
+    for side in sides:
+        in_side = (s["side"] == side).to_numpy() if "side" in s else np.ones(len(s), dtype=bool)
+        idx = [int(i) for i in np.flatnonzero(mask & in_side)]
         idx.sort(key=lambda i: float(s["leverage"].iloc[i]))
         groups[str(side)] = idx
     return groups
@@ -114,10 +124,7 @@ def main_sections(study: SurvivalStudy, *, with_fan: bool = True) -> list[Report
     ]
     figs = []
     if "stop_loss" in table and "leverage" in table:
-        fixed = {c: table[c].iloc[0] for c in ("position_size", "margin_mode") if c in table}
-        heat = table
-        for c, v in fixed.items():
-            heat = heat[heat[c] == v]
+        heat = table[_others_fixed(study, ("side", "leverage", "stop_loss"))]
         figs.append(
             ReportFigure(
                 "survival_heatmap",
@@ -230,9 +237,10 @@ def write_survival_report(
     study: SurvivalStudy, path: str | Path, *, comparisons: bool = True
 ) -> Path:
     """Write the full report of ``study`` under ``path``; return the path of ``index.html``."""
-    sections = main_sections(study, with_fan=comparisons)
+    holds = study.strategy_name is None  # comparisons and the fan are about plain holds
+    sections = main_sections(study, with_fan=comparisons and holds)
     extra: dict[str, Any] = {}
-    if comparisons:
+    if comparisons and holds:
         from backtester.survival.comparisons import comparison_sections
 
         more, extra = comparison_sections(study)

@@ -133,6 +133,7 @@ class SurvivalStudy:
         n_boot: int = 1000,
         seed: int = 0,
         elapsed_s: float = math.nan,
+        strategy_name: str | None = None,
     ) -> None:
         n_settings, n_entries = len(settings), int(np.asarray(entry_idx).size)
         self.market = market
@@ -179,6 +180,7 @@ class SurvivalStudy:
         self.n_boot = int(n_boot)
         self.seed = int(seed)
         self.elapsed_s = float(elapsed_s)
+        self.strategy_name = strategy_name
 
     # ------------------------------------------------------------------ basics
 
@@ -364,8 +366,13 @@ class SurvivalStudy:
     def table_metadata(self) -> dict[str, Any]:
         """Return what the table's numbers mean (stored in ``table().attrs``)."""
         pct = f"{self.confidence * 100:g}%"
+        meaning = SURVIVAL_MEANING
+        if self.strategy_name is not None:
+            from backtester.survival.strategy import STRATEGY_MEANING
+
+            meaning = f"{STRATEGY_MEANING} ({self.strategy_name}). {SURVIVAL_MEANING}"
         return {
-            "survival": SURVIVAL_MEANING,
+            "survival": meaning,
             "horizon_days": self.horizon_days,
             "entry_every_days": self.entry_every_bars * self.bar_days,
             "median_time_to_liquidation": "days; NaN when survival stays above 50% to the horizon",
@@ -608,7 +615,9 @@ def survival_study(
     entry_every : str
         Spacing of the rolling entries (``"1D"``: every bar opening at 00:00 UTC).
     strategy : module, optional
-        Not supported yet for survival studies; pass None (raises ConfigError otherwise).
+        A strategy (``PARAMS`` and ``signals(market, grid)``): entries and exits come from its
+        signals, ``side`` is ignored, and survival is the account's time from each rolling
+        start to its next liquidation or ruin (see ``backtester.survival.strategy``).
     confidence, n_boot, seed : float, int, int
         Interval level, bootstrap resamples and the bootstrap seed.
     **engine_settings
@@ -639,12 +648,6 @@ def survival_study(
         raise ConfigError(
             f"market must be a backtester Market, was {type(market).__name__}; "
             "build one with bt.load_market(...) or bt.Market.from_frames(...)"
-        )
-    if strategy is not None:
-        raise ConfigError(
-            "strategy survival studies are not supported yet, was strategy="
-            f"{getattr(strategy, '__name__', strategy)!r}; pass strategy=None for rolling holds "
-            "or use bt.run_sweep for strategy backtests"
         )
     check_one_of(side, "side", ("long", "short", "both"))
     sides = ("long", "short") if side == "both" else (side,)
@@ -679,9 +682,33 @@ def survival_study(
         "margin_mode": modes,
         **swept,
     }
-    outcomes, settings, elapsed, initial_cash = _run_engine(
-        market, axes, fixed, entries, horizon_bars
-    )
+    if strategy is not None:
+        from backtester.survival.strategy import strategy_outcomes
+
+        settings, arrays, elapsed, initial_cash = strategy_outcomes(
+            market, strategy, axes, fixed, entries, horizon_bars
+        )
+        strategy_name = str(getattr(strategy, "__name__", type(strategy).__name__))
+    else:
+        outcomes, settings, elapsed, initial_cash = _run_engine(
+            market, axes, fixed, entries, horizon_bars
+        )
+        arrays = {
+            name: getattr(outcomes, name, None)
+            for name in (
+                "exit_idx",
+                "reason",
+                "final_equity",
+                "min_equity",
+                "insurance_draw",
+                "funding_paid",
+                "fees_paid",
+                "ambiguous_bars",
+                "rejected",
+            )
+        }
+        entries = np.asarray(outcomes.entry_idx, dtype=np.int64)
+        strategy_name = None
     log.info(
         "survival study %s %s: %d settings x %d entries, horizon %d bars, %.2f s",
         market.symbol,
@@ -694,24 +721,22 @@ def survival_study(
     return SurvivalStudy(
         market=market,
         settings=settings,
-        entry_idx=np.asarray(outcomes.entry_idx, dtype=np.int64),
+        entry_idx=entries,
         horizon_bars=horizon_bars,
         entry_every_bars=every_bars,
-        exit_idx=outcomes.exit_idx,
-        reason=outcomes.reason,
-        final_equity=outcomes.final_equity,
-        min_equity=outcomes.min_equity,
-        insurance_draw=outcomes.insurance_draw,
-        funding_paid=outcomes.funding_paid,
-        fees_paid=outcomes.fees_paid,
-        ambiguous_bars=getattr(outcomes, "ambiguous_bars", None),
-        rejected=getattr(outcomes, "rejected", None),
         initial_cash=initial_cash,
-        run_settings={"horizon": str(horizon), "entry_every": str(entry_every), **fixed},
+        run_settings={
+            "horizon": str(horizon),
+            "entry_every": str(entry_every),
+            **({"strategy": strategy_name} if strategy_name else {}),
+            **fixed,
+        },
         confidence=confidence,
         n_boot=n_boot,
         seed=seed,
         elapsed_s=elapsed,
+        strategy_name=strategy_name,
+        **arrays,
     )
 
 

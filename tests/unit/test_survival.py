@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -69,7 +70,7 @@ def test_entry_indices_start_at_first_aligned_bar() -> None:
         ({"taker_fe": 0.0}, "unknown engine setting 'taker_fe'; did you mean 'taker_fee'"),
         ({"horizon": "1min"}, "horizon must be a positive whole number of bars"),
         ({"leverage": ()}, "leverage must list at least one value, was empty"),
-        ({"strategy": object()}, "strategy survival studies are not supported yet"),
+        ({"strategy": object()}, "strategy must be a module or object with PARAMS"),
     ],
 )
 def test_bad_input_raises_one_line_config_error(kwargs: dict, message: str) -> None:
@@ -198,3 +199,34 @@ def test_same_inputs_same_table(btc_2021: bt.Market) -> None:
     a = bt.survival_study(btc_2021, leverage=(5, 20), n_boot=100).table()
     b = bt.survival_study(btc_2021, leverage=(5, 20), n_boot=100).table()
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_strategy_mode_fresh_account_per_start(btc_2021: bt.Market, tmp_path: Path) -> None:
+    """With a strategy, entries come from its signals and survival is the account's."""
+    import strategies.hold as hold
+
+    # Arrange / Act: the hold strategy (long and short) from weekly starts, 2x and 50x
+    study = bt.survival_study(
+        btc_2021, leverage=(2, 50), strategy=hold, entry_every="7D", n_boot=50
+    )
+    table = study.table()
+    # Assert: settings are the strategy's parameters crossed with the engine settings
+    assert list(table.columns[:5]) == [
+        "side",
+        "leverage",
+        "stop_loss",
+        "position_size",
+        "margin_mode",
+    ]
+    assert len(table) == 4
+    # 7-day periods since the epoch start on Thursdays: 2021-01-07 ... 2021-12-30 = 52 starts
+    assert study.n_entries == 52
+    assert "fresh account" in table.attrs["survival"]
+    by = table.set_index(["side", "leverage"])["survival"]
+    assert by[("long", 2.0)] > 0.8 and by[("long", 50.0)] < 0.3
+    assert by[("short", 2.0)] > 0.8 and by[("short", 50.0)] < 0.3
+    # the account's first liquidation is the event; follow-up never exceeds the horizon
+    assert study.durations.max() <= study.horizon_bars
+    # the report is written without the hold comparisons
+    index = study.report(str(tmp_path / "strategy"))
+    assert "Equity fan" not in Path(index).read_text(encoding="utf-8")
