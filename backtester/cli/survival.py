@@ -86,6 +86,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--taker-fee", type=float, default=None, help="taker fee (0.0005 = 5 bps)")
     p.add_argument("--initial-cash", type=float, default=None, help="starting cash (quote)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument(
+        "--strategy",
+        default=None,
+        help="a module in strategies/ (e.g. sma_cross): a fresh account trades it from each "
+        "start and survival is the account's",
+    )
     p.set_defaults(handler=run)
 
 
@@ -164,6 +170,29 @@ def default_out(args: argparse.Namespace) -> str:
     return name
 
 
+def load_strategy(name: str | None) -> Any:
+    """Return the strategy module ``strategies.<name>`` (None for plain holds)."""
+    if name is None:
+        return None
+    import importlib
+    import pkgutil
+
+    from backtester.errors import did_you_mean
+
+    try:
+        import strategies
+    except ModuleNotFoundError:
+        raise ConfigError(
+            f"--strategy needs the strategies package next to backtester, was {name!r}"
+        ) from None
+    known = [m.name for m in pkgutil.iter_modules(strategies.__path__)]
+    if name not in known:
+        raise ConfigError(
+            f"--strategy must be one of {', '.join(known)}, was {name!r}{did_you_mean(name, known)}"
+        )
+    return importlib.import_module(f"strategies.{name}")
+
+
 def _engine_settings(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if args.stop_trigger is not None:
@@ -227,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
         horizon=args.horizon,
         entry_every=args.entry_every,
         seed=args.seed,
+        strategy=load_strategy(args.strategy),
         **_engine_settings(args),
     )
     progress(f"{study.n_settings} settings x {study.n_entries:,} entries; estimating survival")

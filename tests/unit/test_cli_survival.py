@@ -111,3 +111,28 @@ def test_bad_option_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) ->
     assert (
         err == "error: ConfigError: leverage must be a number >= 1, was 0.5; e.g. leverage=(2, 10)"
     )
+
+
+def test_strategy_option(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "survival",
+            *SMALL,
+            "--leverage",
+            "3",
+            "--stop-loss",
+            "none",
+            "--no-report",
+            "--json",
+            "--strategy",
+            "sma_cross",
+            "--entry-every",
+            "14D",
+        ]
+    )
+    payload = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert {row["fast"] for row in payload["table"]} == {10, 20}
+    bad = main(["survival", *SMALL, "--strategy", "sma_cros", "--no-report"])
+    assert bad == 2
+    assert "did you mean 'sma_cross'" in capsys.readouterr().err
