@@ -91,7 +91,6 @@ __all__ = [
     "CHUNK",
     "NTF",
     "init_stats_nb",
-    "simulate_column_nb",
     "simulate_nb",
 ]
 
@@ -187,7 +186,7 @@ NTF = 14
 K_LIQ, K_STOP, K_TP = 0, 1, 2
 
 BLOCK = 8  # columns per parallel task
-CHUNK = 4096  # bars per time chunk (the chunk's market rows stay in cache across the block)
+CHUNK = 1024  # bars per time chunk (the chunk's market rows stay in cache across the block)
 
 # float state slots
 (
@@ -473,6 +472,8 @@ def simulate_span_nb(
     prices: np.ndarray,
     funding: np.ndarray,
     table_idx: np.ndarray,
+    f_bars: np.ndarray,
+    t_bars: np.ndarray,
     floors: np.ndarray,
     mmr: np.ndarray,
     mamt: np.ndarray,
@@ -517,6 +518,7 @@ def simulate_span_nb(
     policy = ip[IP_INTRABAR]
     write_eq = eq.shape[0] > 0
     has_sig = sig_col >= 0
+    srow = sig[sig_col] if has_sig else sig[0]
 
     wallet = stf[SF_WALLET]
     size = stf[SF_SIZE]
@@ -545,26 +547,38 @@ def simulate_span_nb(
     equity = stats[ST_FINAL_EQUITY]
     dd_level = peak_equity * (1.0 - max_dd)
     has_trail = not math.isnan(trail)
+    liq_rate = liq_rates[cur_t] if table_rate else liq_fixed
+    n_f = f_bars.shape[0]
+    pf = np.searchsorted(f_bars, a)
+    next_f = f_bars[pf] if pf < n_f else n_bars
+    n_t = t_bars.shape[0]
+    pt = np.searchsorted(t_bars, a)
+    next_t = t_bars[pt] if pt < n_t else n_bars
     stop, stop_reason = _stop_level_nb(side, sl_level, peak, trail)
 
     for i in range(a, b):
         # ---- 1. funding on the carried position; tier-table changes -------------------------
         need_lp = False
-        if side != 0 and funding_on:
-            rate = funding[i]
-            if not math.isnan(rate):
-                pay = side * size * prices[i, P_MOPEN] * rate
+        if i == next_f:  # a funding event in this bar
+            pf += 1
+            next_f = f_bars[pf] if pf < n_f else n_bars
+            if side != 0 and funding_on:
+                pay = side * size * prices[i, P_MOPEN] * funding[i]
                 wallet -= pay
                 if isolated:
                     margin -= pay
                 trade_funding += pay
                 stats[ST_FUNDING_PAID] += pay
                 need_lp = True
-        t = table_idx[i]
-        liq_rate = liq_rates[t] if table_rate else liq_fixed
-        if t != cur_t:
-            cur_t = t
-            need_lp = side != 0
+        if i == next_t:  # the tier table in force may change here
+            pt += 1
+            next_t = t_bars[pt] if pt < n_t else n_bars
+            t = table_idx[i]
+            if t != cur_t:
+                cur_t = t
+                liq_rate = liq_rates[t] if table_rate else liq_fixed
+                need_lp = side != 0
+        t = cur_t
         if need_lp:
             m = margin if isolated else wallet
             lp = _lp_nb(
@@ -668,6 +682,7 @@ def simulate_span_nb(
             pending = 0
 
         # ---- 3./4. liquidation, stops and take-profit -------------------------------------
+        sf = float(side)
         if side != 0:
             bars_in += 1.0
             if on_mark:
@@ -684,11 +699,11 @@ def simulate_span_nb(
                 m_adv = prices[i, P_MHIGH]
                 t_adv = t_hi
                 t_fav = t_lo
-            gap_lp = side * (m_adv - lp)
+            gap_lp = sf * (m_adv - lp)
             if gap_lp < min_dist * m_adv or min_dist != min_dist:  # new minimum (or first bar)
                 min_dist = gap_lp / m_adv if gap_lp > 0.0 else 0.0
             # the open lies inside [low, high], so one test on the extremes covers gaps too
-            if gap_lp <= 0.0 or side * (t_adv - stop) <= 0.0 or side * (t_fav - tp_level) >= 0.0:
+            if gap_lp <= 0.0 or sf * (t_adv - stop) <= 0.0 or sf * (t_fav - tp_level) >= 0.0:
                 kk, fill, r, f, ins, amb = _resolve_exit_nb(
                     i,
                     side,
@@ -749,13 +764,13 @@ def simulate_span_nb(
                 )
                 side = 0
                 size = 0.0
-            elif has_trail and side * (t_fav - peak) > 0.0:
+            elif has_trail and sf * (t_fav - peak) > 0.0:
                 # trailing stops move after the bar's checks
                 peak = t_fav
                 stop, stop_reason = _stop_level_nb(side, sl_level, peak, trail)
 
         # ---- 5. mark to market at the close, drawdown, ruin --------------------------------
-        equity = wallet + side * size * (prices[i, P_MCLOSE] - entry) if side != 0 else wallet
+        equity = wallet + sf * size * (prices[i, P_MCLOSE] - entry) if side != 0 else wallet
         if equity < ruin_level and not ruined:
             ruined = True
             stats[ST_RUINED] = 1.0
@@ -801,7 +816,7 @@ def simulate_span_nb(
 
         # ---- 6. signals at the close become pending for the next bar ----------------------
         if has_sig and i + 1 < end:
-            bits = sig[sig_col, i]
+            bits = srow[i]
             if bits != 0:
                 le = (bits & SIG_LONG_ENTRY) != 0
                 lx = (bits & SIG_LONG_EXIT) != 0
@@ -886,73 +901,13 @@ def _init_state_nb(
     sti[SI_TABLE] = first_table
 
 
-@njit(cache=True)
-def simulate_column_nb(
-    col: int,
-    start: int,
-    end: int,
-    force_side: int,
-    prices: np.ndarray,
-    funding: np.ndarray,
-    table_idx: np.ndarray,
-    floors: np.ndarray,
-    mmr: np.ndarray,
-    mamt: np.ndarray,
-    maxlev: np.ndarray,
-    n_tiers: np.ndarray,
-    by_size: np.ndarray,
-    liq_rates: np.ndarray,
-    d_start: np.ndarray,
-    d_end: np.ndarray,
-    detail: np.ndarray,
-    sig: np.ndarray,
-    sig_col: int,
-    fp: np.ndarray,
-    ip: np.ndarray,
-    stats: np.ndarray,
-    trades: np.ndarray,
-    eq: np.ndarray,
-) -> None:
-    """Simulate one column over its whole window in one span (used by tests and debugging)."""
-    stf = np.empty(NSF)
-    sti = np.empty(NSI, dtype=np.int64)
-    _init_state_nb(stf, sti, fp[FP_INITIAL_CASH], force_side, table_idx[start])
-    init_stats_nb(stats, fp[FP_INITIAL_CASH], end - start)
-    simulate_span_nb(
-        col,
-        start,
-        end,
-        end,
-        prices,
-        funding,
-        table_idx,
-        floors,
-        mmr,
-        mamt,
-        maxlev,
-        n_tiers,
-        by_size,
-        liq_rates,
-        d_start,
-        d_end,
-        detail,
-        sig,
-        sig_col,
-        fp,
-        ip,
-        stf,
-        sti,
-        stats,
-        trades,
-        eq,
-    )
-
-
 @njit(cache=True, parallel=True)
 def simulate_nb(
     prices: np.ndarray,
     funding: np.ndarray,
     table_idx: np.ndarray,
+    f_bars: np.ndarray,
+    t_bars: np.ndarray,
     floors: np.ndarray,
     mmr: np.ndarray,
     mamt: np.ndarray,
@@ -1028,6 +983,8 @@ def simulate_nb(
                         prices,
                         funding,
                         table_idx,
+                        f_bars,
+                        t_bars,
                         floors,
                         mmr,
                         mamt,

@@ -66,6 +66,7 @@ class _MarketInputs:
     d_end: I64Array
     detail: F64Array  # (n_detail, 3)
     has_detail: bool
+    f_bars: I64Array  # bars carrying a funding event
 
 
 def _market_inputs(market: Market) -> _MarketInputs:
@@ -95,6 +96,7 @@ def _market_inputs(market: Market) -> _MarketInputs:
     ):
         prices[:, k] = getattr(market, name)
     funding = np.ascontiguousarray(market.funding_by_bar(), dtype=np.float64)
+    f_bars = np.ascontiguousarray(np.nonzero(~np.isnan(funding))[0], dtype=np.int64)
     detail = market.detail
     if detail is not None and detail.n_bars > 0:
         edges = np.append(market.ts_ns, market.ts_ns[-1] + market.timeframe_ns)
@@ -102,9 +104,9 @@ def _market_inputs(market: Market) -> _MarketInputs:
         d_start = np.ascontiguousarray(pos[:-1], dtype=np.int64)
         d_end = np.ascontiguousarray(pos[1:], dtype=np.int64)
         darr = np.ascontiguousarray(np.column_stack([detail.open, detail.high, detail.low]))
-        return _MarketInputs(prices, funding, d_start, d_end, darr, True)
+        return _MarketInputs(prices, funding, d_start, d_end, darr, True, f_bars)
     zeros = np.zeros(market.n_bars, dtype=np.int64)
-    return _MarketInputs(prices, funding, zeros, zeros, np.zeros((0, 3)), False)
+    return _MarketInputs(prices, funding, zeros, zeros, np.zeros((0, 3)), False, f_bars)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,7 @@ class _RulesInputs:
     n_tiers: I64Array
     by_size: BoolArray
     liq_rates: F64Array
+    t_bars: I64Array  # bars where the table in force changes
     convention: int
     close_at: str
     taker_fee: float
@@ -152,6 +155,7 @@ def _stack(rules: list[Any], table_idx: I64Array, market_tiers: Any = None) -> _
         n_tiers=np.array([r.floors.shape[0] for r in rules], dtype=np.int64),
         by_size=np.array([bool(r.tier_by_size) for r in rules], dtype=np.bool_),
         liq_rates=np.array([float(r.liquidation_fee_rate) for r in rules], dtype=np.float64),
+        t_bars=np.ascontiguousarray(np.nonzero(np.diff(table_idx))[0] + 1, dtype=np.int64),
         convention=int(first.convention),
         close_at=str(first.close_at),
         taker_fee=float(first.taker_fee),
@@ -370,6 +374,8 @@ class _Simulation:
                     inp.prices,
                     inp.funding,
                     r.table_idx,
+                    inp.f_bars,
+                    r.t_bars,
                     r.floors,
                     r.mmr,
                     r.mamt,
