@@ -60,6 +60,8 @@ def _colors(n: int, cmap: str = "plasma") -> list[tuple[float, float, float, flo
 def _fmt_value(value: object) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "none"
+    if isinstance(value, bool | np.bool_):
+        return "on" if value else "off"
     if isinstance(value, float) and value.is_integer():
         return f"{int(value)}"
     return str(value)
@@ -120,6 +122,8 @@ def _key(value: object) -> object:
     # one hashable key per category: None and NaN both mean "none"
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
     if isinstance(value, int | float | np.integer | np.floating):
         return float(value)
     return value
@@ -139,6 +143,8 @@ def _subset(table: pd.DataFrame, hue: str | None, group: object) -> pd.DataFrame
 def _sort_key(value: object) -> tuple[int, float | str]:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return (0, 0.0)
+    if isinstance(value, bool | np.bool_):
+        return (1, float(value))
     if isinstance(value, int | float | np.integer | np.floating):
         return (1, float(value))
     return (2, str(value))
@@ -294,7 +300,7 @@ def plot_survival_lines(
     if log_x:
         ax.set_xscale("log")
         ticks = sorted(dict.fromkeys(table[x].astype(float)))
-        ax.set_xticks(ticks, [_fmt_value(t) for t in ticks])
+        ax.set_xticks(ticks, _spaced_labels(ticks))
         ax.minorticks_off()
     ax.set_ylim(-2, 102)
     ax.set_xlabel(xlabel)
@@ -304,6 +310,19 @@ def plot_survival_lines(
     if hue is not None:
         ax.legend(title=hue_label or hue.replace("_", " "), fontsize=8)
     return fig
+
+
+def _spaced_labels(ticks: list[float], min_ratio: float = 1.3) -> list[str]:
+    # on a log axis, leave a tick unlabelled when it is too close to the last labelled one
+    labels: list[str] = []
+    last = -math.inf
+    for t in ticks:
+        if t > 0 and (last <= 0 or t / last >= min_ratio):
+            labels.append(_fmt_value(t))
+            last = t
+        else:
+            labels.append("")
+    return labels
 
 
 def _fmt_hue(hue: str, value: object) -> str:
