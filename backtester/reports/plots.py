@@ -164,6 +164,7 @@ def plot_km_curves(
     title: str = "Kaplan–Meier survival by leverage",
     xlabel: str = "Days since entry",
     horizon: float | None = None,
+    legend_title: str = "Leverage",
 ) -> Figure:
     """Return step plots of Kaplan–Meier curves; ``curves`` maps a label to (times, survival)."""
     fig = _figure(7.5, 4.4)
@@ -183,7 +184,7 @@ def plot_km_curves(
     ax.set_ylabel("Not yet liquidated [%]")
     ax.set_title(title)
     _style(ax)
-    ax.legend(title="Setting", fontsize=8, loc="lower left", ncols=2 if len(curves) > 6 else 1)
+    ax.legend(title=legend_title, fontsize=8, loc="lower left", ncols=2 if len(curves) > 6 else 1)
     return fig
 
 
