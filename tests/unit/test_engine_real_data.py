@@ -85,3 +85,26 @@ def test_acceptance_hold_grid_liquidations_agree_with_mark_data_and_rules(
         s = 1 if row.side == "long" else -1
         # the mark's adverse extreme reached the exit (liquidation or gap) price
         assert s * (adverse - row.exit_price) <= 1e-9 * row.exit_price
+
+
+def test_detail_bars_resolve_ambiguous_bars_on_real_1m_data(btc_1h_with_1m: bt.Market) -> None:
+    # Arrange: tight stops and take-profits at 50x make many 1h bars ambiguous
+    grid = bt.ParamGrid.product(
+        side=["long", "short"],
+        leverage=[50],
+        stop_loss=[0.003],
+        take_profit=[0.004],
+        intrabar=["worst", "best", "detail"],
+    )
+    # Act
+    stats = bt.run_sweep(btc_1h_with_1m, strategies.hold, grid).stats()
+    worst = stats.xs("worst", level="intrabar")
+    best = stats.xs("best", level="intrabar")
+    detail = stats.xs("detail", level="intrabar")
+    # Assert: the 1m bars settle the bars the policies had to assume, and the real paths land
+    # between the worst-case and best-case assumptions (measured: 45/61 ambiguous bars -> 0)
+    assert (worst["ambiguous_bars"] > 0).all()
+    assert (best["ambiguous_bars"] == worst["ambiguous_bars"]).all()
+    assert (detail["ambiguous_bars"] < worst["ambiguous_bars"]).all()
+    assert (worst["final_equity"] <= detail["final_equity"]).all()
+    assert (detail["final_equity"] <= best["final_equity"]).all()
