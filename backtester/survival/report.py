@@ -208,6 +208,25 @@ def main_sections(study: SurvivalStudy, *, with_fan: bool = True) -> list[Report
                 ),
             )
         )
+    if study.block_len > 1 and study.n_entries >= 2 * study.block_len:
+        no = study.nonoverlapping()
+        cols = [c for c in study.setting_columns if study.settings[c].nunique(dropna=False) > 1]
+        shown = no[
+            [*(cols or study.setting_columns[:1]), *no.columns[len(study.setting_columns) :]]
+        ]
+        sections.append(
+            ReportSection(
+                heading="Check: independent (non-overlapping) entries",
+                paragraphs=(
+                    "Entries one horizon apart do not overlap, so they are independent holds. "
+                    f"There are {study.block_len} such disjoint subsamples (one per starting "
+                    "offset); the table gives the first one's survival with its Greenwood "
+                    "interval and the range over all offsets. The main table's interval should "
+                    "be comparable in width to these.",
+                ),
+                tables=(ReportTable("nonoverlapping", no, _round(shown)),),
+            )
+        )
     if "leverage" in study.settings and study.settings["leverage"].nunique() > 1:
         lr = study.logrank("leverage")
         sections.append(

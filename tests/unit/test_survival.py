@@ -230,3 +230,18 @@ def test_strategy_mode_fresh_account_per_start(btc_2021: bt.Market, tmp_path: Pa
     # the report is written without the hold comparisons
     index = study.report(str(tmp_path / "strategy"))
     assert "Equity fan" not in Path(index).read_text(encoding="utf-8")
+
+
+def test_nonoverlapping_subsamples(btc_2021: bt.Market) -> None:
+    # Arrange: daily entries, 30-day horizon -> 30 disjoint subsamples of entries 30 days apart
+    study = bt.survival_study(btc_2021, leverage=(10,), n_boot=10)
+    # Act
+    no = study.nonoverlapping()
+    row = no.iloc[0]
+    # Assert: offset 0 = entries 0, 30, 60, ... (13 of the 365), KM on those alone
+    take = np.arange(study.n_entries) % 30 == 0
+    expected = km_estimate(study.durations[0][take], study.events[0][take], horizon=720)
+    assert row["n_independent"] == 13
+    assert row["survival_offset0"] == pytest.approx(expected.survival)
+    assert row["survival_min"] <= row["survival_median"] <= row["survival_max"]
+    assert "30 disjoint subsamples" in no.attrs["method"]
