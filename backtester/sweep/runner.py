@@ -355,7 +355,14 @@ def _execute(
     markets = {symbol: load(spec, symbol) for symbol in spec.market.symbols}
     data = _fingerprints(markets)
     if resumed and store.run_path.is_file():
-        before = store.read_json(store.run_path).get("data", {})
+        started_with = store.read_json(store.run_path)
+        version = started_with.get("backtester_version")
+        if version != _version():
+            raise ConfigError(
+                f"--resume: the run in {str(store.root)!r} was started with backtester {version}, "
+                f"this is {_version()}; results of two versions must not mix, start a new run"
+            )
+        before = started_with.get("data", {})
         for symbol, info in data.items():
             was = before.get(symbol, {}).get("sha256")
             if was != info["sha256"]:

@@ -245,3 +245,17 @@ def test_make_executor_options() -> None:
         make_executor(toy_chunk, workers=0)
     with pytest.raises(ConfigError, match="scheduler must be an address like tcp://HOST:PORT"):
         make_executor(toy_chunk, scheduler="localhost:8786")
+
+
+def test_resume_with_another_package_version_is_refused(tmp_path: Path) -> None:
+    # Arrange: an interrupted run whose run.json says it was started by another version
+    CALLS.clear()
+    with pytest.raises(Interrupt):
+        run(tmp_path / "r", interrupting_chunk)
+    meta_path = tmp_path / "r" / "run.json"
+    meta_path.write_text(
+        meta_path.read_text().replace('"backtester_version": "', '"backtester_version": "0.0.0-')
+    )
+    # Act / Assert
+    with pytest.raises(ConfigError, match=r"was started with backtester 0\.0\.0-"):
+        run(tmp_path / "r", resume=True)
