@@ -5,6 +5,7 @@ Layer: survival (imports engine.run, market, params and reports; never sweep or 
 
 from __future__ import annotations
 
-from backtester.survival.study import SurvivalStudy, survival_study
+from backtester.survival.run import survival_study
+from backtester.survival.study import SurvivalStudy
 
 __all__ = ["SurvivalStudy", "survival_study"]

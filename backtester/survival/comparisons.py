@@ -64,7 +64,7 @@ def _period(study: SurvivalStudy, bars: int) -> pd.Timedelta:
 
 
 def _rerun(study: SurvivalStudy, market: Market | None = None, **kw: Any) -> SurvivalStudy:
-    from backtester.survival.study import survival_study
+    from backtester.survival.run import survival_study
 
     settings = {
         "horizon": _period(study, study.horizon_bars),
@@ -261,7 +261,7 @@ def funding_effect(study: SurvivalStudy) -> SurvivalStudy:
     """Run long holds over a low-leverage ladder with funding on and off (horizon ≥ 90 days)."""
     horizon = max(study.horizon_bars, round(90 / study.bar_days))
     kw = {k: v for k, v in _fixed(study).items() if k != "funding"}
-    from backtester.survival.study import survival_study
+    from backtester.survival.run import survival_study
 
     return survival_study(
         study.market,

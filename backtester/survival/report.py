@@ -64,7 +64,7 @@ def fan_checkpoints(horizon_bars: int, n_points: int = 10) -> list[int]:
 
 def _equity_fans(study: SurvivalStudy) -> dict[str, tuple[Any, Any]]:
     """Run the engine once per checkpoint: equity if closed after t days (engine is the truth)."""
-    from backtester.survival.study import survival_study
+    from backtester.survival.run import survival_study
 
     groups = _curve_groups(study)
     side = next(iter(groups))

@@ -11,8 +11,8 @@ import pytest
 
 import backtester as bt
 from backtester.errors import ConfigError
+from backtester.survival.run import entry_indices, parse_period_bars
 from backtester.survival.stats import km_estimate
-from backtester.survival.study import entry_indices, parse_period_bars
 from tests.unit.test_survival_helpers import fake_study, gbm_market
 
 HOUR_NS = 3_600_000_000_000

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 import backtester as bt
-from backtester.survival.study import SurvivalStudy, entry_indices
+from backtester.survival.run import entry_indices
+from backtester.survival.study import SurvivalStudy
 
 HORIZON_BARS = 24 * 30
 
