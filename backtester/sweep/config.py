@@ -26,6 +26,9 @@ Example::
     [engine.grid]
     leverage = [1, 5, 20]
     stop_loss = ["none", 0.05]
+
+    [output]
+    trades = true          # also write trades.parquet (one row per trade; off by default)
 """
 
 from __future__ import annotations
@@ -60,7 +63,8 @@ CONFIG_VERSION = 1
 
 Scalar = int | float | str | bool | None
 
-_SECTIONS = ("market", "strategy", "engine", "survival")
+_SECTIONS = ("market", "strategy", "engine", "survival", "output")
+_OUTPUT_KEYS = ("trades",)
 _MARKET_KEYS = ("exchange", "symbols", "timeframe", "start", "end", "store")
 _STRATEGY_KEYS = ("name", "grid")
 _ENGINE_TABLES = ("grid",)
@@ -111,6 +115,7 @@ class SweepSpec:
     grid: tuple[tuple[str, tuple[Scalar, ...]], ...]
     engine: tuple[tuple[str, Scalar], ...] = ()
     survival: SurvivalSpec | None = None
+    trades: bool = False
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -162,6 +167,8 @@ class SweepSpec:
             out["engine"] = engine
         if self.survival is not None:
             out["survival"] = dataclasses.asdict(self.survival)
+        if self.trades:
+            out["output"] = {"trades": True}
         return out
 
     def fingerprint(self) -> str:
@@ -374,6 +381,13 @@ class _Parser:
             raise self.fail(
                 "[engine.grid]", "is missing", "a survival sweep needs e.g. leverage = [1, 5, 20]"
             )
+        trades = self.output(self.table(data, "output")) if "output" in data else False
+        if trades and survival is not None:
+            raise self.fail(
+                "[output] trades",
+                "is only recorded by strategy sweeps",
+                "remove it from a survival sweep",
+            )
         return SweepSpec(
             source=self.source,
             market=market,
@@ -382,6 +396,7 @@ class _Parser:
             grid=grid,
             engine=engine_scalars,
             survival=survival,
+            trades=trades,
             raw=dict(data),
         )
 
@@ -437,6 +452,17 @@ class _Parser:
             end=end,
             store=store,
         )
+
+    def output(self, data: Mapping[str, Any]) -> bool:
+        self.check_keys(data, _OUTPUT_KEYS, "[output]")
+        trades = data.get("trades", False)
+        if not isinstance(trades, bool):
+            raise self.fail(
+                "[output] trades",
+                f"must be true or false, was {_show(trades)}",
+                "write trades = true to also write trades.parquet",
+            )
+        return trades
 
     def time(self, data: Mapping[str, Any], key: str) -> str | None:
         value = data.get(key)

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import pandas as pd
 
@@ -36,7 +36,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ChunkFunction = Callable[[SweepSpec, Chunk, Any], pd.DataFrame]
+# a chunk function returns its result rows, or {"results": rows, "trades": ...} for more tables
+ChunkOutput: TypeAlias = pd.DataFrame | Mapping[str, pd.DataFrame]
+ChunkFunction: TypeAlias = Callable[[SweepSpec, Chunk, Any], ChunkOutput]
 
 
 class Executor(Protocol):
@@ -44,7 +46,7 @@ class Executor(Protocol):
 
     def run(
         self, spec: SweepSpec, chunks: Sequence[Chunk], markets: Mapping[str, Any]
-    ) -> Iterator[tuple[Chunk, pd.DataFrame]]:
+    ) -> Iterator[tuple[Chunk, ChunkOutput]]:
         """Yield ``(chunk, rows)`` for every chunk, in completion order."""
         ...
 
@@ -67,7 +69,7 @@ class SerialExecutor:
 
     def run(
         self, spec: SweepSpec, chunks: Sequence[Chunk], markets: Mapping[str, Any]
-    ) -> Iterator[tuple[Chunk, pd.DataFrame]]:
+    ) -> Iterator[tuple[Chunk, ChunkOutput]]:
         for chunk in chunks:
             yield chunk, self.function(spec, chunk, markets[chunk.symbol])
 
@@ -97,7 +99,7 @@ def _init_worker(
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
 
-def _run_in_worker(spec: SweepSpec, chunk: Chunk) -> pd.DataFrame:
+def _run_in_worker(spec: SweepSpec, chunk: Chunk) -> ChunkOutput:
     function: ChunkFunction = _WORKER["function"]
     return function(spec, chunk, _WORKER["markets"][chunk.symbol])
 
@@ -118,7 +120,7 @@ class ProcessExecutor:
 
     def run(
         self, spec: SweepSpec, chunks: Sequence[Chunk], markets: Mapping[str, Any]
-    ) -> Iterator[tuple[Chunk, pd.DataFrame]]:
+    ) -> Iterator[tuple[Chunk, ChunkOutput]]:
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
@@ -130,7 +132,7 @@ class ProcessExecutor:
             initargs=(self.function, dict(markets), threads, os.getpid()),
         )
         todo = list(chunks)[::-1]
-        running: dict[Future[pd.DataFrame], Chunk] = {}
+        running: dict[Future[ChunkOutput], Chunk] = {}
         try:
             while todo or running:
                 while todo and len(running) < 2 * self.workers:
@@ -164,7 +166,7 @@ class DaskExecutor:
 
     def run(
         self, spec: SweepSpec, chunks: Sequence[Chunk], markets: Mapping[str, Any]
-    ) -> Iterator[tuple[Chunk, pd.DataFrame]]:
+    ) -> Iterator[tuple[Chunk, ChunkOutput]]:
         import importlib
 
         try:

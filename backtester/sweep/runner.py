@@ -46,8 +46,14 @@ def _join(keys: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([keys, stats], axis=1)
 
 
-def sweep_chunk(spec: SweepSpec, chunk: Chunk, market: Any) -> pd.DataFrame:
-    """Run ``run_sweep`` on one chunk's columns and return key columns + ``stats()``."""
+def sweep_chunk(
+    spec: SweepSpec, chunk: Chunk, market: Any
+) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    """Run ``run_sweep`` on one chunk's columns and return key columns + ``stats()``.
+
+    With ``[output] trades = true`` return ``{"results": ..., "trades": ...}``, the trades keyed
+    like the results.
+    """
     from backtester.config import RunConfig
     from backtester.engine.run import run_sweep
     from backtester.params import ParamGrid
@@ -60,7 +66,19 @@ def sweep_chunk(spec: SweepSpec, chunk: Chunk, market: Any) -> pd.DataFrame:
     strategy = _load_strategy(spec.strategy)
     config = RunConfig(**dict(spec.engine))  # type: ignore[arg-type]
     result = run_sweep(market, strategy, grid, config=config)
-    return _join(key_frame(spec, chunk), result.stats())
+    keys = key_frame(spec, chunk)
+    rows = _join(keys, result.stats())
+    if not spec.trades:
+        return rows
+    return {"results": rows, "trades": _trades(keys, result.trades())}
+
+
+def _trades(keys: pd.DataFrame, trades: pd.DataFrame) -> pd.DataFrame:
+    # the chunk's local column numbers become the sweep's keys (symbol, parameters, col)
+    local = trades["col"].to_numpy()
+    keyed = keys.iloc[local].reset_index(drop=True)
+    rest = trades.drop(columns=[c for c in trades.columns if c in keyed.columns])
+    return pd.concat([keyed, rest.reset_index(drop=True)], axis=1)
 
 
 def survival_chunk(spec: SweepSpec, chunk: Chunk, market: Any) -> pd.DataFrame:
@@ -95,7 +113,7 @@ def survival_chunk(spec: SweepSpec, chunk: Chunk, market: Any) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def run_chunk(spec: SweepSpec, chunk: Chunk, market: Any) -> pd.DataFrame:
+def run_chunk(spec: SweepSpec, chunk: Chunk, market: Any) -> pd.DataFrame | dict[str, pd.DataFrame]:
     """Run one chunk: a survival study when the config has [survival], else a sweep."""
     if spec.survival is not None:
         return survival_chunk(spec, chunk, market)
@@ -163,6 +181,16 @@ class Run:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"n must be an integer >= 1, was {n!r}")
         return self.table.sort_values(by, ascending=ascending, kind="stable").head(n)
+
+    def trades(self) -> pd.DataFrame:
+        """Return every trade of the sweep (needs ``[output] trades = true`` in the config)."""
+        path = self.path / "trades.parquet"
+        if not path.is_file():
+            raise DataError(
+                f"the sweep in {str(self.path)!r} did not record trades; add [output] "
+                "trades = true to its config and run it again with a new --out"
+            )
+        return pd.read_parquet(path)
 
     def worst(self, n: int = 10, *, by: str = "total_return") -> pd.DataFrame:
         """Return the ``n`` worst rows by ``by`` (lowest first)."""
@@ -405,16 +433,24 @@ def _execute(
     cells = {c.id: c.n_cols * int(markets[c.symbol].n_bars) for c in plan}
     bar = _Progress(progress, len(plan), len(finished), cells)
     try:
-        for chunk, rows in executor.run(spec, todo, markets):
+        for chunk, output in executor.run(spec, todo, markets):
+            tables: dict[str, pd.DataFrame] = (
+                dict(output) if isinstance(output, Mapping) else {"results": output}
+            )
+            rows = tables.pop("results")
             if expected is not None and len(rows) != chunk.n_cols:
                 raise DataError(
                     f"chunk {chunk.id} returned {len(rows)} rows for {chunk.n_cols} columns"
                 )
+            for kind, frame in tables.items():  # first: the results file marks "finished"
+                store.write_chunk(chunk.id, frame, kind)
             store.write_chunk(chunk.id, rows)
             bar.tick(chunk.id)
     finally:
         bar.close()
     store.assemble([c.id for c in plan])
+    if spec.trades:
+        store.assemble([c.id for c in plan], "trades")
     elapsed = time.perf_counter() - started
     meta.update(
         status="complete",

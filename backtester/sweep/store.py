@@ -106,16 +106,25 @@ class RunStore:
 
     # -- chunks -----------------------------------------------------------------------------
 
-    def chunk_path(self, chunk_id: str) -> Path:
-        """Return the final path of chunk ``chunk_id``."""
-        return self.chunk_dir / f"{chunk_id}.parquet"
+    def chunk_path(self, chunk_id: str, kind: str = "results") -> Path:
+        """Return the final path of chunk ``chunk_id``'s ``kind`` table (results or trades)."""
+        suffix = "" if kind == "results" else f".{kind}"
+        return self.chunk_dir / f"{chunk_id}{suffix}.parquet"
 
-    def write_chunk(self, chunk_id: str, frame: pd.DataFrame) -> Path:
-        """Write one chunk's rows atomically and return the path."""
+    def table_path(self, kind: str = "results") -> Path:
+        """Return the path of the assembled ``kind`` table (results.parquet, trades.parquet)."""
+        return self.root / f"{kind}.parquet"
+
+    def write_chunk(self, chunk_id: str, frame: pd.DataFrame, kind: str = "results") -> Path:
+        """Write one chunk's rows atomically and return the path.
+
+        A chunk counts as finished once its results file exists, so the runner writes any
+        other table of the chunk (trades) first.
+        """
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        path = self.chunk_path(chunk_id)
+        path = self.chunk_path(chunk_id, kind)
         tmp = _tmp_path(path)
         table = pa.Table.from_pandas(frame, preserve_index=False)
         try:
@@ -145,8 +154,8 @@ class RunStore:
             if path.name.startswith(_TMP):
                 path.unlink(missing_ok=True)  # a write that never reached os.replace
                 continue
-            if path.suffix != ".parquet":
-                continue
+            if path.suffix != ".parquet" or path.name.count(".") != 1:
+                continue  # not a results file (e.g. <id>.trades.parquet)
             chunk_id = path.stem
             try:
                 rows = pq.read_metadata(path).num_rows
@@ -174,8 +183,8 @@ class RunStore:
             raise DataError(f"{self.root} has no finished chunks yet")
         return pd.concat(frames, ignore_index=True)
 
-    def assemble(self, chunk_ids: list[str]) -> Path:
-        """Stream every chunk, in the order given, into ``results.parquet`` (atomically).
+    def assemble(self, chunk_ids: list[str], kind: str = "results") -> Path:
+        """Stream every chunk, in the order given, into ``<kind>.parquet`` (atomically).
 
         Memory stays bounded by one chunk: chunks are read and appended one at a time.
         """
@@ -184,20 +193,21 @@ class RunStore:
 
         if not chunk_ids:
             raise ConfigError("a sweep plan must hold at least one chunk")
-        missing = [i for i in chunk_ids if not self.chunk_path(i).is_file()]
+        missing = [i for i in chunk_ids if not self.chunk_path(i, kind).is_file()]
         if missing:
             raise DataError(
                 f"{len(missing)} chunks are not finished (first {missing[0]}); "
                 f"run the sweep with --resume --out {self.root}"
             )
-        schemas = [pq.read_schema(self.chunk_path(i)) for i in chunk_ids]
+        schemas = [pq.read_schema(self.chunk_path(i, kind)) for i in chunk_ids]
         schema = pa.unify_schemas(schemas, promote_options="permissive").remove_metadata()
-        tmp = _tmp_path(self.results_path)
+        target = self.table_path(kind)
+        tmp = _tmp_path(target)
         try:
             with tmp.open("wb") as fh:
                 with pq.ParquetWriter(fh, schema, compression="zstd") as writer:
                     for chunk_id in chunk_ids:
-                        table = pq.read_table(self.chunk_path(chunk_id))
+                        table = pq.read_table(self.chunk_path(chunk_id, kind))
                         for name in schema.names:  # a column some chunks never produced
                             if name not in table.column_names:
                                 table = table.append_column(
@@ -208,9 +218,9 @@ class RunStore:
                         writer.write_table(table)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, self.results_path)
+            os.replace(tmp, target)
         finally:
             if tmp.exists():
                 tmp.unlink()
         _fsync_dir(self.root)
-        return self.results_path
+        return target

@@ -320,3 +320,15 @@ def test_key_frame_types_are_stable_across_chunks() -> None:
     assert first.dtypes.equals(second.dtypes)
     assert np.isnan(first["stop_loss"].iloc[0]) and second["stop_loss"].iloc[0] == 0.05
     assert str(first["window"].dtype) == "int64" and second["col"].iloc[0] == 1
+
+
+def test_output_section() -> None:
+    spec = parse_spec({**config(), "output": {"trades": True}})
+    assert spec.trades is True and spec.to_dict()["output"] == {"trades": True}
+    assert parse_spec(config()).fingerprint() != spec.fingerprint()
+    assert "[output] trades must be true or false" in error_of(
+        {**config(), "output": {"trades": 1}}
+    )
+    assert "did you mean 'trades'?" in error_of({**config(), "output": {"trade": True}})
+    survival = config(strategy=None, survival={}, engine={"grid": {"leverage": [2]}})
+    assert "only recorded by strategy sweeps" in error_of({**survival, "output": {"trades": True}})

@@ -95,3 +95,44 @@ def test_survival_sweep_rows_equal_a_direct_study(tmp_path: Path) -> None:
     np.testing.assert_array_equal(merged["survival"], merged["survival_direct"])
     np.testing.assert_array_equal(merged["n_liquidated"], merged["n_liquidated_direct"])
     assert run.keys == ["symbol", "leverage", "stop_loss", "side", "col"]
+
+
+def test_trades_are_recorded_keyed_like_the_results(tmp_path: Path, chunked: Any) -> None:
+    # Arrange: the same sweep with [output] trades = true
+    config = {**SWEEP, "output": {"trades": True}}
+    # Act
+    run = run_config(config, out=tmp_path / "t", workers=1, chunk_size=5)
+    trades = run.trades()
+    # Assert: one row per trade of the direct run, keyed by symbol, parameters and col
+    market = bt.load_market("BTC/USDT:USDT", start="2024-06-01", end="2024-09-01")
+    grid = bt.ParamGrid.product(
+        fast=[10, 20], slow=[50, 100], leverage=[1, 10, 30], stop_loss=[None, 0.03]
+    )
+    direct = bt.run_sweep(market, strategies.sma_cross, grid, config=bt.RunConfig(taker_fee=0.0004))
+    expected = direct.trades()
+    assert list(trades.columns[:6]) == ["symbol", "fast", "slow", "leverage", "stop_loss", "col"]
+    assert len(trades) == len(expected) == int(chunked.table["n_trades"].sum())
+    np.testing.assert_array_equal(trades["col"], expected["col"])
+    np.testing.assert_array_equal(trades["pnl"], expected["pnl"])
+    np.testing.assert_array_equal(trades["entry_time"], expected["entry_time"])
+    pd.testing.assert_frame_equal(run.table, chunked.table)
+
+
+def test_resume_recomputes_trades_of_an_unfinished_chunk(tmp_path: Path) -> None:
+    # Arrange: a finished run with trades; then chunk 2's results file is lost (its trades file
+    # stays, as after a kill between the two writes) and the run is marked unfinished
+    config = {**SWEEP, "output": {"trades": True}}
+    out = tmp_path / "t"
+    first = run_config(config, out=out, workers=1, chunk_size=5)
+    trades_before = first.trades()
+    (out / "chunks" / "000-0000000010.parquet").unlink()
+    (out / "results.parquet").unlink()
+    (out / "trades.parquet").unlink()
+    meta = out / "run.json"
+    meta.write_text(meta.read_text().replace('"complete"', '"running"'))
+    # Act
+    again = run_config(config, out=out, resume=True, workers=1)
+    # Assert
+    assert again.metadata["chunks_run"] == 1
+    pd.testing.assert_frame_equal(again.trades(), trades_before, check_exact=True)
+    pd.testing.assert_frame_equal(again.table, first.table, check_exact=True)
