@@ -31,12 +31,19 @@ h2 { border-bottom: 2px solid #e3e3e3; padding-bottom: 0.2em; margin-top: 2em; }
 .note { background: #f6f8fa; border-left: 4px solid #8aa4c8; padding: 0.6em 1em; margin: 1em 0; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }
 th, td { border-bottom: 1px solid #e3e3e3; padding: 0.3em 0.7em; text-align: right; }
+td { white-space: nowrap; }
+.headline { font-size: 1.1em; background: #fff8e6; border-left: 4px solid #e0a800;
+            padding: 0.6em 1em; }
+details summary { cursor: pointer; color: #2a5db0; margin: 0.5em 0; }
 th { background: #f3f3f3; }
 figure { margin: 1.2em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9em; }
 .downloads { font-size: 0.85em; }
 """
+
+
+_FOLD_ROWS = 24  # longer tables start folded (<details>) so the figures come first
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +67,13 @@ class ReportTable:
 
 @dataclass(frozen=True, slots=True)
 class ReportSection:
-    """A heading, paragraphs of plain text, then tables and figures."""
+    """A heading, paragraphs of plain text, then figures and tables (long tables folded)."""
 
     heading: str
     paragraphs: tuple[str, ...] = ()
     tables: tuple[ReportTable, ...] = ()
     figures: tuple[ReportFigure, ...] = field(default_factory=tuple)
+    headline: bool = False
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -109,7 +117,14 @@ def write_report(
     for section in sections:
         body.append(f"<h2>{html.escape(section.heading)}</h2>")
         for para in section.paragraphs:
-            body.append(f'<p class="note">{html.escape(para)}</p>')
+            css = "headline" if section.headline else "note"
+            body.append(f'<p class="{css}">{html.escape(para)}</p>')
+        for fig in section.figures:
+            save_figure(fig.figure, str(out / "figures" / f"{fig.name}.png"))
+            body.append(
+                f'<figure><img src="figures/{fig.name}.png" alt="{html.escape(fig.caption)}">'
+                f"<figcaption>{html.escape(fig.caption)}</figcaption></figure>"
+            )
         for table in section.tables:
             frame = _table_for_files(table.data)
             frame.to_csv(out / "tables" / f"{table.name}.csv", index=False)
@@ -117,16 +132,16 @@ def write_report(
             shown = table.display if table.display is not None else table.data
             if table.caption:
                 body.append(f"<p>{html.escape(table.caption)}</p>")
-            body.append(shown.to_html(index=False, border=0, na_rep="n/a", escape=True))
+            rendered = shown.to_html(index=False, border=0, na_rep="n/a", escape=True)
+            if len(shown) > _FOLD_ROWS:
+                rendered = (
+                    f"<details><summary>Show the table ({len(shown)} rows)</summary>"
+                    f"{rendered}</details>"
+                )
+            body.append(rendered)
             body.append(
                 f'<p class="downloads">Download: <a href="tables/{table.name}.csv">CSV</a> · '
                 f'<a href="tables/{table.name}.parquet">parquet</a></p>'
-            )
-        for fig in section.figures:
-            save_figure(fig.figure, str(out / "figures" / f"{fig.name}.png"))
-            body.append(
-                f'<figure><img src="figures/{fig.name}.png" alt="{html.escape(fig.caption)}">'
-                f"<figcaption>{html.escape(fig.caption)}</figcaption></figure>"
             )
     page = (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"

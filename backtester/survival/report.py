@@ -106,10 +106,13 @@ def main_sections(study: SurvivalStudy, *, with_fan: bool = True) -> list[Report
     from backtester.reports import plots
 
     table = study.table()
-    setting_cols = study.setting_columns
+    setting_cols = [
+        c for c in study.setting_columns if study.settings[c].nunique(dropna=False) > 1
+    ] or study.setting_columns[:2]
     display = survival_display(table, setting_columns=setting_cols, horizon_days=study.horizon_days)
     meta = table.attrs
     sections: list[ReportSection] = [
+        ReportSection(heading="In short", paragraphs=_headline(study, table), headline=True),
         ReportSection(
             heading="What the numbers mean",
             paragraphs=(
@@ -120,7 +123,7 @@ def main_sections(study: SurvivalStudy, *, with_fan: bool = True) -> list[Report
                 f"{study.horizon_days:g} days; liquidation is judged on the market's "
                 f"{study.market.mark_source} price by the engine's exchange rules.",
             ),
-        )
+        ),
     ]
     figs = []
     if "stop_loss" in table and "leverage" in table:
@@ -242,6 +245,47 @@ def main_sections(study: SurvivalStudy, *, with_fan: bool = True) -> list[Report
             )
         )
     return sections
+
+
+def _pct(row: pd.Series) -> str:
+    return f"{row['survival'] * 100:.1f}% ({row['ci_low'] * 100:.1f}–{row['ci_high'] * 100:.1f}%)"
+
+
+def _headline(study: SurvivalStudy, table: pd.DataFrame) -> tuple[str, ...]:
+    """Return one or two sentences with the study's main numbers."""
+    lines: list[str] = []
+    days = f"{study.horizon_days:g} days"
+    for side, idx in _curve_groups(study).items():
+        if len(idx) < 2:
+            continue
+        lo, hi = table.iloc[idx[0]], table.iloc[idx[-1]]
+        who = f"{side} positions" if side != "account" else "the account"
+        text = (
+            f"Opened on a random day, {who} at {lo['leverage']:g}x were not liquidated within "
+            f"{days} {_pct(lo)} of the time; at {hi['leverage']:g}x only {_pct(hi)}"
+        )
+        median = hi["median_time_to_liquidation"]
+        if np.isfinite(median):
+            text += f", and half of them were liquidated within {median:.1f} days"
+        lines.append(text + ".")
+    if "stop_loss" in table and table["stop_loss"].notna().any() and "side" in table:
+        mid = table[(table["leverage"] >= 10) & table["stop_loss"].notna()]
+        if len(mid):
+            best = mid.loc[mid["survival"].idxmax()]
+            base = table[
+                (table["side"] == best["side"])
+                & (table["leverage"] == best["leverage"])
+                & table["stop_loss"].isna()
+            ]
+            if len(base):
+                lines.append(
+                    f"A {best['stop_loss'] * 100:g}% stop at {best['leverage']:g}x "
+                    f"({best['side']}) lifts survival from {_pct(base.iloc[0])} to "
+                    f"{_pct(best)}, at the price of {int(best['n_stopped']):,} stopped-out "
+                    f"positions of {int(best['n_entries']):,}, each losing about "
+                    f"{best['stop_loss'] * best['leverage'] * 100:.0f}% of its margin."
+                )
+    return tuple(lines)
 
 
 def _round(df: pd.DataFrame) -> pd.DataFrame:
