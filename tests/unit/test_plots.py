@@ -84,3 +84,14 @@ def test_histograms_and_fan_and_bars() -> None:
     )
     assert [p.get_height() for p in bars.axes[0].patches] == [1, 4]
     assert math.isclose(bars.axes[0].patches[0].get_width(), 0.8)
+
+
+def test_heatmap_cells_never_round_to_certainty() -> None:
+    # Arrange: 99.9 % and 0.2 % would round to 100 % and 0 %
+    table = pd.DataFrame(
+        {"leverage": [2.0, 100.0], "stop_loss": [np.nan, np.nan], "survival": [0.999, 0.002]}
+    )
+    # Act
+    fig = plots.plot_survival_heatmap(table, facet=None)
+    # Assert
+    assert sorted(t.get_text() for t in fig.axes[0].texts) == ["<1%", ">99%"]
