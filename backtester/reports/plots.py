@@ -104,9 +104,7 @@ def plot_survival_heatmap(
                 v = grid[i, j]
                 if math.isfinite(v):
                     shade = "black" if 25 <= v * 100 <= 80 else "white"
-                    ax.text(
-                        j, i, f"{v * 100:.0f}%", ha="center", va="center", fontsize=8, color=shade
-                    )
+                    ax.text(j, i, _cell_text(v), ha="center", va="center", fontsize=8, color=shade)
         ax.set_xticks(range(len(cols)), [_fmt_value(c) for c in cols])
         ax.set_yticks(range(len(rows)), [_fmt_stop(r) for r in rows])
         ax.set_xlabel(col_label)
@@ -116,6 +114,16 @@ def plot_survival_heatmap(
         fig.colorbar(image, ax=list(axes), label="Survival [%]", shrink=0.9)
     fig.suptitle(title, fontsize=12)
     return fig
+
+
+def _cell_text(value: float) -> str:
+    # never round a survivor or a casualty away: 99.9 % prints ">99%", 0.2 % prints "<1%"
+    pct = value * 100
+    if 99.5 <= pct < 100:
+        return ">99%"
+    if 0 < pct < 0.5:
+        return "<1%"
+    return f"{pct:.0f}%"
 
 
 def _key(value: object) -> object:
