@@ -556,7 +556,8 @@ def simulate_span_nb(
     next_t = t_bars[pt] if pt < n_t else n_bars
     stop, stop_reason = _stop_level_nb(side, sl_level, peak, trail)
 
-    for i in range(a, b):
+    i = a
+    while i < b:
         # ---- 1. funding on the carried position; tier-table changes -------------------------
         need_lp = False
         if i == next_f:  # a funding event in this bar
@@ -836,6 +837,79 @@ def simulate_span_nb(
                     pending = 1
                 elif sx:
                     pending = PENDING_CLOSE
+
+        # ---- flat with nothing pending: the bars before the next signal change nothing -----
+        nxt = i + 1
+        if side == 0 and pending == 0:
+            if has_sig:
+                while nxt < b and srow[nxt] == 0:
+                    nxt += 1
+            else:
+                nxt = b
+            if nxt > i + 1:
+                if write_eq:
+                    eq[i + 1 : nxt] = equity
+                while next_f < nxt:
+                    pf += 1
+                    next_f = f_bars[pf] if pf < n_f else n_bars
+                if next_t < nxt:
+                    while next_t < nxt:
+                        pt += 1
+                        next_t = t_bars[pt] if pt < n_t else n_bars
+                    t = table_idx[nxt - 1]
+                    if t != cur_t:
+                        cur_t = t
+                        liq_rate = liq_rates[t] if table_rate else liq_fixed
+        elif side != 0 and pending == 0:
+            # ---- in the market, nothing scheduled: the same steps 3-6 for quiet bars in a
+            # tight loop; any bar where something could happen goes back to the full path
+            sf = float(side)
+            lim = min(b, next_f, next_t)
+            # signal bits that could act on this side (entries of the same side do nothing)
+            if side > 0:
+                sig_mask = SIG_SHORT_ENTRY | SIG_LONG_EXIT
+            else:
+                sig_mask = SIG_LONG_ENTRY | SIG_SHORT_EXIT
+            # price columns read by this side and trigger (no branches inside the loop)
+            if side > 0:
+                c_madv = P_MLOW
+                c_tadv = P_MLOW if on_mark else P_LOW
+                c_tfav = P_MHIGH if on_mark else P_HIGH
+            else:
+                c_madv = P_MHIGH
+                c_tadv = P_MHIGH if on_mark else P_HIGH
+                c_tfav = P_MLOW if on_mark else P_LOW
+            first = nxt
+            while nxt < lim:
+                m_adv = prices[nxt, c_madv]
+                t_adv = prices[nxt, c_tadv]
+                t_fav = prices[nxt, c_tfav]
+                gap_lp = sf * (m_adv - lp)
+                if gap_lp <= 0.0 or sf * (t_adv - stop) <= 0.0 or sf * (t_fav - tp_level) >= 0.0:
+                    break
+                if has_trail and sf * (t_fav - peak) > 0.0:
+                    break
+                if has_sig and (srow[nxt] & sig_mask) != 0:
+                    break
+                eq_n = wallet + sf * size * (prices[nxt, P_MCLOSE] - entry)
+                if eq_n < ruin_level and not ruined:
+                    break
+                equity = eq_n
+                if gap_lp < min_dist * m_adv or min_dist != min_dist:
+                    min_dist = gap_lp / m_adv if gap_lp > 0.0 else 0.0
+                if equity > peak_equity:
+                    peak_equity = equity
+                    dd_level = peak_equity * (1.0 - max_dd)
+                elif equity < dd_level and peak_equity > 0.0:
+                    max_dd = (peak_equity - equity) / peak_equity
+                    dd_level = peak_equity * (1.0 - max_dd)
+                if equity < min_equity:
+                    min_equity = equity
+                if write_eq:
+                    eq[nxt] = equity
+                nxt += 1
+            bars_in += nxt - first
+        i = nxt
 
     if b == end and side != 0:
         # censored at the end of the window: valued at the last mark close
