@@ -321,31 +321,29 @@ def _resolve_exit_nb(
     t_fav = t_hi if side > 0 else t_lo
     m_adv = prices[i, P_MLOW] if side > 0 else prices[i, P_MHIGH]
     op = prices[i, P_OPEN]
-    has = np.zeros(3, dtype=np.bool_)
-    fills = np.zeros(3)
     # gaps at the open
-    has[K_LIQ] = side * (prices[i, P_MOPEN] - lp) <= 0.0
-    has[K_STOP] = side * (t_open - stop) <= 0.0
-    has[K_TP] = side * (t_open - tp_level) >= 0.0
-    n_hit = int(has[K_LIQ]) + int(has[K_STOP]) + int(has[K_TP])
+    has_l = side * (prices[i, P_MOPEN] - lp) <= 0.0
+    has_s = side * (t_open - stop) <= 0.0
+    has_t = side * (t_open - tp_level) >= 0.0
+    n_hit = int(has_l) + int(has_s) + int(has_t)
     if n_hit > 0:
-        fills[K_LIQ] = prices[i, P_MOPEN]
-        fills[K_STOP] = op * (1.0 - side * slip)
-        fills[K_TP] = op
+        fill_l = prices[i, P_MOPEN]
+        fill_s = op * (1.0 - side * slip)
+        fill_t = op
     else:
-        has[K_LIQ] = side * (m_adv - lp) <= 0.0
-        has[K_STOP] = side * (t_adv - stop) <= 0.0
-        has[K_TP] = side * (t_fav - tp_level) >= 0.0
-        if on_mark and has[K_LIQ] and has[K_STOP]:
+        has_l = side * (m_adv - lp) <= 0.0
+        has_s = side * (t_adv - stop) <= 0.0
+        has_t = side * (t_fav - tp_level) >= 0.0
+        if on_mark and has_l and has_s:
             # one mark path: the level it reaches first wins (not an assumption)
             if side * (stop - lp) > 0.0:
-                has[K_LIQ] = False
+                has_l = False
             else:
-                has[K_STOP] = False
-        n_hit = int(has[K_LIQ]) + int(has[K_STOP]) + int(has[K_TP])
-        fills[K_LIQ] = lp
-        fills[K_STOP] = stop * (1.0 - side * slip)
-        fills[K_TP] = tp_level
+                has_s = False
+        n_hit = int(has_l) + int(has_s) + int(has_t)
+        fill_l = lp
+        fill_s = stop * (1.0 - side * slip)
+        fill_t = tp_level
         if n_hit > 1 and policy == IB_DETAIL and d_end[i] > d_start[i]:
             # walk the lower-timeframe bars; mark path = detail last + the bar's basis
             off_lo = prices[i, P_MLOW] - prices[i, P_LOW]
@@ -372,38 +370,38 @@ def _resolve_exit_nb(
                     else:
                         h_stop = False
                 if h_liq or h_stop or h_tp:
-                    has[K_LIQ] = h_liq
-                    has[K_STOP] = h_stop
-                    has[K_TP] = h_tp
+                    has_l = h_liq
+                    has_s = h_stop
+                    has_t = h_tp
                     if side * (tj_open - stop) <= 0.0:
-                        fills[K_STOP] = d_op * (1.0 - side * slip)
+                        fill_s = d_op * (1.0 - side * slip)
                     if side * (tj_open - tp_level) >= 0.0:
-                        fills[K_TP] = d_op
+                        fill_t = d_op
                     n_hit = int(h_liq) + int(h_stop) + int(h_tp)
                     break
             # no detail bar triggered (inconsistent detail): the policy below decides
     best_k = -1
+    best_fill = 0.0
     best_r = 0.0
     best_f = 0.0
     best_ins = 0.0
-    for k in range(3):
-        if not has[k]:
-            continue
-        if k == K_LIQ:
-            r, f, ins = _settle_nb(side, size, entry, fills[k], liq_rate, cap, take_all, owed)
-        elif k == K_STOP:
-            r, f, ins = _settle_nb(side, size, entry, fills[k], taker, cap, False, owed)
-        else:
-            r, f, ins = _settle_nb(side, size, entry, fills[k], maker, cap, False, owed)
-        # worst: lowest wallet for the trader; best: highest; ties keep the earlier kind
-        better = r > best_r if policy == IB_BEST else r < best_r
-        if best_k < 0 or better:
-            best_k = k
-            best_r = r
-            best_f = f
-            best_ins = ins
+    if has_l:
+        best_r, best_f, best_ins = _settle_nb(
+            side, size, entry, fill_l, liq_rate, cap, take_all, owed
+        )
+        best_k = K_LIQ
+        best_fill = fill_l
+    # worst: lowest wallet for the trader; best: highest; ties keep the earlier kind
+    if has_s:
+        r, f, ins = _settle_nb(side, size, entry, fill_s, taker, cap, False, owed)
+        if best_k < 0 or (r > best_r if policy == IB_BEST else r < best_r):
+            best_k, best_fill, best_r, best_f, best_ins = K_STOP, fill_s, r, f, ins
+    if has_t:
+        r, f, ins = _settle_nb(side, size, entry, fill_t, maker, cap, False, owed)
+        if best_k < 0 or (r > best_r if policy == IB_BEST else r < best_r):
+            best_k, best_fill, best_r, best_f, best_ins = K_TP, fill_t, r, f, ins
     amb = 1.0 if n_hit > 1 else 0.0
-    return best_k, fills[best_k], best_r, best_f, best_ins, amb
+    return best_k, best_fill, best_r, best_f, best_ins, amb
 
 
 @njit(cache=True)
@@ -1009,8 +1007,9 @@ def simulate_nb(
     """Simulate every column; return the number of columns whose trade buffer overflowed.
 
     Shapes: ``prices (n_bars, 8)`` (open, high, low, close, mark open/high/low/close), ``funding
-    (n_bars,)`` (NaN = no event), ``table_idx (n_bars,)`` int64, tier tables ``(n_tables,
-    max_tiers)`` with ``n_tiers (n_tables,)`` and ``by_size (n_tables,)``, detail bars ``(n_detail,
+    (n_bars,)`` (NaN = no event), ``table_idx (n_bars,)`` int64, ``f_bars`` / ``t_bars`` (sorted
+    bars with a funding event / where the table in force changes), tier tables ``(n_tables,
+    max_tiers)`` with ``n_tiers``, ``by_size`` and ``liq_rates`` per table, detail bars ``(n_detail,
     3)`` (open, high, low) with ``d_start/d_end (n_bars,)``, packed signal bits ``sig (n_sig,
     n_bars)`` uint8, per-column ``sig_idx`` (-1 = no signals), ``start_idx``, ``end_idx``,
     ``force_side``, ``fparams (FP_N, n_cols)``, ``iparams (IP_N, n_cols)``; outputs
