@@ -14,6 +14,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from backtester._typing import BoolArray, F64Array, I64Array
 from backtester.errors import ConfigError, ShapeError
@@ -97,7 +98,11 @@ def km_curve(durations: I64Array, events: BoolArray) -> tuple[I64Array, F64Array
 
 
 def km_weighted(
-    durations: I64Array, events: BoolArray, weights: F64Array, *, at: int | None = None
+    durations: I64Array,
+    events: BoolArray,
+    weights: F64Array | npt.NDArray[np.float32],
+    *,
+    at: int | None = None,
 ) -> F64Array:
     """Return Kaplan–Meier survival at time ``at`` for each row of case weights.
 
@@ -106,29 +111,45 @@ def km_weighted(
     ``weights[r, i]`` times. ``at=None`` means after the last duration. Rows with no subjects are NaN.
     """
     d, e = _check_pair(durations, events)
-    w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    w = np.atleast_2d(np.asarray(weights))
+    if w.dtype not in (np.float32, np.float64):
+        w = w.astype(np.float64)
     if w.shape[1] != d.size:
         raise ShapeError(f"weights must have {d.size} columns (one per subject), had {w.shape[1]}")
     if d.size == 0:
         return np.full(w.shape[0], np.nan)
+    total = w.sum(axis=1, dtype=np.float64)
     order = np.argsort(d, kind="stable")
-    d, e, w = d[order], e[order], w[:, order]
+    d, e = d[order], e[order]
     starts = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
     group_time = d[starts]
     group_event = np.add.reduceat(e.astype(np.int64), starts) > 0
     keep = group_event & (group_time <= (at if at is not None else group_time.max()))
-    total = w.sum(axis=1)
     if not keep.any():
         return np.where(total > 0, 1.0, np.nan)
-    at_risk = np.cumsum(w[:, ::-1], axis=1)[:, ::-1][:, starts[keep]]
-    deaths = np.add.reduceat(w * e, starts, axis=1)[:, keep]
+    # subjects along axis 0 (rows of replicates): reductions over subjects stay contiguous
+    ws = w.T[order]
+    kept_starts = starts[keep]
+    # at risk at a kept time = total weight minus the weight of subjects that ended earlier
+    bounds = np.unique(np.r_[0, kept_starts])
+    before = np.cumsum(np.add.reduceat(ws, bounds, axis=0, dtype=np.float64), axis=0)
+    before = np.concatenate((np.zeros((1, w.shape[0])), before[:-1]), axis=0)
+    at_risk = total[None, :] - before[np.searchsorted(bounds, kept_starts)]
+    # deaths at a kept time = weight of the event subjects in that group
+    group_of = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, d.size]))
+    ev_pos = np.flatnonzero(e & keep[group_of])
+    ev_group = group_of[ev_pos]
+    first_of_group = np.flatnonzero(np.r_[True, ev_group[1:] != ev_group[:-1]])
+    deaths = np.add.reduceat(ws[ev_pos], first_of_group, axis=0, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         factor = np.where(at_risk > 0, 1.0 - deaths / at_risk, 1.0)
-    surv = np.prod(np.clip(factor, 0.0, 1.0), axis=1)
+    surv = np.prod(np.clip(factor, 0.0, 1.0), axis=0)
     return np.where(total > 0, surv, np.nan)
 
 
-def block_bootstrap_counts(n: int, block_len: int, *, n_boot: int, seed: int) -> F64Array:
+def block_bootstrap_counts(
+    n: int, block_len: int, *, n_boot: int, seed: int
+) -> npt.NDArray[np.float32]:
     """Return ``(n_boot, n)`` moving-block bootstrap counts over time-ordered subjects.
 
     Each replicate concatenates ``ceil(n / block_len)`` blocks of ``block_len`` consecutive
@@ -137,7 +158,7 @@ def block_bootstrap_counts(n: int, block_len: int, *, n_boot: int, seed: int) ->
     the spread reflects their dependence. The generator is seeded: same inputs, same counts.
     """
     if n <= 0:
-        return np.zeros((n_boot, 0))
+        return np.zeros((n_boot, 0), dtype=np.float32)
     if block_len < 1:
         raise ConfigError(f"block_len must be >= 1, was {block_len}")
     if n_boot < 1:
@@ -149,7 +170,7 @@ def block_bootstrap_counts(n: int, block_len: int, *, n_boot: int, seed: int) ->
     idx = (starts[:, :, None] + np.arange(b)[None, None, :]).reshape(n_boot, -1)[:, :n]
     flat = idx + (np.arange(n_boot) * n)[:, None]
     counts = np.bincount(flat.ravel(), minlength=n_boot * n).reshape(n_boot, n)
-    return counts.astype(np.float64)
+    return counts.astype(np.float32)  # small integer counts: exact, half the memory traffic
 
 
 def clopper_pearson(successes: float, n: float, *, alpha: float = 0.05) -> tuple[float, float]:
