@@ -1,0 +1,117 @@
+"""The article's comparisons on hand-made outcomes: false liquidations, gaps, stops, last-price market."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import backtester as bt
+from backtester.survival.comparisons import (
+    false_liquidations,
+    insurance_gaps,
+    last_price_market,
+    stop_loss_effect,
+)
+from backtester.survival.study import SurvivalStudy
+from tests.unit.test_survival_helpers import gbm_market
+
+LIQ, STOP, HORIZON = 5, 2, 7
+
+
+def _study(market: bt.Market, settings: pd.DataFrame, exit_idx, reason, **extra) -> SurvivalStudy:
+    exit_idx = np.asarray(exit_idx)
+    zeros = np.zeros(exit_idx.shape)
+    arrays = {
+        "final_equity": zeros + 100.0,
+        "min_equity": zeros,
+        "insurance_draw": zeros,
+        "funding_paid": zeros,
+        "fees_paid": zeros,
+        **extra,
+    }
+    return SurvivalStudy(
+        market=market,
+        settings=settings,
+        entry_idx=np.array([0, 24, 48]),
+        horizon_bars=24,
+        entry_every_bars=24,
+        exit_idx=exit_idx,
+        reason=np.asarray(reason),
+        initial_cash=100.0,
+        n_boot=20,
+        **arrays,
+    )
+
+
+@pytest.fixture(scope="module")
+def market() -> bt.Market:
+    return gbm_market(n_hours=72, sigma_per_minute=0.001, seed=3)
+
+
+def test_false_liquidations_hand_example(market: bt.Market) -> None:
+    # Arrange: one setting, three entries (bars 0, 24, 48), horizon 24 bars
+    # entry 0: last liquidates at bar 5, mark never          -> false liquidation (avoided)
+    # entry 1: last liquidates at bar 30, mark at bar 40     -> liquidated later on mark
+    # entry 2: both liquidate at bar 50                      -> not false
+    settings = pd.DataFrame({"side": ["long"], "leverage": [50.0]})
+    mark = _study(market, settings, [[23, 40, 50]], [[HORIZON, LIQ, LIQ]])
+    last = _study(market, settings, [[5, 30, 50]], [[LIQ, LIQ, LIQ]])
+    # Act
+    rows = false_liquidations(mark, last)
+    # Assert
+    assert list(rows["mark_price_outcome"]) == ["survived to horizon", "liquidated later"]
+    assert rows["last_price_liquidation_time"].iloc[0] == market.index[5]
+    assert rows["entry_time"].iloc[1] == market.index[24]
+
+
+def test_insurance_gaps_counts_and_sizes(market: bt.Market) -> None:
+    # Arrange: draws of 0, 12.5 and 0 quote on 100 cash -> 1 gap, 12.5 % of the cash
+    settings = pd.DataFrame({"side": ["short"], "leverage": [125.0]})
+    study = _study(
+        market,
+        settings,
+        [[3, 30, 71]],
+        [[LIQ, LIQ, HORIZON]],
+        insurance_draw=np.array([[0.0, 12.5, 0.0]]),
+    )
+    # Act
+    gaps = insurance_gaps(study).iloc[0]
+    # Assert
+    assert gaps["n_liquidated"] == 2
+    assert gaps["n_gaps_past_bankruptcy"] == 1
+    assert gaps["max_insurance_draw_pct"] == pytest.approx(12.5)
+    assert gaps["worst_gap_time"] == market.index[30]
+
+
+def test_stop_loss_effect_pairs_each_stop_with_no_stop(market: bt.Market) -> None:
+    # Arrange: no stop -> 2 of 3 liquidated (KM 1/3); 5% stop -> 3 stopped, none liquidated
+    settings = pd.DataFrame(
+        {"side": ["long", "long"], "leverage": [20.0, 20.0], "stop_loss": [None, 0.05]}
+    )
+    study = _study(
+        market, settings, [[3, 30, 71], [2, 26, 49]], [[LIQ, LIQ, HORIZON], [STOP, STOP, STOP]]
+    )
+    # Act
+    effect = stop_loss_effect(study)
+    # Assert: one row, survival 1.0 with the stop vs 1/3 without
+    assert len(effect) == 1
+    row = effect.iloc[0]
+    assert row["stop_loss"] == 0.05
+    assert row["survival_with_stop"] == 1.0
+    assert row["survival_without_stop"] == pytest.approx(1 / 3)
+    assert row["n_stopped"] == 3 and row["n_liquidated_without_stop"] == 2
+
+
+def test_last_price_market_copies_last_bars_into_mark(btc_1h: bt.Market) -> None:
+    # Arrange: real bars whose mark differs from last (2020-03-13 crash)
+    market = btc_1h.slice("2020-03-12", "2020-03-14")
+    assert market.mark_source == "mark"
+    assert not np.array_equal(market.mark_low, market.low)
+    # Act
+    last = last_price_market(market)
+    # Assert
+    assert last.mark_source == "last"
+    np.testing.assert_array_equal(last.mark_low, market.low)
+    np.testing.assert_array_equal(last.mark_high, market.high)
+    np.testing.assert_array_equal(last.close, market.close)
