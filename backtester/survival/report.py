@@ -122,6 +122,7 @@ def main_sections(study: SurvivalStudy, *, with_fan: bool = True) -> list[Report
                 f"(every {study.entry_every_bars * study.bar_days:g} days) and follows it for "
                 f"{study.horizon_days:g} days; liquidation is judged on the market's "
                 f"{study.market.mark_source} price by the engine's exchange rules.",
+                _ambiguity_note(study),
             ),
         ),
     ]
@@ -245,6 +246,18 @@ def main_sections(study: SurvivalStudy, *, with_fan: bool = True) -> list[Report
             )
         )
     return sections
+
+
+def _ambiguity_note(study: SurvivalStudy) -> str:
+    total = int(study.ambiguous_bars.sum())
+    policy = study.run_settings.get("intrabar", "worst")
+    if total == 0:
+        return "No bar was ambiguous (a stop and a liquidation never both triggered in one bar)."
+    return (
+        f"{total:,} bars across all holds were ambiguous (several exits could trigger inside one "
+        f"bar); the engine resolved them with intrabar={policy!r}. Use 1-minute detail bars "
+        "(intrabar='detail') where available to remove the assumption."
+    )
 
 
 def _pct(row: pd.Series) -> str:
