@@ -76,6 +76,11 @@ _SHOWN = (
 )
 
 
+# figures stay readable: at most this many tick labels per axis and lines per legend
+_MAX_TICKS = 12
+_MAX_LINES = 6
+
+
 def _label(name: str) -> str:
     return _PERCENT.get(name) or _LABELS.get(name) or name.replace("_", " ").capitalize()
 
@@ -173,7 +178,10 @@ def _sensitivity_figure(table: pd.DataFrame, names: Sequence[str], metric: str) 
             ax.fill_between(
                 xs, sub["q25"] * scale, sub["q75"] * scale, color=color, alpha=0.15, linewidth=0
             )
-            ax.set_xticks(xs, labels, rotation=30 if max(map(len, labels)) > 5 else 0)
+            step = max(1, math.ceil(len(xs) / _MAX_TICKS))  # thin the labels of long grids
+            ax.set_xticks(
+                xs[::step], labels[::step], rotation=30 if max(map(len, labels)) > 5 else 0
+            )
         ax.set_xlabel(_label(name))
         ax.set_ylabel(_label(metric))
         _style(ax)
@@ -209,6 +217,9 @@ def _survival_figure(curve: pd.DataFrame, by: str | None, survival_mode: bool) -
     ticks = sorted(dict.fromkeys(curve["leverage"].astype(float)))
     if ticks and min(ticks) > 0:
         ax.set_xscale("log")
+        if len(ticks) > _MAX_TICKS:  # keep a readable subset, spread over the log axis
+            keep = np.unique(np.geomspace(1, len(ticks), _MAX_TICKS).round().astype(int) - 1)
+            ticks = [ticks[k] for k in keep]
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.minorticks_off()
     ax.set_ylim(-2, 102)
@@ -292,7 +303,11 @@ def sweep_report(
     ]
     if "leverage" in table and ("liquidated" in table or "survival" in table):
         hue = next(
-            (n for n in ("stop_loss", "margin_mode", "side") if n in names and n != "leverage"),
+            (
+                n
+                for n in ("stop_loss", "margin_mode", "side")
+                if n in names and table[n].nunique(dropna=False) <= _MAX_LINES
+            ),
             None,
         )
         curve = survival_by_leverage(table, by=hue)

@@ -73,3 +73,28 @@ def test_sweep_report_files(tmp_path: Path) -> None:
     assert (tmp_path / "rep" / "tables" / "survival_by_leverage.csv").is_file()
     with pytest.raises(ConfigError, match="did you mean 'total_return'"):
         sweep_report(tiny(), metadata=meta, out=tmp_path / "x", metric="total_retrun")
+
+
+def test_long_grids_render_without_warnings(tmp_path: Path) -> None:
+    # 40 leverages x 30 stops: legends and tick labels are thinned (pytest turns warnings into
+    # errors, so a collapsed layout would fail here)
+    lev, stop = np.meshgrid(np.arange(1, 41), np.linspace(0.01, 0.3, 30), indexing="ij")
+    table = pd.DataFrame(
+        {
+            "symbol": "X",
+            "leverage": lev.ravel(),
+            "stop_loss": stop.ravel(),
+            "col": np.arange(lev.size),
+            "total_return": -lev.ravel() * stop.ravel(),
+            "liquidated": lev.ravel() * stop.ravel() > 2,
+            "n_trades": 1,
+        }
+    )
+    meta = {
+        "mode": "sweep",
+        "grid_names": ["leverage", "stop_loss"],
+        "n_symbols": 1,
+        "n_cols": 1200,
+    }
+    index = sweep_report(table, metadata=meta, out=tmp_path / "rep")
+    assert index.is_file()
