@@ -180,7 +180,7 @@ def _rules_inputs(market: Market, exchange: str, tier_table: str | None) -> _Rul
                 "RunConfig.tier_table 'market' needs market.tiers, was None; use None for the "
                 "dated tables"
             )
-        base = exchange_rules(exchange, market.symbol, at=market.start)
+        base = rules_timeline(exchange, market.symbol, market.start, market.end)[0]
         t = market.tiers
         rule = _TableRule(
             exchange=exchange,

@@ -159,3 +159,15 @@ def test_run_entries_bad_input() -> None:
         run_entries(M, s, entry_idx=np.array([1]), horizon_bars=0)
     with pytest.raises(ConfigError, match="unknown grid parameter 'fast'"):
         run_entries(M, bt.ParamGrid.product(fast=[1]), entry_idx=np.array([1]), horizon_bars=2)
+
+
+def test_exchange_and_tier_table_can_be_swept() -> None:
+    # Arrange: one 1x long per exchange profile / tier-table choice, no funding
+    grid = bt.ParamGrid.product(
+        exchange=["binanceusdm", "bybit"], tier_table=[None, "2024-06-01"], side=["long"]
+    )
+    # Act
+    stats = bt.run_sweep(M, strategies.hold, grid, config=bt.RunConfig(funding=False)).stats()
+    # Assert: entry at 101 with 10,000 notional; taker fee 0.05 % (binance) vs 0.055 % (bybit)
+    fees = stats["fees_paid"].to_numpy()
+    np.testing.assert_allclose(fees, [5.0, 5.0, 5.5, 5.5], rtol=1e-12)
