@@ -149,6 +149,8 @@ class SweepResult:
                 f"{cols.dtype}"
             )
         cols = cols.astype(np.int64)
+        if np.unique(cols).size != cols.size:
+            raise ConfigError(f"columns must be distinct column numbers, was {cols.tolist()}")
         if cols.size and (cols.min() < 0 or cols.max() >= self.n_cols):
             raise ConfigError(f"columns must be in [0, {self.n_cols - 1}], was {cols.tolist()}")
         return cols

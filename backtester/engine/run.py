@@ -341,11 +341,11 @@ class _Simulation:
         bs = int(batch_size or _DEFAULT_BATCH)
         if bs < 1:
             raise ConfigError(f"batch_size must be >= 1, was {batch_size}")
-        pos_of = {int(c): k for k, c in enumerate(cols)}
+        pos_of = np.full(self.n_cols, -1, dtype=np.int64)
+        pos_of[cols] = np.arange(n, dtype=np.int64)
         order: list[tuple[Any, I64Array]] = []
-        col_set = set(pos_of)
         for key, members in self.groups.items():
-            sel = np.array([c for c in members if int(c) in col_set], dtype=np.int64)
+            sel = members[pos_of[members] >= 0]
             for a in range(0, sel.shape[0], bs):
                 order.append((key, sel[a : a + bs]))
         bar = None
@@ -403,7 +403,7 @@ class _Simulation:
                 if n_over == 0 or trade_cap == 0:
                     break
                 cap = int(out_stats[:, Stat.N_TRADES].max())  # re-run with a large enough buffer
-            dest = np.array([pos_of[int(c)] for c in batch], dtype=np.int64)
+            dest = pos_of[batch]
             stats[dest] = out_stats
             if eq_out is not None:
                 eq_out[:, dest] = out_eq
