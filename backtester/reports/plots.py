@@ -217,7 +217,20 @@ def plot_liquidation_histograms(
             ax.set_visible(False)
             continue
         d = np.asarray(durations[labels[k]], dtype=float)
-        ax.hist(d, bins=bins, color=colors[k], edgecolor="white", linewidth=0.4)
+        if d.size:
+            ax.hist(d, bins=bins, color=colors[k], edgecolor="white", linewidth=0.4)
+        else:
+            ax.text(
+                0.5,
+                0.5,
+                "no liquidations",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color="#555555",
+            )
+            ax.set_yticks([])
+            ax.set_xlim(0, horizon)
         ax.set_title(f"{labels[k]}  (n={d.size})", fontsize=9)
         _style(ax)
         if k % ncols == 0:

@@ -281,9 +281,17 @@ def _pick(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return table[[*keys, *[c for c in _COLS if c in table]]].reset_index(drop=True)
 
 
-def _fmt(df: pd.DataFrame) -> pd.DataFrame:
+def _fmt(df: pd.DataFrame, horizon_days: float | None = None) -> pd.DataFrame:
     out = df.copy()
     for c in out.columns:
+        if c == "median_time_to_liquidation":
+            out[c] = [
+                f"{v:.1f}"
+                if math.isfinite(v)
+                else (f"> {horizon_days:g}" if horizon_days else "n/a")
+                for v in out[c]
+            ]
+            continue
         if c in ("survival", "ci_low", "ci_high") or c.startswith("survival_"):
             out[c] = [f"{v * 100:.1f}%" if math.isfinite(v) else "n/a" for v in out[c]]
         elif c in ("difference", "diff_ci_low", "diff_ci_high"):
@@ -315,7 +323,7 @@ def comparison_sections(study: SurvivalStudy) -> tuple[list[ReportSection], dict
                 "margin), so survival falls steeply once that distance is within an ordinary "
                 "month's price range.",
             ),
-            tables=(ReportTable("cmp_leverage_ladder", lt, _fmt(lt)),),
+            tables=(ReportTable("cmp_leverage_ladder", lt, _fmt(lt, study.horizon_days)),),
             figures=(
                 ReportFigure(
                     "cmp_leverage_ladder",
@@ -391,7 +399,7 @@ def comparison_sections(study: SurvivalStudy) -> tuple[list[ReportSection], dict
                 "backs the position, pushing the liquidation price further away: a 10x "
                 "position using 25% of equity behaves like 2.5x on the whole account.",
             ),
-            tables=(ReportTable("cmp_position_size", mt, _fmt(mt)),),
+            tables=(ReportTable("cmp_position_size", mt, _fmt(mt, study.horizon_days)),),
             figures=(
                 ReportFigure(
                     "cmp_position_size",
@@ -417,7 +425,9 @@ def comparison_sections(study: SurvivalStudy) -> tuple[list[ReportSection], dict
                 "longer because the whole wallet is at stake; when it is liquidated, the whole "
                 "wallet is lost, while isolated loses only the position's margin.",
             ),
-            tables=(ReportTable("cmp_isolated_vs_cross", size_q, _fmt(size_q)),),
+            tables=(
+                ReportTable("cmp_isolated_vs_cross", size_q, _fmt(size_q, study.horizon_days)),
+            ),
             figures=(
                 ReportFigure(
                     "cmp_isolated_vs_cross",
@@ -482,7 +492,7 @@ def comparison_sections(study: SurvivalStudy) -> tuple[list[ReportSection], dict
                     "so most holds were liquidated under either rule.",
                 ),
                 tables=(
-                    ReportTable("cmp_mark_vs_last", both, _fmt(both)),
+                    ReportTable("cmp_mark_vs_last", both, _fmt(both, study.horizon_days)),
                     ReportTable("cmp_false_liquidations_by_leverage", counts, counts),
                     ReportTable("cmp_false_liquidation_days", top, top),
                 ),
@@ -583,7 +593,7 @@ def comparison_sections(study: SurvivalStudy) -> tuple[list[ReportSection], dict
                 "drains isolated margin and moves the liquidation price closer; the effect "
                 "grows with leverage and holding time.",
             ),
-            tables=(ReportTable("cmp_funding", ft, _fmt(ft)),),
+            tables=(ReportTable("cmp_funding", ft, _fmt(ft, fe.horizon_days)),),
             figures=(
                 ReportFigure(
                     "cmp_funding",
