@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backtester.errors import ConfigError, DataError
 from backtester.sweep import open_run
@@ -259,3 +261,53 @@ def test_resume_with_another_package_version_is_refused(tmp_path: Path) -> None:
     # Act / Assert
     with pytest.raises(ConfigError, match=r"was started with backtester 0\.0\.0-"):
         run(tmp_path / "r", resume=True)
+
+
+_MARKETS: dict[str, Any] = {}
+
+
+def cached_market(spec: SweepSpec, symbol: str) -> Any:
+    if symbol not in _MARKETS:
+        _MARKETS[symbol] = load_spec_market(spec, symbol)
+    return _MARKETS[symbol]
+
+
+def stop_after(n: int) -> Any:
+    def chunk_function(spec: SweepSpec, chunk: Chunk, market: Any) -> pd.DataFrame:
+        if len(CALLS) >= n:
+            raise Interrupt
+        return counting_chunk(spec, chunk, market)
+
+    return chunk_function
+
+
+@settings(max_examples=15)
+@given(kill_after=st.integers(0, 12), chunk_size=st.integers(1, 18))
+def test_any_interruption_resumes_to_the_same_table(kill_after: int, chunk_size: int) -> None:
+    """Interrupting after any number of chunks, then resuming, gives the uninterrupted table."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r"
+
+        def go(function: Any, resume: bool, **kw: Any) -> Any:
+            return _execute(
+                CONFIG, out=out, executor=SerialExecutor(function), resume=resume,
+                progress=False, chunk_size=chunk_size, load=cached_market, **kw,
+            )  # fmt: skip
+
+        CALLS.clear()
+        n_chunks = 2 * -(-18 // chunk_size)
+        if kill_after < n_chunks:
+            with pytest.raises(Interrupt):
+                go(stop_after(kill_after), False)
+            CALLS.clear()
+            resumed = go(counting_chunk, True)
+            assert len(CALLS) == n_chunks - kill_after  # nothing finished is recomputed
+        else:
+            resumed = go(counting_chunk, False)
+        full = _execute(
+            CONFIG, out=Path(tmp) / "full", executor=SerialExecutor(toy_chunk), resume=False,
+            progress=False, chunk_size=None, load=cached_market,
+        )  # fmt: skip
+        pd.testing.assert_frame_equal(resumed.table, full.table, check_exact=True)
