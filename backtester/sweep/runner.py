@@ -422,13 +422,12 @@ def _execute(
     finished = store.finished_chunks(expected)
     todo = [c for c in plan if c.id not in finished]
     log.info(
-        "sweep %s: %d symbols x %d columns, %d chunks (%d done), %s",
+        "sweep %s: %s; %d chunks done, %s; bars %s",
         spec.source,
-        spec.n_symbols,
-        spec.n_cols,
-        len(plan),
+        plan_summary(spec, plan.chunks),
         len(finished),
         executor,
+        ", ".join(f"{s} {d['n_bars']:,}" for s, d in data.items()),
     )
     cells = {c.id: c.n_cols * int(markets[c.symbol].n_bars) for c in plan}
     bar = _Progress(progress, len(plan), len(finished), cells)
