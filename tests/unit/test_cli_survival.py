@@ -136,3 +136,25 @@ def test_strategy_option(capsys: pytest.CaptureFixture[str]) -> None:
     bad = main(["survival", *SMALL, "--strategy", "sma_cros", "--no-report"])
     assert bad == 2
     assert "did you mean 'sma_cross'" in capsys.readouterr().err
+
+
+def test_progress_messages_only_when_enabled(capsys: pytest.CaptureFixture[str]) -> None:
+    from backtester.cli.survival import _Progress
+
+    _Progress(False)("hidden")
+    _Progress(True)("running the engine")
+    err = capsys.readouterr().err
+    assert "hidden" not in err
+    assert err.rstrip().endswith("running the engine")
+
+
+@pytest.mark.slow
+def test_default_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's main command: bundled BTC data, both sides, 8 leverages x 4 stops, report."""
+    code = main(["survival", "--out", str(tmp_path / "default")])
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["long"], ["short"])]
+    assert len(rows) == 2 * 8 * 4
+    assert (tmp_path / "default" / "figures" / "survival_heatmap.png").exists()
+    assert (tmp_path / "default" / "figures" / "cmp_mark_vs_last.png").exists()
