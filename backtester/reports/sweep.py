@@ -277,7 +277,8 @@ def sweep_report(
     if table.empty:
         raise ConfigError("the result table is empty; there is nothing to report")
     names = [n for n in metadata.get("grid_names", []) if n in table]
-    keys = ["symbol", *names, *(["side"] if survival_mode and "side" in table else [])]
+    sides = ["side"] if survival_mode and "side" in table and "side" not in names else []
+    keys = ["symbol", *names, *sides]
     higher = _HIGHER_IS_BETTER.get(metric, True)
     ordered = table.sort_values(metric, ascending=not higher, kind="stable", na_position="last")
     best = ordered.head(top)

@@ -351,11 +351,11 @@ class _Parser:
         strategy: str | None = None
         strategy_grid: list[tuple[str, tuple[Scalar, ...]]] = []
         if "strategy" in data:
-            if survival is not None:
+            if survival is not None and "side" in data["survival"]:
                 raise self.fail(
-                    "[strategy]",
-                    "cannot be combined with [survival] in a sweep config",
-                    "remove [strategy] to study holds, or [survival] to sweep the strategy",
+                    "[survival] side",
+                    "is decided by the strategy when [strategy] is given",
+                    "remove side (or [strategy] to study plain holds)",
                 )
             strategy, strategy_grid = self.strategy(self.table(data, "strategy"))
         elif survival is None:

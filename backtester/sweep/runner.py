@@ -81,12 +81,24 @@ def _trades(keys: pd.DataFrame, trades: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([keyed, rest.reset_index(drop=True)], axis=1)
 
 
+class _FixedParams:
+    # a strategy whose default grid is one combination of its parameters (survival rows)
+    def __init__(self, module: Any, params: Mapping[str, Any]) -> None:
+        self.__name__ = str(getattr(module, "__name__", "strategy")).rsplit(".", 1)[-1]
+        self.PARAMS = {name: [value] for name, value in params.items()}
+        self._module = module
+
+    def signals(self, market: Any, grid: Any) -> Any:
+        return self._module.signals(market, grid)
+
+
 def survival_chunk(spec: SweepSpec, chunk: Chunk, market: Any) -> pd.DataFrame:
     """Run one survival study per setting of the chunk; return key columns + ``table()`` rows.
 
     A study with ``side = "both"`` gives two rows per setting (one per side).
     """
     from backtester import survival
+    from backtester.sweep.config import _load_strategy
 
     survival_study: Any = survival.survival_study
 
@@ -95,10 +107,14 @@ def survival_chunk(spec: SweepSpec, chunk: Chunk, market: Any) -> pd.DataFrame:
     values = chunk_values(spec, chunk.start, chunk.stop)
     keys = key_frame(spec, chunk)
     scalars = dict(spec.engine)
+    module = None if spec.strategy is None else _load_strategy(spec.strategy)
     frames = []
     for k in range(chunk.n_cols):
         setting: dict[str, Any] = {**scalars, **{name: values[name][k] for name in values}}
-        named = {n: (setting.pop(n),) for n in SURVIVAL_SETTINGS if n in setting}
+        named: dict[str, Any] = {n: (setting.pop(n),) for n in SURVIVAL_SETTINGS if n in setting}
+        if module is not None:  # strategy mode: this row's parameters, one combination
+            params = {p: setting.pop(p) for p in spec.strategy_params}
+            named["strategy"] = _FixedParams(module, params)
         study = survival_study(
             market,
             side=spec.survival.side,
@@ -166,8 +182,10 @@ class Run:
     @property
     def keys(self) -> list[str]:
         """Return the key columns: ``symbol``, every swept name, ``col``."""
-        sides = ["side"] if self.metadata.get("mode") == "survival" and "side" in self.table else []
-        return ["symbol", *self.metadata.get("grid_names", []), *sides, "col"]
+        names = list(self.metadata.get("grid_names", []))
+        survival = self.metadata.get("mode") == "survival"
+        sides = ["side"] if survival and "side" in self.table and "side" not in names else []
+        return ["symbol", *names, *sides, "col"]
 
     def best(
         self, n: int = 10, *, by: str = "total_return", ascending: bool = False

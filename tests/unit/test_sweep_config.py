@@ -219,8 +219,8 @@ def test_missing_sections() -> None:
 
 
 def test_survival_section_validation() -> None:
-    with_strategy = config(survival={"horizon": "30D"}, engine={"grid": {"leverage": [1]}})
-    assert "cannot be combined with [survival]" in error_of(with_strategy)
+    with_strategy = config(survival={"side": "long"}, engine={"grid": {"leverage": [1]}})
+    assert "[survival] side is decided by the strategy" in error_of(with_strategy)
     no_leverage = config(strategy=None, survival={"horizon": "30D"})
     assert "[engine.grid] leverage is missing" in error_of(no_leverage)
     bad_horizon = config(

@@ -136,3 +136,30 @@ def test_resume_recomputes_trades_of_an_unfinished_chunk(tmp_path: Path) -> None
     assert again.metadata["chunks_run"] == 1
     pd.testing.assert_frame_equal(again.trades(), trades_before, check_exact=True)
     pd.testing.assert_frame_equal(again.table, first.table, check_exact=True)
+
+
+def test_strategy_survival_sweep_rows_equal_a_direct_study(tmp_path: Path) -> None:
+    # Arrange: [strategy] + [survival]: each row is a strategy-driven survival study
+    config: dict[str, Any] = {
+        "market": {"symbols": ["BTC/USDT:USDT"], "start": "2024-06-01", "end": "2024-09-01"},
+        "strategy": {"name": "hold"},  # side = [long, short] from PARAMS
+        "survival": {"horizon": "10D", "entry_every": "5D"},
+        "engine": {"taker_fee": 0.0005, "grid": {"leverage": [3, 40]}},
+    }
+    # Act
+    run = run_config(config, out=tmp_path / "s", workers=1, chunk_size=3)
+    market = bt.load_market("BTC/USDT:USDT", start="2024-06-01", end="2024-09-01")
+    direct = bt.survival_study(
+        market, strategy=strategies.hold, leverage=(3, 40), horizon="10D", entry_every="5D",
+        taker_fee=0.0005,
+    ).table()  # fmt: skip
+    # Assert: 2 sides x 2 leverages, the same estimates as one study over the whole grid
+    table = run.table
+    assert list(table[["side", "leverage"]].itertuples(index=False, name=None)) == [
+        ("long", 3), ("long", 40), ("short", 3), ("short", 40),
+    ]  # fmt: skip
+    merged = table.merge(direct, on=["side", "leverage"], suffixes=("", "_direct"))
+    assert len(merged) == 4
+    np.testing.assert_array_equal(merged["survival"], merged["survival_direct"])
+    np.testing.assert_array_equal(merged["n_liquidated"], merged["n_liquidated_direct"])
+    assert run.keys == ["symbol", "side", "leverage", "col"]
