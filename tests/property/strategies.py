@@ -119,3 +119,59 @@ def sweep_grids(draw: Any, max_cols: int = 4) -> ParamGrid:
     cols["seed"] = [draw(st.integers(0, 10_000)) for _ in range(n)]
     cols["p"] = [draw(st.sampled_from([0.05, 0.2, 0.5])) for _ in range(n)]
     return ParamGrid.zip(**cols)
+
+
+def random_detail_market(seed: int, n_bars: int, *, vol: float, basis: float) -> Market:
+    """Return a random 1h Market whose bars aggregate random 15m detail bars (``.detail``)."""
+    k = 4
+    fine = random_market(
+        seed, n_bars * k, vol=vol / 2, basis=basis, mark_is_last=True, funding_every=8
+    )
+    ts = pd.date_range("2024-06-01", periods=n_bars * k, freq="15min", tz="UTC")
+    fine_frame = pd.DataFrame(
+        {
+            "timestamp": ts,
+            "open": fine.open,
+            "high": fine.high,
+            "low": fine.low,
+            "close": fine.close,
+        }
+    )
+    detail = Market.from_frames(
+        fine_frame, mark="last", symbol="BTC/USDT:USDT", exchange="binanceusdm", timeframe="15m"
+    )
+    o = fine.open[::k]
+    h = fine.high.reshape(n_bars, k).max(axis=1)
+    lo = fine.low.reshape(n_bars, k).min(axis=1)
+    c = fine.close[k - 1 :: k]
+    rng = np.random.default_rng(seed + 1)
+    b = rng.normal(0.0, basis, (4, n_bars))
+    mo, mc = o * (1 + b[0]), c * (1 + b[1])
+    mh = np.maximum(np.maximum(mo, mc), h * (1 + b[2]))
+    ml = np.minimum(np.minimum(mo, mc), lo * (1 + b[3]))
+    hts = pd.date_range("2024-06-01", periods=n_bars, freq="1h", tz="UTC")
+    bars = pd.DataFrame({"timestamp": hts, "open": o, "high": h, "low": lo, "close": c})
+    mark = pd.DataFrame({"timestamp": hts, "open": mo, "high": mh, "low": ml, "close": mc})
+    funding = pd.DataFrame(
+        {"timestamp": hts[::8], "funding_rate": rng.normal(0.0002, 0.002, len(hts[::8]))}
+    )
+    return Market.from_frames(
+        bars,
+        mark=mark,
+        funding=funding,
+        symbol="BTC/USDT:USDT",
+        exchange="binanceusdm",
+        timeframe="1h",
+        detail=detail,
+    )
+
+
+@st.composite
+def detail_markets(draw: Any, max_bars: int = 40) -> Market:
+    """Random hourly markets carrying 15-minute detail bars."""
+    return random_detail_market(
+        draw(st.integers(0, 2**31 - 1)),
+        draw(st.integers(3, max_bars)),
+        vol=draw(st.sampled_from([0.01, 0.03, 0.06])),
+        basis=draw(st.sampled_from([0.0005, 0.005, 0.02])),
+    )

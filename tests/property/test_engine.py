@@ -14,7 +14,7 @@ from backtester.config import RunConfig
 from backtester.engine.enums import Stat
 from backtester.market import Market
 from backtester.params import ParamGrid
-from tests.property.strategies import RandomSignals, markets, sweep_grids
+from tests.property.strategies import RandomSignals, detail_markets, markets, sweep_grids
 from tests.unit.reference import simulate_reference, tables_from_rules
 
 STRAT = RandomSignals()
@@ -72,6 +72,25 @@ def _resolved(result: bt.SweepResult, col: int) -> tuple[dict[str, Any], Any]:
 @given(market=markets(), grid=sweep_grids())
 def test_kernel_matches_reference(market: Market, grid: ParamGrid) -> None:
     """The numba kernel equals the pure-Python reference: stats, trades and equity."""
+    _compare_with_reference(market, grid)
+
+
+@given(market=detail_markets(), grid=sweep_grids(), detail=st.booleans())
+def test_kernel_matches_reference_with_detail_bars(
+    market: Market, grid: ParamGrid, detail: bool
+) -> None:
+    """With lower-timeframe bars and intrabar="detail" the kernel still equals the reference."""
+    if detail:
+        grid = ParamGrid(
+            {
+                **{n: grid.values(n) for n in grid.names if n != "intrabar"},
+                "intrabar": ["detail"] * grid.n_cols,
+            }
+        )
+    _compare_with_reference(market, grid)
+
+
+def _compare_with_reference(market: Market, grid: ParamGrid) -> None:
     result = bt.run_sweep(market, STRAT, grid)
     raw = result.raw_stats
     eq = result.equity().to_numpy()
