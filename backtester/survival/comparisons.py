@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from backtester.errors import BacktesterError
 from backtester.reports.html import ReportFigure, ReportSection, ReportTable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -78,11 +79,19 @@ def _rerun(study: SurvivalStudy, market: Market | None = None, **kw: Any) -> Sur
 
 
 def _max_leverage(study: SurvivalStudy) -> float:
-    # the leverage ladder stops at what the market's tier table allows in its first tier
-    tiers = study.market.tiers
-    if tiers is not None and "max_leverage" in tiers:
-        return float(pd.to_numeric(tiers["max_leverage"]).max())
-    return 125.0
+    # the ladder stops at the lowest first-tier maximum of the tier tables in force (what the
+    # engine accepts over the whole range); the market's snapshot is the fallback
+    m = study.market
+    try:
+        from backtester.rules import rules_timeline
+
+        tables = rules_timeline(m.exchange, m.symbol, m.start, m.end)
+        return float(min(float(t.max_leverage[0]) for t in tables))
+    except (BacktesterError, IndexError, ValueError):  # no dated tables: use the snapshot
+        tiers = m.tiers
+        if tiers is not None and "max_leverage" in tiers:
+            return float(pd.to_numeric(tiers["max_leverage"]).max())
+        return 125.0
 
 
 def leverage_ladder(study: SurvivalStudy) -> SurvivalStudy:
