@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from backtester.errors import BacktesterError
+from backtester.errors import BacktesterError, ConfigError
 from backtester.reports.html import ReportFigure, ReportSection, ReportTable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -181,7 +181,10 @@ def mark_vs_last(study: SurvivalStudy) -> tuple[SurvivalStudy, SurvivalStudy]:
     }
     market = study.market
     if market.mark_source == "last":
-        raise ValueError("mark_vs_last needs a market with mark-price bars")
+        raise ConfigError(
+            "mark_vs_last needs a market with mark-price bars, was mark_source='last'; "
+            "load it with bt.load_market(..., mark='mark')"
+        )
     return _rerun(study, **kw), _rerun(study, market=last_price_market(market), **kw)
 
 
