@@ -216,8 +216,10 @@ class EntryOutcomes:
 
     ``exit_idx`` is the bar the position ended (the window's last bar when censored, -1 when the
     entry was rejected); ``reason`` an ``ExitReason`` code (``HORIZON``/``END_OF_DATA`` when
-    censored, ``NONE`` when rejected); money in quote currency, ``funding_paid`` positive when
-    paid; ``ambiguous_bars (n_settings,)`` summed over entries.
+    censored, ``NONE`` when rejected); money in quote currency (``final_equity`` at the window's
+    last mark close, ``min_equity`` the lowest close equity in the window), ``funding_paid``
+    positive when paid; ``rejected`` True where the entry was refused (tier maximum leverage);
+    ``ambiguous_bars (n_settings,)`` summed over entries.
     """
 
     labels: pd.MultiIndex
