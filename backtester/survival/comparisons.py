@@ -370,9 +370,9 @@ def comparison_sections(study: SurvivalStudy) -> tuple[list[ReportSection], dict
         ReportSection(
             heading="2. Stop-loss vs none",
             paragraphs=(
-                "A stop exit is not a liquidation: Kaplan–Meier treats it as censoring, so "
-                "'survival' here is the chance of not being liquidated while the position is "
-                "open. A stop only protects when it sits closer to entry than the liquidation "
+                "A stop exit is not a liquidation: a stopped position can no longer be "
+                "liquidated, so it counts as surviving the horizon, and 'survival' is the chance "
+                "of not being liquidated within it. A stop only protects when it sits closer to entry than the liquidation "
                 "price (about 1/leverage away); beyond that the liquidation comes first. "
                 "Compare also the mean final equity: stops convert liquidations into smaller, "
                 "more frequent losses.",

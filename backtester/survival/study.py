@@ -2,9 +2,12 @@
 
 Layer: survival (imports engine.run, params, config, market; frames only in outputs).
 
-What "survival" means here: a position *survives* while it has not been liquidated (and the
-account not ruined). Stop-loss exits, the horizon and the end of the data are right-censoring
-events for that curve; stop exits are counted separately as ``n_stopped``.
+What "survival" means here: a position *survives* the horizon when it was not liquidated (and
+the account not ruined) within it. A stop-loss exit ends the position unharmed by the
+liquidation engine: a stopped position can no longer be liquidated, so it counts as a survivor
+to the horizon (it is not censored at the stop, which would treat the stop as uninformative and
+bias survival down). Only the horizon and the end of the data censor; stop exits are counted
+separately as ``n_stopped``.
 """
 
 from __future__ import annotations
@@ -47,9 +50,9 @@ SETTING_COLUMNS = ("side", "leverage", "stop_loss", "position_size", "margin_mod
 
 SURVIVAL_MEANING = (
     "Survival = share of positions NOT liquidated (and the account not ruined) within the "
-    "horizon, estimated by Kaplan–Meier. A stop-loss exit is not a liquidation: it ends "
-    "follow-up (right-censoring) and is counted in n_stopped; so are the horizon and the end of "
-    "the data."
+    "horizon, estimated by Kaplan–Meier. A stop-loss exit is not a liquidation: a stopped "
+    "position can no longer be liquidated, so it survives to the horizon and is counted in "
+    "n_stopped. Only the horizon and the end of the data censor (right-censoring)."
 )
 
 
@@ -198,10 +201,17 @@ class SurvivalStudy:
 
     @cached_property
     def durations(self) -> I64Array:
-        """Bars from entry to the end of the exit bar, capped at the horizon ``(n_settings, n)``."""
+        """Bars of follow-up per hold, capped at the horizon ``(n_settings, n_entries)``.
+
+        A liquidation or ruin ends follow-up at its bar (the event time). Any other exit (stop,
+        take-profit, horizon) leaves a position that can no longer be liquidated, so it is
+        followed to the horizon, or to the end of the data when that comes first (censoring).
+        """
         n_bars = self.market.n_bars
         exit_idx = np.where(self.exit_idx < 0, n_bars - 1, self.exit_idx)
-        d = exit_idx - self.entry_idx[None, :] + 1
+        event_d = exit_idx - self.entry_idx[None, :] + 1
+        available = (n_bars - self.entry_idx)[None, :]
+        d = np.where(self.events, event_d, available)
         return np.clip(d, 1, self.horizon_bars).astype(np.int64)
 
     @cached_property

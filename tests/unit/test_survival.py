@@ -125,6 +125,43 @@ def test_stop_exits_are_censored_not_liquidations(btc_2021: bt.Market) -> None:
     assert row["survival"] == 1.0
 
 
+def test_a_stopped_hold_survives_to_the_horizon() -> None:
+    """A stop exit is not censoring at the stop: the position can no longer be liquidated."""
+    from backtester.survival.study import SurvivalStudy
+
+    # Arrange: 4 entries 24 bars apart, horizon 24, 100 bars of data; one setting.
+    # entry 0 liquidated at bar 5, entry 1 stopped at bar 26 (2 bars in), entry 2 stopped at
+    # bar 50, entry 3 liquidated at bar 80.  Hand-computed: 2 of 4 liquidated, nothing censored
+    # before the horizon, so KM survival = 1 - 2/4 = 0.5.  (Censoring the stops at their bar
+    # would give (1 - 1/4) * (1 - 1/1) = 0 at bar 9 of entry 3: the biased answer.)
+    market = gbm_market(n_hours=100, sigma_per_minute=0.001, seed=0)
+    entries = np.array([0, 24, 48, 72])
+    settings = pd.DataFrame({"side": ["long"], "leverage": [10.0], "stop_loss": [0.02]})
+    settings["position_size"], settings["margin_mode"] = 1.0, "isolated"
+    zeros = np.zeros((1, 4))
+    study = SurvivalStudy(
+        market=market,
+        settings=settings,
+        entry_idx=entries,
+        horizon_bars=24,
+        entry_every_bars=24,
+        exit_idx=np.array([[5, 26, 50, 80]]),
+        reason=np.array([[5, 2, 2, 5]]),
+        final_equity=np.array([[0.0, 0.9, 0.9, 0.0]]),
+        min_equity=zeros,
+        insurance_draw=zeros,
+        funding_paid=zeros,
+        fees_paid=zeros,
+        n_boot=10,
+    )
+    # Act
+    row = study.table().iloc[0]
+    # Assert: stopped holds are followed to the horizon (24 bars), liquidations end at their bar
+    np.testing.assert_array_equal(study.durations[0], [6, 24, 24, 9])
+    assert (row["n_liquidated"], row["n_stopped"]) == (2, 2)
+    assert row["survival"] == pytest.approx(0.5, abs=1e-12)
+
+
 def test_km_is_plain_fraction_on_real_data_when_nothing_is_censored(btc_2021: bt.Market) -> None:
     # Arrange: engine outcomes; keep entries whose 30-day window ends inside the data
     study = bt.survival_study(btc_2021, leverage=(3, 10), n_boot=10)
