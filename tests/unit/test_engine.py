@@ -328,3 +328,26 @@ def test_no_signals_equity_stays_at_cash() -> None:
     eq = r.equity()
     assert (eq.to_numpy() == 1000.0).all()
     assert math.isnan(one(r)["min_liquidation_distance"])
+
+
+def test_tiered_liquidation_price_uses_the_table_in_force() -> None:
+    # 30x long at 100 with 10,000: notional 300,000, Q = 3,000, margin 10,000, no fees.
+    # 2021-03-18 table: notional at LP ~291k is tier 3 (MMR 1 %, cum 1,300):
+    #   LP = (10000 + 1300 - 300000) / (3000*0.01 - 3000) = 97.20538720...
+    # 2024-05-30 table (from 2024-05-30 00:00): tier 2 (MMR 0.5 %, cum 50):
+    #   LP = (10000 + 50 - 300000) / (3000*0.005 - 3000) = 97.13567839...
+    lp_2021 = (10000.0 + 1300.0 - 300000.0) / (3000.0 * 0.01 - 3000.0)
+    lp_2024 = (10000.0 + 50.0 - 300000.0) / (3000.0 * 0.005 - 3000.0)
+    mark = (FLAT, [101.0] * 4, [99.0, 99.0, 97.17, 99.0], FLAT)
+    strat = FixedSignals(4, long_entries=[0])
+    cfg = {"leverage": 30, "initial_cash": 10_000.0, "maint_margin_rate": None}
+    # bar 2 is 2024-05-29 23:00 (old table): 97.17 < 97.205 -> liquidated at lp_2021
+    old = make_market(FLAT, [101.0] * 4, [99.0] * 4, FLAT, mark=mark, start="2024-05-29 21:00")
+    r_old = run(old, strat, **cfg)
+    assert one(r_old)["n_liquidations"] == 1
+    assert r_old.trades()["exit_price"][0] == pytest.approx(lp_2021, rel=1e-12)
+    # bar 2 is 2024-05-30 00:00 (new table, LP recomputed): 97.17 > 97.136 -> still open
+    new = make_market(FLAT, [101.0] * 4, [99.0] * 4, FLAT, mark=mark, start="2024-05-29 22:00")
+    s_new = one(run(new, strat, **cfg))
+    assert s_new["n_liquidations"] == 0
+    assert s_new["min_liquidation_distance"] == pytest.approx((97.17 - lp_2024) / 97.17, rel=1e-9)
