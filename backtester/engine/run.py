@@ -663,7 +663,17 @@ def run_entries(
         np.minimum(start + int(horizon_bars), n_bars),
         side[rep],
     )
+    t0 = time.perf_counter()
     stats, _, _ = sim.run(batch_size=batch_size or 65536)
+    log.info(
+        "run_entries %s %s: %d settings x %d entries x <= %d bars in %.2f s",
+        market.symbol,
+        market.timeframe,
+        n_s,
+        n_e,
+        horizon_bars,
+        time.perf_counter() - t0,
+    )
     shape = (n_s, n_e)
     exit_idx = stats[:, Stat.FIRST_EXIT_IDX].astype(np.int64).reshape(shape)
     reason = stats[:, Stat.FIRST_EXIT_REASON].astype(np.int64).reshape(shape)
