@@ -351,3 +351,19 @@ def test_tiered_liquidation_price_uses_the_table_in_force() -> None:
     s_new = one(run(new, strat, **cfg))
     assert s_new["n_liquidations"] == 0
     assert s_new["min_liquidation_distance"] == pytest.approx((97.17 - lp_2024) / 97.17, rel=1e-9)
+
+
+def test_cross_margin_backs_the_position_with_the_whole_wallet() -> None:
+    # 10x long with half the equity: Q = 50 at 100 (notional 5,000).
+    # isolated margin 500: LP = (500 - 5000)/(50*(0.005 - 1)) = 90.452...
+    # cross, wallet 1000:  LP = (1000 - 5000)/(50*(0.005 - 1)) = 80.402...
+    # A mark low of 85 liquidates the isolated position only.
+    mark = (FLAT, [101.0] * 4, [99.0, 99.0, 85.0, 99.0], FLAT)
+    m = make_market(FLAT, [101.0] * 4, [99.0] * 4, FLAT, mark=mark)
+    strat = FixedSignals(4, long_entries=[0])
+    iso = one(run(m, strat, leverage=10, position_size=0.5))
+    cross = one(run(m, strat, leverage=10, position_size=0.5, margin_mode="cross"))
+    assert iso["n_liquidations"] == 1
+    assert cross["n_liquidations"] == 0
+    lp_cross = (1000.0 - 5000.0) / (50.0 * (0.005 - 1.0))
+    assert cross["min_liquidation_distance"] == pytest.approx((85.0 - lp_cross) / 85.0, rel=1e-12)
