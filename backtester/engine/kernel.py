@@ -44,7 +44,9 @@ for a long, -1 for a short; ``size`` is the absolute position size in base units
    detail walk liquidates exactly when the bar's mark extreme does). Every bar resolved by an
    assumption (worst/best, or a detail bar in which several still trigger) adds one to
    ``ambiguous_bars``. One exception is not an assumption: with ``stop_trigger="mark"`` a stop and a
-   liquidation ride the same mark path, so the level the mark reaches first wins.
+   liquidation ride the same mark path, so the level the mark reaches first wins. Nor is a second:
+   when a liquidation triggers in the bar, a stop whose fill lies beyond the bankruptcy price is
+   dropped (the position would be bankrupt before the stop could fill), so the liquidation wins.
    Settlement of every exit: ``pnl = s·size·(fill - entry_price)``; the fee is capped by what is left
    of the margin (isolated) or of the wallet (cross), so isolated margin loses at most the margin
    assigned to it. A liquidation at the liquidation price charges ``liquidation_fee_rate ×
@@ -380,6 +382,11 @@ def _resolve_exit_nb(
                     n_hit = int(h_liq) + int(h_stop) + int(h_tp)
                     break
             # no detail bar triggered (inconsistent detail): the policy below decides
+    if has_l and has_s and cap + side * size * (fill_s - entry) < 0.0:
+        # a stop filling beyond the bankruptcy price cannot come before a liquidation that
+        # triggers in the same bar: the position would already be bankrupt (not an assumption)
+        has_s = False
+        n_hit -= 1
     best_k = -1
     best_fill = 0.0
     best_r = 0.0

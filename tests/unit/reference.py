@@ -391,9 +391,13 @@ def simulate_reference(
                     cand["tp"] = tp_level
                 if len(cand) > 1 and policy == "detail" and market.detail is not None:
                     cand = _walk_detail(market, i, side, lp, stop, tp_level, on_mark, slip, cand)
+            cap = margin if isolated else wallet
+            if "liq" in cand and "stop" in cand and cap + side * size * (cand["stop"] - entry) < 0:
+                del cand[
+                    "stop"
+                ]  # a stop beyond the bankruptcy price cannot precede the liquidation
             if cand:
                 outcomes = {}
-                cap = margin if isolated else wallet
                 for kind, fill in cand.items():
                     if kind == "liq":
                         outcomes[kind] = _settle(

@@ -219,6 +219,23 @@ def test_stop_on_mark_above_lp_wins_without_assumption() -> None:
     assert s["n_stops"] == 1 and s["n_liquidations"] == 0 and s["ambiguous_bars"] == 0
 
 
+@pytest.mark.parametrize("policy", ["worst", "best"])
+def test_stop_beyond_bankruptcy_price_cannot_precede_liquidation(policy: str) -> None:
+    # Long 10x at 100 (Q = 100, margin 1000): bankruptcy price 90, LP 90.452. A 12% stop sits at
+    # 88, beyond the bankruptcy price. Bar 2: last low 87 (stop hit), mark low 90 (LP hit).
+    # Filling the stop would lose 100*12 = 1200 > margin 1000, i.e. the position would already be
+    # bankrupt, so the liquidation comes first under either policy and nothing is drawn from the
+    # insurance fund. Left to the trader: MM at LP = 100 * 90.452 * 0.005 = 45.226.
+    mark = (FLAT, [101.0] * 4, [99.0, 99.0, 90.0, 99.0], FLAT)
+    m = make_market(FLAT, [101.0] * 4, [99.0, 99.0, 87.0, 99.0], FLAT, mark=mark)
+    # Act
+    s = one(run(m, FixedSignals(4, long_entries=[0]), leverage=10, stop_loss=0.12, intrabar=policy))
+    # Assert
+    assert s["n_liquidations"] == 1 and s["n_stops"] == 0 and s["ambiguous_bars"] == 0
+    assert s["insurance_draw"] == 0.0
+    assert s["final_equity"] == pytest.approx(100.0 * LP_10X * 0.005, rel=1e-9)
+
+
 def test_intrabar_stop_and_take_profit_in_one_bar() -> None:
     # stop 95 and take-profit 105 both inside bar 2 (94..106): worst = stop, best = tp at 105
     m = make_market(FLAT, [101, 101, 106, 101], [99, 99, 94, 99], FLAT)
