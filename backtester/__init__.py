@@ -40,6 +40,8 @@ _LAZY: dict[str, str] = {
     "Signals": "backtester.signals",
     "RunConfig": "backtester.config",
     "run_sweep": "backtester.engine.run",
+    "run_entries": "backtester.engine.run",
+    "EntryOutcomes": "backtester.results",
     "SweepResult": "backtester.results",
     # survival study (survival.py)
     "survival_study": "backtester.survival",
@@ -54,6 +56,7 @@ __all__ = [
     "BacktesterWarning",
     "ConfigError",
     "DataError",
+    "EntryOutcomes",
     "ExchangeError",
     "ExchangeRules",
     "Market",
@@ -73,6 +76,7 @@ __all__ = [
     "open_run",
     "rules_timeline",
     "run_config",
+    "run_entries",
     "run_sweep",
     "survival_study",
     "verify_store",
@@ -96,10 +100,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from backtester.config import RunConfig
     from backtester.data.ccxt_loader import download
     from backtester.data.store import list_store, verify_store
-    from backtester.engine.run import run_sweep
+    from backtester.engine.run import run_entries, run_sweep
     from backtester.market import Market, load_market
     from backtester.params import ParamGrid
-    from backtester.results import SweepResult
+    from backtester.results import EntryOutcomes, SweepResult
     from backtester.rules import (
         ExchangeRules,
         bankruptcy_price,
