@@ -294,7 +294,8 @@ def run(args: argparse.Namespace) -> int:
     print(to_text(display[keep]))
     print(
         f"{study.n_entries:,} entries every {study.entry_every_bars * study.bar_days:g} day(s); "
-        "stop exits and the end of data are censored (not liquidations). Interval: block "
+        "a stopped position survives (it can no longer be liquidated); the horizon and the "
+        "end of data censor. Censored = not liquidated by then. Interval: block "
         "bootstrap over entry time (block = horizon) widened to an exact binomial interval at "
         f"{study.n_effective:.0f} non-overlapping horizons."
     )
