@@ -332,6 +332,49 @@ def _finite(value: float, name: str) -> float:
     return float(value)
 
 
+def _raise_liquidated_at_entry(
+    conv: int,
+    mode: str,
+    ep: float,
+    qty: float,
+    margin_value: float,
+    other_mm: float,
+    other_upnl: float,
+    floors: F64Array,
+    mmr_arr: F64Array,
+    amount_arr: F64Array,
+    tier_by_size: bool,
+    override: float,
+    fee_term: float,
+) -> None:
+    from backtester.rules import formulas as fx
+
+    notional = qty * ep
+    mm = float(
+        fx.maint_margin_nb(conv, notional, qty, floors, mmr_arr, amount_arr, tier_by_size, override)
+    )
+    if math.isnan(override):
+        rate = float(mmr_arr[fx.tier_index_nb(qty if tier_by_size else notional, floors)])
+    else:
+        rate = override
+    need = mm + notional * fee_term
+    what = f"maintenance margin at entry {need:.8g} (mmr {rate:.4%}" + (
+        f" + liquidation fee {fee_term:.4%})" if fee_term else ")"
+    )
+    if mode == "isolated":
+        raise ConfigError(
+            f"margin {margin_value:.8g} (leverage {notional / margin_value:.6g}) must exceed the "
+            f"{what}, or the position is liquidated as it opens; lower leverage below "
+            f"{notional / need:.6g}, or the mmr"
+        )
+    balance = margin_value - other_mm + other_upnl
+    raise ConfigError(
+        f"wallet_balance - other_maint_margin + other_unrealized_pnl = {balance:.8g} must exceed "
+        f"this position's {what}, or the account is liquidated at once; raise wallet_balance "
+        f"above {margin_value + need - balance:.8g}"
+    )
+
+
 def liquidation_quote(
     exchange: str,
     side: str,
@@ -473,6 +516,24 @@ def liquidation_quote(
             fee_term,
         )
     )
+    if (lp >= ep) if s == fx.LONG else (lp <= ep):
+        # margin balance at entry <= MM (+ OKX fee term) at entry: the LP lies on the profitable
+        # side of entry, i.e. the position would be liquidated the moment it opens
+        _raise_liquidated_at_entry(
+            conv,
+            mode,
+            ep,
+            qty,
+            margin_value,
+            other_mm,
+            other_upnl,
+            floors,
+            mmr_arr,
+            amount_arr,
+            tier_by_size,
+            override,
+            fee_term,
+        )
     bp = float(fx.bankruptcy_price_nb(s, ep, qty, margin_value, other_upnl))
     # maintenance margin as the exchange values it: at LP (Binance, OKX) or at entry (Bybit)
     valued_at = ep if conv == fx.BYBIT else lp

@@ -155,3 +155,14 @@ def test_command_line_entry_point() -> None:
         check=True,
     ).stdout
     assert "19700" in out
+
+
+def test_cross_wallet_too_small_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    # wallet 10 against 20,000 notional: MM at entry 20,000·0.4% = 80 > 10 → liquidated at once
+    # (before: printed a long "liquidation price" 20,070.28 above the entry price)
+    argv = "liq-price --exchange binanceusdm --side long --entry 20000 --size 1"
+    code = main([*argv.split(), "--margin-mode", "cross", "--wallet", "10"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert "= 10 must exceed this position's maintenance margin at entry 80" in captured.err

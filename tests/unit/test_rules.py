@@ -466,3 +466,51 @@ def test_downloaded_tiers_in_the_store_become_the_latest_table(
     assert lp == pytest.approx(28_500 / 0.9895)
     # the packaged table still applies to earlier dates
     assert bt.exchange_rules("okx", BTC, at="2024-01-01").table_id == "okx/BTC_USDT_USDT/2023-06-15"
+
+
+# ---------------------------------------------------------------------------------------------
+# a position already at or below maintenance at entry has no liquidation price
+
+
+@pytest.mark.parametrize("side", ["long", "short"])
+def test_isolated_margin_below_maintenance_at_entry_is_an_error(side: str) -> None:
+    # 1 BTC at 20,000, 50x → margin 400; mmr 5% → MM at entry 20,000·5% = 1,000 > 400.
+    # Solved anyway, the long's "LP" would be (400 − 20,000)/(0.05 − 1) = 20,631.58 > entry:
+    # liquidated the moment it opens. The largest leverage that survives is 20,000/1,000 = 20.
+    with pytest.raises(
+        ConfigError,
+        match=r"margin 400 \(leverage 50\) must exceed the maintenance margin at entry 1000 "
+        r"\(mmr 5.0000%\).*lower leverage below 20, or the mmr",
+    ):
+        bt.liquidation_price("binanceusdm", side, 20000, 1, leverage=50, mmr=0.05)
+
+
+def test_okx_margin_must_also_cover_the_fee_term_at_entry() -> None:
+    # 50x → 400; MM + fee at entry = 20,000·(2% + 0.05%) = 410 > 400 → refused, limit 48.7805x
+    with pytest.raises(ConfigError, match=r"entry 410 \(mmr 2.0000% \+ liquidation fee 0.0500%\)"):
+        bt.liquidation_price("okx", "long", 20000, 1, leverage=50, mmr=0.02, taker_fee=0.0005)
+    # 48x → 416.67 > 410: LP = (20,000 − 416.67)/(1 − 0.0205) = 19,993.19, just below entry
+    lp = bt.liquidation_price("okx", "long", 20000, 1, leverage=48, mmr=0.02, taker_fee=0.0005)
+    assert lp == pytest.approx((20000 - 20000 / 48) / 0.9795)
+    assert lp < 20000
+
+
+@pytest.mark.parametrize("side", ["long", "short"])
+def test_cross_wallet_below_maintenance_at_entry_is_an_error(side: str) -> None:
+    # latest Binance table: 20,000 notional is tier 1 (0.4%) → MM at entry 80; wallet 100 minus
+    # other positions' MM 200 leaves −100: the account is already liquidatable, the "LP" would be
+    # on the profitable side of entry. Needed: wallet > 100 + 80 − (−100) = 280.
+    with pytest.raises(
+        ConfigError,
+        match=r"other_unrealized_pnl = -100 must exceed this position's maintenance margin at "
+        r"entry 80 \(mmr 0.4000%\).*raise wallet_balance above 280",
+    ):
+        bt.liquidation_price(
+            "binanceusdm",
+            side,
+            20000,
+            1,
+            margin_mode="cross",
+            wallet_balance=100,
+            other_maint_margin=200,
+        )
