@@ -332,6 +332,23 @@ def _finite(value: float, name: str) -> float:
     return float(value)
 
 
+def _check_within_table(rules: ExchangeRules, qty: float, ep: float) -> None:
+    # A position past the last tier's cap cannot be opened on the exchange, and the table says
+    # nothing about its maintenance margin: refuse rather than extrapolate the last tier.
+    cap = float(rules.caps[-1])
+    if rules.tier_by_size and qty > cap:
+        raise ConfigError(
+            f"size must be <= {cap:g} (the cap of the last tier of {rules.table_id}, base "
+            f"units), was {qty:g}; lower size, or pass mmr= for a what-if"
+        )
+    if not rules.tier_by_size and qty * ep > cap:
+        raise ConfigError(
+            f"notional size × entry_price must be <= {cap:,.0f} (the cap of the last tier of "
+            f"{rules.table_id}), was {qty * ep:,.2f}; lower size to at most {cap / ep:.8g}, or "
+            "pass mmr= for a what-if"
+        )
+
+
 def _raise_liquidated_at_entry(
     conv: int,
     mode: str,
@@ -405,6 +422,8 @@ def liquidation_quote(
     ep = check_positive(entry_price, "entry_price")
     qty = check_positive(size, "size", hint="size is the position size in base units, e.g. 0.5 BTC")
     notional = qty * ep
+    if mmr is None and maint_amount is None:
+        _check_within_table(rules, qty, ep)
     k_entry = rules.tier_index(notional, qty)
     max_lev = float(rules.max_leverage[k_entry])
     where = (

@@ -514,3 +514,23 @@ def test_cross_wallet_below_maintenance_at_entry_is_an_error(side: str) -> None:
             wallet_balance=100,
             other_maint_margin=200,
         )
+
+
+def test_position_beyond_the_last_tier_is_refused() -> None:
+    # latest Binance BTC table ends at 1,800,000,000: 100,000 BTC at 20,000 = 2,000,000,000 is
+    # beyond it (before: silently priced with tier 12); at most 1.8e9/20,000 = 90,000 BTC
+    with pytest.raises(
+        ConfigError,
+        match=r"notional size × entry_price must be <= 1,800,000,000 .*was 2,000,000,000.00; "
+        r"lower size to at most 90000",
+    ):
+        bt.liquidation_price("binanceusdm", "long", 20000, 100_000, leverage=1)
+    # exactly at the cap is allowed: 1x long, margin = notional → never liquidated (0.0)
+    assert bt.liquidation_price("binanceusdm", "long", 20000, 90_000, leverage=1) == 0.0
+    # OKX tiers by size: the packaged table ends at 96 BTC
+    with pytest.raises(ConfigError, match=r"size must be <= 96 .*was 200"):
+        bt.liquidation_price("okx", "long", 20000, 200, leverage=10)
+    # an explicit mmr is a what-if that does not use the table: 40,000,000 on Bybit at 10x,
+    # LP = 20,000 − (4,000,000 − 2,000,000)/2,000 = 19,000
+    lp = bt.liquidation_price("bybit", "long", 20000, 2000, leverage=10, mmr=0.05)
+    assert lp == pytest.approx(19_000.0)
