@@ -260,9 +260,17 @@ def initial_margin_nb(notional: float, leverage: float) -> float:
 def max_leverage_nb(
     notional: float, size: float, floors: F64Array, max_leverage: F64Array, tier_by_size: bool
 ) -> float:
-    """Return the maximum leverage allowed for a position of this notional (or size)."""
+    """Return the maximum leverage allowed for a position of this notional (or size).
+
+    The tier is ``floor < value <= cap``: a cap is the largest position allowed at its tier's
+    leverage (Binance "maximum position at current leverage", Bybit risk limit, OKX maxSz), so a
+    value exactly on a floor keeps the tier below. Tiers are contiguous (cap[k] == floor[k+1]).
+    """
     key = size if tier_by_size else notional
-    return float(max_leverage[tier_index_nb(key, floors)])
+    k = tier_index_nb(key, floors)
+    if k > 0 and floors[k] == key:
+        k -= 1
+    return float(max_leverage[k])
 
 
 @njit(cache=True)

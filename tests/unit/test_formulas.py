@@ -391,3 +391,18 @@ def test_kernels_match_reference_twins(convention: int, side: int) -> None:
         assert fx.bankruptcy_price_nb(side, ep, q, margin, other_upnl) == pytest.approx(
             ref_bankruptcy_price(side, ep, q, margin, other_upnl), rel=1e-12, abs=1e-12
         )
+
+
+def test_max_leverage_cap_is_inclusive() -> None:
+    # 2024 BTC table: tier 1 is 0–50,000 at 125x. A cap is the largest position allowed at its
+    # tier's leverage, so 50,000 exactly keeps 125x; 50,000.01 is tier 2 (100x).
+    lev = arr([125, 100, 75, 50, 25, 20, 10, 5, 4, 3, 2, 1])
+    floors = arr(BTC24_FLOORS)
+    assert fx.max_leverage_nb(50_000.0, 1.0, floors, lev, False) == 125.0
+    assert fx.max_leverage_nb(50_000.01, 1.0, floors, lev, False) == 100.0
+    assert fx.max_leverage_nb(600_000.0, 1.0, floors, lev, False) == 100.0
+    assert fx.max_leverage_nb(1e-9, 1.0, floors, lev, False) == 125.0
+    # by size (OKX): 3 BTC is still tier 1 (cap 3), 3.5 BTC tier 2
+    okx_floors, okx_lev = arr([0, 3, 6]), arr([125, 100, 66.66])
+    assert fx.max_leverage_nb(1.0, 3.0, okx_floors, okx_lev, True) == 125.0
+    assert fx.max_leverage_nb(1.0, 3.5, okx_floors, okx_lev, True) == 100.0

@@ -534,3 +534,19 @@ def test_position_beyond_the_last_tier_is_refused() -> None:
     # LP = 20,000 − (4,000,000 − 2,000,000)/2,000 = 19,000
     lp = bt.liquidation_price("bybit", "long", 20000, 2000, leverage=10, mmr=0.05)
     assert lp == pytest.approx(19_000.0)
+
+
+def test_leverage_limit_at_a_tier_cap_is_the_lower_tiers() -> None:
+    # 2024 table: 1 BTC at 50,000 is exactly tier 1's cap (0–50,000, 125x): 125x is allowed
+    # (before: refused as tier 2, max 100x). Binance LP with MM valued at LP, tier 1 (0.4%):
+    # margin 400; LP = (400 − 50,000)/(0.004 − 1) = 49,799.20
+    lp = bt.liquidation_price("binanceusdm", "long", 50000, 1, leverage=125, at="2024-06-01")
+    assert lp == pytest.approx(49_600 / 0.996)
+    rules = bt.exchange_rules("binanceusdm", BTC, at="2024-06-01")
+    assert rules.max_leverage_for(50_000.0, 1.0) == 125.0
+    assert rules.max_leverage_for(50_000.01, 1.0) == 100.0
+    with pytest.raises(ConfigError, match=r"leverage must be in \[1, 100\], was 125"):
+        bt.liquidation_price("binanceusdm", "long", 50000.01, 1, leverage=125, at="2024-06-01")
+    # Bybit legacy risk limit 2,000,000 at 100x: 100 BTC at 20,000 is allowed at 100x;
+    # MM at entry 2,000,000·0.5% = 10,000 (= tier 2's 20,000 − 10,000), LP = 20,000 − 10,000/100
+    assert bt.liquidation_price("bybit", "long", 20000, 100, leverage=100) == pytest.approx(19_900)
