@@ -175,12 +175,15 @@ def plot_km_curves(
     legend_title: str = "Leverage",
 ) -> Figure:
     """Return step plots of Kaplan–Meier curves; ``curves`` maps a label to (times, survival)."""
-    fig = _figure(7.5, 4.4)
+    fig = _figure(8.3, 4.4)
     ax = fig.subplots()
     colors = _colors(len(curves))
     for (label, (t, s)), color in zip(curves.items(), colors, strict=True):
         t = np.asarray(t, dtype=float)
         s = np.asarray(s, dtype=float)
+        if t.size == 0:  # every entry rejected: nothing to draw, say so in the legend
+            ax.plot([], [], color=color, linewidth=1.8, label=f"{label} (not opened)")
+            continue
         if horizon is not None:
             t = np.append(t, horizon)
             s = np.append(s, s[-1])
@@ -192,7 +195,8 @@ def plot_km_curves(
     ax.set_ylabel("Not yet liquidated [%]")
     ax.set_title(title)
     _style(ax)
-    ax.legend(title=legend_title, fontsize=8, loc="lower left", ncols=2 if len(curves) > 6 else 1)
+    # outside the axes: high leverages' curves run along the bottom, where a legend would hide them
+    ax.legend(title=legend_title, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 

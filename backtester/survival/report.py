@@ -261,6 +261,8 @@ def _ambiguity_note(study: SurvivalStudy) -> str:
 
 
 def _pct(row: pd.Series) -> str:
+    if not math.isfinite(row["survival"]):
+        return "n/a (no entry could be opened)"
     return f"{row['survival'] * 100:.1f}% ({row['ci_low'] * 100:.1f}–{row['ci_high'] * 100:.1f}%)"
 
 

@@ -421,13 +421,21 @@ class SurvivalStudy:
         return frame
 
     def curve(self, i: int) -> tuple[F64Array, F64Array]:
-        """Return the Kaplan–Meier curve of setting ``i`` as (days since entry, survival)."""
-        t, s = km_curve(self.durations[i], self.events[i])
+        """Return the Kaplan–Meier curve of setting ``i`` as (days since entry, survival).
+
+        Entries the engine rejected (never opened) are left out, as in ``table()``; with every
+        entry rejected the curve is empty.
+        """
+        ok = ~self.rejected[i]
+        if not ok.any():
+            return np.zeros(0), np.zeros(0)
+        t, s = km_curve(self.durations[i][ok], self.events[i][ok])
         return t.astype(np.float64) * self.bar_days, s
 
     def liquidation_days(self, i: int) -> F64Array:
         """Return the times to liquidation (days) of the liquidated holds of setting ``i``."""
-        out: F64Array = self.durations[i][self.events[i]].astype(np.float64) * self.bar_days
+        hit = self.events[i] & ~self.rejected[i]
+        out: F64Array = self.durations[i][hit].astype(np.float64) * self.bar_days
         return out
 
     def compare(self, a: int, b: int) -> dict[str, float]:
@@ -443,6 +451,7 @@ class SurvivalStudy:
         diff = diff[np.isfinite(diff)]
         alpha = 1.0 - self.confidence
         sa, sb = float(table["survival"].iloc[a]), float(table["survival"].iloc[b])
+        ok_a, ok_b = ~self.rejected[a], ~self.rejected[b]  # rejected entries never opened
         return {
             "survival_a": sa,
             "survival_b": sb,
@@ -450,7 +459,10 @@ class SurvivalStudy:
             "diff_ci_low": float(np.quantile(diff, alpha / 2)) if diff.size else math.nan,
             "diff_ci_high": float(np.quantile(diff, 1 - alpha / 2)) if diff.size else math.nan,
             "logrank_p": logrank_p(
-                self.durations[a], self.events[a], self.durations[b], self.events[b]
+                self.durations[a][ok_a],
+                self.events[a][ok_a],
+                self.durations[b][ok_b],
+                self.events[b][ok_b],
             ),
         }
 
