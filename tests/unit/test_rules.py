@@ -550,3 +550,11 @@ def test_leverage_limit_at_a_tier_cap_is_the_lower_tiers() -> None:
     # Bybit legacy risk limit 2,000,000 at 100x: 100 BTC at 20,000 is allowed at 100x;
     # MM at entry 2,000,000·0.5% = 10,000 (= tier 2's 20,000 − 10,000), LP = 20,000 − 10,000/100
     assert bt.liquidation_price("bybit", "long", 20000, 100, leverage=100) == pytest.approx(19_900)
+
+
+def test_bybit_legacy_table_is_confirmed_only_for_2021_2022() -> None:
+    # reference §3.3: the legacy BTCUSDT risk limits are a 2021-2022 restatement [S]; a 2023 date
+    # uses the table as the nearest earlier one, and says so (before: "which covers 2023-06-01")
+    assert "which covers 2022-06-01" in bt.exchange_rules("bybit", BTC, at="2022-06-01").note
+    note = bt.exchange_rules("bybit", BTC, at="2023-06-01").note
+    assert "last confirmed 2022-12-31" in note and "nearest earlier table" in note
