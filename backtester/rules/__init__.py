@@ -17,6 +17,7 @@ that table is extended backwards to ``start`` and its note says so.
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -31,7 +32,6 @@ from backtester.errors import (
     check_in_range,
     check_one_of,
     check_positive,
-    did_you_mean,
 )
 from backtester.rules.profiles import fee_change_dates, get_profile, liquidation_fee_rate
 from backtester.rules.tables import TierTable, known_symbols, tables_for
@@ -153,10 +153,14 @@ def _tables(exchange: str, symbol: str) -> list[TierTable]:
     tables = tables_for(exchange, symbol)
     if not tables:
         known = known_symbols(exchange)
+        # the list of known symbols is printed anyway: suggest only a close (or same-case) match
+        close = [k for k in known if k.upper() == symbol.upper()] or difflib.get_close_matches(
+            symbol, known, n=1, cutoff=0.5
+        )
+        suggestion = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
             f"symbol {symbol!r} has no tier table for {exchange}; known symbols: "
-            f"{', '.join(known)}{did_you_mean(symbol, known)} (or download its leverage tiers "
-            "into the data store)"
+            f"{', '.join(known)}{suggestion} (or download its leverage tiers into the data store)"
         )
     return tables
 

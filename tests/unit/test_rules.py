@@ -558,3 +558,16 @@ def test_bybit_legacy_table_is_confirmed_only_for_2021_2022() -> None:
     assert "which covers 2022-06-01" in bt.exchange_rules("bybit", BTC, at="2022-06-01").note
     note = bt.exchange_rules("bybit", BTC, at="2023-06-01").note
     assert "last confirmed 2022-12-31" in note and "nearest earlier table" in note
+
+
+def test_unknown_symbol_suggests_the_same_symbol_in_another_case() -> None:
+    # lower-case input: one suggestion, the list of known symbols printed once (before: the list
+    # twice, as "known symbols: ..." and "valid names: ...", and no suggestion)
+    with pytest.raises(ConfigError) as info:
+        bt.exchange_rules("binanceusdm", "eth/usdt:usdt")
+    message = str(info.value)
+    assert "known symbols: BTC/USDT:USDT, ETH/USDT:USDT; did you mean 'ETH/USDT:USDT'?" in message
+    assert "valid names" not in message
+    with pytest.raises(ConfigError) as info:
+        bt.exchange_rules("binanceusdm", "XYZ")
+    assert str(info.value).count("BTC/USDT:USDT") == 1
