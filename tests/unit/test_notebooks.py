@@ -30,3 +30,13 @@ def test_notebook_executes(path: Path, tmp_path: Path) -> None:
     assert errors == []
     imports = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert "backtester." not in imports.replace("import backtester as bt", "")
+
+
+def test_notebook_states_the_stop_semantics() -> None:
+    # A stopped position survives to the horizon (it is not censored at the stop); the notebook
+    # used to call a stop exit "censoring", contradicting the study and its report.
+    text = "\n".join(
+        c.source for p in NOTEBOOKS for c in nbformat.read(p, as_version=4).cells
+    ).lower()
+    assert "stop-loss exit is censoring" not in text
+    assert "survives" in text and "only the horizon and the end of the data censor" in text
