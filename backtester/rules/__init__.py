@@ -89,23 +89,18 @@ class ExchangeRules:
         return int(self.floors.shape[0])
 
     def tier_index(self, notional: float, size: float) -> int:
-        """Return the 0-based tier of a position (by ``size`` if ``tier_by_size`` else notional)."""
-        key = size if self.tier_by_size else notional
-        return int(np.searchsorted(self.floors, key, side="right") - 1) if key >= 0 else 0
+        """Return the 0-based tier of a position (by ``size`` if ``tier_by_size`` else notional).
 
-    def leverage_tier_index(self, notional: float, size: float) -> int:
-        """Return the 0-based tier whose leverage limit applies: ``floor < value <= cap``.
-
-        A tier's cap is the largest position allowed at its maximum leverage (Binance
-        ``notionalCap`` / "maximum position at current leverage", Bybit risk limit, OKX
-        ``maxSz``), so a value exactly at a cap keeps the lower tier's leverage.
+        Caps are inclusive, ``floor < value <= cap``: a cap is the largest position its tier
+        allows (Binance ``notionalCap``, Bybit risk limit, OKX ``maxSz``), so a value exactly on
+        a floor stays in the tier below (as ``rules.formulas.tier_index_nb``).
         """
         key = size if self.tier_by_size else notional
         return max(int(np.searchsorted(self.floors, key, side="left") - 1), 0)
 
     def max_leverage_for(self, notional: float, size: float) -> float:
         """Return the maximum leverage allowed for a position of this notional (or size)."""
-        return float(self.max_leverage[self.leverage_tier_index(notional, size)])
+        return float(self.max_leverage[self.tier_index(notional, size)])
 
     def maint_margin(self, notional: float, size: float) -> float:
         """Return the maintenance margin (quote) of a position valued at ``notional``.
@@ -438,7 +433,7 @@ def liquidation_quote(
     notional = qty * ep
     if mmr is None and maint_amount is None:
         _check_within_table(rules, qty, ep)
-    k_entry = rules.leverage_tier_index(notional, qty)
+    k_entry = rules.tier_index(notional, qty)
     max_lev = float(rules.max_leverage[k_entry])
     where = (
         f"tier {k_entry + 1} of {rules.table_id} (notional {notional:,.2f})"

@@ -80,20 +80,24 @@ __all__ = [
 
 @njit(cache=True)
 def tier_index_nb(value: float, floors: F64Array) -> int:
-    """Return the index of the last tier whose floor <= ``value`` (0 for values below floors[0]).
+    """Return the index of the tier holding ``value``: the last tier whose floor < ``value``.
 
-    ``floors`` must be ascending with ``floors[0] == 0``. Binary search, O(log n_tiers).
+    Tiers are contiguous and their caps inclusive, ``floor_k < value <= cap_k = floor_{k+1}``: a
+    cap is the largest position a tier allows (Binance ``notionalCap`` / "maximum position at
+    current leverage", Bybit risk limit, OKX ``maxSz``), so a value exactly on a floor stays in the
+    tier below; values <= floors[1] are tier 0. ``floors`` must be ascending with
+    ``floors[0] == 0``. Binary search, O(log n_tiers).
     """
     lo = 0
     hi = floors.shape[0] - 1
-    if hi <= 0 or value < floors[1]:
+    if hi <= 0 or value <= floors[1]:
         return 0
-    if value >= floors[hi]:
+    if value > floors[hi]:
         return int(hi)
-    # invariant: floors[lo] <= value < floors[hi]
+    # invariant: floors[lo] < value <= floors[hi]
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if floors[mid] <= value:
+        if floors[mid] < value:
             lo = mid
         else:
             hi = mid
@@ -262,15 +266,11 @@ def max_leverage_nb(
 ) -> float:
     """Return the maximum leverage allowed for a position of this notional (or size).
 
-    The tier is ``floor < value <= cap``: a cap is the largest position allowed at its tier's
-    leverage (Binance "maximum position at current leverage", Bybit risk limit, OKX maxSz), so a
-    value exactly on a floor keeps the tier below. Tiers are contiguous (cap[k] == floor[k+1]).
+    The tier is that of :func:`tier_index_nb` (caps inclusive: a position exactly at a tier's cap
+    keeps that tier's leverage).
     """
     key = size if tier_by_size else notional
-    k = tier_index_nb(key, floors)
-    if k > 0 and floors[k] == key:
-        k -= 1
-    return float(max_leverage[k])
+    return float(max_leverage[tier_index_nb(key, floors)])
 
 
 @njit(cache=True)

@@ -11,6 +11,10 @@ which returns ``[(Timestamp, DataFrame[tier, floor, cap, max_leverage, mmr, main
 each becomes one more dated table. A store snapshot dated the same day as a packaged table is
 skipped (the packaged file carries the provenance).
 
+Tiers are contiguous with inclusive caps (``floor < value <= cap``); a gap between one tier's cap
+and the next tier's floor (OKX lists whole contracts: 0–500, 501–1000) is closed on load by
+moving the next floor down to the cap.
+
 Units: ``basis == "notional"`` floors and caps are quote currency (USDT); ``basis == "size"``
 floors and caps are base units (contracts × contract value). Rates are fractions; maintenance
 amounts are quote currency.
@@ -147,6 +151,10 @@ def _make(
         )
     order = np.argsort(arr[:, 1], kind="stable")
     arr = arr[order]
+    # OKX lists tiers as whole contracts, e.g. 0–500 then 501–1000: with inclusive caps the next
+    # tier starts where the previous one ends, so close such gaps (floor_{k+1} := cap_k)
+    gap = arr[1:, 1] > arr[:-1, 2]
+    arr[1:, 1] = np.where(gap, arr[:-1, 2], arr[1:, 1])
     floors, caps, lev, mmr, amount = (_frozen(arr[:, j]) for j in range(1, 6))
     _validate(table_id, floors, caps, lev, mmr, amount)
     basis = str(meta.get("basis", "notional"))

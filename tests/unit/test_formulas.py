@@ -21,9 +21,10 @@ from backtester.rules.profiles import BINANCE, BYBIT, OKX, legacy_mark_price
 
 
 def ref_tier_index(value: float, floors: list[float]) -> int:
+    # caps inclusive: the last tier whose floor is strictly below the value (tier 0 at least)
     k = 0
     for i, floor in enumerate(floors):
-        if floor <= value:
+        if floor < value:
             k = i
     return k
 
@@ -125,10 +126,22 @@ ONE = arr([0.0])
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(0.0, 0), (49_999.99, 0), (50_000.0, 1), (599_999.0, 1), (600_000.0, 2), (5e9, 11), (-1.0, 0)],
+    [
+        (0.0, 0),
+        (49_999.99, 0),
+        (50_000.0, 0),
+        (50_000.01, 1),
+        (599_999.0, 1),
+        (600_000.0, 1),
+        (600_000.5, 2),
+        (5e9, 11),
+        (-1.0, 0),
+    ],
 )
-def test_tier_index_is_last_floor_at_or_below(value: float, expected: int) -> None:
-    # Arrange: floors 0, 50k, 600k, ... ; a value equal to a floor belongs to that tier
+def test_tier_index_caps_are_inclusive(value: float, expected: int) -> None:
+    # Arrange: floors 0, 50k, 600k, ...; tier k is floor_k < value <= cap_k = floor_{k+1}, so a
+    # value equal to a cap (the next floor) stays in the tier below (Binance "maximum position
+    # at current leverage" = notionalCap; Bybit risk limit; OKX maxSz)
     floors = arr(BTC24_FLOORS)
     # Act / Assert
     assert (

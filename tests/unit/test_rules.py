@@ -75,7 +75,7 @@ def test_legacy_table_reproduces_faq_cases_e_and_f() -> None:
     k = rules.tier_index(264_000.0, 1.0)
     assert (rules.mmr[k], rules.maint_amount[k]) == (0.01, 1_300.0)
     # case F: floor 5,000,000 at 5% after 2.5%/16,300 → 5,000,000·2.5% + 16,300 = 141,300
-    k = rules.tier_index(5_000_000.0, 1.0)
+    k = int(np.flatnonzero(rules.floors == 5_000_000.0)[0])  # the tier whose floor is 5,000,000
     assert (rules.mmr[k], rules.maint_amount[k - 1], rules.maint_amount[k]) == (
         0.05,
         16_300,
@@ -571,3 +571,40 @@ def test_unknown_symbol_suggests_the_same_symbol_in_another_case() -> None:
     with pytest.raises(ConfigError) as info:
         bt.exchange_rules("binanceusdm", "XYZ")
     assert str(info.value).count("BTC/USDT:USDT") == 1
+
+
+def test_okx_size_exactly_at_a_tier_cap_keeps_the_lower_tier() -> None:
+    # packaged OKX table by size: tier 1 is 0–3 BTC (0.4%), tier 2 3–6 BTC (0.5%). OKX's maxSz is
+    # inclusive, so 3 BTC is tier 1: 20x at 30,000 → margin 4,500,
+    # LP = (30,000 − 4,500/3)/(1 − (0.004 + 0.0005)) = 28,500/0.9955 = 28,628.83
+    # (before: tier 2, 28,500/0.9945 = 28,657.62)
+    quote = liquidation_quote("okx", "long", 30000, 3, leverage=20)
+    assert quote.liquidation_price == pytest.approx(28_500 / 0.9955)
+    assert (quote.tier, quote.mmr, quote.max_leverage) == (1, 0.004, 125.0)
+    # a hair above the cap is tier 2: (30,000 − 4,500/3)/(1 − 0.0055) with margin 3.001·30,000/20
+    lp = bt.liquidation_price("okx", "long", 30000, 3.001, leverage=20)
+    assert lp == pytest.approx(28_500 / 0.9945)
+
+
+def test_okx_whole_contract_tier_gaps_are_closed_on_load() -> None:
+    # OKX lists tiers in whole contracts (0–500, 501–1000): at ctVal 0.01 BTC the floors are
+    # 0 and 5.01 BTC, the caps 5 and 10. The next floor moves down to the cap (5.0) so that no
+    # size falls between tiers: 5 BTC is tier 1, 5.005 BTC tier 2.
+    frame = pd.DataFrame(
+        {
+            "tier": [1, 2],
+            "floor": [0.0, 5.01],
+            "cap": [5.0, 10.0],
+            "max_leverage": [100.0, 50.0],
+            "mmr": [0.005, 0.01],
+            "maint_amount": [0.0, 0.0],
+            "basis": ["size", "size"],
+        }
+    )
+    when = pd.Timestamp("2026-10-01", tz="UTC")
+    table = table_from_frame(frame, exchange="okx", symbol=BTC, effective_from=when)
+    assert table.floors.tolist() == [0.0, 5.0]
+    from backtester.rules import formulas as fx
+
+    assert fx.tier_index_nb(5.0, table.floors) == 0
+    assert fx.tier_index_nb(5.005, table.floors) == 1
