@@ -583,6 +583,17 @@ class _Parser:
         except BacktesterError as exc:
             raise self.fail(where, f"is invalid: {exc}") from exc
         except (TypeError, ValueError) as exc:
+            # a quoted number ("0.0005") or a word where a number belongs: say so plainly
+            # instead of repeating Python's comparison error
+            fields = _engine_fields()
+            for key, value in settings.items():
+                field = fields.get(key)
+                if field is not None and _numeric(field) and not _is_number(value):
+                    raise self.fail(
+                        where,
+                        f"must be a number, was {_show(value)}",
+                        f"write {key} = {_example(field)} (no quotes)",
+                    ) from exc
             raise self.fail(where, f"is invalid: {exc}", "check the value's type") from exc
 
     def scalar(self, value: Any, where: str) -> Scalar:
@@ -629,6 +640,22 @@ class _Parser:
                 "use one type per parameter (write 5.0 or 5, not both styles with strings)",
             )
         return clean
+
+
+def _numeric(field: dataclasses.Field[Any]) -> bool:
+    # RunConfig annotations are strings ("float", "float | None")
+    return str(field.type).split("|")[0].strip() in ("float", "int")
+
+
+def _is_number(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def _example(field: dataclasses.Field[Any]) -> str:
+    default = field.default
+    if _is_number(default) and default is not None:
+        return repr(default)
+    return "0.0005"
 
 
 def _kind(value: Scalar) -> str:

@@ -332,3 +332,15 @@ def test_output_section() -> None:
     assert "did you mean 'trades'?" in error_of({**config(), "output": {"trade": True}})
     survival = config(strategy=None, survival={}, engine={"grid": {"leverage": [2]}})
     assert "only recorded by strategy sweeps" in error_of({**survival, "output": {"trades": True}})
+
+
+def test_quoted_number_says_it_must_be_a_number() -> None:
+    # Arrange: taker_fee = "cheap" used to surface Python's "'<' not supported between
+    # instances of 'str' and 'int'"
+    # Act
+    message = error_of(config(engine={"taker_fee": "cheap"}))
+    grid_message = error_of(config(engine={"grid": {"slippage": ["0.0002"]}}))
+    # Assert
+    assert '[engine] taker_fee must be a number, was "cheap"' in message
+    assert "(no quotes)" in message and "not supported" not in message
+    assert '[engine.grid] slippage must be a number, was "0.0002"' in grid_message
