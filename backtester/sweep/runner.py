@@ -8,6 +8,7 @@ file, written atomically, and the result table is assembled from the files in pl
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -364,6 +365,50 @@ def _open_plan(
     return make_plan(spec, chunk_size), False
 
 
+_PREFLIGHT_BARS = 500
+_PREFLIGHT_COLS = 20_000
+
+
+def _check_strategy_values(spec: SweepSpec, markets: Mapping[str, Any]) -> None:
+    """Fail before any work when the strategy refuses one of the config's parameter values.
+
+    Strategies validate their own parameters inside ``signals`` (e.g. ``hold`` side must be
+    'long' or 'short'); without this check the run directory would be created and the error
+    would come from a worker, naming neither the file nor the section. The signals run on the
+    first bars of the first market, over the strategy grid (or, for a very large grid, each
+    parameter's values with the others at their first value).
+    """
+    if spec.strategy is None or not spec.strategy_params or not markets:
+        return
+    from backtester.params import ParamGrid
+    from backtester.sweep.config import _load_strategy
+
+    market = next(iter(markets.values()))
+    if market.n_bars < 2:
+        return
+    n = min(market.n_bars, _PREFLIGHT_BARS)
+    sub = market.slice(None, market.index[n]) if n < market.n_bars else market
+    values = {name: list(spec.values(name)) for name in spec.strategy_params}
+    size = math.prod(len(v) for v in values.values())
+    if size <= _PREFLIGHT_COLS:
+        grids = [ParamGrid.product(**values)]
+    else:
+        first = {name: v[:1] for name, v in values.items()}
+        grids = [ParamGrid.product(**{**first, name: v}) for name, v in values.items()]
+    module = _load_strategy(spec.strategy)
+    for grid in grids:
+        try:
+            module.signals(sub, grid)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"{spec.source}: [strategy.grid] is invalid for {spec.strategy}: {exc}; "
+                "fix the value in the config"
+            ) from exc
+        except Exception:  # anything else surfaces in the run itself, as before
+            log.debug("strategy pre-check of %s skipped", spec.strategy, exc_info=True)
+            return
+
+
 def _execute(
     source: str | Path | Mapping[str, Any] | SweepSpec,
     *,
@@ -416,6 +461,7 @@ def _execute(
                     f"--resume: the data of {symbol} changed since the run started (sha256 "
                     f"{info['sha256'][:12]} != {str(was)[:12]}); start a new run with another --out"
                 )
+    _check_strategy_values(spec, markets)
     store.create()
     meta: dict[str, Any] = {
         "backtester_version": _version(),

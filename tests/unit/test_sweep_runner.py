@@ -311,3 +311,23 @@ def test_any_interruption_resumes_to_the_same_table(kill_after: int, chunk_size:
             progress=False, chunk_size=None, load=cached_market,
         )  # fmt: skip
         pd.testing.assert_frame_equal(resumed.table, full.table, check_exact=True)
+
+
+def test_a_strategy_value_the_strategy_refuses_fails_before_any_work(tmp_path: Path) -> None:
+    # Arrange: the bundled hold strategy only knows side = "long" / "short"; before the pre-check
+    # the run directory was created and the error came from a worker without file or section
+    bad = {
+        "market": {"symbols": ["BTC/USDT:USDT"], "start": "2024-01-01", "end": "2024-01-15"},
+        "strategy": {"name": "hold", "grid": {"side": ["long", "sideways"]}},
+        "engine": {"grid": {"leverage": [1, 5]}},
+    }
+    out = tmp_path / "r"
+    # Act
+    with pytest.raises(ConfigError) as info:
+        run(out, config=bad, executor=SerialExecutor(toy_chunk), load=load_spec_market)
+    # Assert: one line naming the source, the section, the value and the fix; nothing written
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("<dict>: [strategy.grid] is invalid for hold")
+    assert "'sideways'" in message and "fix the value in the config" in message
+    assert not out.exists()
