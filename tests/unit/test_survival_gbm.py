@@ -80,3 +80,39 @@ def test_gbm_survival_falls_with_leverage(gbm_study: bt.SurvivalStudy) -> None:
     for side in ("long", "short"):
         s = table[table["side"] == side].sort_values("leverage")["survival"].to_numpy()
         assert np.all(np.diff(s) <= 0), side
+
+
+def test_discrete_monitoring_correction_is_resolved() -> None:
+    # The test above has ~1.8 pp standard errors (800 paths) while the Broadie–Glasserman–Kou
+    # correction moves the closed form by only ~0.3 pp there, so it cannot tell whether the
+    # correction applies. Here: 30,000 independent 12-hour holds at 50x, where the barrier
+    # (1.5 % away, ~9 one-minute sigmas) is close enough for the correction to be ~1.6 pp, or
+    # ~6 standard errors (SE = sqrt(0.28 * 0.72 / 30000) = 0.0026).
+    # Arrange
+    n_paths, horizon_h = 30_000, 12
+    market = gbm_market(n_hours=horizon_h * n_paths, sigma_per_minute=SIGMA, seed=20240501)
+    study = bt.survival_study(
+        market,
+        side="both",
+        leverage=(50,),
+        horizon="12h",
+        entry_every="12h",
+        taker_fee=0.0,
+        maker_fee=0.0,
+        slippage=0.0,
+        funding=False,
+        maint_margin_rate=MMR,
+        liquidation_fee_rate=0.0,
+        n_boot=1,
+    )
+    # Act
+    table = study.table()
+    # Assert: within 3 SE of the corrected closed form, and more than 4 SE from the uncorrected
+    for row in table.itertuples(index=False):
+        kw = {"side": row.side, "leverage": 50, "mmr": MMR, "sigma": SIGMA, "n_steps": 720}
+        corrected = first_passage_survival(**kw, dt_corrected=True)  # type: ignore[arg-type]
+        continuous = first_passage_survival(**kw, dt_corrected=False)  # type: ignore[arg-type]
+        se = np.sqrt(corrected * (1 - corrected) / n_paths)
+        assert row.n_entries == n_paths
+        assert abs(row.survival - corrected) < 3 * se, (row.side, row.survival, corrected)
+        assert abs(row.survival - continuous) > 4 * se, (row.side, row.survival, continuous)
