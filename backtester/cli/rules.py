@@ -9,7 +9,9 @@ import argparse
 import json
 import math
 import sys
+import warnings
 
+from backtester.errors import BacktesterWarning
 from backtester.rules import DEFAULT_SYMBOL, LiquidationQuote, liquidation_quote
 
 __all__ = ["format_price", "register"]
@@ -41,6 +43,12 @@ def _text(quote: LiquidationQuote) -> str:
             "  (a long this well margined cannot be liquidated)"
             if quote.liquidation_price == 0
             else ""
+        )
+        + (
+            "  (WARNING: on the profitable side of entry; liquidatable at entry, see note)"
+            if (quote.liquidation_price - quote.entry_price) * (1 if quote.side == "long" else -1)
+            >= 0
+            else ""
         ),
         f"bankruptcy price    {format_price(quote.bankruptcy_price)}",
         f"maintenance margin  {quote.maint_margin:.2f}  "
@@ -55,7 +63,19 @@ def _text(quote: LiquidationQuote) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    quote = liquidation_quote(
+    with warnings.catch_warnings():
+        # the quote's note carries the warning text; print it once, in the output
+        warnings.simplefilter("ignore", BacktesterWarning)
+        quote = _quote(args)
+    if args.json:
+        sys.stdout.write(json.dumps(quote.to_dict(), indent=2) + "\n")
+    else:
+        sys.stdout.write(_text(quote) + "\n")
+    return 0
+
+
+def _quote(args: argparse.Namespace) -> LiquidationQuote:
+    return liquidation_quote(
         args.exchange,
         args.side,
         args.entry,
@@ -72,11 +92,6 @@ def _run(args: argparse.Namespace) -> int:
         symbol=args.symbol,
         at=args.at,
     )
-    if args.json:
-        sys.stdout.write(json.dumps(quote.to_dict(), indent=2) + "\n")
-    else:
-        sys.stdout.write(_text(quote) + "\n")
-    return 0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

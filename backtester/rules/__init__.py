@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import warnings
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal, TypeAlias
@@ -28,6 +29,7 @@ import pandas as pd
 
 from backtester._typing import F64Array
 from backtester.errors import (
+    BacktesterWarning,
     ConfigError,
     check_in_range,
     check_one_of,
@@ -358,11 +360,13 @@ def _check_within_table(rules: ExchangeRules, qty: float, ep: float) -> None:
         )
 
 
-def _raise_liquidated_at_entry(
+def _under_maintenance_at_entry(
     conv: int,
     mode: str,
+    fresh: bool,
     ep: float,
     qty: float,
+    lp: float,
     margin_value: float,
     other_mm: float,
     other_upnl: float,
@@ -372,7 +376,12 @@ def _raise_liquidated_at_entry(
     tier_by_size: bool,
     override: float,
     fee_term: float,
-) -> None:
+) -> str:
+    # Margin balance at entry <= MM (+ OKX fee term) at entry, so the liquidation price lies on
+    # the profitable side of entry. A fresh isolated position (margin = notional/leverage) cannot
+    # be opened like that: raise. An explicit isolated margin or a cross wallet may describe a
+    # position already in profit whose margin shrank (funding, other positions' losses): the price
+    # is still right, but the caller is warned; the returned text goes into the quote's note.
     from backtester.rules import formulas as fx
 
     notional = qty * ep
@@ -387,17 +396,23 @@ def _raise_liquidated_at_entry(
     what = f"maintenance margin at entry {need:.8g} (mmr {rate:.4%}" + (
         f" + liquidation fee {fee_term:.4%})" if fee_term else ")"
     )
+    where = "above" if lp >= ep else "below"
     if mode == "isolated":
-        raise ConfigError(
-            f"margin {margin_value:.8g} (leverage {notional / margin_value:.6g}) must exceed the "
-            f"{what}, or the position is liquidated as it opens; lower leverage below "
-            f"{notional / need:.6g}, or the mmr"
-        )
-    balance = margin_value - other_mm + other_upnl
-    raise ConfigError(
-        f"wallet_balance - other_maint_margin + other_unrealized_pnl = {balance:.8g} must exceed "
-        f"this position's {what}, or the account is liquidated at once; raise wallet_balance "
-        f"above {margin_value + need - balance:.8g}"
+        head = f"margin {margin_value:.8g} (leverage {notional / margin_value:.6g})"
+        fix = f"lower leverage below {notional / need:.6g}, or the mmr"
+        if fresh:
+            raise ConfigError(
+                f"{head} must exceed the {what}, or the position is liquidated as it opens; {fix}"
+            )
+    else:
+        balance = margin_value - other_mm + other_upnl
+        head = f"wallet_balance - other_maint_margin + other_unrealized_pnl = {balance:.8g}"
+        what = what.replace("maintenance", "position's maintenance", 1)
+        fix = f"raise wallet_balance above {margin_value + need - balance:.8g}"
+    return (
+        f"{head} is at or below the {what}: liquidatable at the entry price; the position "
+        f"survives only while the mark stays {where} the liquidation price {lp:.8g} (for a new "
+        f"position: {fix})"
     )
 
 
@@ -544,14 +559,15 @@ def liquidation_quote(
             fee_term,
         )
     )
+    at_entry = ""
     if (lp >= ep) if s == fx.LONG else (lp <= ep):
-        # margin balance at entry <= MM (+ OKX fee term) at entry: the LP lies on the profitable
-        # side of entry, i.e. the position would be liquidated the moment it opens
-        _raise_liquidated_at_entry(
+        at_entry = _under_maintenance_at_entry(
             conv,
             mode,
+            mode == "isolated" and margin is None,
             ep,
             qty,
+            lp,
             margin_value,
             other_mm,
             other_upnl,
@@ -562,6 +578,7 @@ def liquidation_quote(
             override,
             fee_term,
         )
+        warnings.warn(at_entry, BacktesterWarning, stacklevel=3)
     bp = float(fx.bankruptcy_price_nb(s, ep, qty, margin_value, other_upnl))
     # maintenance margin as the exchange values it: at LP (Binance, OKX) or at entry (Bybit)
     valued_at = ep if conv == fx.BYBIT else lp
@@ -579,6 +596,8 @@ def liquidation_quote(
     note = rules.note
     if tier == 0:
         note = f"mmr/maint_amount given explicitly (tier table not used for MM); {note}"
+    if at_entry:
+        note = f"{at_entry}; {note}"
     return LiquidationQuote(
         exchange=rules.exchange,
         symbol=rules.symbol,

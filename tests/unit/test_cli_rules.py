@@ -157,12 +157,13 @@ def test_command_line_entry_point() -> None:
     assert "19700" in out
 
 
-def test_cross_wallet_too_small_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    # wallet 10 against 20,000 notional: MM at entry 20,000·0.4% = 80 > 10 → liquidated at once
-    # (before: printed a long "liquidation price" 20,070.28 above the entry price)
+def test_cross_wallet_below_maintenance_is_flagged(capsys: pytest.CaptureFixture[str]) -> None:
+    # wallet 10 against 20,000 notional: MM at entry 20,000·0.4% = 80 > 10 → liquidatable at
+    # entry; LP = (10 − 20,000)/(0.004 − 1) = 20,070.28 lies above the entry (before: printed
+    # without any remark, distance 0.35%)
     argv = "liq-price --exchange binanceusdm --side long --entry 20000 --size 1"
     code = main([*argv.split(), "--margin-mode", "cross", "--wallet", "10"])
     captured = capsys.readouterr()
-    assert code == 2 and captured.out == ""
-    assert captured.err.count("\n") == 1
-    assert "= 10 must exceed this position's maintenance margin at entry 80" in captured.err
+    assert code == 0 and captured.err == ""
+    assert "liquidation price   20070.28  (WARNING: on the profitable side of entry" in captured.out
+    assert "= 10 is at or below the position's maintenance margin at entry 80" in captured.out

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import backtester as bt
-from backtester.errors import ConfigError, DataError
+from backtester.errors import BacktesterWarning, ConfigError, DataError
 from backtester.rules import liquidation_quote, rules_timeline
 from backtester.rules import tables as tables_mod
 from backtester.rules.profiles import PROFILES, fee_change_dates, liquidation_fee_rate
@@ -495,17 +495,22 @@ def test_okx_margin_must_also_cover_the_fee_term_at_entry() -> None:
     assert lp < 20000
 
 
-@pytest.mark.parametrize("side", ["long", "short"])
-def test_cross_wallet_below_maintenance_at_entry_is_an_error(side: str) -> None:
+@pytest.mark.parametrize(
+    ("side", "expected"),
+    [("long", 20_100 / 0.996), ("short", 19_900 / 1.004)],
+)
+def test_cross_balance_below_maintenance_at_entry_warns(side: str, expected: float) -> None:
     # latest Binance table: 20,000 notional is tier 1 (0.4%) → MM at entry 80; wallet 100 minus
-    # other positions' MM 200 leaves −100: the account is already liquidatable, the "LP" would be
-    # on the profitable side of entry. Needed: wallet > 100 + 80 − (−100) = 280.
-    with pytest.raises(
-        ConfigError,
-        match=r"other_unrealized_pnl = -100 must exceed this position's maintenance margin at "
-        r"entry 80 \(mmr 0.4000%\).*raise wallet_balance above 280",
+    # the other positions' MM 200 leaves −100 <= 80: liquidatable at the entry price. The price
+    # is still the formula's (a cross position in profit can live with it), on the profitable
+    # side: long (−100 − 20,000)/(0.004 − 1) = 20,180.72, short (−100 + 20,000)/1.004 =
+    # 19,820.72. Before: returned silently. Needed for a new position: wallet > 100 + 80 + 100.
+    with pytest.warns(
+        BacktesterWarning,
+        match=r"= -100 is at or below the position's maintenance margin at entry 80 "
+        r"\(mmr 0.4000%\): liquidatable at the entry price.*raise wallet_balance above 280",
     ):
-        bt.liquidation_price(
+        quote = liquidation_quote(
             "binanceusdm",
             side,
             20000,
@@ -514,6 +519,16 @@ def test_cross_wallet_below_maintenance_at_entry_is_an_error(side: str) -> None:
             wallet_balance=100,
             other_maint_margin=200,
         )
+    assert quote.liquidation_price == pytest.approx(expected)
+    assert "liquidatable at the entry price" in quote.note
+
+
+def test_explicit_isolated_margin_below_maintenance_at_entry_warns() -> None:
+    # margin 500 given explicitly (it may have shrunk through funding while in profit), mmr 5%:
+    # MM at entry 1,000 > 500 → warned, LP = (500 − 20,000)/(0.05 − 1) = 20,526.32 > entry
+    with pytest.warns(BacktesterWarning, match=r"margin 500 \(leverage 40\) is at or below"):
+        lp = bt.liquidation_price("binanceusdm", "long", 20000, 1, margin=500, mmr=0.05)
+    assert lp == pytest.approx(19_500 / 0.95)
 
 
 def test_position_beyond_the_last_tier_is_refused() -> None:
