@@ -239,6 +239,8 @@ def test_cross_other_positions_shift_the_price(
     """In cross mode, other positions' unrealized profit lowers a long's LP and their
     maintenance margin raises it (Binance §1.2: WB − TMM1 + UPNL1)."""
     assume(wallet > size * entry / 100)
+    # the account must be above this position's maintenance margin at entry (else a warning)
+    assume(wallet - mm + upnl > 0.005 * size * entry * (1 + 1e-9))
     base = dict(margin_mode="cross", wallet_balance=wallet, mmr=0.005, maint_amount=0.0)
     shifted = bt.liquidation_price(
         "binanceusdm", "long", entry, size, other_maint_margin=mm, other_unrealized_pnl=upnl, **base
