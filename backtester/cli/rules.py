@@ -53,7 +53,9 @@ def _text(quote: LiquidationQuote) -> str:
         f"bankruptcy price    {format_price(quote.bankruptcy_price)}",
         f"maintenance margin  {quote.maint_margin:.2f}  "
         f"(mmr {quote.mmr:.4%}, maint amount {quote.maint_amount:g})",
-        f"tier used           {tier}  table {quote.table_id}  (max leverage {quote.max_leverage:g})",
+        f"tier used           {tier}  table {quote.table_id}  (MM valued at the "
+        f"{'entry' if quote.exchange == 'bybit' else 'liquidation'} price; max leverage at entry "
+        f"{quote.max_leverage:g})",
         f"distance to liq.    {quote.distance_pct:.2f}%",
         f"after liquidation   closes at the {quote.close_at} price; liquidation fee rate "
         f"{quote.liquidation_fee_rate:g}",

@@ -108,6 +108,9 @@ def test_tier_table_and_date(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     assert "liquidation price   19093.86\n" in out
     assert "tier used           tier 2  table binanceusdm/BTC_USDT_USDT/2024-05-30" in out
+    # the MM tier is the one at the LP (591,910 → tier 2, max 100x); the leverage limit is the
+    # entry notional's (620,000 → tier 3, max 75x): the line says which is which
+    assert "(MM valued at the liquidation price; max leverage at entry 75)" in out
 
 
 def test_bad_input_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
