@@ -31,6 +31,7 @@ __all__ = [
     "false_liquidations",
     "funding_effect",
     "insurance_gaps",
+    "last_price_liquidations_by_day",
     "last_price_market",
     "leverage_ladder",
     "margin_and_size",
@@ -483,10 +484,12 @@ def comparison_sections(study: SurvivalStudy) -> tuple[list[ReportSection], dict
             else pd.DataFrame(columns=["date", "false_liquidations", "leverages"])
         )
         top = by_day.head(15)
+        crash = last_price_liquidations_by_day(ls, _CRASH_DAYS)
         summary["false_liquidations"] = {
             "total": len(fl),
             "top_dates": [str(d) for d in top["date"].head(5)],
             "crash_days": {d: _on_day(by_day, d) for d in _CRASH_DAYS},
+            "crash_day_last_price_liquidations": crash,
         }
         sections.append(
             ReportSection(
@@ -499,9 +502,12 @@ def comparison_sections(study: SurvivalStudy) -> tuple[list[ReportSection], dict
                     f"on {len(by_day):,} days ({len(delayed):,} more were liquidated on the mark "
                     "price later, not avoided); "
                     "the busiest days are listed below. On the crash days the article names: "
-                    + "; ".join(f"{d}: {_on_day(by_day, d)}" for d in _CRASH_DAYS)
-                    + ". On those days the mark price fell almost as far as the last price, "
-                    "so most holds were liquidated under either rule.",
+                    + "; ".join(
+                        f"{d}: {_on_day(by_day, d)} of {crash[d]:,} last-price liquidations"
+                        for d in _CRASH_DAYS
+                    )
+                    + ". "
+                    + _crash_conclusion(by_day, crash),
                 ),
                 tables=(
                     ReportTable("cmp_mark_vs_last", both, _fmt(both, study.horizon_days)),
@@ -644,9 +650,41 @@ def _false_counts(mark: SurvivalStudy, counts: pd.DataFrame) -> pd.DataFrame:
 _CRASH_DAYS = ("2020-03-12", "2020-03-13", "2021-05-19")
 
 
-def _on_day(by_day: pd.DataFrame, day: str) -> str:
+def _false_on(by_day: pd.DataFrame, day: str) -> int:
     hit = by_day[by_day["date"] == day]
-    return f"{int(hit['false_liquidations'].iloc[0])} false liquidations" if len(hit) else "none"
+    return int(hit["false_liquidations"].iloc[0]) if len(hit) else 0
+
+
+def _on_day(by_day: pd.DataFrame, day: str) -> str:
+    n = _false_on(by_day, day)
+    return f"{n} false liquidation{'' if n == 1 else 's'}" if n else "none"
+
+
+def last_price_liquidations_by_day(last: SurvivalStudy, days: tuple[str, ...]) -> dict[str, int]:
+    """Return, for each UTC day ``YYYY-MM-DD``, how many holds last-price rules liquidated then."""
+    liq = last.reason == 5
+    when = pd.to_datetime(last.market.ts_ns[last.exit_idx[liq]], utc=True).strftime("%Y-%m-%d")
+    counts = pd.Series(when).value_counts()
+    return {d: int(counts.get(d, 0)) for d in days}
+
+
+def _crash_conclusion(by_day: pd.DataFrame, crash: dict[str, int]) -> str:
+    # what the crash-day numbers say, from the numbers (not a fixed sentence)
+    total = sum(crash.values())
+    false = sum(_false_on(by_day, d) for d in crash)
+    if total == 0:
+        return "None of the holds was liquidated on those days under last-price rules."
+    share = false / total
+    if share < 0.1:
+        return (
+            f"On those days the mark price fell almost as far as the last price: "
+            f"{false:,} of {total:,} ({share:.0%}) last-price liquidations were avoided, so most "
+            "holds were liquidated under either rule."
+        )
+    return (
+        f"On those days the mark price spared {false:,} of {total:,} ({share:.0%}) of the "
+        "holds last-price rules liquidated."
+    )
 
 
 def _levels(values: pd.Series) -> str:

@@ -115,3 +115,23 @@ def test_last_price_market_copies_last_bars_into_mark(btc_1h: bt.Market) -> None
     np.testing.assert_array_equal(last.mark_low, market.low)
     np.testing.assert_array_equal(last.mark_high, market.high)
     np.testing.assert_array_equal(last.close, market.close)
+
+
+def test_crash_day_sentence_follows_the_numbers(market: bt.Market) -> None:
+    # Arrange: last-price liquidations at bars 5 (2020-01-09), 30 (2020-01-10) and 50
+    # (2020-01-11); the report used to say "the mark price fell almost as far as the last price"
+    # whatever the counts were
+    from backtester.survival.comparisons import _crash_conclusion, last_price_liquidations_by_day
+
+    settings = pd.DataFrame({"side": ["long"], "leverage": [50.0]})
+    last = _study(market, settings, [[5, 30, 50]], [[LIQ, LIQ, LIQ]])
+    days = ("2020-01-09", "2020-01-10", "2020-01-12")
+    one_false = pd.DataFrame({"date": ["2020-01-09"], "false_liquidations": [1]})
+    none_false = pd.DataFrame({"date": [], "false_liquidations": []})
+    # Act
+    crash = last_price_liquidations_by_day(last, days)
+    # Assert: 1 + 1 + 0 liquidations on those days; 1 of 2 avoided = 50 %, 0 of 2 = 0 %
+    assert crash == {"2020-01-09": 1, "2020-01-10": 1, "2020-01-12": 0}
+    assert "spared 1 of 2 (50%)" in _crash_conclusion(one_false, crash)
+    assert "almost as far" in _crash_conclusion(none_false, crash)
+    assert "0 of 2 (0%)" in _crash_conclusion(none_false, crash)
