@@ -623,3 +623,23 @@ def test_okx_whole_contract_tier_gaps_are_closed_on_load() -> None:
 
     assert fx.tier_index_nb(5.0, table.floors) == 0
     assert fx.tier_index_nb(5.005, table.floors) == 1
+
+
+@pytest.mark.parametrize("symbol", [BTC, ETH])
+def test_packaged_2026_table_equals_the_bundled_tier_snapshot(symbol: str) -> None:
+    # the packaged 2026-05-07 JSON is the dated table for the bundled tiers/2026-05-07.parquet
+    # (the store copy of the same day is skipped): they must hold the same numbers
+    from backtester.data.store import list_tier_snapshots
+
+    snapshots = dict(list_tier_snapshots("binanceusdm", symbol))
+    frame = snapshots[pd.Timestamp("2026-05-07", tz="UTC")]
+    rules = bt.exchange_rules("binanceusdm", symbol, at="2026-05-07")
+    assert rules.table_id == f"binanceusdm/{symbol.replace('/', '_').replace(':', '_')}/2026-05-07"
+    for column, values in (
+        ("floor", rules.floors),
+        ("cap", rules.caps),
+        ("max_leverage", rules.max_leverage),
+        ("mmr", rules.mmr),
+        ("maint_amount", rules.maint_amount),
+    ):
+        np.testing.assert_array_equal(frame[column].to_numpy(dtype=float), values)
