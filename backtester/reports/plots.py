@@ -222,7 +222,10 @@ def plot_liquidation_histograms(
             continue
         d = np.asarray(durations[labels[k]], dtype=float)
         if d.size:
+            from matplotlib.ticker import MaxNLocator
+
             ax.hist(d, bins=bins, color=colors[k], edgecolor="white", linewidth=0.4)
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.5 ticks
         else:
             ax.text(
                 0.5,

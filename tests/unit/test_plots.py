@@ -95,3 +95,15 @@ def test_heatmap_cells_never_round_to_certainty() -> None:
     fig = plots.plot_survival_heatmap(table, facet=None)
     # Assert
     assert sorted(t.get_text() for t in fig.axes[0].texts) == ["<1%", ">99%"]
+
+
+def test_liquidation_histogram_counts_have_integer_ticks() -> None:
+    # Arrange: 3 liquidations spread over 3 bins -> bar heights 1; the y axis used to show
+    # 0.0, 0.2, ..., 1.0 (fractions of a liquidation)
+    fig = plots.plot_liquidation_histograms({"2x": np.array([1.0, 10.0, 20.0])}, horizon=30)
+    # Act
+    fig.canvas.draw()
+    ticks = fig.axes[0].get_yticks()
+    # Assert
+    assert len(ticks) >= 2
+    assert all(float(t).is_integer() for t in ticks)
