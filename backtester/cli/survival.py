@@ -286,22 +286,41 @@ def run(args: argparse.Namespace) -> int:
     )
     keep = [c for c in display.columns if display[c].nunique() > 1 or c.startswith("Surv")]
     keep = [c for c in display.columns if c in keep or c in ("Side", "Leverage [x]")]
+    what = "holds" if study.strategy_name is None else f"accounts trading {_short(study)}"
     print(
-        f"Survival of {market.symbol} holds ({market.exchange} {market.timeframe}, "
+        f"Survival of {market.symbol} {what} ({market.exchange} {market.timeframe}, "
         f"{market.index[0]:%Y-%m-%d} -> {market.index[-1]:%Y-%m-%d}): share NOT liquidated "
         f"within {study.horizon_days:g} days, Kaplan–Meier, honest 95% interval"
     )
     print(to_text(display[keep]))
-    print(
-        f"{study.n_entries:,} entries every {study.entry_every_bars * study.bar_days:g} day(s); "
-        "a stopped position survives (it can no longer be liquidated); the horizon and the "
-        "end of data censor. Censored = not liquidated by then. Interval: block "
-        "bootstrap over entry time (block = horizon) widened to an exact binomial interval at "
-        f"{study.n_effective:.0f} non-overlapping horizons."
-    )
+    print(footer(study))
     if report_path is not None:
         print(f"report: {report_path}")
     return 0
+
+
+def _short(study: Any) -> str:
+    # "strategies.sma_cross" -> "sma_cross"
+    return str(study.strategy_name).rsplit(".", 1)[-1]
+
+
+def footer(study: Any) -> str:
+    """Return the line under the terminal table: entries, what a stop means, the interval."""
+    every = (
+        f"{study.n_entries:,} entries every {study.entry_every_bars * study.bar_days:g} day(s); "
+    )
+    if study.strategy_name is None:
+        stops = "a stopped position survives (it can no longer be liquidated); "
+    else:  # the strategy trades on after a stop: the account can still be liquidated
+        stops = (
+            f"a fresh account trades {_short(study)} from each entry; a stop ends a trade, "
+            "not the account's follow-up; "
+        )
+    return (
+        every + stops + "the horizon and the end of data censor. Censored = not liquidated by "
+        "then. Interval: block bootstrap over entry time (block = horizon) widened to an exact "
+        f"binomial interval at {study.n_effective:.0f} non-overlapping horizons."
+    )
 
 
 def _nan_to_none(value: Any) -> Any:

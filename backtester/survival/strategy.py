@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from backtester.params import ParamGrid
     from backtester.signals import Signals
 
-__all__ = ["STRATEGY_MEANING", "strategy_outcomes"]
+__all__ = ["STRATEGY_MEANING", "STRATEGY_STOPS", "strategy_outcomes"]
 
 _LIQUIDATION, _HORIZON, _END_OF_DATA, _RUIN = 5, 7, 6, 8
 
@@ -36,6 +36,13 @@ STRATEGY_MEANING = (
     "Strategy mode: from each rolling start time a fresh account trades the strategy's signals "
     "(computed on the full history); survival is the account's time to its first liquidation "
     "or ruin, right-censored at the horizon or the end of data"
+)
+
+#: what a stop means in strategy mode (it ends a trade, not the account's follow-up)
+STRATEGY_STOPS = (
+    "A stop-loss exit closes a trade, not the account: the strategy trades on and the account "
+    "can still be liquidated later, so stops do not end follow-up (n_stopped stays 0: stop "
+    "exits are not counted per account here). Only the horizon and the end of the data censor."
 )
 
 

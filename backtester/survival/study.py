@@ -353,9 +353,15 @@ class SurvivalStudy:
         pct = f"{self.confidence * 100:g}%"
         meaning = SURVIVAL_MEANING
         if self.strategy_name is not None:
-            from backtester.survival.strategy import STRATEGY_MEANING
+            from backtester.survival.strategy import STRATEGY_MEANING, STRATEGY_STOPS
 
-            meaning = f"{STRATEGY_MEANING} ({self.strategy_name}). {SURVIVAL_MEANING}"
+            # the plain-hold wording ("a stopped position survives to the horizon") is wrong
+            # here: after a stop the strategy trades on and the account can still be liquidated
+            meaning = (
+                f"{STRATEGY_MEANING} ({self.strategy_name}). Survival = share of accounts NOT "
+                f"liquidated (and not ruined) within the horizon, estimated by Kaplan–Meier. "
+                f"{STRATEGY_STOPS}"
+            )
         return {
             "survival": meaning,
             "horizon_days": self.horizon_days,

@@ -158,3 +158,36 @@ def test_default_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert len(rows) == 2 * 8 * 4
     assert (tmp_path / "default" / "figures" / "survival_heatmap.png").exists()
     assert (tmp_path / "default" / "figures" / "cmp_mark_vs_last.png").exists()
+
+
+def test_strategy_mode_does_not_claim_a_stop_ends_follow_up(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Arrange: in strategy mode the strategy trades on after a stop and the account can still be
+    # liquidated; the footer and table meaning used to say "a stopped position survives"
+    args = [*SMALL, "--leverage", "3", "--stop-loss", "none,0.05", "--no-report"]
+    # Act
+    code = main(["survival", *args, "--strategy", "sma_cross", "--entry-every", "14D"])
+    text = capsys.readouterr().out
+    # Assert
+    assert code == 0
+    assert "accounts trading sma_cross" in text
+    assert "a stop ends a trade, not the account's follow-up" in text
+    assert "a stopped position survives" not in text
+
+
+def test_strategy_mode_meaning_in_table_attrs() -> None:
+    # Arrange
+    import backtester as bt
+    from tests.unit.test_survival_helpers import fake_study
+
+    market = bt.load_market("BTC/USDT:USDT").slice("2021-01-01", "2021-07-01")
+    plain, strat = fake_study(market), fake_study(market)
+    strat.strategy_name = "sma_cross"
+    # Act
+    plain_meaning = plain.table_metadata()["survival"]
+    strat_meaning = strat.table_metadata()["survival"]
+    # Assert: the hold wording stays for holds, the strategy wording replaces it for accounts
+    assert "it survives to the horizon" in plain_meaning
+    assert "it survives to the horizon" not in strat_meaning
+    assert "the strategy trades on" in strat_meaning
