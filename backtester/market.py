@@ -26,10 +26,10 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from backtester._typing import F64Array, I64Array
+from backtester._typing import EXCHANGES, F64Array, I64Array
 from backtester.data import schema
 from backtester.data.schema import format_ts, to_utc_timestamp
-from backtester.errors import ConfigError, DataError
+from backtester.errors import ConfigError, DataError, check_one_of
 
 log = logging.getLogger(__name__)
 
@@ -451,6 +451,7 @@ def load_market(
 
     if mark not in ("mark", "last"):
         raise ConfigError(f"mark must be 'mark' or 'last', was {mark!r}")
+    check_one_of(exchange, "exchange", EXCHANGES)
     step = schema.timeframe_to_ns(timeframe)
     last_df = data_store.read_dataset(exchange, symbol, timeframe, "ohlcv", store=store)
     if len(last_df) == 0:
@@ -476,11 +477,20 @@ def load_market(
             f"start {format_ts(t0)} is before the {what} data of {exchange} {symbol} {timeframe}, "
             f"which starts at {format_ts(cover0)}{fix}"
         )
+    more = data_store.download_hint(
+        exchange, symbol, timeframe, "ohlcv,mark,funding", format_ts(cover1)[:10]
+    )
+    if start is not None and t0 >= cover1:
+        raise DataError(
+            f"start {format_ts(t0)} is after the {what} data of {exchange} {symbol} {timeframe}, "
+            f"which ends at {format_ts(cover1)}; pick an earlier start or download more with "
+            f"`{more}`"
+        )
     if t1 > cover1:
         raise DataError(
             f"end {format_ts(t1)} is after the {what} data of {exchange} {symbol} {timeframe}, "
             f"which ends at {format_ts(cover1)}; pick an earlier end or download more with "
-            f"`{data_store.download_hint(exchange, symbol, timeframe, 'ohlcv,mark,funding', format_ts(cover1)[:10])}`"
+            f"`{more}`"
         )
     if t1 <= t0:
         raise DataError(f"end must be after start, was start {format_ts(t0)} end {format_ts(t1)}")

@@ -209,9 +209,18 @@ def read_dataset(
     path = find_dataset(exchange, symbol, timeframe, kind, store=store)
     if path is None:
         roots = ", ".join(str(r) for _, r in _roots(store))
+        if "/" in symbol and ":" not in symbol:
+            # a spot symbol: the project works on perpetuals, whose ccxt symbol names the settle
+            perp = f"{symbol}:{symbol.split('/', 1)[1]}"
+            raise DataError(
+                f"no {kind} data for {exchange} {symbol} {timeframe}: {symbol!r} is a spot "
+                f"symbol; did you mean the perpetual {perp!r}?"
+            )
+        # a market needs last-price bars, mark bars and funding: name them all in one command
+        kinds = "ohlcv,mark,funding" if kind in ("ohlcv", "mark", "funding") else kind
         raise DataError(
             f"no {kind} data for {exchange} {symbol} {timeframe} in {roots}; download it with "
-            f"`{download_hint(exchange, symbol, timeframe, kind)}`"
+            f"`{download_hint(exchange, symbol, timeframe, kinds)}`"
         )
     return _canonical(_read_parquet(path), kind, path)
 

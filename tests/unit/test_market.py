@@ -251,3 +251,39 @@ def test_detail_outside_the_1m_window_is_an_error(bundled_only_store: str) -> No
             detail_timeframe="1m",
             store=bundled_only_store,
         )
+
+
+def test_missing_market_names_one_command_for_every_kind_it_needs(bundled_only_store: str) -> None:
+    # a market needs last-price bars, mark bars and funding: the hint downloads all three at once
+    # (it used to say `--kinds ohlcv`, and the next load then failed on the missing mark data)
+    with pytest.raises(DataError) as info:
+        bt.load_market("BTC/USDT:USDT", exchange="okx", store=bundled_only_store)
+    assert (
+        "`backtester data download --exchange okx --symbol BTC/USDT:USDT --timeframe 1h "
+        "--start 2020-01-01 --kinds ohlcv,mark,funding`"
+    ) in str(info.value)
+
+
+def test_spot_symbol_suggests_the_perpetual(bundled_only_store: str) -> None:
+    # 'BTC/USDT' is Binance spot; the perpetual settled in USDT is 'BTC/USDT:USDT'
+    with pytest.raises(DataError, match=r"did you mean the perpetual 'BTC/USDT:USDT'\?$"):
+        bt.load_market("BTC/USDT", store=bundled_only_store)
+
+
+def test_unknown_exchange_is_a_config_error(bundled_only_store: str) -> None:
+    with pytest.raises(
+        ConfigError, match=r"exchange must be one of .*was 'bybt'; did you mean 'bybit'"
+    ):
+        bt.load_market("BTC/USDT:USDT", exchange="bybt", store=bundled_only_store)
+
+
+def test_start_after_the_stored_data_says_so(bundled_only_store: str) -> None:
+    # the bundled mark data ends with the 2026-05-17 05:00 bar, i.e. at 06:00; a start in 2027 used
+    # to fail with "end must be after start ... end 2026-05-17 06:00", an end the user never gave
+    with pytest.raises(
+        DataError,
+        match=r"start 2027-01-01 00:00 UTC is after the last-price and mark data .* ends at "
+        r"2026-05-17 06:00 UTC; pick an earlier start or download more with `backtester data "
+        r"download .*--start 2026-05-17 --kinds ohlcv,mark,funding`",
+    ):
+        bt.load_market("BTC/USDT:USDT", start="2027-01-01", store=bundled_only_store)
