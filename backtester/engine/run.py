@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ import pandas as pd
 from backtester._typing import BoolArray, F64Array, I64Array
 from backtester.config import SETTING_CHOICES, RunConfig, check_setting, setting_names
 from backtester.engine.enums import ExitReason, FParam, IParam, Stat
-from backtester.errors import ConfigError, DataError, ShapeError, did_you_mean
+from backtester.errors import BacktesterWarning, ConfigError, DataError, ShapeError, did_you_mean
 from backtester.params import ParamGrid
 from backtester.signals import Signals
 
@@ -475,6 +476,53 @@ def _strategy_params(strategy: Any) -> dict[str, list[Any]]:
     return params
 
 
+def _warn_never_entered(
+    stats: F64Array,
+    fparams: F64Array,
+    rules: dict[Any, _RulesInputs],
+    keys: list[Any],
+    market: Market,
+) -> None:
+    # Columns whose every entry was refused (typically: the first entry's notional
+    # position_size x initial_cash x leverage lies in a tier that allows less leverage) show
+    # the initial cash and "not liquidated", which reads like survival. Say so, once per run.
+    from backtester.rules.formulas import tier_index_nb
+
+    never = np.nonzero((stats[:, Stat.N_TRADES] == 0) & (stats[:, Stat.N_REJECTED] > 0))[0]
+    if never.size == 0:
+        return
+    c = int(never[0])
+    lev = float(fparams[FParam.LEVERAGE, c])
+    psize = float(fparams[FParam.POSITION_SIZE, c])
+    cash = float(fparams[FParam.INITIAL_CASH, c])
+    r = rules[keys[c]]
+    t = int(r.table_idx[0])
+    n = int(r.n_tiers[t])
+    notional = psize * cash * lev
+    key = notional / float(market.open[0]) if r.by_size[t] else notional
+    k = int(tier_index_nb(key, r.floors[t, :n]))
+    allowed = float(r.maxlev[t, k])
+    if lev > allowed:
+        why = (
+            f"the first entry's notional position_size x initial_cash x leverage = {psize:g} x "
+            f"{cash:,.0f} x {lev:g} = {notional:,.0f} is in tier {k + 1} of {r.table_ids[t]}, "
+            f"which allows at most {allowed:g}x"
+        )
+    else:
+        why = (
+            f"the wallet could not pay the entry fee (leverage {lev:g} x "
+            f"taker_fee {float(fparams[FParam.TAKER_FEE, c]):g} of the margin)"
+        )
+    warnings.warn(
+        f"{never.size} of {stats.shape[0]} columns never opened a position: every entry was "
+        f"rejected (e.g. column {c}: {why}); their rows show the initial cash and no "
+        "liquidation. Lower leverage, position_size or initial_cash (stats()['n_rejected'] "
+        "counts the refused entries)",
+        BacktesterWarning,
+        stacklevel=3,
+    )
+
+
 def run_sweep(
     market: Market,
     strategy: Any,
@@ -567,6 +615,7 @@ def run_sweep(
         np.zeros(n, dtype=np.int64),
     )
     stats, _, _ = sim.run(batch_size=batch_size, progress=progress)
+    _warn_never_entered(stats, fparams, rules, keys, market)
     log.info(
         "run_sweep %s %s: %d bars x %d columns in %.2f s",
         market.symbol,

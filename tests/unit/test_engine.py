@@ -290,15 +290,15 @@ def test_detail_bars_resolve_stop_before_liquidation() -> None:
 def test_entry_rejected_when_notional_tier_allows_less_leverage() -> None:
     # 10,000,000 cash at 50x = 500M notional; the 2024-05-30 table allows 4x there -> rejected
     m = make_market(FLAT, [101.0] * 4, [99.0] * 4, FLAT)
-    s = one(
-        run(
+    with pytest.warns(bt.BacktesterWarning, match="allows at most 4x"):
+        r = run(
             m,
             FixedSignals(4, long_entries=[0]),
             leverage=50,
             initial_cash=1e7,
             maint_margin_rate=None,
         )
-    )
+    s = one(r)
     assert s["n_trades"] == 0 and s["n_rejected"] == 1
 
 

@@ -12,7 +12,7 @@ import backtester as bt
 import strategies
 from backtester.engine.enums import ExitReason
 from backtester.engine.run import run_entries
-from backtester.errors import ConfigError, DataError, ShapeError
+from backtester.errors import BacktesterWarning, ConfigError, DataError, ShapeError
 from backtester.signals import Signals
 from tests.unit.reference import FixedSignals, make_market
 
@@ -31,6 +31,23 @@ def test_leverage_above_tier_maximum_names_value_and_range() -> None:
     grid = bt.ParamGrid.product(leverage=[200])
     with pytest.raises(ConfigError, match=r"leverage must be in \(0, 125\].*was 200"):
         bt.run_sweep(M, strategies.hold, grid)
+
+
+def test_columns_whose_every_entry_is_rejected_warn_with_the_tier_maximum() -> None:
+    # Arrange: hold at 100x with 10,000: the first entry's notional 1 x 10,000 x 100 = 1,000,000
+    # lies in tier 3 of the 2024-05-30 table (600,000-3,000,000, max 75x) -> every entry refused.
+    # At 10x (notional 100,000, tier 2, max 100x) the column trades normally.
+    grid = bt.ParamGrid.product(leverage=[10, 100], side=["long"])
+    # Act / Assert: one warning naming the notional, the tier and its maximum
+    with pytest.warns(
+        BacktesterWarning,
+        match=r"1 of 2 columns never opened a position.*column 1.*= 1,000,000 is in tier 3 of "
+        r"binanceusdm/BTC_USDT_USDT/2024-05-30, which allows at most 75x",
+    ):
+        r = bt.run_sweep(M, strategies.hold, grid)
+    stats = r.stats()
+    assert stats["n_trades"].tolist() == [1, 0]
+    assert stats["n_rejected"].tolist() == [0, 4]  # signals at closes 0..3 -> bars 1..4
 
 
 def test_bad_setting_value_names_field() -> None:
