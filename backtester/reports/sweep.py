@@ -352,7 +352,17 @@ def sweep_report(
             ],
             ignore_index=True,
         )
-        sensitivity["value"] = sensitivity["value"].astype(str)
+        # "none" for a switched-off stop (not "nan"); the metric in the table's own units
+        pairs = list(zip(sensitivity["parameter"], sensitivity["value"], strict=True))
+        sensitivity["value"] = [
+            "none" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+            for _, v in pairs
+        ]
+        shown = sensitivity[["parameter", "symbol", "value", "q25", "median", "q75"]]
+        sensitivity_display = shown.assign(
+            value=[_fmt(p, v) for p, v in pairs],
+            **{q: [_fmt(metric, v) for v in shown[q]] for q in ("q25", "median", "q75")},
+        ).rename(columns={q: f"{q} {_label(metric)}" for q in ("q25", "median", "q75")})
         sections.append(
             ReportSection(
                 heading="Parameter sensitivity",
@@ -360,12 +370,7 @@ def sweep_report(
                     f"For each swept parameter: the median {metric} over every other setting, "
                     "with the 25–75 % band. Flat lines mean the parameter hardly matters.",
                 ),
-                tables=(
-                    ReportTable(
-                        "sensitivity",
-                        sensitivity[["parameter", "symbol", "value", "q25", "median", "q75"]],
-                    ),
-                ),
+                tables=(ReportTable("sensitivity", shown, sensitivity_display),),
                 figures=(
                     ReportFigure(
                         "sensitivity",

@@ -98,3 +98,18 @@ def test_long_grids_render_without_warnings(tmp_path: Path) -> None:
     }
     index = sweep_report(table, metadata=meta, out=tmp_path / "rep")
     assert index.is_file()
+
+
+def test_sensitivity_table_says_none_for_no_stop(tmp_path: Path) -> None:
+    # Arrange: stop_loss swept over [none, 0.05]; the stored and shown value used to be "nan"
+    meta = {"mode": "sweep", "grid_names": ["leverage", "stop_loss"], "n_symbols": 1, "n_cols": 6}
+    # Act
+    sweep_report(tiny(), metadata=meta, out=tmp_path / "rep", top=2)
+    stored = pd.read_csv(tmp_path / "rep" / "tables" / "sensitivity.csv", keep_default_na=False)
+    page = (tmp_path / "rep" / "index.html").read_text()
+    # Assert: the no-stop row reads "none"; the shown quartiles are in percent, as in the
+    # other tables (median return over the no-stop settings 0.0 -> "0", see the test above)
+    stops = stored[stored["parameter"] == "stop_loss"]
+    assert sorted(stops["value"]) == ["0.05", "none"]
+    assert "nan" not in set(stored["value"])
+    assert "median Return [%]" in page
