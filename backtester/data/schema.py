@@ -176,7 +176,8 @@ def timestamps_ns(frame: pd.DataFrame, name: str) -> I64Array:
     if tz is None:
         raise DataError(
             f"{name}.timestamp must be tz-aware (UTC), was naive {series.dtype}; "
-            "localize with .dt.tz_localize('UTC')"
+            "localize with .dt.tz_localize('UTC') (polars: "
+            "pl.col('timestamp').dt.replace_time_zone('UTC'))"
         )
     if series.isna().any():
         first = int(np.flatnonzero(series.isna().to_numpy())[0])

@@ -157,6 +157,15 @@ def test_polars_frames_are_accepted() -> None:
     assert out.close.tolist() == [101.0, 102.0, 103.0, 104.0]
 
 
+def test_naive_polars_timestamps_name_the_polars_fix() -> None:
+    # polars datetimes are naive unless given a zone; the pandas-only hint (.dt.tz_localize) does
+    # not exist in polars, so the message also names polars' replace_time_zone
+    pl = pytest.importorskip("polars")
+    naive = pl.from_pandas(_bars()).with_columns(pl.col("timestamp").dt.replace_time_zone(None))
+    with pytest.raises(DataError, match=r"polars: pl.col\('timestamp'\).dt.replace_time_zone"):
+        schema.validate_ohlcv(naive)
+
+
 def test_non_frames_are_rejected() -> None:
     with pytest.raises(DataError, match=r"must be a pandas or polars DataFrame, was dict"):
         schema.validate_ohlcv({"open": [1.0]})
