@@ -113,6 +113,16 @@ def _table(df: pd.DataFrame) -> str:
     return str(shown.to_string(index=False))
 
 
+def _roots_line(store: str | None) -> str:
+    from backtester.data.store import bundled_root, store_root
+
+    bundled = bundled_root()
+    text = (
+        f"store: {store_root(store)} (downloads go here; change with --store or $BACKTESTER_STORE)"
+    )
+    return text + (f"; bundled (read-only): {bundled}" if bundled is not None else "")
+
+
 def _list(args: argparse.Namespace) -> int:
     from backtester.data.store import list_store
 
@@ -121,6 +131,7 @@ def _list(args: argparse.Namespace) -> int:
         print(
             "no datasets; download some with `backtester data download --symbol BTC/USDT:USDT --start 2024-01-01`"
         )
+        print(_roots_line(args.store))
         return 0
     columns = [
         "location",
@@ -134,6 +145,7 @@ def _list(args: argparse.Namespace) -> int:
         "size_kb",
     ]
     print(_table(listing[columns]))
+    print(_roots_line(args.store))
     return 0
 
 

@@ -22,6 +22,9 @@ def test_list_prints_the_bundled_datasets(
         in out
     )
     assert "1m   ohlcv 2025-05-04 16:00 2025-06-24 10:00 73080" in out
+    # and where downloads go, so a newcomer can find (or move) the store
+    assert f"store: {tmp_path} (downloads go here; change with --store or $BACKTESTER_STORE)" in out
+    assert "; bundled (read-only): " in out
 
 
 def test_verify_ok_on_the_bundled_store(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
