@@ -69,7 +69,10 @@ At the end of a column's window an open position is recorded as a trade with exi
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+from typing import Any
 
 import numpy as np
 from numba import njit, prange
@@ -87,6 +90,58 @@ from backtester.engine.enums import (
     StopTrigger,
 )
 from backtester.rules.formulas import liquidation_price_nb, max_leverage_nb
+
+# ---- on-disk cache freshness ---------------------------------------------------------------
+# numba's cache (cache=True) is keyed on the stamp of the decorated function's own file only. The
+# kernel inlines rules.formulas (tier lookup, liquidation price) and freezes the enums' values at
+# compile time, so an edit there (or a git pull touching only those files) would silently keep
+# running the old compiled kernel. The locators below, used for this file's functions only, add
+# the content hashes of those files to the stamp: any change to them recompiles the kernel.
+_KERNEL_FILE = os.path.abspath(__file__)
+_DEPENDENCIES = tuple(
+    os.path.join(os.path.dirname(os.path.dirname(_KERNEL_FILE)), *parts)
+    for parts in (("rules", "formulas.py"), ("engine", "enums.py"))
+)
+
+
+def _dependency_stamp() -> tuple[bytes, ...]:
+    out = []
+    for path in _DEPENDENCIES:
+        with open(path, "rb") as f:
+            out.append(hashlib.sha256(f.read()).digest())
+    return tuple(out)
+
+
+class _DependencyStampMixin:
+    @classmethod
+    def from_function(cls, py_func: Any, py_file: str) -> Any:
+        if os.path.abspath(py_file) != _KERNEL_FILE:
+            return None
+        return super().from_function(py_func, py_file)  # type: ignore[misc]
+
+    def get_source_stamp(self) -> Any:
+        return (super().get_source_stamp(), _dependency_stamp())  # type: ignore[misc]
+
+
+def _install_cache_locators() -> None:
+    try:
+        from numba.core import caching
+
+        classes = caching.CacheImpl._locator_classes
+        backed = caching._SourceFileBackedLocatorMixin
+    except (ImportError, AttributeError):  # pragma: no cover - a numba without these hooks
+        return
+    if any(issubclass(c, _DependencyStampMixin) for c in classes):
+        return
+    out: list[Any] = []
+    for base in classes:
+        if issubclass(base, backed):
+            out.append(type(f"Kernel{base.__name__}", (_DependencyStampMixin, base), {}))
+        out.append(base)
+    classes[:] = out
+
+
+_install_cache_locators()
 
 __all__ = [
     "BLOCK",

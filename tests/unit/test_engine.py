@@ -384,3 +384,36 @@ def test_cross_margin_backs_the_position_with_the_whole_wallet() -> None:
     assert cross["n_liquidations"] == 0
     lp_cross = (1000.0 - 5000.0) / (50.0 * (0.005 - 1.0))
     assert cross["min_liquidation_distance"] == pytest.approx((85.0 - lp_cross) / 85.0, rel=1e-12)
+
+
+def test_entry_notional_exactly_on_a_tier_cap_uses_the_lower_tier() -> None:
+    # 400 x 125 = notional 50,000, exactly the cap of tier 1 of the 2024-05-30 table (0-50,000,
+    # max 125x; caps are inclusive, rules.formulas.tier_index_nb) -> the entry is accepted. A
+    # kernel compiled against an older tier lookup (floor inclusive: tier 2, max 100x) refused it.
+    m = make_market(FLAT, [101.0] * 4, [99.0] * 4, FLAT)
+    r = run(
+        m,
+        FixedSignals(4, long_entries=[0]),
+        leverage=125,
+        initial_cash=400.0,
+        maint_margin_rate=None,
+    )
+    s = one(r)
+    assert s["n_trades"] == 1 and s["n_rejected"] == 0
+    assert r.trades()["size"][0] == pytest.approx(500.0, rel=1e-12)  # 50,000 / 100
+
+
+def test_kernel_cache_is_keyed_on_the_formulas_and_enums_it_compiles_in() -> None:
+    # numba keys its on-disk cache on the kernel file only; the kernel's locator adds the content
+    # hashes of rules/formulas.py and engine/enums.py, so editing them recompiles the kernel.
+    import hashlib
+    from pathlib import Path
+
+    from backtester.engine import enums, kernel
+    from backtester.rules import formulas
+
+    stamp = kernel.simulate_nb._cache._impl.locator.get_source_stamp()
+    expected = tuple(
+        hashlib.sha256(Path(mod.__file__).read_bytes()).digest() for mod in (formulas, enums)
+    )
+    assert stamp[1] == expected
