@@ -534,6 +534,7 @@ def load_market(
     )
     if snapshots:
         object.__setattr__(market, "tiers_date", snapshots[-1][0])
+    _warn_partial_funding(market, schema.timestamps_ns(funding_df, "funding"))
     log.info(
         "loaded %s %s %s: %d bars %s -> %s, %d funding events, mark=%s",
         exchange,
@@ -546,6 +547,45 @@ def load_market(
         market.mark_source,
     )
     return market
+
+
+_H_NS = 3_600_000_000_000
+
+
+def _warn_partial_funding(market: Market, stored_ts: I64Array) -> None:
+    # Funding missing for part of the bars would silently mean "no funding paid" there (e.g. OKX
+    # serves only ~3 months of funding history): say so, with the range that is covered.
+    interval = int(np.median(np.diff(stored_ts))) if stored_ts.size > 1 else 8 * _H_NS
+    slack = interval + 60_000_000_000  # one funding interval (+1 min for exchange timestamp jitter)
+    b0 = int(market.ts_ns[0])
+    b1 = int(market.ts_ns[-1]) + market.timeframe_ns
+    f = market.funding_ts_ns
+    if b1 - b0 <= slack:
+        return  # shorter than one funding interval: nothing to judge
+    if f.size and int(f[0]) - b0 <= slack and b1 - int(f[-1]) <= slack:
+        return
+    covered = (
+        f"cover only {format_ts(f[0])} -> {format_ts(f[-1])}"
+        if f.size
+        else "are absent from the bars' range"
+    )
+    log.warning(
+        "%s %s %s: funding events %s but the bars span %s -> %s; bars without funding events pay "
+        "no funding. Pick a range the funding covers or download it with `%s`",
+        market.exchange,
+        market.symbol,
+        market.timeframe,
+        covered,
+        format_ts(b0),
+        format_ts(b1),
+        _download_hint(market, "funding", format_ts(b0)[:10]),
+    )
+
+
+def _download_hint(market: Market, kinds: str, start: str) -> str:
+    from backtester.data import store as data_store
+
+    return data_store.download_hint(market.exchange, market.symbol, market.timeframe, kinds, start)
 
 
 def _load_detail(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -287,3 +289,40 @@ def test_start_after_the_stored_data_says_so(bundled_only_store: str) -> None:
         r"download .*--start 2026-05-17 --kinds ohlcv,mark,funding`",
     ):
         bt.load_market("BTC/USDT:USDT", start="2027-01-01", store=bundled_only_store)
+
+
+def test_funding_covering_only_part_of_the_bars_is_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, bundled_only_store: str
+) -> None:
+    # Arrange: 2024-01-01 -> 2024-01-10 (216 bars) with mark, but funding only from 2024-01-05
+    # (like OKX, which serves ~3 months of funding history): 4 days would silently pay nothing
+    from backtester.data import store as data_store
+
+    n = 216
+    bars = _bars(n)
+    funding = _funding(
+        [str(t) for t in pd.date_range("2024-01-05", "2024-01-09 16:00", freq="8h")],
+        [0.0001] * 15,
+    )
+    for kind, frame in (("ohlcv", bars), ("mark", bars), ("funding", funding)):
+        data_store.write_dataset(
+            frame, exchange="okx", symbol="BTC/USDT:USDT", timeframe="1h", kind=kind, store=tmp_path
+        )
+    # Act
+    with caplog.at_level("WARNING", logger="backtester.market"):
+        m = bt.load_market("BTC/USDT:USDT", exchange="okx", store=tmp_path)
+    # Assert: loaded as asked, and a warning names the covered range and the download command
+    assert m.n_bars == n
+    assert m.funding_ts_ns.size == 15
+    (record,) = [r for r in caplog.records if r.name == "backtester.market"]
+    text = record.getMessage()
+    assert "funding events cover only 2024-01-05 00:00 UTC -> 2024-01-09 16:00 UTC" in text
+    assert "bars span 2024-01-01 00:00 UTC -> 2024-01-10 00:00 UTC" in text
+    assert "--start 2024-01-01 --kinds funding" in text
+    # full coverage (the bundled data) stays quiet
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="backtester.market"):
+        bt.load_market(
+            "BTC/USDT:USDT", start="2024-01-01", end="2024-02-01", store=bundled_only_store
+        )
+    assert not [r for r in caplog.records if r.name == "backtester.market"]
