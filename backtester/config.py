@@ -187,6 +187,15 @@ class RunConfig:
     initial_cash: float = 10_000.0
     side: SideName = "long"
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> RunConfig:
+        # a misspelt field gets a suggestion instead of dataclass' bare TypeError
+        for name in kwargs:
+            if name not in setting_names():
+                raise ConfigError(
+                    f"unknown RunConfig field {name!r}{did_you_mean(name, setting_names())}"
+                )
+        return object.__new__(cls)
+
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)

@@ -339,7 +339,7 @@ class _Simulation:
         stats = np.empty((n, Stat.N), dtype=np.float64)
         eq_out = np.empty((n_bars, n), dtype=np.float64) if equity else None
         trade_parts: list[np.ndarray] = []
-        bs = int(batch_size or _DEFAULT_BATCH)
+        bs = _DEFAULT_BATCH if batch_size is None else int(batch_size)
         if bs < 1:
             raise ConfigError(f"batch_size must be >= 1, was {batch_size}")
         pos_of = np.full(self.n_cols, -1, dtype=np.int64)

@@ -35,6 +35,11 @@ def test_unknown_names_get_suggestions() -> None:
         RunConfig().replace(stoploss=0.1)
     with pytest.raises(ConfigError, match="did you mean 'leverage'"):
         check_setting("levrage", 2)
+    # the constructor too (was dataclass' TypeError without a suggestion)
+    with pytest.raises(
+        ConfigError, match=r"unknown RunConfig field 'levrage'; did you mean 'leverage'"
+    ):
+        RunConfig(levrage=2)  # type: ignore[call-arg]
 
 
 def test_none_means_off_or_profile_default() -> None:

@@ -50,6 +50,13 @@ def test_columns_whose_every_entry_is_rejected_warn_with_the_tier_maximum() -> N
     assert stats["n_rejected"].tolist() == [0, 4]  # signals at closes 0..3 -> bars 1..4
 
 
+@pytest.mark.parametrize("batch_size", [0, -1])
+def test_batch_size_below_one_is_a_config_error(batch_size: int) -> None:
+    # 0 used to fall back silently to the default batch size
+    with pytest.raises(ConfigError, match=f"batch_size must be >= 1, was {batch_size}"):
+        bt.run_sweep(M, strategies.hold, batch_size=batch_size)
+
+
 def test_bad_setting_value_names_field() -> None:
     with pytest.raises(ConfigError, match=r"RunConfig.margin_mode must be one of .* was 'crosss'"):
         bt.run_sweep(M, strategies.hold, bt.ParamGrid.product(margin_mode=["crosss"]))
