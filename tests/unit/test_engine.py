@@ -417,3 +417,50 @@ def test_kernel_cache_is_keyed_on_the_formulas_and_enums_it_compiles_in() -> Non
         hashlib.sha256(Path(mod.__file__).read_bytes()).digest() for mod in (formulas, enums)
     )
     assert stamp[1] == expected
+
+
+def test_funding_only_for_positions_open_at_the_funding_time() -> None:
+    # 1x long, Q = 10 at 100; 1 % funding at bar 2's open time (mark 100): 10*100*0.01 = 10.
+    # Entered at bar 2's open (signal at close 1): not open at the funding time -> pays nothing.
+    # Entered at bar 1, exit signal at close 1 -> closed at bar 2's open: it was open at the
+    # funding time (funding is exchanged before the open's fills) -> pays 10.
+    m = make_market([100.0] * 5, [101.0] * 5, [99.0] * 5, [100.0] * 5, funding={2: 0.01})
+    late = one(run(m, FixedSignals(5, long_entries=[1]), funding=True))
+    leaving = one(run(m, FixedSignals(5, long_entries=[0], long_exits=[1]), funding=True))
+    assert late["funding_paid"] == 0.0
+    assert leaving["funding_paid"] == pytest.approx(10.0, rel=1e-12)
+    assert leaving["final_equity"] == pytest.approx(990.0, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("exchange", "lp", "left"),
+    [
+        # Binance: MM at the LP, close at the LP, 0.3 % clearance fee (legacy BTC rate, 2024):
+        # LP 90.452; left = 1000 + 100*(LP - 100) - 0.003*100*LP = 45.226 - 27.136 = 18.090
+        ("binanceusdm", LP_10X, 1000.0 + 100.0 * (LP_10X - 100.0) - 0.3 * LP_10X),
+        # OKX: equity <= Q*P*(MMR + taker 0.05 %): LP = (100 - 1000/100)/(1 - 0.0055) = 90.4977;
+        # taken over at the bankruptcy price -> the trader keeps nothing
+        ("okx", 90.0 / 0.9945, 0.0),
+        # Bybit: MM valued at entry (100*100*0.005 = 50): LP = 100 - (1000 - 50)/100 = 90.5;
+        # bankruptcy-price close -> nothing left
+        ("bybit", 90.5, 0.0),
+    ],
+)
+def test_liquidation_price_fee_and_close_follow_the_exchange_profile(
+    exchange: str, lp: float, left: float
+) -> None:
+    # Long 10x at 100 with 1000 (Q = 100), flat MMR 0.5 %; bar 2's mark low 90 is below all three
+    mark = (FLAT, [101.0] * 4, [99.0, 99.0, 90.0, 99.0], FLAT)
+    m = make_market(FLAT, [101.0] * 4, [99.0] * 4, FLAT, mark=mark)
+    r = run(
+        m,
+        FixedSignals(4, long_entries=[0]),
+        leverage=10,
+        exchange=exchange,
+        liquidation_fee_rate=None,
+        close_at=None,
+    )
+    t = r.trades()
+    assert t["exit_reason"][0] == "liquidation"
+    assert t["exit_price"][0] == pytest.approx(lp, rel=1e-12)
+    assert one(r)["final_equity"] == pytest.approx(left, abs=1e-9)
