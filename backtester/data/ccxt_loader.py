@@ -224,7 +224,8 @@ def download(
     max_tries : int
         Tries per request before giving up (>= 1).
     page_limit : int, optional
-        Rows per request; default the exchange's maximum.
+        Rows per request; default (and at most) the exchange's page size: a larger value is
+        capped, because an exchange that caps a request's window returns only part of it.
     batch_pages : int
         Pages fetched between two atomic writes of the dataset.
     now : str or pd.Timestamp, optional
@@ -440,7 +441,7 @@ class _Job:
             )
         before = 0 if existing is None else len(existing)
         params: dict[str, Any] = {} if kind == "ohlcv" else {"price": kind}
-        limit = self.page_limit or self.profile.ohlcv_limit
+        limit = min(self.page_limit or self.profile.ohlcv_limit, self.profile.ohlcv_limit)
         total_days = sum(b - a for a, b in segments) / 86_400e9
         bar = _progress_bar(self.show_progress, total_days, f"{self.symbol} {kind}")
         stored = existing
@@ -512,7 +513,7 @@ class _Job:
 
     def funding(self, t0: int, t1: int) -> dict[str, Any]:
         existing, requested_from = self._stored("funding")
-        limit = self.page_limit or self.profile.funding_limit
+        limit = min(self.page_limit or self.profile.funding_limit, self.profile.funding_limit)
         ts = (
             np.empty(0, dtype=np.int64)
             if existing is None

@@ -178,6 +178,28 @@ def test_bybit_happy_path(tmp_path: Path) -> None:
     assert market.funding_ts_ns.size == 12
 
 
+@pytest.mark.parametrize(
+    ("kind", "path", "limit", "end"),
+    [
+        # 2025-10-01 00:00 UTC = 1759276800000 ms; a 1000-bar 1h window ends 1000 h - 1 ms later
+        ("ohlcv", "/v5/market/kline?", 1000, 1759276800000 + 1000 * 3_600_000 - 1),
+        # funding windows are 200 one-hour steps (Bybit's 200-event page)
+        ("funding", "/v5/market/funding/history?", 200, 1759276800000 + 200 * 3_600_000 - 1),
+    ],
+)
+def test_page_limit_is_capped_at_the_exchange_page_size(
+    tmp_path: Path, kind: str, path: str, limit: int, end: int
+) -> None:
+    # Bybit returns at most 1000 klines / 200 funding events per request, the NEWEST of the
+    # window: a 5000-row window would silently lose its older rows, so the page is capped
+    adapter = ReplayAdapter().load("bybit", "btc_1h")
+    with pytest.raises(AssertionError, match="no recorded response"):  # not recorded: stop there
+        _run({**BYBIT_FULL, "kinds": (kind,)}, tmp_path, adapter, page_limit=5000)
+    (key,) = [k for k in adapter.log if path in k]
+    assert f"limit={limit}&" in key
+    assert f"end={end}&" in key or f"endTime={end}&" in key
+
+
 # ---------------------------------------------------------------- retries and failures
 
 
