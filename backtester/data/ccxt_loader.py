@@ -378,6 +378,20 @@ class _Job:
             ) from exc
         key = path.relative_to(self.root).with_suffix("").as_posix()
         entry = data_store.read_manifest(self.root).get(key, {})
+        if entry.get("sha256") != data_store._sha256(path):
+            # the file was renamed into place but the process died before the manifest was
+            # updated: the data is whole (it was read above), re-record it so `verify` agrees
+            log.warning("%s: manifest entry out of date (interrupted write); re-recording", key)
+            keep = ("requested_start", "fetched_until")
+            data_store.write_dataset(
+                df,
+                exchange=self.exchange,
+                symbol=self.symbol,
+                timeframe=self.timeframe,
+                kind=kind,
+                store=self.store,
+                extra={k: entry[k] for k in keep if k in entry},
+            )
         requested = entry.get("requested_start")
         return df, None if requested is None else int(pd.Timestamp(requested).value)
 

@@ -626,7 +626,13 @@ def verify_store(store: str | os.PathLike[str] | None = None) -> pd.DataFrame:
             if entry is None:
                 add(location, key, "not in manifest", "file present but no manifest entry")
             elif entry.get("sha256") and entry["sha256"] != _sha256(path):
-                add(location, key, "checksum mismatch", "sha256 differs from the manifest")
+                add(
+                    location,
+                    key,
+                    "checksum mismatch",
+                    "sha256 differs from the manifest (interrupted write or changed file); rerun "
+                    "its `backtester data download` to re-record it, or delete it",
+                )
             try:
                 df = pd.read_parquet(path)
             except Exception as exc:

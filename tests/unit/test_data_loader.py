@@ -293,6 +293,40 @@ def test_interrupted_download_resumes_without_duplicate_or_missing_bar(
     assert not list(tmp_path.rglob("*.tmp"))  # no temp file left behind
 
 
+def test_a_crash_between_file_and_manifest_is_healed_by_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: pages of 50 bars, a write every 3 pages: ohlcv is saved after pages 3, 6, 9 (450
+    # bars) and 10 (480 bars); the process dies after the 4th file is renamed into place but
+    # before its manifest entry is written: file 480 rows, manifest still 450 rows
+    from backtester.data import store as data_store
+
+    real = data_store._update_manifest
+    calls = []
+
+    def dying(root: Path, key: str, entry: Any) -> None:
+        calls.append(key)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        real(root, key, entry)
+
+    monkeypatch.setattr(data_store, "_update_manifest", dying)
+    with pytest.raises(KeyboardInterrupt):
+        _run({**BINANCE_FULL, "kinds": ("ohlcv",)}, tmp_path, _binance(), batch_pages=3)
+    monkeypatch.setattr(data_store, "_update_manifest", real)
+    assert len(_stored(tmp_path, "ohlcv")) == 480
+    stale = verify_store(tmp_path).query("location == 'store'")
+    assert set(stale["problem"]) == {"checksum mismatch", "row count"}  # manifest 450, file 480
+    # Act: the same command again has no bar to fetch
+    adapter = _binance()
+    result = _run({**BINANCE_FULL, "kinds": ("ohlcv",)}, tmp_path, adapter, batch_pages=3)
+    # Assert: nothing fetched, and the manifest agrees with the file again
+    assert result["status"].tolist() == ["up to date"]
+    assert adapter.count(f"GET {KLINES}?") == 0
+    assert verify_store(tmp_path).query("location == 'store'").empty
+    assert read_manifest(tmp_path)["binanceusdm/BTC_USDT_USDT/1h/ohlcv"]["rows"] == 480
+
+
 def test_only_missing_ranges_are_fetched(tmp_path: Path) -> None:
     # Arrange: the store already holds 2024-01-08 -> 2024-01-15
     _run(BINANCE_MIDDLE, tmp_path, _binance())
