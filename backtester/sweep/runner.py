@@ -409,6 +409,52 @@ def _check_strategy_values(spec: SweepSpec, markets: Mapping[str, Any]) -> None:
             return
 
 
+class _NoSignals:
+    # a strategy that never trades: the engine validates its settings and returns at once
+    __name__ = "preflight"
+
+    def __init__(self) -> None:
+        self.PARAMS: dict[str, list[Any]] = {"preflight": [0]}
+
+    @staticmethod
+    def signals(market: Any, grid: Any) -> Any:
+        import numpy as np
+
+        from backtester.signals import Signals
+
+        return Signals(np.zeros((market.n_bars, grid.n_cols), dtype=np.bool_))
+
+
+def _check_leverage_limit(spec: SweepSpec, markets: Mapping[str, Any]) -> None:
+    """Fail before any work when a symbol's tier tables refuse the config's highest leverage.
+
+    The engine checks leverage against the lowest tier-1 maximum of the tables in force over the
+    market's range; without this check that error came from a worker after the run directory
+    was made, naming neither the file nor the key. One column that never trades runs per symbol.
+    """
+    swept = "leverage" in spec.engine_grid_names
+    if any(n in spec.engine_grid_names for n in ("exchange", "tier_table")):
+        return  # the tables differ per column: the run itself checks each one
+    values = spec.values("leverage") if swept else (dict(spec.engine).get("leverage"),)
+    numbers = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    if not numbers:
+        return
+    from backtester.config import RunConfig
+    from backtester.engine.run import run_sweep
+    from backtester.params import ParamGrid
+
+    settings: dict[str, Any] = {**dict(spec.engine), "leverage": max(numbers)}
+    config = RunConfig(**settings)
+    where = "[engine.grid] leverage" if swept else "[engine] leverage"
+    for market in markets.values():
+        if market.n_bars < 2:
+            continue
+        try:
+            run_sweep(market, _NoSignals(), ParamGrid.zip(preflight=[0]), config=config)
+        except ConfigError as exc:
+            raise ConfigError(f"{spec.source}: {where} is too high: {exc}") from exc
+
+
 def _execute(
     source: str | Path | Mapping[str, Any] | SweepSpec,
     *,
@@ -462,6 +508,7 @@ def _execute(
                     f"{info['sha256'][:12]} != {str(was)[:12]}); start a new run with another --out"
                 )
     _check_strategy_values(spec, markets)
+    _check_leverage_limit(spec, markets)
     store.create()
     meta: dict[str, Any] = {
         "backtester_version": _version(),

@@ -331,3 +331,19 @@ def test_a_strategy_value_the_strategy_refuses_fails_before_any_work(tmp_path: P
     assert message.startswith("<dict>: [strategy.grid] is invalid for hold")
     assert "'sideways'" in message and "fix the value in the config" in message
     assert not out.exists()
+
+
+def test_leverage_above_the_tier_maximum_fails_before_any_work(tmp_path: Path) -> None:
+    # Arrange: Binance's BTC tier-1 maximum is 125x over 2024; 500x used to fail in a worker,
+    # after the run directory was made, without naming the file or the key
+    bad = {**CONFIG, "engine": {"grid": {"leverage": [5, 500]}}}
+    out = tmp_path / "r"
+    # Act
+    with pytest.raises(ConfigError) as info:
+        run(out, config=bad, executor=SerialExecutor(toy_chunk), load=load_spec_market)
+    # Assert
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("<dict>: [engine.grid] leverage is too high: ")
+    assert "(0, 125]" in message and "was 500" in message and "tier_table" in message
+    assert not out.exists()
