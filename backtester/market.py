@@ -571,7 +571,7 @@ def _warn_partial_funding(market: Market, stored_ts: I64Array) -> None:
     )
     log.warning(
         "%s %s %s: funding events %s but the bars span %s -> %s; bars without funding events pay "
-        "no funding. Pick a range the funding covers or download it with `%s`",
+        "no funding. Pick a range the funding covers or download it with `%s`%s",
         market.exchange,
         market.symbol,
         market.timeframe,
@@ -579,6 +579,9 @@ def _warn_partial_funding(market: Market, stored_ts: I64Array) -> None:
         format_ts(b0),
         format_ts(b1),
         _download_hint(market, "funding", format_ts(b0)[:10]),
+        " (OKX serves only the last 3 months of funding history)"
+        if market.exchange == "okx"
+        else "",
     )
 
 
