@@ -573,7 +573,34 @@ class _Parser:
                     "is missing",
                     "a survival sweep needs e.g. leverage = [1, 5, 20]",
                 )
+            self.check_survival_values(scalars, grid)
         return tuple(sorted(scalars.items())), grid
+
+    def check_survival_values(
+        self, scalars: Mapping[str, Scalar], grid: Sequence[tuple[str, tuple[Scalar, ...]]]
+    ) -> None:
+        # survival_study is stricter than RunConfig (stop_loss < 1, leverage >= 1, size <= 1);
+        # check here so a bad value fails before any work, not in a worker
+        from backtester.survival.run import _check_leverage, _check_size, _check_stop
+
+        checks = {
+            "leverage": _check_leverage,
+            "stop_loss": _check_stop,
+            "position_size": _check_size,
+        }
+        swept = dict(grid)
+        for key, check in checks.items():
+            if key in swept:
+                where, values = f"[engine.grid] {key}", swept[key]
+            elif key in scalars:
+                where, values = f"[engine] {key}", (scalars[key],)
+            else:
+                continue
+            for value in values:
+                try:
+                    check(value)
+                except BacktesterError as exc:
+                    raise self.fail(where, f"is invalid for a survival study: {exc}") from exc
 
     def check_engine(self, settings: Mapping[str, Scalar], where: str) -> None:
         from backtester.config import RunConfig

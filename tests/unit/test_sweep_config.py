@@ -344,3 +344,21 @@ def test_quoted_number_says_it_must_be_a_number() -> None:
     assert '[engine] taker_fee must be a number, was "cheap"' in message
     assert "(no quotes)" in message and "not supported" not in message
     assert '[engine.grid] slippage must be a number, was "0.0002"' in grid_message
+
+
+def test_survival_values_are_checked_like_survival_study() -> None:
+    # Arrange: RunConfig takes stop_loss up to 10 and leverage from 0, survival_study does not
+    # (stop in (0, 1), leverage >= 1, size in (0, 1]); these used to fail in a worker after the
+    # run directory was made
+    def survival(engine: dict[str, Any]) -> dict[str, Any]:
+        return config(strategy=None, survival={"horizon": "30D"}, engine=engine)
+
+    # Act
+    stop = error_of(survival({"grid": {"leverage": [2], "stop_loss": ["none", 5]}}))
+    lev = error_of(survival({"grid": {"leverage": [0.5, 2]}}))
+    size = error_of(survival({"position_size": 2, "grid": {"leverage": [2]}}))
+    # Assert
+    assert "[engine.grid] stop_loss is invalid for a survival study" in stop
+    assert "was 5; write 5% as 0.05" in stop
+    assert "[engine.grid] leverage is invalid for a survival study" in lev and "0.5" in lev
+    assert "[engine] position_size is invalid" in size
