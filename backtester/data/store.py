@@ -650,7 +650,12 @@ def verify_store(store: str | os.PathLike[str] | None = None) -> pd.DataFrame:
             except DataError as exc:
                 add(location, key, "columns", str(exc))
                 continue
-            for problem, detail in _verify_series(canonical, info["kind"], info["timeframe"]):
+            try:
+                series_problems = _verify_series(canonical, info["kind"], info["timeframe"])
+            except (ConfigError, DataError) as exc:  # e.g. a folder that is not a timeframe
+                add(location, key, "bad path", f"{exc}; move or delete {path}")
+                continue
+            for problem, detail in series_problems:
                 add(location, key, problem, detail)
         for key in sorted(set(manifest) - seen):
             add(location, key, "missing file", f"manifest lists {manifest[key].get('path', key)}")

@@ -207,3 +207,16 @@ def test_concurrent_writers_keep_every_manifest_entry(tmp_path: Path) -> None:
     # Assert: no lost update
     manifest = store.read_manifest(tmp_path)
     assert sorted(e["rows"] for e in manifest.values()) == [3, 4, 5, 6, 7, 8, 9, 10]
+
+
+def test_verify_reports_a_folder_that_is_not_a_timeframe(tmp_path: Path) -> None:
+    # a dataset under "1hour/" (not a timeframe) used to abort the whole verify with a bare
+    # "timeframe must look like ..." that named no file; it is now one problem row of that file
+    folder = tmp_path / "binanceusdm" / "BTC_USDT_USDT" / "1hour"
+    folder.mkdir(parents=True)
+    _bars(3).to_parquet(folder / "ohlcv.parquet")
+    problems = store.verify_store(tmp_path).query("location == 'store'")
+    row = problems.set_index("problem").loc["bad path"]
+    assert row["dataset"] == "binanceusdm/BTC_USDT_USDT/1hour/ohlcv"
+    assert "timeframe must look like" in row["detail"]
+    assert str(folder / "ohlcv.parquet") in row["detail"]
