@@ -85,17 +85,24 @@ def _download(args: argparse.Namespace) -> int:
     kinds = _kinds(args.kinds)
     config = _credentials(args.exchange) if args.exchange in EXCHANGES else {}
     client = create_exchange(args.exchange, config=config) if config else None
-    result = download(
-        args.exchange,
-        args.symbol,
-        args.timeframe,
-        start=args.start,
-        end=args.end,
-        kinds=kinds,
-        store=args.store,
-        progress=False if args.no_progress else None,
-        client=client,
-    )
+    try:
+        result = download(
+            args.exchange,
+            args.symbol,
+            args.timeframe,
+            start=args.start,
+            end=args.end,
+            kinds=kinds,
+            store=args.store,
+            progress=False if args.no_progress else None,
+            client=client,
+        )
+    except KeyboardInterrupt:
+        print(
+            "interrupted: the pages fetched so far are saved; run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
     print(_table(result))
     return 0
 

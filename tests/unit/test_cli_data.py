@@ -91,3 +91,22 @@ def test_bad_kind_is_a_one_line_error(capsys: pytest.CaptureFixture[str], tmp_pa
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "did you mean 'mark'" in err
+
+
+def test_interrupted_download_says_how_to_resume(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C during a download: exit 130 and say that the same command resumes (not a bare
+    # "interrupted")
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ccxt_loader, "download", interrupted)
+    code = main(
+        ["data", "download", "--symbol", "BTC/USDT:USDT", "--start", "2024-01-01",
+         "--store", str(tmp_path)]
+    )  # fmt: skip
+    assert code == 130
+    assert capsys.readouterr().err == (
+        "interrupted: the pages fetched so far are saved; run the same command to resume\n"
+    )
