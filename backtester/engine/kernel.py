@@ -9,12 +9,15 @@ Bar semantics (bar ``i`` of a column, in this order; each rule has its own test)
 Prices: ``open/high/low/close`` are last-price bars, ``mark_*`` the mark-price bars. ``s`` is +1
 for a long, -1 for a short; ``size`` is the absolute position size in base units.
 
-1. **Funding.** If the bar carries a funding event (``funding[i]`` not NaN, the rate summed over
-   the events in the bar) and funding is on, the position carried into the bar pays
-   ``s·size·mark_open[i]·rate`` (longs pay when the rate is positive). The cash moves the wallet and,
-   in isolated mode, the position's margin, so it moves the liquidation price (recomputed at once).
-   Exact for bars whose opens fall on the funding times (1h, 1m); for coarser bars the event is
-   applied at the open of the bar that contains it (documented approximation).
+1. **Funding.** If a funding event falls on the bar's open time (``funding[i, 0]`` not NaN, the
+   rate summed over such events) and funding is on, the position carried into the bar pays
+   ``s·size·mark_open[i]·rate`` (longs pay when the rate is positive): only positions open at the
+   funding time pay, so an entry filled at that open does not and an exit filled at it does. The
+   cash moves the wallet and, in isolated mode, the position's margin, so it moves the liquidation
+   price (recomputed at once). Exact for bars whose opens fall on the funding times (1m, 1h, 4h, 8h).
+   Events strictly inside a coarser bar (``funding[i, 1]``, e.g. 08:00 and 16:00 in a 1d bar) are
+   paid after step 2 by the position held after the open's fills, also on ``mark_open[i]``
+   (approximation: the mark at that time and whether an intrabar exit came first are unknown).
    A change of the tier table in force (``table_idx[i]``) also recomputes the liquidation price.
 2. **Pending orders fill at the open.** A signal seen at the close of bar ``i-1`` fills at
    ``open[i]`` moved against the trader by ``slippage`` (buy ``open·(1+slippage)``, sell
@@ -620,11 +623,13 @@ def simulate_span_nb(
     while i < b:
         # ---- 1. funding on the carried position; tier-table changes -------------------------
         need_lp = False
+        in_bar = False
         if i == next_f:  # a funding event in this bar
             pf += 1
             next_f = f_bars[pf] if pf < n_f else n_bars
-            if side != 0 and funding_on:
-                pay = side * size * prices[i, P_MOPEN] * funding[i]
+            in_bar = funding_on and funding[i, 1] == funding[i, 1]  # events after the open
+            if side != 0 and funding_on and funding[i, 0] == funding[i, 0]:
+                pay = side * size * prices[i, P_MOPEN] * funding[i, 0]
                 wallet -= pay
                 if isolated:
                     margin -= pay
@@ -741,6 +746,29 @@ def simulate_span_nb(
                             liq_rate,
                         )
             pending = 0
+        if in_bar and side != 0:
+            # events inside the bar (coarse bars): the position held after the open's fills pays
+            pay = side * size * prices[i, P_MOPEN] * funding[i, 1]
+            wallet -= pay
+            if isolated:
+                margin -= pay
+            trade_funding += pay
+            stats[ST_FUNDING_PAID] += pay
+            lp = _lp_nb(
+                conv,
+                side,
+                entry,
+                size,
+                margin if isolated else wallet,
+                t,
+                floors,
+                mmr,
+                mamt,
+                n_tiers,
+                by_size,
+                mmr_ovr,
+                liq_rate,
+            )
 
         # ---- 3./4. liquidation, stops and take-profit -------------------------------------
         sf = float(side)
@@ -1069,7 +1097,7 @@ def simulate_nb(
     """Simulate every column; return the number of columns whose trade buffer overflowed.
 
     Shapes: ``prices (n_bars, 8)`` (open, high, low, close, mark open/high/low/close), ``funding
-    (n_bars,)`` (NaN = no event), ``table_idx (n_bars,)`` int64, ``f_bars`` / ``t_bars`` (sorted
+    (n_bars, 2)`` (summed rates of the events at the bar's open / strictly inside it, NaN = none), ``table_idx (n_bars,)`` int64, ``f_bars`` / ``t_bars`` (sorted
     bars with a funding event / where the table in force changes), tier tables ``(n_tables,
     max_tiers)`` with ``n_tiers``, ``by_size`` and ``liq_rates`` per table, detail bars ``(n_detail,
     3)`` (open, high, low) with ``d_start/d_end (n_bars,)``, packed signal bits ``sig (n_sig,

@@ -62,12 +62,33 @@ _DEFAULT_BATCH = 4096
 @dataclass(frozen=True, slots=True)
 class _MarketInputs:
     prices: F64Array  # (n_bars, 8)
-    funding: F64Array  # (n_bars,)
+    funding: F64Array  # (n_bars, 2): events at the bar's open / inside the bar
     d_start: I64Array
     d_end: I64Array
     detail: F64Array  # (n_detail, 3)
     has_detail: bool
     f_bars: I64Array  # bars carrying a funding event
+
+
+def _funding_columns(market: Market) -> F64Array:
+    # (n_bars, 2): summed rates of the events at each bar's open time / strictly inside the bar
+    # (NaN = none); the kernel charges them before / after the fills at the open
+    n = market.n_bars
+    out = np.full((n, 2), np.nan, dtype=np.float64)
+    ts = np.asarray(market.funding_ts_ns, dtype=np.int64)
+    if ts.size == 0 or n == 0:
+        return out
+    rel = ts - market.ts_ns[0]
+    idx = rel // market.timeframe_ns
+    inside = (idx >= 0) & (idx < n)
+    kind = (rel % market.timeframe_ns != 0).astype(np.int64)
+    rates = np.asarray(market.funding_rate, dtype=np.float64)
+    for k in (0, 1):
+        sel = inside & (kind == k)
+        sums = np.bincount(idx[sel], weights=rates[sel], minlength=n)
+        has = np.bincount(idx[sel], minlength=n) > 0
+        out[has, k] = sums[has]
+    return out
 
 
 def _market_inputs(market: Market) -> _MarketInputs:
@@ -96,8 +117,8 @@ def _market_inputs(market: Market) -> _MarketInputs:
         ("open", "high", "low", "close", "mark_open", "mark_high", "mark_low", "mark_close")
     ):
         prices[:, k] = getattr(market, name)
-    funding = np.ascontiguousarray(market.funding_by_bar(), dtype=np.float64)
-    f_bars = np.ascontiguousarray(np.nonzero(~np.isnan(funding))[0], dtype=np.int64)
+    funding = _funding_columns(market)
+    f_bars = np.ascontiguousarray(np.nonzero(~np.isnan(funding).all(axis=1))[0], dtype=np.int64)
     detail = market.detail
     if detail is not None and detail.n_bars > 0:
         edges = np.append(market.ts_ns, market.ts_ns[-1] + market.timeframe_ns)

@@ -14,9 +14,17 @@ from backtester.signals import Signals
 
 
 def random_market(
-    seed: int, n_bars: int, *, vol: float, basis: float, mark_is_last: bool, funding_every: int
+    seed: int,
+    n_bars: int,
+    *,
+    vol: float,
+    basis: float,
+    mark_is_last: bool,
+    funding_every: int,
+    funding_offset_min: int = 0,
 ) -> Market:
-    """Return a valid random-walk Market (mark = last x (1 + noise)) with funding events."""
+    """Return a valid random-walk Market (mark = last x (1 + noise)) with funding events
+    (``funding_offset_min`` minutes after the bar opens: > 0 puts them inside the bars)."""
     rng = np.random.default_rng(seed)
     close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, vol, n_bars)))
     open_ = np.empty(n_bars)
@@ -37,7 +45,10 @@ def random_market(
         mark = pd.DataFrame({"timestamp": ts, "open": mo, "high": mh, "low": ml, "close": mc})
     f_idx = np.arange(0, n_bars, funding_every)
     funding = pd.DataFrame(
-        {"timestamp": ts[f_idx], "funding_rate": rng.normal(0.0002, 0.002, f_idx.shape[0])}
+        {
+            "timestamp": ts[f_idx] + pd.Timedelta(minutes=funding_offset_min),
+            "funding_rate": rng.normal(0.0002, 0.002, f_idx.shape[0]),
+        }
     )
     return Market.from_frames(
         bars,
@@ -59,6 +70,7 @@ def markets(draw: Any, max_bars: int = 60, mark_is_last: bool | None = None) -> 
         basis=draw(st.sampled_from([0.0005, 0.005, 0.03])),
         mark_is_last=draw(st.booleans()) if mark_is_last is None else mark_is_last,
         funding_every=draw(st.sampled_from([1, 3, 8])),
+        funding_offset_min=draw(st.sampled_from([0, 0, 20])),
     )
 
 

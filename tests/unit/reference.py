@@ -182,7 +182,14 @@ def simulate_reference(
     end = n_bars if end is None else end
     o, h, lo, c = market.open, market.high, market.low, market.close
     mo, mh, ml, mc = market.mark_open, market.mark_high, market.mark_low, market.mark_close
-    fund = market.funding_by_bar()
+    # funding events at each bar's open time, and strictly inside the bar (coarse bars)
+    fund = np.full(n_bars, math.nan)
+    fund_in = np.full(n_bars, math.nan)
+    for t_ns, rate in zip(market.funding_ts_ns, market.funding_rate, strict=True):
+        k, off = divmod(int(t_ns) - int(market.ts_ns[0]), market.timeframe_ns)
+        if 0 <= k < n_bars:
+            arr = fund if off == 0 else fund_in
+            arr[k] = rate if math.isnan(arr[k]) else arr[k] + rate
     lev, psize, cash = s["leverage"], s["position_size"], s["initial_cash"]
     sl_frac, tp_frac, trail = s["stop_loss"], s["take_profit"], s["trailing_stop"]
     taker, maker, slip = s["taker_fee"], s["maker_fee"], s["slippage"]
@@ -354,6 +361,15 @@ def simulate_reference(
                         tp_level = fill * (1.0 + side * tp_frac)
                         lp = lp_of(side, entry, size, margin if isolated else wallet, t)
             pending = 0
+        # 1b. events inside the bar: paid by the position held after the open's fills
+        if side != 0 and s["funding"] and not math.isnan(fund_in[i]):
+            pay = side * size * mo[i] * fund_in[i]
+            wallet -= pay
+            if isolated:
+                margin -= pay
+            trade_funding += pay
+            st["funding_paid"] += pay
+            lp = lp_of(side, entry, size, margin if isolated else wallet, t)
         # 3./4. gaps at the open, then inside the bar
         if side != 0:
             st["bars_in_market"] += 1

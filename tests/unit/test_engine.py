@@ -464,3 +464,24 @@ def test_liquidation_price_fee_and_close_follow_the_exchange_profile(
     assert t["exit_reason"][0] == "liquidation"
     assert t["exit_price"][0] == pytest.approx(lp, rel=1e-12)
     assert one(r)["final_equity"] == pytest.approx(left, abs=1e-9)
+
+
+def test_funding_inside_a_coarse_bar_is_paid_by_the_position_held_after_the_open() -> None:
+    # Daily bars; a 1 % funding event at 08:00 of day 2 (inside bar 2). 1x long, Q = 10 at 100,
+    # mark open 100: 10*100*0.01 = 10.
+    # Entered at day 2's 00:00 open (signal at close 1): open at 08:00 -> pays 10.
+    # Closed at day 2's 00:00 open (exit signal at close 1): gone by 08:00 -> pays nothing.
+    ts = pd.date_range("2024-06-01", periods=4, freq="1D", tz="UTC")
+    bars = pd.DataFrame(
+        {"timestamp": ts, "open": FLAT, "high": [101.0] * 4, "low": [99.0] * 4, "close": FLAT}
+    )
+    fund = pd.DataFrame({"timestamp": [ts[2] + pd.Timedelta(hours=8)], "funding_rate": [0.01]})
+    m = bt.Market.from_frames(
+        bars, mark="last", funding=fund, symbol="BTC/USDT:USDT", timeframe="1d"
+    )
+    entered = one(run(m, FixedSignals(4, long_entries=[1]), funding=True))
+    left = one(run(m, FixedSignals(4, long_entries=[0], long_exits=[1]), funding=True))
+    assert entered["funding_paid"] == pytest.approx(10.0, rel=1e-12)
+    assert entered["final_equity"] == pytest.approx(990.0, rel=1e-12)
+    assert left["funding_paid"] == 0.0
+    assert left["final_equity"] == 1000.0
