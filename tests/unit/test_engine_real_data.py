@@ -60,7 +60,8 @@ def test_mark_price_rules_liquidate_less_than_last_price_rules_2020_2026() -> No
     last = bt.load_market("BTC/USDT:USDT", start=start, end=end, mark="last")
     # Act
     n_mark, n_last = _liquidations(mark), _liquidations(last)
-    # Assert (counts also reported in the engine report: mark < last)
+    # Assert: measured 2026-11-24 on the bundled data: 859 liquidations with mark-price rules vs
+    # 979 with last-price rules (hold long/short x 50/75/100x, re-entering after each one)
     assert 0 < n_mark < n_last, (n_mark, n_last)
 
 
