@@ -273,6 +273,11 @@ def _encode(
             fp[FParam.TAKER_FEE, c] = r.taker_fee
         if settings["maker_fee"][c] is None:
             fp[FParam.MAKER_FEE, c] = r.maker_fee
+        taker = settings["taker_fee"][c]
+        if settings["liquidation_fee_rate"][c] is None and taker is not None and r.convention != 0:
+            # OKX / Bybit charge the trader's taker rate on liquidation (OKX's enters the
+            # liquidation price), as bt.liquidation_price(..., taker_fee=...) does
+            fp[FParam.LIQ_FEE_RATE, c] = float(taker)
         ip[IParam.CONVENTION, c] = r.convention
         close_at = settings["close_at"][c] or r.close_at
         ip[IParam.CLOSE_AT, c] = SETTING_CHOICES["close_at"].index(close_at)

@@ -51,6 +51,8 @@ def _resolved(result: bt.SweepResult, col: int) -> tuple[dict[str, Any], Any]:
     cfg = result.config
     for name in cfg.to_dict():
         s.setdefault(name, getattr(cfg, name))
+    if s["liquidation_fee_rate"] is None and s["taker_fee"] is not None and rules.convention != 0:
+        s["liquidation_fee_rate"] = s["taker_fee"]  # OKX / Bybit: the trader's taker rate
     for name in (
         "stop_loss",
         "take_profit",

@@ -438,9 +438,11 @@ def test_funding_only_for_positions_open_at_the_funding_time() -> None:
         # Binance: MM at the LP, close at the LP, 0.3 % clearance fee (legacy BTC rate, 2024):
         # LP 90.452; left = 1000 + 100*(LP - 100) - 0.003*100*LP = 45.226 - 27.136 = 18.090
         ("binanceusdm", LP_10X, 1000.0 + 100.0 * (LP_10X - 100.0) - 0.3 * LP_10X),
-        # OKX: equity <= Q*P*(MMR + taker 0.05 %): LP = (100 - 1000/100)/(1 - 0.0055) = 90.4977;
-        # taken over at the bankruptcy price -> the trader keeps nothing
-        ("okx", 90.0 / 0.9945, 0.0),
+        # OKX: equity <= Q*P*(MMR + liquidation fee), the fee being the column's taker rate (0
+        # here; the profile's 0.05 % only when taker_fee is None, as in bt.liquidation_price):
+        # LP = (100 - 1000/100)/(1 - 0.005) = 90.4523; taken over at the bankruptcy price ->
+        # the trader keeps nothing
+        ("okx", 90.0 / 0.995, 0.0),
         # Bybit: MM valued at entry (100*100*0.005 = 50): LP = 100 - (1000 - 50)/100 = 90.5;
         # bankruptcy-price close -> nothing left
         ("bybit", 90.5, 0.0),
@@ -464,6 +466,11 @@ def test_liquidation_price_fee_and_close_follow_the_exchange_profile(
     assert t["exit_reason"][0] == "liquidation"
     assert t["exit_price"][0] == pytest.approx(lp, rel=1e-12)
     assert one(r)["final_equity"] == pytest.approx(left, abs=1e-9)
+    # the public calculator gives the same price for the same settings
+    calc = bt.liquidation_price(
+        exchange, "long", 100.0, 100.0, margin=1000.0, mmr=0.005, maint_amount=0.0, taker_fee=0.0
+    )
+    assert calc == pytest.approx(lp, rel=1e-12)
 
 
 def test_funding_inside_a_coarse_bar_is_paid_by_the_position_held_after_the_open() -> None:
