@@ -146,7 +146,8 @@ class RunConfig:
     maint_margin_rate : float or None
         Flat maintenance-margin rate replacing the tier table (no maintenance amount).
     liquidation_fee_rate : float or None
-        Liquidation (clearance) fee rate; None = the exchange profile's.
+        Liquidation (clearance) fee rate; None = the exchange profile's (on okx and bybit that
+        is the taker rate: the column's ``taker_fee`` when set).
     close_at : "liquidation", "bankruptcy" or None
         Price a liquidated position closes at; None = the exchange profile's.
     after_liquidation : "continue" or "stop"
