@@ -23,12 +23,15 @@ for a long, -1 for a short; ``size`` is the absolute position size in base units
    ``open[i]`` moved against the trader by ``slippage`` (buy ``open·(1+slippage)``, sell
    ``open·(1-slippage)``) and pays ``taker_fee`` on the notional. Exits and reversals close first.
    Entry size: ``margin = position_size × equity``, ``notional = margin × leverage``,
-   ``size = notional / fill``. The entry is rejected (counted in ``n_rejected``, not an error) when
-   the notional's tier allows less than ``leverage``, when the margin is <= 0, when the wallet
-   cannot pay the fee, after a ruin, or after a liquidation with ``after_liquidation="stop"``.
-   The entry fee is paid from the wallet; an isolated position's margin is
-   ``min(position_size × equity, wallet after the fee)``; a cross position is backed by the whole
-   wallet. The liquidation price comes from ``rules.formulas.liquidation_price_nb`` with the
+   ``size = notional / fill``; the order costs ``margin + fee`` with ``fee = notional × taker_fee``
+   paid from the wallet, and when the wallet cannot pay both the margin shrinks to
+   ``wallet / (1 + leverage × taker_fee)``, so the position's leverage is always exactly
+   ``leverage`` (as on the exchanges, where the order cost includes the opening fee). The entry is
+   rejected (counted in ``n_rejected``, not an error) when the notional's tier allows less than
+   ``leverage``, when the margin is <= 0, when the position would be liquidatable at its own entry
+   price (initial margin at or below maintenance margin), after a ruin, or after a liquidation with
+   ``after_liquidation="stop"``. An isolated position's margin is that margin; a cross position is
+   backed by the whole wallet. The liquidation price comes from ``rules.formulas.liquidation_price_nb`` with the
    column's exchange convention, the tier table in force and the current margin (cross: wallet).
 3. **Gaps at the open.** A mark open at or beyond the liquidation price liquidates at the mark
    open; a trigger-price open (last, or mark with ``stop_trigger="mark"``) at or beyond the stop
@@ -699,18 +702,42 @@ def simulate_span_nb(
                 if dead or ruined:
                     stats[ST_N_REJECTED] += 1.0
                 else:
+                    # the order costs margin + fee (fee = margin·leverage·taker); when the wallet
+                    # cannot pay both, the margin shrinks so that the leverage stays exact
                     margin_t = psize * wallet
+                    cost = 1.0 + lev * taker
+                    if margin_t * cost > wallet:
+                        margin_t = wallet / cost
                     fill = op * (1.0 + want * slip)
                     notional = margin_t * lev
                     size_t = notional / fill
                     fee = notional * taker
                     n = n_tiers[t]
-                    ok = margin_t > 0.0 and wallet - fee > 0.0
+                    ok = margin_t > 0.0
                     if ok:
                         ml = max_leverage_nb(
                             notional, size_t, floors[t, :n], maxlev[t, :n], by_size[t]
                         )
                         ok = ml >= lev
+                    if ok:
+                        # refuse a position that would be liquidatable at its own entry price
+                        # (initial margin at or below the maintenance margin)
+                        lp_t = _lp_nb(
+                            conv,
+                            want,
+                            fill,
+                            size_t,
+                            margin_t if isolated else wallet - fee,
+                            t,
+                            floors,
+                            mmr,
+                            mamt,
+                            n_tiers,
+                            by_size,
+                            mmr_ovr,
+                            liq_rate,
+                        )
+                        ok = want * (fill - lp_t) > 0.0
                     if not ok:
                         stats[ST_N_REJECTED] += 1.0
                     else:
@@ -720,7 +747,7 @@ def simulate_span_nb(
                         side = want
                         size = size_t
                         entry = fill
-                        margin = min(margin_t, wallet) if isolated else wallet
+                        margin = margin_t if isolated else wallet
                         entry_margin = margin
                         entry_idx = i
                         trade_fees = fee

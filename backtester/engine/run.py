@@ -298,6 +298,12 @@ def _check_leverage(
     for c, key in enumerate(keys):
         r = rules[key]
         lev = settings["leverage"][c]
+        mmr = settings.get("maint_margin_rate", [None] * len(keys))[c]
+        if mmr is not None and not math.isnan(mmr) and lev * mmr >= 1.0:
+            raise ConfigError(
+                f"leverage {lev:g} needs maint_margin_rate < {1.0 / lev:.4g}, was {mmr:g} (the "
+                "position would be liquidatable at its entry price); lower the leverage or the rate"
+            )
         if lev > r.max_leverage:
             raise ConfigError(
                 f"leverage must be in (0, {r.max_leverage:g}] for {r.exchange} {symbol} (the "
@@ -536,8 +542,8 @@ def _warn_never_entered(
         )
     else:
         why = (
-            f"the wallet could not pay the entry fee (leverage {lev:g} x "
-            f"taker_fee {float(fparams[FParam.TAKER_FEE, c]):g} of the margin)"
+            "the position would be liquidatable at its own entry price (its initial margin "
+            f"1/{lev:g} is not above the maintenance margin rate plus the liquidation-fee term)"
         )
     warnings.warn(
         f"{never.size} of {stats.shape[0]} columns never opened a position: every entry was "

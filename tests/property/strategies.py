@@ -118,8 +118,12 @@ SETTING_VALUES: dict[str, list[Any]] = {
 
 @st.composite
 def engine_settings(draw: Any) -> dict[str, Any]:
-    """One column's engine settings drawn from SETTING_VALUES."""
-    return {k: draw(st.sampled_from(v)) for k, v in SETTING_VALUES.items()}
+    """One column's engine settings drawn from SETTING_VALUES (a flat maintenance rate always
+    below 1/leverage: anything else is a ConfigError, tested in the unit tests)."""
+    out = {k: draw(st.sampled_from(v)) for k, v in SETTING_VALUES.items()}
+    if out["maint_margin_rate"] is not None and out["maint_margin_rate"] * out["leverage"] >= 1:
+        out["maint_margin_rate"] = 0.005
+    return out
 
 
 @st.composite

@@ -329,11 +329,14 @@ def simulate_reference(
                     st["n_rejected"] += 1
                 else:
                     margin_t = psize * wallet
+                    cost = 1.0 + lev * taker  # the order costs margin + fee: leverage stays exact
+                    if margin_t * cost > wallet:
+                        margin_t = wallet / cost
                     fill = o[i] * (1.0 + want * slip)
                     notional = margin_t * lev
                     size_t = notional / fill
                     fee = notional * taker
-                    ok = margin_t > 0.0 and wallet - fee > 0.0
+                    ok = margin_t > 0.0
                     if ok:
                         ok = (
                             maxlev_py(
@@ -345,6 +348,9 @@ def simulate_reference(
                             )
                             >= lev
                         )
+                    if ok:  # not liquidatable at its own entry price
+                        lp_t = lp_of(want, fill, size_t, margin_t if isolated else wallet - fee, t)
+                        ok = want * (fill - lp_t) > 0.0
                     if not ok:
                         st["n_rejected"] += 1
                     else:
@@ -352,7 +358,7 @@ def simulate_reference(
                         wallet -= fee
                         st["fees_paid"] += fee
                         side, size, entry = want, size_t, fill
-                        margin = min(margin_t, wallet) if isolated else wallet
+                        margin = margin_t if isolated else wallet
                         entry_margin = margin
                         entry_idx = i
                         trade_fees, trade_funding = fee, 0.0

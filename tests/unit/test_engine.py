@@ -45,13 +45,16 @@ def test_signal_at_close_fills_at_next_open_with_slippage_and_taker_fee() -> Non
     # Act
     r = run(m, FixedSignals(3, long_entries=[0]), slippage=0.01, taker_fee=0.001)
     t = r.trades()
-    # Assert: fill = 110 * 1.01 = 111.1; notional 1000, size 1000/111.1, fee 1000*0.001 = 1.0
+    # Assert: fill = 110 * 1.01 = 111.1. The order costs margin + fee and the wallet is 1000, so
+    # at 1x margin = 1000 / (1 + 1 * 0.001) = 999.000999..., notional the same, fee = 0.999000999
+    margin = 1000.0 / 1.001
     assert t["entry_time"][0] == m.index[1]
     assert t["entry_price"][0] == pytest.approx(111.1, rel=1e-12)
-    assert t["size"][0] == pytest.approx(1000.0 / 111.1, rel=1e-12)
-    assert one(r)["fees_paid"] == pytest.approx(1.0, rel=1e-12)
-    # equity at the last close: 999 + size*(120 - 111.1)
-    assert one(r)["final_equity"] == pytest.approx(999.0 + 1000.0 / 111.1 * 8.9, rel=1e-12)
+    assert t["size"][0] == pytest.approx(margin / 111.1, rel=1e-12)
+    assert one(r)["fees_paid"] == pytest.approx(margin * 0.001, rel=1e-12)
+    # equity at the last close: 1000 - fee + size*(120 - 111.1)
+    expected = 1000.0 - margin * 0.001 + margin / 111.1 * 8.9
+    assert one(r)["final_equity"] == pytest.approx(expected, rel=1e-12)
 
 
 def test_liquidation_triggers_on_mark_low_not_last_low() -> None:
@@ -492,3 +495,28 @@ def test_funding_inside_a_coarse_bar_is_paid_by_the_position_held_after_the_open
     assert entered["final_equity"] == pytest.approx(990.0, rel=1e-12)
     assert left["funding_paid"] == 0.0
     assert left["final_equity"] == 1000.0
+
+
+def test_leverage_stays_exact_when_the_wallet_pays_margin_and_fee() -> None:
+    # Arrange: 50x long with the whole wallet of 1000 at 100, taker fee 0.1 %. The order costs
+    # margin + fee = margin * (1 + 50 * 0.001) = 1.05 * margin <= 1000, so margin = 952.38095...,
+    # notional = 50 * margin = 47,619.05, size = 476.19, fee = 47.619; leverage is exactly 50.
+    m = make_market(FLAT, [101.0] * 4, [99.0] * 4, FLAT)
+    # Act
+    r = run(m, FixedSignals(4, long_entries=[0]), leverage=50, taker_fee=0.001)
+    t = r.trades()
+    # Assert
+    margin = 1000.0 / 1.05
+    assert t["size"][0] == pytest.approx(50 * margin / 100.0, rel=1e-12)
+    assert one(r)["fees_paid"] == pytest.approx(50 * margin * 0.001, rel=1e-12)
+    assert t["size"][0] * 100.0 / margin == pytest.approx(50.0, rel=1e-12)
+
+
+def test_flat_rate_that_liquidates_at_entry_is_a_config_error() -> None:
+    # 50x needs a maintenance rate below 1/50 = 0.02: with 0.05 the position's initial margin is
+    # below its maintenance margin and it would be "liquidated" at a profit at once
+    m = make_market(FLAT, [101.0] * 4, [99.0] * 4, FLAT)
+    with pytest.raises(
+        bt.ConfigError, match=r"leverage 50 needs maint_margin_rate < 0\.02, was 0\.05"
+    ):
+        run(m, FixedSignals(4, long_entries=[0]), leverage=50, maint_margin_rate=0.05)

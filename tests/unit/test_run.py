@@ -192,6 +192,9 @@ def test_exchange_and_tier_table_can_be_swept() -> None:
     )
     # Act
     stats = bt.run_sweep(M, strategies.hold, grid, config=bt.RunConfig(funding=False)).stats()
-    # Assert: entry at 101 with 10,000 notional; taker fee 0.05 % (binance) vs 0.055 % (bybit)
+    # Assert: 1x long with the whole 10,000 wallet; the order costs margin + fee, so
+    # margin = 10,000 / (1 + f) and fee = margin * f with f = 0.05 % (binance) vs 0.055 % (bybit)
     fees = stats["fees_paid"].to_numpy()
-    np.testing.assert_allclose(fees, [5.0, 5.0, 5.5, 5.5], rtol=1e-12)
+    f_bn, f_by = 0.0005, 0.00055
+    expected = [10_000 / (1 + f_bn) * f_bn] * 2 + [10_000 / (1 + f_by) * f_by] * 2
+    np.testing.assert_allclose(fees, expected, rtol=1e-12)
