@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from backtester._atomic import atomic_path, write_bytes_atomic
 from backtester.data.schema import (
     BAR_COLUMNS,
     FUNDING_COLUMNS,
@@ -242,37 +242,6 @@ def _canonical(df: pd.DataFrame, kind: str, path: Path | str) -> pd.DataFrame:
 # ---------------------------------------------------------------- writing
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):  # not supported on every platform / filesystem
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-@contextlib.contextmanager
-def _atomic_target(path: Path) -> Iterator[Path]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    with _atomic_target(path) as tmp:
-        tmp.write_bytes(data)
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -326,7 +295,7 @@ def _update_manifest_locked(root: Path, key: str, entry: dict[str, Any] | None) 
     else:
         datasets[key] = entry
     body = {"format": 1, "datasets": dict(sorted(datasets.items()))}
-    _atomic_write_bytes(root / MANIFEST, (json.dumps(body, indent=1) + "\n").encode("utf-8"))
+    write_bytes_atomic(root / MANIFEST, (json.dumps(body, indent=1) + "\n").encode("utf-8"))
 
 
 def _ccxt_version() -> str | None:
@@ -391,7 +360,7 @@ def write_dataset(
     ts = timestamps_ns(df, kind)
     if ts.size > 1 and np.any(np.diff(ts) <= 0):
         raise DataError(f"{kind} frame to write must have strictly increasing timestamps")
-    with _atomic_target(path) as tmp:
+    with atomic_path(path) as tmp:
         df.to_parquet(tmp, **_PARQUET_OPTIONS)
     step = 0 if kind == "funding" else timeframe_to_ns(timeframe)
     start = pd.Timestamp(int(ts[0]), tz="UTC") if ts.size else None
@@ -433,7 +402,7 @@ def write_tiers(
     day = (day.tz_localize("UTC") if day.tzinfo is None else day.tz_convert("UTC")).floor("D")
     path = tiers_path(root, exchange, symbol, day)
     df = validate_tiers(frame)
-    with _atomic_target(path) as tmp:
+    with atomic_path(path) as tmp:
         df.to_parquet(tmp, **_PARQUET_OPTIONS)
     key = path.relative_to(root).with_suffix("").as_posix()
     entry = _entry(

@@ -10,12 +10,13 @@ from __future__ import annotations
 import html
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+from backtester._atomic import write_bytes_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -74,13 +75,6 @@ class ReportSection:
     tables: tuple[ReportTable, ...] = ()
     figures: tuple[ReportFigure, ...] = field(default_factory=tuple)
     headline: bool = False
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
 
 
 def _table_for_files(df: pd.DataFrame) -> pd.DataFrame:
@@ -149,7 +143,9 @@ def write_report(
         + "\n".join(body)
         + "\n</body></html>\n"
     )
-    _write_atomic(out / "run.json", (json.dumps(run_info, indent=2, default=str) + "\n").encode())
+    write_bytes_atomic(
+        out / "run.json", (json.dumps(run_info, indent=2, default=str) + "\n").encode()
+    )
     index = out / "index.html"
-    _write_atomic(index, page.encode("utf-8"))
+    write_bytes_atomic(index, page.encode("utf-8"))
     return index

@@ -14,51 +14,20 @@ file or the complete new one, never a partial file under the final name.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from backtester._atomic import TMP_PREFIX, atomic_path, write_bytes_atomic
 from backtester.errors import ConfigError, DataError
 
 __all__ = ["RunStore", "write_bytes_atomic", "write_json_atomic"]
 
 log = logging.getLogger(__name__)
-
-_TMP = ".tmp-"
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # some filesystems cannot fsync a directory
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f"{_TMP}{os.getpid()}-{path.name}")
-
-
-def write_bytes_atomic(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` atomically (temp file, fsync, os.replace, fsync dir)."""
-    tmp = _tmp_path(path)
-    try:
-        with tmp.open("wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -125,18 +94,9 @@ class RunStore:
         import pyarrow.parquet as pq
 
         path = self.chunk_path(chunk_id, kind)
-        tmp = _tmp_path(path)
         table = pa.Table.from_pandas(frame, preserve_index=False)
-        try:
-            with tmp.open("wb") as fh:
-                pq.write_table(table, fh, compression="zstd")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        _fsync_dir(self.chunk_dir)
+        with atomic_path(path) as tmp:
+            pq.write_table(table, str(tmp), compression="zstd")
         return path
 
     def finished_chunks(self, expected_rows: dict[str, int] | None = None) -> set[str]:
@@ -151,7 +111,7 @@ class RunStore:
             return set()
         done: set[str] = set()
         for path in sorted(self.chunk_dir.iterdir()):
-            if path.name.startswith(_TMP):
+            if path.name.startswith(TMP_PREFIX):
                 path.unlink(missing_ok=True)  # a write that never reached os.replace
                 continue
             if path.suffix != ".parquet" or path.name.count(".") != 1:
@@ -202,25 +162,19 @@ class RunStore:
         schemas = [pq.read_schema(self.chunk_path(i, kind)) for i in chunk_ids]
         schema = pa.unify_schemas(schemas, promote_options="permissive").remove_metadata()
         target = self.table_path(kind)
-        tmp = _tmp_path(target)
-        try:
-            with tmp.open("wb") as fh:
-                with pq.ParquetWriter(fh, schema, compression="zstd") as writer:
-                    for chunk_id in chunk_ids:
-                        table = pq.read_table(self.chunk_path(chunk_id, kind))
-                        for name in schema.names:  # a column some chunks never produced
-                            if name not in table.column_names:
-                                table = table.append_column(
-                                    schema.field(name),
-                                    pa.nulls(table.num_rows, schema.field(name).type),
-                                )
-                        table = table.select(schema.names).cast(schema)
-                        writer.write_table(table)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        _fsync_dir(self.root)
+        with (
+            atomic_path(target) as tmp,
+            tmp.open("wb") as fh,
+            pq.ParquetWriter(fh, schema, compression="zstd") as writer,
+        ):
+            for chunk_id in chunk_ids:
+                table = pq.read_table(self.chunk_path(chunk_id, kind))
+                for name in schema.names:  # a column some chunks never produced
+                    if name not in table.column_names:
+                        table = table.append_column(
+                            schema.field(name),
+                            pa.nulls(table.num_rows, schema.field(name).type),
+                        )
+                table = table.select(schema.names).cast(schema)
+                writer.write_table(table)
         return target

@@ -290,7 +290,7 @@ def test_interrupted_download_resumes_without_duplicate_or_missing_bar(
     ohlcv = _stored(tmp_path, "ohlcv")
     assert ohlcv["timestamp"].is_unique
     pd.testing.assert_frame_equal(ohlcv, _bundled("ohlcv", "2024-01-01", "2024-01-21"))
-    assert not list(tmp_path.rglob("*.tmp"))  # no temp file left behind
+    assert not list(tmp_path.rglob(".tmp-*"))  # no temp file left behind
 
 
 def test_a_crash_between_file_and_manifest_is_healed_by_the_next_run(

@@ -62,7 +62,7 @@ def test_write_is_atomic_and_round_trips(tmp_path: Path) -> None:
     path = _write(tmp_path, _bars())
     # Assert: the file and its manifest entry exist, no temporary file is left
     assert path == tmp_path / "binanceusdm" / "XRP_USDT_USDT" / "1h" / "ohlcv.parquet"
-    assert not list(tmp_path.rglob("*.tmp"))
+    assert not list(tmp_path.rglob(".tmp-*"))
     back = store.read_dataset("binanceusdm", "XRP/USDT:USDT", "1h", "ohlcv", store=tmp_path)
     pd.testing.assert_frame_equal(back, _bars())
     entry = store.read_manifest(tmp_path)["binanceusdm/XRP_USDT_USDT/1h/ohlcv"]
@@ -88,7 +88,7 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.Mon
         _write(tmp_path, _bars(7))
     # Assert: the old file is intact and no temp file remains
     assert path.read_bytes() == before
-    assert not list(tmp_path.rglob("*.tmp"))
+    assert not list(tmp_path.rglob(".tmp-*"))
 
 
 def test_list_store_shows_bundled_and_downloaded(tmp_path: Path) -> None:
