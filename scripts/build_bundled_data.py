@@ -1,6 +1,6 @@
-"""Rebuild data/bundled/ from the raw files in ../shared/data (run once by a maintainer).
+"""Rebuild data/bundled/ from the raw source files (run once by a maintainer; see data/README.md).
 
-    /work/venv/bin/python scripts/build_bundled_data.py --source /work/shared/data
+    python scripts/build_bundled_data.py --source RAW_DATA_DIR
 
 Reads the freqtrade feather files and the Binance leverage-tier JSON listed in data/README.md,
 applies the documented defect rules, checks them, and writes the store layout of design.md §1
@@ -128,7 +128,9 @@ def _tiers(source: Path, symbol: str) -> pd.DataFrame:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", default="/work/shared/data", help="the raw data directory")
+    parser.add_argument(
+        "--source", required=True, help="the raw data directory (see data/README.md for its origin)"
+    )
     parser.add_argument("--out", default=str(REPO / "data" / "bundled"))
     args = parser.parse_args()
     source, out = Path(args.source), Path(args.out)

@@ -1,6 +1,6 @@
 """Record the exchange HTTP fixtures in tests/data/recorded/ (maintainer step, not run by tests).
 
-    /work/venv/bin/python -m tests.helpers.record --source /work/shared/data
+    python -m tests.helpers.record --source RAW_DATA_DIR
 
 Runs every scenario of ``tests/helpers/scenarios.py`` through the real ccxt exchange classes with a
 :class:`RecordingAdapter` that renders each request from REAL bars in the exchange's documented
@@ -195,7 +195,9 @@ def record(exchange: str, backend: api.Backend) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", default="/work/shared/data")
+    parser.add_argument(
+        "--source", required=True, help="the raw data directory (see data/README.md for its origin)"
+    )
     parser.add_argument("--only", default=None, help="one exchange")
     args = parser.parse_args()
     source = Path(args.source)
