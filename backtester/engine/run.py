@@ -555,6 +555,25 @@ def _warn_never_entered(
     )
 
 
+def _prepare(
+    market: Market, grid: ParamGrid, config: RunConfig, engine_names: list[str]
+) -> tuple[
+    _MarketInputs, dict[str, list[Any]], dict[Any, _RulesInputs], list[Any], F64Array, I64Array
+]:
+    """Validate the engine settings of every column against the market and encode them."""
+    inputs = _market_inputs(market)
+    settings = _settings_columns(grid, config, engine_names)
+    rules, keys = _build_rules(market, settings)
+    _check_leverage(settings, keys, rules, market.symbol)
+    if "detail" in settings["intrabar"] and not inputs.has_detail:
+        raise ConfigError(
+            "intrabar 'detail' needs lower-timeframe bars, market.detail was None; load them "
+            "with bt.load_market(..., detail_timeframe='1m') or use intrabar='worst'"
+        )
+    fparams, iparams = _encode(settings, rules, keys)
+    return inputs, settings, rules, keys, fparams, iparams
+
+
 def run_sweep(
     market: Market,
     strategy: Any,
@@ -613,16 +632,7 @@ def run_sweep(
     missing = [n for n in strat_names if n not in grid.names]
     if missing:
         grid = grid.cross(ParamGrid.product(**{n: defaults[n] for n in missing}))
-    inputs = _market_inputs(market)
-    settings = _settings_columns(grid, config, engine_names)
-    rules, keys = _build_rules(market, settings)
-    _check_leverage(settings, keys, rules, market.symbol)
-    if "detail" in settings["intrabar"] and not inputs.has_detail:
-        raise ConfigError(
-            "intrabar 'detail' needs lower-timeframe bars, market.detail was None; load them "
-            "with bt.load_market(..., detail_timeframe='1m') or use intrabar='worst'"
-        )
-    fparams, iparams = _encode(settings, rules, keys)
+    inputs, _settings, rules, keys, fparams, iparams = _prepare(market, grid, config, engine_names)
 
     if strat_names:
         uniq, inverse = grid.select(strat_names).unique()
@@ -717,16 +727,7 @@ def run_entries(
     if entries.size and (entries.min() < 0 or entries.max() >= n_bars):
         bad = int(entries[(entries < 0) | (entries >= n_bars)][0])
         raise ConfigError(f"entry_idx values must be in [0, {n_bars - 1}], was {bad}")
-    inputs = _market_inputs(market)
-    set_cols = _settings_columns(settings, config, engine_names)
-    rules, keys = _build_rules(market, set_cols)
-    _check_leverage(set_cols, keys, rules, market.symbol)
-    if "detail" in set_cols["intrabar"] and not inputs.has_detail:
-        raise ConfigError(
-            "intrabar 'detail' needs lower-timeframe bars, market.detail was None; load them "
-            "with bt.load_market(..., detail_timeframe='1m') or use intrabar='worst'"
-        )
-    fp_s, ip_s = _encode(set_cols, rules, keys)
+    inputs, set_cols, rules, keys, fp_s, ip_s = _prepare(market, settings, config, engine_names)
     n_s, n_e = settings.n_cols, entries.shape[0]
     rep = np.repeat(np.arange(n_s), n_e)
     side = np.array([1 if s == "long" else -1 for s in set_cols["side"]], dtype=np.int64)
