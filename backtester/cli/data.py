@@ -131,7 +131,7 @@ def _roots_line(store: str | None) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from backtester.data.store import list_store
+    from backtester.data.store import LIST_DISPLAY_COLUMNS, list_store
 
     listing = list_store(args.store)
     if len(listing) == 0:
@@ -140,18 +140,7 @@ def _list(args: argparse.Namespace) -> int:
         )
         print(_roots_line(args.store))
         return 0
-    columns = [
-        "location",
-        "exchange",
-        "symbol",
-        "timeframe",
-        "kind",
-        "start",
-        "end",
-        "rows",
-        "size_kb",
-    ]
-    print(_table(listing[columns]))
+    print(_table(listing[LIST_DISPLAY_COLUMNS]))
     print(_roots_line(args.store))
     return 0
 

@@ -469,7 +469,8 @@ def _dataset_files(root: Path) -> list[Path]:
     )
 
 
-_LIST_COLUMNS = [
+#: the columns of list_store() that `backtester data list` prints
+LIST_DISPLAY_COLUMNS = [
     "location",
     "exchange",
     "symbol",
@@ -479,9 +480,8 @@ _LIST_COLUMNS = [
     "end",
     "rows",
     "size_kb",
-    "fetched_at",
-    "path",
 ]
+_LIST_COLUMNS = [*LIST_DISPLAY_COLUMNS, "fetched_at", "path"]
 
 
 def list_store(store: str | os.PathLike[str] | None = None) -> pd.DataFrame:
