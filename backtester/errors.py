@@ -47,9 +47,8 @@ class BacktesterWarning(UserWarning):
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return repr(value) if not value.is_integer() or abs(value) >= 1e16 else repr(value)
-    return repr(value) if isinstance(value, str) else str(value)
+    # floats and strings as Python reads them back (0.5, 2.0, 'x'); anything else as str()
+    return repr(value) if isinstance(value, float | str) else str(value)
 
 
 def _hint(hint: str | None) -> str:
