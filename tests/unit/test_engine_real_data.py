@@ -45,24 +45,32 @@ def test_10x_long_entered_2020_03_12_is_liquidated_that_day_by_mark(btc_1h: bt.M
     assert (m.mark_low[e:k] > lp).all()
 
 
-def _liquidations(market: bt.Market) -> int:
+def _liquidations(market: bt.Market) -> np.ndarray:
     grid = bt.ParamGrid.product(side=["long", "short"], leverage=[50, 75, 100])
     cfg = bt.RunConfig(position_size=0.05, initial_cash=1000.0)
-    return int(
-        bt.run_sweep(market, strategies.hold, grid, config=cfg).stats()["n_liquidations"].sum()
-    )
+    stats = bt.run_sweep(market, strategies.hold, grid, config=cfg).stats()
+    return stats["n_liquidations"].to_numpy()
 
 
-def test_mark_price_rules_liquidate_less_than_last_price_rules_2020_2026() -> None:
-    # Arrange: same bars, liquidation judged on the mark vs on the last price
+def test_mark_price_rules_liquidate_less_than_last_price_rules_2020_2026(
+    bundled_only_store: str,
+) -> None:
+    # Arrange: same bundled bars (never a developer's downloads), liquidation judged on the mark
+    # vs on the last price
     start, end = "2020-01-01", "2026-05-17"
-    mark = bt.load_market("BTC/USDT:USDT", start=start, end=end)
-    last = bt.load_market("BTC/USDT:USDT", start=start, end=end, mark="last")
+    mark = bt.load_market("BTC/USDT:USDT", start=start, end=end, store=bundled_only_store)
+    last = bt.load_market(
+        "BTC/USDT:USDT", start=start, end=end, mark="last", store=bundled_only_store
+    )
     # Act
     n_mark, n_last = _liquidations(mark), _liquidations(last)
-    # Assert: measured 2026-11-24 on the bundled data: 859 liquidations with mark-price rules vs
-    # 979 with last-price rules (hold long/short x 50/75/100x, re-entering after each one)
-    assert 0 < n_mark < n_last, (n_mark, n_last)
+    # Assert: measured on the bundled data (hold long/short x 50/75/100x, re-entering after each
+    # liquidation): 859 liquidations with mark-price rules vs 979 with last-price rules, per column
+    #   long 50/75/100x: mark 35/56/65, last 38/61/73; short: mark 139/225/339, last 156/255/396.
+    # An engine change that moves these numbers must say why here and in the change log.
+    assert (int(n_mark.sum()), int(n_last.sum())) == (859, 979)
+    assert n_mark.tolist() == [35, 56, 65, 139, 225, 339]
+    assert n_last.tolist() == [38, 61, 73, 156, 255, 396]
 
 
 def test_acceptance_hold_grid_liquidations_agree_with_mark_data_and_rules(
