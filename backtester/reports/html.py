@@ -3,25 +3,49 @@
 Layer: reports (frames and Figures in, files out; never imports survival or sweep).
 The page is self-contained apart from its ``figures/`` folder and loads no scripts or fonts
 from the network, so it renders offline.
+
+A report never writes over what it did not create. It writes into a new or empty folder and
+leaves a ``.backtester-report`` marker there listing the files it wrote (and what wrote them);
+a later report may replace exactly those files. Any other non-empty folder, a file, and a sweep
+run directory (``run.json``, ``plan.json``, ``results.parquet``, ``chunks/``) are refused with
+one line naming the path and the fix. ``check_output_dir`` makes that check (and a write probe)
+cheaply, so callers can run it before the long work.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import html
 import json
 import os
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from backtester._atomic import write_bytes_atomic
+from backtester._atomic import TMP_PREFIX, atomic_path, write_bytes_atomic
+from backtester.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["ReportFigure", "ReportSection", "ReportTable", "write_report"]
+__all__ = [
+    "MARKER",
+    "ReportFigure",
+    "ReportSection",
+    "ReportTable",
+    "check_output_dir",
+    "write_report",
+]
+
+#: the file a report leaves in its folder: which files it wrote, so only those are replaced
+MARKER = ".backtester-report"
+# names that make a folder a sweep run directory (sweep/store.py); a report never writes there
+_SWEEP_NAMES = (".sweep.lock", "plan.json", "results.parquet", "chunks")
 
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
@@ -77,6 +101,117 @@ class ReportSection:
     headline: bool = False
 
 
+def _fix(path: Path) -> str:
+    return f"choose a new --out folder (or remove {path} yourself)"
+
+
+def _os_fault(path: Path, exc: OSError) -> ConfigError:
+    # one line naming the path, what the OS said and what to do about it
+    where = Path(exc.filename) if getattr(exc, "filename", None) else path
+    if exc.errno == errno.ENOSPC:
+        why, fix = "the disk is full", "free some space or choose another --out folder"
+    elif exc.errno == errno.EDQUOT:
+        why, fix = "the disk quota is exceeded", "free some space or choose another --out folder"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why, fix = "it is not writable", "choose a writable --out folder"
+    else:
+        why, fix = exc.strerror or type(exc).__name__, "choose another --out folder"
+    return ConfigError(f"cannot write the report to {where}: {why}; {fix}")
+
+
+def _sweep_name(folder: Path) -> str | None:
+    for name in _SWEEP_NAMES:
+        if (folder / name).exists():
+            return name
+    return None
+
+
+def _marked_files(folder: Path) -> set[str]:
+    # the files an earlier report listed in its marker (relative posix paths)
+    marker = folder / MARKER
+    try:
+        data = json.loads(marker.read_text(encoding="utf-8"))
+        files = data["files"]
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise TypeError("files must be a list of strings")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"report marker {marker} is damaged ({type(exc).__name__}), so which files a report "
+            f"wrote there is unknown; {_fix(folder)}"
+        ) from None
+    return {f for f in files if _safe_relative(f)}
+
+
+def _safe_relative(name: str) -> bool:
+    # a marker may only name files inside its folder
+    parts = Path(name).parts
+    return bool(parts) and not Path(name).is_absolute() and ".." not in parts
+
+
+def _probe(folder: Path, path: Path) -> None:
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}probe.", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise _os_fault(path, exc) from None
+
+
+def check_output_dir(path: str | os.PathLike[str]) -> Path:
+    """Check that a report may be written to folder ``path``; return it as a Path.
+
+    Cheap (a few ``stat`` calls and one temporary file), so a command can call it before its
+    long work. Allowed: a folder that does not exist yet (under a writable folder), an empty
+    folder, or a folder an earlier report wrote (it holds the ``.backtester-report`` marker).
+    Nothing is created.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the path and the fix when ``path`` (or a parent) is a file, is a sweep
+        run directory or one of its folders, holds files no report wrote, has a damaged marker,
+        or cannot be written.
+    """
+    out = Path(path)
+    if out.parent != out and out.name in _SWEEP_NAMES and _sweep_name(out.parent):
+        raise ConfigError(
+            f"report folder {out} belongs to the sweep run in {out.parent}; a report never "
+            f"writes into a run's files; use --out {out.parent / 'report'} or a new folder"
+        )
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"report folder {out} is a file, not a folder; {_fix(out)}")
+    if out.is_dir():
+        name = _sweep_name(out)
+        if name is not None:
+            raise ConfigError(
+                f"report folder {out} is a sweep run directory (it holds {name}); a report "
+                f"never writes into a run's files; use --out {out / 'report'} or a new folder"
+            )
+        try:
+            entries = sorted(p.name for p in out.iterdir())
+        except OSError as exc:
+            raise _os_fault(out, exc) from None
+        if entries and MARKER not in entries:
+            raise ConfigError(
+                f"report folder {out} already holds files no report wrote (e.g. {entries[0]}), "
+                f"which must not be overwritten; {_fix(out)}"
+            )
+        if entries:
+            _marked_files(out)  # a damaged marker is refused before the long work
+        _probe(out, out)
+        return out
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(
+            f"report folder {out} cannot be created: {parent} is a file, not a folder; "
+            "choose another --out folder"
+        )
+    _probe(parent, out)
+    return out
+
+
 def _table_for_files(df: pd.DataFrame) -> pd.DataFrame:
     # parquet needs one type per column: object columns holding None and floats become strings
     out = df.copy()
@@ -85,6 +220,39 @@ def _table_for_files(df: pd.DataFrame) -> pd.DataFrame:
         if out[name].dtype == object:
             out[name] = [None if v is None else str(v) for v in out[name]]
     return out
+
+
+def _write_marker(out: Path, title: str, files: set[str]) -> None:
+    from backtester import __version__
+
+    marker = {
+        "written_by": f"backtester {__version__} report writer (backtester.reports.html)",
+        "title": title,
+        "note": "a later report may replace (or remove) exactly the files listed here",
+        "files": sorted(files),
+    }
+    write_bytes_atomic(out / MARKER, (json.dumps(marker, indent=2) + "\n").encode())
+
+
+def _figure_writer(figure: Figure) -> Callable[[Path], None]:
+    from backtester.reports.plots import save_figure
+
+    return lambda tmp: save_figure(figure, str(tmp))
+
+
+def _csv_writer(frame: pd.DataFrame) -> Callable[[Path], None]:
+    return lambda tmp: frame.to_csv(tmp, index=False)
+
+
+def _parquet_writer(frame: pd.DataFrame) -> Callable[[Path], None]:
+    return lambda tmp: frame.to_parquet(tmp, index=False)
+
+
+def _bytes_writer(data: bytes) -> Callable[[Path], None]:
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    return write
 
 
 def write_report(
@@ -97,13 +265,21 @@ def write_report(
 ) -> Path:
     """Write ``index.html``, ``figures/*.png``, ``tables/*.{csv,parquet}`` and ``run.json``.
 
-    Returns the path of ``index.html``. Existing files of the same names are replaced.
-    """
-    from backtester.reports.plots import save_figure
+    ``out_dir`` must pass :func:`check_output_dir`. Every file is written atomically; the
+    ``.backtester-report`` marker lists them, so a later report into the same folder replaces
+    them (and removes the ones it no longer writes) and touches nothing else.
+    Returns the path of ``index.html``.
 
-    out = Path(out_dir)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    (out / "tables").mkdir(parents=True, exist_ok=True)
+    Raises
+    ------
+    ConfigError
+        ``out_dir`` may not be written (see :func:`check_output_dir`), one of the report's
+        files exists but no report wrote it, or the OS refused a write (a full disk, a
+        read-only folder): one line naming the path and the fix.
+    """
+    out = check_output_dir(out_dir)
+    owned = _marked_files(out) if (out / MARKER).is_file() else set()
+    writes: list[tuple[str, Callable[[Path], None]]] = []
     body: list[str] = [
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="meta">{html.escape(subtitle)}</p>',
@@ -114,15 +290,15 @@ def write_report(
             css = "headline" if section.headline else "note"
             body.append(f'<p class="{css}">{html.escape(para)}</p>')
         for fig in section.figures:
-            save_figure(fig.figure, str(out / "figures" / f"{fig.name}.png"))
+            writes.append((f"figures/{fig.name}.png", _figure_writer(fig.figure)))
             body.append(
                 f'<figure><img src="figures/{fig.name}.png" alt="{html.escape(fig.caption)}">'
                 f"<figcaption>{html.escape(fig.caption)}</figcaption></figure>"
             )
         for table in section.tables:
             frame = _table_for_files(table.data)
-            frame.to_csv(out / "tables" / f"{table.name}.csv", index=False)
-            frame.to_parquet(out / "tables" / f"{table.name}.parquet", index=False)
+            writes.append((f"tables/{table.name}.csv", _csv_writer(frame)))
+            writes.append((f"tables/{table.name}.parquet", _parquet_writer(frame)))
             shown = table.display if table.display is not None else table.data
             if table.caption:
                 body.append(f"<p>{html.escape(table.caption)}</p>")
@@ -143,9 +319,26 @@ def write_report(
         + "\n".join(body)
         + "\n</body></html>\n"
     )
-    write_bytes_atomic(
-        out / "run.json", (json.dumps(run_info, indent=2, default=str) + "\n").encode()
-    )
-    index = out / "index.html"
-    write_bytes_atomic(index, page.encode("utf-8"))
-    return index
+    info = (json.dumps(run_info, indent=2, default=str) + "\n").encode()
+    writes.append(("run.json", _bytes_writer(info)))
+    writes.append(("index.html", _bytes_writer(page.encode("utf-8"))))
+    planned = {rel for rel, _ in writes}
+    for rel, _ in writes:  # refuse before writing anything
+        target = out / rel
+        if rel not in owned and (target.exists() or target.is_symlink()):
+            raise ConfigError(
+                f"report file {target} exists but no report wrote it (it is not listed in "
+                f"{out / MARKER}); {_fix(out)}"
+            )
+    try:
+        _write_marker(out, title, owned | planned)  # first: a crash leaves every file listed
+        for rel, write in writes:
+            with atomic_path(out / rel) as tmp:
+                write(tmp)
+        for rel in sorted(owned - planned):  # the earlier report's files this one drops
+            with contextlib.suppress(FileNotFoundError):
+                (out / rel).unlink()
+        _write_marker(out, title, planned)
+    except OSError as exc:
+        raise _os_fault(out, exc) from None
+    return out / "index.html"

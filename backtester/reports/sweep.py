@@ -252,7 +252,8 @@ def sweep_report(
     metadata : mapping
         The run's ``run.json`` (``open_run(path).metadata``).
     out : str or Path
-        Report directory (created).
+        Report directory: new, empty, or written by an earlier report (never the run directory
+        itself; see ``reports.html.check_output_dir``). Checked before anything is drawn.
     metric : str, optional
         Column ranking the settings; default ``total_return`` (``survival`` for survival runs).
     top : int
@@ -262,8 +263,19 @@ def sweep_report(
     -------
     Path
         The report's ``index.html``.
+
+    Raises
+    ------
+    ConfigError
+        A bad ``metric`` or ``top``, an empty table, or an ``out`` that may not be written.
     """
-    from backtester.reports.html import ReportFigure, ReportSection, ReportTable, write_report
+    from backtester.reports.html import (
+        ReportFigure,
+        ReportSection,
+        ReportTable,
+        check_output_dir,
+        write_report,
+    )
 
     survival_mode = metadata.get("mode") == "survival"
     metric = metric or ("survival" if survival_mode else "total_return")
@@ -276,6 +288,7 @@ def sweep_report(
         raise ConfigError(f"top must be an integer >= 1, was {top!r}")
     if table.empty:
         raise ConfigError("the result table is empty; there is nothing to report")
+    check_output_dir(out)  # before the figures are drawn
     names = [n for n in metadata.get("grid_names", []) if n in table]
     sides = ["side"] if survival_mode and "side" in table and "side" not in names else []
     keys = ["symbol", *names, *sides]
