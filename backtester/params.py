@@ -6,7 +6,8 @@ A grid may mix strategy parameters and engine settings (names of ``RunConfig`` f
 
 from __future__ import annotations
 
-import itertools
+import math
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -15,7 +16,7 @@ import pandas as pd
 
 from backtester.errors import ConfigError, ShapeError, did_you_mean
 
-__all__ = ["ParamGrid"]
+__all__ = ["ParamGrid", "available_memory", "check_grid_size", "format_bytes"]
 
 
 def _as_list(name: str, values: Any) -> list[Any]:
@@ -25,6 +26,41 @@ def _as_list(name: str, values: Any) -> list[Any]:
     if not out:
         raise ConfigError(f"ParamGrid parameter {name!r} has no values; give at least one")
     return out
+
+
+# bytes one grid cell costs: a list slot, its share of the label index and the per-column
+# arrays built from it (generous: a grid is refused only when it cannot possibly run)
+_BYTES_PER_CELL = 48
+
+
+def available_memory() -> int | None:
+    """Return the bytes of memory this machine has available now (None where unknown)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # not a POSIX system: no estimate
+        return None
+
+
+def format_bytes(n: float) -> str:
+    """Return ``n`` bytes as text with a binary unit (``1.5 GiB``)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{int(n)} B" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} TiB"  # pragma: no cover - unreachable
+
+
+def check_grid_size(n_cols: int, n_names: int, what: str) -> None:
+    """Refuse, before allocating, a grid whose columns cannot fit in memory."""
+    need = n_cols * max(n_names, 1) * _BYTES_PER_CELL
+    free = available_memory()
+    if free is not None and need > free:
+        raise ConfigError(
+            f"{what} would make {n_cols:,} columns ({n_names} parameters, about "
+            f"{format_bytes(need)}), more than the {format_bytes(free)} of memory available; "
+            "sweep fewer values, or run it as a chunked sweep (backtester sweep config.toml "
+            "--out runs/<name>)"
+        )
 
 
 class ParamGrid:
@@ -58,11 +94,23 @@ class ParamGrid:
     # ------------------------------------------------------------------ constructors
     @classmethod
     def product(cls, **params: Any) -> ParamGrid:
-        """Return every combination of the given values (the last name varies fastest)."""
+        """Return every combination of the given values (the last name varies fastest).
+
+        Raises
+        ------
+        ConfigError
+            The grid would not fit in this machine's memory (checked before allocating).
+        """
         names = list(params)
         lists = [_as_list(n, params[n]) for n in names]
-        rows = list(itertools.product(*lists)) if names else [()]
-        cols = {n: [r[k] for r in rows] for k, n in enumerate(names)}
+        n_cols = math.prod(len(v) for v in lists)
+        check_grid_size(n_cols, len(names), "ParamGrid.product")
+        cols: dict[str, list[Any]] = {}
+        stride = n_cols
+        for name, values in zip(names, lists, strict=True):
+            stride //= len(values)
+            idx = (np.arange(n_cols, dtype=np.int64) // stride) % len(values)
+            cols[name] = [values[i] for i in idx.tolist()]
         return cls(cols)
 
     @classmethod

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from backtester._typing import BoolArray, F64Array, I64Array
-from backtester.engine.enums import ExitReason, Stat
+from backtester.engine.enums import EXIT_REASON_NAMES, ExitReason, Stat
+from backtester.engine.layout import FParam
 from backtester.errors import ConfigError, ShapeError
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ class SweepResult:
         ``ambiguous_bars`` the bars resolved by an intrabar assumption.
         """
         s = self._raw
-        cash = self._sim.fparams[11, :]  # FParam.INITIAL_CASH
+        cash = self._sim.fparams[FParam.INITIAL_CASH, :]
         ts = self._sim.market.ts_ns
         n_bars = np.maximum(s[:, Stat.N_BARS], 1.0)
         data: dict[str, Any] = {
@@ -188,7 +189,7 @@ class SweepResult:
                 "fees": rec["fees"],
                 "funding": rec["funding"],
                 "pnl": rec["pnl"],
-                "exit_reason": [ExitReason.NAMES[int(r)] for r in rec["exit_reason"]],
+                "exit_reason": [EXIT_REASON_NAMES[int(r)] for r in rec["exit_reason"]],
             }
         )
         labels = self.labels.to_frame(index=False).iloc[rec["col"]].reset_index(drop=True)
@@ -272,7 +273,7 @@ class EntryOutcomes:
                 "entry_time": pd.to_datetime(entry_ts, utc=True),
                 "exit_time": pd.to_datetime(exit_ts, utc=True),
                 "bars_held": self.bars_held.ravel(),
-                "reason": [ExitReason.NAMES[int(r)] for r in self.reason.ravel()],
+                "reason": [EXIT_REASON_NAMES[int(r)] for r in self.reason.ravel()],
                 "final_equity": self.final_equity.ravel(),
                 "min_equity": self.min_equity.ravel(),
                 "insurance_draw": self.insurance_draw.ravel(),

@@ -1,35 +1,50 @@
 """Integer codes shared by the kernel and the Python side (layer: engine.enums).
 
-Plain ``int`` constants so numba folds them at compile time. Parameter and statistic slots index
-the packed per-column arrays that ``engine.run`` passes to ``engine.kernel``.
+Each class is an ``IntEnum`` with explicit values: the value is the code the kernel sees (numba
+folds the members as integer constants) and, for the string settings of ``RunConfig``, the member
+name in lower case is the option string (``MarginMode.CROSS`` is ``"cross"``). This module is the
+only place those strings and codes are written; :func:`option_names` and :func:`code_of` derive
+everything else. Parameter slots (``FParam``/``IParam``) are laid out from the settings spec in
+``engine.layout``.
 """
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 __all__ = [
     "AfterLiquidation",
     "CloseAt",
+    "Convention",
     "ExitReason",
-    "FParam",
-    "IParam",
     "Intrabar",
     "MarginMode",
     "NegativeBalance",
     "Side",
     "Stat",
     "StopTrigger",
+    "code_of",
+    "option_names",
 ]
 
 
-class Side:
-    """Position side codes (same as ``rules.formulas``)."""
+class Side(IntEnum):
+    """Position side codes (same as ``rules.formulas``); ``"long"``/``"short"`` as options."""
 
     LONG = 1
     SHORT = -1
     FLAT = 0
 
 
-class ExitReason:
+class Convention(IntEnum):
+    """Exchange margin conventions (docs/reference/exchange-rules.md §1.2, §2.2, §3.1)."""
+
+    BINANCE = 0
+    OKX = 1
+    BYBIT = 2
+
+
+class ExitReason(IntEnum):
     """Why a trade ended (design.md §3)."""
 
     NONE = 0
@@ -42,89 +57,65 @@ class ExitReason:
     HORIZON = 7
     RUIN = 8
 
-    NAMES: tuple[str, ...] = (
-        "none",
-        "signal",
-        "stop_loss",
-        "take_profit",
-        "trailing_stop",
-        "liquidation",
-        "end_of_data",
-        "horizon",
-        "ruin",
-    )
 
+class MarginMode(IntEnum):
+    """Isolated: the position risks its own margin; cross: the whole wallet backs it."""
 
-class MarginMode:
     ISOLATED = 0
     CROSS = 1
-    NAMES: tuple[str, ...] = ("isolated", "cross")
 
 
-class StopTrigger:
+class StopTrigger(IntEnum):
+    """Price series that triggers stops and take-profits."""
+
     LAST = 0
     MARK = 1
-    NAMES: tuple[str, ...] = ("last", "mark")
 
 
-class CloseAt:
+class CloseAt(IntEnum):
+    """Price a liquidated position closes at."""
+
     LIQUIDATION = 0
     BANKRUPTCY = 1
-    NAMES: tuple[str, ...] = ("liquidation", "bankruptcy")
 
 
-class AfterLiquidation:
+class AfterLiquidation(IntEnum):
+    """Keep trading with what is left, or treat the account as dead."""
+
     CONTINUE = 0
     STOP = 1
-    NAMES: tuple[str, ...] = ("continue", "stop")
 
 
-class NegativeBalance:
+class NegativeBalance(IntEnum):
+    """Floor the balance at zero after a gap (the insurance fund pays), or keep the debt."""
+
     FLOOR = 0
     OWED = 1
-    NAMES: tuple[str, ...] = ("floor", "owed")
 
 
-class Intrabar:
+class Intrabar(IntEnum):
+    """Who wins when several exits can trigger in one bar."""
+
     WORST = 0
     BEST = 1
     DETAIL = 2
-    NAMES: tuple[str, ...] = ("worst", "best", "detail")
 
 
-class FParam:
-    """Rows of the per-column float parameter array ``fparams (N, n_cols)``."""
-
-    LEVERAGE = 0
-    POSITION_SIZE = 1
-    STOP_LOSS = 2  # NaN = off
-    TAKE_PROFIT = 3  # NaN = off
-    TRAILING_STOP = 4  # NaN = off
-    TAKER_FEE = 5
-    MAKER_FEE = 6
-    SLIPPAGE = 7
-    MMR_OVERRIDE = 8  # NaN = tier table
-    LIQ_FEE_RATE = 9
-    RUIN_THRESHOLD = 10
-    INITIAL_CASH = 11
-    N = 12
+def option_names(enum: type[IntEnum], *, exclude: tuple[IntEnum, ...] = ()) -> tuple[str, ...]:
+    """Return the option strings of ``enum`` (member names in lower case, in definition order)."""
+    return tuple(m.name.lower() for m in enum if m not in exclude)
 
 
-class IParam:
-    """Rows of the per-column int parameter array ``iparams (N, n_cols)``."""
-
-    MARGIN_MODE = 0
-    STOP_TRIGGER = 1
-    FUNDING = 2  # 1 on, 0 off
-    CONVENTION = 3  # rules.formulas BINANCE/OKX/BYBIT
-    CLOSE_AT = 4
-    AFTER_LIQUIDATION = 5
-    NEGATIVE_BALANCE = 6
-    INTRABAR = 7
-    N = 8
+def code_of(enum: type[IntEnum], option: str) -> int:
+    """Return the kernel code of the option string ``option`` (already validated)."""
+    return int(enum[option.upper()])
 
 
-class Stat:
+#: exit-reason names indexed by code (``EXIT_REASON_NAMES[ExitReason.LIQUIDATION]``)
+EXIT_REASON_NAMES: tuple[str, ...] = option_names(ExitReason)
+
+
+class Stat(IntEnum):
     """Columns of the per-column statistics array ``out_stats (n_cols, N)`` (float64)."""
 
     FINAL_EQUITY = 0

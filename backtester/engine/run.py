@@ -18,10 +18,17 @@ import numpy as np
 import pandas as pd
 
 from backtester._typing import BoolArray, F64Array, I64Array
-from backtester.config import SETTING_CHOICES, RunConfig, check_setting, setting_names
-from backtester.engine.enums import ExitReason, FParam, IParam, Stat
+from backtester.config import (
+    SETTINGS,
+    RunConfig,
+    check_setting,
+    setting_names,
+    warn_suspect_settings,
+)
+from backtester.engine.enums import CloseAt, Convention, ExitReason, Stat, code_of
+from backtester.engine.layout import FLOAT_ROWS, INT_ROWS, FParam, IParam
 from backtester.errors import BacktesterWarning, ConfigError, DataError, ShapeError, did_you_mean
-from backtester.params import ParamGrid
+from backtester.params import ParamGrid, available_memory, format_bytes
 from backtester.signals import Signals
 
 if TYPE_CHECKING:
@@ -30,31 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_entries", "run_sweep"]
+__all__ = ["RunCheck", "check_run", "estimate_memory", "run_entries", "run_sweep"]
 
-_FLOAT_SETTINGS = {
-    "leverage": FParam.LEVERAGE,
-    "position_size": FParam.POSITION_SIZE,
-    "stop_loss": FParam.STOP_LOSS,
-    "take_profit": FParam.TAKE_PROFIT,
-    "trailing_stop": FParam.TRAILING_STOP,
-    "taker_fee": FParam.TAKER_FEE,
-    "maker_fee": FParam.MAKER_FEE,
-    "slippage": FParam.SLIPPAGE,
-    "maint_margin_rate": FParam.MMR_OVERRIDE,
-    "liquidation_fee_rate": FParam.LIQ_FEE_RATE,
-    "ruin_threshold": FParam.RUIN_THRESHOLD,
-    "initial_cash": FParam.INITIAL_CASH,
-}
-_INT_SETTINGS = {
-    "margin_mode": IParam.MARGIN_MODE,
-    "stop_trigger": IParam.STOP_TRIGGER,
-    "funding": IParam.FUNDING,
-    "close_at": IParam.CLOSE_AT,
-    "after_liquidation": IParam.AFTER_LIQUIDATION,
-    "negative_balance": IParam.NEGATIVE_BALANCE,
-    "intrabar": IParam.INTRABAR,
-}
 _DEFAULT_BATCH = 4096
 
 
@@ -246,16 +230,49 @@ class _TableRule:
 
 
 # ---------------------------------------------------------------------------------- settings
+def _checked(name: str, values: list[Any]) -> list[Any]:
+    # validate each distinct value once: a grid of 10^6 columns has a handful of distinct values
+    memo: dict[tuple[type, Any], Any] = {}
+    out: list[Any] = []
+    for v in values:
+        try:
+            key = (type(v), v)
+            hit = memo.get(key, memo)
+        except TypeError:  # unhashable: checked (and refused) below
+            key, hit = None, memo
+        if hit is memo:
+            hit = check_setting(name, v)
+            if key is not None:
+                memo[key] = hit
+        out.append(hit)
+    return out
+
+
 def _settings_columns(grid: ParamGrid, config: RunConfig, names: list[str]) -> dict[str, list[Any]]:
     """Per-column values (validated) of every engine setting, from the grid or the config."""
     n = grid.n_cols
     out: dict[str, list[Any]] = {}
     for name in setting_names():
         if name in names:
-            out[name] = [check_setting(name, v) for v in grid.values(name)]
+            out[name] = _checked(name, grid.values(name))
         else:
             out[name] = [getattr(config, name)] * n
     return out
+
+
+def _codes(name: str, values: list[Any]) -> I64Array:
+    # kernel codes of a setting's per-column values (words via their IntEnum, bools as 0/1)
+    spec = SETTINGS[name]
+    table: dict[Any, int] = {}
+    for v in dict.fromkeys(values):
+        table[v] = int(v) if spec.codes is None else code_of(spec.codes, v)
+    return np.fromiter((table[v] for v in values), dtype=np.int64, count=len(values))
+
+
+def _constant(values: list[Any]) -> bool:
+    # the settings a grid does not sweep are one value repeated ([v] * n: the same object)
+    first = values[0] if values else None
+    return all(v is first for v in values)
 
 
 def _encode(
@@ -264,50 +281,71 @@ def _encode(
     n = len(keys)
     fp = np.empty((FParam.N, n), dtype=np.float64)
     ip = np.empty((IParam.N, n), dtype=np.int64)
-    for name, row in _FLOAT_SETTINGS.items():
-        vals = settings[name]
-        fp[row] = [math.nan if v is None else float(v) for v in vals]
-    for c, key in enumerate(keys):
-        r = rules[key]
-        if settings["taker_fee"][c] is None:
-            fp[FParam.TAKER_FEE, c] = r.taker_fee
-        if settings["maker_fee"][c] is None:
-            fp[FParam.MAKER_FEE, c] = r.maker_fee
-        taker = settings["taker_fee"][c]
-        if settings["liquidation_fee_rate"][c] is None and taker is not None and r.convention != 0:
-            # OKX / Bybit charge the trader's taker rate on liquidation (OKX's enters the
-            # liquidation price), as bt.liquidation_price(..., taker_fee=...) does
-            fp[FParam.LIQ_FEE_RATE, c] = float(taker)
-        ip[IParam.CONVENTION, c] = r.convention
-        close_at = settings["close_at"][c] or r.close_at
-        ip[IParam.CLOSE_AT, c] = SETTING_CHOICES["close_at"].index(close_at)
-    for name, row in _INT_SETTINGS.items():
-        if name == "close_at":
-            continue
-        if name == "funding":
-            ip[row] = [1 if v else 0 for v in settings[name]]
+    for name, row in FLOAT_ROWS.items():
+        values = settings[name]
+        if _constant(values):
+            fp[row] = math.nan if values[0] is None else values[0]
         else:
-            choices = SETTING_CHOICES[name]
-            ip[row] = [choices.index(v) for v in settings[name]]
+            fp[row] = np.fromiter(
+                (math.nan if v is None else v for v in values), dtype=np.float64, count=n
+            )
+    for name, row in INT_ROWS.items():
+        if name != "close_at":  # None = the profile's, filled per rules key below
+            values = settings[name]
+            ip[row] = _codes(name, values[:1])[0] if _constant(values) else _codes(name, values)
+    # settings whose None means "the exchange profile's", resolved per rules key
+    uniq = list(rules)
+    pos = {k: j for j, k in enumerate(uniq)}
+    key_idx = np.fromiter((pos[k] for k in keys), dtype=np.int64, count=n)
+    profile = [rules[k] for k in uniq]
+    taker_of = np.array([r.taker_fee for r in profile], dtype=np.float64)
+    maker_of = np.array([r.maker_fee for r in profile], dtype=np.float64)
+    conv_of = np.array([r.convention for r in profile], dtype=np.int64)
+    close_of = np.array([code_of(CloseAt, r.close_at) for r in profile], dtype=np.int64)
+    taker_set = ~np.isnan(fp[FParam.TAKER_FEE])
+    liq_unset = np.isnan(fp[FParam.LIQ_FEE_RATE])
+    # OKX / Bybit charge the trader's taker rate on liquidation (OKX's enters the liquidation
+    # price), as bt.liquidation_price(..., taker_fee=...) does; NaN = the table's own rate
+    taker_is_liq = liq_unset & taker_set & (conv_of[key_idx] != Convention.BINANCE)
+    fp[FParam.LIQ_FEE_RATE, taker_is_liq] = fp[FParam.TAKER_FEE, taker_is_liq]
+    fp[FParam.TAKER_FEE, ~taker_set] = taker_of[key_idx[~taker_set]]
+    maker_unset = np.isnan(fp[FParam.MAKER_FEE])
+    fp[FParam.MAKER_FEE, maker_unset] = maker_of[key_idx[maker_unset]]
+    ip[IParam.CONVENTION] = conv_of[key_idx]
+    close = settings["close_at"]
+    close_set = np.fromiter((v is not None for v in close), dtype=np.bool_, count=n)
+    ip[IParam.CLOSE_AT] = close_of[key_idx]
+    if close_set.any():
+        given = [v for v in close if v is not None]
+        ip[IParam.CLOSE_AT, close_set] = _codes("close_at", given)
     return fp, ip
 
 
 def _check_leverage(
     settings: dict[str, list[Any]], keys: list[Any], rules: dict[Any, _RulesInputs], symbol: str
 ) -> None:
+    lev = np.asarray(settings["leverage"], dtype=np.float64)
+    mmr = np.array(
+        [math.nan if v is None else v for v in settings["maint_margin_rate"]], dtype=np.float64
+    )
+    bad = np.nonzero(lev * np.nan_to_num(mmr, nan=0.0) >= 1.0)[0]
+    if bad.size:
+        c = int(bad[0])
+        raise ConfigError(
+            f"leverage {lev[c]:g} needs maint_margin_rate < {1.0 / lev[c]:.4g}, was {mmr[c]:g} "
+            "(the position would be liquidatable at its entry price); lower the leverage or "
+            "the rate"
+        )
+    top: dict[Any, float] = {}
     for c, key in enumerate(keys):
+        if lev[c] > top.get(key, 0.0):
+            top[key] = float(lev[c])
+    for key, highest in top.items():
         r = rules[key]
-        lev = settings["leverage"][c]
-        mmr = settings.get("maint_margin_rate", [None] * len(keys))[c]
-        if mmr is not None and not math.isnan(mmr) and lev * mmr >= 1.0:
-            raise ConfigError(
-                f"leverage {lev:g} needs maint_margin_rate < {1.0 / lev:.4g}, was {mmr:g} (the "
-                "position would be liquidatable at its entry price); lower the leverage or the rate"
-            )
-        if lev > r.max_leverage:
+        if highest > r.max_leverage:
             raise ConfigError(
                 f"leverage must be in (0, {r.max_leverage:g}] for {r.exchange} {symbol} (the "
-                f"lowest tier-1 maximum of the tier tables in force), was {lev:g}; lower the "
+                f"lowest tier-1 maximum of the tier tables in force), was {highest:g}; lower the "
                 "leverage or pin a table with tier_table='YYYY-MM-DD'"
             )
 
@@ -570,8 +608,127 @@ def _prepare(
             "intrabar 'detail' needs lower-timeframe bars, market.detail was None; load them "
             "with bt.load_market(..., detail_timeframe='1m') or use intrabar='worst'"
         )
+    warn_suspect_settings({n: settings[n] for n in engine_names})
     fparams, iparams = _encode(settings, rules, keys)
     return inputs, settings, rules, keys, fparams, iparams
+
+
+# bytes a column costs outside the kernel: its stats row, parameter rows, the per-setting value
+# lists and index arrays (measured: about 1 KiB per column with every setting swept)
+_BYTES_PER_COL: int = (int(Stat.N) + int(FParam.N) + int(IParam.N)) * 8 + len(SETTINGS) * 16 + 64
+
+
+def estimate_memory(n_cols: int, n_bars: int, *, n_signal_cols: int = 0) -> int:
+    """Return the bytes a run of ``n_cols`` columns over ``n_bars`` bars needs at its peak.
+
+    Counts the per-column arrays (statistics, parameters, setting values) and the packed
+    strategy signals (one byte per bar and signal column); the kernel itself allocates nothing
+    per bar. Equity curves and trade records are extra and are asked for per column later.
+    """
+    return int(n_cols) * _BYTES_PER_COL + int(n_bars) * int(n_signal_cols)
+
+
+def _check_fits(n_cols: int, n_bars: int, n_signal_cols: int, what: str) -> int:
+    need = estimate_memory(n_cols, n_bars, n_signal_cols=n_signal_cols)
+    free = available_memory()
+    if free is not None and need > free:
+        raise ConfigError(
+            f"{what} of {n_cols:,} columns x {n_bars:,} bars needs about {format_bytes(need)}, more "
+            f"than the {format_bytes(free)} of memory available; sweep fewer values, or run it as a "
+            "chunked sweep (backtester sweep config.toml --out runs/<name>)"
+        )
+    return need
+
+
+@dataclass(frozen=True, slots=True)
+class RunCheck:
+    """What :func:`check_run` found: the run is valid; its size and the limits that apply.
+
+    Attributes
+    ----------
+    n_cols, n_bars : int
+        Columns (grid rows) and bars of the run.
+    memory_bytes : int
+        Estimated peak memory outside the kernel (:func:`estimate_memory`).
+    max_leverage : dict
+        ``(exchange, tier_table) -> the highest leverage the tier tables in force allow``.
+    """
+
+    n_cols: int
+    n_bars: int
+    memory_bytes: int
+    max_leverage: dict[tuple[str, Any], float]
+
+    def __repr__(self) -> str:
+        limits = ", ".join(
+            f"{k[0]} {k[1] or 'dated'}: {v:g}x" for k, v in self.max_leverage.items()
+        )
+        return (
+            f"RunCheck(ok: {self.n_cols:,} columns x {self.n_bars:,} bars, about "
+            f"{format_bytes(self.memory_bytes)}; leverage limits {limits})"
+        )
+
+
+def check_run(
+    market: Market,
+    grid: ParamGrid | None = None,
+    *,
+    config: RunConfig | None = None,
+    strategy: Any = None,
+) -> RunCheck:
+    """Check a grid and config against a market without running it (cheap; call it first).
+
+    Validates every column exactly as :func:`run_sweep` / :func:`run_entries` would: setting
+    names and values, leverage against the tier tables in force over the market's range, a flat
+    maintenance rate against leverage, ``intrabar='detail'`` against the market's detail bars,
+    and the memory the run needs against what this machine has.
+
+    Parameters
+    ----------
+    market : Market
+    grid : ParamGrid, optional
+        Columns (engine settings and, with ``strategy``, its parameters).
+    config : RunConfig, optional
+        Settings not in the grid.
+    strategy : module or object, optional
+        With ``PARAMS``: its parameter names are allowed in the grid (their values are the
+        strategy's to check, when its signals run).
+
+    Returns
+    -------
+    RunCheck
+
+    Raises
+    ------
+    ConfigError
+        The first problem found, in one line naming the setting, the value and the fix.
+    """
+    _check_market(market)
+    config = _check_config(config)
+    grid = ParamGrid.product() if grid is None else grid
+    if not isinstance(grid, ParamGrid):
+        raise ConfigError(f"grid must be a ParamGrid, was {type(grid).__name__}")
+    strat_names = tuple(_strategy_params(strategy)) if strategy is not None else ()
+    engine_names = _split_names(grid, strat_names, allow_strategy=strategy is not None)
+    need = _check_fits(grid.n_cols, market.n_bars, 0, "the run")
+    _inputs, _settings, rules, _keys, _fp, _ip = _prepare(market, grid, config, engine_names)
+    return RunCheck(
+        n_cols=grid.n_cols,
+        n_bars=market.n_bars,
+        memory_bytes=need,
+        max_leverage={k: r.max_leverage for k, r in rules.items()},
+    )
+
+
+def _check_config(config: Any) -> RunConfig:
+    if config is None:
+        return RunConfig()
+    if not isinstance(config, RunConfig):
+        raise ConfigError(
+            f"config must be a RunConfig, was {type(config).__name__}; build one with "
+            "bt.RunConfig(leverage=10, ...)"
+        )
+    return config
 
 
 def run_sweep(
@@ -619,9 +776,7 @@ def run_sweep(
 
     t0 = time.perf_counter()
     _check_market(market)
-    config = RunConfig() if config is None else config
-    if not isinstance(config, RunConfig):
-        raise ConfigError(f"config must be a RunConfig, was {type(config).__name__}")
+    config = _check_config(config)
     defaults = _strategy_params(strategy)
     if grid is None:
         grid = ParamGrid.product(**defaults)
@@ -632,6 +787,7 @@ def run_sweep(
     missing = [n for n in strat_names if n not in grid.names]
     if missing:
         grid = grid.cross(ParamGrid.product(**{n: defaults[n] for n in missing}))
+    _check_fits(grid.n_cols, market.n_bars, 0, "run_sweep")
     inputs, _settings, rules, keys, fparams, iparams = _prepare(market, grid, config, engine_names)
 
     if strat_names:
@@ -706,7 +862,7 @@ def run_entries(
     from backtester.results import EntryOutcomes
 
     _check_market(market)
-    config = RunConfig() if config is None else config
+    config = _check_config(config)
     if not isinstance(settings, ParamGrid):
         raise ConfigError(f"settings must be a ParamGrid, was {type(settings).__name__}")
     engine_names = _split_names(settings, (), allow_strategy=False)
@@ -727,10 +883,11 @@ def run_entries(
     if entries.size and (entries.min() < 0 or entries.max() >= n_bars):
         bad = int(entries[(entries < 0) | (entries >= n_bars)][0])
         raise ConfigError(f"entry_idx values must be in [0, {n_bars - 1}], was {bad}")
+    _check_fits(settings.n_cols * entries.shape[0], int(horizon_bars), 0, "run_entries")
     inputs, set_cols, rules, keys, fp_s, ip_s = _prepare(market, settings, config, engine_names)
     n_s, n_e = settings.n_cols, entries.shape[0]
     rep = np.repeat(np.arange(n_s), n_e)
-    side = np.array([1 if s == "long" else -1 for s in set_cols["side"]], dtype=np.int64)
+    side = _codes("side", set_cols["side"])
     start = np.tile(entries, n_s)
     sim = _Simulation(
         market,
