@@ -1,34 +1,42 @@
-"""The article's comparisons, each a table and a figure, run on a study's market and entries.
+"""The article's comparisons, computed on a study's market and entries (no drawing).
 
-Layer: survival (runs more studies through ``survival_study``; figures via reports.plots).
+Layer: survival (runs more studies through ``survival_study`` and derives the frames the report
+shows; ``survival.report`` draws them and never runs the engine).
 
 1. leverage ladder 1x … 125x          5. mark-price vs last-price liquidation ("false liquidations")
 2. stop-loss vs none                   6. "will you owe money?": gaps past the bankruptcy price
 3. position size (cross vs isolated)   7. funding on long holds (funding on vs off)
-4. isolated vs cross
+4. isolated vs cross                   + the equity fan (equity if closed after t days)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from backtester._typing import F64Array
+from backtester.engine.enums import ExitReason
 from backtester.errors import BacktesterError, ConfigError
-from backtester.reports.html import ReportFigure, ReportSection, ReportTable
+from backtester.survival.study import curve_groups
 
 if TYPE_CHECKING:  # pragma: no cover
     from backtester.market import Market
     from backtester.survival.study import SurvivalStudy
 
 __all__ = [
+    "CRASH_DAYS",
     "LADDER",
-    "comparison_sections",
+    "Comparisons",
+    "MarkVsLast",
+    "compute",
+    "equity_fan",
     "false_liquidations",
+    "fan_checkpoints",
     "funding_effect",
     "insurance_gaps",
     "last_price_liquidations_by_day",
@@ -45,6 +53,11 @@ LADDER = (1, 2, 3, 5, 10, 20, 25, 50, 75, 100, 125)
 _SIZES = (0.1, 0.25, 0.5, 1.0)
 _SIZE_LEVERAGE = (2, 5, 10, 20, 50, 100)
 _FUNDING_LEVERAGE = (1, 2, 3, 5, 10, 20)
+_STOP_LEVERAGE = (2, 5, 10, 20, 50, 100)
+_STOPS = (None, 0.02, 0.05, 0.10)
+
+#: the crash days the article names (UTC dates)
+CRASH_DAYS = ("2020-03-12", "2020-03-13", "2021-05-19")
 
 _COLS = [
     "survival",
@@ -55,6 +68,82 @@ _COLS = [
     "n_stopped",
     "median_time_to_liquidation",
 ]
+
+_GAP_COLS = [
+    "side",
+    "leverage",
+    "n_liquidated",
+    "n_gaps_past_bankruptcy",
+    "total_insurance_draw_pct",
+    "max_insurance_draw_pct",
+    "worst_gap_time",
+    "n_min_equity_below_zero",
+]
+
+# how the mark-price run ended a hold that last-price rules liquidated
+_OUTCOME: dict[int, str] = {
+    ExitReason.NONE: "still open",
+    ExitReason.SIGNAL: "signal",
+    ExitReason.STOP_LOSS: "stop-loss",
+    ExitReason.TAKE_PROFIT: "take-profit",
+    ExitReason.TRAILING_STOP: "trailing stop",
+    ExitReason.LIQUIDATION: "liquidated later",
+    ExitReason.END_OF_DATA: "end of data",
+    ExitReason.HORIZON: "survived to horizon",
+    ExitReason.RUIN: "ruin",
+}
+LIQUIDATED_LATER = _OUTCOME[ExitReason.LIQUIDATION]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarkVsLast:
+    """Comparison 5: the ladder under mark-price and last-price liquidation rules.
+
+    ``table`` has both rules' survival (column ``price_rule``); ``by_leverage`` counts the
+    false liquidations (last price only) and the holds the mark price liquidated later, per
+    side and leverage; ``by_day`` counts false liquidations per UTC day, busiest first;
+    ``crash_days`` maps each of :data:`CRASH_DAYS` to its number of last-price liquidations.
+    """
+
+    table: pd.DataFrame
+    by_leverage: pd.DataFrame
+    by_day: pd.DataFrame
+    n_false: int
+    n_liquidated_later: int
+    crash_days: dict[str, int]
+
+    def false_on(self, day: str) -> int:
+        """Return the number of false liquidations on UTC day ``day`` (``YYYY-MM-DD``)."""
+        hit = self.by_day[self.by_day["date"] == day]
+        return int(hit["false_liquidations"].iloc[0]) if len(hit) else 0
+
+    def day_text(self, day: str) -> str:
+        """Return ``"3 false liquidations"`` (or ``"none"``) for UTC day ``day``."""
+        n = self.false_on(day)
+        return f"{n} false liquidation{'' if n == 1 else 's'}" if n else "none"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Comparisons:
+    """Everything the report's comparison sections show, computed by :func:`compute`.
+
+    Frames hold raw values (fractions, days, counts); the report only formats and draws them.
+    ``equity_fan`` maps a label (``"long 10x"``) to (days ``(k,)``, equity as a fraction of the
+    initial cash ``(k, n_entries)``); ``summary`` is what ``run.json`` records.
+    """
+
+    horizon_days: float
+    ladder: pd.DataFrame
+    stop_effect: pd.DataFrame
+    stop_table: pd.DataFrame
+    size_table: pd.DataFrame
+    mark_vs_last: MarkVsLast | None
+    gaps: pd.DataFrame
+    stop_gaps: pd.DataFrame | None
+    funding: pd.DataFrame
+    funding_horizon_days: float
+    equity_fan: dict[str, tuple[F64Array, F64Array]]
+    summary: dict[str, Any]
 
 
 def _fixed(study: SurvivalStudy) -> dict[str, Any]:
@@ -198,8 +287,10 @@ def false_liquidations(mark: SurvivalStudy, last: SurvivalStudy) -> pd.DataFrame
     rows: list[dict[str, Any]] = []
     ts = mark.market.ts_ns
     for s in range(mark.n_settings):
-        liq_last = last.reason[s] == 5
-        mark_liq_by = (mark.reason[s] == 5) & (mark.exit_idx[s] <= last.exit_idx[s])
+        liq_last = last.reason[s] == ExitReason.LIQUIDATION
+        mark_liq_by = (mark.reason[s] == ExitReason.LIQUIDATION) & (
+            mark.exit_idx[s] <= last.exit_idx[s]
+        )
         false = np.flatnonzero(liq_last & ~mark_liq_by)
         for k in false:
             rows.append(
@@ -224,18 +315,7 @@ def false_liquidations(mark: SurvivalStudy, last: SurvivalStudy) -> pd.DataFrame
 
 
 def _reason_name(code: int) -> str:
-    names = (
-        "still open",
-        "signal",
-        "stop-loss",
-        "take-profit",
-        "trailing stop",
-        "liquidated later",
-        "end of data",
-        "survived to horizon",
-        "ruin",
-    )
-    return names[code] if 0 <= code < len(names) else str(code)
+    return _OUTCOME.get(code, str(code))
 
 
 def insurance_gaps(study: SurvivalStudy) -> pd.DataFrame:
@@ -252,7 +332,7 @@ def insurance_gaps(study: SurvivalStudy) -> pd.DataFrame:
         rows.append(
             {
                 **{c: study.settings[c].iloc[s] for c in study.settings.columns},
-                "n_liquidated": int((study.reason[s] == 5).sum()),
+                "n_liquidated": int((study.reason[s] == ExitReason.LIQUIDATION).sum()),
                 "n_stopped": int(study.stopped[s].sum()),
                 "n_gaps_past_bankruptcy": int(gaps.sum()),
                 "total_insurance_draw_pct": float(draw.sum() / study.initial_cash * 100),
@@ -294,306 +374,145 @@ def _pick(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return table[[*keys, *[c for c in _COLS if c in table]]].reset_index(drop=True)
 
 
-def _fmt(df: pd.DataFrame, horizon_days: float | None = None) -> pd.DataFrame:
-    out = df.copy()
-    for c in out.columns:
-        if c == "median_time_to_liquidation":
-            out[c] = [
-                f"{v:.1f}"
-                if math.isfinite(v)
-                else (f"> {horizon_days:g}" if horizon_days else "n/a")
-                for v in out[c]
-            ]
-            continue
-        if c in ("survival", "ci_low", "ci_high") or c.startswith("survival_"):
-            out[c] = [f"{v * 100:.1f}%" if math.isfinite(v) else "n/a" for v in out[c]]
-        elif c in ("difference", "diff_ci_low", "diff_ci_high"):
-            out[c] = [f"{v * 100:+.1f} pp" if math.isfinite(v) else "n/a" for v in out[c]]
-        elif out[c].dtype.kind == "f":
-            out[c] = [f"{v:.4g}" if math.isfinite(v) else "n/a" for v in out[c]]
-        elif c == "stop_loss":
-            out[c] = ["none" if pd.isna(v) else f"{float(v) * 100:g}%" for v in out[c]]
-    return out
+def fan_checkpoints(horizon_bars: int, n_points: int = 10) -> list[int]:
+    """Return up to ``n_points`` evenly spaced horizons in bars, ending at ``horizon_bars``."""
+    points = np.unique(np.linspace(0, horizon_bars, n_points + 1).round().astype(int)[1:])
+    return [int(p) for p in points if p >= 1]
 
 
-def comparison_sections(study: SurvivalStudy) -> tuple[list[ReportSection], dict[str, Any]]:
-    """Run every comparison and return report sections plus a summary for ``run.json``."""
-    from backtester.reports import plots
+def equity_fan(study: SurvivalStudy) -> dict[str, tuple[F64Array, F64Array]]:
+    """Run the engine once per checkpoint: equity if closed after t days (engine is the truth).
 
-    sections: list[ReportSection] = []
+    Returns a map from label (``"long 10x"``, up to six leverages of the first side, no stop)
+    to (days since entry ``(k,)``, equity as a fraction of the initial cash ``(k, n_entries)``),
+    both starting at day 0 with equity 1.
+    """
+    from backtester.survival.run import survival_study
+
+    groups = curve_groups(study.settings)
+    side = next(iter(groups))
+    idx = groups[side]
+    if len(idx) > 6:  # keep the fan readable: up to six leverages spread over the ladder
+        pick = np.unique(np.linspace(0, len(idx) - 1, 6).round().astype(int))
+        idx = [idx[k] for k in pick]
+    levs = [float(study.settings["leverage"].iloc[i]) for i in idx]
+    row = study.settings.iloc[idx[0]]
+    checkpoints = fan_checkpoints(study.horizon_bars)
+    days = np.array(checkpoints) * study.bar_days
+    equity = np.empty((len(levs), len(checkpoints), study.n_entries))
+    for k, bars in enumerate(checkpoints):
+        sub = survival_study(
+            study.market,
+            side=str(side),  # type: ignore[arg-type]
+            leverage=levs,
+            stop_loss=None,
+            position_size=float(row.get("position_size", 1.0)),
+            margin_mode=str(row.get("margin_mode", "isolated")),
+            horizon=_period(study, bars),
+            entry_every=_period(study, study.entry_every_bars),
+            n_boot=1,
+            **_fixed(study),
+        )
+        equity[:, k, :] = sub.final_equity / sub.initial_cash
+    return {
+        f"{side} {lev:g}x": (
+            np.concatenate(([0.0], days)),
+            np.vstack([np.ones((1, study.n_entries)), equity[j]]),
+        )
+        for j, lev in enumerate(levs)
+    }
+
+
+def _mark_vs_last_frames(mk: SurvivalStudy, ls: SurvivalStudy) -> MarkVsLast:
+    fl_all = false_liquidations(mk, ls)
+    mtab = _pick(mk.table(), ["side", "leverage"]).assign(price_rule="mark (exchange)")
+    ltab = _pick(ls.table(), ["side", "leverage"]).assign(price_rule="last price")
+    both = pd.concat([mtab, ltab], ignore_index=True)
+    delayed = fl_all[fl_all["mark_price_outcome"] == LIQUIDATED_LATER]
+    fl = fl_all[fl_all["mark_price_outcome"] != LIQUIDATED_LATER]
+    counts = _false_counts(mk, _count(fl, "false_liquidations")).merge(
+        _count(delayed, "liquidated_later_on_mark"), on=["side", "leverage"], how="left"
+    )
+    counts["liquidated_later_on_mark"] = counts["liquidated_later_on_mark"].fillna(0).astype(int)
+    by_day = (
+        fl.assign(date=fl["last_price_liquidation_time"].dt.strftime("%Y-%m-%d"))
+        .groupby("date")
+        .agg(false_liquidations=("side", "size"), leverages=("leverage", _levels))
+        .sort_values(["false_liquidations", "date"], ascending=[False, True])
+        .reset_index()
+        if len(fl)
+        else pd.DataFrame(columns=["date", "false_liquidations", "leverages"])
+    )
+    return MarkVsLast(
+        table=both,
+        by_leverage=counts,
+        by_day=by_day,
+        n_false=len(fl),
+        n_liquidated_later=len(delayed),
+        crash_days=last_price_liquidations_by_day(ls, CRASH_DAYS),
+    )
+
+
+def compute(study: SurvivalStudy) -> Comparisons:
+    """Run every comparison (and the equity fan) on ``study``'s market and entries.
+
+    This is where the report's extra engine runs happen; ``study.report(path)`` calls it and
+    passes the result to the renderer, which only draws it.
+
+    Raises
+    ------
+    ConfigError
+        If ``study`` follows a strategy (the comparisons are about plain holds).
+    """
+    if study.strategy_name is not None:
+        raise ConfigError(
+            f"the comparisons are about plain holds, was a study of strategy "
+            f"{study.strategy_name!r}; write its report with comparisons=False"
+        )
+    fan = equity_fan(study)
     summary: dict[str, Any] = {}
-    horizon = f"{study.horizon_days:g} days"
 
     # 1. leverage ladder
     ladder = leverage_ladder(study)
-    lt = _pick(ladder.table(), ["side", "leverage"])
-    sections.append(
-        ReportSection(
-            heading="1. The leverage ladder (1x … 125x)",
-            paragraphs=(
-                f"Isolated holds without a stop, full position, followed for {horizon}. "
-                "Liquidation sits roughly 1/leverage away from entry (minus the maintenance "
-                "margin), so survival falls steeply once that distance is within an ordinary "
-                "month's price range.",
-            ),
-            tables=(ReportTable("cmp_leverage_ladder", lt, _fmt(lt, study.horizon_days)),),
-            figures=(
-                ReportFigure(
-                    "cmp_leverage_ladder",
-                    plots.plot_survival_lines(
-                        lt,
-                        x="leverage",
-                        hue="side",
-                        title=f"Survival after {horizon} by leverage",
-                        xlabel="Leverage [x] (log scale)",
-                    ),
-                    "Survival at the horizon with honest 95% intervals (shaded).",
-                ),
-            ),
-        )
-    )
     summary["leverage_ladder"] = {"settings": int(ladder.n_settings)}
 
-    # 2. stop-loss vs none
+    # 2. stop-loss vs none: the study's own stops when it has stopped and unstopped settings
     stops = study if study.settings["stop_loss"].notna().any() else None
     if stops is None or not study.settings["stop_loss"].isna().any():
         stops = _rerun(
             study,
             side="long",
-            leverage=(2, 5, 10, 20, 50, 100),
-            stop_loss=(None, 0.02, 0.05, 0.10),
+            leverage=_STOP_LEVERAGE,
+            stop_loss=_STOPS,
             position_size=1.0,
             margin_mode="isolated",
         )
-    se = stop_loss_effect(stops)
-    st_table = _pick(stops.table(), ["side", "leverage", "stop_loss"])
-    sections.append(
-        ReportSection(
-            heading="2. Stop-loss vs none",
-            paragraphs=(
-                "A stop exit is not a liquidation: a stopped position can no longer be "
-                "liquidated, so it counts as surviving the horizon, and 'survival' is the chance "
-                "of not being liquidated within it. A stop only protects when it sits closer to entry than the liquidation "
-                "price (about 1/leverage away); beyond that the liquidation comes first. "
-                "Compare also the mean final equity: stops convert liquidations into smaller, "
-                "more frequent losses.",
-            ),
-            tables=(ReportTable("cmp_stop_loss", se, _fmt(se)),),
-            figures=(
-                ReportFigure(
-                    "cmp_stop_loss",
-                    plots.plot_survival_lines(
-                        st_table[st_table["side"] == st_table["side"].iloc[0]],
-                        x="leverage",
-                        hue="stop_loss",
-                        title=f"Survival after {horizon}: stop-loss vs none "
-                        f"({st_table['side'].iloc[0]})",
-                        xlabel="Leverage [x] (log scale)",
-                        hue_label="Stop-loss",
-                    ),
-                    "Survival by leverage for each stop distance.",
-                ),
-            ),
-        )
-    )
 
     # 3 + 4. position size and isolated vs cross
     ms = margin_and_size(study)
-    mt = _pick(ms.table(), ["margin_mode", "position_size", "leverage"])
-    cross = mt[mt["margin_mode"] == "cross"]
-    sections.append(
-        ReportSection(
-            heading="3. Position size",
-            paragraphs=(
-                "Position size is the fraction of equity committed as initial margin. Under "
-                "isolated margin it does not change survival: the liquidation price depends "
-                "only on leverage (margin and notional scale together), so every size gives "
-                "the same liquidation distance. Under cross margin the rest of the wallet "
-                "backs the position, pushing the liquidation price further away: a 10x "
-                "position using 25% of equity behaves like 2.5x on the whole account.",
-            ),
-            tables=(ReportTable("cmp_position_size", mt, _fmt(mt, study.horizon_days)),),
-            figures=(
-                ReportFigure(
-                    "cmp_position_size",
-                    plots.plot_survival_lines(
-                        cross,
-                        x="leverage",
-                        hue="position_size",
-                        title=f"Cross margin: survival after {horizon} by position size",
-                        xlabel="Leverage [x] (log scale)",
-                        hue_label="Position size [fraction of equity]",
-                    ),
-                    "Cross-margin long holds: smaller positions survive far longer.",
-                ),
-            ),
-        )
-    )
-    size_q = mt[mt["position_size"] == 0.25]
-    sections.append(
-        ReportSection(
-            heading="4. Isolated vs cross",
-            paragraphs=(
-                "Same long holds using 25% of equity as margin. Cross margin survives "
-                "longer because the whole wallet is at stake; when it is liquidated, the whole "
-                "wallet is lost, while isolated loses only the position's margin.",
-            ),
-            tables=(
-                ReportTable("cmp_isolated_vs_cross", size_q, _fmt(size_q, study.horizon_days)),
-            ),
-            figures=(
-                ReportFigure(
-                    "cmp_isolated_vs_cross",
-                    plots.plot_survival_lines(
-                        size_q,
-                        x="leverage",
-                        hue="margin_mode",
-                        title=f"Isolated vs cross (25% of equity): survival after {horizon}",
-                        xlabel="Leverage [x] (log scale)",
-                        hue_label="Margin mode",
-                    ),
-                    "Survival of isolated and cross long holds at the same size.",
-                ),
-            ),
-        )
-    )
 
     # 5. mark vs last
+    mvl = None
     if study.market.mark_source == "mark":
-        mk, ls = mark_vs_last(study)
-        fl = false_liquidations(mk, ls)
-        mtab = _pick(mk.table(), ["side", "leverage"]).assign(price_rule="mark (exchange)")
-        ltab = _pick(ls.table(), ["side", "leverage"]).assign(price_rule="last price")
-        both = pd.concat([mtab, ltab], ignore_index=True)
-        fl_all = fl
-        delayed = fl_all[fl_all["mark_price_outcome"] == "liquidated later"]
-        fl = fl_all[fl_all["mark_price_outcome"] != "liquidated later"]
-        counts = _false_counts(mk, _count(fl, "false_liquidations")).merge(
-            _count(delayed, "liquidated_later_on_mark"), on=["side", "leverage"], how="left"
-        )
-        counts["liquidated_later_on_mark"] = (
-            counts["liquidated_later_on_mark"].fillna(0).astype(int)
-        )
-        by_day = (
-            fl.assign(date=fl["last_price_liquidation_time"].dt.strftime("%Y-%m-%d"))
-            .groupby("date")
-            .agg(false_liquidations=("side", "size"), leverages=("leverage", _levels))
-            .sort_values(["false_liquidations", "date"], ascending=[False, True])
-            .reset_index()
-            if len(fl)
-            else pd.DataFrame(columns=["date", "false_liquidations", "leverages"])
-        )
-        top = by_day.head(15)
-        crash = last_price_liquidations_by_day(ls, _CRASH_DAYS)
+        mvl = _mark_vs_last_frames(*mark_vs_last(study))
         summary["false_liquidations"] = {
-            "total": len(fl),
-            "top_dates": [str(d) for d in top["date"].head(5)],
-            "crash_days": {d: _on_day(by_day, d) for d in _CRASH_DAYS},
-            "crash_day_last_price_liquidations": crash,
+            "total": mvl.n_false,
+            "top_dates": [str(d) for d in mvl.by_day["date"].head(5)],
+            "crash_days": {d: mvl.day_text(d) for d in CRASH_DAYS},
+            "crash_day_last_price_liquidations": mvl.crash_days,
         }
-        sections.append(
-            ReportSection(
-                heading="5. Mark-price vs last-price liquidation",
-                paragraphs=(
-                    "The exchange liquidates on the mark price (an index-anchored fair price); "
-                    "last-price rules rebuild the same market with mark = last. A 'false "
-                    "liquidation' is a hold that last-price rules would have liquidated but "
-                    f"that the mark price never liquidated within the horizon. Total: {len(fl):,}, "
-                    f"on {len(by_day):,} days ({len(delayed):,} more were liquidated on the mark "
-                    "price later, not avoided); "
-                    "the busiest days are listed below. On the crash days the article names: "
-                    + "; ".join(
-                        f"{d}: {_on_day(by_day, d)} of {crash[d]:,} last-price liquidations"
-                        for d in _CRASH_DAYS
-                    )
-                    + ". "
-                    + _crash_conclusion(by_day, crash),
-                ),
-                tables=(
-                    ReportTable("cmp_mark_vs_last", both, _fmt(both, study.horizon_days)),
-                    ReportTable("cmp_false_liquidations_by_leverage", counts, counts),
-                    ReportTable("cmp_false_liquidation_days", top, top),
-                ),
-                figures=(
-                    ReportFigure(
-                        "cmp_mark_vs_last",
-                        plots.plot_bars(
-                            counts,
-                            x="leverage",
-                            y="false_liquidations",
-                            hue="side",
-                            title="Last-price 'false liquidations' the mark price avoided",
-                            xlabel="Leverage [x]",
-                            ylabel="Holds liquidated on last price only",
-                        ),
-                        "Holds that last-price rules would have liquidated while the mark price "
-                        "had not, by leverage and side (survival under both rules: table above).",
-                    ),
-                ),
-            )
-        )
 
     # 6. will you owe money?
-    gaps = insurance_gaps(ladder)[
-        [
-            "side",
-            "leverage",
-            "n_liquidated",
-            "n_gaps_past_bankruptcy",
-            "total_insurance_draw_pct",
-            "max_insurance_draw_pct",
-            "worst_gap_time",
-            "n_min_equity_below_zero",
-        ]
-    ]
+    gaps = insurance_gaps(ladder)[_GAP_COLS]
     summary["gaps_past_bankruptcy"] = int(gaps["n_gaps_past_bankruptcy"].sum())
-    gap_tables = [ReportTable("cmp_owe_money", gaps, _fmt(gaps), caption="Holds without a stop.")]
+    stop_gaps = None
     if stops.settings["stop_loss"].notna().any():
         sg = insurance_gaps(stops)
-        sg = sg[sg["stop_loss"].notna()].drop(columns=["position_size", "margin_mode"])
-        summary["gaps_past_bankruptcy_with_stops"] = int(sg["n_gaps_past_bankruptcy"].sum())
-        gap_tables.append(
-            ReportTable(
-                "cmp_owe_money_stops",
-                sg,
-                _fmt(sg),
-                caption="Holds with a stop: a stop that sits beyond the liquidation distance "
-                "(e.g. 5% at 20x) can be filled on the last price past the bankruptcy price "
-                "while the mark price has not yet triggered liquidation.",
-            )
-        )
-    sections.append(
-        ReportSection(
-            heading="6. Will you owe money?",
-            paragraphs=(
-                "When the price gaps through the bankruptcy price before the liquidation "
-                "engine closes the position, the loss exceeds the margin. On Binance USDⓈ-M "
-                "the insurance fund absorbs that excess and the trader's balance is floored "
-                "at zero, so you do not owe money; the table counts those gaps and how much "
-                "the fund paid (percent of the initial cash).",
-            ),
-            tables=tuple(gap_tables),
-            figures=(
-                ReportFigure(
-                    "cmp_owe_money",
-                    plots.plot_bars(
-                        gaps,
-                        x="leverage",
-                        y="n_gaps_past_bankruptcy",
-                        hue="side",
-                        title="Liquidations that gapped past the bankruptcy price",
-                        xlabel="Leverage [x]",
-                        ylabel="Holds (insurance-fund draws)",
-                    ),
-                    "Number of holds whose loss exceeded their margin.",
-                ),
-            ),
-        )
-    )
+        stop_gaps = sg[sg["stop_loss"].notna()].drop(columns=["position_size", "margin_mode"])
+        summary["gaps_past_bankruptcy_with_stops"] = int(stop_gaps["n_gaps_past_bankruptcy"].sum())
 
     # 7. funding
     fe = funding_effect(study)
-    ft = _pick(fe.table(), ["leverage", "funding"])
     paid = pd.DataFrame(
         {
             "leverage": fe.settings["leverage"],
@@ -601,35 +520,21 @@ def comparison_sections(study: SurvivalStudy) -> tuple[list[ReportSection], dict
             "mean_funding_paid_pct": fe.funding_paid.mean(axis=1) / fe.initial_cash * 100,
         }
     )
-    ft = ft.merge(paid, on=["leverage", "funding"])
-    sections.append(
-        ReportSection(
-            heading="7. Funding on long holds",
-            paragraphs=(
-                f"Long holds for {fe.horizon_days:g} days with funding exchanged (as on the "
-                "exchange) and without. Longs usually pay funding in bull markets, which "
-                "drains isolated margin and moves the liquidation price closer; the effect "
-                "grows with leverage and holding time.",
-            ),
-            tables=(ReportTable("cmp_funding", ft, _fmt(ft, fe.horizon_days)),),
-            figures=(
-                ReportFigure(
-                    "cmp_funding",
-                    plots.plot_survival_lines(
-                        ft,
-                        x="leverage",
-                        hue="funding",
-                        title=f"Long holds: survival after {fe.horizon_days:g} days, "
-                        "funding on vs off",
-                        xlabel="Leverage [x] (log scale)",
-                        hue_label="Funding exchanged",
-                    ),
-                    "Survival of long holds with and without funding payments.",
-                ),
-            ),
-        )
+    funding = _pick(fe.table(), ["leverage", "funding"]).merge(paid, on=["leverage", "funding"])
+    return Comparisons(
+        horizon_days=study.horizon_days,
+        ladder=_pick(ladder.table(), ["side", "leverage"]),
+        stop_effect=stop_loss_effect(stops),
+        stop_table=_pick(stops.table(), ["side", "leverage", "stop_loss"]),
+        size_table=_pick(ms.table(), ["margin_mode", "position_size", "leverage"]),
+        mark_vs_last=mvl,
+        gaps=gaps,
+        stop_gaps=stop_gaps,
+        funding=funding,
+        funding_horizon_days=fe.horizon_days,
+        equity_fan=fan,
+        summary=summary,
     )
-    return sections, summary
 
 
 def _count(rows: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -647,44 +552,12 @@ def _false_counts(mark: SurvivalStudy, counts: pd.DataFrame) -> pd.DataFrame:
     return merged
 
 
-_CRASH_DAYS = ("2020-03-12", "2020-03-13", "2021-05-19")
-
-
-def _false_on(by_day: pd.DataFrame, day: str) -> int:
-    hit = by_day[by_day["date"] == day]
-    return int(hit["false_liquidations"].iloc[0]) if len(hit) else 0
-
-
-def _on_day(by_day: pd.DataFrame, day: str) -> str:
-    n = _false_on(by_day, day)
-    return f"{n} false liquidation{'' if n == 1 else 's'}" if n else "none"
-
-
 def last_price_liquidations_by_day(last: SurvivalStudy, days: tuple[str, ...]) -> dict[str, int]:
     """Return, for each UTC day ``YYYY-MM-DD``, how many holds last-price rules liquidated then."""
-    liq = last.reason == 5
+    liq = last.reason == ExitReason.LIQUIDATION
     when = pd.to_datetime(last.market.ts_ns[last.exit_idx[liq]], utc=True).strftime("%Y-%m-%d")
     counts = pd.Series(when).value_counts()
     return {d: int(counts.get(d, 0)) for d in days}
-
-
-def _crash_conclusion(by_day: pd.DataFrame, crash: dict[str, int]) -> str:
-    # what the crash-day numbers say, from the numbers (not a fixed sentence)
-    total = sum(crash.values())
-    false = sum(_false_on(by_day, d) for d in crash)
-    if total == 0:
-        return "None of the holds was liquidated on those days under last-price rules."
-    share = false / total
-    if share < 0.1:
-        return (
-            f"On those days the mark price fell almost as far as the last price: "
-            f"{false:,} of {total:,} ({share:.0%}) last-price liquidations were avoided, so most "
-            "holds were liquidated under either rule."
-        )
-    return (
-        f"On those days the mark price spared {false:,} of {total:,} ({share:.0%}) of the "
-        "holds last-price rules liquidated."
-    )
 
 
 def _levels(values: pd.Series) -> str:

@@ -1,108 +1,43 @@
 """Assemble a survival study's HTML report: tables, figures, CSV/parquet and run.json.
 
-Layer: survival (uses reports.html, reports.plots and reports.tables, which take frames).
+Layer: survival, rendering side (uses reports.html, reports.plots and reports.tables, which take
+frames). It draws the study and the ``Comparisons`` it is given and never runs the engine: it
+imports neither ``survival.run`` nor ``engine.run`` (a test checks it); the extra engine runs
+happen in ``survival.comparisons.compute`` (``SurvivalStudy.comparisons()``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from backtester._typing import F64Array
 from backtester.reports.html import ReportFigure, ReportSection, ReportTable, write_report
 from backtester.reports.tables import survival_display
+from backtester.survival.study import curve_groups, others_fixed
 
 if TYPE_CHECKING:  # pragma: no cover
+    from backtester.survival.comparisons import Comparisons, MarkVsLast
     from backtester.survival.study import SurvivalStudy
 
-__all__ = ["fan_checkpoints", "main_sections", "write_survival_report"]
+__all__ = ["comparison_sections", "main_sections", "write_survival_report"]
 
 log = logging.getLogger(__name__)
 
 
-def _others_fixed(study: SurvivalStudy, keep: tuple[str, ...]) -> np.ndarray:
-    # rows that share the first row's values on every column not in ``keep``
-    s = study.settings
-    mask = np.ones(len(s), dtype=bool)
-    for c in s.columns:
-        if c in keep:
-            continue
-        first = s[c].iloc[0]
-        mask &= s[c].isna().to_numpy() if pd.isna(first) else (s[c] == first).to_numpy()
-    return mask
+def main_sections(
+    study: SurvivalStudy, *, fan: Mapping[str, tuple[F64Array, F64Array]] | None = None
+) -> list[ReportSection]:
+    """Return the sections on the study itself (table, heatmap, curves, histograms, fan).
 
-
-def _curve_groups(study: SurvivalStudy) -> dict[str, list[int]]:
-    """Group settings by side for per-leverage curves (no-stop settings, else the first stop)."""
-    s = study.settings
-    mask = _others_fixed(study, ("side", "leverage", "stop_loss"))
-    if "stop_loss" in s:
-        no_stop = s["stop_loss"].isna().to_numpy()
-        if (mask & no_stop).any():
-            mask &= no_stop
-        else:
-            mask &= _others_fixed(study, ("side", "leverage"))
-    sides = list(dict.fromkeys(s["side"])) if "side" in s else ["account"]
-    groups: dict[str, list[int]] = {}
-    for side in sides:
-        in_side = (s["side"] == side).to_numpy() if "side" in s else np.ones(len(s), dtype=bool)
-        idx = [int(i) for i in np.flatnonzero(mask & in_side)]
-        idx.sort(key=lambda i: float(s["leverage"].iloc[i]))
-        groups[str(side)] = idx
-    return groups
-
-
-def fan_checkpoints(horizon_bars: int, n_points: int = 10) -> list[int]:
-    """Return up to ``n_points`` evenly spaced horizons in bars, ending at ``horizon_bars``."""
-    points = np.unique(np.linspace(0, horizon_bars, n_points + 1).round().astype(int)[1:])
-    return [int(p) for p in points if p >= 1]
-
-
-def _equity_fans(study: SurvivalStudy) -> dict[str, tuple[Any, Any]]:
-    """Run the engine once per checkpoint: equity if closed after t days (engine is the truth)."""
-    from backtester.survival.run import survival_study
-
-    groups = _curve_groups(study)
-    side = next(iter(groups))
-    idx = groups[side]
-    if len(idx) > 6:  # keep the fan readable: up to six leverages spread over the ladder
-        pick = np.unique(np.linspace(0, len(idx) - 1, 6).round().astype(int))
-        idx = [idx[k] for k in pick]
-    levs = [float(study.settings["leverage"].iloc[i]) for i in idx]
-    row = study.settings.iloc[idx[0]]
-    checkpoints = fan_checkpoints(study.horizon_bars)
-    fixed = {k: v for k, v in study.run_settings.items() if k not in ("horizon", "entry_every")}
-    days = np.array(checkpoints) * study.bar_days
-    equity = np.empty((len(levs), len(checkpoints), study.n_entries))
-    for k, bars in enumerate(checkpoints):
-        sub = survival_study(
-            study.market,
-            side=str(side),  # type: ignore[arg-type]
-            leverage=levs,
-            stop_loss=None,
-            position_size=float(row.get("position_size", 1.0)),
-            margin_mode=str(row.get("margin_mode", "isolated")),
-            horizon=pd.Timedelta(bars * study.market.timeframe_ns, unit="ns"),
-            entry_every=pd.Timedelta(study.entry_every_bars * study.market.timeframe_ns, unit="ns"),
-            n_boot=1,
-            **fixed,
-        )
-        equity[:, k, :] = sub.final_equity / sub.initial_cash
-    return {
-        f"{side} {lev:g}x": (
-            np.concatenate(([0.0], days)),
-            np.vstack([np.ones((1, study.n_entries)), equity[j]]),
-        )
-        for j, lev in enumerate(levs)
-    }
-
-
-def main_sections(study: SurvivalStudy, *, with_fan: bool = True) -> list[ReportSection]:
-    """Return the sections on the study itself (table, heatmap, curves, histograms, fan)."""
+    ``fan`` is ``Comparisons.equity_fan`` (drawn when given).
+    """
     from backtester.reports import plots
 
     table = study.table()
@@ -128,7 +63,7 @@ def main_sections(study: SurvivalStudy, *, with_fan: bool = True) -> list[Report
     ]
     figs = []
     if "stop_loss" in table and "leverage" in table:
-        heat = table[_others_fixed(study, ("side", "leverage", "stop_loss"))]
+        heat = table[others_fixed(study.settings, ("side", "leverage", "stop_loss"))]
         figs.append(
             ReportFigure(
                 "survival_heatmap",
@@ -153,7 +88,7 @@ def main_sections(study: SurvivalStudy, *, with_fan: bool = True) -> list[Report
             figures=tuple(figs),
         )
     )
-    groups = _curve_groups(study)
+    groups = curve_groups(study.settings)
     curve_figs = []
     hist_figs = []
     for side, idx in groups.items():
@@ -193,8 +128,7 @@ def main_sections(study: SurvivalStudy, *, with_fan: bool = True) -> list[Report
         )
     sections.append(ReportSection(heading="Kaplan–Meier curves", figures=tuple(curve_figs)))
     sections.append(ReportSection(heading="Time to liquidation", figures=tuple(hist_figs)))
-    if with_fan:
-        fans = _equity_fans(study)
+    if fan is not None:
         sections.append(
             ReportSection(
                 heading="Equity fan",
@@ -206,7 +140,7 @@ def main_sections(study: SurvivalStudy, *, with_fan: bool = True) -> list[Report
                 figures=(
                     ReportFigure(
                         "equity_fan",
-                        plots.plot_equity_fan(fans),
+                        plots.plot_equity_fan(fan),
                         "Quantiles across entries of the equity if closed after t days.",
                     ),
                 ),
@@ -270,7 +204,7 @@ def _headline(study: SurvivalStudy, table: pd.DataFrame) -> tuple[str, ...]:
     """Return one or two sentences with the study's main numbers."""
     lines: list[str] = []
     days = f"{study.horizon_days:g} days"
-    for side, idx in _curve_groups(study).items():
+    for side, idx in curve_groups(study.settings).items():
         if len(idx) < 2:
             continue
         lo, hi = table.iloc[idx[0]], table.iloc[idx[-1]]
@@ -311,18 +245,315 @@ def _round(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_survival_report(
-    study: SurvivalStudy, path: str | Path, *, comparisons: bool = True
-) -> Path:
-    """Write the full report of ``study`` under ``path``; return the path of ``index.html``."""
-    holds = study.strategy_name is None  # comparisons and the fan are about plain holds
-    sections = main_sections(study, with_fan=comparisons and holds)
-    extra: dict[str, Any] = {}
-    if comparisons and holds:
-        from backtester.survival.comparisons import comparison_sections
+def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSection]:
+    """Return the sections of the article's comparisons computed in ``cmp`` (draw only)."""
+    from backtester.reports import plots
 
-        more, extra = comparison_sections(study)
-        sections.extend(more)
+    sections: list[ReportSection] = []
+    horizon = f"{study.horizon_days:g} days"
+
+    # 1. leverage ladder
+    lt = cmp.ladder
+    sections.append(
+        ReportSection(
+            heading="1. The leverage ladder (1x … 125x)",
+            paragraphs=(
+                f"Isolated holds without a stop, full position, followed for {horizon}. "
+                "Liquidation sits roughly 1/leverage away from entry (minus the maintenance "
+                "margin), so survival falls steeply once that distance is within an ordinary "
+                "month's price range.",
+            ),
+            tables=(ReportTable("cmp_leverage_ladder", lt, _fmt(lt, study.horizon_days)),),
+            figures=(
+                ReportFigure(
+                    "cmp_leverage_ladder",
+                    plots.plot_survival_lines(
+                        lt,
+                        x="leverage",
+                        hue="side",
+                        title=f"Survival after {horizon} by leverage",
+                        xlabel="Leverage [x] (log scale)",
+                    ),
+                    "Survival at the horizon with honest 95% intervals (shaded).",
+                ),
+            ),
+        )
+    )
+
+    # 2. stop-loss vs none
+    se = cmp.stop_effect
+    st_table = cmp.stop_table
+    sections.append(
+        ReportSection(
+            heading="2. Stop-loss vs none",
+            paragraphs=(
+                "A stop exit is not a liquidation: a stopped position can no longer be "
+                "liquidated, so it counts as surviving the horizon, and 'survival' is the chance "
+                "of not being liquidated within it. A stop only protects when it sits closer to entry than the liquidation "
+                "price (about 1/leverage away); beyond that the liquidation comes first. "
+                "Compare also the mean final equity: stops convert liquidations into smaller, "
+                "more frequent losses.",
+            ),
+            tables=(ReportTable("cmp_stop_loss", se, _fmt(se)),),
+            figures=(
+                ReportFigure(
+                    "cmp_stop_loss",
+                    plots.plot_survival_lines(
+                        st_table[st_table["side"] == st_table["side"].iloc[0]],
+                        x="leverage",
+                        hue="stop_loss",
+                        title=f"Survival after {horizon}: stop-loss vs none "
+                        f"({st_table['side'].iloc[0]})",
+                        xlabel="Leverage [x] (log scale)",
+                        hue_label="Stop-loss",
+                    ),
+                    "Survival by leverage for each stop distance.",
+                ),
+            ),
+        )
+    )
+
+    # 3 + 4. position size and isolated vs cross
+    mt = cmp.size_table
+    cross = mt[mt["margin_mode"] == "cross"]
+    sections.append(
+        ReportSection(
+            heading="3. Position size",
+            paragraphs=(
+                "Position size is the fraction of equity committed as initial margin. Under "
+                "isolated margin it does not change survival: the liquidation price depends "
+                "only on leverage (margin and notional scale together), so every size gives "
+                "the same liquidation distance. Under cross margin the rest of the wallet "
+                "backs the position, pushing the liquidation price further away: a 10x "
+                "position using 25% of equity behaves like 2.5x on the whole account.",
+            ),
+            tables=(ReportTable("cmp_position_size", mt, _fmt(mt, study.horizon_days)),),
+            figures=(
+                ReportFigure(
+                    "cmp_position_size",
+                    plots.plot_survival_lines(
+                        cross,
+                        x="leverage",
+                        hue="position_size",
+                        title=f"Cross margin: survival after {horizon} by position size",
+                        xlabel="Leverage [x] (log scale)",
+                        hue_label="Position size [fraction of equity]",
+                    ),
+                    "Cross-margin long holds: smaller positions survive far longer.",
+                ),
+            ),
+        )
+    )
+    size_q = mt[mt["position_size"] == 0.25]
+    sections.append(
+        ReportSection(
+            heading="4. Isolated vs cross",
+            paragraphs=(
+                "Same long holds using 25% of equity as margin. Cross margin survives "
+                "longer because the whole wallet is at stake; when it is liquidated, the whole "
+                "wallet is lost, while isolated loses only the position's margin.",
+            ),
+            tables=(
+                ReportTable("cmp_isolated_vs_cross", size_q, _fmt(size_q, study.horizon_days)),
+            ),
+            figures=(
+                ReportFigure(
+                    "cmp_isolated_vs_cross",
+                    plots.plot_survival_lines(
+                        size_q,
+                        x="leverage",
+                        hue="margin_mode",
+                        title=f"Isolated vs cross (25% of equity): survival after {horizon}",
+                        xlabel="Leverage [x] (log scale)",
+                        hue_label="Margin mode",
+                    ),
+                    "Survival of isolated and cross long holds at the same size.",
+                ),
+            ),
+        )
+    )
+
+    # 5. mark vs last
+    mvl = cmp.mark_vs_last
+    if mvl is not None:
+        both, counts, by_day, crash = mvl.table, mvl.by_leverage, mvl.by_day, mvl.crash_days
+        top = by_day.head(15)
+        sections.append(
+            ReportSection(
+                heading="5. Mark-price vs last-price liquidation",
+                paragraphs=(
+                    "The exchange liquidates on the mark price (an index-anchored fair price); "
+                    "last-price rules rebuild the same market with mark = last. A 'false "
+                    "liquidation' is a hold that last-price rules would have liquidated but "
+                    f"that the mark price never liquidated within the horizon. Total: "
+                    f"{mvl.n_false:,}, on {len(by_day):,} days ({mvl.n_liquidated_later:,} more "
+                    "were liquidated on the mark "
+                    "price later, not avoided); "
+                    "the busiest days are listed below. On the crash days the article names: "
+                    + "; ".join(
+                        f"{d}: {mvl.day_text(d)} of {crash[d]:,} last-price liquidations"
+                        for d in crash
+                    )
+                    + ". "
+                    + _crash_conclusion(mvl),
+                ),
+                tables=(
+                    ReportTable("cmp_mark_vs_last", both, _fmt(both, study.horizon_days)),
+                    ReportTable("cmp_false_liquidations_by_leverage", counts, counts),
+                    ReportTable("cmp_false_liquidation_days", top, top),
+                ),
+                figures=(
+                    ReportFigure(
+                        "cmp_mark_vs_last",
+                        plots.plot_bars(
+                            counts,
+                            x="leverage",
+                            y="false_liquidations",
+                            hue="side",
+                            title="Last-price 'false liquidations' the mark price avoided",
+                            xlabel="Leverage [x]",
+                            ylabel="Holds liquidated on last price only",
+                        ),
+                        "Holds that last-price rules would have liquidated while the mark price "
+                        "had not, by leverage and side (survival under both rules: table above).",
+                    ),
+                ),
+            )
+        )
+
+    # 6. will you owe money?
+    gaps = cmp.gaps
+    gap_tables = [ReportTable("cmp_owe_money", gaps, _fmt(gaps), caption="Holds without a stop.")]
+    sg = cmp.stop_gaps
+    if sg is not None:
+        gap_tables.append(
+            ReportTable(
+                "cmp_owe_money_stops",
+                sg,
+                _fmt(sg),
+                caption="Holds with a stop: a stop that sits beyond the liquidation distance "
+                "(e.g. 5% at 20x) can be filled on the last price past the bankruptcy price "
+                "while the mark price has not yet triggered liquidation.",
+            )
+        )
+    sections.append(
+        ReportSection(
+            heading="6. Will you owe money?",
+            paragraphs=(
+                "When the price gaps through the bankruptcy price before the liquidation "
+                "engine closes the position, the loss exceeds the margin. On Binance USDⓈ-M "
+                "the insurance fund absorbs that excess and the trader's balance is floored "
+                "at zero, so you do not owe money; the table counts those gaps and how much "
+                "the fund paid (percent of the initial cash).",
+            ),
+            tables=tuple(gap_tables),
+            figures=(
+                ReportFigure(
+                    "cmp_owe_money",
+                    plots.plot_bars(
+                        gaps,
+                        x="leverage",
+                        y="n_gaps_past_bankruptcy",
+                        hue="side",
+                        title="Liquidations that gapped past the bankruptcy price",
+                        xlabel="Leverage [x]",
+                        ylabel="Holds (insurance-fund draws)",
+                    ),
+                    "Number of holds whose loss exceeded their margin.",
+                ),
+            ),
+        )
+    )
+
+    # 7. funding
+    ft = cmp.funding
+    funding_days = cmp.funding_horizon_days
+    sections.append(
+        ReportSection(
+            heading="7. Funding on long holds",
+            paragraphs=(
+                f"Long holds for {funding_days:g} days with funding exchanged (as on the "
+                "exchange) and without. Longs usually pay funding in bull markets, which "
+                "drains isolated margin and moves the liquidation price closer; the effect "
+                "grows with leverage and holding time.",
+            ),
+            tables=(ReportTable("cmp_funding", ft, _fmt(ft, funding_days)),),
+            figures=(
+                ReportFigure(
+                    "cmp_funding",
+                    plots.plot_survival_lines(
+                        ft,
+                        x="leverage",
+                        hue="funding",
+                        title=f"Long holds: survival after {funding_days:g} days, "
+                        "funding on vs off",
+                        xlabel="Leverage [x] (log scale)",
+                        hue_label="Funding exchanged",
+                    ),
+                    "Survival of long holds with and without funding payments.",
+                ),
+            ),
+        )
+    )
+    return sections
+
+
+def _fmt(df: pd.DataFrame, horizon_days: float | None = None) -> pd.DataFrame:
+    out = df.copy()
+    for c in out.columns:
+        if c == "median_time_to_liquidation":
+            out[c] = [
+                f"{v:.1f}"
+                if math.isfinite(v)
+                else (f"> {horizon_days:g}" if horizon_days else "n/a")
+                for v in out[c]
+            ]
+            continue
+        if c in ("survival", "ci_low", "ci_high") or c.startswith("survival_"):
+            out[c] = [f"{v * 100:.1f}%" if math.isfinite(v) else "n/a" for v in out[c]]
+        elif c in ("difference", "diff_ci_low", "diff_ci_high"):
+            out[c] = [f"{v * 100:+.1f} pp" if math.isfinite(v) else "n/a" for v in out[c]]
+        elif out[c].dtype.kind == "f":
+            out[c] = [f"{v:.4g}" if math.isfinite(v) else "n/a" for v in out[c]]
+        elif c == "stop_loss":
+            out[c] = ["none" if pd.isna(v) else f"{float(v) * 100:g}%" for v in out[c]]
+    return out
+
+
+def _crash_conclusion(mvl: MarkVsLast) -> str:
+    # what the crash-day numbers say, from the numbers (not a fixed sentence)
+    crash = mvl.crash_days
+    total = sum(crash.values())
+    false = sum(mvl.false_on(d) for d in crash)
+    if total == 0:
+        return "None of the holds was liquidated on those days under last-price rules."
+    share = false / total
+    if share < 0.1:
+        return (
+            f"On those days the mark price fell almost as far as the last price: "
+            f"{false:,} of {total:,} ({share:.0%}) last-price liquidations were avoided, so most "
+            "holds were liquidated under either rule."
+        )
+    return (
+        f"On those days the mark price spared {false:,} of {total:,} ({share:.0%}) of the "
+        "holds last-price rules liquidated."
+    )
+
+
+def write_survival_report(
+    study: SurvivalStudy, path: str | Path, *, comparisons: Comparisons | None = None
+) -> Path:
+    """Write the report of ``study`` (and of ``comparisons`` when given) under ``path``.
+
+    ``comparisons`` comes from ``study.comparisons()``; nothing here runs the engine. ``path``
+    must be new or empty or hold an earlier report (``reports.html.check_output_dir``).
+    Returns the path of ``index.html``.
+    """
+    sections = main_sections(study, fan=None if comparisons is None else comparisons.equity_fan)
+    extra: dict[str, Any] = {}
+    if comparisons is not None:
+        sections.extend(comparison_sections(study, comparisons))
+        extra = comparisons.summary
     m = study.market
     subtitle = (
         f"{m.symbol} on {m.exchange}, {m.timeframe} bars {m.index[0]:%Y-%m-%d} → "

@@ -1,6 +1,7 @@
 """SurvivalStudy: outcomes of rolling-entry holds per setting, survival estimates and intervals.
 
-Layer: survival (imports engine.run, params, config, market; frames only in outputs).
+Layer: survival (imports survival.stats and engine.enums; frames only in outputs). It computes and
+never draws: ``report()`` hands the study and its ``comparisons()`` to ``survival.report``.
 
 What "survival" means here: a position *survives* the horizon when it was not liquidated (and
 the account not ruined) within it. A stop-loss exit ends the position unharmed by the
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from backtester._typing import BoolArray, F64Array, I64Array
+from backtester.engine.enums import ExitReason
 from backtester.errors import ConfigError, ShapeError
 from backtester.survival.stats import (
     block_bootstrap_counts,
@@ -34,13 +36,21 @@ from backtester.survival.stats import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from backtester.market import Market
+    from backtester.survival.comparisons import Comparisons
 
-__all__ = ["DEFAULT_INITIAL_CASH", "SETTING_COLUMNS", "SURVIVAL_MEANING", "SurvivalStudy"]
+__all__ = [
+    "DEFAULT_INITIAL_CASH",
+    "SETTING_COLUMNS",
+    "SURVIVAL_MEANING",
+    "SurvivalStudy",
+    "curve_groups",
+    "others_fixed",
+]
 
 log = logging.getLogger(__name__)
 
-# ExitReason codes (design.md §3); duplicated as literals so this module imports no numba
-_STOP_LOSS, _TRAILING_STOP, _LIQUIDATION, _RUIN = 2, 4, 5, 8
+_STOP_LOSS, _TRAILING_STOP = ExitReason.STOP_LOSS, ExitReason.TRAILING_STOP
+_LIQUIDATION, _RUIN = ExitReason.LIQUIDATION, ExitReason.RUIN
 _NS_PER_DAY = 86_400_000_000_000
 
 #: starting cash of survival studies (quote currency): 125x stays in the first tier
@@ -83,7 +93,8 @@ class SurvivalStudy:
         Bar index of every entry (the position opens at that bar's open).
     horizon_bars, entry_every_bars : int
     exit_idx, reason : (n_settings, n_entries)
-        Bar of the exit and its ``ExitReason`` code (5 liquidation, 2 stop-loss, 7 horizon, ...).
+        Bar of the exit and its ``ExitReason`` code (``ExitReason.LIQUIDATION``,
+        ``ExitReason.STOP_LOSS``, ``ExitReason.HORIZON``, ...).
     final_equity, min_equity, insurance_draw, funding_paid, fees_paid : (n_settings, n_entries)
         Quote-currency amounts from the engine (equity starts at ``initial_cash``).
     """
@@ -544,16 +555,74 @@ class SurvivalStudy:
             "ci_method": self.table_metadata()["ci_method"],
         }
 
+    def comparisons(self) -> Comparisons:
+        """Run the article's comparisons and the equity fan on this study's market and entries.
+
+        Returns a ``Comparisons`` of frames and arrays (the leverage ladder to 125x, stop-loss,
+        position size, isolated vs cross, mark vs last price, gaps past bankruptcy, funding);
+        ``report()`` draws them. These are extra engine runs, often most of a report's time.
+        """
+        from backtester.survival.comparisons import compute
+
+        return compute(self)
+
     def report(self, path: str = "reports/survival", *, comparisons: bool = True) -> str:
         """Write the HTML report (tables, figures, CSV/parquet, ``run.json``) under ``path``.
 
-        With ``comparisons=True`` the article's comparisons (leverage ladder to 125x, stop-loss,
-        position size, isolated vs cross, mark vs last price, gaps past bankruptcy, funding)
-        are run on the same market and entries and added. Returns the path of ``index.html``.
+        With ``comparisons=True`` the article's comparisons (see ``comparisons()``) are run on
+        the same market and entries and added (not for strategy studies, which are about one
+        strategy's account). ``path`` must be a new or empty folder, or one a report wrote
+        before (it holds a ``.backtester-report`` marker); it is checked before any work.
+        Returns the path of ``index.html``.
+
+        Raises
+        ------
+        ConfigError
+            If ``path`` is a file, holds files no report wrote, is a sweep run directory, or
+            cannot be written (the message names the path and the fix).
         """
+        from backtester.reports.html import check_output_dir
         from backtester.survival.report import write_survival_report
 
-        return str(write_survival_report(self, path, comparisons=comparisons))
+        check_output_dir(path)
+        computed = self.comparisons() if comparisons and self.strategy_name is None else None
+        return str(write_survival_report(self, path, comparisons=computed))
+
+
+def others_fixed(settings: pd.DataFrame, keep: tuple[str, ...]) -> BoolArray:
+    """Return the rows of ``settings`` that share row 0's values on every column not in ``keep``."""
+    mask = np.ones(len(settings), dtype=bool)
+    for c in settings.columns:
+        if c in keep:
+            continue
+        first = settings[c].iloc[0]
+        col = settings[c]
+        mask &= col.isna().to_numpy() if pd.isna(first) else (col == first).to_numpy()
+    return mask
+
+
+def curve_groups(settings: pd.DataFrame) -> dict[str, list[int]]:
+    """Return setting indices by side, sorted by leverage, for per-leverage curves.
+
+    Only settings without a stop are kept (else those with the first stop), and every other
+    column is held at row 0's value; without a ``side`` column the one group is ``"account"``.
+    """
+    s = settings
+    mask = others_fixed(s, ("side", "leverage", "stop_loss"))
+    if "stop_loss" in s:
+        no_stop = s["stop_loss"].isna().to_numpy()
+        if (mask & no_stop).any():
+            mask &= no_stop
+        else:
+            mask &= others_fixed(s, ("side", "leverage"))
+    sides = list(dict.fromkeys(s["side"])) if "side" in s else ["account"]
+    groups: dict[str, list[int]] = {}
+    for side in sides:
+        in_side = (s["side"] == side).to_numpy() if "side" in s else np.ones(len(s), dtype=bool)
+        idx = [int(i) for i in np.flatnonzero(mask & in_side)]
+        idx.sort(key=lambda i: float(s["leverage"].iloc[i]))
+        groups[str(side)] = idx
+    return groups
 
 
 def _num(value: Any) -> float:

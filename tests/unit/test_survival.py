@@ -127,8 +127,10 @@ def test_stop_exits_are_censored_not_liquidations(btc_2021: bt.Market) -> None:
 
 def test_a_stopped_hold_survives_to_the_horizon() -> None:
     """A stop exit is not censoring at the stop: the position can no longer be liquidated."""
+    from backtester.engine.enums import ExitReason
     from backtester.survival.study import SurvivalStudy
 
+    liq, stop = ExitReason.LIQUIDATION, ExitReason.STOP_LOSS
     # Arrange: 4 entries 24 bars apart, horizon 24, 100 bars of data; one setting.
     # entry 0 liquidated at bar 5, entry 1 stopped at bar 26 (2 bars in), entry 2 stopped at
     # bar 50, entry 3 liquidated at bar 80.  Hand-computed: 2 of 4 liquidated, nothing censored
@@ -146,7 +148,7 @@ def test_a_stopped_hold_survives_to_the_horizon() -> None:
         horizon_bars=24,
         entry_every_bars=24,
         exit_idx=np.array([[5, 26, 50, 80]]),
-        reason=np.array([[5, 2, 2, 5]]),
+        reason=np.array([[liq, stop, stop, liq]]),
         final_equity=np.array([[0.0, 0.9, 0.9, 0.0]]),
         min_equity=zeros,
         insurance_draw=zeros,

@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 import backtester as bt
+from backtester.engine.enums import ExitReason
 from backtester.survival.comparisons import (
+    MarkVsLast,
     false_liquidations,
     insurance_gaps,
     last_price_market,
@@ -16,7 +18,7 @@ from backtester.survival.comparisons import (
 from backtester.survival.study import SurvivalStudy
 from tests.unit.test_survival_helpers import gbm_market
 
-LIQ, STOP, HORIZON = 5, 2, 7
+LIQ, STOP, HORIZON = ExitReason.LIQUIDATION, ExitReason.STOP_LOSS, ExitReason.HORIZON
 
 
 def _study(market: bt.Market, settings: pd.DataFrame, exit_idx, reason, **extra) -> SurvivalStudy:
@@ -121,7 +123,8 @@ def test_crash_day_sentence_follows_the_numbers(market: bt.Market) -> None:
     # Arrange: last-price liquidations at bars 5 (2020-01-09), 30 (2020-01-10) and 50
     # (2020-01-11); the report used to say "the mark price fell almost as far as the last price"
     # whatever the counts were
-    from backtester.survival.comparisons import _crash_conclusion, last_price_liquidations_by_day
+    from backtester.survival.comparisons import last_price_liquidations_by_day
+    from backtester.survival.report import _crash_conclusion
 
     settings = pd.DataFrame({"side": ["long"], "leverage": [50.0]})
     last = _study(market, settings, [[5, 30, 50]], [[LIQ, LIQ, LIQ]])
@@ -130,8 +133,22 @@ def test_crash_day_sentence_follows_the_numbers(market: bt.Market) -> None:
     none_false = pd.DataFrame({"date": [], "false_liquidations": []})
     # Act
     crash = last_price_liquidations_by_day(last, days)
+
+    def mvl(by_day: pd.DataFrame) -> MarkVsLast:
+        empty = pd.DataFrame()
+        return MarkVsLast(
+            table=empty,
+            by_leverage=empty,
+            by_day=by_day,
+            n_false=len(by_day),
+            n_liquidated_later=0,
+            crash_days=crash,
+        )
+
     # Assert: 1 + 1 + 0 liquidations on those days; 1 of 2 avoided = 50 %, 0 of 2 = 0 %
     assert crash == {"2020-01-09": 1, "2020-01-10": 1, "2020-01-12": 0}
-    assert "spared 1 of 2 (50%)" in _crash_conclusion(one_false, crash)
-    assert "almost as far" in _crash_conclusion(none_false, crash)
-    assert "0 of 2 (0%)" in _crash_conclusion(none_false, crash)
+    assert "spared 1 of 2 (50%)" in _crash_conclusion(mvl(one_false))
+    assert "almost as far" in _crash_conclusion(mvl(none_false))
+    assert "0 of 2 (0%)" in _crash_conclusion(mvl(none_false))
+    assert mvl(one_false).day_text("2020-01-09") == "1 false liquidation"
+    assert mvl(none_false).day_text("2020-01-09") == "none"

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 import backtester as bt
+from backtester.engine.enums import ExitReason
 from backtester.survival.run import entry_indices
 from backtester.survival.study import SurvivalStudy
 
@@ -29,10 +30,14 @@ def fake_study(market: bt.Market, *, seed: int = 0) -> SurvivalStudy:
         t_liq = rng.exponential(HORIZON_BARS * 20 / lev, n).astype(int) + 1
         t_stop = rng.exponential(HORIZON_BARS / 2, n).astype(int) + 1 if stop else np.full(n, 10**9)
         d = np.minimum(np.minimum(t_liq, t_stop), HORIZON_BARS)
-        reason[s] = np.where(d == t_liq, 5, np.where(d == t_stop, 2, 7))
+        reason[s] = np.where(
+            d == t_liq,
+            ExitReason.LIQUIDATION,
+            np.where(d == t_stop, ExitReason.STOP_LOSS, ExitReason.HORIZON),
+        )
         end = entries + d - 1
         over = end >= market.n_bars
-        reason[s, over] = 6
+        reason[s, over] = ExitReason.END_OF_DATA
         exit_idx[s] = np.minimum(end, market.n_bars - 1)
     zeros = np.zeros((n_s, n))
     return SurvivalStudy(
@@ -43,7 +48,7 @@ def fake_study(market: bt.Market, *, seed: int = 0) -> SurvivalStudy:
         entry_every_bars=24,
         exit_idx=exit_idx,
         reason=reason,
-        final_equity=np.where(reason == 5, 0.0, 1.0),
+        final_equity=np.where(reason == ExitReason.LIQUIDATION, 0.0, 1.0),
         min_equity=zeros,
         insurance_draw=zeros,
         funding_paid=zeros,

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 import backtester as bt
+from backtester.engine.enums import ExitReason
 from backtester.reports import plots
 from backtester.survival.study import SurvivalStudy
 from tests.unit.test_survival_helpers import gbm_market
@@ -20,7 +21,8 @@ def _study(market: bt.Market) -> SurvivalStudy:
     # setting 1: same outcomes, nothing rejected except that 3-5 survive the horizon
     entries = np.arange(6, dtype=np.int64) * H
     exit_idx = np.vstack([entries + np.array([0, 1, 2, 9, 9, 9])] * 2)
-    reason = np.array([[5, 5, 5, 0, 0, 0], [5, 5, 5, 7, 7, 7]])
+    liq, none, horizon = ExitReason.LIQUIDATION, ExitReason.NONE, ExitReason.HORIZON
+    reason = np.array([[liq, liq, liq, none, none, none], [liq, liq, liq] + [horizon] * 3])
     rejected = np.array([[False, False, False, True, True, True], [False] * 6])
     zeros = np.zeros((2, 6))
     return SurvivalStudy(
