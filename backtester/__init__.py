@@ -39,6 +39,9 @@ _LAZY: dict[str, str] = {
     "ParamGrid": "backtester.params",
     "Signals": "backtester.signals",
     "RunConfig": "backtester.config",
+    "SETTINGS": "backtester.config",
+    "RunCheck": "backtester.engine.run",
+    "check_run": "backtester.engine.run",
     "run_sweep": "backtester.engine.run",
     "run_entries": "backtester.engine.run",
     "EntryOutcomes": "backtester.results",
@@ -61,13 +64,16 @@ __all__ = [
     "ExchangeRules",
     "Market",
     "ParamGrid",
+    "RunCheck",
     "RunConfig",
+    "SETTINGS",
     "ShapeError",
     "Signals",
     "SurvivalStudy",
     "SweepResult",
     "__version__",
     "bankruptcy_price",
+    "check_run",
     "download",
     "exchange_rules",
     "liquidation_price",
@@ -97,10 +103,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from backtester.config import RunConfig
+    from backtester.config import SETTINGS, RunConfig
     from backtester.data.ccxt_loader import download
     from backtester.data.store import list_store, verify_store
-    from backtester.engine.run import run_entries, run_sweep
+    from backtester.engine.run import RunCheck, check_run, run_entries, run_sweep
     from backtester.market import Market, load_market
     from backtester.params import ParamGrid
     from backtester.results import EntryOutcomes, SweepResult
