@@ -57,10 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(verbosity: int) -> None:
+    from backtester._redact import install_redaction
+
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # credentials never reach stderr, at any level (ccxt logs signed requests at DEBUG)
+    install_redaction(logging.getLogger().handlers)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""``backtester data {download,list,verify}``: translate options into data-layer calls and print tables."""
+"""``backtester data {download,list,verify,repair,rebuild-manifest}``: data-layer calls, printed tables."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from backtester._typing import DATA_KINDS, EXCHANGES
-from backtester.errors import ConfigError, did_you_mean
+from backtester.errors import BacktesterError, ConfigError, did_you_mean
 
 
 def register(subparsers: Any) -> None:
@@ -51,6 +51,37 @@ def register(subparsers: Any) -> None:
     )
     vf.add_argument("--store", default=None, help="store root")
     vf.set_defaults(handler=_verify)
+
+    rp = sub.add_parser(
+        "repair",
+        help="restore or re-fetch damaged datasets (never re-records a damaged file as good)",
+        description=(
+            "Restore each damaged dataset from a good copy (bundled data) or fetch it again "
+            "through ccxt over its recorded range; by default every dataset `verify` finds damaged."
+        ),
+    )
+    rp.add_argument(
+        "datasets",
+        nargs="*",
+        metavar="DATASET",
+        help="dataset keys as printed by `verify`, e.g. binanceusdm/BTC_USDT_USDT/1h/ohlcv",
+    )
+    rp.add_argument("--store", default=None, help="store root")
+    rp.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    rp.set_defaults(handler=_repair)
+
+    rb = sub.add_parser(
+        "rebuild-manifest",
+        help="rebuild manifest.json from the stored files (validates each; keeps damaged flagged)",
+        description=(
+            "Rebuild <store>/manifest.json: entries matching their file are kept, damaged files "
+            "stay flagged for `repair`, unrecorded files are recorded only if they validate, "
+            "entries of missing files are dropped, old temp files are removed. Run it while no "
+            "download is running."
+        ),
+    )
+    rb.add_argument("--store", default=None, help="store root")
+    rb.set_defaults(handler=_rebuild_manifest)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -149,10 +180,38 @@ def _verify(args: argparse.Namespace) -> int:
     from backtester.data.store import list_store, verify_store
 
     problems = verify_store(args.store)
-    n = len(list_store(args.store))
+    try:
+        n: int | str = len(list_store(args.store))
+    except BacktesterError:  # e.g. a malformed manifest: verify's own rows say what to do
+        n = "the"
     if len(problems) == 0:
         print(f"ok: {n} datasets verified, no problems")
         return 0
     print(problems.to_string(index=False))
     print(f"{len(problems)} problem(s) in {n} datasets", file=sys.stderr)
     return 1
+
+
+def _repair(args: argparse.Namespace) -> int:
+    from backtester.data.ccxt_loader import repair
+
+    result = repair(
+        args.datasets or None,
+        store=args.store,
+        progress=False if args.no_progress else None,
+    )
+    if len(result) == 0:
+        print("ok: no damaged dataset found (`backtester data verify` lists every problem)")
+        return 0
+    print(result.to_string(index=False))
+    return 1 if (result["action"] == "cannot repair").any() else 0
+
+
+def _rebuild_manifest(args: argparse.Namespace) -> int:
+    from backtester.data.store import rebuild_manifest, store_root
+
+    result = rebuild_manifest(args.store)
+    if len(result):
+        print(result.to_string(index=False))
+    print(f"manifest rebuilt: {store_root(args.store) / 'manifest.json'}")
+    return 0

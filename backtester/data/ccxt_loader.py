@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from backtester._redact import install_redaction, redact, register_secrets
 from backtester._typing import DATA_KINDS, EXCHANGES
 from backtester.data import schema
 from backtester.data import store as data_store
@@ -43,9 +44,11 @@ from backtester.errors import ConfigError, DataError, ExchangeError, did_you_mea
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EXCHANGE_PROFILES", "ExchangeProfile", "create_exchange", "download"]
+__all__ = ["EXCHANGE_PROFILES", "ExchangeProfile", "create_exchange", "download", "repair"]
 
 _MS = 1_000_000  # ns per ms
+# ccxt attributes that hold credentials (their values are redacted from every log record)
+_CREDENTIAL_ATTRS = ("apiKey", "secret", "password", "uid", "privateKey", "token")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +96,14 @@ def create_exchange(exchange: str, *, config: dict[str, Any] | None = None) -> A
     """Return a ccxt exchange instance set up for USDT perpetuals with the rate limiter on.
 
     ``config`` is merged into the ccxt constructor arguments (e.g. ``apiKey``/``secret``).
+    Credentials never reach a log: their values are registered with the redacting log filter,
+    which is installed on ccxt's, urllib3's and this package's loggers.
     """
     _check_exchange(exchange)
     import ccxt
+
+    register_secrets(config or {})
+    install_redaction()
 
     profile = EXCHANGE_PROFILES[exchange]
     options = dict(profile.options)
@@ -161,7 +169,7 @@ class _Caller:
 
 
 def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    text = redact(" ".join(str(exc).split()))
     return text if len(text) <= 200 else text[:197] + "..."
 
 
@@ -270,6 +278,8 @@ def download(
             f"end must be after start, was start {schema.format_ts(t0)} end {schema.format_ts(t1)}"
         )
     ex = create_exchange(exchange) if client is None else client
+    register_secrets({k: getattr(ex, k, None) for k in _CREDENTIAL_ATTRS})
+    install_redaction()
     caller = _Caller(exchange, symbol, ex, sleep, max_tries)
     markets = caller("loading markets", "load_markets")
     if symbol not in markets:
@@ -367,39 +377,20 @@ class _Job:
 
     def _stored(self, kind: str) -> tuple[pd.DataFrame | None, int | None]:
         path = data_store.dataset_path(self.root, self.exchange, self.symbol, self.timeframe, kind)
-        if not path.is_file():
+        if not data_store._is_file(path):
             return None, None
-        try:
-            df = data_store._canonical(pd.read_parquet(path), kind, path)
-        except Exception as exc:
-            raise DataError(
-                f"stored {kind} dataset {path} is damaged ({type(exc).__name__}); delete it and "
-                "run the download again"
-            ) from exc
+        # checked against the manifest: a damaged or unrecorded file is refused (with the repair
+        # or rebuild command), never merged and re-recorded as good; the file of a write that
+        # died between rename and manifest commit matches its pending entry and is committed
+        df, entry = data_store.read_stored(self.root, path, kind, unrecorded_ok=False)
         key = path.relative_to(self.root).with_suffix("").as_posix()
-        entry = data_store.read_manifest(self.root).get(key, {})
-        if entry.get("sha256") != data_store._sha256(path):
-            # the file was renamed into place but the process died before the manifest was
-            # updated: the data is whole (it was read above), re-record it so `verify` agrees
-            log.warning("%s: manifest entry out of date (interrupted write); re-recording", key)
-            keep = ("requested_start", "fetched_until")
-            data_store.write_dataset(
-                df,
-                exchange=self.exchange,
-                symbol=self.symbol,
-                timeframe=self.timeframe,
-                kind=kind,
-                store=self.store,
-                extra={k: entry[k] for k in keep if k in entry},
-            )
-        requested = entry.get("requested_start")
-        return df, None if requested is None else int(pd.Timestamp(requested).value)
+        return df, data_store.manifest_time(self.root, key, entry, "requested_start")
 
     def _entry_time(self, kind: str, field: str) -> int | None:
         path = data_store.dataset_path(self.root, self.exchange, self.symbol, self.timeframe, kind)
         key = path.relative_to(self.root).with_suffix("").as_posix()
-        value = data_store.read_manifest(self.root).get(key, {}).get(field)
-        return None if value is None else int(pd.Timestamp(value).value)
+        entry = data_store.read_manifest(self.root).get(key, {})
+        return data_store.manifest_time(self.root, key, entry, field)
 
     def _save(
         self,
@@ -758,3 +749,179 @@ def _tier_frame(exchange: str, raw: list[dict[str, Any]], market: dict[str, Any]
             }
         )
     return pd.DataFrame(rows, columns=list(schema.TIER_COLUMNS))
+
+
+# ---------------------------------------------------------------- repair
+
+
+_REPAIR_COLUMNS = ["location", "dataset", "action", "detail"]
+# verify problems that a repair fixes (the others are what the exchange sent, or not data)
+_REPAIRABLE = frozenset(
+    {"checksum mismatch", "unreadable", "duplicates", "not monotonic", "columns", "row count"}
+)
+
+
+def _check_key(key: object) -> str:
+    parts = key.split("/") if isinstance(key, str) else []
+    if len(parts) != 4 or not all(parts) or any(p in (".", "..") for p in parts):
+        raise ConfigError(
+            f"dataset must be a key such as 'binanceusdm/BTC_USDT_USDT/1h/ohlcv' (as printed by "
+            f"`backtester data verify` and `backtester data list`), was {key!r}"
+        )
+    data_store._check_name(parts[0], "exchange", "binanceusdm")
+    data_store._check_name(parts[1], "symbol folder", "BTC_USDT_USDT")
+    if parts[2] != "tiers":
+        schema.timeframe_to_ns(parts[2])
+        if parts[3] not in data_store.SERIES_KINDS:
+            raise ConfigError(
+                f"dataset kind must be one of {', '.join(data_store.SERIES_KINDS)}, was "
+                f"{parts[3]!r} in {key!r}{did_you_mean(parts[3], data_store.SERIES_KINDS)}"
+            )
+    return str(key)
+
+
+def repair(
+    datasets: Sequence[str] | None = None,
+    *,
+    store: str | os.PathLike[str] | None = None,
+    client: object | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    now: str | pd.Timestamp | None = None,
+    progress: bool | None = None,
+    page_limit: int | None = None,
+) -> pd.DataFrame:
+    """Repair damaged datasets without ever re-recording a damaged file as good.
+
+    A damaged file (checksum mismatch, unreadable, duplicate or unordered rows) is restored from
+    another copy whose sha256 is the one the manifest records (the package's own bundled data,
+    the clone's ``data/bundled``); otherwise a downloaded dataset is moved aside
+    (``<file>.damaged``), re-fetched over its recorded range through ccxt, and the damaged copy
+    is discarded once the fetch succeeds. A damaged tier snapshot is moved aside (a past
+    snapshot cannot be fetched again). A damaged bundled file without a good copy, or a file not
+    downloaded through ccxt, is reported as "cannot repair" with what to do.
+
+    Parameters
+    ----------
+    datasets : sequence of str, optional
+        Dataset keys (``"binanceusdm/BTC_USDT_USDT/1h/ohlcv"``); by default every dataset that
+        ``verify_store`` finds damaged.
+    store, client, sleep, now, progress, page_limit
+        As in :func:`download`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per dataset: ``location, dataset, action, detail``; action is one of "ok",
+        "restored", "re-fetched", "removed", "cannot repair".
+    """
+    roots = data_store._roots(store)
+    if datasets is None:
+        problems = data_store.verify_store(store)
+        chosen = problems[problems["problem"].isin(_REPAIRABLE)]
+        keys = sorted(set(chosen["dataset"]))
+    else:
+        keys = [_check_key(k) for k in datasets]
+    rows: list[dict[str, str]] = []
+    for key in keys:
+        found = [(loc, root, *data_store.inspect_dataset(root, key)) for loc, root in roots]
+        known = [f for f in found if f[2] != "missing" or f[3] is not None]
+        if not known:
+            where = ", ".join(str(r) for _, r in roots)
+            listed = [str(k) for k in data_store.list_store(store)["path"]]
+            raise ConfigError(
+                f"no dataset {key!r} in {where}; `backtester data list` shows the stored "
+                f"datasets{did_you_mean(key, [p.split('/', 1)[-1] for p in listed])}"
+            )
+        damaged = [f for f in found if f[2] == "damaged"]
+        if not damaged:
+            rows.append(
+                {
+                    "location": known[0][0],
+                    "dataset": key,
+                    "action": "ok",
+                    "detail": f"nothing to repair ({known[0][2]})",
+                }
+            )
+        for location, root, _, entry in damaged:
+            options = {"client": client, "sleep": sleep, "now": now, "progress": progress}
+            action, detail = _repair_one(root, key, entry, {**options, "page_limit": page_limit})
+            rows.append({"location": location, "dataset": key, "action": action, "detail": detail})
+    return pd.DataFrame(rows, columns=_REPAIR_COLUMNS)
+
+
+def _repair_one(
+    root: Any,
+    key: str,
+    entry: dict[str, Any] | None,
+    options: dict[str, Any],
+) -> tuple[str, str]:
+    path = root / f"{key}.parquet"
+    digest = (entry or {}).get("sha256")
+    if isinstance(digest, str) and digest:
+        source = data_store.restore_from_copy(root, key, digest)
+        if source is not None:
+            return "restored", f"copied from {source} (sha256 checked)"
+    if data_store._is_bundled(root):
+        return "cannot repair", (
+            f"bundled file {path} is damaged and this install has no good copy; in a clone "
+            f"restore it with `git checkout -- data/bundled/{key}.parquet`, else reinstall "
+            "(`pip install --force-reinstall backtester`)"
+        )
+    if entry is None or entry.get("source") != "ccxt" or not entry.get("symbol"):
+        source_name = None if entry is None else entry.get("source")
+        return "cannot repair", (
+            f"{path} was not downloaded through ccxt (source {source_name!r}), so it cannot be "
+            "fetched again; write it again from its source, or delete it"
+        )
+    exchange, symbol = str(entry["exchange"]), str(entry["symbol"])
+    timeframe = str(entry.get("timeframe") or "1h")
+    if key.split("/")[2] == "tiers":
+        aside = data_store.quarantine(root, key)
+        hint = data_store.download_hint(exchange, symbol, "1h", "tiers")
+        return "removed", (
+            f"moved to {aside}: a past tier snapshot cannot be fetched again (exchanges serve "
+            f"only today's tiers); `{hint}` records today's"
+        )
+    kind = key.split("/")[3]
+    times = {}
+    for field in ("requested_start", "start", "end", "fetched_until"):
+        try:
+            times[field] = data_store.manifest_time(root, key, entry, field)
+        except DataError:
+            times[field] = None
+    t0 = times["requested_start"] or times["start"]
+    t1 = times["end"]
+    if kind == "funding":
+        t1 = max(times["fetched_until"] or 0, (t1 or 0) + _MS) or None
+    if t0 is None or t1 is None or t1 <= t0:
+        return "cannot repair", (
+            f"the manifest entry of {path} records no usable range; delete the file and download "
+            f"it again with `{data_store.download_hint(exchange, symbol, timeframe, kind)}`"
+        )
+    aside = data_store.quarantine(root, key)
+    log.warning("%s: damaged copy moved to %s; fetching it again", key, aside)
+    try:
+        result = download(
+            exchange,
+            symbol,
+            timeframe,
+            start=pd.Timestamp(t0, tz="UTC"),
+            end=pd.Timestamp(t1, tz="UTC"),
+            kinds=[kind],
+            store=root,
+            **options,
+        )
+    except ExchangeError as exc:
+        hint = data_store.download_hint(
+            exchange, symbol, timeframe, kind, schema.format_ts(t0)[:10]
+        )
+        raise ExchangeError(
+            f"repair of {key} stopped: {exc}; finish it with `{hint}` (the damaged copy is kept "
+            f"at {aside})"
+        ) from exc
+    aside.unlink(missing_ok=True)
+    row = result.iloc[0]
+    return "re-fetched", (
+        f"{int(row['rows'])} rows from {exchange} {schema.format_ts(t0)} -> "
+        f"{schema.format_ts(t1)}; the damaged copy was discarded"
+    )

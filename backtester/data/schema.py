@@ -59,7 +59,7 @@ _UNIT_NS = {
     "d": 86_400_000_000_000,
     "w": 7 * 86_400_000_000_000,
 }
-_TIMEFRAME_RE = re.compile(r"^([1-9][0-9]*)([smhdw])$")
+_TIMEFRAME_RE = re.compile(r"([1-9][0-9]{0,5})([smhdw])")  # fullmatch: no trailing newline
 
 
 class BarArrays(NamedTuple):
@@ -89,7 +89,7 @@ def timeframe_to_ns(timeframe: str) -> int:
     DataError
         If ``timeframe`` is not ``<positive int><s|m|h|d|w>``.
     """
-    match = _TIMEFRAME_RE.match(str(timeframe))
+    match = _TIMEFRAME_RE.fullmatch(timeframe) if isinstance(timeframe, str) else None
     if match is None:
         raise DataError(
             f"timeframe must look like '1m', '5m', '1h', '4h' or '1d', was {timeframe!r}"
@@ -347,7 +347,15 @@ def validate_funding(frame: Any, *, name: str = "funding") -> FundingArrays:
 
 
 def validate_tiers(frame: Any, *, name: str = "tiers") -> pd.DataFrame:
-    """Validate a leverage-tier table and return it with canonical column order and dtypes."""
+    """Validate a leverage-tier table and return it with canonical column order and dtypes.
+
+    Raises
+    ------
+    DataError
+        A missing or non-numeric column, no rows, floors not strictly increasing from >= 0, a cap
+        not above its floor, or a NaN/inf, out-of-range value (``mmr`` in (0, 1),
+        ``max_leverage`` > 0, ``maint_amount`` >= 0), naming the first offending tier.
+    """
     df = to_pandas(frame, name)
     for column in TIER_COLUMNS:
         if column not in df.columns:
@@ -355,21 +363,41 @@ def validate_tiers(frame: Any, *, name: str = "tiers") -> pd.DataFrame:
                 f"{name} has no column {column!r}{did_you_mean(column, map(str, df.columns))}"
             )
     out = df.loc[:, list(TIER_COLUMNS)].copy()
+    if len(out) == 0:
+        raise DataError(f"{name} has no rows; a tier table needs at least one tier")
+    for column in ("tier", "floor", "cap", "max_leverage", "mmr", "maint_amount"):
+        series = out[column]
+        if not pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series):
+            raise DataError(f"{name}.{column} must be numeric, was dtype {series.dtype}")
+        out[column] = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    # (column, valid?, what it must be); cap may be +inf (the last tier is open-ended)
+    floors, caps = out["floor"].to_numpy(), out["cap"].to_numpy()
+    mmr, lev, amount = (out[c].to_numpy() for c in ("mmr", "max_leverage", "maint_amount"))
+    tier = out["tier"].to_numpy()
+    rules: list[tuple[str, Any, str]] = [
+        ("tier", np.isfinite(tier) & (tier % 1 == 0), "a whole number"),
+        ("floor", np.isfinite(floors) & (floors >= 0), "a finite number >= 0"),
+        ("cap", ~np.isnan(caps) & (caps > floors), "above its floor (inf for no cap)"),
+        ("mmr", np.isfinite(mmr) & (mmr > 0) & (mmr < 1), "a fraction in (0, 1)"),
+        ("max_leverage", np.isfinite(lev) & (lev > 0), "a finite number > 0"),
+        ("maint_amount", np.isfinite(amount) & (amount >= 0), "a finite number >= 0"),
+    ]
+    for column, valid, must in rules:
+        bad = np.flatnonzero(~np.asarray(valid, dtype=bool))
+        if bad.size:
+            i = int(bad[0])
+            raise DataError(
+                f"{name}.{column} must be {must} in every tier, was {float(out[column].iloc[i])!r} "
+                f"in row {i} ({bad.size} bad row(s)); fix the table (the exchange's tiers are "
+                "fetched by `backtester data download --kinds tiers`)"
+            )
+    if np.any(np.diff(floors) <= 0):
+        raise DataError(f"{name}.floor must be strictly increasing, was {floors.tolist()}")
     out["tier"] = out["tier"].astype(np.int64)
-    for column in ("floor", "cap", "max_leverage", "mmr", "maint_amount"):
-        out[column] = out[column].astype(np.float64)
     out["basis"] = out["basis"].astype(str)
     bad_basis = sorted(set(out["basis"]) - {"notional", "size"})
     if bad_basis:
         raise DataError(f"{name}.basis must be 'notional' or 'size', was {bad_basis[0]!r}")
-    if len(out) == 0:
-        raise DataError(f"{name} has no rows; a tier table needs at least one tier")
-    floors = out["floor"].to_numpy()
-    if np.any(np.diff(floors) <= 0):
-        raise DataError(f"{name}.floor must be strictly increasing, was {floors.tolist()}")
-    mmr = out["mmr"].to_numpy()
-    if np.any((mmr <= 0) | (mmr >= 1)):
-        raise DataError(f"{name}.mmr must be fractions in (0, 1), was {mmr.tolist()}")
     return out.reset_index(drop=True)
 
 

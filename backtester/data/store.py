@@ -11,18 +11,33 @@ running from a source checkout, else the per-user data directory (platformdirs).
 (``backtester/_bundled`` in a wheel, ``data/bundled`` in a clone) has the same layout, is read-only
 and is searched after the user store.
 
-Every write goes to a temporary file in the same directory, is fsynced and then renamed over the
-target with ``os.replace``, so a crash at any moment leaves either the old or the new file.
+Every write goes to a temporary file in the same directory and is fsynced; then, holding the
+manifest lock, the new entry is recorded as ``pending`` in the manifest, the file is renamed over
+the target with ``os.replace`` and the entry is committed. A crash at any moment leaves either the
+old file (matching its entry) or the new one (matching the pending entry, committed by the next
+reader): a file that matches neither is damaged, and is refused, never re-recorded as good.
+
+Every read checks the file against the manifest's sha256 (memoised per file version: path,
+inode, size, mtime) and refuses a mismatch with a :class:`~backtester.errors.DataError` naming the
+file and ``backtester data repair``. Names that become path components (exchange, symbol,
+timeframe) are validated so nothing is read or written outside the root. Operating-system faults
+(read-only store, full disk, unreadable file) end in one DataError naming the path and the fix.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import io
 import json
 import logging
 import os
-from collections.abc import Iterator
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,11 +45,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from backtester._atomic import atomic_path, write_bytes_atomic
+from backtester._atomic import TMP_PREFIX, fsync_dir, write_bytes_atomic
 from backtester.data.schema import (
     BAR_COLUMNS,
     FUNDING_COLUMNS,
-    TIER_COLUMNS,
+    TIER_COLUMNS,  # noqa: F401 - re-exported: the columns of list_tier_snapshots() tables
     find_gaps,
     format_ts,
     ohlc_problems,
@@ -52,10 +67,18 @@ __all__ = [
     "dataset_path",
     "download_hint",
     "find_dataset",
+    "inspect_dataset",
     "list_store",
     "list_tier_snapshots",
+    "manifest_time",
+    "quarantine",
     "read_dataset",
     "read_manifest",
+    "read_stored",
+    "rebuild_manifest",
+    "rebuild_manifest_hint",
+    "repair_hint",
+    "restore_from_copy",
     "store_root",
     "symbol_safe",
     "tiers_path",
@@ -114,22 +137,68 @@ def bundled_root() -> Path | None:
     return None
 
 
+def _bundled_copies() -> list[Path]:
+    # every copy of the bundled data this install can see: the package's own (wheel) and the
+    # clone's data/bundled; repair restores a damaged bundled file from another copy
+    out: list[Path] = []
+    with contextlib.suppress(ModuleNotFoundError, TypeError):
+        out.append(Path(str(resources.files("backtester") / "_bundled")))
+    repo = _source_checkout()
+    if repo is not None:
+        out.append(repo / "data" / "bundled")
+    return [p for p in out if (p / MANIFEST).is_file()]
+
+
+# a path component: letters, digits, '.', '_', '-'; never '..', never starting with '.' or '-'
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def _check_name(value: object, what: str, example: str) -> str:
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value) or ".." in value:
+        raise ConfigError(
+            f"{what} must be a name of letters, digits, '.', '_' or '-' such as {example!r}, "
+            f"was {value!r}; it names a folder of the store, so path separators and '..' are "
+            "refused"
+        )
+    return value
+
+
 def symbol_safe(symbol: str) -> str:
-    """Return the ccxt symbol as a path component: ``BTC/USDT:USDT`` -> ``BTC_USDT_USDT``."""
+    """Return the ccxt symbol as a path component: ``BTC/USDT:USDT`` -> ``BTC_USDT_USDT``.
+
+    Raises
+    ------
+    ConfigError
+        If the symbol is empty or would not be one plain folder name (``..``, ``\\``, spaces).
+    """
     if not symbol or not isinstance(symbol, str):
         raise ConfigError(f"symbol must be a ccxt symbol such as 'BTC/USDT:USDT', was {symbol!r}")
-    return symbol.replace("/", "_").replace(":", "_")
+    safe = symbol.replace("/", "_").replace(":", "_")
+    if not _NAME_RE.fullmatch(safe) or ".." in safe:
+        raise ConfigError(
+            f"symbol must be a ccxt symbol such as 'BTC/USDT:USDT' (letters, digits, '/', ':', "
+            f"'.', '_', '-'), was {symbol!r}"
+        )
+    return safe
 
 
 def dataset_path(root: Path, exchange: str, symbol: str, timeframe: str, kind: str) -> Path:
-    """Return ``<root>/<exchange>/<SYMBOL_SAFE>/<timeframe>/<kind>.parquet``."""
+    """Return ``<root>/<exchange>/<SYMBOL_SAFE>/<timeframe>/<kind>.parquet``.
+
+    Raises
+    ------
+    ConfigError
+        If a name would leave one folder level (``../x``, ``/etc``) or the kind is unknown.
+    """
     check_one_of(kind, "kind", SERIES_KINDS)
+    _check_name(exchange, "exchange", "binanceusdm")
     timeframe_to_ns(timeframe)
     return root / exchange / symbol_safe(symbol) / timeframe / f"{kind}.parquet"
 
 
 def tiers_path(root: Path, exchange: str, symbol: str, date: pd.Timestamp) -> Path:
     """Return ``<root>/<exchange>/<SYMBOL_SAFE>/tiers/<YYYY-MM-DD>.parquet``."""
+    _check_name(exchange, "exchange", "binanceusdm")
     return root / exchange / symbol_safe(symbol) / "tiers" / f"{date:%Y-%m-%d}.parquet"
 
 
@@ -151,6 +220,50 @@ def download_hint(
     )
 
 
+def _is_bundled(root: Path) -> bool:
+    with contextlib.suppress(OSError):
+        return any(root.resolve() == p.resolve() for p in _bundled_copies())
+    return False
+
+
+def _store_option(root: Path) -> str:
+    return "" if _is_bundled(root) else f" --store {root}"
+
+
+def repair_hint(root: Path, key: str) -> str:
+    """Return the CLI command that repairs dataset ``key`` (``exchange/SYMBOL_SAFE/tf/kind``)."""
+    return f"backtester data repair {key}{_store_option(root)}"
+
+
+def rebuild_manifest_hint(root: Path) -> str:
+    """Return the CLI command that rebuilds ``<root>/manifest.json`` from the files."""
+    return f"backtester data rebuild-manifest --store {root}"
+
+
+def _key(root: Path, path: Path) -> str:
+    return path.relative_to(root).with_suffix("").as_posix()
+
+
+def _find(
+    exchange: str, symbol: str, timeframe: str, kind: str, store: str | os.PathLike[str] | None
+) -> tuple[Path, Path] | None:
+    roots = _roots(store)
+    for _, root in roots:
+        path = dataset_path(root, exchange, symbol, timeframe, kind)
+        if _is_file(path):
+            return root, path
+    if kind == "funding":
+        for _, root in roots:
+            market_dir = root / exchange / symbol_safe(symbol)
+            with _os_errors(market_dir, "read"):
+                candidates = (
+                    sorted(market_dir.glob("*/funding.parquet")) if market_dir.is_dir() else []
+                )
+                if candidates:
+                    return root, max(candidates, key=lambda p: p.stat().st_size)
+    return None
+
+
 def find_dataset(
     exchange: str,
     symbol: str,
@@ -164,31 +277,296 @@ def find_dataset(
     Funding events do not depend on the bar timeframe: when ``<timeframe>/funding.parquet`` is
     absent, the funding dataset stored under another timeframe of the same market is used.
     """
-    roots = _roots(store)
-    for _, root in roots:
-        path = dataset_path(root, exchange, symbol, timeframe, kind)
-        if path.is_file():
-            return path
-    if kind == "funding":
-        for _, root in roots:
-            market_dir = root / exchange / symbol_safe(symbol)
-            candidates = sorted(market_dir.glob("*/funding.parquet")) if market_dir.is_dir() else []
-            if candidates:
-                return max(candidates, key=lambda p: p.stat().st_size)
-    return None
+    found = _find(exchange, symbol, timeframe, kind, store)
+    return None if found is None else found[1]
 
 
-# ---------------------------------------------------------------- reading
+# ---------------------------------------------------------------- operating-system faults
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+_WRITE_FIX = "or pass --store DIR (or set $BACKTESTER_STORE) to use another folder"
+
+
+def _os_error(exc: OSError, path: Path, action: str) -> DataError:
+    # one line naming the path, the cause and the fix (the data already stored is unchanged)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    code = exc.errno
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        fix = f"free some space on that disk {_WRITE_FIX}; the data already stored is unchanged"
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS) and action == "read":
+        fix = f"make it readable (chmod u+r {path}) or run as its owner"
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = f"make {path.parent} writable {_WRITE_FIX}; the data already stored is unchanged"
+    elif action == "read":
+        fix = "check the disk and the path; `backtester data verify` lists damaged files"
+    else:
+        fix = f"check the disk and the path {_WRITE_FIX}; the data already stored is unchanged"
+    return DataError(f"cannot {action} {path}: {reason}; {fix}")
+
+
+@contextlib.contextmanager
+def _os_errors(path: Path, action: str) -> Iterator[None]:
     try:
-        return pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for a damaged file
+        yield
+    except OSError as exc:
+        raise _os_error(exc, path, action) from exc
+
+
+def _is_file(path: Path) -> bool:
+    with _os_errors(path, "read"):
+        return path.is_file()
+
+
+# ---------------------------------------------------------------- manifest
+
+
+def read_manifest(root: Path) -> dict[str, dict[str, Any]]:
+    """Return ``{dataset_key: entry}`` from ``<root>/manifest.json`` (empty if absent).
+
+    Raises
+    ------
+    DataError
+        If the manifest cannot be read, is not JSON or not of the expected structure; the message
+        names the file and ``backtester data rebuild-manifest``.
+    """
+    path = root / MANIFEST
+    try:
+        raw = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    except OSError as exc:
+        raise _os_error(exc, path, "read") from exc
+    fix = f"rebuild it from the files with `{rebuild_manifest_hint(root)}`"
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:80]
+        raise DataError(f"manifest {path} is not valid JSON ({reason}); {fix}") from exc
+    datasets = data.get("datasets") if isinstance(data, dict) else None
+    if not isinstance(datasets, dict) or not all(isinstance(e, dict) for e in datasets.values()):
         raise DataError(
-            f"dataset {path} cannot be read ({type(exc).__name__}: {str(exc)[:120]}); "
-            "delete it and download it again (`backtester data verify` lists damaged files)"
+            f"manifest {path} must be an object with a 'datasets' object of entries, was "
+            f"{type(data).__name__} {str(data)[:60]!r}; {fix}"
+        )
+    return dict(datasets)
+
+
+def manifest_time(root: Path, key: str, entry: dict[str, Any], field: str) -> int | None:
+    """Return a timestamp field of a manifest entry as int64 ns UTC (None if absent).
+
+    Raises
+    ------
+    DataError
+        If the value is not a date; the message names the manifest, the entry, the value and
+        the rebuild command (which drops the bad field).
+    """
+    value = entry.get(field)
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value) if isinstance(value, str) else None
+    except (ValueError, TypeError):
+        ts = None
+    if ts is None or ts is pd.NaT:
+        raise DataError(
+            f"manifest {root / MANIFEST}: {key} {field} must be a date such as "
+            f"'2020-01-01T00:00:00+00:00', was {value!r}; `{rebuild_manifest_hint(root)}` drops "
+            "the bad field (the next download checks that range again)"
+        )
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return int(ts.value)
+
+
+@contextlib.contextmanager
+def _manifest_lock(root: Path) -> Iterator[None]:
+    # serialize read-modify-write of the manifest between processes (POSIX advisory lock; the
+    # kernel releases it if the process dies)
+    with _os_errors(root / LOCK, "write"):
+        root.mkdir(parents=True, exist_ok=True)
+        handle = open(root / LOCK, "a+b")  # noqa: SIM115 - closed below
+    with handle:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no advisory lock
+            yield
+            return
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _write_manifest(root: Path, datasets: dict[str, dict[str, Any]]) -> None:
+    body = {"format": 1, "datasets": dict(sorted(datasets.items()))}
+    with _os_errors(root / MANIFEST, "write"):
+        write_bytes_atomic(root / MANIFEST, (json.dumps(body, indent=1) + "\n").encode("utf-8"))
+
+
+def _update_manifest(root: Path, key: str, entry: dict[str, Any] | None) -> None:
+    with _manifest_lock(root):
+        _update_manifest_locked(root, key, entry)
+
+
+def _update_manifest_locked(root: Path, key: str, entry: dict[str, Any] | None) -> None:
+    datasets = read_manifest(root)
+    if entry is None:
+        datasets.pop(key, None)
+    else:
+        datasets[key] = entry
+    _write_manifest(root, datasets)
+
+
+def _set_pending(root: Path, key: str, entry: dict[str, Any]) -> None:
+    # step 1 of a write (lock held): the new entry is pending until the file is in place
+    datasets = read_manifest(root)
+    current = dict(datasets.get(key, {}))
+    current["pending"] = entry
+    datasets[key] = current
+    _write_manifest(root, datasets)
+
+
+def _commit_entry(root: Path, key: str, entry: dict[str, Any]) -> None:
+    # step 3 of a write (lock held): the file is in place, its entry becomes the entry
+    _update_manifest_locked(root, key, entry)
+
+
+def _finalize_pending(root: Path, key: str, digest: str) -> None:
+    # a reader found the file of a pending entry (the writer died between rename and commit)
+    try:
+        with _manifest_lock(root):
+            pending = read_manifest(root).get(key, {}).get("pending")
+            if isinstance(pending, dict) and pending.get("sha256") == digest:
+                _commit_entry(root, key, pending)
+                log.info("%s: committed the entry of an interrupted write", key)
+    except DataError as exc:  # e.g. a read-only store: the file is whole, reading goes on
+        log.debug("could not commit the pending entry of %s: %s", key, exc)
+
+
+# ---------------------------------------------------------------- checked reading
+
+
+_DIGESTS: dict[tuple[str, int, int, int], str] = {}  # file version -> sha256 (memo)
+_DIGESTS_LOCK = threading.Lock()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _version(path: Path, st: os.stat_result) -> tuple[str, int, int, int]:
+    return (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _read_bytes(path: Path) -> tuple[bytes, str, tuple[str, int, int, int]]:
+    # the bytes, their sha256 (memoised per file version) and that version
+    with _os_errors(path, "read"), open(path, "rb") as handle:
+        version = _version(path, os.fstat(handle.fileno()))
+        data = handle.read()
+    with _DIGESTS_LOCK:
+        digest = _DIGESTS.get(version)
+    if digest is None:
+        digest = hashlib.sha256(data).hexdigest()
+        with _DIGESTS_LOCK:
+            _DIGESTS[version] = digest
+    return data, digest, version
+
+
+def _match(entry: dict[str, Any] | None, digest: str) -> str:
+    # "ok", "pending" (the file of an interrupted write), "unrecorded" or "mismatch"
+    if entry is None:
+        return "unrecorded"
+    if entry.get("sha256") == digest:
+        return "ok"
+    pending = entry.get("pending")
+    if isinstance(pending, dict) and pending.get("sha256") == digest:
+        return "pending"
+    return "mismatch"
+
+
+def _damaged(root: Path, path: Path, key: str) -> DataError:
+    return DataError(
+        f"dataset {path} is damaged: its sha256 differs from {root / MANIFEST} (bit rot, a "
+        "torn copy or a change outside backtester); its prices cannot be trusted, so it is not "
+        f"used: restore it with `{repair_hint(root, key)}`"
+    )
+
+
+def _read_checked(root: Path, path: Path, *, unrecorded_ok: bool = True) -> tuple[bytes, str]:
+    # the file's bytes after checking them against the manifest; returns (bytes, match status)
+    key = _key(root, path)
+    for _ in range(3):
+        entry = read_manifest(root).get(key)
+        data, digest, version = _read_bytes(path)
+        status = _match(entry, digest)
+        if status == "unrecorded" and not unrecorded_ok:
+            raise DataError(
+                f"dataset {path} has no entry in {root / MANIFEST}, so its content cannot be "
+                f"checked; record it (each file is validated first) with "
+                f"`{rebuild_manifest_hint(root)}`, or delete it"
+            )
+        if status != "mismatch":
+            if status == "pending":
+                _finalize_pending(root, key, digest)
+            elif status == "unrecorded":
+                log.info("%s has no manifest entry; its checksum is not checked", path)
+            return data, status
+        # a writer may have replaced the file or its entry while we read: look again
+        with _os_errors(path, "read"):
+            now = _version(path, path.stat())
+        if now == version and read_manifest(root).get(key) == entry:
+            break
+    raise _damaged(root, path, key)
+
+
+def _parse_parquet(data: bytes, path: Path, root: Path | None = None) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(io.BytesIO(data))
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        fix = (
+            f"restore it with `{repair_hint(root, _key(root, path))}`"
+            if root is not None
+            else "delete it and download it again"
+        )
+        raise DataError(
+            f"dataset {path} cannot be read ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:100]}); {fix} (`backtester data verify` lists damaged "
+            "files)"
         ) from exc
+
+
+def _read_parquet(path: Path, root: Path | None = None) -> pd.DataFrame:
+    if root is None:
+        with _os_errors(path, "read"):
+            data = path.read_bytes()
+        return _parse_parquet(data, path)
+    return _parse_parquet(_read_checked(root, path)[0], path, root)
+
+
+def read_stored(
+    root: Path, path: Path, kind: str, *, unrecorded_ok: bool = True
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Return a stored series file (checked, canonical, strictly increasing) and its entry.
+
+    For the downloader: ``unrecorded_ok=False`` refuses a file without a manifest entry (its
+    content cannot be vouched for, so it must not be merged and recorded as good).
+
+    Raises
+    ------
+    DataError
+        A checksum mismatch, an unreadable or invalid file, duplicate or unordered timestamps;
+        each names the file and the repair command.
+    """
+    data, status = _read_checked(root, path, unrecorded_ok=unrecorded_ok)
+    df = _canonical(_parse_parquet(data, path, root), kind, path, root)
+    entry = read_manifest(root).get(_key(root, path), {})
+    if status == "pending":
+        entry = entry.get("pending", entry)
+    return df, entry
 
 
 def read_dataset(
@@ -201,13 +579,16 @@ def read_dataset(
 ) -> pd.DataFrame:
     """Return a stored series dataset with canonical columns and a UTC ``timestamp`` column.
 
+    The file is checked against the manifest's sha256 first (once per file version).
+
     Raises
     ------
     DataError
-        If no store holds it; the message gives the download command.
+        If no store holds it (the message gives the download command), or the file is damaged,
+        unreadable or invalid (the message names it and the repair command).
     """
-    path = find_dataset(exchange, symbol, timeframe, kind, store=store)
-    if path is None:
+    found = _find(exchange, symbol, timeframe, kind, store)
+    if found is None:
         roots = ", ".join(str(r) for _, r in _roots(store))
         if "/" in symbol and ":" not in symbol:
             # a spot symbol: the project works on perpetuals, whose ccxt symbol names the settle
@@ -222,80 +603,45 @@ def read_dataset(
             f"no {kind} data for {exchange} {symbol} {timeframe} in {roots}; download it with "
             f"`{download_hint(exchange, symbol, timeframe, kinds)}`"
         )
-    return _canonical(_read_parquet(path), kind, path)
+    root, path = found
+    return read_stored(root, path, kind)[0]
 
 
-def _canonical(df: pd.DataFrame, kind: str, path: Path | str) -> pd.DataFrame:
+def _canonical(
+    df: pd.DataFrame, kind: str, path: Path | str, root: Path | None = None
+) -> pd.DataFrame:
     columns = list(FUNDING_COLUMNS if kind == "funding" else BAR_COLUMNS)
+    fix = (
+        f"restore it with `{repair_hint(root, _key(root, Path(path)))}`"
+        if root is not None
+        else "delete it and download it again"
+    )
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise DataError(
-            f"dataset {path} lacks column(s) {missing}; delete it and download it again"
-        )
+        raise DataError(f"dataset {path} lacks column(s) {missing}; {fix}")
     out = df.loc[:, columns].copy()
-    out["timestamp"] = pd.to_datetime(out["timestamp"], utc=True).astype("datetime64[ns, UTC]")
-    for column in columns[1:]:
-        out[column] = out[column].astype(np.float64)
-    return out.reset_index(drop=True)
+    try:
+        out["timestamp"] = pd.to_datetime(out["timestamp"], utc=True).astype("datetime64[ns, UTC]")
+        for column in columns[1:]:
+            out[column] = out[column].astype(np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DataError(f"dataset {path} has a column of the wrong type ({exc}); {fix}") from exc
+    out = out.reset_index(drop=True)
+    if root is not None and len(out) > 1:
+        ts = timestamps_ns(out, str(path))
+        bad = np.flatnonzero(np.diff(ts) <= 0)
+        if bad.size:
+            i = int(bad[0]) + 1
+            what = "a duplicate" if ts[i] == ts[i - 1] else "an out-of-order"
+            raise DataError(
+                f"dataset {path} has {what} {'event' if kind == 'funding' else 'bar'} at "
+                f"{format_ts(ts[i])} (row {i}, {bad.size} in all); the store only writes strictly "
+                f"increasing data, so the file was changed outside backtester: {fix}"
+            )
+    return out
 
 
 # ---------------------------------------------------------------- writing
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def read_manifest(root: Path) -> dict[str, dict[str, Any]]:
-    """Return ``{dataset_key: entry}`` from ``<root>/manifest.json`` (empty if absent)."""
-    path = root / MANIFEST
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(
-            f"manifest {path} is not valid JSON ({exc}); delete it and run `backtester data verify`"
-        ) from exc
-    datasets = data.get("datasets", {}) if isinstance(data, dict) else {}
-    return dict(datasets)
-
-
-@contextlib.contextmanager
-def _manifest_lock(root: Path) -> Iterator[None]:
-    # serialize read-modify-write of the manifest between processes (POSIX advisory lock; the
-    # kernel releases it if the process dies)
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / LOCK, "a+b") as handle:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no advisory lock
-            yield
-            return
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def _update_manifest(root: Path, key: str, entry: dict[str, Any] | None) -> None:
-    with _manifest_lock(root):
-        _update_manifest_locked(root, key, entry)
-
-
-def _update_manifest_locked(root: Path, key: str, entry: dict[str, Any] | None) -> None:
-    datasets = read_manifest(root)
-    if entry is None:
-        datasets.pop(key, None)
-    else:
-        datasets[key] = entry
-    body = {"format": 1, "datasets": dict(sorted(datasets.items()))}
-    write_bytes_atomic(root / MANIFEST, (json.dumps(body, indent=1) + "\n").encode("utf-8"))
 
 
 def _ccxt_version() -> str | None:
@@ -310,6 +656,7 @@ def _ccxt_version() -> str | None:
 def _entry(
     root: Path,
     path: Path,
+    digest: str,
     *,
     exchange: str,
     symbol: str,
@@ -332,9 +679,41 @@ def _entry(
         "rows": int(rows),
         "fetched_at": fetched_at or pd.Timestamp.now(tz="UTC").floor("s").isoformat(),
         "ccxt_version": _ccxt_version() if (source or "ccxt") == "ccxt" else None,
-        "sha256": _sha256(path),
+        "sha256": digest,
         "source": source or "ccxt",
     }
+
+
+def _store_file(
+    root: Path,
+    path: Path,
+    write: Callable[[Path], None],
+    make_entry: Callable[[str], dict[str, Any]],
+) -> None:
+    # write to a temp file, fsync; then under the manifest lock: pending entry, rename, commit
+    key = _key(root, path)
+    read_manifest(root)  # a malformed manifest is refused before any data is touched
+    with _os_errors(path, "write"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", dir=path.parent)
+        os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with _os_errors(path, "write"):
+            write(tmp)
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            digest = _sha256(tmp)
+        entry = make_entry(digest)
+        with _manifest_lock(root):
+            _set_pending(root, key, entry)
+            with _os_errors(path, "write"):
+                os.replace(tmp, path)
+            fsync_dir(path.parent)
+            _commit_entry(root, key, entry)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def write_dataset(
@@ -353,6 +732,14 @@ def write_dataset(
 
     ``frame`` must have canonical columns (``timestamp`` tz-aware, strictly increasing);
     ``extra`` adds fields to the manifest entry (the loader records ``requested_start``).
+
+    Raises
+    ------
+    ConfigError
+        A name that is not one plain folder name (``exchange="../x"``), an unknown kind.
+    DataError
+        Non-increasing timestamps, a malformed manifest, or an operating-system fault (read-only
+        store, full disk), naming the path and the fix; the stored data is then unchanged.
     """
     root = store_root(store)
     path = dataset_path(root, exchange, symbol, timeframe, kind)
@@ -360,27 +747,29 @@ def write_dataset(
     ts = timestamps_ns(df, kind)
     if ts.size > 1 and np.any(np.diff(ts) <= 0):
         raise DataError(f"{kind} frame to write must have strictly increasing timestamps")
-    with atomic_path(path) as tmp:
-        df.to_parquet(tmp, **_PARQUET_OPTIONS)
     step = 0 if kind == "funding" else timeframe_to_ns(timeframe)
     start = pd.Timestamp(int(ts[0]), tz="UTC") if ts.size else None
     end = pd.Timestamp(int(ts[-1]) + step, tz="UTC") if ts.size else None
-    key = path.relative_to(root).with_suffix("").as_posix()
-    entry = _entry(
-        root,
-        path,
-        exchange=exchange,
-        symbol=symbol,
-        timeframe=timeframe,
-        kind=kind,
-        start=start,
-        end=end,
-        rows=len(df),
-        fetched_at=fetched_at,
-        source=source,
-    )
-    entry.update(extra or {})
-    _update_manifest(root, key, entry)
+
+    def make_entry(digest: str) -> dict[str, Any]:
+        entry = _entry(
+            root,
+            path,
+            digest,
+            exchange=exchange,
+            symbol=symbol,
+            timeframe=timeframe,
+            kind=kind,
+            start=start,
+            end=end,
+            rows=len(df),
+            fetched_at=fetched_at,
+            source=source,
+        )
+        entry.update(extra or {})
+        return entry
+
+    _store_file(root, path, lambda tmp: df.to_parquet(tmp, **_PARQUET_OPTIONS), make_entry)
     return path
 
 
@@ -395,30 +784,30 @@ def write_tiers(
     source: str | None = None,
 ) -> Path:
     """Atomically write a dated leverage-tier snapshot and its manifest entry."""
-    from backtester.data.schema import validate_tiers
+    from backtester.data.schema import to_utc_timestamp, validate_tiers
 
     root = store_root(store)
-    day = pd.Timestamp(date)
-    day = (day.tz_localize("UTC") if day.tzinfo is None else day.tz_convert("UTC")).floor("D")
+    day = to_utc_timestamp(date, "date").floor("D")
     path = tiers_path(root, exchange, symbol, day)
     df = validate_tiers(frame)
-    with atomic_path(path) as tmp:
-        df.to_parquet(tmp, **_PARQUET_OPTIONS)
-    key = path.relative_to(root).with_suffix("").as_posix()
-    entry = _entry(
-        root,
-        path,
-        exchange=exchange,
-        symbol=symbol,
-        timeframe=None,
-        kind="tiers",
-        start=day,
-        end=day,
-        rows=len(df),
-        fetched_at=fetched_at,
-        source=source,
-    )
-    _update_manifest(root, key, entry)
+
+    def make_entry(digest: str) -> dict[str, Any]:
+        return _entry(
+            root,
+            path,
+            digest,
+            exchange=exchange,
+            symbol=symbol,
+            timeframe=None,
+            kind="tiers",
+            start=day,
+            end=day,
+            rows=len(df),
+            fetched_at=fetched_at,
+            source=source,
+        )
+
+    _store_file(root, path, lambda tmp: df.to_parquet(tmp, **_PARQUET_OPTIONS), make_entry)
     return path
 
 
@@ -428,21 +817,31 @@ def list_tier_snapshots(
     """Return the stored tier snapshots of a market as ``(date, table)`` pairs sorted by date.
 
     Tables have columns ``tier, floor, cap, max_leverage, mmr, maint_amount, basis``. When the user
-    store and the bundled data both hold a date, the user store's copy is used.
+    store and the bundled data both hold a date, the user store's copy is used. Each file is
+    checked against the manifest and validated (NaN or negative MMR, leverage, maintenance
+    amount are refused with a DataError naming the file).
     """
+    from backtester.data.schema import validate_tiers
+
+    _check_name(exchange, "exchange", "binanceusdm")
     by_date: dict[pd.Timestamp, pd.DataFrame] = {}
     for _, root in reversed(_roots(store)):  # bundled first so the user store overrides it
         directory = root / exchange / symbol_safe(symbol) / "tiers"
-        if not directory.is_dir():
-            continue
-        for path in sorted(directory.glob("*.parquet")):
+        with _os_errors(directory, "read"):
+            paths = sorted(directory.glob("*.parquet")) if directory.is_dir() else []
+        for path in paths:
             try:
                 day = pd.Timestamp(path.stem, tz="UTC")
             except ValueError:
                 log.debug("ignoring %s: name is not a date", path)
                 continue
-            table = _read_parquet(path)
-            by_date[day] = table.loc[:, list(TIER_COLUMNS)].reset_index(drop=True)
+            table = _read_parquet(path, root)
+            try:
+                by_date[day] = validate_tiers(table, name=f"tier snapshot {path}")
+            except DataError as exc:
+                raise DataError(
+                    f"{exc}; or restore the file with `{repair_hint(root, _key(root, path))}`"
+                ) from exc
     return sorted(by_date.items(), key=lambda item: item[0])
 
 
@@ -563,14 +962,30 @@ def _verify_series(df: pd.DataFrame, kind: str, timeframe: str) -> list[tuple[st
     return problems
 
 
+def _leftovers(root: Path) -> list[Path]:
+    # temp files of interrupted writes (atomic writes name them TMP_PREFIX...)
+    if not root.is_dir():
+        return []
+    found: list[Path] = []
+    for depth in ("", "*/", "*/*/", "*/*/*/"):
+        found.extend(p for p in root.glob(f"{depth}{TMP_PREFIX}*") if p.is_file())
+    return sorted(found)
+
+
+_LEFTOVER_AGE_S = 3600.0  # rebuild-manifest removes temp files older than this (not in use)
+
+
 def verify_store(store: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """Check every stored dataset and return one row per problem (empty frame: all good).
 
-    Checks: the file reads as parquet (a truncated or damaged file is reported), its sha256 and
-    row count match the manifest, canonical columns, strictly increasing timestamps, finite and
-    positive prices, OHLC consistency and gaps; manifest entries whose file is missing.
-    Columns: ``location, dataset, problem, detail``.
+    Checks: the manifest reads; each file reads, its sha256 and row count match the manifest,
+    canonical columns, strictly increasing timestamps, finite and positive prices, OHLC
+    consistency and gaps, valid tier tables; manifest entries whose file is missing; temp files
+    left by interrupted writes. Columns: ``location, dataset, problem, detail``; each detail
+    names the fix (``backtester data repair``, ``backtester data rebuild-manifest``).
     """
+    from backtester.data.schema import validate_tiers
+
     found: list[dict[str, str]] = []
 
     def add(location: str, dataset: str, problem: str, detail: str) -> None:
@@ -585,34 +1000,54 @@ def verify_store(store: str | os.PathLike[str] | None = None) -> pd.DataFrame:
             add(location, MANIFEST, "manifest unreadable", str(exc))
             manifest = {}
         seen: set[str] = set()
-        for path in _dataset_files(root):
+        try:
+            files = _dataset_files(root)
+        except OSError as exc:
+            add(location, str(root), "unreadable", str(_os_error(exc, root, "read")))
+            continue
+        for path in files:
             info = _parse_key(root, path)
             if info is None:
                 continue
-            key = path.relative_to(root).with_suffix("").as_posix()
+            key = _key(root, path)
             seen.add(key)
             entry = manifest.get(key)
-            if entry is None:
-                add(location, key, "not in manifest", "file present but no manifest entry")
-            elif entry.get("sha256") and entry["sha256"] != _sha256(path):
+            try:
+                data, digest, _ = _read_bytes(path)
+            except DataError as exc:
+                add(location, key, "unreadable", str(exc))
+                continue
+            status = _match(entry, digest)
+            if status == "pending" and entry is not None:
+                entry = entry["pending"]  # an interrupted write: the file is whole
+            if status == "unrecorded":
+                add(
+                    location,
+                    key,
+                    "not in manifest",
+                    f"file present but no manifest entry; record it with "
+                    f"`{rebuild_manifest_hint(root)}` (validates it first) or delete {path}",
+                )
+            elif status == "mismatch":
                 add(
                     location,
                     key,
                     "checksum mismatch",
-                    "sha256 differs from the manifest (interrupted write or changed file); rerun "
-                    "its `backtester data download` to re-record it, or delete it",
+                    "sha256 differs from the manifest (bit rot, a torn copy or a change outside "
+                    f"backtester); restore it with `{repair_hint(root, key)}`",
                 )
             try:
-                df = pd.read_parquet(path)
+                df = pd.read_parquet(io.BytesIO(data))
             except Exception as exc:
                 add(location, key, "unreadable", f"{type(exc).__name__}: {str(exc)[:100]}")
                 continue
-            if entry is not None and int(entry.get("rows", len(df))) != len(df):
-                add(location, key, "row count", f"manifest {entry['rows']}, file {len(df)}")
+            if entry is not None and str(entry.get("rows", len(df))) != str(len(df)):
+                add(location, key, "row count", f"manifest {entry.get('rows')}, file {len(df)}")
             if info["kind"] == "tiers":
-                missing = [c for c in TIER_COLUMNS if c not in df.columns]
-                if missing:
-                    add(location, key, "columns", f"missing {missing}")
+                try:
+                    validate_tiers(df, name="table")
+                except DataError as exc:
+                    add(location, key, "invalid tiers", str(exc))
                 continue
             try:
                 canonical = _canonical(df, info["kind"], path)
@@ -625,7 +1060,231 @@ def verify_store(store: str | os.PathLike[str] | None = None) -> pd.DataFrame:
                 add(location, key, "bad path", f"{exc}; move or delete {path}")
                 continue
             for problem, detail in series_problems:
+                if problem in ("duplicates", "not monotonic"):
+                    detail += f"; re-fetch it with `{repair_hint(root, key)}`"
                 add(location, key, problem, detail)
         for key in sorted(set(manifest) - seen):
-            add(location, key, "missing file", f"manifest lists {manifest[key].get('path', key)}")
+            add(
+                location,
+                key,
+                "missing file",
+                f"manifest lists {manifest[key].get('path', key)}; download it again, or drop the "
+                f"entry with `{rebuild_manifest_hint(root)}`",
+            )
+        for leftover in _leftovers(root):
+            add(
+                location,
+                leftover.relative_to(root).as_posix(),
+                "leftover temp file",
+                "an interrupted write left it (the datasets are intact); "
+                f"`{rebuild_manifest_hint(root)}` removes it once it is an hour old, or delete it "
+                "when no download is running",
+            )
     return pd.DataFrame(found, columns=_VERIFY_COLUMNS)
+
+
+# ---------------------------------------------------------------- rebuilding the manifest
+
+
+_REBUILD_COLUMNS = ["dataset", "action", "detail"]
+
+
+def _guess_symbol(safe: str) -> str:
+    # BTC_USDT_USDT -> BTC/USDT:USDT (the store's path replaced '/' and ':' by '_')
+    parts = safe.split("_")
+    if len(parts) == 3:
+        return f"{parts[0]}/{parts[1]}:{parts[2]}"
+    if len(parts) == 2:
+        return f"{parts[0]}/{parts[1]}"
+    return safe
+
+
+def rebuild_manifest(store: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """Rebuild ``<store>/manifest.json`` from the dataset files; return one row per dataset.
+
+    Never launders a damaged file: an entry whose sha256 still matches its file is kept as it
+    is (a bad ``requested_start``/``fetched_until`` field is dropped); an entry whose file no
+    longer matches is kept unchanged, so the file stays refused until ``backtester data repair``;
+    a file without an entry is recorded only if it reads and passes the schema checks (no
+    duplicate, NaN or OHLC-inconsistent bar; valid tiers); entries of missing files are dropped.
+    An unreadable manifest is kept beside it as ``manifest.json.bad-<time>``. Temp files of
+    interrupted writes older than an hour are removed. Columns: ``dataset, action, detail``.
+
+    Only the user store is rebuilt; bundled data is read-only.
+    """
+    from backtester.data.schema import validate_tiers
+
+    root = store_root(store)
+    rows: list[dict[str, str]] = []
+
+    def add(dataset: str, action: str, detail: str) -> None:
+        rows.append({"dataset": dataset, "action": action, "detail": detail})
+
+    with _os_errors(root, "read"):
+        if not root.is_dir():
+            raise DataError(f"store {root} does not exist; pass --store DIR naming a store root")
+    with _manifest_lock(root):
+        try:
+            old = read_manifest(root)
+        except DataError as exc:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            aside = root / f"{MANIFEST}.bad-{stamp}"
+            with _os_errors(aside, "write"):
+                os.replace(root / MANIFEST, aside)
+            add(MANIFEST, "moved aside", f"{exc.args[0].split(';')[0]}; kept as {aside}")
+            old = {}
+        new: dict[str, dict[str, Any]] = {}
+        for path in _dataset_files(root):
+            info = _parse_key(root, path)
+            if info is None:
+                continue
+            key = _key(root, path)
+            entry = old.get(key)
+            try:
+                data, digest, _ = _read_bytes(path)
+            except DataError as exc:
+                if entry is not None:
+                    new[key] = entry
+                add(key, "unreadable", str(exc))
+                continue
+            status = _match(entry, digest)
+            if status == "mismatch" and entry is not None:
+                new[key] = entry
+                add(key, "kept, damaged", f"checksum mismatch; `{repair_hint(root, key)}`")
+                continue
+            if status in ("ok", "pending") and entry is not None:
+                kept = dict(entry["pending"] if status == "pending" else entry)
+                kept.pop("pending", None)
+                dropped = []
+                for field in ("requested_start", "fetched_until"):
+                    try:
+                        manifest_time(root, key, kept, field)
+                    except DataError:
+                        dropped.append(f"{field}={kept.pop(field)!r}")
+                new[key] = kept
+                add(key, "kept", "dropped bad " + ", ".join(dropped) if dropped else "")
+                continue
+            # no entry: validate before recording
+            try:
+                df = pd.read_parquet(io.BytesIO(data))
+                if info["kind"] == "tiers":
+                    validate_tiers(df, name=str(path))
+                    start = end = pd.Timestamp(path.stem, tz="UTC")
+                else:
+                    df = _canonical(df, info["kind"], path)
+                    bad = [
+                        f"{p}: {d}"
+                        for p, d in _verify_series(df, info["kind"], info["timeframe"])
+                        if p != "gaps"
+                    ]
+                    if bad:
+                        raise DataError("; ".join(bad))
+                    ts = timestamps_ns(df, str(path))
+                    step = 0 if info["kind"] == "funding" else timeframe_to_ns(info["timeframe"])
+                    start = pd.Timestamp(int(ts[0]), tz="UTC")
+                    end = pd.Timestamp(int(ts[-1]) + step, tz="UTC")
+            except Exception as exc:
+                add(key, "not recorded", f"{exc}; repair or delete {path}")
+                continue
+            mtime = pd.Timestamp(path.stat().st_mtime_ns, tz="UTC").floor("s").isoformat()
+            new[key] = _entry(
+                root,
+                path,
+                digest,
+                exchange=info["exchange"],
+                symbol=_guess_symbol(info["symbol_safe"]),
+                timeframe=info["timeframe"],
+                kind=info["kind"],
+                start=start,
+                end=end,
+                rows=len(df),
+                fetched_at=mtime,
+                source="ccxt",
+            )
+            new[key]["rebuilt"] = True
+            add(key, "recorded", f"{len(df)} rows, validated")
+        for key in sorted(set(old) - set(new)):
+            add(key, "dropped", "its file is missing")
+        _write_manifest(root, new)
+    for leftover in _leftovers(root):
+        with _os_errors(leftover, "write"):
+            age = time.time() - leftover.stat().st_mtime
+            name = leftover.relative_to(root).as_posix()
+            if age > _LEFTOVER_AGE_S:
+                leftover.unlink()
+                add(name, "removed", "temp file of an interrupted write")
+            else:
+                add(name, "left", "temp file younger than an hour: a write may be running")
+    return pd.DataFrame(rows, columns=_REBUILD_COLUMNS)
+
+
+# ---------------------------------------------------------------- repair helpers
+
+
+def inspect_dataset(root: Path, key: str) -> tuple[str, dict[str, Any] | None]:
+    """Return ``(status, entry)`` of dataset ``key`` in ``root``.
+
+    status: ``"ok"``, ``"missing"`` (no file), ``"damaged"`` (checksum mismatch, unreadable or
+    invalid file) or ``"unrecorded"`` (a valid file with no manifest entry).
+    """
+    path = root / f"{key}.parquet"
+    entry = read_manifest(root).get(key)
+    if not _is_file(path):
+        return "missing", entry
+    try:
+        data, digest, _ = _read_bytes(path)
+    except DataError:
+        return "damaged", entry
+    status = _match(entry, digest)
+    if status == "mismatch":
+        return "damaged", entry
+    if status == "pending" and entry is not None:
+        entry = entry["pending"]
+    kind = key.rsplit("/", 1)[-1]
+    try:
+        df = _parse_parquet(data, path)
+        if key.split("/")[2] == "tiers":
+            from backtester.data.schema import validate_tiers
+
+            validate_tiers(df)
+        else:
+            _canonical(df, kind, path, root)
+    except DataError:
+        return "damaged", entry
+    return ("unrecorded" if status == "unrecorded" else "ok"), entry
+
+
+def restore_from_copy(root: Path, key: str, sha256: str) -> Path | None:
+    """Copy dataset ``key`` from another copy whose bytes have ``sha256``; return its source.
+
+    Looks in the package's own bundled data and the clone's ``data/bundled`` (whichever are not
+    ``root``). Returns None when no copy matches.
+    """
+    target = root / f"{key}.parquet"
+    for other in _bundled_copies():
+        candidate = other / f"{key}.parquet"
+        with contextlib.suppress(OSError):
+            if other.resolve() == root.resolve() or not candidate.is_file():
+                continue
+            data = candidate.read_bytes()
+            if hashlib.sha256(data).hexdigest() != sha256:
+                continue
+            with _os_errors(target, "write"):
+                write_bytes_atomic(target, data)
+            return candidate
+    return None
+
+
+def quarantine(root: Path, key: str) -> Path:
+    """Move a damaged dataset file aside (``<file>.damaged``) and drop its manifest entry."""
+    path = root / f"{key}.parquet"
+    aside = path.with_name(f"{path.name}.damaged")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.damaged-{n}")
+    with _manifest_lock(root):
+        with _os_errors(path, "write"):
+            os.replace(path, aside)
+        _update_manifest_locked(root, key, None)
+    return aside

@@ -16,7 +16,7 @@ import pytest
 import backtester as bt
 from backtester.data import ccxt_loader
 from backtester.data.store import read_dataset, read_manifest, verify_store
-from backtester.errors import ConfigError, ExchangeError
+from backtester.errors import ConfigError, DataError, ExchangeError
 from tests.helpers.replay import ReplayAdapter, mount
 from tests.helpers.scenarios import (
     BINANCE_END,
@@ -298,10 +298,10 @@ def test_a_crash_between_file_and_manifest_is_healed_by_the_next_run(
 ) -> None:
     # Arrange: pages of 50 bars, a write every 3 pages: ohlcv is saved after pages 3, 6, 9 (450
     # bars) and 10 (480 bars); the process dies after the 4th file is renamed into place but
-    # before its manifest entry is written: file 480 rows, manifest still 450 rows
+    # before its manifest entry is committed: file 480 rows, manifest 450 rows + pending 480
     from backtester.data import store as data_store
 
-    real = data_store._update_manifest
+    real = data_store._commit_entry
     calls = []
 
     def dying(root: Path, key: str, entry: Any) -> None:
@@ -310,21 +310,39 @@ def test_a_crash_between_file_and_manifest_is_healed_by_the_next_run(
             raise KeyboardInterrupt
         real(root, key, entry)
 
-    monkeypatch.setattr(data_store, "_update_manifest", dying)
+    monkeypatch.setattr(data_store, "_commit_entry", dying)
     with pytest.raises(KeyboardInterrupt):
         _run({**BINANCE_FULL, "kinds": ("ohlcv",)}, tmp_path, _binance(), batch_pages=3)
-    monkeypatch.setattr(data_store, "_update_manifest", real)
-    assert len(_stored(tmp_path, "ohlcv")) == 480
-    stale = verify_store(tmp_path).query("location == 'store'")
-    assert set(stale["problem"]) == {"checksum mismatch", "row count"}  # manifest 450, file 480
+    monkeypatch.setattr(data_store, "_commit_entry", real)
+    key = "binanceusdm/BTC_USDT_USDT/1h/ohlcv"
+    entry = read_manifest(tmp_path)[key]
+    assert (entry["rows"], entry["pending"]["rows"]) == (450, 480)
+    # the whole file matches its pending entry: verify has nothing to report
+    assert verify_store(tmp_path).query("location == 'store'").empty
     # Act: the same command again has no bar to fetch
     adapter = _binance()
     result = _run({**BINANCE_FULL, "kinds": ("ohlcv",)}, tmp_path, adapter, batch_pages=3)
-    # Assert: nothing fetched, and the manifest agrees with the file again
+    # Assert: nothing fetched, and the pending entry was committed
     assert result["status"].tolist() == ["up to date"]
     assert adapter.count(f"GET {KLINES}?") == 0
     assert verify_store(tmp_path).query("location == 'store'").empty
-    assert read_manifest(tmp_path)["binanceusdm/BTC_USDT_USDT/1h/ohlcv"]["rows"] == 480
+    assert read_manifest(tmp_path)[key]["rows"] == 480
+    assert "pending" not in read_manifest(tmp_path)[key]
+
+
+def test_download_never_re_records_a_damaged_file(tmp_path: Path) -> None:
+    # Arrange: a downloaded dataset whose bytes change on disk (one flipped bit)
+    _run({**BINANCE_FULL, "kinds": ("ohlcv",)}, tmp_path, _binance())
+    path = tmp_path / "binanceusdm" / "BTC_USDT_USDT" / "1h" / "ohlcv.parquet"
+    recorded = read_manifest(tmp_path)["binanceusdm/BTC_USDT_USDT/1h/ohlcv"]["sha256"]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    # Act: the same download again (it used to "heal" the manifest to the damaged file)
+    with pytest.raises(DataError, match=r"ohlcv.parquet is damaged: .*backtester data repair"):
+        _run({**BINANCE_FULL, "kinds": ("ohlcv",), "end": "2024-01-25"}, tmp_path, _binance())
+    # Assert: the manifest still records the good checksum, so the file stays refused
+    assert read_manifest(tmp_path)["binanceusdm/BTC_USDT_USDT/1h/ohlcv"]["sha256"] == recorded
 
 
 def test_only_missing_ranges_are_fetched(tmp_path: Path) -> None:

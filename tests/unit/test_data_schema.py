@@ -145,7 +145,9 @@ def test_tier_validation() -> None:
         }
     )
     assert schema.validate_tiers(tiers)["maint_amount"].tolist() == [0.0, 300.0]
-    with pytest.raises(DataError, match=r"mmr must be fractions in \(0, 1\)"):
+    with pytest.raises(
+        DataError, match=r"tiers.mmr must be a fraction in \(0, 1\) .*was 1.5 in row 1"
+    ):
         schema.validate_tiers(tiers.assign(mmr=[0.4, 1.5]))
     with pytest.raises(DataError, match=r"no column 'basis'"):
         schema.validate_tiers(tiers.drop(columns="basis"))

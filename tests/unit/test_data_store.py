@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -80,11 +81,15 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.Mon
 
     def crash(self: pd.DataFrame, target: Path, **kwargs: object) -> None:
         Path(target).write_bytes(b"PAR1 half a file")
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", crash)
-    # Act
-    with pytest.raises(OSError, match="disk full"):
+    # Act: one DataError naming the file and the fix, not a bare OSError traceback
+    with pytest.raises(
+        DataError,
+        match=r"cannot write .*ohlcv.parquet: No space left on device; "
+        r"free some space .*--store DIR.*the data already stored is unchanged",
+    ):
         _write(tmp_path, _bars(7))
     # Assert: the old file is intact and no temp file remains
     assert path.read_bytes() == before
@@ -142,7 +147,11 @@ def test_verify_reports_a_missing_file(tmp_path: Path) -> None:
 def test_damaged_file_read_gives_a_data_error(tmp_path: Path) -> None:
     path = _write(tmp_path, _bars())
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(DataError, match=r"cannot be read .*delete it and download it again"):
+    with pytest.raises(DataError, match=r"ohlcv.parquet is damaged: .*backtester data repair"):
+        store.read_dataset("binanceusdm", "XRP/USDT:USDT", "1h", "ohlcv", store=tmp_path)
+    # a damaged file with no manifest entry to compare is still refused once pyarrow fails
+    (tmp_path / "manifest.json").unlink()
+    with pytest.raises(DataError, match=r"ohlcv.parquet cannot be read .*backtester data repair"):
         store.read_dataset("binanceusdm", "XRP/USDT:USDT", "1h", "ohlcv", store=tmp_path)
 
 
