@@ -48,6 +48,7 @@ __all__ = [
     "check_setting",
     "setting",
     "setting_names",
+    "settings_markdown",
     "warn_suspect_settings",
 ]
 
@@ -635,3 +636,33 @@ def warn_suspect_settings(columns: Mapping[str, list[Any]]) -> None:
                 BacktesterWarning,
                 stacklevel=3,
             )
+
+
+def settings_markdown() -> str:
+    """Return the settings spec as a Markdown table (the README's "Engine settings" table).
+
+    Regenerate the README's copy with ``python -m backtester.config``; a test compares them.
+    """
+    rows = ["| setting | default | allowed | meaning |", "| --- | --- | --- | --- |"]
+    for spec in SETTINGS.values():
+        if spec.type_name == "choice":
+            allowed = ", ".join(f"`{c}`" for c in spec.choices)
+        elif spec.type_name == "bool":
+            allowed = "`true`, `false`"
+        elif spec.type_name == "str":
+            allowed = "`market` or a date"
+        else:
+            allowed = spec.range_text()
+            if spec.study_low is not None:
+                allowed += f" (study: >= {_num(spec.study_low)})"
+        if spec.optional:
+            allowed += f"; `None` = {spec.none_means}"
+        default = "`None`" if spec.default is None else f"`{spec.default!r}`"
+        if spec.study_default:
+            default += " (study: " + ", ".join(f"{v:g}" for v in spec.study_default) + ")"
+        rows.append(f"| `{spec.name}` | {default} | {allowed} | {spec.help} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # pragma: no cover - prints the README table
+    print(settings_markdown())

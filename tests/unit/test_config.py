@@ -118,3 +118,15 @@ def test_option_strings_and_codes_come_from_the_enums() -> None:
     assert SETTINGS["margin_mode"].choices == option_names(MarginMode) == ("isolated", "cross")
     assert code_of(MarginMode, "cross") == MarginMode.CROSS
     assert SETTINGS["side"].choices == ("long", "short")
+
+
+def test_readme_settings_table_is_the_spec() -> None:
+    """The README's settings table is generated from the spec (python -m backtester.config)."""
+    from pathlib import Path
+
+    from backtester.config import settings_markdown
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("<!-- settings table:")
+    block = readme[readme.index("\n", start) + 1 : readme.index("<!-- end of settings table -->")]
+    assert block.strip() == settings_markdown(), "regenerate: python -m backtester.config"
