@@ -5,14 +5,23 @@
 Reads the freqtrade feather files and the Binance leverage-tier JSON listed in data/README.md,
 applies the documented defect rules, checks them, and writes the store layout of design.md §1
 (parquet, zstd) plus data/bundled/manifest.json. The package never reads the source at run time.
+
+Nothing is deleted before the new bundle is complete: the source is checked first (every input
+file present), the bundle is built and verified in a temporary folder beside ``--out``, and only
+then swapped in (``--out`` renamed aside, the new folder renamed into place, the old one removed).
+A run interrupted between the two renames is healed by the next run (the old bundle is renamed
+back). Any failure leaves ``--out`` as it was.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +30,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from backtester._atomic import TMP_PREFIX, fsync_dir  # noqa: E402
 from backtester.data import schema, store  # noqa: E402
 
 EXCHANGE = "binanceusdm"
@@ -126,19 +136,32 @@ def _tiers(source: Path, symbol: str) -> pd.DataFrame:
     return schema.validate_tiers(pd.DataFrame(rows))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--source", required=True, help="the raw data directory (see data/README.md for its origin)"
-    )
-    parser.add_argument("--out", default=str(REPO / "data" / "bundled"))
-    args = parser.parse_args()
-    source, out = Path(args.source), Path(args.out)
-    for child in out.iterdir() if out.exists() else []:
-        if child.is_dir():
-            shutil.rmtree(child)
-        elif child.name == "manifest.json":
-            child.unlink()
+def required_files(source: Path) -> list[Path]:
+    """Return every input file the build reads under ``source``."""
+    files = [source / ROSHAN / "binance_leverage_tiers.json"]
+    for symbol in SYMBOLS:
+        safe = store.symbol_safe(symbol)
+        files += [source / ROSHAN / f"{safe}-1h-{k}.feather" for k in ("futures", "mark")]
+        files.append(source / ROSHAN / f"{safe}-1h-funding_rate.feather")
+    files += [source / folder / "BTC_USDT_USDT-1m-futures.feather" for folder, _ in ONE_MINUTE]
+    return files
+
+
+def check_source(source: Path) -> str | None:
+    """Return why ``source`` cannot be built from (one line), or None if every input exists."""
+    if not source.is_dir():
+        return f"--source {source} is not a folder; pass the raw data directory (data/README.md)"
+    missing = [p for p in required_files(source) if not p.is_file()]
+    if missing:
+        return (
+            f"--source {source} lacks {len(missing)} input file(s), first "
+            f"{missing[0].relative_to(source)}; pass the raw data directory (data/README.md)"
+        )
+    return None
+
+
+def build(source: Path, out: Path) -> None:
+    """Write the bundle from ``source`` into the empty folder ``out``."""
     fetched = "2026-05-17T07:00:00+00:00"  # when the source snapshot was downloaded (its last bar)
     for symbol in SYMBOLS:
         series = _series(source, symbol)
@@ -175,15 +198,74 @@ def main() -> int:
                 source=" + ".join(s for _, s in ONE_MINUTE),
             )
     (out / store.LOCK).unlink(missing_ok=True)  # the manifest lock is not data
+
+
+def _aside(out: Path) -> Path:
+    return out.with_name(f"{TMP_PREFIX}{out.name}.old")
+
+
+def swap_in(new: Path, out: Path) -> None:
+    """Replace folder ``out`` by folder ``new`` (two renames; the old bundle is removed last)."""
+    old = _aside(out)
+    if old.exists():
+        shutil.rmtree(old)
+    if out.exists():
+        # files that are not built (e.g. .gitkeep) move over to the new bundle
+        for child in out.iterdir():
+            if (
+                child.is_file()
+                and child.name != "manifest.json"
+                and not (new / child.name).exists()
+            ):
+                shutil.copy2(child, new / child.name)
+        os.replace(out, old)
+    os.replace(new, out)
+    fsync_dir(out.parent)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--source", required=True, help="the raw data directory (see data/README.md for its origin)"
+    )
+    parser.add_argument("--out", default=str(REPO / "data" / "bundled"))
+    args = parser.parse_args(argv)
+    source, out = Path(args.source), Path(args.out)
+    old = _aside(out)
+    if old.is_dir() and not out.exists():  # a swap was interrupted between its two renames
+        os.replace(old, out)
+        print(f"restored the previous bundle {out} from an interrupted run", file=sys.stderr)
+    problem = check_source(source)
+    if problem is not None:
+        print(f"error: {problem}; {out} is unchanged", file=sys.stderr)
+        return 2
+    out.parent.mkdir(parents=True, exist_ok=True)
+    new = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{out.name}.", dir=out.parent))
+    try:
+        try:
+            build(source, new)
+        except Exception as exc:  # a defect rule or a source file failed: one line, out kept
+            print(
+                f"error: build failed ({type(exc).__name__}: {exc}); {out} is unchanged",
+                file=sys.stderr,
+            )
+            return 1
+        problems = store.verify_store(new)
+        problems = problems[problems["location"] == "store"]
+        if len(problems):
+            print(problems.to_string())
+            print(f"error: the new bundle has problems; {out} is unchanged", file=sys.stderr)
+            return 1
+        swap_in(new, out)
+    finally:
+        if new.exists():
+            shutil.rmtree(new)
     listing = store.list_store(out)
     listing = listing[listing["location"] == "store"]
     print(listing[["timeframe", "symbol", "kind", "start", "end", "rows", "size_kb"]].to_string())
     print(f"total {listing['size_kb'].sum() / 1024:.2f} MB")
-    problems = store.verify_store(out)
-    problems = problems[problems["location"] == "store"]
-    if len(problems):
-        print(problems.to_string())
-        return 1
     return 0
 
 

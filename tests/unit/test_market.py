@@ -326,3 +326,90 @@ def test_funding_covering_only_part_of_the_bars_is_reported(
             "BTC/USDT:USDT", start="2024-01-01", end="2024-02-01", store=bundled_only_store
         )
     assert not [r for r in caplog.records if r.name == "backtester.market"]
+
+
+# ---------------------------------------------------------------- input validation at the boundary
+
+
+def _tiers(**changes: list[float]) -> pd.DataFrame:
+    table = pd.DataFrame(
+        {
+            "tier": [1, 2],
+            "floor": [0.0, 300_000.0],
+            "cap": [300_000.0, 800_000.0],
+            "max_leverage": [150.0, 100.0],
+            "mmr": [0.004, 0.005],
+            "maint_amount": [0.0, 300.0],
+            "basis": ["notional", "notional"],
+        }
+    )
+    return table.assign(**changes)
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "message"),
+    [
+        (
+            "mmr",
+            [np.nan, 0.005],
+            r"tiers.mmr must be a fraction in \(0, 1\) in every tier, was nan",
+        ),
+        ("mmr", [-0.004, 0.005], r"tiers.mmr must be a fraction in \(0, 1\) .*was -0.004 in row 0"),
+        ("max_leverage", [150.0, np.nan], r"tiers.max_leverage must be a finite number > 0 .*nan"),
+        ("max_leverage", [-150.0, 100.0], r"tiers.max_leverage must be .*was -150.0 in row 0"),
+        ("maint_amount", [0.0, -300.0], r"tiers.maint_amount must be .*>= 0 .*was -300.0 in row 1"),
+        ("maint_amount", [0.0, np.nan], r"tiers.maint_amount must be a finite number >= 0"),
+        ("floor", [np.nan, 300_000.0], r"tiers.floor must be a finite number >= 0"),
+        ("cap", [np.nan, 800_000.0], r"tiers.cap must be above its floor"),
+        ("tier", [1.0, np.nan], r"tiers.tier must be a whole number .*was nan in row 1"),
+    ],
+)
+def test_bad_tier_tables_are_refused(column: str, values: list[float], message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        bt.Market.from_frames(
+            _bars(), mark="last", symbol="X/USDT:USDT", tiers=_tiers(**{column: values})
+        )
+
+
+def test_bad_stored_tier_snapshot_names_the_file(tmp_path: Path) -> None:
+    # Arrange: a snapshot with a NaN MMR written behind the store's back (write_tiers refuses it)
+    folder = tmp_path / "binanceusdm" / "BTC_USDT_USDT" / "tiers"
+    folder.mkdir(parents=True)
+    _tiers(mmr=[0.004, np.nan]).to_parquet(folder / "2024-01-01.parquet")
+    # Act / Assert
+    with pytest.raises(
+        DataError,
+        match=r"tier snapshot .*tiers/2024-01-01.parquet.mmr must be a fraction in \(0, 1\) in "
+        r"every tier, was nan in row 1.*backtester data repair binanceusdm/BTC_USDT_USDT/tiers/",
+    ):
+        bt.load_market("BTC/USDT:USDT", store=tmp_path, start="2024-01-01", end="2024-01-02")
+
+
+def test_mark_far_from_last_warns_with_the_first_bar_and_the_gap() -> None:
+    # Arrange: mark close of bar 2 (02:00) 30 % above the last close 103 -> 133.9
+    mark = _bars()
+    mark.loc[2, ["high", "close"]] = [140.0, 133.9]
+    # Act / Assert: warned, not refused (real crashes open large gaps)
+    with pytest.warns(
+        bt.BacktesterWarning,
+        match=r"1 bar\(s\) differ by more than 20%, the first at 2024-01-01 02:00 UTC by 30.0%",
+    ):
+        m = bt.Market.from_frames(_bars(), mark=mark, symbol="X/USDT:USDT")
+    assert m.mark_close[2] == 133.9
+
+
+def test_mark_systematically_off_warns_with_the_median() -> None:
+    # every mark price 6 % above the last price: no single bar beyond 20 %, median 6 % > 5 %
+    mark = _bars()
+    mark[["open", "high", "low", "close"]] *= 1.06
+    with pytest.warns(bt.BacktesterWarning, match=r"median gap 6.00%"):
+        bt.Market.from_frames(_bars(), mark=mark, symbol="X/USDT:USDT")
+
+
+def test_bundled_mark_prices_do_not_warn(bundled_only_store: str) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for symbol in ("BTC/USDT:USDT", "ETH/USDT:USDT"):
+            bt.load_market(symbol, store=bundled_only_store)
