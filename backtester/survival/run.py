@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from backtester._typing import I64Array
+from backtester.config import SETTINGS, check_setting
 from backtester.errors import ConfigError, check_one_of
 from backtester.survival.study import DEFAULT_INITIAL_CASH, SurvivalStudy, _is_none
 
@@ -62,47 +62,31 @@ def entry_indices(market: Market, every_bars: int) -> I64Array:
     return np.arange(first, market.n_bars, every_bars, dtype=np.int64)
 
 
-def _check_values(name: str, values: Sequence[Any], check: Any) -> tuple[Any, ...]:
+def _check_values(name: str, values: Sequence[Any]) -> tuple[Any, ...]:
     if len(values) == 0:
         raise ConfigError(f"{name} must list at least one value, was empty")
-    return tuple(check(v) for v in values)
+    return tuple(_study_value(name, v) for v in values)
 
 
-def _check_leverage(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
-        raise ConfigError(f"leverage must be a number >= 1, was {v!r}; e.g. leverage=(2, 10)")
-    if not math.isfinite(float(v)) or float(v) < 1:
-        raise ConfigError(f"leverage must be a number >= 1, was {v!r}; e.g. leverage=(2, 10)")
-    return float(v)
+def _study_value(name: str, value: Any) -> Any:
+    # the settings spec checks the value, with the study's stricter bounds (leverage >= 1);
+    # "none" is how a TOML file or the CLI writes None
+    if isinstance(value, str) and value.lower() == "none":
+        value = None
+    return check_setting(name, value, study=True, where=name)
 
 
-def _check_stop(v: Any) -> float | None:
-    if _is_none(v) or (isinstance(v, str) and v.lower() == "none"):
-        return None
-    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
-        raise ConfigError(f"stop_loss must be None or a fraction in (0, 1), was {v!r}")
-    if not 0 < float(v) < 1:
-        raise ConfigError(
-            f"stop_loss must be None or a fraction in (0, 1), was {v!r}; write 5% as 0.05"
-        )
-    return float(v)
-
-
-def _check_size(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
-        raise ConfigError(f"position_size must be a fraction in (0, 1], was {v!r}")
-    if not 0 < float(v) <= 1:
-        raise ConfigError(
-            f"position_size must be a fraction of equity in (0, 1], was {v!r}; write 25% as 0.25"
-        )
-    return float(v)
+def _check_int(value: Any, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ConfigError(f"{name} must be an int >= {low}, was {value!r}")
+    return int(value)
 
 
 def survival_study(
     market: Market,
     *,
     side: Literal["long", "short", "both"] = "long",
-    leverage: float | Sequence[float] = (1, 2, 3, 5, 10, 20, 50, 100),
+    leverage: float | Sequence[float] = SETTINGS["leverage"].study_default,
     stop_loss: float | Sequence[float | None] | None = (None,),
     position_size: float | Sequence[float] = (1.0,),
     margin_mode: str | Sequence[str] = ("isolated",),
@@ -165,24 +149,37 @@ def survival_study(
         )
     check_one_of(side, "side", ("long", "short", "both"))
     sides = ("long", "short") if side == "both" else (side,)
-    levs = _check_values("leverage", _as_tuple(leverage), _check_leverage)
-    stops = _check_values("stop_loss", _as_tuple(stop_loss), _check_stop)
-    sizes = _check_values("position_size", _as_tuple(position_size), _check_size)
-    modes = _check_values(
-        "margin_mode",
-        _as_tuple(margin_mode),
-        lambda v: check_one_of(v, "margin_mode", ("isolated", "cross")),
-    )
+    levs = _check_values("leverage", _as_tuple(leverage))
+    stops = _check_values("stop_loss", _as_tuple(stop_loss))
+    sizes = _check_values("position_size", _as_tuple(position_size))
+    modes = _check_values("margin_mode", _as_tuple(margin_mode))
+    if isinstance(confidence, bool) or not isinstance(confidence, int | float):
+        raise ConfigError(f"confidence must be a number in (0, 1), was {confidence!r}; e.g. 0.95")
     if not 0 < confidence < 1:
         raise ConfigError(f"confidence must be in (0, 1), was {confidence!r}; e.g. 0.95")
+    n_boot = _check_int(n_boot, "n_boot", 1)
+    seed = _check_int(seed, "seed", 0)
     horizon_bars = parse_period_bars(horizon, "horizon", market.timeframe_ns)
     every_bars = parse_period_bars(entry_every, "entry_every", market.timeframe_ns)
+    span = pd.Timedelta(market.n_bars * market.timeframe_ns, unit="ns")
+    periods = (("horizon", horizon, horizon_bars), ("entry_every", entry_every, every_bars))
+    for name, value, bars in periods:
+        if bars > market.n_bars:
+            raise ConfigError(
+                f"{name} {value!r} is longer than the data ({span}, {market.n_bars:,} bars of "
+                f"{market.timeframe}); load a longer range or shorten {name}"
+            )
     entries = entry_indices(market, every_bars)
     if entries.size == 0:
         raise ConfigError(
             f"no entry times: the market has {market.n_bars} bars and entry_every={entry_every!r}; "
             "load a longer range or enter more often"
         )
+    for name, value in list(engine_settings.items()):  # unknown names get a suggestion
+        if isinstance(value, tuple | list):
+            engine_settings[name] = _check_values(name, value)
+        else:
+            engine_settings[name] = _study_value(name, value)
 
     # a small account keeps every leverage up to 125x inside the first maintenance tier
     engine_settings.setdefault("initial_cash", DEFAULT_INITIAL_CASH)
@@ -265,14 +262,7 @@ def _run_engine(
     from backtester.engine.run import run_entries
     from backtester.params import ParamGrid
 
-    config = _make_config(RunConfig, fixed)
-    for name in axes:
-        if name not in _config_fields(RunConfig):
-            from backtester.errors import did_you_mean
-
-            raise ConfigError(
-                f"unknown engine setting {name!r}{did_you_mean(name, _config_fields(RunConfig))}"
-            )
+    config = RunConfig(**fixed)
     combos = list(itertools.product(*axes.values()))
     settings = pd.DataFrame(combos, columns=list(axes))
     grid_lists = {name: [_grid_value(name, v) for v in settings[name]] for name in settings.columns}
@@ -285,22 +275,6 @@ def _run_engine(
     settings["stop_loss"] = [None if _is_none(v) else float(v) for v in settings["stop_loss"]]
     initial_cash = float(getattr(config, "initial_cash", 1.0))
     return outcomes, settings, elapsed, initial_cash
-
-
-def _config_fields(config_cls: Any) -> list[str]:
-    import dataclasses
-
-    return [f.name for f in dataclasses.fields(config_cls)]
-
-
-def _make_config(config_cls: Any, fixed: dict[str, Any]) -> Any:
-    names = _config_fields(config_cls)
-    for name in fixed:
-        if name not in names:
-            from backtester.errors import did_you_mean
-
-            raise ConfigError(f"unknown engine setting {name!r}{did_you_mean(name, names)}")
-    return config_cls(**fixed)
 
 
 def _grid_value(name: str, value: Any) -> Any:

@@ -60,12 +60,15 @@ def test_entry_indices_start_at_first_aligned_bar() -> None:
             {"side": "lng"},
             "side must be one of 'long', 'short', 'both', was 'lng'; did you mean 'long'",
         ),
-        ({"leverage": (0.5,)}, "leverage must be a number >= 1, was 0.5"),
-        ({"stop_loss": (5,)}, "stop_loss must be None or a fraction in \\(0, 1\\), was 5"),
-        (
-            {"position_size": (2.0,)},
-            "position_size must be a fraction of equity in \\(0, 1\\], was 2.0",
-        ),
+        ({"leverage": (0.5,)}, "leverage must be in \\[1, 1000\\], was 0.5"),
+        ({"stop_loss": (5,)}, "stop_loss must be a fraction in \\(0, 1\\), was 5"),
+        ({"position_size": (2.0,)}, "position_size must be a fraction in \\(0, 1\\], was 2.0"),
+        ({"stop_loss": (float("nan"),)}, "stop_loss must be .* or None \\(no stop\\), was nan"),
+        ({"leverage": ("10",)}, "leverage must be a number .*was '10' \\(a string\\)"),
+        ({"seed": "x"}, "seed must be an int >= 0, was 'x'"),
+        ({"n_boot": 0}, "n_boot must be an int >= 1, was 0"),
+        ({"horizon": "3D"}, "horizon '3D' is longer than the data \\(2 days"),
+        ({"entry_every": "7D"}, "entry_every '7D' is longer than the data"),
         ({"margin_mode": "crossed"}, "did you mean 'cross'"),
         ({"taker_fe": 0.0}, "unknown engine setting 'taker_fe'; did you mean 'taker_fee'"),
         ({"horizon": "1min"}, "horizon must be a positive whole number of bars"),
@@ -75,8 +78,9 @@ def test_entry_indices_start_at_first_aligned_bar() -> None:
 )
 def test_bad_input_raises_one_line_config_error(kwargs: dict, message: str) -> None:
     market = gbm_market(n_hours=48, sigma_per_minute=0.001, seed=0)
-    with pytest.raises(ConfigError, match=message):
-        bt.survival_study(market, **kwargs)
+    with pytest.raises(ConfigError, match=message) as info:
+        bt.survival_study(market, **{"horizon": "12h", **kwargs})
+    assert "\n" not in str(info.value)
 
 
 def test_market_must_be_a_market() -> None:
