@@ -171,26 +171,15 @@ def default_out(args: argparse.Namespace) -> str:
 
 
 def load_strategy(name: str | None) -> Any:
-    """Return the strategy module ``strategies.<name>`` (None for plain holds)."""
+    """Return the --strategy module: a bundled name or a .py file (None for plain holds)."""
     if name is None:
         return None
-    import importlib
-    import pkgutil
-
-    from backtester.errors import did_you_mean
+    import strategies  # the one strategy loader; a relative file is relative to the cwd
 
     try:
-        import strategies
-    except ModuleNotFoundError:
-        raise ConfigError(
-            f"--strategy needs the strategies package next to backtester, was {name!r}"
-        ) from None
-    known = [m.name for m in pkgutil.iter_modules(strategies.__path__)]
-    if name not in known:
-        raise ConfigError(
-            f"--strategy must be one of {', '.join(known)}, was {name!r}{did_you_mean(name, known)}"
-        )
-    return importlib.import_module(f"strategies.{name}")
+        return strategies.load(name)
+    except ConfigError as exc:
+        raise ConfigError(f"--strategy: {exc}") from exc
 
 
 def _engine_settings(args: argparse.Namespace) -> dict[str, Any]:

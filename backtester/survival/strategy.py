@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from backtester._typing import I64Array
-from backtester.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from backtester.market import Market
@@ -82,17 +81,14 @@ def strategy_outcomes(
     horizon_bars: int,
 ) -> tuple[pd.DataFrame, dict[str, Any], float, float]:
     """Run ``strategy`` from every start for every setting; return (settings, arrays, s, cash)."""
+    import strategies  # the one strategy loader checks what a strategy must define
     from backtester.config import RunConfig
     from backtester.engine.enums import Stat
     from backtester.engine.run import run_sweep
     from backtester.params import ParamGrid
 
-    params = getattr(strategy, "PARAMS", None)
-    if not isinstance(params, dict) or not callable(getattr(strategy, "signals", None)):
-        raise ConfigError(
-            "strategy must be a module or object with PARAMS (dict) and signals(market, grid), "
-            f"was {strategy!r}; e.g. `import strategies.sma_cross as s` then strategy=s"
-        )
+    strategies.check(strategy)
+    params: dict[str, Any] = strategy.PARAMS
     engine_axes = {k: v for k, v in axes.items() if k != "side"}
     names = [*params, *engine_axes]
     combos = list(itertools.product(*[params[k] for k in params], *engine_axes.values()))

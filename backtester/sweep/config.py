@@ -43,7 +43,6 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from backtester._typing import EXCHANGES
@@ -267,29 +266,16 @@ def _engine_fields() -> dict[str, dataclasses.Field[Any]]:
     return {f.name: f for f in dataclasses.fields(RunConfig)}
 
 
-def _load_strategy(name: str) -> ModuleType:
-    import importlib
+def _load_strategy(name: str, source: str = "<dict>") -> Any:
+    # the one strategy loader (strategies.params / strategies.load): a bundled name, or a .py
+    # file relative to the config file; a file's PARAMS literal is read here WITHOUT running the
+    # file, which the runner loads only after the whole config has validated
+    from types import SimpleNamespace
 
     import strategies
 
-    if name in strategies.available():
-        return strategies.get(name)
-    # a user strategy given as an importable module name ("momentum", "my_pkg.momentum")
-    try:
-        module = importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if "." not in name and exc.name == name:
-            return strategies.get(name)  # raises ConfigError with a suggestion
-        raise ConfigError(
-            f"strategy module {name!r} cannot be imported ({exc}); check the name and that its "
-            "package is on sys.path (the CLI adds the current directory)"
-        ) from exc
-    if not hasattr(module, "signals") or not hasattr(module, "PARAMS"):
-        raise ConfigError(
-            f"strategy module {name!r} must define signals(market, grid) and PARAMS; "
-            "see docs/writing-a-strategy.md"
-        )
-    return module
+    base = None if source.startswith("<") else Path(source).parent
+    return SimpleNamespace(PARAMS=strategies.params(name, base=base))
 
 
 def _normalise_time(value: Any) -> str:
@@ -508,7 +494,7 @@ class _Parser:
         self.check_keys(data, _STRATEGY_KEYS, "[strategy]")
         name = self.string(data, "name", "[strategy]", None)
         try:
-            module = _load_strategy(name)
+            module = _load_strategy(name, self.source)
         except BacktesterError as exc:
             raise self.fail("[strategy] name", str(exc)) from exc
         params = getattr(module, "PARAMS", None)

@@ -5,7 +5,7 @@ test changes every bar after a cut (prices and funding) and asserts that every s
 including the cut stays the same: a signal seen at the close of bar i may use bars 0..i only.
 
 This module is also the "momentum" example strategy of the guide (PARAMS + signals below), so
-``name = "tests.unit.test_strategy_template"`` works in a sweep config.
+``name = "tests/unit/test_strategy_template.py"`` (its file) works in a sweep config.
 """
 
 from __future__ import annotations
@@ -137,10 +137,10 @@ def test_changed_market_keeps_the_past(market: bt.Market) -> None:
 
 
 def test_example_strategy_sweeps_from_a_config(tmp_path: Path) -> None:
-    # the guide's momentum module, swept by its dotted name with the batch runner
+    # the guide's momentum module, swept by its file path with the batch runner
     config = {
         "market": {"symbols": ["BTC/USDT:USDT"], "start": "2024-06-01", "end": "2024-08-01"},
-        "strategy": {"name": __name__},
+        "strategy": {"name": __file__},
         "engine": {"grid": {"leverage": [1, 5]}},
     }
     run = bt.run_config(config, out=tmp_path / "momentum", workers=1)

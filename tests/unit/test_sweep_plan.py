@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given
@@ -11,7 +12,8 @@ from hypothesis import strategies as st
 from backtester.sweep.config import parse_spec
 from backtester.sweep.plan import chunk_values, make_plan
 
-STRATEGY = "tests.unit.test_sweep_config"  # PARAMS window=[2, 3], side=[long, short]
+# a strategy file: PARAMS window=[2, 3], side=[long, short]
+STRATEGY = str(Path(__file__).with_name("test_sweep_config.py"))
 
 
 def spec_for(leverages: list[int], stops: list[float], symbols: list[str]) -> Any:
