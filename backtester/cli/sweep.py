@@ -7,7 +7,6 @@ print where the results are.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,8 +43,29 @@ def register(subparsers: Any) -> None:
     sw.add_argument(
         "--scheduler",
         default=None,
-        metavar="tcp://HOST:PORT",
-        help="run the chunks on this Dask distributed scheduler (needs backtester[dask])",
+        metavar="tls://HOST:PORT",
+        help="run the chunks on this Dask distributed scheduler (needs backtester[dask]). "
+        "Dask sends pickles, which run code: use tls:// with --tls-ca-file/--tls-cert/--tls-key; "
+        "plain tcp:// is unauthenticated and must only reach a cluster you trust (loopback, or "
+        "another host with --allow-insecure-scheduler)",
+    )
+    sw.add_argument(
+        "--tls-ca-file", default=None, metavar="PEM", help="CA certificate of a tls:// cluster"
+    )
+    sw.add_argument(
+        "--tls-cert", default=None, metavar="PEM", help="this client's certificate (tls://)"
+    )
+    sw.add_argument(
+        "--tls-key",
+        default=None,
+        metavar="PEM",
+        help="this client's private key, if it is not inside --tls-cert",
+    )
+    sw.add_argument(
+        "--allow-insecure-scheduler",
+        action="store_true",
+        help="accept a plain tcp:// scheduler on another host (anyone who can reach the "
+        "cluster can run code on this machine; only on a network you trust)",
     )
     sw.add_argument(
         "--workers",
@@ -84,8 +104,6 @@ def register(subparsers: Any) -> None:
 def _sweep(args: argparse.Namespace) -> int:
     from backtester.sweep import run_config
 
-    if os.getcwd() not in sys.path:  # user strategies next to the config import by name
-        sys.path.insert(0, os.getcwd())
     if args.scheduler is not None and args.workers is not None:
         raise ConfigError("--workers applies to local runs; leave it out with --scheduler")
     try:
@@ -97,6 +115,8 @@ def _sweep(args: argparse.Namespace) -> int:
             progress=not args.no_progress and sys.stderr.isatty(),
             workers=args.workers,
             chunk_size=args.chunk_size,
+            security=_security(args),
+            allow_insecure_scheduler=args.allow_insecure_scheduler,
         )
     except KeyboardInterrupt:
         print(
@@ -115,6 +135,20 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.report:
         print(f"report:  {_write_report(run, None, None, 10)}")
     return 0
+
+
+def _security(args: argparse.Namespace) -> Any:
+    from backtester.sweep.executors import DaskSecurity
+
+    files = (args.tls_ca_file, args.tls_cert, args.tls_key)
+    if all(f is None for f in files):
+        return None
+    if args.tls_ca_file is None or args.tls_cert is None:
+        raise ConfigError(
+            "--tls-ca-file and --tls-cert go together (plus --tls-key if the key is a separate "
+            "file); pass both"
+        )
+    return DaskSecurity(ca_file=args.tls_ca_file, cert=args.tls_cert, key=args.tls_key)
 
 
 def _write_report(run: Any, out: str | None, metric: str | None, top: int) -> Path:

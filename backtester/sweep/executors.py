@@ -12,15 +12,27 @@ one chunk (signals, statistics, parquet) with another chunk's kernel. Measured o
 in-process vs 31-47 s with two processes, i.e. equal within noise, while two processes need about
 twice the memory (0.71 vs 0.38 GiB peak) and ~3 s to start. Processes stay the default (they
 also keep a crash in one chunk away from the runner); use ``--workers 1`` for small sweeps.
+
+Security of Dask: a Dask client, scheduler and workers exchange pickles, and unpickling runs
+code. Over plain ``tcp://`` nothing is authenticated or encrypted, so anyone who can reach the
+scheduler or a worker can run code in this process and read the data. ``DaskExecutor`` therefore
+accepts ``tcp://`` only on a loopback address (and warns even then), refuses it to another host
+unless ``allow_insecure=True`` (``--allow-insecure-scheduler``: a cluster on a network you
+trust), and supports ``tls://`` with certificates (``DaskSecurity``, i.e. ``--tls-ca-file``,
+``--tls-cert``, ``--tls-key``), which authenticates both ends and encrypts the traffic.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeAlias
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -31,9 +43,11 @@ from backtester.sweep.plan import Chunk
 __all__ = [
     "ChunkFunction",
     "DaskExecutor",
+    "DaskSecurity",
     "Executor",
     "ProcessExecutor",
     "SerialExecutor",
+    "check_scheduler",
     "make_executor",
 ]
 
@@ -152,17 +166,152 @@ class ProcessExecutor:
 # -- Dask ---------------------------------------------------------------------------------------
 
 
-class DaskExecutor:
-    """Run chunks on a Dask distributed cluster at ``address`` (``tcp://HOST:PORT``).
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DaskSecurity:
+    """TLS certificates for a ``tls://`` Dask scheduler (``distributed.Security``).
 
-    The markets are scattered to every worker once; each chunk is one task. Results come back
-    to this process, which writes them, so the workers need no shared filesystem.
+    Parameters
+    ----------
+    ca_file : str or Path
+        The certificate authority that signed the scheduler's and workers' certificates.
+    cert : str or Path
+        This client's certificate (PEM); it may also hold the private key.
+    key : str or Path, optional
+        This client's private key (PEM), when it is not inside ``cert``.
     """
 
-    def __init__(self, function: ChunkFunction, address: str, *, timeout: str = "10s") -> None:
+    ca_file: str | Path
+    cert: str | Path
+    key: str | Path | None = None
+
+    def __post_init__(self) -> None:
+        for option, value in (
+            ("--tls-ca-file", self.ca_file),
+            ("--tls-cert", self.cert),
+            ("--tls-key", self.key),
+        ):
+            if value is None:
+                continue
+            path = Path(value)
+            if not path.is_file():
+                raise ConfigError(
+                    f"{option} {str(value)!r} is not a file; pass the path of a PEM file"
+                )
+            try:
+                with path.open("rb"):
+                    pass
+            except OSError as exc:
+                raise ConfigError(
+                    f"{option} {str(value)!r} cannot be read ({exc.strerror or exc}); "
+                    "check its permissions"
+                ) from exc
+
+    def to_distributed(self) -> Any:
+        """Return the ``distributed.Security`` object (encryption required)."""
+        dist = _import_distributed("tls://")
+        return dist.Security(
+            tls_ca_file=str(self.ca_file),
+            tls_client_cert=str(self.cert),
+            tls_client_key=None if self.key is None else str(self.key),
+            require_encryption=True,
+        )
+
+
+_SCHEMES = ("tcp", "tls")
+
+
+def _import_distributed(address: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module("distributed")
+    except ImportError as exc:
+        raise ConfigError(
+            f"--scheduler {address} needs Dask distributed, which is not installed; "
+            "pip install 'backtester[dask]'"
+        ) from exc
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
+
+
+def check_scheduler(
+    address: str, *, security: DaskSecurity | None = None, allow_insecure: bool = False
+) -> str:
+    """Return the scheduler's host after checking the address is safe to send pickles to.
+
+    Raises
+    ------
+    ConfigError
+        For an address that is not ``tcp://HOST:PORT`` or ``tls://HOST:PORT``, a ``tls://``
+        address without certificates (or certificates with ``tcp://``), or a plain ``tcp://``
+        address that is not loopback without ``allow_insecure``.
+    """
+    if not isinstance(address, str) or "://" not in address:
+        raise ConfigError(
+            f"scheduler must be an address like tls://HOST:PORT or tcp://HOST:PORT, was {address!r}"
+        )
+    parts = urlsplit(address)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    host = parts.hostname or ""
+    if parts.scheme not in _SCHEMES or not host or port is None:
+        raise ConfigError(
+            f"scheduler must be an address like tls://HOST:PORT or tcp://HOST:PORT, was {address!r}"
+        )
+    if parts.scheme == "tls" and security is None:
+        raise ConfigError(
+            f"--scheduler {address} needs certificates: pass --tls-ca-file, --tls-cert "
+            "(and --tls-key if the key is a separate file)"
+        )
+    if parts.scheme == "tcp" and security is not None:
+        raise ConfigError(
+            f"--tls-* certificates need a tls:// scheduler, was {address!r}; write "
+            f"tls://{parts.netloc}"
+        )
+    if parts.scheme == "tcp" and not _is_loopback(host) and not allow_insecure:
+        raise ConfigError(
+            f"--scheduler {address} is plain tcp to another host: Dask sends pickles (code) "
+            "unauthenticated and unencrypted, so anyone on the network could run code here; "
+            "use tls:// with --tls-ca-file/--tls-cert/--tls-key, or pass "
+            "--allow-insecure-scheduler for a cluster on a network you trust"
+        )
+    return host
+
+
+class DaskExecutor:
+    """Run chunks on a Dask distributed cluster at ``address``.
+
+    ``address`` is ``tls://HOST:PORT`` with ``security`` (certificates), or ``tcp://HOST:PORT``
+    on loopback; plain tcp to another host needs ``allow_insecure=True`` (see the module
+    docstring: Dask's messages are pickles, which run code). The markets are scattered to every
+    worker once; each chunk is one task. Results come back to this process, which writes them,
+    so the workers need no shared filesystem (a strategy file must exist at the same absolute
+    path on the workers).
+    """
+
+    def __init__(
+        self,
+        function: ChunkFunction,
+        address: str,
+        *,
+        timeout: str = "10s",
+        security: DaskSecurity | None = None,
+        allow_insecure: bool = False,
+    ) -> None:
+        check_scheduler(address, security=security, allow_insecure=allow_insecure)
         self.function = function
         self.address = address
         self.timeout = timeout
+        self.security = security
 
     def __repr__(self) -> str:
         return f"DaskExecutor({self.address!r})"
@@ -170,17 +319,20 @@ class DaskExecutor:
     def run(
         self, spec: SweepSpec, chunks: Sequence[Chunk], markets: Mapping[str, Any]
     ) -> Iterator[tuple[Chunk, ChunkOutput]]:
-        import importlib
-
+        dist = _import_distributed(self.address)
+        if self.security is None:
+            log.warning(
+                "Dask scheduler %s: plain tcp is unauthenticated and carries pickles (code); use "
+                "it only with a cluster you trust (prefer tls:// with certificates)",
+                self.address,
+            )
+        options: dict[str, Any] = {}
+        if self.security is not None:
+            options["security"] = self.security.to_distributed()
         try:
-            dist: Any = importlib.import_module("distributed")
-        except ImportError as exc:
-            raise ConfigError(
-                f"--scheduler {self.address} needs Dask distributed, which is not installed; "
-                "pip install 'backtester[dask]'"
-            ) from exc
-        try:
-            client: Any = dist.Client(self.address, timeout=self.timeout, set_as_default=False)
+            client: Any = dist.Client(
+                self.address, timeout=self.timeout, set_as_default=False, **options
+            )
         except (OSError, TimeoutError) as exc:
             raise ConfigError(
                 f"cannot connect to the Dask scheduler at {self.address!r} ({exc}); "
@@ -226,19 +378,26 @@ class DaskExecutor:
 
 
 def make_executor(
-    function: ChunkFunction, *, workers: int | None = None, scheduler: str | None = None
+    function: ChunkFunction,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    security: DaskSecurity | None = None,
+    allow_insecure: bool = False,
 ) -> SerialExecutor | ProcessExecutor | DaskExecutor:
     """Return the executor for the CLI options ``--workers`` and ``--scheduler``.
 
     ``scheduler`` wins over ``workers``; ``workers=None`` means one process per core and
-    ``workers=1`` runs in this process.
+    ``workers=1`` runs in this process. ``security`` and ``allow_insecure`` go to
+    ``DaskExecutor`` (see its checks).
     """
     if scheduler is not None:
-        if not isinstance(scheduler, str) or "://" not in scheduler:
-            raise ConfigError(
-                f"scheduler must be an address like tcp://HOST:PORT, was {scheduler!r}"
-            )
-        return DaskExecutor(function, scheduler)
+        return DaskExecutor(function, scheduler, security=security, allow_insecure=allow_insecure)
+    if security is not None or allow_insecure:
+        raise ConfigError(
+            "--tls-* and --allow-insecure-scheduler apply to --scheduler; add --scheduler or "
+            "leave them out"
+        )
     count = _cores() if workers is None else workers
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ConfigError(f"workers must be an integer >= 1, was {workers!r}; try --workers 2")

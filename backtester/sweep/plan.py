@@ -9,6 +9,7 @@ run rebuilds exactly the same chunks.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,8 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from backtester.errors import ConfigError
+from backtester.errors import ConfigError, DataError
 from backtester.sweep.config import Scalar, SweepSpec
+from backtester.sweep.store import CHUNK_ID
 
 __all__ = [
     "MAX_CHUNK_COLUMNS",
@@ -31,7 +33,8 @@ __all__ = [
 
 # the default chunk never holds more columns than this (bounds a worker's memory)
 MAX_CHUNK_COLUMNS = 20_000
-PLAN_VERSION = 1
+# 2: the plan records the strategy's source sha256 (a resume with changed code is refused)
+PLAN_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +54,17 @@ class Chunk:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """Every chunk of a sweep, in result order, plus what the plan was built from."""
+    """Every chunk of a sweep, in result order, plus what the plan was built from.
+
+    ``strategy_sha256`` is the sha256 of the strategy's source file (None without a strategy):
+    a run resumes only with the code it started with.
+    """
 
     config_sha256: str
     chunk_size: int
     n_cols: int
     chunks: tuple[Chunk, ...]
+    strategy_sha256: str | None = None
 
     def __iter__(self) -> Iterator[Chunk]:
         return iter(self.chunks)
@@ -69,32 +77,66 @@ class Plan:
         return {
             "version": PLAN_VERSION,
             "config_sha256": self.config_sha256,
+            "strategy_sha256": self.strategy_sha256,
             "chunk_size": self.chunk_size,
             "n_cols": self.n_cols,
             "chunks": [[c.id, c.symbol, c.start, c.stop] for c in self.chunks],
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Plan:
-        """Rebuild a plan written by ``to_dict``."""
-        try:
-            if data["version"] != PLAN_VERSION:
-                raise ConfigError(
-                    f"plan.json version must be {PLAN_VERSION}, was {data['version']!r}; "
-                    "start a new run with another --out"
-                )
-            return cls(
-                config_sha256=str(data["config_sha256"]),
-                chunk_size=int(data["chunk_size"]),
-                n_cols=int(data["n_cols"]),
-                chunks=tuple(
-                    Chunk(str(i), str(s), int(a), int(b)) for i, s, a, b in data["chunks"]
-                ),
+    def from_dict(cls, data: dict[str, Any], *, source: str = "plan.json") -> Plan:
+        """Rebuild a plan written by ``to_dict``; ``source`` names the file in errors.
+
+        Raises
+        ------
+        DataError
+            If the data is not a plan of this version, or a chunk id, symbol or column range
+            is malformed (a tampered chunk id could otherwise name a file outside the run).
+        """
+        fix = "the plan was edited or damaged; start a new run with another --out"
+        if data.get("version") != PLAN_VERSION:
+            raise DataError(
+                f"{source}: version must be {PLAN_VERSION}, was {data.get('version')!r}; a plan "
+                "of another backtester version cannot be resumed, start a new run with another "
+                "--out"
             )
+        try:
+            strategy = data["strategy_sha256"]
+            config_sha = data["config_sha256"]
+            chunk_size, n_cols, rows = data["chunk_size"], data["n_cols"], data["chunks"]
+            if not isinstance(config_sha, str) or not _SHA256.fullmatch(config_sha):
+                raise ValueError(f"config_sha256 {config_sha!r:.40} is not a sha256")
+            if strategy is not None and (
+                not isinstance(strategy, str) or not _SHA256.fullmatch(strategy)
+            ):
+                raise ValueError(f"strategy_sha256 {strategy!r:.40} is not a sha256")
+            if not _is_count(chunk_size) or not _is_count(n_cols) or not isinstance(rows, list):
+                raise ValueError("chunk_size, n_cols or chunks has the wrong type")
+            chunks = []
+            for row in rows:
+                if not isinstance(row, list) or len(row) != 4:
+                    raise ValueError(f"chunk {row!r:.60} is not [id, symbol, start, stop]")
+                chunk_id, symbol, start, stop = row
+                if not isinstance(chunk_id, str) or not CHUNK_ID.fullmatch(chunk_id):
+                    raise ValueError(f"chunk id {chunk_id!r:.60} is not like '000-0000000000'")
+                if not isinstance(symbol, str) or not symbol:
+                    raise ValueError(f"chunk {chunk_id} symbol {symbol!r:.60} is not a symbol")
+                if not (_is_count(start, 0) and _is_count(stop) and start < stop <= n_cols):
+                    raise ValueError(f"chunk {chunk_id} range [{start!r}, {stop!r}) is invalid")
+                chunks.append(Chunk(chunk_id, symbol, start, stop))
         except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"plan.json is damaged ({type(exc).__name__}: {exc}); start a new run with another --out"
-            ) from exc
+            what = f"has no {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise DataError(f"{source}: {what}; {fix}") from None
+        if len({c.id for c in chunks}) != len(chunks):
+            raise DataError(f"{source}: lists a chunk id twice; {fix}")
+        return cls(config_sha, chunk_size, n_cols, tuple(chunks), strategy)
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _is_count(value: Any, low: int = 1) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
 def default_chunk_size(spec: SweepSpec) -> int:
@@ -105,8 +147,12 @@ def default_chunk_size(spec: SweepSpec) -> int:
     return max(1, min(MAX_CHUNK_COLUMNS, math.ceil(spec.n_cols / 4)))
 
 
-def make_plan(spec: SweepSpec, chunk_size: int | None = None) -> Plan:
+def make_plan(
+    spec: SweepSpec, chunk_size: int | None = None, *, strategy_sha256: str | None = None
+) -> Plan:
     """Split every symbol's columns into consecutive chunks of ``chunk_size`` columns.
+
+    ``strategy_sha256`` (the strategy source's hash) is recorded in the plan.
 
     Raises
     ------
@@ -123,7 +169,7 @@ def make_plan(spec: SweepSpec, chunk_size: int | None = None) -> Plan:
         for s, symbol in enumerate(spec.market.symbols)
         for start in range(0, spec.n_cols, size)
     ]
-    return Plan(spec.fingerprint(), size, spec.n_cols, tuple(chunks))
+    return Plan(spec.fingerprint(), size, spec.n_cols, tuple(chunks), strategy_sha256)
 
 
 def chunk_values(spec: SweepSpec, start: int, stop: int) -> dict[str, list[Scalar]]:

@@ -3,10 +3,15 @@
 ``run_config`` validates the config, loads every market once, writes the plan, then runs the
 chunks that are not on disk yet and appends nothing twice: each chunk's rows go to their own
 file, written atomically, and the result table is assembled from the files in plan order.
+
+One process at a time runs a run directory (an OS lock, ``RunStore.lock``). The plan records the
+sha256 of the strategy's source; a resume with other code is refused, and every chunk, in any
+worker, runs exactly that code (``strategies.load(..., sha256=...)``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import sys
@@ -20,15 +25,47 @@ import pandas as pd
 
 from backtester.errors import ConfigError, DataError, did_you_mean
 from backtester.sweep.config import SURVIVAL_SETTINGS, SweepSpec, load_spec, parse_spec
-from backtester.sweep.executors import ChunkFunction, Executor, make_executor
+from backtester.sweep.executors import ChunkFunction, DaskSecurity, Executor, make_executor
 from backtester.sweep.plan import Chunk, Plan, chunk_values, key_frame, make_plan
-from backtester.sweep.store import RunStore, write_json_atomic
+from backtester.sweep.store import LOCK_NAME, RunStore, _os_error, write_json_atomic
 
 __all__ = ["Run", "open_run", "run_chunk", "run_config", "survival_chunk", "sweep_chunk"]
 
 log = logging.getLogger(__name__)
 
 MarketLoader = Callable[[SweepSpec, str], Any]
+
+# strategy file -> the source sha256 this process must run (set by the runner and _Pinned)
+_PINS: dict[str, str] = {}
+
+
+def strategy_base(spec: SweepSpec) -> Path | None:
+    """Return the folder a relative strategy path is relative to: the config file's folder."""
+    return None if spec.source.startswith("<") else Path(spec.source).parent
+
+
+def load_strategy(spec: SweepSpec) -> Any:
+    """Return the config's strategy module through the one loader (``strategies.load``)."""
+    import strategies
+
+    if spec.strategy is None:
+        raise ConfigError(f"{spec.source}: [strategy] is missing; a sweep needs a strategy")
+    key = spec.strategy
+    if strategies.is_path(key):
+        key = str(strategies.resolve(key, base=strategy_base(spec)))
+    return strategies.load(key, sha256=_PINS.get(key))
+
+
+@dataclass(frozen=True, slots=True)
+class _Pinned:
+    # a chunk function that runs only the strategy source the plan recorded (in any process)
+    function: ChunkFunction
+    strategy: str
+    sha256: str
+
+    def __call__(self, spec: SweepSpec, chunk: Chunk, market: Any) -> Any:
+        _PINS[self.strategy] = self.sha256
+        return self.function(spec, chunk, market)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,13 +95,10 @@ def sweep_chunk(
     from backtester.config import RunConfig
     from backtester.engine.run import run_sweep
     from backtester.params import ParamGrid
-    from backtester.sweep.config import _load_strategy
 
-    if spec.strategy is None:
-        raise ConfigError(f"{spec.source}: [strategy] is missing; a sweep needs a strategy")
+    strategy = load_strategy(spec)
     values = chunk_values(spec, chunk.start, chunk.stop)
     grid = ParamGrid.zip(**values)
-    strategy = _load_strategy(spec.strategy)
     config = RunConfig(**dict(spec.engine))  # type: ignore[arg-type]
     result = run_sweep(market, strategy, grid, config=config)
     keys = key_frame(spec, chunk)
@@ -99,7 +133,6 @@ def survival_chunk(spec: SweepSpec, chunk: Chunk, market: Any) -> pd.DataFrame:
     A study with ``side = "both"`` gives two rows per setting (one per side).
     """
     from backtester import survival
-    from backtester.sweep.config import _load_strategy
 
     survival_study: Any = survival.survival_study
 
@@ -108,7 +141,7 @@ def survival_chunk(spec: SweepSpec, chunk: Chunk, market: Any) -> pd.DataFrame:
     values = chunk_values(spec, chunk.start, chunk.stop)
     keys = key_frame(spec, chunk)
     scalars = dict(spec.engine)
-    module = None if spec.strategy is None else _load_strategy(spec.strategy)
+    module = None if spec.strategy is None else load_strategy(spec)
     frames = []
     for k in range(chunk.n_cols):
         setting: dict[str, Any] = {**scalars, **{name: values[name][k] for name in values}}
@@ -241,16 +274,42 @@ def open_run(path: str | Path) -> Run:
             f"{str(store.root)!r} is not a sweep run (no run.json); "
             "pass the --out directory of `backtester sweep`"
         )
-    meta = store.read_json(store.run_path)
-    if meta.get("status") != "complete" or not store.results_path.is_file():
+    meta = _read_meta(store)
+    if meta["status"] != "complete" or not store.results_path.is_file():
         done = len(store.finished_chunks()) if store.chunk_dir.is_dir() else 0
         raise DataError(
             f"the sweep in {str(store.root)!r} is not finished ({done} of "
             f"{meta.get('n_chunks', '?')} chunks); resume it with "
             f"`backtester sweep {meta.get('source', 'CONFIG')} --out {store.root} --resume`"
         )
-    table = pd.read_parquet(store.results_path)
+    table = store.read_table(store.results_path)
     return Run(path=store.root, table=table, config=meta["config"], metadata=meta)
+
+
+# run.json keys a reader relies on, with their types
+_META_TYPES: dict[str, type | tuple[type, ...]] = {
+    "status": str,
+    "config": dict,
+    "n_chunks": int,
+    "n_cols": int,
+    "n_symbols": int,
+    "grid_names": list,
+    "data": dict,
+    "backtester_version": str,
+}
+
+
+def _read_meta(store: RunStore) -> dict[str, Any]:
+    # run.json, with the keys a reader relies on checked (DataError naming the file and key)
+    meta = store.read_json(store.run_path)
+    for key, kind in _META_TYPES.items():
+        value = meta.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise DataError(
+                f"{store.run_path}: {key} must be {getattr(kind, '__name__', kind)}, was "
+                f"{value!r:.60}; the file is damaged, start a new run with another --out"
+            )
+    return meta
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,44 +384,100 @@ def _is_fresh(store: RunStore) -> bool:
     # a missing or empty directory, or one a run was killed in before its plan was written
     if not store.root.exists():
         return True
-    for path in store.root.iterdir():
-        if path == store.chunk_dir and not any(path.iterdir()):
-            continue
-        if path == store.run_path or path.name.startswith(".tmp-"):
-            continue
-        return False
+    if not store.root.is_dir():
+        raise ConfigError(
+            f"--out {str(store.root)!r} is a file, not a directory; choose another --out"
+        )
+    try:
+        entries = list(store.root.iterdir())
+        for path in entries:
+            if path == store.chunk_dir and path.is_dir() and not any(path.iterdir()):
+                continue
+            if path == store.run_path or path.name.startswith(".tmp-") or path.name == LOCK_NAME:
+                continue
+            return False
+    except OSError as exc:
+        raise _os_error(exc, store.root, "read") from exc
     return True
 
 
-def _open_plan(
-    spec: SweepSpec, store: RunStore, *, resume: bool, chunk_size: int | None
-) -> tuple[Plan, bool]:
-    # returns (plan, resumed)
+def _check_out(store: RunStore, *, resume: bool) -> None:
+    # before anything is written: --out must be a new or empty directory, or a run to resume
     if store.has_plan():
         if not resume:
             raise ConfigError(
                 f"--out {str(store.root)!r} already holds a sweep; pass --resume to continue it "
                 "or choose another --out"
             )
-        plan = Plan.from_dict(store.read_json(store.plan_path))
-        if plan.config_sha256 != spec.fingerprint():
-            raise ConfigError(
-                f"--resume: {spec.source} does not match the config the run in "
-                f"{str(store.root)!r} was started with (config sha256 {spec.fingerprint()[:12]} "
-                f"!= {plan.config_sha256[:12]}); resume with the original config or use a new --out"
-            )
-        if chunk_size is not None and chunk_size != plan.chunk_size:
-            raise ConfigError(
-                f"--resume: chunk_size must match the run's plan ({plan.chunk_size}), was "
-                f"{chunk_size}; leave --chunk-size out when resuming"
-            )
-        return plan, True
+        return
     if not _is_fresh(store):
         raise ConfigError(
             f"--out {str(store.root)!r} exists and is not an empty sweep directory; "
             "choose a new --out"
         )
-    return make_plan(spec, chunk_size), False
+
+
+def _open_plan(
+    spec: SweepSpec,
+    store: RunStore,
+    *,
+    resume: bool,
+    chunk_size: int | None,
+    strategy_sha256: str | None,
+) -> tuple[Plan, bool]:
+    # returns (plan, resumed); called with the run directory locked
+    _check_out(store, resume=resume)
+    if not store.has_plan():
+        return make_plan(spec, chunk_size, strategy_sha256=strategy_sha256), False
+    plan = Plan.from_dict(store.read_json(store.plan_path), source=str(store.plan_path))
+    if plan.config_sha256 != spec.fingerprint():
+        raise ConfigError(
+            f"--resume: {spec.source} does not match the config the run in "
+            f"{str(store.root)!r} was started with (config sha256 {spec.fingerprint()[:12]} "
+            f"!= {plan.config_sha256[:12]}); resume with the original config or use a new --out"
+        )
+    if chunk_size is not None and chunk_size != plan.chunk_size:
+        raise ConfigError(
+            f"--resume: chunk_size must match the run's plan ({plan.chunk_size}), was "
+            f"{chunk_size}; leave --chunk-size out when resuming"
+        )
+    if plan.strategy_sha256 != strategy_sha256:
+        raise ConfigError(
+            f"--resume: the code of strategy {spec.strategy!r} changed since the run in "
+            f"{str(store.root)!r} started (source sha256 {str(strategy_sha256)[:12]} != "
+            f"{str(plan.strategy_sha256)[:12]}); results of two versions must not mix: restore "
+            "the original strategy file or start a new run with another --out"
+        )
+    expected = make_plan(spec, plan.chunk_size, strategy_sha256=strategy_sha256)
+    if plan != expected:
+        raise DataError(
+            f"{store.plan_path}: its chunks are not the ones the config makes (chunk size "
+            f"{plan.chunk_size}); the plan was edited or damaged, start a new run with another --out"
+        )
+    return plan, True
+
+
+def _strategy_source(spec: SweepSpec) -> tuple[SweepSpec, str | None]:
+    # the spec the workers get (a strategy file by its absolute path) and the source's sha256
+    import strategies
+
+    if spec.strategy is None:
+        return spec, None
+    try:
+        if not strategies.is_path(spec.strategy):
+            return spec, strategies.source_sha256(spec.strategy)
+        path = strategies.resolve(spec.strategy, base=strategy_base(spec))
+        sha = strategies.source_sha256(path)
+    except ConfigError as exc:
+        raise ConfigError(f"{spec.source}: [strategy] name {exc}") from exc
+    return dataclasses.replace(spec, strategy=str(path)), sha
+
+
+def _write_json(path: Path, data: Any) -> None:
+    try:
+        write_json_atomic(path, data)
+    except OSError as exc:
+        raise _os_error(exc, path, "write") from exc
 
 
 _PREFLIGHT_BARS = 500
@@ -381,7 +496,6 @@ def _check_strategy_values(spec: SweepSpec, markets: Mapping[str, Any]) -> None:
     if spec.strategy is None or not spec.strategy_params or not markets:
         return
     from backtester.params import ParamGrid
-    from backtester.sweep.config import _load_strategy
 
     market = next(iter(markets.values()))
     if market.n_bars < 2:
@@ -395,7 +509,7 @@ def _check_strategy_values(spec: SweepSpec, markets: Mapping[str, Any]) -> None:
     else:
         first = {name: v[:1] for name, v in values.items()}
         grids = [ParamGrid.product(**{**first, name: v}) for name, v in values.items()]
-    module = _load_strategy(spec.strategy)
+    module = load_strategy(spec)
     for grid in grids:
         try:
             module.signals(sub, grid)
@@ -409,50 +523,45 @@ def _check_strategy_values(spec: SweepSpec, markets: Mapping[str, Any]) -> None:
             return
 
 
-class _NoSignals:
-    # a strategy that never trades: the engine validates its settings and returns at once
-    __name__ = "preflight"
+def _check_engine_values(spec: SweepSpec, markets: Mapping[str, Any]) -> None:
+    """Fail before any work when a market's rules refuse the config's engine settings.
 
-    def __init__(self) -> None:
-        self.PARAMS: dict[str, list[Any]] = {"preflight": [0]}
-
-    @staticmethod
-    def signals(market: Any, grid: Any) -> Any:
-        import numpy as np
-
-        from backtester.signals import Signals
-
-        return Signals(np.zeros((market.n_bars, grid.n_cols), dtype=np.bool_))
-
-
-def _check_leverage_limit(spec: SweepSpec, markets: Mapping[str, Any]) -> None:
-    """Fail before any work when a symbol's tier tables refuse the config's highest leverage.
-
-    The engine checks leverage against the lowest tier-1 maximum of the tables in force over the
-    market's range; without this check that error came from a worker after the run directory
-    was made, naming neither the file nor the key. One column that never trades runs per symbol.
+    Each symbol's grid of engine settings is checked with :func:`bt.check_run
+    <backtester.engine.run.check_run>` (leverage against the tier tables in force over the
+    market's range, a flat maintenance rate against leverage, detail bars, memory); without
+    this check the error came from a worker after the run directory was made, naming neither
+    the file nor the key. A very large grid is checked one swept name at a time (the others at
+    their first value), as the strategy values are.
     """
-    swept = "leverage" in spec.engine_grid_names
-    if any(n in spec.engine_grid_names for n in ("exchange", "tier_table")):
-        return  # the tables differ per column: the run itself checks each one
-    values = spec.values("leverage") if swept else (dict(spec.engine).get("leverage"),)
-    numbers = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
-    if not numbers:
-        return
     from backtester.config import RunConfig
-    from backtester.engine.run import run_sweep
+    from backtester.engine.run import check_run
     from backtester.params import ParamGrid
 
-    settings: dict[str, Any] = {**dict(spec.engine), "leverage": max(numbers)}
-    config = RunConfig(**settings)
-    where = "[engine.grid] leverage" if swept else "[engine] leverage"
-    for market in markets.values():
+    names = [n for n in spec.engine_grid_names if n not in ("symbol", "col")]
+    values = {name: list(spec.values(name)) for name in names}
+    if math.prod(len(v) for v in values.values()) <= _PREFLIGHT_COLS:
+        grids = [ParamGrid.product(**values)]
+    else:
+        first = {name: v[:1] for name, v in values.items()}
+        grids = [ParamGrid.product(**{**first, name: v}) for name, v in values.items()]
+    config = RunConfig(**dict(spec.engine))  # type: ignore[arg-type]
+    for symbol, market in markets.items():
         if market.n_bars < 2:
             continue
-        try:
-            run_sweep(market, _NoSignals(), ParamGrid.zip(preflight=[0]), config=config)
-        except ConfigError as exc:
-            raise ConfigError(f"{spec.source}: {where} is too high: {exc}") from exc
+        for grid in grids:
+            try:
+                check_run(market, grid, config=config)
+            except ConfigError as exc:
+                where = _section_of(spec, str(exc))
+                raise ConfigError(f"{spec.source}: {where} does not fit {symbol}: {exc}") from exc
+
+
+def _section_of(spec: SweepSpec, message: str) -> str:
+    # the config key an engine error is about: the first swept or fixed setting it names
+    for name in (*spec.engine_grid_names, *dict(spec.engine)):
+        if message.startswith(name) or f" {name} " in f" {message} ":
+            return f"[engine.grid] {name}" if name in spec.engine_grid_names else f"[engine] {name}"
+    return "[engine]"
 
 
 def _execute(
@@ -465,6 +574,8 @@ def _execute(
     chunk_size: int | None,
     workers: int | None = None,
     scheduler: str | None = None,
+    security: DaskSecurity | None = None,
+    allow_insecure_scheduler: bool = False,
     function: ChunkFunction = run_chunk,
     load: MarketLoader = load_spec_market,
 ) -> Run:
@@ -475,46 +586,100 @@ def _execute(
         spec = parse_spec(source)
     else:
         spec = load_spec(source)
+    # the whole config is valid here; only now is a strategy file looked at (hashed, not run)
+    work_spec, strategy_sha = _strategy_source(spec)
     store = RunStore(out)
-    plan, resumed = _open_plan(spec, store, resume=resume, chunk_size=chunk_size)
+    _check_out(store, resume=resume)  # refuse a non-sweep folder before writing into it
     if executor is None:
-        executor = make_executor(function, workers=workers, scheduler=scheduler)
-    complete = resumed and store.results_path.is_file() and store.run_path.is_file()
-    if complete and (done_meta := store.read_json(store.run_path)).get("status") == "complete":
-        log.info("sweep %s is already complete", store.root)
-        done_meta.update(
-            resumed=True, chunks_run=0, elapsed_s=round(time.perf_counter() - started, 3)
+        if strategy_sha is not None and work_spec.strategy is not None:
+            function = _Pinned(function, work_spec.strategy, strategy_sha)
+        executor = make_executor(
+            function,
+            workers=workers,
+            scheduler=scheduler,
+            security=security,
+            allow_insecure=allow_insecure_scheduler,
         )
-        write_json_atomic(store.run_path, done_meta)
-        return open_run(store.root)
+    pin = work_spec.strategy if strategy_sha is not None else None
+    with store.lock():
+        if pin is not None and strategy_sha is not None:
+            _PINS[pin] = strategy_sha  # chunks that run in this process check it too
+        try:
+            return _execute_locked(
+                spec,
+                work_spec,
+                store,
+                resume=resume,
+                executor=executor,
+                progress=progress,
+                chunk_size=chunk_size,
+                strategy_sha=strategy_sha,
+                load=load,
+                started=started,
+            )
+        finally:
+            if pin is not None:
+                _PINS.pop(pin, None)
+
+
+def _execute_locked(
+    spec: SweepSpec,
+    work_spec: SweepSpec,
+    store: RunStore,
+    *,
+    resume: bool,
+    executor: Executor,
+    progress: bool,
+    chunk_size: int | None,
+    strategy_sha: str | None,
+    load: MarketLoader,
+    started: float,
+) -> Run:
+    plan, resumed = _open_plan(
+        spec, store, resume=resume, chunk_size=chunk_size, strategy_sha256=strategy_sha
+    )
+    started_with = _read_meta(store) if resumed else None
+    if started_with is not None and started_with["status"] == "complete":
+        try:
+            store.read_table(store.results_path)
+        except DataError as exc:  # damaged or missing: rebuilt from the chunks below
+            log.warning("%s; rebuilding it from the chunks", exc)
+        else:
+            log.info("sweep %s is already complete", store.root)
+            started_with.update(
+                resumed=True, chunks_run=0, elapsed_s=round(time.perf_counter() - started, 3)
+            )
+            _write_json(store.run_path, started_with)
+            return open_run(store.root)
 
     # every market is loaded (and its data hashed) before any chunk runs
     markets = {symbol: load(spec, symbol) for symbol in spec.market.symbols}
     data = _fingerprints(markets)
-    if resumed and store.run_path.is_file():
-        started_with = store.read_json(store.run_path)
-        version = started_with.get("backtester_version")
+    if started_with is not None:
+        version = started_with["backtester_version"]
         if version != _version():
             raise ConfigError(
                 f"--resume: the run in {str(store.root)!r} was started with backtester {version}, "
                 f"this is {_version()}; results of two versions must not mix, start a new run"
             )
-        before = started_with.get("data", {})
+        before = started_with["data"]
         for symbol, info in data.items():
-            was = before.get(symbol, {}).get("sha256")
+            entry = before.get(symbol)
+            was = entry.get("sha256") if isinstance(entry, dict) else None
             if was != info["sha256"]:
                 raise DataError(
                     f"--resume: the data of {symbol} changed since the run started (sha256 "
                     f"{info['sha256'][:12]} != {str(was)[:12]}); start a new run with another --out"
                 )
-    _check_strategy_values(spec, markets)
-    _check_leverage_limit(spec, markets)
+    _check_strategy_values(work_spec, markets)
+    _check_engine_values(spec, markets)
     store.create()
     meta: dict[str, Any] = {
         "backtester_version": _version(),
         "source": spec.source,
         "config": spec.to_dict(),
         "config_sha256": spec.fingerprint(),
+        "strategy_sha256": strategy_sha,
         "mode": "survival" if spec.survival is not None else "sweep",
         "grid_names": list(spec.names),
         "n_cols": spec.n_cols,
@@ -525,9 +690,11 @@ def _execute(
         "status": "running",
         "executor": repr(executor),
     }
-    write_json_atomic(store.run_path, meta)
+    if work_spec.strategy != spec.strategy:
+        meta["strategy_path"] = work_spec.strategy
+    _write_json(store.run_path, meta)
     if not resumed:  # the plan is written last: its presence means "this run has started"
-        write_json_atomic(store.plan_path, plan.to_dict())
+        _write_json(store.plan_path, plan.to_dict())
 
     expected = None if spec.survival is not None else {c.id: c.n_cols for c in plan}
     finished = store.finished_chunks(expected)
@@ -543,7 +710,7 @@ def _execute(
     cells = {c.id: c.n_cols * int(markets[c.symbol].n_bars) for c in plan}
     bar = _Progress(progress, len(plan), len(finished), cells)
     try:
-        for chunk, output in executor.run(spec, todo, markets):
+        for chunk, output in executor.run(work_spec, todo, markets):
             tables: dict[str, pd.DataFrame] = (
                 dict(output) if isinstance(output, Mapping) else {"results": output}
             )
@@ -569,7 +736,7 @@ def _execute(
         resumed=resumed,
         chunks_run=len(todo),
     )
-    write_json_atomic(store.run_path, meta)
+    _write_json(store.run_path, meta)
     log.info("sweep %s complete in %.1f s: %s", spec.source, elapsed, store.results_path)
     return open_run(store.root)
 
@@ -583,6 +750,8 @@ def run_config(
     progress: bool = False,
     workers: int | None = None,
     chunk_size: int | None = None,
+    security: DaskSecurity | None = None,
+    allow_insecure_scheduler: bool = False,
 ) -> Run:
     """Run a sweep config into the resumable run directory ``out`` and return the Run.
 
@@ -597,13 +766,21 @@ def run_config(
         Continue the run in ``out``: finished chunks are kept, the rest are computed. The config
         and the data must be the ones the run started with.
     scheduler : str, optional
-        ``tcp://HOST:PORT`` of a Dask scheduler; chunks then run on its workers.
+        Address of a Dask scheduler (``tls://HOST:PORT`` with ``security``; ``tcp://`` only
+        on loopback unless ``allow_insecure_scheduler``); chunks then run on its workers.
     progress : bool
         Show a progress bar on stderr (chunks, elapsed, ETA, bar·columns/s).
     workers : int, optional
         Local worker processes (default: one per core; 1 runs in this process).
     chunk_size : int, optional
         Columns per chunk (default: a quarter of a symbol's grid, at most 20,000).
+    security : DaskSecurity, optional
+        TLS certificates for a ``tls://`` scheduler (``DaskSecurity(ca_file=..., cert=...,
+        key=...)``).
+    allow_insecure_scheduler : bool
+        Accept a plain ``tcp://`` scheduler on another host. Dask sends pickles, i.e. code:
+        anyone who can reach an unauthenticated scheduler or worker can run code in this
+        process. Only for a cluster on a network you trust.
 
     Returns
     -------
@@ -613,7 +790,8 @@ def run_config(
     Raises
     ------
     ConfigError
-        For a bad config (before any work), a resume that does not match, or bad options.
+        For a bad config (before any work), a resume that does not match (config, strategy
+        code, package version), an ``out`` used by another running sweep, or bad options.
     DataError
         If a market cannot be loaded or its data changed since the run started.
 
@@ -631,6 +809,8 @@ def run_config(
         chunk_size=chunk_size,
         workers=workers,
         scheduler=scheduler,
+        security=security,
+        allow_insecure_scheduler=allow_insecure_scheduler,
     )
 
 

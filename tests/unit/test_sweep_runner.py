@@ -73,7 +73,7 @@ CONFIG: dict[str, Any] = {
         "start": "2024-01-01",
         "end": "2024-01-15",
     },
-    "strategy": {"name": "tests.unit.test_sweep_runner", "grid": {"window": [2, 3, 4]}},
+    "strategy": {"name": __file__, "grid": {"window": [2, 3, 4]}},
     "engine": {"grid": {"leverage": [1, 5, 20]}},
 }  # 3 windows x 2 sides x 3 leverages = 18 columns per symbol
 
@@ -245,7 +245,7 @@ def test_make_executor_options() -> None:
     assert isinstance(make_executor(toy_chunk, workers=3), ProcessExecutor)
     with pytest.raises(ConfigError, match="workers must be an integer >= 1, was 0"):
         make_executor(toy_chunk, workers=0)
-    with pytest.raises(ConfigError, match="scheduler must be an address like tcp://HOST:PORT"):
+    with pytest.raises(ConfigError, match="scheduler must be an address like tls://HOST:PORT or tcp://HOST:PORT"):
         make_executor(toy_chunk, scheduler="localhost:8786")
 
 
@@ -344,6 +344,6 @@ def test_leverage_above_the_tier_maximum_fails_before_any_work(tmp_path: Path) -
     # Assert
     message = str(info.value)
     assert "\n" not in message
-    assert message.startswith("<dict>: [engine.grid] leverage is too high: ")
+    assert message.startswith("<dict>: [engine.grid] leverage does not fit BTC/USDT:USDT: ")
     assert "(0, 125]" in message and "was 500" in message and "tier_table" in message
     assert not out.exists()
