@@ -311,6 +311,8 @@ def _sweep_run(root: Path) -> Path:
         "status": "complete",
         "mode": "sweep",
         "config": {"market": {"symbols": ["X"]}},
+        "data": {"X": {"sha256": "0" * 64}},
+        "backtester_version": bt.__version__,
         "grid_names": ["leverage"],
         "n_symbols": 1,
         "n_cols": 2,
@@ -357,6 +359,39 @@ def test_cli_report_into_the_run_directory_exits_2_and_keeps_the_run(
     assert main(["report", str(run)]) == 0
     assert (run / "report" / "index.html").is_file()
     assert main(["report", str(run)]) == 0  # its own folder may be written again
+
+
+def _damage_run_json(run: Path) -> Path:
+    (run / "run.json").write_text('{"status": "complete", "config": {"mar')  # cut short
+    return run / "run.json"
+
+
+def _damage_results(run: Path) -> Path:
+    data = (run / "results.parquet").read_bytes()
+    (run / "results.parquet").write_bytes(data[: len(data) // 2])  # cut short
+    return run / "results.parquet"
+
+
+def _binary_run_json(run: Path) -> Path:
+    (run / "run.json").write_bytes(b"\xff\xfe\x00PK\x03\x04")
+    return run / "run.json"
+
+
+@pytest.mark.parametrize("damage", [_damage_run_json, _damage_results, _binary_run_json])
+def test_cli_report_of_a_damaged_run_is_one_line_naming_the_file(
+    damage: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Arrange
+    run = _sweep_run(tmp_path)
+    damaged = damage(run)  # type: ignore[operator]
+    # Act
+    code = main(["report", str(run)])
+    # Assert: exit 2, one line naming the damaged file; no report folder was started
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and str(damaged) in err
+    assert "Traceback" not in err
+    assert not (run / "report").exists()
 
 
 def test_survival_report_is_checked_before_the_comparisons_run(
