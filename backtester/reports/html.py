@@ -173,11 +173,12 @@ def check_output_dir(path: str | os.PathLike[str]) -> Path:
         or cannot be written.
     """
     out = Path(path)
-    if out.parent != out and out.name in _SWEEP_NAMES and _sweep_name(out.parent):
-        raise ConfigError(
-            f"report folder {out} belongs to the sweep run in {out.parent}; a report never "
-            f"writes into a run's files; use --out {out.parent / 'report'} or a new folder"
-        )
+    for inner in (out, *out.parents):  # e.g. <run>/chunks or <run>/chunks/x
+        if inner.name in _SWEEP_NAMES and _sweep_name(inner.parent):
+            raise ConfigError(
+                f"report folder {out} is inside the sweep run in {inner.parent}; a report never "
+                f"writes into a run's files; use --out {inner.parent / 'report'} or a new folder"
+            )
     if out.exists() and not out.is_dir():
         raise ConfigError(f"report folder {out} is a file, not a folder; {_fix(out)}")
     if out.is_dir():

@@ -337,9 +337,10 @@ def test_a_report_never_writes_into_a_sweep_run_directory(
     assert "sweep run directory" in _one_line(exc) and str(run / "report") in _one_line(exc)
     with pytest.raises(ConfigError):
         study.report(str(run), comparisons=False)
-    with pytest.raises(ConfigError) as exc:
-        check_output_dir(run / "chunks")
-    assert "belongs to the sweep run" in _one_line(exc)
+    for inside in (run / "chunks", run / "chunks" / "x"):
+        with pytest.raises(ConfigError) as exc:
+            check_output_dir(inside)
+        assert f"inside the sweep run in {run}" in _one_line(exc)
     assert _snapshot(run) == before
 
 
