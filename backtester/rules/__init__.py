@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from backtester._typing import F64Array
+from backtester.engine.enums import Convention
 from backtester.errors import (
     BacktesterWarning,
     ConfigError,
@@ -101,7 +102,14 @@ class ExchangeRules:
         return max(int(np.searchsorted(self.floors, key, side="left") - 1), 0)
 
     def max_leverage_for(self, notional: float, size: float) -> float:
-        """Return the maximum leverage allowed for a position of this notional (or size)."""
+        """Return the maximum leverage allowed for a position of this notional (or size).
+
+        0.0 past the last tier's cap: the exchange refuses such a position at any leverage (as
+        ``rules.formulas.max_leverage_nb``, which the engine uses to refuse entries).
+        """
+        key = size if self.tier_by_size else notional
+        if key > float(self.caps[-1]):
+            return 0.0
         return float(self.max_leverage[self.tier_index(notional, size)])
 
     def maint_margin(self, notional: float, size: float) -> float:
@@ -110,7 +118,7 @@ class ExchangeRules:
         Pass the notional at mark for Binance and OKX, at entry for Bybit (§1.1, §2.2, §3.3).
         """
         k = self.tier_index(notional, size)
-        amount = 0.0 if self.convention == 1 else float(self.maint_amount[k])
+        amount = 0.0 if self.convention == Convention.OKX else float(self.maint_amount[k])
         return float(notional * self.mmr[k]) - amount
 
     def to_frame(self) -> pd.DataFrame:
@@ -727,13 +735,20 @@ def bankruptcy_price(
 
     ``BP = EP − s·(margin + other_unrealized_pnl)/size`` (§4). Takes the same arguments as
     :func:`liquidation_price` and validates them the same way; ``mmr``, ``maint_amount`` and
-    ``taker_fee`` do not change the result. Returns 0.0 for a long whose BP would be <= 0.
+    ``taker_fee`` do not change the result, so ``maint_amount`` is accepted without ``mmr``
+    here (it must still be a finite number >= 0). Returns 0.0 for a long whose BP would be <= 0.
 
     Examples
     --------
     >>> bankruptcy_price("bybit", "long", 10000, 1, leverage=50)
     9800.0
     """
+    if maint_amount is not None and mmr is None:
+        # a maintenance amount alone (the liquidation formulas need it with a rate) cannot move
+        # the bankruptcy price: check it is a valid amount, then leave it out
+        if _finite(maint_amount, "maint_amount") < 0:
+            raise ConfigError(f"maint_amount must be >= 0, was {maint_amount!r}")
+        maint_amount = None
     return liquidation_quote(
         exchange,
         side,

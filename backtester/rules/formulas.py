@@ -34,7 +34,13 @@ Conventions of the liquidation price (one-way mode):
   MMR applies to the whole position (no maintenance amount) and the tier is chosen by size:
   long ``LP = (EP − M/Q)/(1 − (MMR + f))``, short ``LP = (EP + M/Q)/(1 + (MMR + f))``. In cross
   mode ``M = wallet − other_maint_margin + other_upnl`` (the other positions' terms enter exactly as
-  in Binance's formula). When tiers are by notional the same per-tier scan as Binance is used.
+  in Binance's formula). When tiers are by notional the same per-tier scan as Binance is used,
+  but OKX's MM jumps at every tier floor (no maintenance amount smooths it), so the trigger set
+  need not be a half-line: a long whose entry notional sits just below a floor can meet the
+  trigger after a small RISE that lifts the notional into the next tier. The price returned is
+  the first trigger on the adverse side (down for a long, up for a short), which is the level
+  the engine tests against the mark's adverse extreme; a trigger on the favourable side is not
+  modelled. (OKX's own tiers are by size, where the MM is continuous in the price.)
 - BYBIT (§3.1): maintenance margin valued at ENTRY, ``MM = Q·EP·MMR − deduction`` with the tier of
   the entry notional, ``LP = EP − s·(M − MM)/Q``. Cross uses ``M = wallet − other_maint_margin +
   other_upnl`` (documented extension; Bybit publishes only the isolated formula).
@@ -52,13 +58,15 @@ import math
 from numba import njit
 
 from backtester._typing import F64Array
+from backtester.engine.enums import Convention, Side
 
-BINANCE = 0
-OKX = 1
-BYBIT = 2
+# the codes of engine.enums as plain ints (numba folds module-level ints)
+BINANCE = int(Convention.BINANCE)
+OKX = int(Convention.OKX)
+BYBIT = int(Convention.BYBIT)
 
-LONG = 1
-SHORT = -1
+LONG = int(Side.LONG)
+SHORT = int(Side.SHORT)
 
 __all__ = [
     "BINANCE",
@@ -68,9 +76,6 @@ __all__ = [
     "SHORT",
     "bankruptcy_price_nb",
     "funding_payment_nb",
-    "initial_margin_nb",
-    "legacy_mark_price_nb",
-    "liquidation_fee_nb",
     "liquidation_price_nb",
     "maint_margin_nb",
     "max_leverage_nb",
@@ -151,13 +156,16 @@ def _scan_tiers_nb(
     maint_amount: F64Array,
     fee_rate: float,
     use_amount: bool,
+    k_lo: int,
+    k_hi: int,
 ) -> float:
-    # Tier by the notional AT the liquidation price. In tier k (prices [a_k, b_k) with
-    # a_k = floors[k]/Q) the trigger gap g(P) = equity(P) - MM(P) is linear, increasing for a long
-    # and decreasing for a short. A long is hit at sup{P : g(P) <= 0}, a short at inf{...}.
+    # Tier by the notional AT the liquidation price, over tiers k_lo <= k < k_hi. In tier k
+    # (prices [a_k, b_k) with a_k = floors[k]/Q) the trigger gap g(P) = equity(P) - MM(P) is
+    # linear, increasing for a long and decreasing for a short. Returns the largest price of the
+    # scanned tiers with g(P) <= 0 for a long, the smallest for a short (-1 / inf: none).
     n = floors.shape[0]
     best = -1.0 if side == LONG else math.inf
-    for k in range(n):
+    for k in range(k_lo, k_hi):
         a = floors[k] / size
         b = floors[k + 1] / size if k + 1 < n else math.inf
         amount = maint_amount[k] if use_amount else 0.0
@@ -172,6 +180,68 @@ def _scan_tiers_nb(
                 cand = root if root > a else a
                 if cand < best:
                     best = cand
+    return best
+
+
+@njit(cache=True)
+def _first_trigger_nb(
+    side: int,
+    entry_price: float,
+    size: float,
+    equity_base: float,
+    floors: F64Array,
+    mmr: F64Array,
+    maint_amount: F64Array,
+    fee_rate: float,
+    use_amount: bool,
+) -> float:
+    # The liquidation price with the tier of the notional at that price: the first mark price at
+    # which g(P) <= 0 when the mark moves from the entry against the position.
+    n = floors.shape[0]
+    best = _scan_tiers_nb(
+        side, entry_price, size, equity_base, floors, mmr, maint_amount, fee_rate, use_amount, 0, n
+    )
+    if side * (best - entry_price) > 0.0:
+        # The largest (long) / smallest (short) trigger price lies on the position's favourable
+        # side of the entry. With a continuous MM (Binance's cum recurrence) that only happens
+        # when the position is already at or below maintenance at entry (g(EP) <= 0), and that
+        # price is kept so callers see it. A MM with jumps at the tier floors (OKX: the tier's
+        # MMR on the whole position, no maintenance amount) can also meet the trigger just past
+        # a floor above the entry notional while g(EP) > 0: then the liquidation price is the
+        # first trigger on the adverse side, found in the entry's tier and those it moves into
+        # (below it for a long, above it for a short).
+        k = tier_index_nb(size * entry_price, floors)
+        amount = maint_amount[k] if use_amount else 0.0
+        gap = equity_base + amount - size * entry_price * (mmr[k] + fee_rate)
+        if gap > 0.0:
+            if side == LONG:
+                best = _scan_tiers_nb(
+                    side,
+                    entry_price,
+                    size,
+                    equity_base,
+                    floors,
+                    mmr,
+                    maint_amount,
+                    fee_rate,
+                    use_amount,
+                    0,
+                    k + 1,
+                )
+            else:
+                best = _scan_tiers_nb(
+                    side,
+                    entry_price,
+                    size,
+                    equity_base,
+                    floors,
+                    mmr,
+                    maint_amount,
+                    fee_rate,
+                    use_amount,
+                    k,
+                    n,
+                )
     if side == LONG and best <= 0.0:
         return 0.0
     return best
@@ -219,7 +289,7 @@ def liquidation_price_nb(
             amount = maint_amount[k] if use_amount else 0.0
             lp = _solve_linear_nb(side, entry_price, size, equity_base, mmr[k] + extra, amount)
         else:
-            lp = _scan_tiers_nb(
+            lp = _first_trigger_nb(
                 side, entry_price, size, equity_base, floors, mmr, maint_amount, extra, use_amount
             )
     if side == LONG and lp <= 0.0:
@@ -243,37 +313,27 @@ def bankruptcy_price_nb(
 
 
 @njit(cache=True)
-def liquidation_fee_nb(size: float, price: float, fee_rate: float) -> float:
-    """Return the liquidation (clearance) fee, quote: ``size·price·fee_rate`` on the amount closed."""
-    return size * price * fee_rate
-
-
-@njit(cache=True)
 def funding_payment_nb(signed_size: float, mark_price: float, funding_rate: float) -> float:
     """Return the cash paid BY the holder: ``signed_size·mark·rate`` (negative = received)."""
     return signed_size * mark_price * funding_rate
 
 
 @njit(cache=True)
-def initial_margin_nb(notional: float, leverage: float) -> float:
-    """Return the initial margin, quote: ``notional / leverage``."""
-    return notional / leverage
-
-
-@njit(cache=True)
 def max_leverage_nb(
-    notional: float, size: float, floors: F64Array, max_leverage: F64Array, tier_by_size: bool
+    notional: float,
+    size: float,
+    floors: F64Array,
+    max_leverage: F64Array,
+    tier_by_size: bool,
+    last_cap: float,
 ) -> float:
     """Return the maximum leverage allowed for a position of this notional (or size).
 
     The tier is that of :func:`tier_index_nb` (caps inclusive: a position exactly at a tier's cap
-    keeps that tier's leverage).
+    keeps that tier's leverage). ``last_cap`` is the cap of the last tier (``inf`` if
+    open-ended): a larger position cannot be opened at any leverage, so it returns 0.0.
     """
     key = size if tier_by_size else notional
+    if key > last_cap:
+        return 0.0
     return float(max_leverage[tier_index_nb(key, floors)])
-
-
-@njit(cache=True)
-def legacy_mark_price_nb(index_price: float, funding_rate: float, hours_to_funding: float) -> float:
-    """Return Binance's legacy (2019-2020) mark price ``index·(1 + rate·hours/8)`` (§1.5)."""
-    return index_price * (1.0 + funding_rate * hours_to_funding / 8.0)

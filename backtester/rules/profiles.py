@@ -44,6 +44,7 @@ from typing import Literal
 
 import pandas as pd
 
+from backtester.engine.enums import Convention
 from backtester.errors import ConfigError, did_you_mean
 
 __all__ = [
@@ -54,14 +55,13 @@ __all__ = [
     "ExchangeProfile",
     "fee_change_dates",
     "get_profile",
-    "legacy_mark_price",
     "liquidation_fee_rate",
 ]
 
-# convention codes: identical to backtester.rules.formulas (kept here so profiles need no numba)
-BINANCE = 0
-OKX = 1
-BYBIT = 2
+# convention codes (engine.enums: importing them needs no numba)
+BINANCE = int(Convention.BINANCE)
+OKX = int(Convention.OKX)
+BYBIT = int(Convention.BYBIT)
 
 CloseAt = Literal["liquidation", "bankruptcy"]
 
@@ -165,14 +165,3 @@ def fee_change_dates(exchange: str) -> list[pd.Timestamp]:
     if get_profile(exchange).exchange == "binanceusdm":
         return [_binance_fee_snapshot()[0]]
     return []
-
-
-def legacy_mark_price(index_price: float, funding_rate: float, hours_to_funding: float) -> float:
-    """Return Binance's legacy (2019-2020) mark price ``index·(1 + rate·hours/8)`` (§1.5).
-
-    Examples
-    --------
-    >>> round(legacy_mark_price(10000.0, 0.0003, 4.0), 6)
-    10001.5
-    """
-    return index_price * (1.0 + funding_rate * hours_to_funding / 8.0)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from backtester.rules import formulas as fx
-from backtester.rules.profiles import BINANCE, BYBIT, OKX, legacy_mark_price
+from backtester.rules.profiles import BINANCE, BYBIT, OKX
 
 # ---------------------------------------------------------------------------------------------
 # pure-Python reference twins
@@ -111,6 +111,7 @@ BTC24_CUM = [
 ]
 OKX_FLOORS = [0, 3, 6, 12, 24, 36, 48, 60, 72, 84, 96, 108]  # base units (BTC)
 NAN = math.nan
+INF = math.inf
 
 
 def arr(values: list[float]) -> np.ndarray:
@@ -223,12 +224,6 @@ def test_binance_and_bybit_differ_for_the_same_position() -> None:
     assert round(fx.liquidation_price_nb(BYBIT, *args), 2) == 19_700.00
 
 
-def test_case_g_legacy_mark_price() -> None:
-    # 10,000 · (1 + 0.0003 · 4/8) = 10,001.5
-    assert fx.legacy_mark_price_nb(10_000.0, 0.0003, 4.0) == pytest.approx(10_001.5)
-    assert legacy_mark_price(10_000.0, 0.0003, 4.0) == pytest.approx(10_001.5)
-
-
 def test_okx_isolated_long_and_short() -> None:
     # long  LP = (30,000 − 1,500/1)/(1 − (0.004 + 0.0005)) = 28,500/0.9955 = 28,628.83
     # short LP = (30,000 + 1,500/1)/(1 + 0.0045)          = 31,500/1.0045 = 31,358.89
@@ -261,6 +256,79 @@ def test_okx_tier_by_size() -> None:
         0.0005,
     )
     assert lp == pytest.approx(28_500.0 / 0.9945, rel=1e-12)
+
+
+def test_okx_notional_tier_floor_jump_above_entry_keeps_the_adverse_side_price() -> None:
+    # The hypothesis example of issue 9: a long at entry 141,907, size 114 (notional
+    # 16,177,398), 13x (margin M = 16,177,398/13 = 1,244,415.23), OKX convention (MMR of the tier
+    # on the whole position plus the fee term f = 0.05 %) with tiers by notional:
+    #   tier 1: notional <= 16,231,600 at 5 %; tier 2 above it at 7.96 %.
+    # OKX's MM jumps at the floor (no maintenance amount), so g(P) = M + Q(P - EP) - QP(MMR + f)
+    # is positive at entry (M - N*5.05 % = 427,456) but turns negative just ABOVE the floor
+    # price 16,231,600/114 = 142,382.46: tier 2's root is (EP - M/Q)/(1 - 8.01 %) = 142,397.08.
+    # The old scan returned that price above the entry (a long "liquidated" by a rise of 0.3 %),
+    # although g is already negative at 142,388.6, which lies between the entry and that price.
+    # The liquidation price is the first trigger moving AGAINST the long, in tier 1:
+    #   LP = (EP - M/Q)/(1 - 5.05 %) = (141,907 * 12/13)/0.9495 = 137,958.0
+    floors, mmr, zeros = arr([0.0, 16_231_600.0]), arr([0.05, 0.0796]), arr([0.0, 0.0])
+    ep, q = 141_907.0, 114.0
+    margin = q * ep / 13.0
+    lp = fx.liquidation_price_nb(
+        OKX, fx.LONG, ep, q, margin, 0.0, 0.0, floors, mmr, zeros, False, NAN, 0.0005
+    )
+    assert lp == pytest.approx(ep * 12.0 / 13.0 / 0.9495, rel=1e-12)
+    assert lp < ep
+
+    def gap(p: float) -> float:
+        return (
+            margin
+            + q * (p - ep)
+            - fx.maint_margin_nb(OKX, q * p, q, floors, mmr, zeros, False, NAN)
+            - q * p * 0.0005
+        )
+
+    assert gap(142_388.6) < 0.0 < gap(ep)  # the jump above the entry
+    for t in np.linspace(0.0, 1.0, 41)[:-1]:  # nothing triggers between entry and LP
+        assert gap(ep + t * (lp - ep)) > 0.0
+    assert gap(lp * (1 - 1e-9)) <= 0.0
+    # the exchange's own re-solve procedure (start in the entry tier, re-solve in the tier at
+    # LP until stable) agrees
+    twin = ref_liquidation_price(
+        OKX,
+        fx.LONG,
+        ep,
+        q,
+        margin,
+        0.0,
+        0.0,
+        list(floors),
+        list(mmr),
+        [0.0, 0.0],
+        False,
+        NAN,
+        0.0005,
+    )
+    assert lp == pytest.approx(twin, rel=1e-12)
+    # the mirror case: a short whose entry sits just above a floor does not "liquidate" on a
+    # small fall into the lower tier (MM drops there, so g rises: nothing to find below entry)
+    short = fx.liquidation_price_nb(
+        OKX, fx.SHORT, ep, q, margin, 0.0, 0.0, floors, mmr, zeros, False, NAN, 0.0005
+    )
+    assert short > ep
+
+
+def test_okx_notional_entry_exactly_on_a_floor() -> None:
+    # The shrunk form hypothesis finds: the entry notional 16,177,398 equals the last floor. By
+    # inclusive caps the entry is in tier 4 (6.45 %, g(EP) = N(1/13 - 6.45 %) > 0), any rise
+    # is in tier 5 (9.575 %, g < 0). The old scan returned 144,861.57 (tier 5's root, above
+    # the entry). Tier 4's root: (EP*12/13)/(1 - 6.45 %) = 130,991.08/0.9355 = 140,022.53.
+    floors = arr([0.0, 1000.0, 2000.0, 6_177_398.0, 16_177_398.0])
+    mmr = arr([0.002, 0.002, 0.03325, 0.0645, 0.09575])
+    ep, q = 141_907.0, 114.0
+    lp = fx.liquidation_price_nb(
+        OKX, fx.LONG, ep, q, q * ep / 13.0, 0.0, 0.0, floors, mmr, np.zeros(5), False, NAN, 0.0
+    )
+    assert lp == pytest.approx(ep * 12.0 / 13.0 / 0.9355, rel=1e-12)
 
 
 def test_binance_resolves_when_lp_notional_lands_in_a_lower_tier() -> None:
@@ -346,23 +414,30 @@ def test_bybit_deduction_and_cross_terms() -> None:
 # fees, funding, margin, leverage
 
 
-def test_liquidation_fee() -> None:
-    # 0.5 BTC closed at 19,000 at 2% → 190
-    assert fx.liquidation_fee_nb(0.5, 19_000.0, 0.02) == pytest.approx(190.0)
-
-
 def test_funding_payment_sign() -> None:
     # long 0.5 BTC, mark 40,000, rate +0.01% → pays 2.0; the short receives (−2.0)
     assert fx.funding_payment_nb(0.5, 40_000.0, 0.0001) == pytest.approx(2.0)
     assert fx.funding_payment_nb(-0.5, 40_000.0, 0.0001) == pytest.approx(-2.0)
 
 
-def test_initial_margin_and_max_leverage() -> None:
-    # 20,000 at 50x → 400; notional 700,000 is tier 3 of the 2024 table → 75x
-    assert fx.initial_margin_nb(20_000.0, 50.0) == pytest.approx(400.0)
+def test_max_leverage() -> None:
+    # notional 700,000 is tier 3 of the 2024 table → 75x; 4 BTC is tier 2 of a size table → 100x
     lev = arr([125, 100, 75, 50, 25, 20, 10, 5, 4, 3, 2, 1])
-    assert fx.max_leverage_nb(700_000.0, 35.0, arr(BTC24_FLOORS), lev, False) == 75.0
-    assert fx.max_leverage_nb(1.0, 4.0, arr([0, 3, 6]), arr([125, 100, 66.66]), True) == 100.0
+    assert fx.max_leverage_nb(700_000.0, 35.0, arr(BTC24_FLOORS), lev, False, INF) == 75.0
+    okx_lev = arr([125, 100, 66.66])
+    assert fx.max_leverage_nb(1.0, 4.0, arr([0, 3, 6]), okx_lev, True, INF) == 100.0
+
+
+def test_max_leverage_is_zero_beyond_the_last_tier_cap() -> None:
+    # The 2024 table's last tier is 1.2B-1.8B at 1x: 1.8B exactly is still allowed (caps are
+    # inclusive), 1.8B + 1 cannot be opened at any leverage; the same by size (cap 9 BTC)
+    lev = arr([125, 100, 75, 50, 25, 20, 10, 5, 4, 3, 2, 1])
+    floors = arr(BTC24_FLOORS)
+    assert fx.max_leverage_nb(1.8e9, 1.0, floors, lev, False, 1.8e9) == 1.0
+    assert fx.max_leverage_nb(1.8e9 + 1.0, 1.0, floors, lev, False, 1.8e9) == 0.0
+    okx_floors, okx_lev = arr([0, 3, 6]), arr([125, 100, 66.66])
+    assert fx.max_leverage_nb(1.0, 9.0, okx_floors, okx_lev, True, 9.0) == 66.66
+    assert fx.max_leverage_nb(1.0, 9.5, okx_floors, okx_lev, True, 9.0) == 0.0
 
 
 def test_convention_codes_agree_with_profiles() -> None:
@@ -411,11 +486,11 @@ def test_max_leverage_cap_is_inclusive() -> None:
     # tier's leverage, so 50,000 exactly keeps 125x; 50,000.01 is tier 2 (100x).
     lev = arr([125, 100, 75, 50, 25, 20, 10, 5, 4, 3, 2, 1])
     floors = arr(BTC24_FLOORS)
-    assert fx.max_leverage_nb(50_000.0, 1.0, floors, lev, False) == 125.0
-    assert fx.max_leverage_nb(50_000.01, 1.0, floors, lev, False) == 100.0
-    assert fx.max_leverage_nb(600_000.0, 1.0, floors, lev, False) == 100.0
-    assert fx.max_leverage_nb(1e-9, 1.0, floors, lev, False) == 125.0
+    assert fx.max_leverage_nb(50_000.0, 1.0, floors, lev, False, INF) == 125.0
+    assert fx.max_leverage_nb(50_000.01, 1.0, floors, lev, False, INF) == 100.0
+    assert fx.max_leverage_nb(600_000.0, 1.0, floors, lev, False, INF) == 100.0
+    assert fx.max_leverage_nb(1e-9, 1.0, floors, lev, False, INF) == 125.0
     # by size (OKX): 3 BTC is still tier 1 (cap 3), 3.5 BTC tier 2
     okx_floors, okx_lev = arr([0, 3, 6]), arr([125, 100, 66.66])
-    assert fx.max_leverage_nb(1.0, 3.0, okx_floors, okx_lev, True) == 125.0
-    assert fx.max_leverage_nb(1.0, 3.5, okx_floors, okx_lev, True) == 100.0
+    assert fx.max_leverage_nb(1.0, 3.0, okx_floors, okx_lev, True, INF) == 125.0
+    assert fx.max_leverage_nb(1.0, 3.5, okx_floors, okx_lev, True, INF) == 100.0

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import backtester as bt
+from backtester.engine.enums import Convention
 from backtester.errors import BacktesterWarning, ConfigError, DataError
 from backtester.rules import liquidation_quote, rules_timeline
 from backtester.rules import tables as tables_mod
@@ -139,7 +140,9 @@ def test_rules_arrays_are_readonly_contiguous_float64() -> None:
         values = getattr(rules, name)
         assert values.dtype == np.float64 and values.flags.c_contiguous
         assert not values.flags.writeable
-    assert rules.tier_by_size and rules.convention == 1 and rules.close_at == "bankruptcy"
+    assert (
+        rules.tier_by_size and rules.convention == Convention.OKX and rules.close_at == "bankruptcy"
+    )
     assert not rules.maint_amount.any()  # OKX has no maintenance amount (§2.2)
 
 
@@ -408,7 +411,6 @@ def test_quote_distance_and_close_at() -> None:
         (dict(margin=100.0), r"margin must be >= the initial margin notional/leverage = 400"),
         (dict(margin=100.0, leverage=None), r"margin must be >= 133.33.* was 100"),
         (dict(mmr=1.0), r"mmr must be in \[0.0, 1.0\), was 1.0"),
-        (dict(maint_amount=10.0), r"maint_amount needs mmr="),
         (dict(symbol="DOGE/USDT:USDT"), r"'DOGE/USDT:USDT' has no tier table for binanceusdm"),
         (dict(exchange="kraken"), r"exchange must be one of .* was 'kraken'"),
         (dict(at="2018-01-01"), r"at 2018-01-01 .*allowed range: at >= 2019-09-08"),
@@ -423,6 +425,22 @@ def test_bad_input_raises_a_clear_config_error(kwargs: dict[str, object], patter
         bt.liquidation_price(**args)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=pattern):
         bt.bankruptcy_price(**args)  # type: ignore[arg-type]
+
+
+def test_maint_amount_without_mmr_matters_for_the_liquidation_price_only() -> None:
+    # A maintenance amount needs a rate to define a maintenance margin, so liquidation_price
+    # refuses it alone; the bankruptcy price (EP - margin/Q = 20,000 - 400 = 19,600 at 50x) does
+    # not depend on either, so bankruptcy_price accepts it (it raised the same error before).
+    args = dict(exchange="binanceusdm", side="long", entry_price=20000.0, size=1.0, leverage=50)
+    with pytest.raises(ConfigError, match=r"maint_amount needs mmr= as well, was maint_amount=0.0"):
+        bt.liquidation_price(**args, maint_amount=0.0)  # type: ignore[arg-type]
+    assert bt.bankruptcy_price(**args, maint_amount=0.0) == pytest.approx(19_600.0)  # type: ignore[arg-type]
+    assert bt.bankruptcy_price(**args, maint_amount=10.0) == pytest.approx(19_600.0)  # type: ignore[arg-type]
+    # still validated as an amount
+    with pytest.raises(ConfigError, match=r"maint_amount must be >= 0, was -1.0"):
+        bt.bankruptcy_price(**args, maint_amount=-1.0)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"maint_amount must be a finite number, was nan"):
+        bt.bankruptcy_price(**args, maint_amount=float("nan"))  # type: ignore[arg-type]
 
 
 def test_okx_rejects_a_maintenance_amount() -> None:
@@ -545,6 +563,12 @@ def test_position_beyond_the_last_tier_is_refused() -> None:
     # OKX tiers by size: the packaged table ends at 96 BTC
     with pytest.raises(ConfigError, match=r"size must be <= 96 .*was 200"):
         bt.liquidation_price("okx", "long", 20000, 200, leverage=10)
+    # the engine refuses the same entries: no leverage is allowed past the last cap
+    binance, okx = bt.exchange_rules("binanceusdm", BTC), bt.exchange_rules("okx", BTC)
+    assert binance.max_leverage_for(1.8e9, 90_000) == 1.0
+    assert binance.max_leverage_for(2e9, 100_000) == 0.0
+    assert okx.max_leverage_for(96 * 20000.0, 96.0) == 20.0
+    assert okx.max_leverage_for(200 * 20000.0, 200.0) == 0.0
     # an explicit mmr is a what-if that does not use the table: 40,000,000 on Bybit at 10x,
     # LP = 20,000 − (4,000,000 − 2,000,000)/2,000 = 19,000
     lp = bt.liquidation_price("bybit", "long", 20000, 2000, leverage=10, mmr=0.05)
