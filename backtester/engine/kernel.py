@@ -26,10 +26,13 @@ for a long, -1 for a short; ``size`` is the absolute position size in base units
    ``size = notional / fill``; the order costs ``margin + fee`` with ``fee = notional × taker_fee``
    paid from the wallet, and when the wallet cannot pay both the margin shrinks to
    ``wallet / (1 + leverage × taker_fee)``, so the position's leverage is always exactly
-   ``leverage`` (as on the exchanges, where the order cost includes the opening fee). The entry is
-   rejected (counted in ``n_rejected``, not an error) when the notional's tier allows less than
-   ``leverage``, when the margin is <= 0, when the position would be liquidatable at its own entry
-   price (initial margin at or below maintenance margin), after a ruin, or after a liquidation with
+   ``leverage`` (as on the exchanges, where the order cost includes the opening fee); then the fee
+   is what the wallet holds beyond the margin, so the wallet left is exactly the margin. The entry
+   is rejected (counted in ``n_rejected``, not an error) when the notional's tier allows less than
+   ``leverage``, when the notional (or size, for tables by size) exceeds the cap of the table's
+   last tier (the exchange refuses such an order; the last tier is not extrapolated), when the
+   margin is <= 0, when the position would be liquidatable at its own entry price (initial margin
+   at or below maintenance margin), after a ruin, or after a liquidation with
    ``after_liquidation="stop"``. An isolated position's margin is that margin; a cross position is
    backed by the whole wallet. The liquidation price comes from ``rules.formulas.liquidation_price_nb`` with the
    column's exchange convention, the tier table in force and the current margin (cross: wallet).
@@ -55,11 +58,16 @@ for a long, -1 for a short; ``size`` is the absolute position size in base units
    dropped (the position would be bankrupt before the stop could fill), so the liquidation wins.
    Settlement of every exit: ``pnl = s·size·(fill - entry_price)``; the fee is capped by what is left
    of the margin (isolated) or of the wallet (cross), so isolated margin loses at most the margin
-   assigned to it. A liquidation at the liquidation price charges ``liquidation_fee_rate ×
-   size × price`` capped by the equity left (``close_at="liquidation"``) or takes everything left
-   (``close_at="bankruptcy"``: the trader gets 0). When the fill lies beyond the bankruptcy price
-   (a gap), the loss beyond the margin is an ``insurance_draw`` and the trader's balance is floored
-   (loses exactly the margin) unless ``negative_balance="owed"``, which books the whole loss.
+   assigned to it; a loss is never booked below the margin (cross: the wallet) through rounding,
+   so a position that took the whole wallet leaves exactly 0.0. A liquidation at the liquidation
+   price charges ``liquidation_fee_rate × size × price`` capped by the equity left
+   (``close_at="liquidation"``, the trade's exit price is the liquidation price), or is taken over
+   at the bankruptcy price (``close_at="bankruptcy"``: the trade's exit price is the bankruptcy
+   price, the trader loses the margin and pays no fee; what was left of it goes to the exchange).
+   When the fill lies beyond the bankruptcy price (a gap), the position closes at the fill; the
+   trader's balance is floored (loses exactly the margin) and the loss beyond the margin is an
+   ``insurance_draw``, unless ``negative_balance="owed"``: then the trader's balance books the
+   whole loss and the insurance fund pays nothing.
    After the checks, a trailing stop's peak moves to the bar's favourable trigger extreme.
 5. **Close.** ``equity = wallet + s·size·(mark_close - entry_price)`` (the wallet includes isolated
    margin). Drawdown is measured on this equity. If ``equity < ruin_threshold × initial_cash`` the
@@ -75,9 +83,11 @@ At the end of a column's window an open position is recorded as a trade with exi
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import math
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -87,35 +97,91 @@ from backtester.engine.enums import (
     AfterLiquidation,
     CloseAt,
     ExitReason,
-    FParam,
     Intrabar,
-    IParam,
     MarginMode,
     NegativeBalance,
     Stat,
     StopTrigger,
 )
-from backtester.rules.formulas import liquidation_price_nb, max_leverage_nb
+from backtester.engine.layout import FParam, IParam
+from backtester.rules.formulas import (
+    bankruptcy_price_nb,
+    funding_payment_nb,
+    liquidation_price_nb,
+    max_leverage_nb,
+)
 
 # ---- on-disk cache freshness ---------------------------------------------------------------
 # numba's cache (cache=True) is keyed on the stamp of the decorated function's own file only. The
-# kernel inlines rules.formulas (tier lookup, liquidation price) and freezes the enums' values at
-# compile time, so an edit there (or a git pull touching only those files) would silently keep
-# running the old compiled kernel. The locators below, used for this file's functions only, add
-# the content hashes of those files to the stamp: any change to them recompiles the kernel.
+# kernel inlines rules.formulas (tier lookup, liquidation price) and freezes the values of the
+# enums and parameter rows it imports at compile time, so an edit there (or a git pull touching
+# only those files) would silently keep running the old compiled kernel. Two guards:
+# - the dependencies are not a hand-kept list: they are every backtester module this file
+#   imports, followed through their own imports (_dependency_files), so a new import is covered;
+# - the locators below, used for this file's functions only, add the content hashes of those
+#   files to numba's stamp. That hooks numba internals, so the hook is verified on a probe
+#   function before any kernel is decorated (_cache_hook_in_effect): if numba moved them, the
+#   kernels are compiled without the on-disk cache (correct, slower to start) and a
+#   BacktesterWarning says so, instead of silently trusting a cache that could be stale.
 _KERNEL_FILE = os.path.abspath(__file__)
-_DEPENDENCIES = tuple(
-    os.path.join(os.path.dirname(os.path.dirname(_KERNEL_FILE)), *parts)
-    for parts in (("rules", "formulas.py"), ("engine", "enums.py"))
-)
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(_KERNEL_FILE))  # .../backtester
 
 
-def _dependency_stamp() -> tuple[bytes, ...]:
+def _imported_modules(path: str) -> set[str]:
+    # absolute imports of backtester modules anywhere in the file (also inside functions)
+    with open(path, "rb") as f:
+        tree = ast.parse(f.read(), filename=path)
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names if a.name.startswith("backtester"))
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and node.module
+            and (node.module == "backtester" or node.module.startswith("backtester."))
+        ):
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+def _module_file(name: str) -> str | None:
+    # the source file of backtester module `name` (None for a name that is not a module)
+    parts = name.split(".")[1:]
+    base = os.path.join(_PACKAGE_ROOT, *parts)
+    for candidate in (base + ".py", os.path.join(base, "__init__.py")):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def _dependency_files(root: str = _KERNEL_FILE) -> tuple[str, ...]:
+    """Return the source files ``root`` depends on through backtester imports, sorted."""
+    seen: set[str] = set()
+    todo = [os.path.abspath(root)]
+    while todo:
+        for name in _imported_modules(todo.pop()):
+            path = _module_file(name)
+            if path is not None and path not in seen:
+                seen.add(path)
+                todo.append(path)
+    seen.discard(os.path.abspath(root))
+    return tuple(sorted(seen))
+
+
+def _stamp_of(paths: tuple[str, ...]) -> tuple[tuple[str, bytes], ...]:
+    """Return ``(path relative to the package, sha256 of the content)`` for each file."""
     out = []
-    for path in _DEPENDENCIES:
+    for path in paths:
         with open(path, "rb") as f:
-            out.append(hashlib.sha256(f.read()).digest())
+            digest = hashlib.sha256(f.read()).digest()
+        out.append((os.path.relpath(path, _PACKAGE_ROOT).replace(os.sep, "/"), digest))
     return tuple(out)
+
+
+_DEPENDENCIES = _dependency_files()
+_DEPENDENCY_STAMP = _stamp_of(_DEPENDENCIES)
 
 
 class _DependencyStampMixin:
@@ -126,99 +192,149 @@ class _DependencyStampMixin:
         return super().from_function(py_func, py_file)  # type: ignore[misc]
 
     def get_source_stamp(self) -> Any:
-        return (super().get_source_stamp(), _dependency_stamp())  # type: ignore[misc]
+        return (super().get_source_stamp(), _DEPENDENCY_STAMP)  # type: ignore[misc]
 
 
-def _install_cache_locators() -> None:
+def _install_cache_locators() -> str:
+    # Put a dependency-stamping twin before each of numba's source-file locators; "" on success,
+    # else why it could not.
     try:
         from numba.core import caching
 
         classes = caching.CacheImpl._locator_classes
         backed = caching._SourceFileBackedLocatorMixin
-    except (ImportError, AttributeError):  # pragma: no cover - a numba without these hooks
-        return
-    if any(issubclass(c, _DependencyStampMixin) for c in classes):
-        return
-    out: list[Any] = []
-    for base in classes:
-        if issubclass(base, backed):
-            out.append(type(f"Kernel{base.__name__}", (_DependencyStampMixin, base), {}))
-        out.append(base)
-    classes[:] = out
+        if any(issubclass(c, _DependencyStampMixin) for c in classes):
+            return ""
+        out: list[Any] = []
+        for base in classes:
+            if issubclass(base, backed):
+                out.append(type(f"Kernel{base.__name__}", (_DependencyStampMixin, base), {}))
+            out.append(base)
+        classes[:] = out
+    except Exception as exc:  # any change of numba's internals lands here
+        return f"{type(exc).__name__}: {exc}"
+    return ""
 
 
-_install_cache_locators()
+def _cache_probe_nb() -> int:
+    return 0
+
+
+def _cache_hook_in_effect(dispatcher: Any) -> str:
+    """Return "" if ``dispatcher``'s on-disk cache is keyed on the dependency stamp, else why."""
+    try:
+        locator = dispatcher._cache._impl.locator
+        stored = dispatcher._cache._cache_file._source_stamp
+    except AttributeError as exc:
+        return f"numba's cache has no {exc.name or 'expected attribute'}"
+    if not isinstance(locator, _DependencyStampMixin):
+        return f"numba chose the locator {type(locator).__name__}"
+    if not (isinstance(stored, tuple) and len(stored) == 2 and stored[1] == _DEPENDENCY_STAMP):
+        return "numba's cache index does not store the dependency stamp"
+    return ""
+
+
+def _setup_cache() -> bool:
+    import numba
+
+    if getattr(numba.config, "DISABLE_JIT", False):
+        return False
+    why = _install_cache_locators()
+    if not why:
+        try:
+            why = _cache_hook_in_effect(njit(cache=True)(_cache_probe_nb))
+        except Exception as exc:  # e.g. no writable cache directory
+            why = f"{type(exc).__name__}: {exc}"
+    if why:
+        from backtester.errors import BacktesterWarning
+
+        warnings.warn(
+            f"the engine kernel is compiled without numba's on-disk cache ({why}; numba "
+            f"{numba.__version__}), because a cached kernel could be stale after an edit of "
+            f"{', '.join(p for p, _ in _DEPENDENCY_STAMP)}; every new process compiles it once "
+            "(about a minute). Use a numba version whose cache internals match, or report it",
+            BacktesterWarning,
+            stacklevel=2,
+        )
+        return False
+    return True
+
+
+#: True when the kernels use numba's on-disk cache (keyed on this file and its dependencies)
+CACHE_ENABLED = _setup_cache()
 
 __all__ = [
     "BLOCK",
+    "CACHE_ENABLED",
     "CHUNK",
     "NTF",
     "init_stats_nb",
     "simulate_nb",
+    "simulate_tables_nb",
 ]
 
 # enum values as plain module globals (numba folds ints, not class attributes)
-AL_STOP = AfterLiquidation.STOP
-CA_BANKRUPTCY = CloseAt.BANKRUPTCY
-ER_END_OF_DATA = ExitReason.END_OF_DATA
-ER_HORIZON = ExitReason.HORIZON
-ER_LIQUIDATION = ExitReason.LIQUIDATION
-ER_NONE = ExitReason.NONE
-ER_RUIN = ExitReason.RUIN
-ER_SIGNAL = ExitReason.SIGNAL
-ER_STOP_LOSS = ExitReason.STOP_LOSS
-ER_TAKE_PROFIT = ExitReason.TAKE_PROFIT
-ER_TRAILING_STOP = ExitReason.TRAILING_STOP
-FP_INITIAL_CASH = FParam.INITIAL_CASH
-FP_LEVERAGE = FParam.LEVERAGE
-FP_LIQ_FEE_RATE = FParam.LIQ_FEE_RATE
-FP_MAKER_FEE = FParam.MAKER_FEE
-FP_MMR_OVERRIDE = FParam.MMR_OVERRIDE
-FP_N = FParam.N
-FP_POSITION_SIZE = FParam.POSITION_SIZE
-FP_RUIN_THRESHOLD = FParam.RUIN_THRESHOLD
-FP_SLIPPAGE = FParam.SLIPPAGE
-FP_STOP_LOSS = FParam.STOP_LOSS
-FP_TAKER_FEE = FParam.TAKER_FEE
-FP_TAKE_PROFIT = FParam.TAKE_PROFIT
-FP_TRAILING_STOP = FParam.TRAILING_STOP
-IP_AFTER_LIQUIDATION = IParam.AFTER_LIQUIDATION
-IP_CLOSE_AT = IParam.CLOSE_AT
-IP_CONVENTION = IParam.CONVENTION
-IP_FUNDING = IParam.FUNDING
-IP_INTRABAR = IParam.INTRABAR
-IP_MARGIN_MODE = IParam.MARGIN_MODE
-IP_N = IParam.N
-IP_NEGATIVE_BALANCE = IParam.NEGATIVE_BALANCE
-IP_STOP_TRIGGER = IParam.STOP_TRIGGER
-IB_BEST = Intrabar.BEST
-IB_DETAIL = Intrabar.DETAIL
-MM_ISOLATED = MarginMode.ISOLATED
-NB_OWED = NegativeBalance.OWED
-ST_AMBIGUOUS_BARS = Stat.AMBIGUOUS_BARS
-ST_BARS_IN_MARKET = Stat.BARS_IN_MARKET
-ST_FEES_PAID = Stat.FEES_PAID
-ST_FINAL_EQUITY = Stat.FINAL_EQUITY
-ST_FIRST_EXIT_IDX = Stat.FIRST_EXIT_IDX
-ST_FIRST_EXIT_REASON = Stat.FIRST_EXIT_REASON
-ST_FIRST_LIQUIDATION_IDX = Stat.FIRST_LIQUIDATION_IDX
-ST_FUNDING_PAID = Stat.FUNDING_PAID
-ST_INSURANCE_DRAW = Stat.INSURANCE_DRAW
-ST_MAX_DRAWDOWN = Stat.MAX_DRAWDOWN
-ST_MIN_EQUITY = Stat.MIN_EQUITY
-ST_MIN_LIQUIDATION_DISTANCE = Stat.MIN_LIQUIDATION_DISTANCE
-ST_N = Stat.N
-ST_N_BARS = Stat.N_BARS
-ST_N_LIQUIDATIONS = Stat.N_LIQUIDATIONS
-ST_N_REJECTED = Stat.N_REJECTED
-ST_N_SIGNAL_EXITS = Stat.N_SIGNAL_EXITS
-ST_N_STOPS = Stat.N_STOPS
-ST_N_TAKE_PROFITS = Stat.N_TAKE_PROFITS
-ST_N_TRADES = Stat.N_TRADES
-ST_OVERFLOW = Stat.OVERFLOW
-ST_RUINED = Stat.RUINED
-ST_RUIN_IDX = Stat.RUIN_IDX
-STR_MARK = StopTrigger.MARK
+AL_STOP = int(AfterLiquidation.STOP)
+CA_BANKRUPTCY = int(CloseAt.BANKRUPTCY)
+ER_END_OF_DATA = int(ExitReason.END_OF_DATA)
+ER_HORIZON = int(ExitReason.HORIZON)
+ER_LIQUIDATION = int(ExitReason.LIQUIDATION)
+ER_NONE = int(ExitReason.NONE)
+ER_RUIN = int(ExitReason.RUIN)
+ER_SIGNAL = int(ExitReason.SIGNAL)
+ER_STOP_LOSS = int(ExitReason.STOP_LOSS)
+ER_TAKE_PROFIT = int(ExitReason.TAKE_PROFIT)
+ER_TRAILING_STOP = int(ExitReason.TRAILING_STOP)
+FP_INITIAL_CASH = int(FParam.INITIAL_CASH)
+FP_LEVERAGE = int(FParam.LEVERAGE)
+FP_LIQ_FEE_RATE = int(FParam.LIQ_FEE_RATE)
+FP_MAKER_FEE = int(FParam.MAKER_FEE)
+FP_MMR_OVERRIDE = int(FParam.MMR_OVERRIDE)
+FP_N = int(FParam.N)
+FP_POSITION_SIZE = int(FParam.POSITION_SIZE)
+FP_RUIN_THRESHOLD = int(FParam.RUIN_THRESHOLD)
+FP_SLIPPAGE = int(FParam.SLIPPAGE)
+FP_STOP_LOSS = int(FParam.STOP_LOSS)
+FP_TAKER_FEE = int(FParam.TAKER_FEE)
+FP_TAKE_PROFIT = int(FParam.TAKE_PROFIT)
+FP_TRAILING_STOP = int(FParam.TRAILING_STOP)
+IP_AFTER_LIQUIDATION = int(IParam.AFTER_LIQUIDATION)
+IP_CLOSE_AT = int(IParam.CLOSE_AT)
+IP_CONVENTION = int(IParam.CONVENTION)
+IP_FUNDING = int(IParam.FUNDING)
+IP_INTRABAR = int(IParam.INTRABAR)
+IP_MARGIN_MODE = int(IParam.MARGIN_MODE)
+IP_N = int(IParam.N)
+IP_NEGATIVE_BALANCE = int(IParam.NEGATIVE_BALANCE)
+IP_STOP_TRIGGER = int(IParam.STOP_TRIGGER)
+IB_BEST = int(Intrabar.BEST)
+IB_DETAIL = int(Intrabar.DETAIL)
+MM_ISOLATED = int(MarginMode.ISOLATED)
+NB_OWED = int(NegativeBalance.OWED)
+ST_AMBIGUOUS_BARS = int(Stat.AMBIGUOUS_BARS)
+ST_BARS_IN_MARKET = int(Stat.BARS_IN_MARKET)
+ST_FEES_PAID = int(Stat.FEES_PAID)
+ST_FINAL_EQUITY = int(Stat.FINAL_EQUITY)
+ST_FIRST_EXIT_IDX = int(Stat.FIRST_EXIT_IDX)
+ST_FIRST_EXIT_REASON = int(Stat.FIRST_EXIT_REASON)
+ST_FIRST_LIQUIDATION_IDX = int(Stat.FIRST_LIQUIDATION_IDX)
+ST_FUNDING_PAID = int(Stat.FUNDING_PAID)
+ST_INSURANCE_DRAW = int(Stat.INSURANCE_DRAW)
+ST_MAX_DRAWDOWN = int(Stat.MAX_DRAWDOWN)
+ST_MIN_EQUITY = int(Stat.MIN_EQUITY)
+ST_MIN_LIQUIDATION_DISTANCE = int(Stat.MIN_LIQUIDATION_DISTANCE)
+ST_N = int(Stat.N)
+ST_N_BARS = int(Stat.N_BARS)
+ST_N_LIQUIDATIONS = int(Stat.N_LIQUIDATIONS)
+ST_N_REJECTED = int(Stat.N_REJECTED)
+ST_N_SIGNAL_EXITS = int(Stat.N_SIGNAL_EXITS)
+ST_N_STOPS = int(Stat.N_STOPS)
+ST_N_TAKE_PROFITS = int(Stat.N_TAKE_PROFITS)
+ST_N_TRADES = int(Stat.N_TRADES)
+ST_OVERFLOW = int(Stat.OVERFLOW)
+ST_RUINED = int(Stat.RUINED)
+ST_RUIN_IDX = int(Stat.RUIN_IDX)
+STR_MARK = int(StopTrigger.MARK)
 
 # price columns of the packed (n_bars, 8) array
 P_OPEN, P_HIGH, P_LOW, P_CLOSE, P_MOPEN, P_MHIGH, P_MLOW, P_MCLOSE = 0, 1, 2, 3, 4, 5, 6, 7
@@ -273,7 +389,7 @@ SI_SIDE, SI_PENDING, SI_ENTRY_IDX, SI_TABLE, SI_DEAD, SI_RUINED = range(6)
 NSI = 6
 
 
-@njit(cache=True)
+@njit(cache=CACHE_ENABLED)
 def _lp_nb(
     conv: int,
     side: int,
@@ -307,7 +423,7 @@ def _lp_nb(
     )
 
 
-@njit(cache=True)
+@njit(cache=CACHE_ENABLED)
 def _settle_nb(
     side: int,
     size: float,
@@ -317,24 +433,32 @@ def _settle_nb(
     cap: float,
     take_all: bool,
     owed: bool,
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, float]:
     # Close `size` at `fill`. `cap` is the most the trader can lose (isolated margin, or the
-    # wallet in cross). Returns (realized wallet change, fee actually paid, insurance draw).
+    # wallet in cross). Returns (realized wallet change, fee actually paid, insurance draw, the
+    # price the position actually closes at).
     pnl = float(side) * size * (fill - entry)
     avail = cap + pnl  # what is left of the margin (cross: of the wallet) at the fill
     fee = size * fill * fee_rate
     if avail < 0.0:
+        # beyond the bankruptcy price: floored, the insurance fund pays the rest; owed, the
+        # trader's balance takes the whole loss and the fund pays nothing
         if owed:
-            return pnl, 0.0, -avail
-        return -cap, 0.0, -avail
-    if take_all:  # close_at="bankruptcy": everything left goes to the exchange
-        return -cap, avail, 0.0
+            return pnl, 0.0, 0.0, fill
+        return -cap, 0.0, -avail, fill
+    if take_all:
+        # close_at="bankruptcy": taken over at the bankruptcy price, everything left of the
+        # margin goes to the exchange (no fee: the loss is the move to that price)
+        return -cap, 0.0, 0.0, bankruptcy_price_nb(side, entry, size, cap, 0.0)
     if fee <= avail:
-        return pnl - fee, fee, 0.0
-    return -cap, avail, 0.0
+        r = pnl - fee
+        # never below -cap through rounding, so a loss of the whole margin leaves exactly
+        # wallet - cap (0.0 for a position that took the whole wallet), not -1e-13
+        return (r if r > -cap else -cap), fee, 0.0, fill
+    return -cap, avail, 0.0, fill
 
 
-@njit(cache=True)
+@njit(cache=CACHE_ENABLED)
 def _stop_level_nb(side: int, sl: float, peak: float, trail: float) -> tuple[float, int]:
     # The tighter of the stop-loss level `sl` and the trailing level from `peak`; NaN = off.
     tl = peak * (1.0 - side * trail)
@@ -347,7 +471,7 @@ def _stop_level_nb(side: int, sl: float, peak: float, trail: float) -> tuple[flo
     return sl, ER_STOP_LOSS
 
 
-@njit(cache=True)
+@njit(cache=CACHE_ENABLED)
 def _resolve_exit_nb(
     i: int,
     side: int,
@@ -454,25 +578,25 @@ def _resolve_exit_nb(
     best_f = 0.0
     best_ins = 0.0
     if has_l:
-        best_r, best_f, best_ins = _settle_nb(
+        # the liquidation's close price: the fill, or the bankruptcy price (close_at)
+        best_r, best_f, best_ins, best_fill = _settle_nb(
             side, size, entry, fill_l, liq_rate, cap, take_all, owed
         )
         best_k = K_LIQ
-        best_fill = fill_l
     # worst: lowest wallet for the trader; best: highest; ties keep the earlier kind
     if has_s:
-        r, f, ins = _settle_nb(side, size, entry, fill_s, taker, cap, False, owed)
+        r, f, ins, px = _settle_nb(side, size, entry, fill_s, taker, cap, False, owed)
         if best_k < 0 or (r > best_r if policy == IB_BEST else r < best_r):
-            best_k, best_fill, best_r, best_f, best_ins = K_STOP, fill_s, r, f, ins
+            best_k, best_fill, best_r, best_f, best_ins = K_STOP, px, r, f, ins
     if has_t:
-        r, f, ins = _settle_nb(side, size, entry, fill_t, maker, cap, False, owed)
+        r, f, ins, px = _settle_nb(side, size, entry, fill_t, maker, cap, False, owed)
         if best_k < 0 or (r > best_r if policy == IB_BEST else r < best_r):
-            best_k, best_fill, best_r, best_f, best_ins = K_TP, fill_t, r, f, ins
+            best_k, best_fill, best_r, best_f, best_ins = K_TP, px, r, f, ins
     amb = 1.0 if n_hit > 1 else 0.0
     return best_k, best_fill, best_r, best_f, best_ins, amb
 
 
-@njit(cache=True)
+@njit(cache=CACHE_ENABLED)
 def init_stats_nb(stats: np.ndarray, cash: float, n_window: int) -> None:
     """Reset one column's statistics row before its first bar."""
     stats[:] = 0.0
@@ -486,7 +610,7 @@ def init_stats_nb(stats: np.ndarray, cash: float, n_window: int) -> None:
     stats[ST_FIRST_EXIT_REASON] = ER_NONE
 
 
-@njit(cache=True)
+@njit(cache=CACHE_ENABLED)
 def _record_nb(
     trades: np.ndarray,
     stats: np.ndarray,
@@ -529,7 +653,7 @@ def _record_nb(
     stats[ST_N_TRADES] = k + 1
 
 
-@njit(cache=True)
+@njit(cache=CACHE_ENABLED)
 def simulate_span_nb(
     col: int,
     a: int,
@@ -545,6 +669,7 @@ def simulate_span_nb(
     mamt: np.ndarray,
     maxlev: np.ndarray,
     n_tiers: np.ndarray,
+    last_cap: np.ndarray,
     by_size: np.ndarray,
     liq_rates: np.ndarray,
     d_start: np.ndarray,
@@ -632,7 +757,7 @@ def simulate_span_nb(
             next_f = f_bars[pf] if pf < n_f else n_bars
             in_bar = funding_on and funding[i, 1] == funding[i, 1]  # events after the open
             if side != 0 and funding_on and funding[i, 0] == funding[i, 0]:
-                pay = side * size * prices[i, P_MOPEN] * funding[i, 0]
+                pay = funding_payment_nb(side * size, prices[i, P_MOPEN], funding[i, 0])
                 wallet -= pay
                 if isolated:
                     margin -= pay
@@ -672,7 +797,7 @@ def simulate_span_nb(
             if side != 0 and (pending == PENDING_CLOSE or pending == -side):
                 fill = op * (1.0 - side * slip)
                 cap = margin if isolated else wallet
-                r, f, ins = _settle_nb(side, size, entry, fill, taker, cap, False, owed)
+                r, f, ins, _ = _settle_nb(side, size, entry, fill, taker, cap, False, owed)
                 wallet += r
                 trade_fees += f
                 stats[ST_FEES_PAID] += f
@@ -706,17 +831,31 @@ def simulate_span_nb(
                     # cannot pay both, the margin shrinks so that the leverage stays exact
                     margin_t = psize * wallet
                     cost = 1.0 + lev * taker
-                    if margin_t * cost > wallet:
+                    all_in = margin_t * cost > wallet
+                    if all_in:
                         margin_t = wallet / cost
                     fill = op * (1.0 + want * slip)
                     notional = margin_t * lev
                     size_t = notional / fill
-                    fee = notional * taker
+                    if all_in:
+                        # the order takes the whole wallet: what is left is exactly the
+                        # margin (no float dust that a later loss of the margin would leave)
+                        fee = wallet - margin_t
+                        wallet_after = margin_t
+                    else:
+                        fee = notional * taker
+                        wallet_after = wallet - fee
                     n = n_tiers[t]
                     ok = margin_t > 0.0
                     if ok:
+                        # 0 beyond the last tier's cap: the exchange refuses such a position
                         ml = max_leverage_nb(
-                            notional, size_t, floors[t, :n], maxlev[t, :n], by_size[t]
+                            notional,
+                            size_t,
+                            floors[t, :n],
+                            maxlev[t, :n],
+                            by_size[t],
+                            last_cap[t],
                         )
                         ok = ml >= lev
                     if ok:
@@ -727,7 +866,7 @@ def simulate_span_nb(
                             want,
                             fill,
                             size_t,
-                            margin_t if isolated else wallet - fee,
+                            margin_t if isolated else wallet_after,
                             t,
                             floors,
                             mmr,
@@ -742,7 +881,7 @@ def simulate_span_nb(
                         stats[ST_N_REJECTED] += 1.0
                     else:
                         entry_wallet = wallet
-                        wallet -= fee
+                        wallet = wallet_after
                         stats[ST_FEES_PAID] += fee
                         side = want
                         size = size_t
@@ -775,7 +914,7 @@ def simulate_span_nb(
             pending = 0
         if in_bar and side != 0:
             # events inside the bar (coarse bars): the position held after the open's fills pays
-            pay = side * size * prices[i, P_MOPEN] * funding[i, 1]
+            pay = funding_payment_nb(side * size, prices[i, P_MOPEN], funding[i, 1])
             wallet -= pay
             if isolated:
                 margin -= pay
@@ -894,7 +1033,7 @@ def simulate_span_nb(
             if side != 0:
                 fill = prices[i, P_CLOSE] * (1.0 - side * slip)
                 cap = margin if isolated else wallet
-                r, f, ins = _settle_nb(side, size, entry, fill, taker, cap, False, owed)
+                r, f, ins, _ = _settle_nb(side, size, entry, fill, taker, cap, False, owed)
                 wallet += r
                 trade_fees += f
                 stats[ST_FEES_PAID] += f
@@ -1074,7 +1213,7 @@ def simulate_span_nb(
     stats[ST_FINAL_EQUITY] = equity
 
 
-@njit(cache=True)
+@njit(cache=CACHE_ENABLED)
 def _init_state_nb(
     stf: np.ndarray, sti: np.ndarray, cash: float, force_side: int, first_table: int
 ) -> None:
@@ -1090,8 +1229,8 @@ def _init_state_nb(
     sti[SI_TABLE] = first_table
 
 
-@njit(cache=True, parallel=True)
-def simulate_nb(
+@njit(cache=CACHE_ENABLED, parallel=True)
+def simulate_tables_nb(
     prices: np.ndarray,
     funding: np.ndarray,
     table_idx: np.ndarray,
@@ -1102,6 +1241,7 @@ def simulate_nb(
     mamt: np.ndarray,
     maxlev: np.ndarray,
     n_tiers: np.ndarray,
+    last_cap: np.ndarray,
     by_size: np.ndarray,
     liq_rates: np.ndarray,
     d_start: np.ndarray,
@@ -1126,7 +1266,8 @@ def simulate_nb(
     Shapes: ``prices (n_bars, 8)`` (open, high, low, close, mark open/high/low/close), ``funding
     (n_bars, 2)`` (summed rates of the events at the bar's open / strictly inside it, NaN = none), ``table_idx (n_bars,)`` int64, ``f_bars`` / ``t_bars`` (sorted
     bars with a funding event / where the table in force changes), tier tables ``(n_tables,
-    max_tiers)`` with ``n_tiers``, ``by_size`` and ``liq_rates`` per table, detail bars ``(n_detail,
+    max_tiers)`` with ``n_tiers``, ``last_cap`` (the cap of the last tier, inf if open-ended; an
+    entry beyond it is refused), ``by_size`` and ``liq_rates`` per table, detail bars ``(n_detail,
     3)`` (open, high, low) with ``d_start/d_end (n_bars,)``, packed signal bits ``sig (n_sig,
     n_bars)`` uint8, per-column ``sig_idx`` (-1 = no signals), ``start_idx``, ``end_idx``,
     ``force_side``, ``fparams (FP_N, n_cols)``, ``iparams (IP_N, n_cols)``; outputs
@@ -1180,6 +1321,7 @@ def simulate_nb(
                         mamt,
                         maxlev,
                         n_tiers,
+                        last_cap,
                         by_size,
                         liq_rates,
                         d_start,
@@ -1200,3 +1342,78 @@ def simulate_nb(
         if out_stats[c, ST_OVERFLOW] != 0.0:
             n_over += 1
     return n_over
+
+
+def simulate_nb(
+    prices: np.ndarray,
+    funding: np.ndarray,
+    table_idx: np.ndarray,
+    f_bars: np.ndarray,
+    t_bars: np.ndarray,
+    floors: np.ndarray,
+    mmr: np.ndarray,
+    mamt: np.ndarray,
+    maxlev: np.ndarray,
+    n_tiers: np.ndarray,
+    by_size: np.ndarray,
+    liq_rates: np.ndarray,
+    d_start: np.ndarray,
+    d_end: np.ndarray,
+    detail: np.ndarray,
+    sig: np.ndarray,
+    sig_idx: np.ndarray,
+    start_idx: np.ndarray,
+    end_idx: np.ndarray,
+    force_side: np.ndarray,
+    fparams: np.ndarray,
+    iparams: np.ndarray,
+    col_offset: int,
+    out_stats: np.ndarray,
+    out_trades: np.ndarray,
+    out_equity: np.ndarray,
+    eq_col: np.ndarray,
+    chunk: int,
+    last_cap: np.ndarray | None = None,
+) -> int:
+    """Simulate every column; return the number of columns whose trade buffer overflowed.
+
+    The arguments are those of :func:`simulate_tables_nb`, with ``last_cap (n_tables,)`` last:
+    the cap of each table's last tier (``ExchangeRules.caps[-1]``; an entry beyond it is
+    refused, as on the exchange). ``None`` treats every table as open-ended (the last tier
+    extrapolated), which the exchanges do not do: pass the caps.
+    """
+    if last_cap is None:
+        last_cap = np.full(floors.shape[0], np.inf)
+    return int(
+        simulate_tables_nb(
+            prices,
+            funding,
+            table_idx,
+            f_bars,
+            t_bars,
+            floors,
+            mmr,
+            mamt,
+            maxlev,
+            n_tiers,
+            np.ascontiguousarray(last_cap, dtype=np.float64),
+            by_size,
+            liq_rates,
+            d_start,
+            d_end,
+            detail,
+            sig,
+            sig_idx,
+            start_idx,
+            end_idx,
+            force_side,
+            fparams,
+            iparams,
+            col_offset,
+            out_stats,
+            out_trades,
+            out_equity,
+            eq_col,
+            chunk,
+        )
+    )

@@ -128,11 +128,22 @@ class RefTables:
     maxlev: list[np.ndarray]
     by_size: list[bool]
     liq_rates: list[float]
+    # the cap of each table's last tier: a larger position cannot be opened (inf: open-ended)
+    last_cap: list[float] = field(default_factory=list)
+
+    def cap_of(self, t: int) -> float:
+        return self.last_cap[t] if self.last_cap else math.inf
 
 
-def tables_from_rules(rules: Any) -> RefTables:
-    """Convert ``engine.run._RulesInputs`` into per-table arrays without padding."""
+def tables_from_rules(rules: Any, last_cap: list[float] | None = None) -> RefTables:
+    """Convert ``engine.run._RulesInputs`` into per-table arrays without padding.
+
+    ``last_cap`` (one per table) defaults to ``rules.last_cap`` when engine.run provides it,
+    else every table is open-ended.
+    """
     n_t = rules.n_tiers
+    if last_cap is None:
+        last_cap = [float(x) for x in getattr(rules, "last_cap", [math.inf] * len(n_t))]
     return RefTables(
         table_idx=rules.table_idx,
         floors=[rules.floors[t, : n_t[t]].copy() for t in range(len(n_t))],
@@ -141,6 +152,7 @@ def tables_from_rules(rules: Any) -> RefTables:
         maxlev=[rules.maxlev[t, : n_t[t]].copy() for t in range(len(n_t))],
         by_size=[bool(b) for b in rules.by_size],
         liq_rates=[float(x) for x in rules.liq_rates],
+        last_cap=list(last_cap),
     )
 
 
@@ -153,17 +165,21 @@ def _settle(
     cap: float,
     take_all: bool,
     owed: bool,
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, float]:
+    """Return (wallet change, fee paid, insurance draw, close price) of closing at ``fill``."""
     pnl = float(side) * size * (fill - entry)
-    left = cap + pnl
+    left = cap + pnl  # what remains of the margin (cross: the wallet) at the fill
+    if left < 0.0:  # a gap beyond the bankruptcy price
+        if owed:  # the trader owes the whole loss; nobody else pays
+            return pnl, 0.0, 0.0, fill
+        return -cap, 0.0, -left, fill  # the trader loses the margin, the fund the rest
+    if take_all:  # taken over at the bankruptcy price, where the margin is exactly used up
+        bankrupt = entry - side * cap / size
+        return -cap, 0.0, 0.0, max(bankrupt, 0.0) if side > 0 else bankrupt
     fee = size * fill * fee_rate
-    if left < 0.0:  # beyond bankruptcy: the insurance fund pays the rest
-        return (pnl if owed else -cap), 0.0, -left
-    if take_all:
-        return -cap, left, 0.0
-    if fee <= left:
-        return pnl - fee, fee, 0.0
-    return -cap, left, 0.0
+    if fee >= left:  # the fee takes everything left: the margin is lost, not a cent more
+        return -cap, left, 0.0, fill
+    return max(pnl - fee, -cap), fee, 0.0, fill
 
 
 def simulate_reference(
@@ -202,7 +218,6 @@ def simulate_reference(
     mmr_ovr = s["maint_margin_rate"]
     ruin_level = s["ruin_threshold"] * cash
     lp_py = formulas.liquidation_price_nb.py_func
-    maxlev_py = formulas.max_leverage_nb.py_func
 
     def liq_rate_at(t: int) -> float:
         v = s["liquidation_fee_rate"]
@@ -314,7 +329,7 @@ def simulate_reference(
         if pending != 0:
             if side != 0 and (pending == 2 or pending == -side):
                 fill = o[i] * (1.0 - side * slip)
-                r, f, ins = _settle(
+                r, f, ins, _ = _settle(
                     side, size, entry, fill, taker, margin if isolated else wallet, False, owed
                 )
                 wallet += r
@@ -330,32 +345,35 @@ def simulate_reference(
                 else:
                     margin_t = psize * wallet
                     cost = 1.0 + lev * taker  # the order costs margin + fee: leverage stays exact
-                    if margin_t * cost > wallet:
-                        margin_t = wallet / cost
                     fill = o[i] * (1.0 + want * slip)
+                    if margin_t * cost > wallet:
+                        # the whole wallet: the margin is what is left after the fee, exactly
+                        margin_t = wallet / cost
+                        fee = wallet - margin_t
+                        left_after = margin_t
+                    else:
+                        fee = margin_t * lev * taker
+                        left_after = wallet - fee
                     notional = margin_t * lev
                     size_t = notional / fill
-                    fee = notional * taker
-                    ok = margin_t > 0.0
-                    if ok:
-                        ok = (
-                            maxlev_py(
-                                notional,
-                                size_t,
-                                tables.floors[t],
-                                tables.maxlev[t],
-                                tables.by_size[t],
-                            )
-                            >= lev
-                        )
+                    # the exchange's limits: the tier holding the position (caps inclusive)
+                    # must allow the leverage, and nothing is allowed past the last cap
+                    key = size_t if tables.by_size[t] else notional
+                    tier = 0
+                    for k, floor in enumerate(tables.floors[t]):
+                        if floor < key:
+                            tier = k
+                    ok = (
+                        margin_t > 0.0 and key <= tables.cap_of(t) and tables.maxlev[t][tier] >= lev
+                    )
                     if ok:  # not liquidatable at its own entry price
-                        lp_t = lp_of(want, fill, size_t, margin_t if isolated else wallet - fee, t)
+                        lp_t = lp_of(want, fill, size_t, margin_t if isolated else left_after, t)
                         ok = want * (fill - lp_t) > 0.0
                     if not ok:
                         st["n_rejected"] += 1
                     else:
                         entry_wallet = wallet
-                        wallet -= fee
+                        wallet = left_after
                         st["fees_paid"] += fee
                         side, size, entry = want, size_t, fill
                         margin = margin_t if isolated else wallet
@@ -442,7 +460,7 @@ def simulate_reference(
                     ):
                         chosen = kind
                 assert chosen is not None
-                r, f, ins = outcomes[chosen]
+                r, f, ins, closed_at = outcomes[chosen]
                 wallet += r
                 trade_fees += f
                 st["fees_paid"] += f
@@ -460,7 +478,7 @@ def simulate_reference(
                 else:
                     reason = ExitReason.TAKE_PROFIT
                     st["n_take_profits"] += 1
-                record(i, cand[chosen], reason)
+                record(i, closed_at, reason)
                 side, size = 0, 0.0
             elif not math.isnan(trail) and side * (t_fav - peak) > 0.0:
                 peak = t_fav
@@ -473,7 +491,7 @@ def simulate_reference(
             st["ruin_idx"] = i
             if side != 0:
                 fill = c[i] * (1.0 - side * slip)
-                r, f, ins = _settle(
+                r, f, ins, _ = _settle(
                     side, size, entry, fill, taker, margin if isolated else wallet, False, owed
                 )
                 wallet += r

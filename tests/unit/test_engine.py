@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -132,12 +134,15 @@ def test_gap_beyond_bankruptcy_isolated_floor_and_owed() -> None:
     m = make_market(o, [101.0, 101.0, 81.0, 81.0], [99.0, 99.0, 79.0, 79.0], o)
     strat = FixedSignals(4, long_entries=[0])
     floor = one(run(m, strat, leverage=10, position_size=0.5))
-    owed = one(run(m, strat, leverage=10, position_size=0.5, negative_balance="owed"))
-    # Assert: floor keeps the other 500; owed books the full 1000 loss; draw 500 both
+    owed = run(m, strat, leverage=10, position_size=0.5, negative_balance="owed")
+    # Assert: floor keeps the other 500 and the insurance fund pays the 500 beyond the margin.
+    # Owed books the full 1000 loss in the trader's balance (1000 -> 0), so the fund pays
+    # nothing: the loss beyond the margin is counted once, not also as an insurance draw.
     assert floor["final_equity"] == pytest.approx(500.0, rel=1e-12)
     assert floor["insurance_draw"] == pytest.approx(500.0, rel=1e-12)
-    assert owed["final_equity"] == pytest.approx(0.0, abs=1e-9)
-    assert owed["insurance_draw"] == pytest.approx(500.0, rel=1e-12)
+    assert one(owed)["final_equity"] == pytest.approx(0.0, abs=1e-9)
+    assert one(owed)["insurance_draw"] == 0.0
+    assert owed.trades()["pnl"][0] == pytest.approx(-1000.0, rel=1e-12)
 
 
 def test_gap_beyond_bankruptcy_cross_floors_wallet_at_zero() -> None:
@@ -151,7 +156,9 @@ def test_gap_beyond_bankruptcy_cross_floors_wallet_at_zero() -> None:
     )
     assert cross["final_equity"] == 0.0
     assert cross["insurance_draw"] == pytest.approx(500.0, rel=1e-12)
+    # owed: the trader's balance ends at 1000 - 1500 = -500 and the fund pays nothing
     assert owed["final_equity"] == pytest.approx(-500.0, rel=1e-12)
+    assert owed["insurance_draw"] == 0.0
 
 
 def test_liquidation_fee_capped_by_equity_left_and_bankruptcy_close() -> None:
@@ -166,9 +173,59 @@ def test_liquidation_fee_capped_by_equity_left_and_bankruptcy_close() -> None:
     bank = one(run(m, strat, leverage=10, close_at="bankruptcy"))
     assert small["final_equity"] == pytest.approx(left - 0.003 * 100.0 * LP_10X, rel=1e-12)
     assert small["fees_paid"] == pytest.approx(0.003 * 100.0 * LP_10X, rel=1e-12)
-    assert big["final_equity"] == pytest.approx(0.0, abs=1e-9)
+    assert big["final_equity"] == 0.0
     assert big["fees_paid"] == pytest.approx(left, rel=1e-12)
-    assert bank["final_equity"] == pytest.approx(0.0, abs=1e-9)
+    # bankruptcy close: taken over at BP = 100 - 1000/100 = 90, no fee (the margin is the loss)
+    assert bank["final_equity"] == 0.0
+    assert bank["fees_paid"] == 0.0
+
+
+def test_bankruptcy_close_records_the_bankruptcy_price_as_the_exit_price() -> None:
+    # Long 10x at 100, Q 100, margin 1000: LP 90.452 (flat MMR 0.5 %), BP = 100 - 1000/100 = 90.
+    # Bar 2's mark low 89 reaches the LP. close_at="bankruptcy": the exchange takes the position
+    # over at 90, so the record says 90 (it said 90.452, a price the trader never got), the fee
+    # is 0 and the trade's PnL is 100*(90 - 100) = -1000 = the margin.
+    mark = (FLAT, [101.0] * 4, [99.0, 99.0, 89.0, 99.0], FLAT)
+    m = make_market(FLAT, [101.0] * 4, [99.0] * 4, FLAT, mark=mark)
+    r = run(m, FixedSignals(4, long_entries=[0]), leverage=10, close_at="bankruptcy")
+    t = r.trades()
+    assert t["exit_reason"][0] == "liquidation"
+    assert t["exit_price"][0] == pytest.approx(90.0, rel=1e-12)
+    assert t["fees"][0] == 0.0
+    assert t["pnl"][0] == pytest.approx(100.0 * (90.0 - 100.0), rel=1e-12)
+    # a gap beyond the bankruptcy price closes at the gap (the mark open 80), not at 90
+    o = [100.0, 100.0, 80.0, 80.0]
+    gap = make_market(o, [101.0, 101.0, 81.0, 81.0], [99.0, 99.0, 79.0, 79.0], o)
+    g = run(gap, FixedSignals(4, long_entries=[0]), leverage=10, close_at="bankruptcy")
+    assert g.trades()["exit_price"][0] == 80.0
+    assert one(g)["insurance_draw"] == pytest.approx(1000.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("close_at", ["bankruptcy", "liquidation"])
+def test_losing_the_whole_margin_leaves_exactly_zero_and_no_ruin(close_at: str) -> None:
+    # 25x long with the whole wallet of 1000 at taker 0.05 %: the order costs margin * 1.0125,
+    # margin = 1000/1.0125 = 987.654..., fee 12.345... In floats 1000 - fee came out 1.1e-13
+    # below the margin, so losing the margin (bankruptcy close, or a liquidation fee of 5 %
+    # that takes all that is left) left equity -1.1e-13 and ruin_threshold=0 ruined the
+    # account. The wallet after the order is exactly the margin, so the loss leaves 0.0.
+    mark = (FLAT, [101.0] * 4, [99.0, 99.0, 90.0, 99.0], FLAT)
+    m = make_market(FLAT, [101.0] * 4, [99.0] * 4, FLAT, mark=mark)
+    s = one(
+        run(
+            m,
+            FixedSignals(4, long_entries=[0]),
+            leverage=25,
+            taker_fee=0.0005,
+            close_at=close_at,
+            liquidation_fee_rate=0.05,
+            ruin_threshold=0.0,
+        )
+    )
+    assert s["n_liquidations"] == 1
+    assert s["final_equity"] == 0.0 and s["min_equity"] == 0.0
+    assert not s["ruined"]
+    if close_at == "bankruptcy":  # the entry fee only: 1000 - 1000/1.0125
+        assert s["fees_paid"] == pytest.approx(1000.0 - 1000.0 / 1.0125, rel=1e-12)
 
 
 def test_stop_fills_at_stop_price_with_slippage() -> None:
@@ -305,6 +362,81 @@ def test_entry_rejected_when_notional_tier_allows_less_leverage() -> None:
     assert s["n_trades"] == 0 and s["n_rejected"] == 1
 
 
+def _with_last_caps(monkeypatch: pytest.MonkeyPatch, caps: list[float]) -> None:
+    # engine.run does not pass the tables' last caps to the kernel yet (see the xfail below):
+    # hand them in for a run on a single pinned table
+    from backtester.engine import kernel
+
+    real = kernel.simulate_nb
+
+    def with_caps(*args: object, **kw: object) -> int:
+        return real(*args, last_cap=np.array(caps), **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(kernel, "simulate_nb", with_caps)
+
+
+@pytest.mark.parametrize(
+    ("exchange", "cash", "leverage", "opened"),
+    [
+        # OKX 2023-06-15 table by size: last tier 84-96 BTC at 20x, cap 96 BTC (inclusive).
+        # 1000 x 10x at 100 = 10,000 notional = 100 BTC > 96: the exchange refuses the order (the
+        # kernel extrapolated the last tier's 20x and opened it); 960 x 10x = 96 BTC is allowed.
+        ("okx", 1000.0, 10.0, False),
+        ("okx", 960.0, 10.0, True),
+        # Binance 2024-05-30 table by notional: last tier 1.2B-1.8B at 1x. 2e9 at 1x is past
+        # the cap; 1.8e9 exactly is the largest position allowed.
+        ("binanceusdm", 2e9, 1.0, False),
+        ("binanceusdm", 1.8e9, 1.0, True),
+    ],
+)
+def test_entry_beyond_the_last_tier_cap_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, exchange: str, cash: float, leverage: float, opened: bool
+) -> None:
+    table = {"okx": "2023-06-15", "binanceusdm": "2024-05-30"}[exchange]
+    cap = float(bt.exchange_rules(exchange, "BTC/USDT:USDT", at=table).caps[-1])
+    assert cap == {"okx": 96.0, "binanceusdm": 1.8e9}[exchange]
+    _with_last_caps(monkeypatch, [cap])
+    m = make_market(FLAT, [101.0] * 4, [99.0] * 4, FLAT)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bt.BacktesterWarning)  # "never opened a position"
+        s = one(
+            run(
+                m,
+                FixedSignals(4, long_entries=[0]),
+                exchange=exchange,
+                tier_table=table,
+                leverage=leverage,
+                initial_cash=cash,
+                maint_margin_rate=None,
+                liquidation_fee_rate=None,
+            )
+        )
+    assert (s["n_trades"], s["n_rejected"]) == ((1, 0) if opened else (0, 1))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine.run must pass last_cap=<each table's caps[-1]> to kernel.simulate_nb",
+)
+def test_engine_run_passes_the_last_tier_caps_to_the_kernel() -> None:
+    # as above without handing the caps in: 100 BTC past OKX's 96 BTC cap is refused
+    m = make_market(FLAT, [101.0] * 4, [99.0] * 4, FLAT)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bt.BacktesterWarning)
+        s = one(
+            run(
+                m,
+                FixedSignals(4, long_entries=[0]),
+                exchange="okx",
+                tier_table="2023-06-15",
+                leverage=10.0,
+                maint_margin_rate=None,
+                liquidation_fee_rate=None,
+            )
+        )
+    assert s["n_rejected"] == 1
+
+
 def test_after_liquidation_stop_keeps_account_dead() -> None:
     # Liquidated on bar 2; entry signals on every bar. "continue" re-enters at bar 3's open
     mark = ([*FLAT, 100.0], [101.0] * 5, [99.0, 99.0, 89.0, 99.0, 99.0], [*FLAT, 100.0])
@@ -406,20 +538,92 @@ def test_entry_notional_exactly_on_a_tier_cap_uses_the_lower_tier() -> None:
     assert r.trades()["size"][0] == pytest.approx(500.0, rel=1e-12)  # 50,000 / 100
 
 
-def test_kernel_cache_is_keyed_on_the_formulas_and_enums_it_compiles_in() -> None:
+def test_kernel_cache_is_keyed_on_the_files_it_compiles_in() -> None:
     # numba keys its on-disk cache on the kernel file only; the kernel's locator adds the content
-    # hashes of rules/formulas.py and engine/enums.py, so editing them recompiles the kernel.
-    import hashlib
-    from pathlib import Path
+    # hashes of the modules it imports (rules/formulas.py inlined, engine/enums.py folded in, and
+    # whatever those import), so editing them recompiles the kernel. The hook patches numba
+    # internals: this fails if it is not in effect on every kernel (CACHE_ENABLED says whether
+    # the kernels are cached at all; off, they cannot be stale).
+    from numba.core.registry import CPUDispatcher
 
-    from backtester.engine import enums, kernel
-    from backtester.rules import formulas
+    from backtester.engine import kernel
 
-    stamp = kernel.simulate_nb._cache._impl.locator.get_source_stamp()
-    expected = tuple(
-        hashlib.sha256(Path(mod.__file__).read_bytes()).digest() for mod in (formulas, enums)
+    deps = [path for path, _ in kernel._DEPENDENCY_STAMP]
+    assert {"rules/formulas.py", "engine/enums.py"} <= set(deps)
+    assert kernel.CACHE_ENABLED
+    kernels = [
+        v
+        for v in vars(kernel).values()
+        if isinstance(v, CPUDispatcher) and v.py_func.__module__ == kernel.__name__
+    ]
+    assert {k.__name__ for k in kernels} >= {"simulate_tables_nb", "simulate_span_nb"}
+    for k in kernels:
+        assert kernel._cache_hook_in_effect(k) == "", k.__name__
+
+
+def test_kernel_cache_stamp_changes_when_a_dependency_changes(tmp_path: Path) -> None:
+    # The stamp stored in the cache index is (path, sha256) per dependency: an edit of
+    # formulas.py or enums.py content changes it, so numba's index no longer matches and the
+    # kernel recompiles; an unchanged copy gives the same stamp (no needless recompiles).
+    from backtester.engine import kernel
+
+    root = Path(kernel._PACKAGE_ROOT)
+    copies = []
+    for rel in ("rules/formulas.py", "engine/enums.py"):
+        dst = tmp_path / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes((root / rel).read_bytes())
+        copies.append(str(dst))
+    same = kernel._stamp_of(tuple(copies))
+    in_use = dict(kernel._DEPENDENCY_STAMP)
+    assert [d for _, d in same] == [in_use["rules/formulas.py"], in_use["engine/enums.py"]]
+    for path in copies:
+        edited = Path(path)
+        original = edited.read_bytes()
+        edited.write_bytes(original + b"\nX = 1  # an edit\n")
+        assert kernel._stamp_of(tuple(copies)) != same
+        edited.write_bytes(original)
+    assert kernel._stamp_of(tuple(copies)) == same
+
+
+def test_kernel_dependencies_follow_its_imports(tmp_path: Path) -> None:
+    # The dependency list is derived from the import statements (also transitively), so a module
+    # the kernel starts importing is covered without editing a list by hand.
+    from backtester.engine import kernel
+
+    root = Path(kernel._PACKAGE_ROOT)
+    fake = tmp_path / "k.py"
+    fake.write_text(
+        "from backtester.rules.formulas import tier_index_nb\n"
+        "def f():\n    from backtester.engine import records\n"
     )
-    assert stamp[1] == expected
+    deps = {str(Path(p).relative_to(root)) for p in kernel._dependency_files(str(fake))}
+    assert {"rules/formulas.py", "engine/records.py", "_typing.py"} <= deps
+
+
+def test_kernel_compiles_without_the_cache_and_says_so_when_the_hook_is_bypassed() -> None:
+    # NUMBA_CACHE_LOCATOR_CLASSES makes numba use its own locators, bypassing the dependency
+    # stamp (as a numba release that moved its internals would): the kernels must then not use
+    # the on-disk cache, and a warning must say why.
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_LOCATOR_CLASSES": "InTreeCacheLocator"}
+    code = (
+        "import warnings\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    from backtester.engine import kernel\n"
+        "print(kernel.CACHE_ENABLED, kernel.simulate_span_nb._cache.__class__.__name__)\n"
+        "print([str(x.message) for x in w if 'on-disk cache' in str(x.message)])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    first, second = out.splitlines()[:2]
+    assert first == "False NullCache"
+    assert "InTreeCacheLocator" in second and "stale" in second
 
 
 def test_funding_only_for_positions_open_at_the_funding_time() -> None:
@@ -443,11 +647,11 @@ def test_funding_only_for_positions_open_at_the_funding_time() -> None:
         ("binanceusdm", LP_10X, 1000.0 + 100.0 * (LP_10X - 100.0) - 0.3 * LP_10X),
         # OKX: equity <= Q*P*(MMR + liquidation fee), the fee being the column's taker rate (0
         # here; the profile's 0.05 % only when taker_fee is None, as in bt.liquidation_price):
-        # LP = (100 - 1000/100)/(1 - 0.005) = 90.4523; taken over at the bankruptcy price ->
-        # the trader keeps nothing
+        # LP = (100 - 1000/100)/(1 - 0.005) = 90.4523; taken over at the bankruptcy price
+        # BP = 100 - 1000/100 = 90 (the trade's exit price) -> the trader keeps nothing
         ("okx", 90.0 / 0.995, 0.0),
         # Bybit: MM valued at entry (100*100*0.005 = 50): LP = 100 - (1000 - 50)/100 = 90.5;
-        # bankruptcy-price close -> nothing left
+        # bankruptcy-price close at 90 -> nothing left
         ("bybit", 90.5, 0.0),
     ],
 )
@@ -467,8 +671,25 @@ def test_liquidation_price_fee_and_close_follow_the_exchange_profile(
     )
     t = r.trades()
     assert t["exit_reason"][0] == "liquidation"
-    assert t["exit_price"][0] == pytest.approx(lp, rel=1e-12)
+    closed_at = lp if exchange == "binanceusdm" else 90.0  # liquidation / bankruptcy price
+    assert t["exit_price"][0] == pytest.approx(closed_at, rel=1e-12)
     assert one(r)["final_equity"] == pytest.approx(left, abs=1e-9)
+    # the liquidation happened at the LP: the mark low 90 reached it, 90.6 would not have
+    survived = run(
+        make_market(
+            FLAT,
+            [101.0] * 4,
+            [99.0] * 4,
+            FLAT,
+            mark=(FLAT, [101.0] * 4, [99.0, 99.0, 90.6, 99.0], FLAT),
+        ),
+        FixedSignals(4, long_entries=[0]),
+        leverage=10,
+        exchange=exchange,
+        liquidation_fee_rate=None,
+        close_at=None,
+    )
+    assert one(survived)["n_liquidations"] == 0
     # the public calculator gives the same price for the same settings
     calc = bt.liquidation_price(
         exchange, "long", 100.0, 100.0, margin=1000.0, mmr=0.005, maint_amount=0.0, taker_fee=0.0
