@@ -83,16 +83,12 @@ At the end of a column's window an open position is recorded as a trade with exi
 
 from __future__ import annotations
 
-import ast
-import hashlib
 import math
-import os
-import warnings
-from typing import Any
 
 import numpy as np
 from numba import njit, prange
 
+from backtester.engine._jitcache import cache_enabled
 from backtester.engine.enums import (
     AfterLiquidation,
     CloseAt,
@@ -111,157 +107,11 @@ from backtester.rules.formulas import (
     max_leverage_nb,
 )
 
-# ---- on-disk cache freshness ---------------------------------------------------------------
-# numba's cache (cache=True) is keyed on the stamp of the decorated function's own file only. The
-# kernel inlines rules.formulas (tier lookup, liquidation price) and freezes the values of the
-# enums and parameter rows it imports at compile time, so an edit there (or a git pull touching
-# only those files) would silently keep running the old compiled kernel. Two guards:
-# - the dependencies are not a hand-kept list: they are every backtester module this file
-#   imports, followed through their own imports (_dependency_files), so a new import is covered;
-# - the locators below, used for this file's functions only, add the content hashes of those
-#   files to numba's stamp. That hooks numba internals, so the hook is verified on a probe
-#   function before any kernel is decorated (_cache_hook_in_effect): if numba moved them, the
-#   kernels are compiled without the on-disk cache (correct, slower to start) and a
-#   BacktesterWarning says so, instead of silently trusting a cache that could be stale.
-_KERNEL_FILE = os.path.abspath(__file__)
-_PACKAGE_ROOT = os.path.dirname(os.path.dirname(_KERNEL_FILE))  # .../backtester
-
-
-def _imported_modules(path: str) -> set[str]:
-    # absolute imports of backtester modules anywhere in the file (also inside functions)
-    with open(path, "rb") as f:
-        tree = ast.parse(f.read(), filename=path)
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names if a.name.startswith("backtester"))
-        elif (
-            isinstance(node, ast.ImportFrom)
-            and node.level == 0
-            and node.module
-            and (node.module == "backtester" or node.module.startswith("backtester."))
-        ):
-            names.add(node.module)
-            names.update(f"{node.module}.{a.name}" for a in node.names)
-    return names
-
-
-def _module_file(name: str) -> str | None:
-    # the source file of backtester module `name` (None for a name that is not a module)
-    parts = name.split(".")[1:]
-    base = os.path.join(_PACKAGE_ROOT, *parts)
-    for candidate in (base + ".py", os.path.join(base, "__init__.py")):
-        if os.path.isfile(candidate):
-            return candidate
-    return None
-
-
-def _dependency_files(root: str = _KERNEL_FILE) -> tuple[str, ...]:
-    """Return the source files ``root`` depends on through backtester imports, sorted."""
-    seen: set[str] = set()
-    todo = [os.path.abspath(root)]
-    while todo:
-        for name in _imported_modules(todo.pop()):
-            path = _module_file(name)
-            if path is not None and path not in seen:
-                seen.add(path)
-                todo.append(path)
-    seen.discard(os.path.abspath(root))
-    return tuple(sorted(seen))
-
-
-def _stamp_of(paths: tuple[str, ...]) -> tuple[tuple[str, bytes], ...]:
-    """Return ``(path relative to the package, sha256 of the content)`` for each file."""
-    out = []
-    for path in paths:
-        with open(path, "rb") as f:
-            digest = hashlib.sha256(f.read()).digest()
-        out.append((os.path.relpath(path, _PACKAGE_ROOT).replace(os.sep, "/"), digest))
-    return tuple(out)
-
-
-_DEPENDENCIES = _dependency_files()
-_DEPENDENCY_STAMP = _stamp_of(_DEPENDENCIES)
-
-
-class _DependencyStampMixin:
-    @classmethod
-    def from_function(cls, py_func: Any, py_file: str) -> Any:
-        if os.path.abspath(py_file) != _KERNEL_FILE:
-            return None
-        return super().from_function(py_func, py_file)  # type: ignore[misc]
-
-    def get_source_stamp(self) -> Any:
-        return (super().get_source_stamp(), _DEPENDENCY_STAMP)  # type: ignore[misc]
-
-
-def _install_cache_locators() -> str:
-    # Put a dependency-stamping twin before each of numba's source-file locators; "" on success,
-    # else why it could not.
-    try:
-        from numba.core import caching
-
-        classes = caching.CacheImpl._locator_classes
-        backed = caching._SourceFileBackedLocatorMixin
-        if any(issubclass(c, _DependencyStampMixin) for c in classes):
-            return ""
-        out: list[Any] = []
-        for base in classes:
-            if issubclass(base, backed):
-                out.append(type(f"Kernel{base.__name__}", (_DependencyStampMixin, base), {}))
-            out.append(base)
-        classes[:] = out
-    except Exception as exc:  # any change of numba's internals lands here
-        return f"{type(exc).__name__}: {exc}"
-    return ""
-
-
-def _cache_probe_nb() -> int:
-    return 0
-
-
-def _cache_hook_in_effect(dispatcher: Any) -> str:
-    """Return "" if ``dispatcher``'s on-disk cache is keyed on the dependency stamp, else why."""
-    try:
-        locator = dispatcher._cache._impl.locator
-        stored = dispatcher._cache._cache_file._source_stamp
-    except AttributeError as exc:
-        return f"numba's cache has no {exc.name or 'expected attribute'}"
-    if not isinstance(locator, _DependencyStampMixin):
-        return f"numba chose the locator {type(locator).__name__}"
-    if not (isinstance(stored, tuple) and len(stored) == 2 and stored[1] == _DEPENDENCY_STAMP):
-        return "numba's cache index does not store the dependency stamp"
-    return ""
-
-
-def _setup_cache() -> bool:
-    import numba
-
-    if getattr(numba.config, "DISABLE_JIT", False):
-        return False
-    why = _install_cache_locators()
-    if not why:
-        try:
-            why = _cache_hook_in_effect(njit(cache=True)(_cache_probe_nb))
-        except Exception as exc:  # e.g. no writable cache directory
-            why = f"{type(exc).__name__}: {exc}"
-    if why:
-        from backtester.errors import BacktesterWarning
-
-        warnings.warn(
-            f"the engine kernel is compiled without numba's on-disk cache ({why}; numba "
-            f"{numba.__version__}), because a cached kernel could be stale after an edit of "
-            f"{', '.join(p for p, _ in _DEPENDENCY_STAMP)}; every new process compiles it once "
-            "(about a minute). Use a numba version whose cache internals match, or report it",
-            BacktesterWarning,
-            stacklevel=2,
-        )
-        return False
-    return True
-
-
-#: True when the kernels use numba's on-disk cache (keyed on this file and its dependencies)
-CACHE_ENABLED = _setup_cache()
+# numba's cache is keyed on this file only, but the kernel inlines rules.formulas and freezes
+# the enums and parameter rows it imports: backtester.engine._jitcache adds the content of every
+# module this file imports (transitively) to the key, or turns the cache off with a warning when
+# it cannot (see there). True when the kernels use the on-disk cache.
+CACHE_ENABLED = cache_enabled(__file__)
 
 __all__ = [
     "BLOCK",

@@ -1,6 +1,6 @@
 """Numba kernels for exchange margin rules (layer: rules.formulas, called by engine.kernel).
 
-Every function here is ``@njit(cache=True)`` and takes floats, ints and 1-D float64 arrays only,
+Every function here is ``@njit(cache=_CACHE)`` and takes floats, ints and 1-D float64 arrays only,
 so the engine kernel can call it per bar. Python-facing wrappers with validation live in
 ``backtester.rules`` (``liquidation_price``, ``bankruptcy_price``); this module trusts its inputs.
 
@@ -58,6 +58,7 @@ import math
 from numba import njit
 
 from backtester._typing import F64Array
+from backtester.engine._jitcache import cache_enabled
 from backtester.engine.enums import Convention, Side
 
 # the codes of engine.enums as plain ints (numba folds module-level ints)
@@ -82,8 +83,12 @@ __all__ = [
     "tier_index_nb",
 ]
 
+# the functions fold the codes imported from engine.enums in at compile time: key the on-disk
+# cache on that file too (backtester.engine._jitcache)
+_CACHE = cache_enabled(__file__)
 
-@njit(cache=True)
+
+@njit(cache=_CACHE)
 def tier_index_nb(value: float, floors: F64Array) -> int:
     """Return the index of the tier holding ``value``: the last tier whose floor < ``value``.
 
@@ -109,7 +114,7 @@ def tier_index_nb(value: float, floors: F64Array) -> int:
     return lo
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def maint_margin_nb(
     convention: int,
     notional: float,
@@ -136,7 +141,7 @@ def maint_margin_nb(
     return float(notional * mmr[k] - maint_amount[k])
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def _solve_linear_nb(
     side: int, entry_price: float, size: float, equity_base: float, rate: float, amount: float
 ) -> float:
@@ -145,7 +150,7 @@ def _solve_linear_nb(
     return (equity_base + amount - s * size * entry_price) / (size * rate - s * size)
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def _scan_tiers_nb(
     side: int,
     entry_price: float,
@@ -183,7 +188,7 @@ def _scan_tiers_nb(
     return best
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def _first_trigger_nb(
     side: int,
     entry_price: float,
@@ -247,7 +252,7 @@ def _first_trigger_nb(
     return best
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def liquidation_price_nb(
     convention: int,
     side: int,
@@ -297,7 +302,7 @@ def liquidation_price_nb(
     return lp
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def bankruptcy_price_nb(
     side: int, entry_price: float, size: float, margin: float, other_upnl: float
 ) -> float:
@@ -312,13 +317,13 @@ def bankruptcy_price_nb(
     return bp
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def funding_payment_nb(signed_size: float, mark_price: float, funding_rate: float) -> float:
     """Return the cash paid BY the holder: ``signed_size·mark·rate`` (negative = received)."""
     return signed_size * mark_price * funding_rate
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def max_leverage_nb(
     notional: float,
     size: float,

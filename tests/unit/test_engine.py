@@ -539,66 +539,69 @@ def test_entry_notional_exactly_on_a_tier_cap_uses_the_lower_tier() -> None:
 
 
 def test_kernel_cache_is_keyed_on_the_files_it_compiles_in() -> None:
-    # numba keys its on-disk cache on the kernel file only; the kernel's locator adds the content
-    # hashes of the modules it imports (rules/formulas.py inlined, engine/enums.py folded in, and
-    # whatever those import), so editing them recompiles the kernel. The hook patches numba
-    # internals: this fails if it is not in effect on every kernel (CACHE_ENABLED says whether
-    # the kernels are cached at all; off, they cannot be stale).
+    # numba keys its on-disk cache on the kernel file only; backtester.engine._jitcache adds the
+    # content hashes of the modules it imports (rules/formulas.py inlined, engine/enums.py folded
+    # in, and whatever those import), so editing them recompiles the kernel. The hook patches numba
+    # internals: this fails if it is not in effect on every kernel and formula (CACHE_ENABLED
+    # says whether they are cached at all; off, they cannot be stale).
     from numba.core.registry import CPUDispatcher
 
-    from backtester.engine import kernel
+    from backtester.engine import _jitcache, kernel
+    from backtester.rules import formulas
 
-    deps = [path for path, _ in kernel._DEPENDENCY_STAMP]
-    assert {"rules/formulas.py", "engine/enums.py"} <= set(deps)
+    deps = [path for path, _ in _jitcache.STAMPS[str(Path(kernel.__file__))]]
+    assert {"rules/formulas.py", "engine/enums.py", "engine/layout.py"} <= set(deps)
+    assert "engine/enums.py" in [p for p, _ in _jitcache.STAMPS[str(Path(formulas.__file__))]]
     assert kernel.CACHE_ENABLED
-    kernels = [
-        v
-        for v in vars(kernel).values()
-        if isinstance(v, CPUDispatcher) and v.py_func.__module__ == kernel.__name__
-    ]
-    assert {k.__name__ for k in kernels} >= {"simulate_tables_nb", "simulate_span_nb"}
-    for k in kernels:
-        assert kernel._cache_hook_in_effect(k) == "", k.__name__
+    for module in (kernel, formulas):
+        jitted = [
+            v
+            for v in vars(module).values()
+            if isinstance(v, CPUDispatcher) and v.py_func.__module__ == module.__name__
+        ]
+        assert len(jitted) >= 6
+        for k in jitted:
+            assert _jitcache.cache_hook_in_effect(k) == "", k.__name__
 
 
 def test_kernel_cache_stamp_changes_when_a_dependency_changes(tmp_path: Path) -> None:
     # The stamp stored in the cache index is (path, sha256) per dependency: an edit of
     # formulas.py or enums.py content changes it, so numba's index no longer matches and the
     # kernel recompiles; an unchanged copy gives the same stamp (no needless recompiles).
-    from backtester.engine import kernel
+    from backtester.engine import _jitcache, kernel
 
-    root = Path(kernel._PACKAGE_ROOT)
+    root = Path(_jitcache.PACKAGE_ROOT)
     copies = []
     for rel in ("rules/formulas.py", "engine/enums.py"):
         dst = tmp_path / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_bytes((root / rel).read_bytes())
         copies.append(str(dst))
-    same = kernel._stamp_of(tuple(copies))
-    in_use = dict(kernel._DEPENDENCY_STAMP)
+    same = _jitcache.stamp_of(tuple(copies))
+    in_use = dict(_jitcache.STAMPS[str(Path(kernel.__file__))])
     assert [d for _, d in same] == [in_use["rules/formulas.py"], in_use["engine/enums.py"]]
     for path in copies:
         edited = Path(path)
         original = edited.read_bytes()
         edited.write_bytes(original + b"\nX = 1  # an edit\n")
-        assert kernel._stamp_of(tuple(copies)) != same
+        assert _jitcache.stamp_of(tuple(copies)) != same
         edited.write_bytes(original)
-    assert kernel._stamp_of(tuple(copies)) == same
+    assert _jitcache.stamp_of(tuple(copies)) == same
 
 
 def test_kernel_dependencies_follow_its_imports(tmp_path: Path) -> None:
     # The dependency list is derived from the import statements (also transitively), so a module
     # the kernel starts importing is covered without editing a list by hand.
-    from backtester.engine import kernel
+    from backtester.engine import _jitcache
 
-    root = Path(kernel._PACKAGE_ROOT)
+    root = Path(_jitcache.PACKAGE_ROOT)
     fake = tmp_path / "k.py"
     fake.write_text(
         "from backtester.rules.formulas import tier_index_nb\n"
         "def f():\n    from backtester.engine import records\n"
     )
-    deps = {str(Path(p).relative_to(root)) for p in kernel._dependency_files(str(fake))}
-    assert {"rules/formulas.py", "engine/records.py", "_typing.py"} <= deps
+    deps = {str(Path(p).relative_to(root)) for p in _jitcache.dependency_files(str(fake))}
+    assert {"rules/formulas.py", "engine/records.py", "_typing.py", "engine/enums.py"} <= deps
 
 
 def test_kernel_compiles_without_the_cache_and_says_so_when_the_hook_is_bypassed() -> None:

@@ -7,6 +7,7 @@ docs/reference/exchange-rules.md.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -431,16 +432,18 @@ def test_maint_amount_without_mmr_matters_for_the_liquidation_price_only() -> No
     # A maintenance amount needs a rate to define a maintenance margin, so liquidation_price
     # refuses it alone; the bankruptcy price (EP - margin/Q = 20,000 - 400 = 19,600 at 50x) does
     # not depend on either, so bankruptcy_price accepts it (it raised the same error before).
-    args = dict(exchange="binanceusdm", side="long", entry_price=20000.0, size=1.0, leverage=50)
+    args: dict[str, Any] = dict(
+        exchange="binanceusdm", side="long", entry_price=20000.0, size=1.0, leverage=50
+    )
     with pytest.raises(ConfigError, match=r"maint_amount needs mmr= as well, was maint_amount=0.0"):
-        bt.liquidation_price(**args, maint_amount=0.0)  # type: ignore[arg-type]
-    assert bt.bankruptcy_price(**args, maint_amount=0.0) == pytest.approx(19_600.0)  # type: ignore[arg-type]
-    assert bt.bankruptcy_price(**args, maint_amount=10.0) == pytest.approx(19_600.0)  # type: ignore[arg-type]
+        bt.liquidation_price(**args, maint_amount=0.0)
+    assert bt.bankruptcy_price(**args, maint_amount=0.0) == pytest.approx(19_600.0)
+    assert bt.bankruptcy_price(**args, maint_amount=10.0) == pytest.approx(19_600.0)
     # still validated as an amount
     with pytest.raises(ConfigError, match=r"maint_amount must be >= 0, was -1.0"):
-        bt.bankruptcy_price(**args, maint_amount=-1.0)  # type: ignore[arg-type]
+        bt.bankruptcy_price(**args, maint_amount=-1.0)
     with pytest.raises(ConfigError, match=r"maint_amount must be a finite number, was nan"):
-        bt.bankruptcy_price(**args, maint_amount=float("nan"))  # type: ignore[arg-type]
+        bt.bankruptcy_price(**args, maint_amount=float("nan"))
 
 
 def test_okx_rejects_a_maintenance_amount() -> None:
