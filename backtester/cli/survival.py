@@ -14,20 +14,51 @@ import sys
 import time
 from typing import Any
 
-from backtester.errors import ConfigError
+from backtester.config import SETTINGS, Setting
+from backtester.errors import ConfigError, did_you_mean
 
+#: study options that are not engine settings, and the CLI's own grid defaults (the API's
+#: survival_study defaults to one side and no stop: the CLI shows the whole picture at once)
 DEFAULTS: dict[str, str] = {
     "symbol": "BTC/USDT:USDT",
     "exchange": "binanceusdm",
     "timeframe": "1h",
     "side": "both",
-    "leverage": "1,2,3,5,10,20,50,100",
     "stop_loss": "none,0.02,0.05,0.10",
-    "position_size": "1",
-    "margin_mode": "isolated",
     "horizon": "30D",
     "entry_every": "1D",
 }
+#: engine settings without an option of their own: --exchange names the data's exchange (the
+#: profile follows it) and --side covers both sides
+_NO_OPTION = ("exchange", "side")
+#: older spellings kept working
+_ALIASES = {"maint_margin_rate": ("--mmr",)}
+_NONE_WORDS = ("none", "off", "no")
+_BOOL_WORDS = {"true": True, "on": True, "yes": True, "1": True, "false": False, "off": False}
+_BOOL_WORDS.update({"no": False, "0": False})
+
+
+def option_of(name: str) -> str:
+    """Return the CLI option of the engine setting ``name`` (``--stop-loss``)."""
+    return "--" + name.replace("_", "-")
+
+
+def _default_text(spec: Setting) -> str:
+    # the value used when the option is not given, as it would be typed
+    if spec.name in DEFAULTS:
+        return DEFAULTS[spec.name]
+    values = spec.study_default or (spec.default,)
+    return ",".join(_format(v) for v in values)
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 def register(subparsers: Any) -> None:
@@ -40,30 +71,25 @@ def register(subparsers: Any) -> None:
             "through the engine up to the horizon and estimate how many are NOT liquidated "
             "(Kaplan–Meier with honest intervals for overlapping entries). With no options: "
             "bundled BTC/USDT:USDT 1h data, both sides, leverage 1-100x, stops none/2%/5%/10%, "
-            "30-day horizon, daily entries."
+            "30-day horizon, daily entries. Every engine setting is an option; a comma-"
+            "separated list sweeps it."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--symbol", default=DEFAULTS["symbol"], help="ccxt symbol of the perpetual")
-    p.add_argument("--exchange", default=DEFAULTS["exchange"], help="exchange id of the data")
-    p.add_argument("--timeframe", default=DEFAULTS["timeframe"], help="bar timeframe of the data")
-    p.add_argument("--side", default=DEFAULTS["side"], choices=("long", "short", "both"))
-    p.add_argument("--leverage", default=DEFAULTS["leverage"], help="comma-separated leverages")
+    p.add_argument("--symbol", default=DEFAULTS["symbol"], help=_d("ccxt symbol of the perpetual"))
     p.add_argument(
-        "--stop-loss",
-        default=DEFAULTS["stop_loss"],
-        help="comma-separated stop distances as fractions (0.05) or percent (5%%); none = no stop",
+        "--exchange", default=DEFAULTS["exchange"], help=_d("exchange id of the data (and profile)")
+    )
+    p.add_argument("--timeframe", default=DEFAULTS["timeframe"], help=_d("bar timeframe"))
+    p.add_argument(
+        "--side", default=DEFAULTS["side"], choices=("long", "short", "both"), help=_d("side")
     )
     p.add_argument(
-        "--position-size",
-        default=DEFAULTS["position_size"],
-        help="comma-separated fractions of equity used as margin",
+        "--horizon",
+        default=DEFAULTS["horizon"],
+        help=_d("how long each hold is followed (30D, 720h)"),
     )
-    p.add_argument(
-        "--margin-mode", default=DEFAULTS["margin_mode"], help="isolated, cross or isolated,cross"
-    )
-    p.add_argument("--horizon", default=DEFAULTS["horizon"], help="how long each hold is followed")
-    p.add_argument("--entry-every", default=DEFAULTS["entry_every"], help="spacing of entries")
+    p.add_argument("--entry-every", default=DEFAULTS["entry_every"], help=_d("spacing of entries"))
     p.add_argument("--start", default=None, help="first bar (UTC, inclusive), e.g. 2021-01-01")
     p.add_argument("--end", default=None, help="end of the data (UTC, exclusive)")
     p.add_argument("--store", default=None, help="data store root (default: env, clone, user dir)")
@@ -75,94 +101,130 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--no-comparisons",
         action="store_true",
-        help="report only this study (skip the article's comparison runs)",
+        help="report only this study (skip the comparison runs)",
     )
-    p.add_argument("--stop-trigger", choices=("last", "mark"), default=None, help="stop price")
-    p.add_argument(
-        "--intrabar", choices=("worst", "best", "detail"), default=None, help="intrabar policy"
-    )
-    p.add_argument("--no-funding", action="store_true", help="do not exchange funding")
-    p.add_argument("--mmr", type=float, default=None, help="flat maint_margin_rate override")
-    p.add_argument("--taker-fee", type=float, default=None, help="taker fee (0.0005 = 5 bps)")
-    p.add_argument("--initial-cash", type=float, default=None, help="starting cash (quote)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--seed", type=int, default=0, help=_d("bootstrap seed", "0"))
     p.add_argument(
         "--strategy",
         default=None,
         help="a module in strategies/ (e.g. sma_cross): a fresh account trades it from each "
         "start and survival is the account's",
     )
+    engine = p.add_argument_group(
+        "engine settings (from the settings spec; a comma-separated list sweeps the setting)"
+    )
+    for spec in SETTINGS.values():
+        if spec.name in _NO_OPTION:
+            continue
+        engine.add_argument(
+            option_of(spec.name),
+            *_ALIASES.get(spec.name, ()),
+            dest=spec.name,
+            default=None,
+            metavar="V[,V...]",
+            help=f"{spec.describe(study=True)} (default: {_default_text(spec)})".replace("%", "%%"),
+        )
+    engine.add_argument(
+        "--no-funding", action="store_true", help="same as --funding false (kept for old scripts)"
+    )
     p.set_defaults(handler=run)
 
 
-def _split(text: str) -> list[str]:
-    return [t.strip() for t in str(text).split(",") if t.strip()]
+def _d(text: str, default: str | None = None) -> str:
+    # argparse help with the default spelled out (no ArgumentDefaultsHelpFormatter: it would
+    # show "None" for the engine options, whose real defaults come from the spec)
+    return f"{text} (default: %(default)s)" if default is None else f"{text} (default: {default})"
 
 
-def parse_numbers(text: str, option: str) -> list[float]:
-    """Return comma-separated numbers; raise ConfigError naming the option on bad input."""
-    out: list[float] = []
-    for token in _split(text):
-        try:
-            out.append(float(token.rstrip("x")))
-        except ValueError:
-            raise ConfigError(
-                f"{option} must be comma-separated numbers such as 1,5,20, was {text!r}"
-            ) from None
-    if not out:
-        raise ConfigError(f"{option} must list at least one value, was {text!r}")
+def parse_values(name: str, text: str, *, option: str | None = None) -> list[Any]:
+    """Return the values of setting ``name`` typed as ``text`` (``"1,5,20x"``, ``"none,5%"``).
+
+    Each value is checked by the settings spec with a survival study's bounds; an error names
+    the option as typed.
+
+    Raises
+    ------
+    ConfigError
+        An empty item (``1,,2``), a word where a number belongs, or a value out of range.
+    """
+    from backtester.config import check_setting
+
+    spec = SETTINGS[name]
+    option = option or option_of(name)
+    items = [t.strip() for t in str(text).split(",")]
+    if not text.strip() or any(not t for t in items):
+        raise ConfigError(
+            f"{option} has an empty value in {text!r}; write comma-separated values such as "
+            f"{_default_text(spec)}"
+        )
+    out: list[Any] = []
+    for token in items:
+        value = _typed(spec, token, option)
+        out.append(check_setting(name, value, study=True, where=option))
+    if len(set(map(repr, out))) != len(out):
+        raise ConfigError(f"{option} lists a value twice in {text!r}; list each value once")
     return out
 
 
-def parse_stops(text: str) -> list[float | None]:
-    """Return stop distances from ``"none,0.02,5%"`` (percent or fraction; none = no stop)."""
-    out: list[float | None] = []
-    for token in _split(text):
-        low = token.lower()
-        if low in ("none", "off", "no"):
-            out.append(None)
+def _typed(spec: Setting, token: str, option: str) -> Any:
+    low = token.lower()
+    if low in _NONE_WORDS and spec.optional:
+        return None
+    if spec.type_name == "bool":
+        if low not in _BOOL_WORDS:
+            raise ConfigError(f"{option} must be true or false, was {token!r}")
+        return _BOOL_WORDS[low]
+    if spec.type_name != "float":
+        return token
+    number = low[:-1] if (spec.name == "leverage" and low.endswith("x")) else low
+    scale = 1.0
+    if spec.percent and number.endswith("%"):
+        number, scale = number[:-1], 100.0
+    try:
+        return float(number) / scale
+    except ValueError:
+        pct = " (or 5%)" if spec.percent else ""
+        none = "; none = " + str(spec.none_means) if spec.optional else ""
+        raise ConfigError(
+            f"{option} must be comma-separated numbers such as {_default_text(spec)}{pct}"
+            f"{none}, was {token!r}"
+        ) from None
+
+
+def given_settings(args: argparse.Namespace) -> dict[str, list[Any]]:
+    """Return the engine settings the user gave, each as its list of values."""
+    out: dict[str, list[Any]] = {}
+    for name in SETTINGS:
+        if name in _NO_OPTION:
             continue
-        try:
-            value = float(low.rstrip("%")) / (100 if low.endswith("%") else 1)
-        except ValueError:
-            raise ConfigError(
-                f"--stop-loss must be 'none' or fractions such as 0.05 (or 5%), was {text!r}"
-            ) from None
-        out.append(value)
-    if not out:
-        raise ConfigError(f"--stop-loss must list at least one value, was {text!r}")
+        text = getattr(args, name, None)
+        if text is not None:
+            out[name] = parse_values(name, text)
+    if getattr(args, "no_funding", False):
+        if out.get("funding", [False]) != [False]:
+            raise ConfigError("--no-funding contradicts --funding true; give one of them")
+        out["funding"] = [False]
     return out
 
 
 def default_out(args: argparse.Namespace) -> str:
     """Return a deterministic report folder: the symbol and timeframe, plus an id of the options."""
     safe = str(args.symbol).replace("/", "_").replace(":", "_")
-    keys = [
-        "exchange",
-        "side",
-        "leverage",
-        "stop_loss",
-        "position_size",
-        "margin_mode",
-        "horizon",
-        "entry_every",
-        "start",
-        "end",
-        "stop_trigger",
-        "intrabar",
-        "no_funding",
-        "mmr",
-        "taker_fee",
-        "initial_cash",
-        "seed",
-        "no_comparisons",
-    ]
-    opts = {k: getattr(args, k, None) for k in keys}
-    base = {**{k: None for k in keys}, **DEFAULTS, "seed": 0, "no_funding": False}
-    base.pop("symbol")
-    base.pop("timeframe")
-    base["no_comparisons"] = False
-    changed = {k: v for k, v in opts.items() if v != base.get(k)}
+    study = ("exchange", "side", "horizon", "entry_every")
+    changed: dict[str, Any] = {
+        k: getattr(args, k) for k in study if getattr(args, k) != DEFAULTS[k]
+    }
+    for k in ("start", "end", "strategy"):
+        if getattr(args, k, None) is not None:
+            changed[k] = getattr(args, k)
+    if args.seed != 0:
+        changed["seed"] = args.seed
+    if args.no_comparisons:
+        changed["no_comparisons"] = True
+    default_stops = parse_values("stop_loss", DEFAULTS["stop_loss"])
+    for name, values in given_settings(args).items():
+        if name != "stop_loss" or values != default_stops:
+            changed[name] = [_format(v) for v in values]
     name = f"reports/survival-{safe}-{args.timeframe}"
     if changed:
         digest = hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
@@ -182,20 +244,15 @@ def load_strategy(name: str | None) -> Any:
         raise ConfigError(f"--strategy: {exc}") from exc
 
 
-def _engine_settings(args: argparse.Namespace) -> dict[str, Any]:
+def _study_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    # survival_study's keyword arguments: the grid axes as tuples, other settings as a scalar
+    # (one value) or a tuple (a sweep); stop_loss defaults to the CLI's grid
+    given = given_settings(args)
+    given.setdefault("stop_loss", parse_values("stop_loss", DEFAULTS["stop_loss"]))
     out: dict[str, Any] = {}
-    if args.stop_trigger is not None:
-        out["stop_trigger"] = args.stop_trigger
-    if args.intrabar is not None:
-        out["intrabar"] = args.intrabar
-    if args.no_funding:
-        out["funding"] = False
-    if args.mmr is not None:
-        out["maint_margin_rate"] = args.mmr
-    if args.taker_fee is not None:
-        out["taker_fee"] = args.taker_fee
-    if args.initial_cash is not None:
-        out["initial_cash"] = args.initial_cash
+    for name, values in given.items():
+        axis = name in ("leverage", "stop_loss", "position_size", "margin_mode")
+        out[name] = tuple(values) if axis or len(values) > 1 else values[0]
     return out
 
 
@@ -216,11 +273,15 @@ def run(args: argparse.Namespace) -> int:
     from backtester.reports.tables import survival_display, to_text
     from backtester.survival import survival_study
 
+    if args.no_report and args.out is not None:
+        raise ConfigError(
+            f"--out {args.out!r} has no effect with --no-report (no report is written); "
+            "drop one of them"
+        )
     progress = _Progress(sys.stderr.isatty())
-    leverage = parse_numbers(args.leverage, "--leverage")
-    stops = parse_stops(args.stop_loss)
-    sizes = parse_numbers(args.position_size, "--position-size")
-    modes = _split(args.margin_mode)
+    settings = _study_arguments(args)
+    intrabar = settings.get("intrabar", ())
+    detail = "detail" in (intrabar if isinstance(intrabar, tuple) else (intrabar,))
     progress(f"loading {args.symbol} {args.timeframe} ({args.exchange})")
     market = load_market(
         args.symbol,
@@ -229,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
         start=args.start,
         end=args.end,
         store=args.store,
-        detail_timeframe="1m" if args.intrabar == "detail" else None,
+        detail_timeframe="1m" if detail else None,
     )
     progress(
         f"{market.n_bars:,} bars {market.index[0]:%Y-%m-%d} -> {market.index[-1]:%Y-%m-%d}; "
@@ -238,15 +299,11 @@ def run(args: argparse.Namespace) -> int:
     study = survival_study(
         market,
         side=args.side,
-        leverage=tuple(leverage),
-        stop_loss=tuple(stops),
-        position_size=tuple(sizes),
-        margin_mode=tuple(modes),
         horizon=args.horizon,
         entry_every=args.entry_every,
         seed=args.seed,
         strategy=load_strategy(args.strategy),
-        **_engine_settings(args),
+        **settings,
     )
     progress(f"{study.n_settings} settings x {study.n_entries:,} entries; estimating survival")
     table = study.table()

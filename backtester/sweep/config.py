@@ -255,17 +255,6 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _engine_fields() -> dict[str, dataclasses.Field[Any]]:
-    try:
-        from backtester.config import RunConfig
-    except ImportError as exc:  # the engine layer is missing: nothing can run anyway
-        raise ConfigError(
-            "engine settings cannot be checked because backtester.config.RunConfig is missing; "
-            "reinstall backtester"
-        ) from exc
-    return {f.name: f for f in dataclasses.fields(RunConfig)}
-
-
 def _load_strategy(name: str, source: str = "<dict>") -> Any:
     # the one strategy loader (strategies.params / strategies.load): a bundled name, or a .py
     # file relative to the config file; a file's PARAMS literal is read here WITHOUT running the
@@ -517,9 +506,10 @@ class _Parser:
     def engine(
         self, data: Mapping[str, Any], *, taken: set[str], survival: bool
     ) -> tuple[tuple[tuple[str, Scalar], ...], list[tuple[str, tuple[Scalar, ...]]]]:
-        fields = _engine_fields()
-        allowed = [*fields, *_ENGINE_TABLES]
-        self.check_keys(data, allowed, "[engine]")
+        from backtester.config import setting_names
+
+        names = list(setting_names())
+        self.check_keys(data, [*names, *_ENGINE_TABLES], "[engine]")
         scalars: dict[str, Scalar] = {}
         for key, value in data.items():
             if key == "grid":
@@ -530,13 +520,12 @@ class _Parser:
                     f"must be a single value, was {_type_name(value)}",
                     f"to sweep it, move it to [engine.grid] as {key} = [...]",
                 )
-            scalars[key] = self.scalar(value, f"[engine] {key}")
-        for key, value in scalars.items():
-            self.check_engine({key: value}, f"[engine] {key}")
+            where = f"[engine] {key}"
+            scalars[key] = self.setting(key, self.scalar(value, where), where, survival)
         self.check_engine(scalars, "[engine]")
         grid: list[tuple[str, tuple[Scalar, ...]]] = []
         given = self.table(data, "engine.grid") if "grid" in data else {}
-        self.check_keys(given, list(fields), "[engine.grid]")
+        self.check_keys(given, names, "[engine.grid]")
         for key, values in given.items():
             where = f"[engine.grid] {key}"
             if key in scalars:
@@ -545,69 +534,37 @@ class _Parser:
                 )
             if key in taken:
                 raise self.fail(where, "is also a strategy parameter", "rename one of them")
-            clean = self.grid_values(values, where)
+            clean = tuple(
+                self.setting(key, v, where, survival) for v in self.grid_values(values, where)
+            )
             for value in clean:
                 self.check_engine({**scalars, key: value}, where)
             grid.append((key, clean))
-        if survival:
-            # a survival study always names these settings; default them like survival_study does
-            names = [n for n, _ in grid]
-            missing = [n for n in SURVIVAL_SETTINGS if n not in names and n not in scalars]
-            if "leverage" in missing:
-                raise self.fail(
-                    "[engine.grid] leverage",
-                    "is missing",
-                    "a survival sweep needs e.g. leverage = [1, 5, 20]",
-                )
-            self.check_survival_values(scalars, grid)
+        if survival and "leverage" not in scalars and "leverage" not in dict(grid):
+            raise self.fail(
+                "[engine.grid] leverage",
+                "is missing",
+                "a survival sweep needs e.g. leverage = [1, 5, 20]",
+            )
         return tuple(sorted(scalars.items())), grid
 
-    def check_survival_values(
-        self, scalars: Mapping[str, Scalar], grid: Sequence[tuple[str, tuple[Scalar, ...]]]
-    ) -> None:
-        # survival_study is stricter than RunConfig (stop_loss < 1, leverage >= 1, size <= 1);
-        # check here so a bad value fails before any work, not in a worker
-        from backtester.survival.run import _check_leverage, _check_size, _check_stop
+    def setting(self, name: str, value: Scalar, where: str, survival: bool) -> Scalar:
+        # the settings spec checks each value (a survival sweep with the study's bounds); the
+        # normalised value (5 -> 5.0) is what the plan hashes and the engine runs
+        from backtester.config import check_setting
 
-        checks = {
-            "leverage": _check_leverage,
-            "stop_loss": _check_stop,
-            "position_size": _check_size,
-        }
-        swept = dict(grid)
-        for key, check in checks.items():
-            if key in swept:
-                where, values = f"[engine.grid] {key}", swept[key]
-            elif key in scalars:
-                where, values = f"[engine] {key}", (scalars[key],)
-            else:
-                continue
-            for value in values:
-                try:
-                    check(value)
-                except BacktesterError as exc:
-                    raise self.fail(where, f"is invalid for a survival study: {exc}") from exc
+        checked: Scalar = check_setting(name, value, study=survival, where=f"{self.source}: {where}")
+        return checked
 
     def check_engine(self, settings: Mapping[str, Scalar], where: str) -> None:
+        # combinations the single values cannot show (a flat maintenance rate too high for the
+        # leverage is checked against the market, before the run: engine.run.check_run)
         from backtester.config import RunConfig
 
         try:
             RunConfig(**settings)  # type: ignore[arg-type]
         except BacktesterError as exc:
             raise self.fail(where, f"is invalid: {exc}") from exc
-        except (TypeError, ValueError) as exc:
-            # a quoted number ("0.0005") or a word where a number belongs: say so plainly
-            # instead of repeating Python's comparison error
-            fields = _engine_fields()
-            for key, value in settings.items():
-                field = fields.get(key)
-                if field is not None and _numeric(field) and not _is_number(value):
-                    raise self.fail(
-                        where,
-                        f"must be a number, was {_show(value)}",
-                        f"write {key} = {_example(field)} (no quotes)",
-                    ) from exc
-            raise self.fail(where, f"is invalid: {exc}", "check the value's type") from exc
 
     def scalar(self, value: Any, where: str) -> Scalar:
         if isinstance(value, str) and value.lower() == "none":
@@ -653,22 +610,6 @@ class _Parser:
                 "use one type per parameter (write 5.0 or 5, not both styles with strings)",
             )
         return clean
-
-
-def _numeric(field: dataclasses.Field[Any]) -> bool:
-    # RunConfig annotations are strings ("float", "float | None")
-    return str(field.type).split("|")[0].strip() in ("float", "int")
-
-
-def _is_number(value: Any) -> bool:
-    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
-
-
-def _example(field: dataclasses.Field[Any]) -> str:
-    default = field.default
-    if _is_number(default) and default is not None:
-        return repr(default)
-    return "0.0005"
 
 
 def _kind(value: Scalar) -> str:

@@ -8,27 +8,59 @@ from pathlib import Path
 import pytest
 
 from backtester.cli import build_parser, main
-from backtester.cli.survival import default_out, parse_numbers, parse_stops
+from backtester.cli.survival import DEFAULTS, default_out, parse_values
 from backtester.errors import ConfigError
 
 SMALL = ["--start", "2021-01-01", "--end", "2021-07-01", "--side", "long"]
 
 
-def test_parse_numbers_and_stops() -> None:
-    assert parse_numbers("1,5, 20x", "--leverage") == [1.0, 5.0, 20.0]
-    assert parse_stops("none,0.02,5%") == [None, 0.02, 0.05]
+def test_parse_values_from_the_spec() -> None:
+    assert parse_values("leverage", "1,5, 20x") == [1.0, 5.0, 20.0]
+    assert parse_values("stop_loss", "none,0.02,5%") == [None, 0.02, 0.05]
+    assert parse_values("funding", "false") == [False]
+    assert parse_values("margin_mode", "isolated,cross") == ["isolated", "cross"]
     with pytest.raises(ConfigError, match="--leverage must be comma-separated numbers"):
-        parse_numbers("1,five", "--leverage")
-    with pytest.raises(ConfigError, match="--stop-loss must be 'none' or fractions"):
-        parse_stops("tight")
+        parse_values("leverage", "1,five")
+    with pytest.raises(ConfigError, match="--stop-loss must be comma-separated numbers"):
+        parse_values("stop_loss", "tight")
+    # an empty item was silently dropped ("1,,2" ran 1 and 2)
+    with pytest.raises(ConfigError, match=r"--leverage has an empty value in '1,,2'"):
+        parse_values("leverage", "1,,2")
+    with pytest.raises(ConfigError, match=r"--leverage lists a value twice"):
+        parse_values("leverage", "2,2x")
+    with pytest.raises(ConfigError, match=r"--margin-mode must be one of .*did you mean 'cross'"):
+        parse_values("margin_mode", "crossed")
+
+
+def test_every_engine_setting_is_an_option_with_its_real_default() -> None:
+    from backtester.cli.survival import option_of
+    from backtester.config import SETTINGS
+
+    text = build_parser().parse_args(["survival"])  # parses: defaults are all valid
+    assert text.leverage is None  # "not given": the spec's default applies
+    import argparse
+    import contextlib
+    import io
+
+    help_text = io.StringIO()
+    with contextlib.redirect_stdout(help_text), contextlib.suppress(SystemExit):
+        build_parser().parse_args(["survival", "--help"])
+    flat = " ".join(help_text.getvalue().split())
+    for name in SETTINGS:
+        if name not in ("exchange", "side"):
+            assert option_of(name) in flat, name
+    assert "(default: 1,2,3,5,10,20,50,100)" in flat
+    assert "(default: 100)" in flat  # a study's initial cash
+    assert "(default: None)" not in flat
+    assert isinstance(text, argparse.Namespace)
 
 
 def test_defaults_match_the_issue() -> None:
     args = build_parser().parse_args(["survival"])
     assert args.symbol == "BTC/USDT:USDT"
     assert args.side == "both"
-    assert parse_numbers(args.leverage, "--leverage") == [1, 2, 3, 5, 10, 20, 50, 100]
-    assert parse_stops(args.stop_loss) == [None, 0.02, 0.05, 0.10]
+    assert args.stop_loss is None  # not given: the CLI's stop grid applies
+    assert parse_values("stop_loss", DEFAULTS["stop_loss"]) == [None, 0.02, 0.05, 0.10]
     assert (args.horizon, args.entry_every) == ("30D", "1D")
     # deterministic, timestamp-free default folder; other options get an id of their values
     assert default_out(args) == "reports/survival-BTC_USDT_USDT-1h"
@@ -108,9 +140,26 @@ def test_bad_option_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) ->
     code = main(["survival", *SMALL, "--leverage", "0.5", "--no-report"])
     err = capsys.readouterr().err.strip()
     assert code == 2
-    assert (
-        err == "error: ConfigError: leverage must be a number >= 1, was 0.5; e.g. leverage=(2, 10)"
-    )
+    assert err == "error: ConfigError: --leverage must be in [1, 1000], was 0.5; write 10x as 10"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--leverage", "1,,2"], "--leverage has an empty value in '1,,2'"),
+        (["--no-report", "--out", "x"], "--out 'x' has no effect with --no-report"),
+        (["--taker-fee", "five"], "--taker-fee must be comma-separated numbers"),
+        (["--horizon", "10Y"], "horizon must be a duration such as '30D'"),
+        (["--no-funding", "--funding", "true"], "--no-funding contradicts --funding true"),
+    ],
+)
+def test_bad_combinations_exit_2_with_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["survival", *SMALL, "--leverage", "2", *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert message in err and "\n" not in err
 
 
 def test_strategy_option(capsys: pytest.CaptureFixture[str]) -> None:

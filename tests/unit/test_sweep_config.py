@@ -156,12 +156,12 @@ def test_unknown_engine_setting_suggests_the_closest() -> None:
 def test_invalid_engine_value_names_key_and_value() -> None:
     # leverage must be in (0, 1000]; 0 is out of range
     message = error_of(config(engine={"grid": {"leverage": [1, 0]}}))
-    assert "[engine.grid] leverage is invalid" in message and "was 0" in message
+    assert "[engine.grid] leverage must be in (0, 1000], was 0" in message
 
 
 def test_wrong_engine_type_is_rejected() -> None:
     message = error_of(config(engine={"margin_mode": "isolatd"}))
-    assert "[engine] margin_mode is invalid" in message and "did you mean 'isolated'?" in message
+    assert "[engine] margin_mode must be one of" in message and "did you mean 'isolated'?" in message
 
 
 def test_setting_in_both_engine_and_grid() -> None:
@@ -337,9 +337,11 @@ def test_quoted_number_says_it_must_be_a_number() -> None:
     message = error_of(config(engine={"taker_fee": "cheap"}))
     grid_message = error_of(config(engine={"grid": {"slippage": ["0.0002"]}}))
     # Assert
-    assert '[engine] taker_fee must be a number, was "cheap"' in message
-    assert "(no quotes)" in message and "not supported" not in message
-    assert '[engine.grid] slippage must be a number, was "0.0002"' in grid_message
+    assert "cfg.toml: [engine] taker_fee must be a fraction in [0, 1)" in message
+    assert "was 'cheap' (a string); write the number without quotes" in message
+    assert "not supported" not in message
+    assert "cfg.toml: [engine.grid] slippage must be a fraction in [0, 1)" in grid_message
+    assert "was '0.0002' (a string)" in grid_message
 
 
 def test_survival_values_are_checked_like_survival_study() -> None:
@@ -354,7 +356,6 @@ def test_survival_values_are_checked_like_survival_study() -> None:
     lev = error_of(survival({"grid": {"leverage": [0.5, 2]}}))
     size = error_of(survival({"position_size": 2, "grid": {"leverage": [2]}}))
     # Assert
-    assert "[engine.grid] stop_loss is invalid for a survival study" in stop
-    assert "was 5; write 5% as 0.05" in stop
-    assert "[engine.grid] leverage is invalid for a survival study" in lev and "0.5" in lev
-    assert "[engine] position_size is invalid" in size
+    assert "[engine.grid] stop_loss must be a fraction in (0, 1), was 5; write 5% as 0.05" in stop
+    assert "[engine.grid] leverage must be in [1, 1000], was 0.5" in lev  # the study's bound
+    assert "[engine] position_size must be a fraction in (0, 1], was 2" in size
