@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from backtester.config import SETTINGS, Setting
-from backtester.errors import ConfigError, did_you_mean
+from backtester.errors import ConfigError
 
 #: study options that are not engine settings, and the CLI's own grid defaults (the API's
 #: survival_study defaults to one side and no stop: the CLI shows the whole picture at once)

@@ -553,7 +553,9 @@ class _Parser:
         # normalised value (5 -> 5.0) is what the plan hashes and the engine runs
         from backtester.config import check_setting
 
-        checked: Scalar = check_setting(name, value, study=survival, where=f"{self.source}: {where}")
+        checked: Scalar = check_setting(
+            name, value, study=survival, where=f"{self.source}: {where}"
+        )
         return checked
 
     def check_engine(self, settings: Mapping[str, Scalar], where: str) -> None:

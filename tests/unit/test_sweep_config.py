@@ -161,7 +161,9 @@ def test_invalid_engine_value_names_key_and_value() -> None:
 
 def test_wrong_engine_type_is_rejected() -> None:
     message = error_of(config(engine={"margin_mode": "isolatd"}))
-    assert "[engine] margin_mode must be one of" in message and "did you mean 'isolated'?" in message
+    assert (
+        "[engine] margin_mode must be one of" in message and "did you mean 'isolated'?" in message
+    )
 
 
 def test_setting_in_both_engine_and_grid() -> None:
