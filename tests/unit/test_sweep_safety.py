@@ -213,6 +213,7 @@ def test_resume_after_a_bundled_strategy_changed_is_refused(tmp_path: Path) -> N
     plan = json.loads((out / "plan.json").read_text())
     plan["strategy_sha256"] = "0" * 64  # as if strategies/hold.py had been edited since
     (out / "plan.json").write_text(json.dumps(plan))
+    CALLS.clear()
     with pytest.raises(ConfigError, match="the code of strategy 'hold' changed"):
         run(out, keys_chunk, config=config, resume=True)
 
@@ -438,5 +439,9 @@ def test_serial_executor_default_path_is_unchanged(tmp_path: Path) -> None:
     a = run(tmp_path / "a", executor=SerialExecutor(toy_chunk))
     b = run(tmp_path / "b")
     pd.testing.assert_frame_equal(a.table, b.table, check_exact=True)
-    assert not (tmp_path / "a" / ".sweep.lock").exists()
-    assert os.listdir(tmp_path / "a") != []
+    assert sorted(os.listdir(tmp_path / "a")) == [
+        "chunks",
+        "plan.json",
+        "results.parquet",
+        "run.json",
+    ]
