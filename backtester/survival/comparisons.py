@@ -351,8 +351,12 @@ def insurance_gaps(study: SurvivalStudy) -> pd.DataFrame:
 
 
 def funding_effect(study: SurvivalStudy) -> SurvivalStudy:
-    """Run long holds over a low-leverage ladder with funding on and off (horizon ≥ 90 days)."""
-    horizon = max(study.horizon_bars, round(90 / study.bar_days))
+    """Run long holds over a low-leverage ladder with funding on and off.
+
+    The horizon is the study's, raised to 90 days (funding needs time to drain a margin) but
+    never past the length of the data.
+    """
+    horizon = min(max(study.horizon_bars, round(90 / study.bar_days)), study.market.n_bars)
     kw = {k: v for k, v in _fixed(study).items() if k != "funding"}
     from backtester.survival.run import survival_study
 

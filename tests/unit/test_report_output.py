@@ -76,7 +76,7 @@ def test_report_modules_never_import_the_engine_or_study_runners(path: Path) -> 
 
 @pytest.fixture(scope="module")
 def computed(btc_1h: bt.Market) -> tuple[SurvivalStudy, Comparisons]:
-    market = btc_1h.slice("2022-01-01", "2022-05-01")
+    market = btc_1h.slice("2022-01-01", "2022-03-01")
     study = bt.survival_study(
         market, side="both", leverage=(2, 20), stop_loss=(None, 0.05), n_boot=20
     )
@@ -125,20 +125,22 @@ def test_report_renders_precomputed_comparisons_with_the_engine_unavailable(
     assert {"equity_fan", "cmp_leverage_ladder", "cmp_mark_vs_last", "cmp_funding"} <= figures
     info = json.loads((tmp_path / "r" / "run.json").read_text())
     assert info["comparisons"]["leverage_ladder"]["settings"] == 22  # 11 rungs x 2 sides
-
-
-def test_comparisons_hold_the_numbers_the_report_shows(
-    computed: tuple[SurvivalStudy, Comparisons], tmp_path: Path
-) -> None:
-    # Arrange
-    study, cmp = computed
-    # Act
-    index = Path(study.report(str(tmp_path / "r")))
-    # Assert: the ladder CSV is the computed ladder frame; the fan starts at 100 % on day 0
-    ladder = pd.read_csv(index.parent / "tables" / "cmp_leverage_ladder.csv")
+    # the numbers drawn are the computed ones; the fan starts at 100 % on day 0
+    ladder = pd.read_csv(tmp_path / "r" / "tables" / "cmp_leverage_ladder.csv")
     np.testing.assert_allclose(ladder["survival"], cmp.ladder["survival"])
     days, equity = next(iter(cmp.equity_fan.values()))
     assert days[0] == 0.0 and np.all(equity[0] == 1.0)
+
+
+def test_the_funding_comparison_fits_a_market_shorter_than_90_days(
+    computed: tuple[SurvivalStudy, Comparisons],
+) -> None:
+    # the funding holds are followed for 90 days; on 59 days of data that horizon used to be
+    # refused ("longer than the data") after the rest of the report had been computed
+    study, cmp = computed
+    assert study.market.n_bars * study.bar_days == 59
+    assert cmp.funding_horizon_days == 59
+    assert len(cmp.funding) == 12  # 6 leverages x funding on/off
 
 
 def test_exit_reasons_are_compared_by_name_in_the_survival_package() -> None:
@@ -185,6 +187,21 @@ def study(btc_1h: bt.Market) -> SurvivalStudy:
     return fake_study(btc_1h.slice("2022-01-01", "2022-04-01"))
 
 
+def _small_report(out: Path, tables: tuple[str, ...] = ("survival",)) -> Path:
+    # one figure and one table per name: what every report writes, quickly
+    from backtester.reports.html import ReportFigure, ReportSection, ReportTable, write_report
+    from backtester.reports.plots import plot_bars
+
+    frame = pd.DataFrame({"leverage": [2.0, 10.0], "n": [1, 3], "side": ["long", "long"]})
+    figure = plot_bars(frame, x="leverage", y="n", hue="side", title="t", xlabel="x", ylabel="y")
+    section = ReportSection(
+        heading="h",
+        tables=tuple(ReportTable(name, frame) for name in tables),
+        figures=(ReportFigure("bars", figure, "caption"),),
+    )
+    return write_report(out, title="t", subtitle="s", sections=[section], run_info={"a": 1})
+
+
 def _one_line(exc: pytest.ExceptionInfo[BaseException]) -> str:
     text = str(exc.value)
     assert "\n" not in text
@@ -198,7 +215,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 def test_a_report_goes_into_a_new_folder_and_lists_what_it_wrote(
     study: SurvivalStudy, tmp_path: Path
 ) -> None:
-    # Act
+    # Act: the survival report (without the comparisons)
     index = Path(study.report(str(tmp_path / "new"), comparisons=False))
     # Assert: the marker says what wrote it and lists exactly the files written
     marker = json.loads((index.parent / MARKER).read_text())
@@ -212,25 +229,18 @@ def test_a_report_goes_into_a_new_folder_and_lists_what_it_wrote(
     assert "backtester" in marker["written_by"]
 
 
-def test_the_same_folder_can_be_written_again_and_foreign_files_are_kept(
-    study: SurvivalStudy, tmp_path: Path
-) -> None:
-    # Arrange: a first report, a note the user saved next to it, and a table of the first
-    # report that the second one does not write (it is the first report's, so it goes)
+def test_the_same_folder_can_be_written_again_and_foreign_files_are_kept(tmp_path: Path) -> None:
+    # Arrange: a first report with two tables, and a note the user saved next to it
     out = tmp_path / "again"
-    study.report(str(out), comparisons=False)
+    _small_report(out, tables=("survival", "old_table"))
     (out / "notes.txt").write_text("mine")
-    stale = out / "tables" / "old_table.csv"
-    stale.write_text("x")
-    marker = json.loads((out / MARKER).read_text())
-    marker["files"].append("tables/old_table.csv")
-    (out / MARKER).write_text(json.dumps(marker))
-    # Act
-    study.report(str(out), comparisons=False)
+    # Act: the second report no longer writes old_table (the first report's, so it goes)
+    _small_report(out)
     # Assert
     assert (out / "notes.txt").read_text() == "mine"
-    assert not stale.exists()
-    assert "tables/old_table.csv" not in json.loads((out / MARKER).read_text())["files"]
+    assert not (out / "tables" / "old_table.csv").exists()
+    listed = json.loads((out / MARKER).read_text())["files"]
+    assert "tables/old_table.csv" not in listed and "tables/survival.csv" in listed
 
 
 def test_a_folder_with_files_no_report_wrote_is_refused_untouched(
@@ -251,9 +261,7 @@ def test_a_folder_with_files_no_report_wrote_is_refused_untouched(
     assert _snapshot(out) == before
 
 
-def test_an_unlisted_file_in_a_report_folder_is_not_overwritten(
-    study: SurvivalStudy, tmp_path: Path
-) -> None:
+def test_an_unlisted_file_in_a_report_folder_is_not_overwritten(tmp_path: Path) -> None:
     # Arrange: a marked folder whose marker does not list its run.json
     out = tmp_path / "marked"
     out.mkdir()
@@ -261,7 +269,7 @@ def test_an_unlisted_file_in_a_report_folder_is_not_overwritten(
     (out / "run.json").write_text("keep me")
     # Act
     with pytest.raises(ConfigError) as exc:
-        study.report(str(out), comparisons=False)
+        _small_report(out)
     # Assert: refused before any write
     assert str(out / "run.json") in _one_line(exc)
     assert (out / "run.json").read_text() == "keep me"
@@ -472,13 +480,13 @@ def test_a_full_disk_is_one_line_and_the_earlier_report_survives(
     # Arrange: a complete earlier report in the folder
     out = tmp_path / "rep"
     full_disk_after[0] = 10**6
-    study.report(str(out), comparisons=False)
+    _small_report(out)
     page = (out / "index.html").read_bytes()
     listed = json.loads((out / MARKER).read_text())["files"]
-    # Act: the disk fills up after three files of the new report
-    full_disk_after[0] = 3
+    # Act: the disk fills up after two files of the new report
+    full_disk_after[0] = 2
     with pytest.raises(ConfigError) as exc:
-        study.report(str(out), comparisons=False)
+        _small_report(out)
     # Assert: one line naming the path and the fix; no file torn, the page is the old one,
     # and the marker still lists every file (so the folder can be written again)
     text = _one_line(exc)
@@ -487,4 +495,4 @@ def test_a_full_disk_is_one_line_and_the_earlier_report_survives(
     assert set(listed) <= set(json.loads((out / MARKER).read_text())["files"])
     assert not [p for p in out.rglob(".tmp-*")]
     full_disk_after[0] = 10**6
-    study.report(str(out), comparisons=False)  # room again: the same folder is accepted
+    _small_report(out)  # room again: the same folder is accepted
