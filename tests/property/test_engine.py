@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -11,10 +12,18 @@ from hypothesis import strategies as st
 
 import backtester as bt
 from backtester.config import RunConfig
-from backtester.engine.enums import Stat
+from backtester.engine import run as engine_run
+from backtester.engine.enums import CloseAt, ExitReason, Stat
 from backtester.market import Market
 from backtester.params import ParamGrid
-from tests.property.strategies import RandomSignals, detail_markets, markets, sweep_grids
+from tests.property.strategies import (
+    EXCHANGES,
+    RandomSignals,
+    detail_markets,
+    examples,
+    markets,
+    sweep_grids,
+)
 from tests.unit.reference import simulate_reference, tables_from_rules
 
 STRAT = RandomSignals()
@@ -41,42 +50,46 @@ STAT_KEYS = {
 }
 
 
+def _run(market: Market, strategy: Any, grid: ParamGrid, **kw: Any) -> bt.SweepResult:
+    # warnings (e.g. "columns never opened a position" when a drawn initial_cash x leverage lies
+    # above what the tiers allow) are unit-tested; these properties are about the numbers
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bt.BacktesterWarning)
+        return bt.run_sweep(market, strategy, grid, **kw)
+
+
 def _resolved(result: bt.SweepResult, col: int) -> tuple[dict[str, Any], Any]:
+    """A column's settings for the reference: the grid's and config's values, with the settings
+    whose None means "the exchange profile's" (fees, liquidation-fee rate, close_at) taken as the
+    kernel received them. How engine.run resolves those is checked against hand-written values
+    in tests/unit/test_profile_defaults.py, not re-derived here."""
     sim = result._sim
-    key = sim.keys[col]
-    rules = sim.rules[key]
-    s: dict[str, Any] = {}
-    for name in result.grid.names:
-        s[name] = result.grid.values(name)[col]
+    rules = sim.rules[sim.keys[col]]
+    s: dict[str, Any] = {name: result.grid.values(name)[col] for name in result.grid.names}
     cfg = result.config
     for name in cfg.to_dict():
         s.setdefault(name, getattr(cfg, name))
-    if s["liquidation_fee_rate"] is None and s["taker_fee"] is not None and rules.convention != 0:
-        s["liquidation_fee_rate"] = s["taker_fee"]  # OKX / Bybit: the trader's taker rate
-    for name in (
-        "stop_loss",
-        "take_profit",
-        "trailing_stop",
-        "maint_margin_rate",
-        "liquidation_fee_rate",
-    ):
+    fp, ip = sim.fparams[:, col], sim.iparams[:, col]
+    fparam, iparam = engine_run.FParam, engine_run.IParam
+    s["taker_fee"] = float(fp[fparam.TAKER_FEE])
+    s["maker_fee"] = float(fp[fparam.MAKER_FEE])
+    s["liquidation_fee_rate"] = float(fp[fparam.LIQ_FEE_RATE])  # NaN = the table's own rate
+    s["close_at"] = "bankruptcy" if ip[iparam.CLOSE_AT] == CloseAt.BANKRUPTCY else "liquidation"
+    s["convention"] = int(ip[iparam.CONVENTION])
+    for name in ("stop_loss", "take_profit", "trailing_stop", "maint_margin_rate"):
         if s[name] is None:
             s[name] = math.nan
-    if s["taker_fee"] is None:
-        s["taker_fee"] = rules.taker_fee
-    if s["maker_fee"] is None:
-        s["maker_fee"] = rules.maker_fee
-    s["close_at"] = s["close_at"] or rules.close_at
-    s["convention"] = rules.convention
     return s, tables_from_rules(rules)
 
 
+@examples(0.5)
 @given(market=markets(), grid=sweep_grids())
 def test_kernel_matches_reference(market: Market, grid: ParamGrid) -> None:
     """The numba kernel equals the pure-Python reference: stats, trades and equity."""
     _compare_with_reference(market, grid)
 
 
+@examples(0.2)
 @given(market=detail_markets(), grid=sweep_grids(), detail=st.booleans())
 def test_kernel_matches_reference_with_detail_bars(
     market: Market, grid: ParamGrid, detail: bool
@@ -93,7 +106,7 @@ def test_kernel_matches_reference_with_detail_bars(
 
 
 def _compare_with_reference(market: Market, grid: ParamGrid) -> None:
-    result = bt.run_sweep(market, STRAT, grid)
+    result = _run(market, STRAT, grid)
     raw = result.raw_stats
     eq = result.equity().to_numpy()
     trades = result.trade_records()
@@ -123,35 +136,87 @@ def _compare_with_reference(market: Market, grid: ParamGrid) -> None:
             )
 
 
+def _funding_by_bar(market: Market) -> tuple[np.ndarray, np.ndarray]:
+    # summed rates of the events at each bar's open time and strictly inside each bar
+    at_open, inside = np.zeros(market.n_bars), np.zeros(market.n_bars)
+    for t_ns, rate in zip(market.funding_ts_ns, market.funding_rate, strict=True):
+        k, off = divmod(int(t_ns) - int(market.ts_ns[0]), market.timeframe_ns)
+        if 0 <= k < market.n_bars:
+            (at_open if off == 0 else inside)[k] += rate
+    return at_open, inside
+
+
+def _equity_from_trades(
+    market: Market, trades: np.ndarray, cash: float, taker_fee: float, funding: bool
+) -> np.ndarray:
+    """Close equity per bar from the trade records and the market alone (kernel docstring, steps
+    1, 2 and 5): flat, it is initial cash plus the PnL of the trades closed so far; holding a
+    trade entered at bar e, it is that minus the entry fee (size x entry price x taker fee) and
+    the funding paid since (events at the opens after e and inside bars e.., on the mark open),
+    plus the unrealized PnL at the mark close."""
+    n = market.n_bars
+    closed = np.full(n, cash)
+    for t in trades:
+        closed[int(t["idx"]) :] += t["pnl"]
+    eq = closed.copy()
+    at_open, inside = _funding_by_bar(market)
+    for t in trades:
+        e, x = int(t["entry_idx"]), int(t["idx"])
+        if x <= e:
+            continue  # entered and closed in one bar: flat at its close
+        s, size, entry = float(t["side"]), float(t["size"]), float(t["entry_price"])
+        bars = np.arange(e, x)
+        paid = np.zeros(len(bars))
+        if funding:
+            per_bar = market.mark_open * (np.where(np.arange(n) > e, at_open, 0.0) + inside)
+            paid = s * size * np.cumsum(per_bar[bars])
+        upnl = s * size * (market.mark_close[bars] - entry)
+        eq[bars] = closed[bars] - size * entry * taker_fee - paid + upnl
+    return eq
+
+
+@examples(0.3)
 @given(market=markets(), grid=sweep_grids())
 def test_equity_is_wallet_plus_unrealized_pnl(market: Market, grid: ParamGrid) -> None:
-    """On every bar the kernel's equity equals wallet balance + unrealized PnL at mark close,
-    and after a liquidation the position is zero on that bar."""
-    result = bt.run_sweep(market, STRAT, grid)
+    """On every bar the kernel's equity equals wallet balance + unrealized PnL at the mark close,
+    computed independently from its trade records and the market (no position is open at the
+    close of a bar with a liquidation)."""
+    # explicit taker fees: the entry fee below needs the rate (the profile's rate is another test)
+    taker = [0.0005 if v is None else v for v in grid.values("taker_fee")]
+    grid = ParamGrid(
+        {**{n: grid.values(n) for n in grid.names if n != "taker_fee"}, "taker_fee": taker}
+    )
+    result = _run(market, STRAT, grid)
     eq = result.equity().to_numpy()
     trades = result.trade_records()
     for col in range(grid.n_cols):
-        s, tables = _resolved(result, col)
-        ref = simulate_reference(
-            market, RandomSignals.arrays(market.n_bars, s["seed"], s["p"]), s, tables
+        mine = trades[trades["col"] == col]
+        want = _equity_from_trades(
+            market,
+            mine,
+            grid.values("initial_cash")[col],
+            taker[col],
+            bool(grid.values("funding")[col]),
         )
-        np.testing.assert_allclose(eq[:, col], np.add(ref.wallet, ref.upnl), rtol=1e-12, atol=1e-9)
-        liq_bars = trades["idx"][(trades["col"] == col) & (trades["exit_reason"] == 5)]
-        for i in liq_bars:
-            # flat at that close unless the same bar re-entered (impossible: entries are at opens)
-            assert ref.position[int(i)] == 0.0
+        scale = grid.values("initial_cash")[col]
+        np.testing.assert_allclose(eq[:, col], want, rtol=1e-9, atol=1e-9 * scale)
+        for i in mine["idx"][mine["exit_reason"] == ExitReason.LIQUIDATION]:
+            holding = (mine["entry_idx"] <= i) & (mine["idx"] > i)
+            assert not holding.any(), f"position open at the close of liquidation bar {i}"
 
 
+@examples(0.1)
 @given(market=markets(), grid=sweep_grids())
 def test_no_signals_leave_equity_at_initial_cash(market: Market, grid: ParamGrid) -> None:
-    """With all-False signals equity stays exactly at initial cash on every bar."""
+    """With all-False signals equity stays exactly at each column's initial cash on every bar."""
     quiet = ParamGrid(
         {**{n: grid.values(n) for n in grid.names if n != "p"}, "p": [0.0] * grid.n_cols}
     )
-    eq = bt.run_sweep(market, STRAT, quiet).equity().to_numpy()
-    assert (eq == 10_000.0).all()
+    eq = _run(market, STRAT, quiet).equity().to_numpy()
+    assert (eq == np.array(grid.values("initial_cash"))[None, :]).all()
 
 
+@examples(0.2)
 @given(
     market=markets(mark_is_last=True),
     seed=st.integers(0, 1000),
@@ -175,48 +240,79 @@ def test_higher_taker_fee_never_raises_final_equity(
         close_at="bankruptcy",
         funding=False,
     )
-    final = bt.run_sweep(market, STRAT, grid, config=cfg).stats()["final_equity"].to_numpy()
+    final = _run(market, STRAT, grid, config=cfg).stats()["final_equity"].to_numpy()
     assert all(final[k + 1] <= final[k] * (1 + 1e-12) + 1e-9 for k in range(len(fees) - 1))
 
 
-@given(market=markets(), seed=st.integers(0, 1000))
-def test_one_x_isolated_long_without_costs_is_never_liquidated(market: Market, seed: int) -> None:
-    """A 1x isolated long with zero fees and funding is never liquidated."""
-    grid = ParamGrid.product(seed=[seed], p=[0.3])
-    cfg = RunConfig(leverage=1.0, taker_fee=0.0, maker_fee=0.0, funding=False)
+@examples(0.2)
+@given(
+    market=markets(),
+    exchange=st.sampled_from(EXCHANGES),
+    side=st.sampled_from(["long", "short"]),
+    leverage=st.sampled_from([5.0, 10.0, 20.0, 50.0]),
+    rates=st.lists(st.floats(0.0, 0.9), min_size=2, max_size=2, unique=True),
+    margin_mode=st.sampled_from(["isolated", "cross"]),
+    funding=st.booleans(),
+)
+def test_lower_maintenance_rate_never_liquidates_earlier(
+    market: Market,
+    exchange: str,
+    side: str,
+    leverage: float,
+    rates: list[float],
+    margin_mode: str,
+    funding: bool,
+) -> None:
+    """Entry by entry, a position with a lower flat maintenance rate is liquidated only if the
+    same position with a higher rate is, and no earlier (its liquidation price is farther from
+    entry); an entry refused at the lower rate is refused at the higher one."""
+    lo, hi = sorted(r / leverage for r in rates)  # both below 1/leverage: liquidatable later
+    settings = ParamGrid.zip(
+        maint_margin_rate=[lo, hi],
+        side=[side, side],
+        leverage=[leverage, leverage],
+        exchange=[exchange, exchange],
+        margin_mode=[margin_mode, margin_mode],
+        funding=[funding, funding],
+    )
+    entries = np.arange(market.n_bars, dtype=np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bt.BacktesterWarning)
+        out = bt.run_entries(market, settings, entry_idx=entries, horizon_bars=market.n_bars)
+    liq = out.reason == ExitReason.LIQUIDATION
+    assert not (out.rejected[0] & ~out.rejected[1]).any()
+    both = ~out.rejected[0] & ~out.rejected[1]
+    assert not (liq[0] & ~liq[1] & both).any(), "liquidated at the lower rate only"
+    later = liq[0] & liq[1] & both
+    assert (out.exit_idx[0][later] >= out.exit_idx[1][later]).all()
 
-    class LongOnly(RandomSignals):
-        def signals(self, market: Market, grid: ParamGrid) -> Any:
-            sig = super().signals(market, grid)
-            return bt.Signals(sig.long_entries, sig.long_exits, None, None)
 
-    stats = bt.run_sweep(market, LongOnly(), grid, config=cfg).stats()
-    assert (stats["n_liquidations"] == 0).all()
-
-
+@examples(0.1)
 @given(market=markets(), grid=sweep_grids(max_cols=5), batch=st.integers(1, 3))
 def test_columns_alone_together_and_batched_are_identical(
     market: Market, grid: ParamGrid, batch: int
 ) -> None:
     """Running all columns at once equals running each alone, and batching changes nothing."""
-    together = bt.run_sweep(market, STRAT, grid).raw_stats
-    batched = bt.run_sweep(market, STRAT, grid, batch_size=batch).raw_stats
+    together = _run(market, STRAT, grid).raw_stats
+    batched = _run(market, STRAT, grid, batch_size=batch).raw_stats
     np.testing.assert_array_equal(together, batched)
     for col in range(grid.n_cols):
-        alone = bt.run_sweep(market, STRAT, grid.take([col])).raw_stats
+        alone = _run(market, STRAT, grid.take([col])).raw_stats
         np.testing.assert_array_equal(together[col], alone[0])
 
 
+@examples(0.1)
 @given(market=markets(), grid=sweep_grids())
 def test_identical_runs_are_bit_identical(market: Market, grid: ParamGrid) -> None:
     """Two identical runs give bit-identical statistics, trades and equity."""
-    a = bt.run_sweep(market, STRAT, grid)
-    b = bt.run_sweep(market, STRAT, grid)
+    a = _run(market, STRAT, grid)
+    b = _run(market, STRAT, grid)
     np.testing.assert_array_equal(a.raw_stats, b.raw_stats)
     np.testing.assert_array_equal(a.equity().to_numpy(), b.equity().to_numpy())
     assert a.trade_records().tobytes() == b.trade_records().tobytes()
 
 
+@examples(0.2)
 @given(market=markets(), grid=sweep_grids(), chunk=st.integers(1, 7))
 def test_time_chunks_change_nothing(market: Market, grid: ParamGrid, chunk: int) -> None:
     """Walking time in chunks of any size (state carried across chunk boundaries) gives
@@ -224,11 +320,11 @@ def test_time_chunks_change_nothing(market: Market, grid: ParamGrid, chunk: int)
     these small markets, so a tiny chunk is what exercises the carried state."""
     import backtester.engine.kernel as kernel
 
-    whole = bt.run_sweep(market, STRAT, grid)
+    whole = _run(market, STRAT, grid)
     default = kernel.CHUNK
     kernel.CHUNK = chunk
     try:
-        cut = bt.run_sweep(market, STRAT, grid)
+        cut = _run(market, STRAT, grid)
         eq_cut, tr_cut = cut.equity().to_numpy(), cut.trade_records()
     finally:
         kernel.CHUNK = default
@@ -237,6 +333,7 @@ def test_time_chunks_change_nothing(market: Market, grid: ParamGrid, chunk: int)
     assert whole.trade_records().tobytes() == tr_cut.tobytes()
 
 
+@examples(0.3)
 @given(
     market=markets(),
     grid=sweep_grids(max_cols=3),
@@ -256,8 +353,10 @@ def test_run_entries_matches_reference_windows(
     horizon = data.draw(st.integers(1, n_bars))
     names = [n for n in grid.names if n not in ("seed", "p")]
     settings = ParamGrid.zip(**{n: grid.values(n) for n in names}, side=sides[: grid.n_cols])
-    out = bt.run_entries(market, settings, entry_idx=entries, horizon_bars=horizon)
-    probe = bt.run_sweep(market, STRAT, grid)  # resolves each column's rules like run_entries
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bt.BacktesterWarning)
+        out = bt.run_entries(market, settings, entry_idx=entries, horizon_bars=horizon)
+    probe = _run(market, STRAT, grid)  # resolves each column's rules like run_entries
     for row in range(settings.n_cols):
         s, tables = _resolved(probe, row)
         for k, e in enumerate(entries):
