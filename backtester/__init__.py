@@ -27,8 +27,8 @@ _LAZY: dict[str, str] = {
     "Market": "backtester.market",
     "load_market": "backtester.market",
     "download": "backtester.data.ccxt_loader",
-    "list_store": "backtester.data.store",
-    "verify_store": "backtester.data.store",
+    "list_store": "backtester.data.integrity",
+    "verify_store": "backtester.data.integrity",
     # exchange rules (rules/)
     "ExchangeRules": "backtester.rules",
     "exchange_rules": "backtester.rules",
@@ -105,7 +105,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from backtester.config import SETTINGS, RunConfig
     from backtester.data.ccxt_loader import download
-    from backtester.data.store import list_store, verify_store
+    from backtester.data.integrity import list_store, verify_store
     from backtester.engine.run import RunCheck, check_run, run_entries, run_sweep
     from backtester.market import Market, load_market
     from backtester.params import ParamGrid

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from backtester._atomic import TMP_PREFIX, fsync_dir  # noqa: E402
-from backtester.data import schema, store  # noqa: E402
+from backtester.data import integrity, schema, store  # noqa: E402
 
 EXCHANGE = "binanceusdm"
 SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT:USDT")
@@ -252,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
-        problems = store.verify_store(new)
+        problems = integrity.verify_store(new)
         problems = problems[problems["location"] == "store"]
         if len(problems):
             print(problems.to_string())
@@ -262,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if new.exists():
             shutil.rmtree(new)
-    listing = store.list_store(out)
+    listing = integrity.list_store(out)
     listing = listing[listing["location"] == "store"]
     print(listing[["timeframe", "symbol", "kind", "start", "end", "rows", "size_kb"]].to_string())
     print(f"total {listing['size_kb'].sum() / 1024:.2f} MB")

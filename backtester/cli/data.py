@@ -162,7 +162,7 @@ def _roots_line(store: str | None) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from backtester.data.store import LIST_DISPLAY_COLUMNS, list_store
+    from backtester.data.integrity import LIST_DISPLAY_COLUMNS, list_store
 
     listing = list_store(args.store)
     if len(listing) == 0:
@@ -177,7 +177,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from backtester.data.store import list_store, verify_store
+    from backtester.data.integrity import list_store, verify_store
 
     problems = verify_store(args.store)
     try:
@@ -208,7 +208,8 @@ def _repair(args: argparse.Namespace) -> int:
 
 
 def _rebuild_manifest(args: argparse.Namespace) -> int:
-    from backtester.data.store import rebuild_manifest, store_root
+    from backtester.data.integrity import rebuild_manifest
+    from backtester.data.store import store_root
 
     result = rebuild_manifest(args.store)
     if len(result):

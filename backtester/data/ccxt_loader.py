@@ -38,7 +38,7 @@ import pandas as pd
 
 from backtester._redact import install_redaction, redact, register_secrets
 from backtester._typing import DATA_KINDS, EXCHANGES
-from backtester.data import schema
+from backtester.data import integrity, schema
 from backtester.data import store as data_store
 from backtester.errors import ConfigError, DataError, ExchangeError, did_you_mean
 
@@ -508,7 +508,7 @@ class _Job:
     def _problems(self, df: pd.DataFrame | None, kind: str) -> str:
         if df is None or len(df) == 0:
             return ""
-        found = data_store._verify_series(df, kind, self.timeframe)
+        found = integrity._verify_series(df, kind, self.timeframe)
         text = "; ".join(f"{p}: {d}" for p, d in found)
         if text:
             log.warning("%s %s %s %s: %s", self.exchange, self.symbol, self.timeframe, kind, text)
@@ -816,18 +816,18 @@ def repair(
     """
     roots = data_store._roots(store)
     if datasets is None:
-        problems = data_store.verify_store(store)
+        problems = integrity.verify_store(store)
         chosen = problems[problems["problem"].isin(_REPAIRABLE)]
         keys = sorted(set(chosen["dataset"]))
     else:
         keys = [_check_key(k) for k in datasets]
     rows: list[dict[str, str]] = []
     for key in keys:
-        found = [(loc, root, *data_store.inspect_dataset(root, key)) for loc, root in roots]
+        found = [(loc, root, *integrity.inspect_dataset(root, key)) for loc, root in roots]
         known = [f for f in found if f[2] != "missing" or f[3] is not None]
         if not known:
             where = ", ".join(str(r) for _, r in roots)
-            listed = [str(k) for k in data_store.list_store(store)["path"]]
+            listed = [str(k) for k in integrity.list_store(store)["path"]]
             raise ConfigError(
                 f"no dataset {key!r} in {where}; `backtester data list` shows the stored "
                 f"datasets{did_you_mean(key, [p.split('/', 1)[-1] for p in listed])}"
@@ -858,7 +858,7 @@ def _repair_one(
     path = root / f"{key}.parquet"
     digest = (entry or {}).get("sha256")
     if isinstance(digest, str) and digest:
-        source = data_store.restore_from_copy(root, key, digest)
+        source = integrity.restore_from_copy(root, key, digest)
         if source is not None:
             return "restored", f"copied from {source} (sha256 checked)"
     if data_store._is_bundled(root):
@@ -876,7 +876,7 @@ def _repair_one(
     exchange, symbol = str(entry["exchange"]), str(entry["symbol"])
     timeframe = str(entry.get("timeframe") or "1h")
     if key.split("/")[2] == "tiers":
-        aside = data_store.quarantine(root, key)
+        aside = integrity.quarantine(root, key)
         hint = data_store.download_hint(exchange, symbol, "1h", "tiers")
         return "removed", (
             f"moved to {aside}: a past tier snapshot cannot be fetched again (exchanges serve "
@@ -898,7 +898,7 @@ def _repair_one(
             f"the manifest entry of {path} records no usable range; delete the file and download "
             f"it again with `{data_store.download_hint(exchange, symbol, timeframe, kind)}`"
         )
-    aside = data_store.quarantine(root, key)
+    aside = integrity.quarantine(root, key)
     log.warning("%s: damaged copy moved to %s; fetching it again", key, aside)
     try:
         result = download(

@@ -19,7 +19,7 @@ import pytest
 
 import backtester as bt
 from backtester.cli import main
-from backtester.data import ccxt_loader, store
+from backtester.data import ccxt_loader, integrity, store
 from backtester.errors import DataError
 from tests.helpers.replay import ReplayAdapter, mount
 from tests.helpers.scenarios import BINANCE_FULL, call_args
@@ -251,7 +251,7 @@ def test_malformed_manifest_is_one_line_naming_the_rebuild(
 def test_rebuild_never_launders_a_damaged_file(tmp_path: Path) -> None:
     path = _copy_bundled(tmp_path)
     _flip(path, 8 * 70_000)
-    result = store.rebuild_manifest(tmp_path)
+    result = integrity.rebuild_manifest(tmp_path)
     assert result.set_index("dataset").loc[KEY, "action"] == "kept, damaged"
     with pytest.raises(DataError, match="is damaged"):
         store.read_dataset("binanceusdm", BTC, "1h", "ohlcv", store=tmp_path)
@@ -272,7 +272,7 @@ def test_duplicated_bar_on_disk_names_the_file_and_the_fix(tmp_path: Path) -> No
     ):
         bt.load_market(BTC, store=tmp_path, mark="last")
     # the rebuild does not record it, and the downloader does not merge it
-    result = store.rebuild_manifest(tmp_path).set_index("dataset")
+    result = integrity.rebuild_manifest(tmp_path).set_index("dataset")
     assert result.loc[KEY, "action"] == "not recorded"
     assert "duplicate" in result.loc[KEY, "detail"]
     with pytest.raises(DataError, match=r"no entry in .*manifest.json.*rebuild-manifest"):
@@ -292,7 +292,7 @@ def test_garbage_requested_start_is_one_line_and_rebuild_drops_it(
         r"be a date .*was 'yesterday-ish'; `backtester data rebuild-manifest --store",
     ):
         _download(tmp_path, kinds=("ohlcv",))
-    result = store.rebuild_manifest(tmp_path).set_index("dataset")
+    result = integrity.rebuild_manifest(tmp_path).set_index("dataset")
     assert result.loc[KEY, "detail"] == "dropped bad requested_start='yesterday-ish'"
     assert _download(tmp_path, kinds=("ohlcv",))["status"].tolist() == ["up to date"]
 
@@ -307,7 +307,7 @@ def test_leftover_temp_files_are_reported_and_old_ones_removed(tmp_path: Path) -
     problems = bt.verify_store(tmp_path).query("location == 'store'")
     assert problems["problem"].tolist() == ["leftover temp file"] * 2
     assert "rebuild-manifest" in problems["detail"].iloc[0]
-    result = store.rebuild_manifest(tmp_path).set_index("dataset")
+    result = integrity.rebuild_manifest(tmp_path).set_index("dataset")
     assert result.loc[".tmp-manifest.json.def456", "action"] == "left"  # a write may be running
     assert (
         result.loc["binanceusdm/BTC_USDT_USDT/1h/.tmp-ohlcv.parquet.abc123", "action"] == "removed"

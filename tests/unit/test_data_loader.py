@@ -15,7 +15,8 @@ import pytest
 
 import backtester as bt
 from backtester.data import ccxt_loader
-from backtester.data.store import read_dataset, read_manifest, verify_store
+from backtester.data.integrity import verify_store
+from backtester.data.store import read_dataset, read_manifest
 from backtester.errors import ConfigError, DataError, ExchangeError
 from tests.helpers.replay import ReplayAdapter, mount
 from tests.helpers.scenarios import (

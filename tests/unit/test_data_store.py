@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import backtester as bt
-from backtester.data import store
+from backtester.data import integrity, store
 from backtester.errors import DataError
 
 
@@ -224,7 +224,7 @@ def test_verify_reports_a_folder_that_is_not_a_timeframe(tmp_path: Path) -> None
     folder = tmp_path / "binanceusdm" / "BTC_USDT_USDT" / "1hour"
     folder.mkdir(parents=True)
     _bars(3).to_parquet(folder / "ohlcv.parquet")
-    problems = store.verify_store(tmp_path).query("location == 'store'")
+    problems = integrity.verify_store(tmp_path).query("location == 'store'")
     row = problems.set_index("problem").loc["bad path"]
     assert row["dataset"] == "binanceusdm/BTC_USDT_USDT/1hour/ohlcv"
     assert "timeframe must look like" in row["detail"]
