@@ -39,7 +39,6 @@ _LAZY: dict[str, str] = {
     "ParamGrid": "backtester.params",
     "Signals": "backtester.signals",
     "RunConfig": "backtester.config",
-    "SETTINGS": "backtester.config",
     "RunCheck": "backtester.engine.run",
     "check_run": "backtester.engine.run",
     "run_sweep": "backtester.engine.run",
@@ -66,7 +65,6 @@ __all__ = [
     "ParamGrid",
     "RunCheck",
     "RunConfig",
-    "SETTINGS",
     "ShapeError",
     "Signals",
     "SurvivalStudy",
@@ -103,7 +101,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from backtester.config import SETTINGS, RunConfig
+    from backtester.config import RunConfig
     from backtester.data.ccxt_loader import download
     from backtester.data.integrity import list_store, verify_store
     from backtester.engine.run import RunCheck, check_run, run_entries, run_sweep

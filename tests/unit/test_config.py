@@ -110,7 +110,7 @@ def test_kernel_layout_comes_from_the_spec() -> None:
     ints = [n for n, s in SETTINGS.items() if s.kernel == "int"]
     assert list(FLOAT_ROWS) == floats and list(FLOAT_ROWS.values()) == list(range(len(floats)))
     assert list(INT_ROWS) == ints and list(INT_ROWS.values()) == list(range(len(ints)))
-    assert FParam.N == len(floats) and IParam.N == len(ints) + 1  # + CONVENTION
+    assert len(floats) == FParam.N and len(ints) + 1 == IParam.N  # + CONVENTION
     assert FParam[SETTINGS["leverage"].slot] == FLOAT_ROWS["leverage"]
 
 
