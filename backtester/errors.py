@@ -73,9 +73,7 @@ def check_fraction(
     upper_ok = (value <= 1) if allow_one else (value < 1)
     if not _is_number(value) or not math.isfinite(value) or value < 0 or not upper_ok:
         bracket = "[0, 1]" if allow_one else "[0, 1)"
-        raise ConfigError(
-            f"{name} must be a fraction in {bracket}, was {_fmt(value)}{_hint(hint)}"
-        )
+        raise ConfigError(f"{name} must be a fraction in {bracket}, was {_fmt(value)}{_hint(hint)}")
     return float(value)
 
 
