@@ -699,13 +699,15 @@ def simulate_span_nb(
                     ok = margin_t > 0.0
                     if ok:
                         # 0 beyond the last tier's cap: the exchange refuses such a position
+                        # (a flat maint_margin_rate replaces the tiers' margin, not their cap:
+                        # with it the last tier's leverage extends, as before the cap existed)
                         ml = max_leverage_nb(
                             notional,
                             size_t,
                             floors[t, :n],
                             maxlev[t, :n],
                             by_size[t],
-                            last_cap[t],
+                            last_cap[t] if math.isnan(mmr_ovr) else math.inf,
                         )
                         ok = ml >= lev
                     if ok:

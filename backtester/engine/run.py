@@ -127,6 +127,7 @@ class _RulesInputs:
     n_tiers: I64Array
     by_size: BoolArray
     liq_rates: F64Array
+    last_cap: F64Array  # (n_tables,) the last tier's cap: larger positions are refused
     t_bars: I64Array  # bars where the table in force changes
     convention: int
     close_at: str
@@ -161,6 +162,7 @@ def _stack(rules: list[Any], table_idx: I64Array, market_tiers: Any = None) -> _
         n_tiers=np.array([r.floors.shape[0] for r in rules], dtype=np.int64),
         by_size=np.array([bool(r.tier_by_size) for r in rules], dtype=np.bool_),
         liq_rates=np.array([float(r.liquidation_fee_rate) for r in rules], dtype=np.float64),
+        last_cap=np.array([float(r.caps[-1]) for r in rules], dtype=np.float64),
         t_bars=np.ascontiguousarray(np.nonzero(np.diff(table_idx))[0] + 1, dtype=np.int64),
         convention=int(first.convention),
         close_at=str(first.close_at),
@@ -192,6 +194,7 @@ def _rules_inputs(market: Market, exchange: str, tier_table: str | None) -> _Rul
             exchange=exchange,
             table_id="market.tiers",
             floors=np.asarray(t["floor"], dtype=np.float64),
+            caps=np.asarray(t["cap"], dtype=np.float64),
             mmr=np.asarray(t["mmr"], dtype=np.float64),
             maint_amount=np.asarray(t["maint_amount"], dtype=np.float64),
             max_leverage=np.asarray(t["max_leverage"], dtype=np.float64),
@@ -218,6 +221,7 @@ class _TableRule:
     exchange: str
     table_id: str
     floors: F64Array
+    caps: F64Array
     mmr: F64Array
     maint_amount: F64Array
     max_leverage: F64Array
@@ -470,6 +474,7 @@ class _Simulation:
                     out_eq,
                     eq_col,
                     CHUNK,
+                    last_cap=r.last_cap,
                 )
                 if n_over == 0 or trade_cap == 0:
                     break

@@ -363,9 +363,9 @@ def simulate_reference(
                     for k, floor in enumerate(tables.floors[t]):
                         if floor < key:
                             tier = k
-                    ok = (
-                        margin_t > 0.0 and key <= tables.cap_of(t) and tables.maxlev[t][tier] >= lev
-                    )
+                    # a flat maintenance rate (mmr_ovr) replaces the tiers: no cap then
+                    cap = tables.cap_of(t) if math.isnan(mmr_ovr) else math.inf
+                    ok = margin_t > 0.0 and key <= cap and tables.maxlev[t][tier] >= lev
                     if ok:  # not liquidatable at its own entry price
                         lp_t = lp_of(want, fill, size_t, margin_t if isolated else left_after, t)
                         ok = want * (fill - lp_t) > 0.0

@@ -362,19 +362,6 @@ def test_entry_rejected_when_notional_tier_allows_less_leverage() -> None:
     assert s["n_trades"] == 0 and s["n_rejected"] == 1
 
 
-def _with_last_caps(monkeypatch: pytest.MonkeyPatch, caps: list[float]) -> None:
-    # engine.run does not pass the tables' last caps to the kernel yet (see the xfail below):
-    # hand them in for a run on a single pinned table
-    from backtester.engine import kernel
-
-    real = kernel.simulate_nb
-
-    def with_caps(*args: object, **kw: object) -> int:
-        return real(*args, last_cap=np.array(caps), **kw)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(kernel, "simulate_nb", with_caps)
-
-
 @pytest.mark.parametrize(
     ("exchange", "cash", "leverage", "opened"),
     [
@@ -390,12 +377,11 @@ def _with_last_caps(monkeypatch: pytest.MonkeyPatch, caps: list[float]) -> None:
     ],
 )
 def test_entry_beyond_the_last_tier_cap_is_rejected(
-    monkeypatch: pytest.MonkeyPatch, exchange: str, cash: float, leverage: float, opened: bool
+    exchange: str, cash: float, leverage: float, opened: bool
 ) -> None:
     table = {"okx": "2023-06-15", "binanceusdm": "2024-05-30"}[exchange]
     cap = float(bt.exchange_rules(exchange, "BTC/USDT:USDT", at=table).caps[-1])
     assert cap == {"okx": 96.0, "binanceusdm": 1.8e9}[exchange]
-    _with_last_caps(monkeypatch, [cap])
     m = make_market(FLAT, [101.0] * 4, [99.0] * 4, FLAT)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bt.BacktesterWarning)  # "never opened a position"
@@ -414,12 +400,9 @@ def test_entry_beyond_the_last_tier_cap_is_rejected(
     assert (s["n_trades"], s["n_rejected"]) == ((1, 0) if opened else (0, 1))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.run must pass last_cap=<each table's caps[-1]> to kernel.simulate_nb",
-)
 def test_engine_run_passes_the_last_tier_caps_to_the_kernel() -> None:
-    # as above without handing the caps in: 100 BTC past OKX's 96 BTC cap is refused
+    # engine.run hands each table's last cap to the kernel: 100 BTC past OKX's 96 BTC cap is
+    # refused (the kernel used to extrapolate the last tier's 20x and open it)
     m = make_market(FLAT, [101.0] * 4, [99.0] * 4, FLAT)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bt.BacktesterWarning)
