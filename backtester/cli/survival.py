@@ -107,8 +107,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--strategy",
         default=None,
-        help="a module in strategies/ (e.g. sma_cross): a fresh account trades it from each "
-        "start and survival is the account's",
+        help="a bundled strategy (e.g. sma_cross) or a .py file (./my_strategy.py): a fresh "
+        "account trades it from each start and survival is the account's",
     )
     engine = p.add_argument_group(
         "engine settings (from the settings spec; a comma-separated list sweeps the setting)"
@@ -280,6 +280,12 @@ def run(args: argparse.Namespace) -> int:
         )
     progress = _Progress(sys.stderr.isatty())
     settings = _study_arguments(args)
+    strategy = load_strategy(args.strategy)
+    out = None if args.no_report else (args.out or default_out(args))
+    if out is not None:  # a folder the report may not write is refused before the long work
+        from backtester.reports.html import check_output_dir
+
+        check_output_dir(out)
     intrabar = settings.get("intrabar", ())
     detail = "detail" in (intrabar if isinstance(intrabar, tuple) else (intrabar,))
     progress(f"loading {args.symbol} {args.timeframe} ({args.exchange})")
@@ -302,14 +308,13 @@ def run(args: argparse.Namespace) -> int:
         horizon=args.horizon,
         entry_every=args.entry_every,
         seed=args.seed,
-        strategy=load_strategy(args.strategy),
+        strategy=strategy,
         **settings,
     )
     progress(f"{study.n_settings} settings x {study.n_entries:,} entries; estimating survival")
     table = study.table()
     report_path = None
-    if not args.no_report:
-        out = args.out or default_out(args)
+    if out is not None:
         progress(f"writing the report to {out} (comparisons: {not args.no_comparisons})")
         report_path = study.report(out, comparisons=not args.no_comparisons)
     if args.json:

@@ -240,3 +240,23 @@ def test_strategy_mode_meaning_in_table_attrs() -> None:
     assert "it survives to the horizon" in plain_meaning
     assert "it survives to the horizon" not in strat_meaning
     assert "the strategy trades on" in strat_meaning
+
+
+def test_an_output_folder_it_may_not_write_is_refused_before_the_study(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: a folder holding someone else's file; the study must not even start
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+
+    def no_study(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the study ran before the output folder was checked")
+
+    monkeypatch.setattr("backtester.survival.survival_study", no_study)
+    # Act
+    code = main(["survival", *SMALL, "--leverage", "2", "--out", str(taken)])
+    # Assert
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and str(taken) in err and "\n" not in err
+    assert (taken / "notes.txt").read_text() == "mine"
