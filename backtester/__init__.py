@@ -23,9 +23,11 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it (each area adds its own names here, nowhere else)
 _LAZY: dict[str, str] = {
-    # market data (data/, market.py)
+    # market data (data/, market.py, marketset.py)
     "Market": "backtester.market",
     "load_market": "backtester.market",
+    "MarketSet": "backtester.marketset",
+    "load_markets": "backtester.marketset",
     "download": "backtester.data.ccxt_loader",
     "list_store": "backtester.data.integrity",
     "verify_store": "backtester.data.integrity",
@@ -62,6 +64,7 @@ __all__ = [
     "ExchangeError",
     "ExchangeRules",
     "Market",
+    "MarketSet",
     "ParamGrid",
     "RunCheck",
     "RunConfig",
@@ -77,6 +80,7 @@ __all__ = [
     "liquidation_price",
     "list_store",
     "load_market",
+    "load_markets",
     "open_run",
     "rules_timeline",
     "run_config",
@@ -106,6 +110,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from backtester.data.integrity import list_store, verify_store
     from backtester.engine.run import RunCheck, check_run, run_entries, run_sweep
     from backtester.market import Market, load_market
+    from backtester.marketset import MarketSet, load_markets
     from backtester.params import ParamGrid
     from backtester.results import EntryOutcomes, SweepResult
     from backtester.rules import (
