@@ -245,7 +245,9 @@ def test_make_executor_options() -> None:
     assert isinstance(make_executor(toy_chunk, workers=3), ProcessExecutor)
     with pytest.raises(ConfigError, match="workers must be an integer >= 1, was 0"):
         make_executor(toy_chunk, workers=0)
-    with pytest.raises(ConfigError, match="scheduler must be an address like tls://HOST:PORT or tcp://HOST:PORT"):
+    with pytest.raises(
+        ConfigError, match="scheduler must be an address like tls://HOST:PORT or tcp://HOST:PORT"
+    ):
         make_executor(toy_chunk, scheduler="localhost:8786")
 
 
