@@ -120,7 +120,6 @@ __all__ = [
     "NTF",
     "init_stats_nb",
     "simulate_nb",
-    "simulate_tables_nb",
 ]
 
 # enum values as plain module globals (numba folds ints, not class attributes)
@@ -1082,7 +1081,7 @@ def _init_state_nb(
 
 
 @njit(cache=CACHE_ENABLED, parallel=True)
-def simulate_tables_nb(
+def simulate_nb(
     prices: np.ndarray,
     funding: np.ndarray,
     table_idx: np.ndarray,
@@ -1194,78 +1193,3 @@ def simulate_tables_nb(
         if out_stats[c, ST_OVERFLOW] != 0.0:
             n_over += 1
     return n_over
-
-
-def simulate_nb(
-    prices: np.ndarray,
-    funding: np.ndarray,
-    table_idx: np.ndarray,
-    f_bars: np.ndarray,
-    t_bars: np.ndarray,
-    floors: np.ndarray,
-    mmr: np.ndarray,
-    mamt: np.ndarray,
-    maxlev: np.ndarray,
-    n_tiers: np.ndarray,
-    by_size: np.ndarray,
-    liq_rates: np.ndarray,
-    d_start: np.ndarray,
-    d_end: np.ndarray,
-    detail: np.ndarray,
-    sig: np.ndarray,
-    sig_idx: np.ndarray,
-    start_idx: np.ndarray,
-    end_idx: np.ndarray,
-    force_side: np.ndarray,
-    fparams: np.ndarray,
-    iparams: np.ndarray,
-    col_offset: int,
-    out_stats: np.ndarray,
-    out_trades: np.ndarray,
-    out_equity: np.ndarray,
-    eq_col: np.ndarray,
-    chunk: int,
-    last_cap: np.ndarray | None = None,
-) -> int:
-    """Simulate every column; return the number of columns whose trade buffer overflowed.
-
-    The arguments are those of :func:`simulate_tables_nb`, with ``last_cap (n_tables,)`` last:
-    the cap of each table's last tier (``ExchangeRules.caps[-1]``; an entry beyond it is
-    refused, as on the exchange). ``None`` treats every table as open-ended (the last tier
-    extrapolated), which the exchanges do not do: pass the caps.
-    """
-    if last_cap is None:
-        last_cap = np.full(floors.shape[0], np.inf)
-    return int(
-        simulate_tables_nb(
-            prices,
-            funding,
-            table_idx,
-            f_bars,
-            t_bars,
-            floors,
-            mmr,
-            mamt,
-            maxlev,
-            n_tiers,
-            np.ascontiguousarray(last_cap, dtype=np.float64),
-            by_size,
-            liq_rates,
-            d_start,
-            d_end,
-            detail,
-            sig,
-            sig_idx,
-            start_idx,
-            end_idx,
-            force_side,
-            fparams,
-            iparams,
-            col_offset,
-            out_stats,
-            out_trades,
-            out_equity,
-            eq_col,
-            chunk,
-        )
-    )

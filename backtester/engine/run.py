@@ -456,6 +456,7 @@ class _Simulation:
                     r.mamt,
                     r.maxlev,
                     r.n_tiers,
+                    r.last_cap,
                     r.by_size,
                     r.liq_rates,
                     inp.d_start,
@@ -474,7 +475,6 @@ class _Simulation:
                     out_eq,
                     eq_col,
                     CHUNK,
-                    last_cap=r.last_cap,
                 )
                 if n_over == 0 or trade_cap == 0:
                     break
