@@ -219,34 +219,20 @@ def _first_trigger_nb(
         amount = maint_amount[k] if use_amount else 0.0
         gap = equity_base + amount - size * entry_price * (mmr[k] + fee_rate)
         if gap > 0.0:
-            if side == LONG:
-                best = _scan_tiers_nb(
-                    side,
-                    entry_price,
-                    size,
-                    equity_base,
-                    floors,
-                    mmr,
-                    maint_amount,
-                    fee_rate,
-                    use_amount,
-                    0,
-                    k + 1,
-                )
-            else:
-                best = _scan_tiers_nb(
-                    side,
-                    entry_price,
-                    size,
-                    equity_base,
-                    floors,
-                    mmr,
-                    maint_amount,
-                    fee_rate,
-                    use_amount,
-                    k,
-                    n,
-                )
+            lo, hi = (0, k + 1) if side == LONG else (k, n)
+            best = _scan_tiers_nb(
+                side,
+                entry_price,
+                size,
+                equity_base,
+                floors,
+                mmr,
+                maint_amount,
+                fee_rate,
+                use_amount,
+                lo,
+                hi,
+            )
     if side == LONG and best <= 0.0:
         return 0.0
     return best
