@@ -17,7 +17,6 @@ that table is extended backwards to ``start`` and its note says so.
 
 from __future__ import annotations
 
-import difflib
 import math
 import warnings
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from backtester.errors import (
     check_positive,
 )
 from backtester.rules.profiles import fee_change_dates, get_profile, liquidation_fee_rate
-from backtester.rules.tables import TierTable, known_symbols, tables_for
+from backtester.rules.tables import TierTable, tables_for, unknown_symbol_message
 
 __all__ = [
     "DEFAULT_SYMBOL",
@@ -157,16 +156,7 @@ def _tables(exchange: str, symbol: str) -> list[TierTable]:
         raise ConfigError(f"symbol must be a ccxt symbol such as 'BTC/USDT:USDT', was {symbol!r}")
     tables = tables_for(exchange, symbol)
     if not tables:
-        known = known_symbols(exchange)
-        # the list of known symbols is printed anyway: suggest only a close (or same-case) match
-        close = [k for k in known if k.upper() == symbol.upper()] or difflib.get_close_matches(
-            symbol, known, n=1, cutoff=0.5
-        )
-        suggestion = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(
-            f"symbol {symbol!r} has no tier table for {exchange}; known symbols: "
-            f"{', '.join(known)}{suggestion} (or download its leverage tiers into the data store)"
-        )
+        raise ConfigError(unknown_symbol_message(exchange, symbol))
     return tables
 
 

@@ -5,11 +5,19 @@ Packaged tables live in ``backtester/rules/tables/<exchange>__<SYMBOL_SAFE>__<YY
 (exchange, symbol, effective_from, confirmed_until, basis, confidence tag, source URL, note) and
 rows ``[tier, floor, cap, max_leverage, mmr, maint_amount]``.
 
+One more packaged file per exchange, ``<exchange>__ALL__<YYYY-MM-DD>.json.gz`` (gzip-compressed
+JSON with the same metadata plus the input's ``sha256`` and ``converted_by``, and
+``symbols: {symbol: rows}``), holds a whole-exchange bracket snapshot: for Binance USDⓈ-M, every
+market of 2026-05-07, converted by ``scripts/convert_binance_tiers.py``. It gives each symbol one
+more dated table, unless the symbol has a hand-made table of that date (BTC and ETH do: theirs is
+used, and the snapshot is not even read). The file is parsed once, on first use of a symbol that
+needs it, and each symbol's table is built once.
+
 Tier snapshots in the data store (the bundled one and any downloaded through ccxt leverage tiers)
 are read through ``backtester.data.store.list_tier_snapshots(exchange, symbol, store=None)``,
 which returns ``[(Timestamp, DataFrame[tier, floor, cap, max_leverage, mmr, maint_amount, basis])]``;
-each becomes one more dated table. A store snapshot dated the same day as a packaged table is
-skipped (the packaged file carries the provenance).
+each becomes one more dated table. A store snapshot dated the same day as a packaged table (or
+the exchange snapshot) is skipped (the packaged file carries the provenance).
 
 Tiers are contiguous with inclusive caps (``floor < value <= cap``); a gap between one tier's cap
 and the next tier's floor (OKX lists whole contracts: 0–500, 501–1000) is closed on load by
@@ -22,10 +30,13 @@ amounts are quote currency.
 
 from __future__ import annotations
 
+import difflib
+import gzip
 import json
 import logging
+import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any, Literal
 
@@ -37,11 +48,14 @@ from backtester.errors import DataError
 
 __all__ = [
     "TierTable",
+    "close_symbols",
     "known_symbols",
     "packaged_tables",
+    "snapshot_table",
     "symbol_safe",
     "table_from_frame",
     "tables_for",
+    "unknown_symbol_message",
 ]
 
 log = logging.getLogger(__name__)
@@ -305,14 +319,93 @@ def _asdict(table: TierTable) -> dict[str, Any]:
     return {name: getattr(table, name) for name in TierTable.__dataclass_fields__}
 
 
-def tables_for(exchange: str, symbol: str, *, store: Any = None) -> list[TierTable]:
-    """Return the tables of ``exchange``/``symbol`` (packaged and store), sorted by date.
+# ---------------------------------------------------------------------------------------------
+# whole-exchange snapshots: <exchange>__ALL__<YYYY-MM-DD>.json.gz
 
-    A store snapshot on the same calendar day as a packaged table is dropped.
+_SNAPSHOT_NAME = re.compile(r"^(?P<exchange>[a-z]+)__ALL__(?P<day>\d{4}-\d{2}-\d{2})\.json\.gz$")
+
+
+@lru_cache(maxsize=1)
+def _snapshot_files() -> tuple[tuple[str, pd.Timestamp, str], ...]:
+    # (exchange, effective day, file name), from the file names alone: nothing is parsed here
+    folder = resources.files("backtester.rules").joinpath("tables")
+    out = []
+    for entry in folder.iterdir():
+        match = _SNAPSHOT_NAME.match(entry.name)
+        if match and entry.is_file():
+            day = pd.Timestamp(match["day"], tz="UTC")
+            out.append((match["exchange"], day, entry.name))
+    out.sort()
+    return tuple(out)
+
+
+@cache
+def _snapshot_doc(name: str) -> dict[str, Any]:
+    # parsed once per process, on first use of a symbol that needs it
+    entry = resources.files("backtester.rules").joinpath("tables").joinpath(name)
+    doc: dict[str, Any] = json.loads(gzip.decompress(entry.read_bytes()).decode("utf-8"))
+    if list(doc.get("columns", [])) != list(TIER_COLUMNS):
+        raise DataError(
+            f"tier snapshot {name} columns must be {list(TIER_COLUMNS)}, was {doc.get('columns')}"
+        )
+    if not isinstance(doc.get("symbols"), dict):
+        raise DataError(f"tier snapshot {name} must map 'symbols' to their rows")
+    return doc
+
+
+def _snapshots(exchange: str) -> list[tuple[pd.Timestamp, str]]:
+    return [(day, name) for ex, day, name in _snapshot_files() if ex == exchange]
+
+
+@cache
+def _snapshot_table(name: str, symbol: str) -> TierTable | None:
+    doc = _snapshot_doc(name)
+    rows = doc["symbols"].get(symbol)
+    if rows is None:
+        return None
+    eff = pd.Timestamp(doc["effective_from"])
+    meta = {
+        **{k: v for k, v in doc.items() if k not in ("symbols", "columns")},
+        "symbol": symbol,
+        "source": (
+            f"{doc.get('source', '')}; sha256 {doc.get('sha256', '?')}; converted by "
+            f"{doc.get('converted_by', '?')} into backtester/rules/tables/{name}"
+        ),
+    }
+    table_id = f"{doc['exchange']}/{symbol_safe(symbol)}/{eff:%Y-%m-%d}"
+    return _make(meta, rows, table_id=table_id, origin="package", effective_from=eff)
+
+
+def snapshot_table(exchange: str, symbol: str, day: str | pd.Timestamp) -> TierTable | None:
+    """Return ``symbol``'s table in the packaged ``exchange`` snapshot of ``day`` (None if absent).
+
+    Reads the snapshot itself, even where a hand-made table of that date takes precedence in
+    :func:`tables_for` (BTC and ETH on Binance): tests compare the two with it.
+    """
+    when = pd.Timestamp(day)
+    when = when.tz_localize("UTC") if when.tzinfo is None else when
+    for snap_day, name in _snapshots(exchange):
+        if snap_day == when.normalize():
+            return _snapshot_table(name, symbol)
+    return None
+
+
+def tables_for(exchange: str, symbol: str, *, store: Any = None) -> list[TierTable]:
+    """Return the tables of ``exchange``/``symbol`` (packaged, snapshot, store), sorted by date.
+
+    An exchange snapshot is skipped on the day of a hand-made packaged table, and a store
+    snapshot on the day of either.
     """
     packaged = [t for t in packaged_tables() if t.exchange == exchange and t.symbol == symbol]
     days = {t.effective_from.normalize() for t in packaged}
     merged = list(packaged)
+    for day, name in _snapshots(exchange):
+        if day in days:
+            continue
+        table = _snapshot_table(name, symbol)
+        if table is not None:
+            merged.append(table)
+            days.add(day)
     for table in _store_tables(exchange, symbol, store):
         if table.effective_from.normalize() in days:
             log.debug("skipping store tiers %s: a packaged table has that date", table.table_id)
@@ -323,8 +416,94 @@ def tables_for(exchange: str, symbol: str, *, store: Any = None) -> list[TierTab
 
 
 def known_symbols(exchange: str) -> list[str]:
-    """Return the symbols with a packaged table for ``exchange``."""
-    return sorted({t.symbol for t in packaged_tables() if t.exchange == exchange})
+    """Return the symbols with a packaged table (hand-made or in a snapshot) for ``exchange``."""
+    symbols = {t.symbol for t in packaged_tables() if t.exchange == exchange}
+    for _, name in _snapshots(exchange):
+        symbols.update(_snapshot_doc(name)["symbols"])
+    return sorted(symbols)
+
+
+# Binance and Bybit list low-priced coins per 1000 (1000PEPE), 10000, 1000000 or 1M units
+_MULTIPLIER = re.compile(r"^(?:1000000|100000|10000|1000|100|10|1M)(?=[A-Z])")
+
+
+def _parts(symbol: str) -> tuple[str, str, str]:
+    # (base without a unit multiplier, quote, settle) of a ccxt symbol, upper case
+    head, _, settle = symbol.upper().partition(":")
+    base, _, quote = head.partition("/")
+    return _MULTIPLIER.sub("", base), quote, settle
+
+
+def _compact(text: str) -> str:
+    return re.sub(r"[^A-Z0-9]", "", text.upper())
+
+
+def close_symbols(symbol: str, known: list[str], n: int = 3) -> list[str]:
+    """Return up to ``n`` of ``known`` that ``symbol`` plausibly means, best first.
+
+    The same symbol in another case; else the same coin (``PEPE`` → ``1000PEPE``, an exchange id
+    such as ``SOLUSDT``, a spot symbol such as ``SOL/USDT``), perpetuals and the same quote
+    first; else close spellings (difflib).
+    """
+    upper = symbol.upper()
+    same_case = [k for k in known if k.upper() == upper]
+    if same_case:
+        return same_case[:1]
+    base, quote, settle = _parts(symbol)
+    compact = _compact(symbol)
+
+    def same_coin(k: str) -> bool:
+        k_base, k_quote, _ = _parts(k)
+        if "/" not in symbol:  # an exchange id (SOLUSDT) or a bare coin (sol)
+            return compact in (_compact(k.partition(":")[0]), _compact(k), k_base)
+        return k_base == base and (not quote or k_quote == quote)
+
+    def rank(k: str) -> tuple[bool, bool, bool, str]:
+        _, k_quote, k_settle = _parts(k)
+        want = quote or "USDT"
+        return ("-" in k_settle, k_quote != want, k_settle != (settle or want), k)
+
+    coins = sorted((k for k in known if same_coin(k)), key=rank)
+    if coins:
+        return coins[:n]
+    # a misspelt coin: compare the coins only (every symbol shares "/USDT:USDT"), among the
+    # symbols of the same quote and settlement when the input names them
+    if "/" not in symbol:
+        base = _MULTIPLIER.sub("", compact)
+    peers = [k for k in known if not quote or _parts(k)[1:] == (quote, settle or quote)]
+    by_base: dict[str, list[str]] = {}
+    for k in sorted(peers, key=rank):
+        by_base.setdefault(_parts(k)[0], []).append(k)
+    bases = difflib.get_close_matches(base, list(by_base), n=n, cutoff=0.6)
+    return [by_base[b][0] for b in bases]
+
+
+def unknown_symbol_message(exchange: str, symbol: str) -> str:
+    """Return the error text for a symbol without tier tables: what is known, what was meant."""
+    known = known_symbols(exchange)
+    if len(known) <= 12:
+        listing = f"known symbols: {', '.join(known)}"
+    else:
+        hand = sorted({t.symbol for t in packaged_tables() if t.exchange == exchange})
+        days = ", ".join(f"{day:%Y-%m-%d}" for day, _ in _snapshots(exchange))
+        listing = (
+            f"{len(known)} symbols are known (the bracket snapshot of {days}"
+            + (f"; dated history for {', '.join(hand)}" if hand else "")
+            + ")"
+        )
+    close = close_symbols(symbol, known)
+    suggestion = ""
+    if close:
+        quoted = [repr(k) for k in close]
+        suggestion = (
+            "; did you mean "
+            + (quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}")
+            + "?"
+        )
+    return (
+        f"symbol {symbol!r} has no tier table for {exchange}; {listing}{suggestion} "
+        "(or download its leverage tiers into the data store)"
+    )
 
 
 def cum_recurrence(floors: F64Array, mmr: F64Array) -> F64Array:
