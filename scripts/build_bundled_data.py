@@ -5,6 +5,8 @@
 Reads the freqtrade feather files and the Binance leverage-tier JSON listed in data/README.md,
 applies the documented defect rules, checks them, and writes the store layout of design.md §1
 (parquet, zstd) plus data/bundled/manifest.json. The package never reads the source at run time.
+Besides Binance BTC/ETH it bundles Bybit and OKX BTC/ETH and Binance XRP (``VENUES``), whose 1h
+last-price bars are aggregated from 5m bars by :func:`hourly_from_5m`.
 
 Nothing is deleted before the new bundle is complete: the source is checked first (every input
 file present), the bundle is built and verified in a temporary folder beside ``--out``, and only
@@ -22,6 +24,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +139,170 @@ def _tiers(source: Path, symbol: str) -> pd.DataFrame:
     return schema.validate_tiers(pd.DataFrame(rows))
 
 
+# ---------------------------------------------------------------- other venues (issue 11)
+
+FIVE_MINUTES_PER_HOUR = 12
+
+
+@dataclass(frozen=True)
+class Venue:
+    """One bundled market of another venue, read from freqtrade feather files.
+
+    ``mark`` and ``funding`` name the source files (``None``: the source has no such file for
+    the bundled range); ``check`` names a higher-timeframe last-price file of the same source that
+    the aggregated 1h bars must reproduce (OHLC exactly, volume to 1e-6) where they overlap, or,
+    when ``check_rtol`` is set, only agree with to that relative tolerance in OHLC (freqtrade's XRP
+    1h file is not the 5m file's series: 5 decimals instead of the 4 of Binance's XRPUSDT tick,
+    closes a median 2.8 bp apart, 1/14 of the volume; the 5m file is the one bundled).
+    """
+
+    exchange: str
+    symbol: str
+    folder: str
+    source: str
+    fetched_at: str
+    mark: str | None
+    funding: str
+    check: str | None = None
+    check_rtol: float = 0.0
+
+
+DKOTL = "Dkotl/trade_bot@a792aaea26c4cd018d02b2e7ea80b3276ee1714a"
+HUCKHUCK = "huckhuck12/freqtrade-futures-lab@e0b7618794b70357e7f569439bd403d59bf92973"
+FREQTRADE = "freqtrade/freqtrade@c9ae5e1e9ff25bb55dd61f5e5519f7c479291edb"
+VENUES: tuple[Venue, ...] = (
+    *(
+        Venue(
+            "bybit",
+            symbol,
+            "bybit_linear_dkotl",
+            DKOTL,
+            "2026-07-21T17:00:00+00:00",
+            mark="1h-mark",
+            funding="1h-funding_rate",
+            check="4h",
+        )
+        for symbol in SYMBOLS
+    ),
+    # OKX BTC: the source's 1h mark covers only 2026-01-01..16, none of the 2022 bars: no mark
+    Venue("okx", "BTC/USDT:USDT", "okx_swap_huckhuck12", HUCKHUCK, "2026-01-16T08:00:00+00:00",
+          mark=None, funding="1h-funding_rate"),
+    Venue("okx", "ETH/USDT:USDT", "okx_swap_huckhuck12", HUCKHUCK, "2026-01-16T08:00:00+00:00",
+          mark="1h-mark", funding="1h-funding_rate"),
+    Venue("binanceusdm", "XRP/USDT:USDT", "freqtrade_testdata", FREQTRADE,
+          "2021-12-18T00:00:00+00:00", mark="1h-mark", funding="8h-funding_rate", check="1h", check_rtol=1e-2),
+)  # fmt: skip
+
+
+def hourly_from_5m(bars: pd.DataFrame) -> pd.DataFrame:
+    """Aggregate 5m bars to 1h: a bar only for the hours all twelve 5m bars exist.
+
+    open = first, high = max, low = min, close = last, volume = sum. An hour with a missing 5m bar
+    is dropped (left as a gap), never filled. ``bars`` must be on the 5m grid, strictly increasing.
+    """
+    ts = schema.timestamps_ns(bars, "5m bars")
+    step = schema.timeframe_to_ns("5m")
+    if ts.size and (np.any(np.diff(ts) <= 0) or np.any(ts % step)):
+        raise ValueError("5m bars must be strictly increasing and on the 5m grid")
+    hour = bars["timestamp"].dt.floor("1h")
+    grouped = bars.groupby(hour, sort=True)
+    out = grouped.agg(
+        open=("open", "first"),
+        high=("high", "max"),
+        low=("low", "min"),
+        close=("close", "last"),
+        volume=("volume", "sum"),
+    )
+    full = grouped.size() == FIVE_MINUTES_PER_HOUR
+    out = out[full.to_numpy()].rename_axis("timestamp").reset_index()
+    out["timestamp"] = out["timestamp"].astype("datetime64[ns, UTC]")
+    return out.loc[:, list(schema.BAR_COLUMNS)].astype(dict.fromkeys(schema.BAR_COLUMNS[1:], "f8"))
+
+
+def _venue_file(source: Path, venue: Venue, what: str) -> Path:
+    return source / venue.folder / f"{store.symbol_safe(venue.symbol)}-{what}.feather"
+
+
+def _check_against(
+    hourly: pd.DataFrame, reference: pd.DataFrame, timeframe: str, rtol: float
+) -> None:
+    # the aggregated 1h bars reproduce the source's own bars of a higher timeframe (OHLC exactly)
+    if timeframe == "1h":
+        merged = hourly.merge(reference, on="timestamp", suffixes=("", "_ref"))
+    else:
+        coarse = (
+            hourly.set_index("timestamp")
+            .resample(timeframe)
+            .agg({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
+            .dropna()
+            .reset_index()
+        )
+        merged = coarse.merge(reference, on="timestamp", suffixes=("", "_ref"))
+    assert len(merged) >= min(len(reference), len(hourly)) - 2, (len(merged), len(reference))
+    for column in ("open", "high", "low", "close"):
+        if rtol:
+            diff = np.abs(merged[column] / merged[f"{column}_ref"] - 1.0).max()
+            assert diff <= rtol, (timeframe, column, diff)
+        else:
+            diff = np.abs(merged[column] - merged[f"{column}_ref"]).max()
+            assert diff == 0.0, (timeframe, column, diff)
+    if not rtol:
+        rel = np.abs(merged["volume"] / merged["volume_ref"] - 1.0).max()
+        assert rel < 1e-6, (timeframe, "volume", rel)
+
+
+def _venue_series(source: Path, venue: Venue) -> dict[str, pd.DataFrame]:
+    name = f"{venue.exchange} {venue.symbol}"
+    ohlcv = hourly_from_5m(_drop_last(_bars(_venue_file(source, venue, "5m-futures"))))
+    if venue.check is not None:
+        reference = _drop_last(_bars(_venue_file(source, venue, f"{venue.check}-futures")))
+        _check_against(ohlcv, reference, venue.check, venue.check_rtol)
+    t0, t1 = ohlcv["timestamp"].iloc[0], ohlcv["timestamp"].iloc[-1]
+    series = {"ohlcv": ohlcv}
+    if venue.mark is not None:
+        mark = _drop_last(_bars(_venue_file(source, venue, venue.mark)))
+        # only the bars' range (OKX ETH mark runs to 2026, its last-price bars end in 2022)
+        mark = mark[(mark["timestamp"] >= t0) & (mark["timestamp"] <= t1)].reset_index(drop=True)
+        mark["volume"] = 0.0
+        schema.validate_ohlcv(mark, name=f"{name} mark", timeframe="1h")
+        series["mark"] = mark
+    raw = pd.read_feather(_venue_file(source, venue, venue.funding))
+    series["funding"] = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(raw["date"], utc=True).astype("datetime64[ns, UTC]"),
+            "funding_rate": raw["open"].astype(np.float64),
+        }
+    )
+    schema.validate_ohlcv(ohlcv, name=f"{name} ohlcv", timeframe="1h", require_volume=True)
+    schema.validate_funding(series["funding"], name=f"{name} funding")
+    return series
+
+
+def _build_venues(source: Path, out: Path) -> None:
+    for venue in VENUES:
+        for kind, frame in _venue_series(source, venue).items():
+            store.write_dataset(
+                frame,
+                exchange=venue.exchange,
+                symbol=venue.symbol,
+                timeframe="1h",
+                kind=kind,
+                store=out,
+                fetched_at=venue.fetched_at,
+                source=venue.source,
+            )
+        if venue.exchange == EXCHANGE:  # Binance XRP: its tiers from the same bracket snapshot
+            store.write_tiers(
+                _tiers(source, venue.symbol),
+                exchange=EXCHANGE,
+                symbol=venue.symbol,
+                date=TIERS_DATE,
+                store=out,
+                fetched_at=f"{TIERS_DATE}T00:00:00+00:00",
+                source="freqtrade/freqtrade binance_leverage_tiers.json (ccxt fetch_leverage_tiers)",
+            )
+
+
 def required_files(source: Path) -> list[Path]:
     """Return every input file the build reads under ``source``."""
     files = [source / ROSHAN / "binance_leverage_tiers.json"]
@@ -144,6 +311,11 @@ def required_files(source: Path) -> list[Path]:
         files += [source / ROSHAN / f"{safe}-1h-{k}.feather" for k in ("futures", "mark")]
         files.append(source / ROSHAN / f"{safe}-1h-funding_rate.feather")
     files += [source / folder / "BTC_USDT_USDT-1m-futures.feather" for folder, _ in ONE_MINUTE]
+    for venue in VENUES:
+        whats = ["5m-futures", venue.funding]
+        whats += [] if venue.mark is None else [venue.mark]
+        whats += [] if venue.check is None else [f"{venue.check}-futures"]
+        files += [_venue_file(source, venue, what) for what in whats]
     return files
 
 
@@ -197,6 +369,7 @@ def build(source: Path, out: Path) -> None:
                 fetched_at="2025-06-24T10:32:00+00:00",
                 source=" + ".join(s for _, s in ONE_MINUTE),
             )
+    _build_venues(source, out)
     (out / store.LOCK).unlink(missing_ok=True)  # the manifest lock is not data
 
 
@@ -264,7 +437,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(new)
     listing = integrity.list_store(out)
     listing = listing[listing["location"] == "store"]
-    print(listing[["timeframe", "symbol", "kind", "start", "end", "rows", "size_kb"]].to_string())
+    print(
+        listing[
+            ["exchange", "timeframe", "symbol", "kind", "start", "end", "rows", "size_kb"]
+        ].to_string()
+    )
     print(f"total {listing['size_kb'].sum() / 1024:.2f} MB")
     return 0
 

@@ -29,7 +29,7 @@ def test_list_prints_the_bundled_datasets(
 
 def test_verify_ok_on_the_bundled_store(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["data", "verify", "--store", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.startswith("ok: 9 datasets verified, no problems")
+    assert capsys.readouterr().out.startswith("ok: 24 datasets verified, no problems")
 
 
 def test_verify_exits_non_zero_on_a_problem(

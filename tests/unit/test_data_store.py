@@ -105,7 +105,11 @@ def test_list_store_shows_bundled_and_downloaded(tmp_path: Path) -> None:
     ]
     bundled = listing[listing["location"] == "bundled"]
     assert {"ohlcv", "mark", "funding", "tiers"} <= set(bundled["kind"])
-    btc = bundled[(bundled["symbol"] == "BTC/USDT:USDT") & (bundled["timeframe"] == "1h")]
+    btc = bundled[
+        (bundled["exchange"] == "binanceusdm")
+        & (bundled["symbol"] == "BTC/USDT:USDT")
+        & (bundled["timeframe"] == "1h")
+    ]
     assert btc.set_index("kind").loc["ohlcv", "rows"] == 58_620
 
 
