@@ -217,7 +217,11 @@ class RunConfig:
     funding : bool
         Exchange funding at funding timestamps.
     maint_margin_rate : float or None
-        Flat maintenance-margin rate replacing the tier table (no maintenance amount).
+        Flat maintenance-margin rate replacing the tier table (no maintenance amount). A symbol
+        with no tier table (your own market) needs nothing else.
+    max_leverage : float or None
+        The symbol's leverage limit (for a market without a tier table, or stricter than it);
+        None = the tier table's.
     liquidation_fee_rate : float or None
         Liquidation (clearance) fee rate; None = the exchange profile's (on okx and bybit that
         is the taker rate: the column's ``taker_fee`` when set).
@@ -376,6 +380,14 @@ class RunConfig:
         hint="write 0.5% as 0.005",
         kernel="float",
         slot="MMR_OVERRIDE",
+    )
+    max_leverage: float | None = setting(
+        None,
+        help="the symbol's leverage limit: entries above it are refused before the run",
+        low=1.0,
+        high=1000.0,
+        none_means="the tier table's (with a flat maint_margin_rate and no table: none)",
+        hint="e.g. 20 for a symbol that allows at most 20x",
     )
     liquidation_fee_rate: float | None = setting(
         None,

@@ -24,6 +24,7 @@ __all__ = [
     "TIER_COLUMNS",
     "BarArrays",
     "FundingArrays",
+    "cum_recurrence",
     "drop_duplicates",
     "fill_gaps",
     "find_gaps",
@@ -346,25 +347,50 @@ def validate_funding(frame: Any, *, name: str = "funding") -> FundingArrays:
     return FundingArrays(ts_ns, rate)
 
 
+def cum_recurrence(floors: F64Array, mmr: F64Array) -> F64Array:
+    """Return the maintenance amounts implied by the tax-bracket recurrence (§1.1, §3.3).
+
+    ``cum[0] = 0``, ``cum[n] = cum[n-1] + floor[n]·(mmr[n] − mmr[n-1])``.
+    """
+    cum = np.zeros(floors.shape[0])
+    for n in range(1, floors.shape[0]):
+        cum[n] = cum[n - 1] + floors[n] * (mmr[n] - mmr[n - 1])
+    return cum
+
+
 def validate_tiers(frame: Any, *, name: str = "tiers") -> pd.DataFrame:
     """Validate a leverage-tier table and return it with canonical column order and dtypes.
 
     Raises
     ------
     DataError
-        A missing or non-numeric column, no rows, floors not strictly increasing from >= 0, a cap
+        A missing (``floor``, ``cap``, ``max_leverage``, ``mmr``; ``tier``, ``maint_amount``
+        and ``basis`` default to 1..n, the tax-bracket recurrence and "notional") or
+        non-numeric column, no rows, floors not strictly increasing from >= 0, a cap
         not above its floor, or a NaN/inf, out-of-range value (``mmr`` in (0, 1),
         ``max_leverage`` > 0, ``maint_amount`` >= 0), naming the first offending tier.
     """
-    df = to_pandas(frame, name)
-    for column in TIER_COLUMNS:
-        if column not in df.columns:
-            raise DataError(
-                f"{name} has no column {column!r}{did_you_mean(column, map(str, df.columns))}"
-            )
-    out = df.loc[:, list(TIER_COLUMNS)].copy()
-    if len(out) == 0:
+    df = to_pandas(frame, name).copy()
+    if len(df) == 0:
         raise DataError(f"{name} has no rows; a tier table needs at least one tier")
+    # optional columns of a table you write yourself: tiers numbered 1..n, tiers by notional,
+    # maintenance amounts from the tax-bracket recurrence (docs/reference/exchange-rules.md §1.1)
+    if "tier" not in df.columns:
+        df["tier"] = np.arange(1, len(df) + 1)
+    if "basis" not in df.columns:
+        df["basis"] = "notional"
+    for column in TIER_COLUMNS:
+        if column not in df.columns and column != "maint_amount":
+            raise DataError(
+                f"{name} has no column {column!r}{did_you_mean(column, map(str, df.columns))}; "
+                "a tier table needs floor, cap, max_leverage and mmr (tier, maint_amount and "
+                "basis are optional)"
+            )
+    if "maint_amount" not in df.columns:
+        floors = pd.to_numeric(df["floor"], errors="coerce").to_numpy(dtype=np.float64)
+        rates = pd.to_numeric(df["mmr"], errors="coerce").to_numpy(dtype=np.float64)
+        df["maint_amount"] = cum_recurrence(floors, rates)
+    out = df.loc[:, list(TIER_COLUMNS)].copy()
     for column in ("tier", "floor", "cap", "max_leverage", "mmr", "maint_amount"):
         series = out[column]
         if not pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series):

@@ -172,10 +172,54 @@ def _stack(rules: list[Any], table_idx: I64Array, market_tiers: Any = None) -> _
     )
 
 
-def _rules_inputs(market: Market, exchange: str, tier_table: str | None) -> _RulesInputs:
+_FLAT = "flat maint_margin_rate"  # the rules key of columns that need no tier table
+
+
+def _profile_rule(
+    market: Market, exchange: str, table_id: str, tiers: dict[str, F64Array], by_size: bool
+) -> _TableRule:
+    # a table the user gave (market.tiers) or a flat rate's single open tier, with the exchange
+    # profile's convention, fees and liquidation fee: no packaged table for the symbol needed
+    from backtester.rules.profiles import get_profile, liquidation_fee_rate
+
+    profile = get_profile(exchange)
+    fee_rate, _ = liquidation_fee_rate(exchange, market.symbol, market.start)
+    return _TableRule(
+        exchange=exchange,
+        table_id=table_id,
+        floors=tiers["floor"],
+        caps=tiers["cap"],
+        mmr=tiers["mmr"],
+        maint_amount=tiers["maint_amount"],
+        max_leverage=tiers["max_leverage"],
+        tier_by_size=by_size,
+        liquidation_fee_rate=fee_rate,
+        convention=profile.convention,
+        close_at=profile.close_at,
+        taker_fee=profile.taker_fee,
+        maker_fee=profile.maker_fee,
+    )
+
+
+def _rules_inputs(
+    market: Market, exchange: str, tier_table: str | None, max_leverage: float | None = None
+) -> _RulesInputs:
     from backtester.rules import exchange_rules, rules_timeline
 
     n = market.n_bars
+    if tier_table == _FLAT:
+        # one open-ended tier: the flat rate replaces its margin; the leverage limit is the
+        # column's max_leverage (RunConfig's own bound without one)
+        top = float(SETTINGS["leverage"].high if max_leverage is None else max_leverage)
+        one = {
+            "floor": np.zeros(1),
+            "cap": np.full(1, np.inf),
+            "mmr": np.zeros(1),
+            "maint_amount": np.zeros(1),
+            "max_leverage": np.full(1, top),
+        }
+        rule = _profile_rule(market, exchange, _FLAT, one, by_size=False)
+        return _stack([rule], np.zeros(n, dtype=np.int64))
     if tier_table is None:
         timeline = rules_timeline(exchange, market.symbol, market.start, market.end)
         starts = np.array([r.effective_from.value for r in timeline], dtype=np.int64)
@@ -185,26 +229,16 @@ def _rules_inputs(market: Market, exchange: str, tier_table: str | None) -> _Rul
     if tier_table == "market":
         if market.tiers is None:
             raise ConfigError(
-                "RunConfig.tier_table 'market' needs market.tiers, was None; use None for the "
-                "dated tables"
+                "RunConfig.tier_table 'market' needs market.tiers, was None; pass "
+                "Market.from_frames(..., tiers=frame) or use None for the dated tables"
             )
-        base = rules_timeline(exchange, market.symbol, market.start, market.end)[0]
         t = market.tiers
-        rule = _TableRule(
-            exchange=exchange,
-            table_id="market.tiers",
-            floors=np.asarray(t["floor"], dtype=np.float64),
-            caps=np.asarray(t["cap"], dtype=np.float64),
-            mmr=np.asarray(t["mmr"], dtype=np.float64),
-            maint_amount=np.asarray(t["maint_amount"], dtype=np.float64),
-            max_leverage=np.asarray(t["max_leverage"], dtype=np.float64),
-            tier_by_size=bool("basis" in t and str(t["basis"].iloc[0]) == "size"),
-            liquidation_fee_rate=base.liquidation_fee_rate,
-            convention=base.convention,
-            close_at=base.close_at,
-            taker_fee=base.taker_fee,
-            maker_fee=base.maker_fee,
-        )
+        cols = {
+            name: np.asarray(t[name], dtype=np.float64)
+            for name in ("floor", "cap", "mmr", "maint_amount", "max_leverage")
+        }
+        by_size = bool("basis" in t and str(t["basis"].iloc[0]) == "size")
+        rule = _profile_rule(market, exchange, "market.tiers", cols, by_size)
         return _stack([rule], np.zeros(n, dtype=np.int64))
     try:
         at = pd.Timestamp(tier_table, tz="UTC")
@@ -340,6 +374,16 @@ def _check_leverage(
             "(the position would be liquidatable at its entry price); lower the leverage or "
             "the rate"
         )
+    limit = np.array(
+        [math.inf if v is None else v for v in settings["max_leverage"]], dtype=np.float64
+    )
+    over = np.nonzero(lev > limit)[0]
+    if over.size:
+        c = int(over[0])
+        raise ConfigError(
+            f"leverage {lev[c]:g} is above max_leverage {limit[c]:g} for {symbol}; lower the "
+            "leverage or raise max_leverage"
+        )
     top: dict[Any, float] = {}
     for c, key in enumerate(keys):
         if lev[c] > top.get(key, 0.0):
@@ -347,10 +391,19 @@ def _check_leverage(
     for key, highest in top.items():
         r = rules[key]
         if highest > r.max_leverage:
+            which, fix = {
+                "market": ("the market's own tiers (market.tiers)", "lower the leverage"),
+                _FLAT: ("max_leverage", "lower the leverage or raise max_leverage"),
+            }.get(
+                key[1],
+                (
+                    "the lowest tier-1 maximum of the tier tables in force",
+                    "lower the leverage or pin a table with tier_table='YYYY-MM-DD'",
+                ),
+            )
             raise ConfigError(
-                f"leverage must be in (0, {r.max_leverage:g}] for {r.exchange} {symbol} (the "
-                f"lowest tier-1 maximum of the tier tables in force), was {highest:g}; lower the "
-                "leverage or pin a table with tier_table='YYYY-MM-DD'"
+                f"leverage must be in (0, {r.max_leverage:g}] for {r.exchange} {symbol} "
+                f"({which}), was {highest:g}; {fix}"
             )
 
 
@@ -520,13 +573,28 @@ def _split_names(
 def _build_rules(
     market: Market, settings: dict[str, list[Any]], idx: I64Array | None = None
 ) -> tuple[dict[Any, _RulesInputs], list[Any]]:
+    from backtester.rules.tables import tables_for
+
     exch = settings["exchange"]
     tiers = settings["tier_table"]
+    mmr = settings["maint_margin_rate"]
+    top = settings["max_leverage"]
     n = len(exch)
-    keys = [(exch[c] or market.exchange, tiers[c]) for c in range(n)]
+    keys: list[Any] = []
+    has_tables: dict[str, bool] = {}
+    for c in range(n):
+        exchange = exch[c] or market.exchange
+        key: tuple[Any, ...] = (exchange, tiers[c])
+        if tiers[c] is None and mmr[c] is not None:
+            # a flat rate with no packaged table for the symbol needs none (your own symbol)
+            if exchange not in has_tables:
+                has_tables[exchange] = bool(tables_for(exchange, market.symbol))
+            if not has_tables[exchange]:
+                key = (exchange, _FLAT, top[c])
+        keys.append(key)
     rules: dict[Any, _RulesInputs] = {}
     for key in dict.fromkeys(keys):
-        rules[key] = _rules_inputs(market, key[0], key[1])
+        rules[key] = _rules_inputs(market, key[0], key[1], *key[2:])
     return rules, keys
 
 

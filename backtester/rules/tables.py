@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from backtester._typing import F64Array
+from backtester.data.schema import cum_recurrence
 from backtester.errors import DataError
 
 __all__ = [
@@ -501,20 +502,11 @@ def unknown_symbol_message(exchange: str, symbol: str) -> str:
             + "?"
         )
     return (
-        f"symbol {symbol!r} has no tier table for {exchange}; {listing}{suggestion} "
-        "(or download its leverage tiers into the data store)"
+        f"symbol {symbol!r} has no tier table for {exchange}; {listing}{suggestion}; for your "
+        "own market pass maint_margin_rate=... (a flat rate needs no table) or "
+        "Market.from_frames(..., tiers=frame) with tier_table='market' (or download its "
+        "leverage tiers into the data store)"
     )
-
-
-def cum_recurrence(floors: F64Array, mmr: F64Array) -> F64Array:
-    """Return the maintenance amounts implied by the tax-bracket recurrence (§1.1, §3.3).
-
-    ``cum[0] = 0``, ``cum[n] = cum[n-1] + floor[n]·(mmr[n] − mmr[n-1])``.
-    """
-    cum = np.zeros(floors.shape[0])
-    for n in range(1, floors.shape[0]):
-        cum[n] = cum[n - 1] + floors[n] * (mmr[n] - mmr[n - 1])
-    return cum
 
 
 def recurrence_error(table: TierTable) -> float:

@@ -149,8 +149,12 @@ def test_tier_validation() -> None:
         DataError, match=r"tiers.mmr must be a fraction in \(0, 1\) .*was 1.5 in row 1"
     ):
         schema.validate_tiers(tiers.assign(mmr=[0.4, 1.5]))
-    with pytest.raises(DataError, match=r"no column 'basis'"):
-        schema.validate_tiers(tiers.drop(columns="basis"))
+    with pytest.raises(DataError, match=r"no column 'mmr'.*tier, maint_amount and basis are"):
+        schema.validate_tiers(tiers.drop(columns="mmr"))
+    # tier, basis and maint_amount may be left out of a table you write yourself
+    mine = schema.validate_tiers(tiers.drop(columns=["tier", "basis", "maint_amount"]))
+    assert mine["tier"].tolist() == [1, 2] and mine["basis"].tolist() == ["notional"] * 2
+    assert mine["maint_amount"].tolist() == [0.0, 300_000.0 * (0.005 - 0.004)]
 
 
 def test_polars_frames_are_accepted() -> None:
