@@ -93,6 +93,12 @@ class SweepResult:
         return self._sim.market
 
     @property
+    def rules(self) -> tuple[dict[str, str], ...]:
+        """The tier tables the sweep used: ``{"exchange", "table_id", "note"}`` each."""
+        rules: tuple[dict[str, str], ...] = self._sim.rules_used()
+        return rules
+
+    @property
     def raw_stats(self) -> F64Array:
         """The kernel's ``(n_cols, Stat.N)`` statistics array (read-only view)."""
         view = self._raw.view()
@@ -236,6 +242,9 @@ class EntryOutcomes:
     rejected: BoolArray
     ambiguous_bars: I64Array
     ts_ns: I64Array
+    #: the tier tables used: ``{"exchange", "table_id", "note"}`` each (the note says, e.g., that
+    #: the earliest table was extended back to dates before it)
+    rules: tuple[dict[str, str], ...] = ()
 
     @property
     def n_settings(self) -> int:

@@ -119,6 +119,7 @@ def _market_inputs(market: Market) -> _MarketInputs:
 class _RulesInputs:
     exchange: str
     table_ids: tuple[str, ...]
+    notes: tuple[str, ...]  # per table: its source and how it applies (rules_timeline's note)
     table_idx: I64Array  # (n_bars,)
     floors: F64Array  # (n_tables, max_tiers)
     mmr: F64Array
@@ -154,6 +155,7 @@ def _stack(rules: list[Any], table_idx: I64Array, market_tiers: Any = None) -> _
     return _RulesInputs(
         exchange=first.exchange,
         table_ids=tuple(str(r.table_id) for r in rules),
+        notes=tuple(str(getattr(r, "note", "") or r.table_id) for r in rules),
         table_idx=np.ascontiguousarray(table_idx, dtype=np.int64),
         floors=floors,
         mmr=mmr,
@@ -444,6 +446,17 @@ class _Simulation:
     @property
     def n_cols(self) -> int:
         return int(self.fparams.shape[1])
+
+    def rules_used(self) -> tuple[dict[str, str], ...]:
+        """Return each tier table the run used: exchange, table id and its note, once each."""
+        seen: dict[tuple[str, str], dict[str, str]] = {}
+        for r in self.rules.values():
+            for table_id, note in zip(r.table_ids, r.notes, strict=True):
+                seen.setdefault(
+                    (r.exchange, table_id),
+                    {"exchange": r.exchange, "table_id": table_id, "note": note},
+                )
+        return tuple(seen.values())
 
     def run(
         self,
@@ -1005,4 +1018,5 @@ def run_entries(
         rejected=rejected,
         ambiguous_bars=stats[:, Stat.AMBIGUOUS_BARS].reshape(shape).sum(axis=1).astype(np.int64),
         ts_ns=market.ts_ns,
+        rules=sim.rules_used(),
     )

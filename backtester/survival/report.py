@@ -58,6 +58,7 @@ def main_sections(
                 f"{study.horizon_days:g} days; liquidation is judged on the market's "
                 f"{study.market.mark_source} price by the engine's exchange rules.",
                 _ambiguity_note(study),
+                *_rules_note(study),
             ),
         ),
     ]
@@ -180,6 +181,15 @@ def main_sections(
             )
         )
     return sections
+
+
+def _rules_note(study: SurvivalStudy) -> tuple[str, ...]:
+    # which tier tables decided the liquidations, and how each applies (e.g. the earliest table
+    # extended back to dates before it)
+    if not study.rules:
+        return ()
+    lines = "; ".join(f"{r['table_id']} ({r['note']})" for r in study.rules)
+    return (f"Tier tables used: {lines}.",)
 
 
 def _ambiguity_note(study: SurvivalStudy) -> str:

@@ -216,6 +216,7 @@ def survival_study(
                 "fees_paid",
                 "ambiguous_bars",
                 "rejected",
+                "rules",
             )
         }
         entries = np.asarray(outcomes.entry_idx, dtype=np.int64)

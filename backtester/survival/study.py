@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +124,7 @@ class SurvivalStudy:
         seed: int = 0,
         elapsed_s: float = math.nan,
         strategy_name: str | None = None,
+        rules: Sequence[Mapping[str, str]] | None = None,
     ) -> None:
         n_settings, n_entries = len(settings), int(np.asarray(entry_idx).size)
         self.market = market
@@ -165,6 +167,8 @@ class SurvivalStudy:
         )
         self.initial_cash = float(initial_cash)
         self.run_settings = dict(run_settings or {})
+        #: the tier tables the engine used, each ``{"exchange", "table_id", "note"}``
+        self.rules: tuple[dict[str, str], ...] = tuple(dict(r) for r in (rules or ()))
         self.confidence = float(confidence)
         self.n_boot = int(n_boot)
         self.seed = int(seed)
@@ -553,6 +557,7 @@ class SurvivalStudy:
             "n_boot": self.n_boot,
             "seed": self.seed,
             "ci_method": self.table_metadata()["ci_method"],
+            "rules": [dict(r) for r in self.rules],
         }
 
     def comparisons(self) -> Comparisons:

@@ -128,3 +128,14 @@ def test_the_readme_csv_example_runs() -> None:
         m, leverage=(2, 10), horizon="12h", entry_every="2h", maint_margin_rate=0.01
     )
     assert list(study.table()["n_entries"]) == [50, 50]
+
+
+def test_the_run_says_which_tier_tables_it_used_and_how() -> None:
+    # SOL has only the 2026-05-07 snapshot: a 2021 study uses it extended backwards and says so
+    bars = pd.read_csv(EXAMPLES / "mycoin_1h.csv", parse_dates=["timestamp"])
+    m = bt.Market.from_frames(bars, mark="last", symbol="SOL/USDT:USDT")
+    study = bt.survival_study(m, leverage=(2,), horizon="12h", entry_every="2h")
+    (used,) = study.rules
+    assert used["table_id"] == "binanceusdm/SOL_USDT_USDT/2026-05-07"
+    assert "extended backwards from 2026-05-07 to 2021-11-17" in used["note"]
+    assert study.run_info()["rules"] == [used]
