@@ -82,6 +82,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--timeframe", default=DEFAULTS["timeframe"], help=_d("bar timeframe"))
     p.add_argument(
+        "--mark",
+        default="mark",
+        choices=("mark", "last"),
+        help=_d("price that judges liquidation: stored mark bars, or the last price as mark"),
+    )
+    p.add_argument(
         "--side", default=DEFAULTS["side"], choices=("long", "short", "both"), help=_d("side")
     )
     p.add_argument(
@@ -214,6 +220,8 @@ def default_out(args: argparse.Namespace) -> str:
     changed: dict[str, Any] = {
         k: getattr(args, k) for k in study if getattr(args, k) != DEFAULTS[k]
     }
+    if args.mark != "mark":
+        changed["mark"] = args.mark
     for k in ("start", "end", "strategy"):
         if getattr(args, k, None) is not None:
             changed[k] = getattr(args, k)
@@ -296,6 +304,7 @@ def run(args: argparse.Namespace) -> int:
         start=args.start,
         end=args.end,
         store=args.store,
+        mark=args.mark,
         detail_timeframe="1m" if detail else None,
     )
     progress(

@@ -260,3 +260,16 @@ def test_an_output_folder_it_may_not_write_is_refused_before_the_study(
     err = capsys.readouterr().err.strip()
     assert code == 2 and str(taken) in err and "\n" not in err
     assert (taken / "notes.txt").read_text() == "mine"
+
+
+def test_mark_last_runs_a_market_without_mark_bars(capsys: pytest.CaptureFixture[str]) -> None:
+    # the bundled OKX BTC 2022 bars have no mark bars: --mark last uses the last price as mark
+    argv = ["survival", "--exchange", "okx", "--leverage", "2", "--stop-loss", "none"]
+    argv += ["--horizon", "7D", "--side", "long", "--no-report", "--end", "2022-07-01"]
+    assert main([*argv, "--mark", "last"]) == 0
+    assert "Survival of BTC/USDT:USDT holds (okx 1h" in capsys.readouterr().out
+    assert main(argv) == 2
+    assert "mark='last'" in capsys.readouterr().err
+    assert default_out(build_parser().parse_args(["survival", "--mark", "last"])) != default_out(
+        build_parser().parse_args(["survival"])
+    )
