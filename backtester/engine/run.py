@@ -27,7 +27,14 @@ from backtester.config import (
 )
 from backtester.engine.enums import CloseAt, Convention, ExitReason, Stat, code_of
 from backtester.engine.layout import FLOAT_ROWS, INT_ROWS, FParam, IParam
-from backtester.errors import BacktesterWarning, ConfigError, DataError, ShapeError, did_you_mean
+from backtester.errors import (
+    BacktesterError,
+    BacktesterWarning,
+    ConfigError,
+    DataError,
+    ShapeError,
+    did_you_mean,
+)
 from backtester.params import ParamGrid, available_memory, format_bytes
 from backtester.signals import Signals
 
@@ -632,6 +639,40 @@ def _strategy_params(strategy: Any) -> dict[str, list[Any]]:
     return params
 
 
+def call_signals(strategy: Any, market: Market, grid: ParamGrid) -> Signals:
+    """Return ``strategy.signals(market, grid)``, checked; a strategy's own error in one line.
+
+    Raises
+    ------
+    ConfigError
+        The strategy raised (a bug in its code: the message names the exception, its file and
+        line; ``--debug`` or the ``__cause__`` shows the traceback).
+    ShapeError
+        It returned something other than a ``Signals`` of ``(n_bars, grid.n_cols)``.
+    """
+    import traceback
+
+    name = str(getattr(strategy, "__name__", type(strategy).__name__))
+    try:
+        signals = strategy.signals(market, grid)
+    except BacktesterError:
+        raise
+    except Exception as exc:
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+        raise ConfigError(
+            f"strategy {name}: signals(market, grid) raised {type(exc).__name__}: {exc}{where}; "
+            "fix the strategy (run with --debug, or see this error's __cause__, for the traceback)"
+        ) from exc
+    if not isinstance(signals, Signals):
+        raise ShapeError(
+            f"strategy {name}: signals(market, grid) must return a backtester Signals, was "
+            f"{type(signals).__name__}; return Signals(long_entries=..., ...)"
+        )
+    signals.check(market.n_bars, grid.n_cols, source=name)
+    return signals
+
+
 def _warn_never_entered(
     stats: F64Array,
     fparams: F64Array,
@@ -880,10 +921,7 @@ def run_sweep(
         uniq, inverse = grid.select(strat_names).unique()
     else:  # a strategy without parameters: one signal column shared by every column
         uniq, inverse = ParamGrid.product(), np.zeros(grid.n_cols, dtype=np.int64)
-    signals = strategy.signals(market, uniq)
-    if not isinstance(signals, Signals):
-        raise ShapeError(f"strategy.signals must return a Signals, was {type(signals).__name__}")
-    signals.check(market.n_bars, uniq.n_cols, source=getattr(strategy, "__name__", "strategy"))
+    signals = call_signals(strategy, market, uniq)
     n = grid.n_cols
     sim = _Simulation(
         market,

@@ -61,7 +61,9 @@ class _WindowStrategy:
 
         key = (grid.names, tuple(tuple(grid.values(n)) for n in grid.names))
         if key not in self._cache:
-            self._cache[key] = self._strategy.signals(self._market, grid)
+            from backtester.engine.run import call_signals
+
+            self._cache[key] = call_signals(self._strategy, self._market, grid)
         full = self._cache[key]
         cut = slice(self.lo, self.hi)
         # Signals fills missing arrays with False, so every field is an array here

@@ -208,8 +208,17 @@ def load_spec(path: str | Path) -> SweepSpec:
     try:
         with file.open("rb") as fh:
             data = tomllib.load(fh)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{file}: is not UTF-8 text (byte {exc.start} is {exc.object[exc.start : exc.start + 1]!r}); "
+            "a sweep config is a UTF-8 TOML file: save it as UTF-8"
+        ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: is not valid TOML ({exc}); fix the syntax") from exc
+    except OSError as exc:
+        raise ConfigError(
+            f"{file}: cannot be read ({exc.strerror or exc}); check the path and its permissions"
+        ) from exc
     return parse_spec(data, source=str(file))
 
 
