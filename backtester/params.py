@@ -35,6 +35,13 @@ _BYTES_PER_CELL = 48
 
 def available_memory() -> int | None:
     """Return the bytes of memory this machine has available now (None where unknown)."""
+    try:  # Linux: MemAvailable counts the page cache the kernel would give back
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
     except (AttributeError, ValueError, OSError):  # not a POSIX system: no estimate
@@ -195,6 +202,7 @@ class ParamGrid:
         if not self._names:
             return other
         a, b = self.n_cols, other.n_cols
+        check_grid_size(a * b, len(self._names) + len(other.names), "ParamGrid.cross")
         cols: dict[str, list[Any]] = {}
         for n in self._names:
             cols[n] = [v for v in self._values[n] for _ in range(b)]

@@ -740,17 +740,18 @@ def _prepare(
     return inputs, settings, rules, keys, fparams, iparams
 
 
-# bytes a column costs outside the kernel: its stats row, parameter rows, the per-setting value
-# lists and index arrays (measured: about 1 KiB per column with every setting swept)
-_BYTES_PER_COL: int = (int(Stat.N) + int(FParam.N) + int(IParam.N)) * 8 + len(SETTINGS) * 16 + 64
+# bytes a column costs outside the kernel, measured (benchmarks/bench_columns.py, 10^6 columns):
+# its stats row and frame, parameter rows, the per-setting value lists, labels and index arrays
+_BYTES_PER_COL = 1024
 
 
 def estimate_memory(n_cols: int, n_bars: int, *, n_signal_cols: int = 0) -> int:
     """Return the bytes a run of ``n_cols`` columns over ``n_bars`` bars needs at its peak.
 
-    Counts the per-column arrays (statistics, parameters, setting values) and the packed
-    strategy signals (one byte per bar and signal column); the kernel itself allocates nothing
-    per bar. Equity curves and trade records are extra and are asked for per column later.
+    Counts the per-column costs (statistics and their frame, parameters, setting values,
+    labels: about 1 KiB a column, measured) and the packed strategy signals (one byte per bar
+    and signal column); the kernel itself allocates nothing per bar. Equity curves and trade
+    records are extra and are asked for per column later.
     """
     return int(n_cols) * _BYTES_PER_COL + int(n_bars) * int(n_signal_cols)
 
