@@ -580,7 +580,10 @@ def check_setting(name: str, value: Any, *, study: bool = False, where: str | No
             f"{where} must be {_expected(spec, study)}, was {_show(value)}"
             f"{_hint(spec, quoted=isinstance(value, str))}"
         )
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float (10**400)
+        number = math.inf
     if math.isnan(number):
         raise ConfigError(f"{where} must be {_expected(spec, study)}, was nan{_hint(spec)}")
     low = spec.study_low if study and spec.study_low is not None else spec.low
@@ -591,9 +594,16 @@ def check_setting(name: str, value: Any, *, study: bool = False, where: str | No
     if not ok or math.isinf(number):
         kind = "a fraction " if spec.low == 0 and spec.high == 1 else ""
         raise ConfigError(
-            f"{where} must be {kind}in {spec.range_text(study=study)}, was {value!r}{_hint(spec)}"
+            f"{where} must be {kind}in {spec.range_text(study=study)}, was "
+            f"{_short_repr(value, number)}{_hint(spec)}"
         )
     return number
+
+
+def _short_repr(value: Any, number: float) -> str:
+    # a value as typed, unless it is too long to read (10**400)
+    text = repr(value)
+    return text if len(text) <= 24 else f"{number:g}"
 
 
 def _expected(spec: Setting, study: bool) -> str:
@@ -614,8 +624,12 @@ def _hint(spec: Setting, *, quoted: bool = False) -> str:
 
 
 def _check_tier_table(value: Any, where: str, spec: Setting) -> str:
+    import datetime as dt
+
     if value == "market":
         return "market"
+    if isinstance(value, dt.date):  # a date or pd.Timestamp: the table in force that day
+        return value.isoformat()
     if isinstance(value, str):
         import pandas as pd
 

@@ -13,9 +13,11 @@ import logging
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
-from backtester.errors import BacktesterError
+from backtester.errors import BacktesterError, BacktesterWarning
 
 # modules that contribute subcommands, in the order they appear in --help
 _COMMAND_MODULES = (
@@ -26,11 +28,21 @@ _COMMAND_MODULES = (
 )
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    # a usage error is one line naming the option and where the help is, not argparse's whole
+    # usage block (exit code 2, like every other bad input)
+    def error(self, message: str) -> NoReturn:
+        if message.endswith("expected one argument"):
+            option = message.split(":")[0].removeprefix("argument ").split("/")[0]
+            message += f" (a value starting with '-' is written {option}=VALUE)"
+        self.exit(2, f"error: {self.prog}: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the full argument parser (used by ``main`` and by tests)."""
     from backtester import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="backtester",
         description=(
             "Which leverage, stop-loss and position size survive on crypto perpetual futures? "
@@ -56,6 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    # the library's warnings are for the user: one line, without a source location
+    if issubclass(category, BacktesterWarning):
+        print(f"warning: {message}", file=sys.stderr)
+        return
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def _configure_logging(verbosity: int) -> None:
     from backtester._redact import install_redaction
 
@@ -72,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
+    warnings.showwarning = _show_warning
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)

@@ -43,13 +43,24 @@ def register(subparsers: Any) -> None:
     dl.set_defaults(handler=_download)
 
     ls = sub.add_parser("list", help="print the stored datasets (bundled and downloaded)")
-    ls.add_argument("--store", default=None, help="store root")
+    ls.add_argument("--store", default=None, help="store root (an existing folder)")
     ls.set_defaults(handler=_list)
 
     vf = sub.add_parser(
-        "verify", help="check integrity and gaps of every dataset; exit 1 on a problem"
+        "verify",
+        help="check integrity and gaps of every dataset; exit 1 on a problem",
+        description=(
+            "Check every dataset of the store (--store DIR, default $BACKTESTER_STORE or data/) "
+            "and, counted separately, the bundled data; exit 1 on a problem. The 'location' "
+            "column of a problem says which of the two it is in."
+        ),
     )
-    vf.add_argument("--store", default=None, help="store root")
+    vf.add_argument(
+        "--store",
+        default=None,
+        help="store root to verify (an existing folder); the bundled data is verified too and "
+        "counted separately",
+    )
     vf.set_defaults(handler=_verify)
 
     rp = sub.add_parser(
@@ -66,7 +77,7 @@ def register(subparsers: Any) -> None:
         metavar="DATASET",
         help="dataset keys as printed by `verify`, e.g. binanceusdm/BTC_USDT_USDT/1h/ohlcv",
     )
-    rp.add_argument("--store", default=None, help="store root")
+    rp.add_argument("--store", default=None, help="store root (an existing folder)")
     rp.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     rp.set_defaults(handler=_repair)
 
@@ -80,7 +91,7 @@ def register(subparsers: Any) -> None:
             "download is running."
         ),
     )
-    rb.add_argument("--store", default=None, help="store root")
+    rb.add_argument("--store", default=None, help="store root (an existing folder)")
     rb.set_defaults(handler=_rebuild_manifest)
 
 
@@ -111,9 +122,19 @@ def _credentials(exchange: str) -> dict[str, str]:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from backtester.data.ccxt_loader import create_exchange, download
+    from backtester.data.ccxt_loader import check_download_args, create_exchange, download
 
     kinds = _kinds(args.kinds)
+    # a bad option is refused here, before any request (no retries against a dead connection)
+    check_download_args(
+        args.exchange,
+        args.symbol,
+        args.timeframe,
+        start=args.start,
+        end=args.end,
+        store=args.store,
+        cli=True,
+    )
     config = _credentials(args.exchange) if args.exchange in EXCHANGES else {}
     client = create_exchange(args.exchange, config=config) if config else None
     try:
@@ -163,7 +184,9 @@ def _roots_line(store: str | None) -> str:
 
 def _list(args: argparse.Namespace) -> int:
     from backtester.data.integrity import LIST_DISPLAY_COLUMNS, list_store
+    from backtester.data.store import existing_store
 
+    existing_store(args.store)
     listing = list_store(args.store)
     if len(listing) == 0:
         print(
@@ -178,23 +201,33 @@ def _list(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from backtester.data.integrity import list_store, verify_store
+    from backtester.data.store import existing_store, store_root
 
+    existing_store(args.store)
     problems = verify_store(args.store)
     try:
-        n: int | str = len(list_store(args.store))
+        listing = list_store(args.store)
+        n: int | str = len(listing)
+        located = listing["location"].value_counts()
+        counts = (
+            f" ({int(located.get('store', 0))} in the store {store_root(args.store)}, "
+            f"{int(located.get('bundled', 0))} bundled)"
+        )
     except BacktesterError:  # e.g. a malformed manifest: verify's own rows say what to do
-        n = "the"
+        n, counts = "the", ""
     if len(problems) == 0:
-        print(f"ok: {n} datasets verified, no problems")
+        print(f"ok: {n} datasets verified, no problems{counts}")
         return 0
     print(problems.to_string(index=False))
-    print(f"{len(problems)} problem(s) in {n} datasets", file=sys.stderr)
+    print(f"{len(problems)} problem(s) in {n} datasets{counts}", file=sys.stderr)
     return 1
 
 
 def _repair(args: argparse.Namespace) -> int:
     from backtester.data.ccxt_loader import repair
+    from backtester.data.store import existing_store
 
+    existing_store(args.store)
     result = repair(
         args.datasets or None,
         store=args.store,
@@ -209,8 +242,9 @@ def _repair(args: argparse.Namespace) -> int:
 
 def _rebuild_manifest(args: argparse.Namespace) -> int:
     from backtester.data.integrity import rebuild_manifest
-    from backtester.data.store import store_root
+    from backtester.data.store import existing_store, store_root
 
+    existing_store(args.store)
     result = rebuild_manifest(args.store)
     if len(result):
         print(result.to_string(index=False))

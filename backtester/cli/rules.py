@@ -12,7 +12,7 @@ import sys
 import warnings
 
 from backtester.errors import BacktesterWarning
-from backtester.rules import DEFAULT_SYMBOL, LiquidationQuote, liquidation_quote
+from backtester.rules import DEFAULT_SYMBOL, LiquidationQuote, _Names, _quote
 
 __all__ = ["format_price", "register"]
 
@@ -68,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         # the quote's note carries the warning text; print it once, in the output
         warnings.simplefilter("ignore", BacktesterWarning)
-        quote = _quote(args)
+        quote = _liquidation_quote(args)
     if args.json:
         sys.stdout.write(json.dumps(quote.to_dict(), indent=2) + "\n")
     else:
@@ -76,8 +76,25 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quote(args: argparse.Namespace) -> LiquidationQuote:
-    return liquidation_quote(
+# errors name the options the user typed, and give fixes a command-line user can apply
+_CLI_NAMES = _Names(
+    entry_price="--entry",
+    size="--size",
+    leverage="--leverage",
+    margin="--margin",
+    wallet_balance="--wallet",
+    other_maint_margin="--other-maint-margin",
+    other_unrealized_pnl="--other-upnl",
+    margin_mode="--margin-mode",
+    taker_fee="--taker-fee",
+    at="--at",
+    at_fix="give --at {first} or later, or omit --at for the latest table",
+)
+
+
+def _liquidation_quote(args: argparse.Namespace) -> LiquidationQuote:
+    # backtester.rules.liquidation_quote, with the messages naming the options
+    return _quote(
         args.exchange,
         args.side,
         args.entry,
@@ -93,6 +110,7 @@ def _quote(args: argparse.Namespace) -> LiquidationQuote:
         taker_fee=args.taker_fee,
         symbol=args.symbol,
         at=args.at,
+        names=_CLI_NAMES,
     )
 
 
@@ -121,9 +139,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--entry", type=float, required=True, help="entry price (quote per base unit)")
     p.add_argument("--size", type=float, required=True, help="position size in base units")
     p.add_argument(
-        "--leverage", type=float, default=None, help="isolated: margin = notional / leverage"
+        "--leverage",
+        type=float,
+        default=None,
+        help="isolated: margin = notional / leverage (give --leverage or --margin); cross: the "
+        "wallet must hold that initial margin",
     )
-    p.add_argument("--margin", type=float, default=None, help="isolated margin in quote currency")
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=None,
+        help="isolated margin in quote currency, extra margin included (instead of --leverage)",
+    )
     p.add_argument(
         "--margin-mode", default="isolated", help="isolated (default) or cross (needs --wallet)"
     )
@@ -148,8 +175,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="override: maintenance amount (needs --mmr)",
     )
     p.add_argument(
-        "--taker-fee", type=float, default=None, help="OKX liquidation-fee term (default: taker)"
+        "--taker-fee",
+        type=float,
+        default=None,
+        help="OKX liquidation-fee term, a fraction in [0, 1) (default: the profile's taker fee)",
     )
-    p.add_argument("--at", default=None, help="date of the tier table to use (default: latest)")
+    p.add_argument(
+        "--at",
+        default=None,
+        help="date of the tier table to use (default: latest); not before the earliest table",
+    )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(handler=_run)

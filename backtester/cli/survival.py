@@ -249,7 +249,11 @@ def load_strategy(name: str | None) -> Any:
     try:
         return strategies.load(name)
     except ConfigError as exc:
-        raise ConfigError(f"--strategy: {exc}") from exc
+        # the loader's hint is written for a config file; on the command line a file is a path
+        text = str(exc).replace(
+            f'e.g. name = "{name}.py" (relative to the config file)', f"e.g. --strategy ./{name}.py"
+        )
+        raise ConfigError(f"--strategy: {text}") from exc
 
 
 def _study_arguments(args: argparse.Namespace) -> dict[str, Any]:

@@ -735,6 +735,18 @@ def _prepare(
             "intrabar 'detail' needs lower-timeframe bars, market.detail was None; load them "
             "with bt.load_market(..., detail_timeframe='1m') or use intrabar='worst'"
         )
+    if "detail" in settings["intrabar"]:
+        covered = int(np.count_nonzero(inputs.d_end > inputs.d_start))
+        if covered < market.n_bars:
+            first, last = market.detail.index[0], market.detail.index[-1]  # type: ignore[union-attr]
+            warnings.warn(
+                f"intrabar 'detail': the lower-timeframe bars ({first:%Y-%m-%d} -> "
+                f"{last:%Y-%m-%d}) cover {covered:,} of the {market.n_bars:,} bars "
+                f"({covered / market.n_bars:.0%}); the other bars resolve ambiguous exits with "
+                "'worst'. Slice the market to the detail range for detail results throughout",
+                BacktesterWarning,
+                stacklevel=3,
+            )
     warn_suspect_settings({n: settings[n] for n in engine_names})
     fparams, iparams = _encode(settings, rules, keys)
     return inputs, settings, rules, keys, fparams, iparams

@@ -27,19 +27,30 @@ __all__ = ["entry_indices", "parse_period_bars", "survival_study"]
 log = logging.getLogger(__name__)
 
 
+def _period_text(ns: int) -> str:
+    # a period as a user writes it: 1h, 30D, 15min
+    for unit, size in (("D", 86_400 * 10**9), ("h", 3_600 * 10**9), ("min", 60 * 10**9)):
+        if ns % size == 0:
+            return f"{ns // size}{unit}"
+    return f"{ns / 10**9:g}s"
+
+
 def parse_period_bars(value: str | pd.Timedelta, name: str, timeframe_ns: int) -> int:
     """Return a period such as ``"30D"`` as a whole number of bars of ``timeframe_ns``."""
+    bar = _period_text(timeframe_ns)
+    example = f"'30D' or '{720 * 3_600 * 10**9 // timeframe_ns}h'" if bar == "1h" else "'30D'"
+    if isinstance(value, bool) or not isinstance(value, str | pd.Timedelta):
+        raise ConfigError(f"{name} must be a duration such as {example} (a string), was {value!r}")
     try:
         ns = int(pd.Timedelta(value).value)
     except (ValueError, TypeError) as exc:
         raise ConfigError(
-            f"{name} must be a duration such as '30D', '12h' or '1W', was {value!r}"
+            f"{name} must be a duration such as {example}, '12h' or '1W', was {value!r}"
         ) from exc
     if ns <= 0 or ns % timeframe_ns:
-        bar = pd.Timedelta(timeframe_ns, unit="ns")
         raise ConfigError(
-            f"{name} must be a positive whole number of bars ({bar}), was {value!r}; "
-            f"use a multiple of {bar}"
+            f"{name} must be a positive whole number of {bar} bars, was {value!r}; use a "
+            f"multiple of {bar} such as {example}"
         )
     return ns // timeframe_ns
 
@@ -65,7 +76,13 @@ def entry_indices(market: Market, every_bars: int) -> I64Array:
 def _check_values(name: str, values: Sequence[Any]) -> tuple[Any, ...]:
     if len(values) == 0:
         raise ConfigError(f"{name} must list at least one value, was empty")
-    return tuple(_study_value(name, v) for v in values)
+    checked = tuple(_study_value(name, v) for v in values)
+    seen: list[Any] = []
+    for v in checked:
+        if v in seen:  # the table would show the same setting twice
+            raise ConfigError(f"{name} lists {v!r} twice, was {tuple(values)!r}; list each once")
+        seen.append(v)
+    return checked
 
 
 def _study_value(name: str, value: Any) -> Any:

@@ -273,3 +273,39 @@ def test_mark_last_runs_a_market_without_mark_bars(capsys: pytest.CaptureFixture
     assert default_out(build_parser().parse_args(["survival", "--mark", "last"])) != default_out(
         build_parser().parse_args(["survival"])
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--margin-mode"], "argument --margin-mode: expected one argument"),
+        (["--horizon", "-5D"], "(a value starting with '-' is written --horizon=VALUE)"),
+        (["--seed", "abc"], "argument --seed: invalid int value: 'abc'"),
+    ],
+)
+def test_usage_errors_are_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["survival", *argv])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and message in err and "\n" not in err
+    assert err.endswith("see `backtester survival --help`")
+
+
+def test_library_warnings_print_as_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import warnings
+
+    from backtester.cli import _show_warning
+
+    _show_warning(bt_warning("fees high"), type(bt_warning("")), "<string>", 25)
+    assert capsys.readouterr().err == "warning: fees high\n"
+    with warnings.catch_warnings():
+        _show_warning(UserWarning("other"), UserWarning, "x.py", 3)
+    assert "x.py:3: UserWarning: other" in capsys.readouterr().err
+
+
+def bt_warning(text: str) -> Warning:
+    from backtester.errors import BacktesterWarning
+
+    return BacktesterWarning(text)

@@ -130,3 +130,13 @@ def test_readme_settings_table_is_the_spec() -> None:
     start = readme.index("<!-- settings table:")
     block = readme[readme.index("\n", start) + 1 : readme.index("<!-- end of settings table -->")]
     assert block.strip() == settings_markdown(), "regenerate: python -m backtester.config"
+
+
+def test_huge_numbers_and_dates_are_handled() -> None:
+    import datetime as dt
+
+    with pytest.raises(ConfigError, match=r"initial_cash must be in \(0, inf\), was inf"):
+        RunConfig(initial_cash=10**400)  # was a bare OverflowError
+    with pytest.raises(ConfigError, match=r"leverage must be in \(0, 1000\], was 1e\+30;"):
+        RunConfig(leverage=10**30)  # 31 digits shortened
+    assert RunConfig(tier_table=dt.date(2024, 5, 30)).tier_table == "2024-05-30"

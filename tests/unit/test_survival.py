@@ -37,10 +37,15 @@ def test_parse_period_bars() -> None:
     # Arrange / Act / Assert: 30 days of 1h bars = 720 bars; 90 minutes is not whole hours
     assert parse_period_bars("30D", "horizon", HOUR_NS) == 720
     assert parse_period_bars(pd.Timedelta("12h"), "horizon", HOUR_NS) == 12
-    with pytest.raises(ConfigError, match="horizon must be a positive whole number of bars"):
+    with pytest.raises(
+        ConfigError, match="horizon must be a positive whole number of 1h bars, was '90min'"
+    ):
         parse_period_bars("90min", "horizon", HOUR_NS)
-    with pytest.raises(ConfigError, match="entry_every must be a duration such as '30D'"):
+    with pytest.raises(ConfigError, match="entry_every must be a duration such as '30D' or '720h'"):
         parse_period_bars("soon", "entry_every", HOUR_NS)
+    # a bare number was read as nanoseconds by pandas
+    with pytest.raises(ConfigError, match=r"horizon must be a duration .*\(a string\), was 30"):
+        parse_period_bars(30, "horizon", HOUR_NS)  # type: ignore[arg-type]
 
 
 def test_entry_indices_start_at_first_aligned_bar() -> None:
@@ -71,8 +76,9 @@ def test_entry_indices_start_at_first_aligned_bar() -> None:
         ({"entry_every": "7D"}, "entry_every '7D' is longer than the data"),
         ({"margin_mode": "crossed"}, "did you mean 'cross'"),
         ({"taker_fe": 0.0}, "unknown engine setting 'taker_fe'; did you mean 'taker_fee'"),
-        ({"horizon": "1min"}, "horizon must be a positive whole number of bars"),
+        ({"horizon": "1min"}, "horizon must be a positive whole number of 1h bars"),
         ({"leverage": ()}, "leverage must list at least one value, was empty"),
+        ({"leverage": (2, 2)}, "leverage lists 2.0 twice, was \\(2, 2\\); list each once"),
         ({"strategy": object()}, "strategy must be a module or object with PARAMS"),
     ],
 )
