@@ -210,6 +210,47 @@ def _describe(tables: list[TierTable], k: int, at: pd.Timestamp | None) -> str:
     return f"{head}: in force {span}, which covers {at:%Y-%m-%d}"
 
 
+@dataclass(frozen=True, slots=True)
+class _Names:
+    """How error messages name the inputs: the API's arguments, or the CLI's options."""
+
+    entry_price: str = "entry_price"
+    size: str = "size"
+    leverage: str = "leverage"
+    margin: str = "margin"
+    wallet_balance: str = "wallet_balance"
+    other_maint_margin: str = "other_maint_margin"
+    other_unrealized_pnl: str = "other_unrealized_pnl"
+    margin_mode: str = "margin_mode"
+    taker_fee: str = "taker_fee"
+    at: str = "at"
+    # the fix for a date before the earliest table; {first} is that table's date
+    at_fix: str = "use rules_timeline() to extend the earliest table backwards for a backtest"
+
+
+_API_NAMES = _Names()
+
+
+def _rules_at(
+    exchange: str, symbol: str, at: DateLike | None, names: _Names = _API_NAMES
+) -> ExchangeRules:
+    tables = _tables(exchange, symbol)
+    if at is None:
+        return _build(tables[-1], note=_describe(tables, len(tables) - 1, None), at=None)
+    when = _timestamp(at, names.at)
+    first = tables[0].effective_from
+    if when < first:
+        day = f"{first:%Y-%m-%d}" if first == first.normalize() else f"{first:%Y-%m-%d %H:%M}"
+        raise ConfigError(
+            f"{names.at} {when:%Y-%m-%d %H:%M} UTC is before the earliest {exchange} {symbol} "
+            f"tier table ({tables[0].table_id}); allowed range: {names.at} >= "
+            f"{first:%Y-%m-%d %H:%M} UTC; {names.at_fix.format(first=day)}"
+        )
+    starts = [t.effective_from for t in tables]
+    k = int(np.searchsorted(np.array([s.value for s in starts]), when.value, side="right") - 1)
+    return _build(tables[k], note=_describe(tables, k, when), at=when)
+
+
 def exchange_rules(
     exchange: str, symbol: str = DEFAULT_SYMBOL, at: DateLike | None = None
 ) -> ExchangeRules:
@@ -239,20 +280,7 @@ def exchange_rules(
     >>> r.table_id
     'binanceusdm/BTC_USDT_USDT/2021-03-18'
     """
-    tables = _tables(exchange, symbol)
-    if at is None:
-        return _build(tables[-1], note=_describe(tables, len(tables) - 1, None), at=None)
-    when = _timestamp(at, "at")
-    first = tables[0].effective_from
-    if when < first:
-        raise ConfigError(
-            f"at {when:%Y-%m-%d %H:%M} UTC is before the earliest {exchange} {symbol} tier table "
-            f"({tables[0].table_id}); allowed range: at >= {first:%Y-%m-%d %H:%M} UTC; use "
-            "rules_timeline() to extend the earliest table backwards for a backtest"
-        )
-    starts = [t.effective_from for t in tables]
-    k = int(np.searchsorted(np.array([s.value for s in starts]), when.value, side="right") - 1)
-    return _build(tables[k], note=_describe(tables, k, when), at=when)
+    return _rules_at(exchange, symbol, at)
 
 
 def rules_timeline(
@@ -339,6 +367,80 @@ def _finite(value: float, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ConfigError(f"{name} must be a finite number, was {value!r}")
     return float(value)
+
+
+# The largest notional, price or account amount (quote) the calculator takes: well above any
+# real position, far below where float products overflow or prices print with 300 digits.
+_MAX_QUOTE = 1e15
+
+
+def _amount(value: float, name: str, *, signed: bool = False) -> float:
+    number = _finite(value, name)
+    if signed and abs(number) > _MAX_QUOTE:
+        raise ConfigError(
+            f"{name} must be in [-{_MAX_QUOTE:g}, {_MAX_QUOTE:g}] quote, was {number:g}; "
+            "check its units (quote currency)"
+        )
+    if not signed and number > _MAX_QUOTE:
+        raise ConfigError(
+            f"{name} must be <= {_MAX_QUOTE:g} quote, was {number:g}; check its units "
+            "(quote currency)"
+        )
+    return number
+
+
+def _check_scale(ep: float, qty: float, names: _Names) -> None:
+    notional = ep * qty
+    if not math.isfinite(notional) or notional > _MAX_QUOTE:
+        raise ConfigError(
+            f"{names.entry_price} × {names.size} (the notional) must be <= {_MAX_QUOTE:g} quote, "
+            f"was {notional:g}; check the units of {names.entry_price} (quote per base unit) and "
+            f"{names.size} (base units)"
+        )
+    if ep > _MAX_QUOTE:
+        raise ConfigError(
+            f"{names.entry_price} must be <= {_MAX_QUOTE:g} (quote per base unit), was {ep:g}; "
+            "check its units"
+        )
+
+
+def _check_leverage_and_margin(notional: float, lev: float, margin: float, names: _Names) -> None:
+    # Both given: they describe the same margin or the call is contradictory (before, margin
+    # silently won, e.g. 10x with 5,000 on 20,000 was priced at 4x).
+    initial = notional / lev
+    if abs(margin - initial) <= 1e-9 * initial:
+        return
+    raise ConfigError(
+        f"{names.leverage} {lev:,.8g} and {names.margin} {margin:,.8g} disagree: the margin of a "
+        f"{notional:,.8g} notional at leverage {lev:g} is {initial:,.8g} ({names.margin} "
+        f"{margin:,.8g} is leverage {notional / margin:.6g}); give one of them: {names.leverage} "
+        f"for a new position, or {names.margin} for a position's current margin (extra margin "
+        "included)"
+    )
+
+
+def _check_wallet_opens(
+    notional: float,
+    ep: float,
+    lev: float,
+    wallet: float,
+    max_lev: float,
+    names: _Names,
+) -> None:
+    # With leverage given, the cross position is being opened: the wallet must hold its initial
+    # margin (a necessary condition; the other positions' margin is not known here).
+    initial = notional / lev
+    if wallet >= initial * (1 - 1e-9):
+        return
+    need_lev = notional / wallet
+    above = f", above the maximum {max_lev:g} here" if need_lev > max_lev else ""
+    raise ConfigError(
+        f"{names.wallet_balance} {wallet:,.8g} cannot open a {notional:,.8g} notional at "
+        f"{names.leverage} {lev:g} ({initial:,.8g} initial margin needed); give a larger wallet "
+        f"({names.wallet_balance} >= {initial:,.8g}), a smaller size ({names.size} <= "
+        f"{wallet * lev / ep:.8g}) or a higher leverage ({names.leverage} >= {need_lev:.6g}"
+        f"{above})"
+    )
 
 
 def _check_within_table(rules: ExchangeRules, qty: float, ep: float) -> None:
@@ -436,13 +538,57 @@ def liquidation_quote(
 
     Takes the arguments of :func:`liquidation_price`; see there.
     """
+    return _quote(
+        exchange,
+        side,
+        entry_price,
+        size,
+        margin_mode=margin_mode,
+        leverage=leverage,
+        margin=margin,
+        wallet_balance=wallet_balance,
+        other_maint_margin=other_maint_margin,
+        other_unrealized_pnl=other_unrealized_pnl,
+        mmr=mmr,
+        maint_amount=maint_amount,
+        taker_fee=taker_fee,
+        symbol=symbol,
+        at=at,
+    )
+
+
+def _quote(
+    exchange: str,
+    side: str,
+    entry_price: float,
+    size: float,
+    *,
+    margin_mode: str = "isolated",
+    leverage: float | None = None,
+    margin: float | None = None,
+    wallet_balance: float | None = None,
+    other_maint_margin: float = 0.0,
+    other_unrealized_pnl: float = 0.0,
+    mmr: float | None = None,
+    maint_amount: float | None = None,
+    taker_fee: float | None = None,
+    symbol: str | None = None,
+    at: DateLike | None = None,
+    names: _Names = _API_NAMES,
+) -> LiquidationQuote:
+    # liquidation_quote with the inputs named as ``names`` says (the CLI passes its options)
+    from backtester.config import check_setting
     from backtester.rules import formulas as fx
 
-    rules = exchange_rules(exchange, DEFAULT_SYMBOL if symbol is None else symbol, at)
+    rules = _rules_at(exchange, DEFAULT_SYMBOL if symbol is None else symbol, at, names)
     side_name = check_one_of(side, "side", ("long", "short"))
-    mode = check_one_of(margin_mode, "margin_mode", ("isolated", "cross"))
-    ep = check_positive(entry_price, "entry_price")
-    qty = check_positive(size, "size", hint="size is the position size in base units, e.g. 0.5 BTC")
+    # the RunConfig checks, so liq-price and a run accept (and word) the same values
+    mode = check_setting("margin_mode", margin_mode, where=names.margin_mode)
+    ep = check_positive(entry_price, names.entry_price)
+    qty = check_positive(
+        size, names.size, hint="size is the position size in base units, e.g. 0.5 BTC"
+    )
+    _check_scale(ep, qty, names)
     notional = qty * ep
     if mmr is None and maint_amount is None:
         _check_within_table(rules, qty, ep)
@@ -457,13 +603,13 @@ def liquidation_quote(
     if leverage is not None:
         check_in_range(
             leverage,
-            "leverage",
+            names.leverage,
             1,
             int(max_lev) if max_lev.is_integer() else max_lev,
             hint=lev_hint,
         )
-    other_mm = _finite(other_maint_margin, "other_maint_margin")
-    other_upnl = _finite(other_unrealized_pnl, "other_unrealized_pnl")
+    other_mm = _amount(other_maint_margin, names.other_maint_margin, signed=True)
+    other_upnl = _amount(other_unrealized_pnl, names.other_unrealized_pnl, signed=True)
     if mode == "isolated":
         if wallet_balance is not None:
             raise ConfigError(
@@ -481,12 +627,9 @@ def liquidation_quote(
             )
         initial = notional / leverage if leverage is not None else 0.0
         if margin is not None:
-            margin_value = check_positive(margin, "margin")
-            if leverage is not None and margin_value < initial * (1 - 1e-9):
-                raise ConfigError(
-                    f"margin must be >= the initial margin notional/leverage = {initial:.8g}, "
-                    f"was {margin_value:g}; drop margin= or raise it"
-                )
+            margin_value = _amount(check_positive(margin, names.margin), names.margin)
+            if leverage is not None:
+                _check_leverage_and_margin(notional, float(leverage), margin_value, names)
             if notional / margin_value > max_lev * (1 + 1e-12):
                 raise ConfigError(
                     f"margin must be >= {notional / max_lev:.8g} (leverage {notional / margin_value:.6g} "
@@ -505,9 +648,13 @@ def liquidation_quote(
             raise ConfigError(
                 "margin_mode='cross' needs wallet_balance= (quote currency), got None"
             )
-        margin_value = check_positive(wallet_balance, "wallet_balance")
+        margin_value = _amount(
+            check_positive(wallet_balance, names.wallet_balance), names.wallet_balance
+        )
         if other_mm < 0:
-            raise ConfigError(f"other_maint_margin must be >= 0, was {other_mm:g}")
+            raise ConfigError(f"{names.other_maint_margin} must be >= 0, was {other_mm:g}")
+        if leverage is not None:
+            _check_wallet_opens(notional, ep, float(leverage), margin_value, max_lev, names)
         lev_value = float(leverage) if leverage is not None else notional / margin_value
 
     conv = rules.convention
@@ -535,10 +682,18 @@ def liquidation_quote(
             amount_arr = np.array([amount])
             tier_by_size = False
     if taker_fee is not None:
-        fee = check_in_range(taker_fee, "taker_fee", 0.0, 0.1, hint="write 5 bps as 0.0005")
+        fee = float(check_setting("taker_fee", taker_fee, where=names.taker_fee))
     else:
         fee = rules.liquidation_fee_rate if conv == fx.OKX else rules.taker_fee
     fee_term = fee if conv == fx.OKX else 0.0
+    top_rate = override if not math.isnan(override) else float(np.max(mmr_arr))
+    if fee_term and top_rate + fee_term >= 1.0:
+        # OKX's price divides by 1 − mmr − fee (ZeroDivisionError at 1 before; nonsense above)
+        raise ConfigError(
+            f"{names.taker_fee} + mmr must be < 1 for okx (its liquidation price divides by "
+            f"1 − mmr − fee), was {fee:g} + {top_rate:g}; lower {names.taker_fee} (write 5 bps "
+            "as 0.0005)"
+        )
     s = fx.LONG if side_name == "long" else fx.SHORT
     lp = float(
         fx.liquidation_price_nb(
@@ -576,7 +731,7 @@ def liquidation_quote(
             override,
             fee_term,
         )
-        warnings.warn(at_entry, BacktesterWarning, stacklevel=3)
+        warnings.warn(at_entry, BacktesterWarning, stacklevel=4)
     bp = float(fx.bankruptcy_price_nb(s, ep, qty, margin_value, other_upnl))
     # maintenance margin as the exchange values it: at LP (Binance, OKX) or at entry (Bybit)
     valued_at = ep if conv == fx.BYBIT else lp
@@ -585,6 +740,12 @@ def liquidation_quote(
             conv, qty * valued_at, qty, floors, mmr_arr, amount_arr, tier_by_size, override
         )
     )
+    if not (math.isfinite(lp) and math.isfinite(bp) and math.isfinite(mm)):
+        # not reached with inputs inside the bounds above; one line rather than "inf"/"nan"
+        raise ConfigError(
+            f"the prices of this position are not finite numbers (liquidation {lp!r}, bankruptcy "
+            f"{bp!r}); check {names.entry_price}, {names.size} and the margin for their units"
+        )
     if math.isnan(override):
         k = int(fx.tier_index_nb(qty if tier_by_size else qty * valued_at, floors))
         used_mmr, used_amount = float(mmr_arr[k]), float(amount_arr[k]) if conv != fx.OKX else 0.0
@@ -652,14 +813,16 @@ def liquidation_price(
         Position size in base units (contracts × contract value), > 0.
     margin_mode : {"isolated", "cross"}
         Isolated margin comes from ``margin`` (quote) or ``leverage`` (margin = notional /
-        leverage; with both, ``margin`` may exceed that, the excess is extra margin). Cross uses
-        ``wallet_balance`` with the other positions' ``other_maint_margin`` and
-        ``other_unrealized_pnl`` (quote).
+        leverage); give one of them (both only if they agree within a relative 1e-9; pass
+        ``margin`` alone for a position with extra margin). Cross uses ``wallet_balance`` with
+        the other positions' ``other_maint_margin`` and ``other_unrealized_pnl`` (quote); with
+        ``leverage`` as well, the wallet must hold the initial margin notional / leverage.
+        Notional, entry price and the quote amounts must be <= 1e15.
     mmr, maint_amount : float, optional
         Override the tier table: a flat maintenance-margin rate (fraction) and amount (quote).
     taker_fee : float, optional
-        OKX liquidation-fee term ``f`` (defaults to the profile's taker rate); ignored by the
-        Binance and Bybit formulas.
+        OKX liquidation-fee term ``f`` (defaults to the profile's taker rate), a fraction in
+        [0, 1) as ``RunConfig.taker_fee``; ignored by the Binance and Bybit formulas.
     symbol : str, optional
         ccxt symbol; defaults to ``"BTC/USDT:USDT"``.
     at : date-like, optional
@@ -675,7 +838,8 @@ def liquidation_price(
     ------
     ConfigError
         Bad side/mode/size/price, leverage above the tier's maximum, unknown exchange or symbol,
-        a date before any known table, or inconsistent margin arguments.
+        a date before any known table, inconsistent margin arguments (leverage and margin that
+        disagree, a cross wallet below the initial margin), or a notional above 1e15.
 
     Examples
     --------

@@ -170,3 +170,103 @@ def test_cross_wallet_below_maintenance_is_flagged(capsys: pytest.CaptureFixture
     assert code == 0 and captured.err == ""
     assert "liquidation price   20070.28  (WARNING: on the profitable side of entry" in captured.out
     assert "= 10 is at or below the position's maintenance margin at entry 80" in captured.out
+
+
+# ---------------------------------------------------------------------------------------------
+# review fixes: one line naming the option, the value and a fix a CLI user can apply
+
+LONG_20K = [
+    "liq-price",
+    "--exchange",
+    "binanceusdm",
+    "--side",
+    "long",
+    "--entry",
+    "20000",
+    "--size",
+    "1",
+]
+
+
+def _error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert captured.err.count("\n") == 1 and captured.err.startswith("error: ConfigError: ")
+    return captured.err
+
+
+def test_leverage_and_margin_that_disagree(capsys: pytest.CaptureFixture[str]) -> None:
+    # before: liquidation price 0 (the margin silently won)
+    argv = "liq-price --exchange bybit --side long --entry 20000 --size 1"
+    err = _error_line(capsys, [*argv.split(), "--leverage", "5", "--margin", "999999"])
+    assert "--leverage 5 and --margin 999,999 disagree" in err
+    assert "give one of them" in err
+
+
+def test_cross_wallet_too_small_for_the_initial_margin(capsys: pytest.CaptureFixture[str]) -> None:
+    # before: liquidation price 19979.92
+    argv = [*LONG_20K, "--leverage", "5", "--margin-mode", "cross", "--wallet", "100"]
+    err = _error_line(capsys, argv)
+    assert "--wallet 100 cannot open a 20,000 notional at --leverage 5 (4,000 initial" in err
+    assert "--wallet >= 4,000" in err and "--size <= 0.025" in err and "--leverage >= 200" in err
+
+
+@pytest.mark.parametrize("at", ["2018-01-01", "2019-09-07"])
+def test_date_before_the_earliest_table_names_the_option(
+    capsys: pytest.CaptureFixture[str], at: str
+) -> None:
+    err = _error_line(capsys, [*LONG_20K, "--leverage", "5", "--at", at])
+    assert f"--at {at} 00:00 UTC is before the earliest binanceusdm BTC/USDT:USDT" in err
+    assert "rules_timeline" not in err
+    assert "give --at 2019-09-08 or later, or omit --at for the latest table" in err
+
+
+def test_unparsable_date_names_the_option(capsys: pytest.CaptureFixture[str]) -> None:
+    err = _error_line(capsys, [*LONG_20K, "--leverage", "5", "--at", "yesterday"])
+    assert "--at must be a date such as '2021-05-19', was 'yesterday'" in err
+
+
+def test_margin_mode_and_taker_fee_use_the_run_config_checks(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from backtester.config import RunConfig
+    from backtester.errors import ConfigError
+
+    err = _error_line(capsys, [*LONG_20K, "--margin-mode", "CROSS", "--wallet", "1000"])
+    with pytest.raises(ConfigError) as info:
+        RunConfig(margin_mode="CROSS")
+    want = str(info.value).replace("RunConfig.margin_mode", "--margin-mode")
+    assert err == f"error: ConfigError: {want}\n"
+    assert "'cross'" in err
+    err = _error_line(capsys, [*LONG_20K, "--leverage", "5", "--taker-fee", "1"])
+    assert "--taker-fee must be a fraction in [0, 1), was 1.0" in err
+    # 0.2 is a valid RunConfig taker fee, so liq-price takes it too (it refused > 0.1 before)
+    okx = ["liq-price", "--exchange", "okx", "--side", "long", "--entry", "30000", "--size", "1"]
+    assert main([*okx, "--leverage", "2", "--taker-fee", "0.2"]) == 0
+
+
+def test_absurd_notional_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    # before: 300-digit prices
+    argv = [
+        "liq-price",
+        "--exchange",
+        "okx",
+        "--side",
+        "long",
+        "--entry",
+        "1e300",
+        "--size",
+        "1",
+        "--leverage",
+        "5",
+    ]
+    err = _error_line(capsys, argv)
+    assert "--entry × --size" in err and "must be <= 1e+15" in err and len(err) < 300
+
+
+def test_readme_examples_still_hold(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [*LONG_20K, "--leverage", "50", "--margin-mode", "cross", "--wallet", "1000", "--json"]
+    assert main(argv) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["margin_mode"] == "cross" and 0 < data["liquidation_price"] < 20000

@@ -363,11 +363,13 @@ def test_okx_uses_taker_fee_term() -> None:
 
 
 def test_isolated_margin_from_margin_and_extra_margin() -> None:
-    # margin 500 on 20,000 (40x) equals leverage=40; leverage=50 plus margin 500 = 100 extra
+    # margin 500 on 20,000 (40x) equals leverage=40; a 50x position with 100 extra margin is
+    # margin=500 alone (leverage=50 with margin=500 disagree, and are refused: see below)
     by_margin = bt.liquidation_price("bybit", "long", 20000, 1, margin=500, mmr=0.005)
     by_lev = bt.liquidation_price("bybit", "long", 20000, 1, leverage=40, mmr=0.005)
-    both = bt.liquidation_price("bybit", "long", 20000, 1, leverage=50, margin=500, mmr=0.005)
-    assert by_margin == by_lev == both == pytest.approx(20_000 - (500 - 100))
+    assert by_margin == by_lev == pytest.approx(20_000 - (500 - 100))
+    with pytest.raises(ConfigError, match=r"^leverage 50 and margin 500 disagree"):
+        bt.liquidation_price("bybit", "long", 20000, 1, leverage=50, margin=500, mmr=0.005)
 
 
 def test_long_that_cannot_be_liquidated_returns_zero() -> None:
@@ -409,7 +411,7 @@ def test_quote_distance_and_close_at() -> None:
         ),
         (dict(wallet_balance=100), r"wallet_balance is for margin_mode='cross'"),
         (dict(other_maint_margin=1.0), r"apply to margin_mode='cross' only"),
-        (dict(margin=100.0), r"margin must be >= the initial margin notional/leverage = 400"),
+        (dict(margin=100.0), r"leverage 50 and margin 100 disagree: .* is 400"),
         (dict(margin=100.0, leverage=None), r"margin must be >= 133.33.* was 100"),
         (dict(mmr=1.0), r"mmr must be in \[0.0, 1.0\), was 1.0"),
         (dict(symbol="NOSUCH/USDT:USDT"), r"'NOSUCH/USDT:USDT' has no tier table for binanceusdm"),
@@ -671,3 +673,96 @@ def test_packaged_2026_table_equals_the_bundled_tier_snapshot(symbol: str) -> No
         ("maint_amount", rules.maint_amount),
     ):
         np.testing.assert_array_equal(frame[column].to_numpy(dtype=float), values)
+
+
+# ---------------------------------------------------------------------------------------------
+# review fixes: contradictory margin arguments, a wallet too small, absurd sizes
+
+
+def test_leverage_and_margin_that_disagree_are_refused() -> None:
+    # before: margin silently won (15,100.0); 20,000/10 = 2,000 ≠ 5,000
+    with pytest.raises(
+        ConfigError,
+        match=r"^leverage 10 and margin 5,?000 disagree: .*20,000.* at leverage 10 is 2,000"
+        r".*give one of them",
+    ) as info:
+        bt.liquidation_price("bybit", "long", 20000, 1, leverage=10, margin=5000)
+    assert "\n" not in str(info.value)
+    # a margin below the initial margin is refused the same way (it named only margin before)
+    with pytest.raises(ConfigError, match=r"^leverage 50 and margin 100 disagree"):
+        bt.liquidation_price("binanceusdm", "long", 20000, 1, leverage=50, margin=100)
+
+
+def test_leverage_and_margin_that_agree_are_accepted() -> None:
+    # 20,000/40 = 500 (and within a relative 1e-9)
+    one = bt.liquidation_price("bybit", "long", 20000, 1, leverage=40, mmr=0.005)
+    both = bt.liquidation_price("bybit", "long", 20000, 1, leverage=40, margin=500, mmr=0.005)
+    near = bt.liquidation_price(
+        "bybit", "long", 20000, 1, leverage=40, margin=500 * (1 + 5e-10), mmr=0.005
+    )
+    assert one == both == pytest.approx(near) == pytest.approx(19_600)
+
+
+def test_cross_wallet_below_the_initial_margin_is_refused() -> None:
+    # before: 19,979.92; 20,000 at 5x needs 4,000 of initial margin
+    with pytest.raises(
+        ConfigError,
+        match=r"^wallet_balance 100 cannot open a 20,000 notional at leverage 5 \(4,000 initial "
+        r"margin needed\); .*wallet_balance >= 4,000.*size <= 0.025.*leverage >= 200",
+    ):
+        bt.liquidation_price(
+            "binanceusdm", "long", 20000, 1, leverage=5, margin_mode="cross", wallet_balance=100
+        )
+    # exactly the initial margin opens it; without leverage= the wallet is an account's balance
+    # (maybe shrunk), so it is priced (and warned about if below maintenance) as before
+    lp = bt.liquidation_price(
+        "binanceusdm", "long", 20000, 1, leverage=5, margin_mode="cross", wallet_balance=4000
+    )
+    assert 0 < lp < 20000
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        (dict(entry_price=1e300), r"^entry_price × size .* must be <= 1e\+15 .*was 1e\+300"),
+        (dict(size=1e12, mmr=0.01), r"^entry_price × size .* must be <= 1e\+15 .*was 2e\+16"),
+        (dict(entry_price=1e300, size=1e-295, mmr=0.01), r"^entry_price must be <= 1e\+15"),
+        (
+            dict(margin_mode="cross", wallet_balance=1e300, leverage=None),
+            r"^wallet_balance must be <= 1e\+15 .*was 1e\+300",
+        ),
+        (dict(margin=1e300, leverage=None), r"^margin must be <= 1e\+15"),
+        (
+            dict(margin_mode="cross", wallet_balance=1e3, other_unrealized_pnl=-1e300),
+            r"^other_unrealized_pnl must be in \[-1e\+15, 1e\+15\]",
+        ),
+    ],
+)
+def test_absurd_amounts_are_refused_in_one_line(kwargs: dict[str, object], pattern: str) -> None:
+    # before: 300-digit prices (or a tier-cap message with a 300-digit notional)
+    args: dict[str, object] = dict(
+        exchange="binanceusdm", side="short", entry_price=20000.0, size=1.0, leverage=5
+    )
+    args.update(kwargs)
+    with pytest.raises(ConfigError, match=pattern) as info:
+        bt.liquidation_price(**args)  # type: ignore[arg-type]
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+def test_taker_fee_uses_the_run_config_range() -> None:
+    # the same check as RunConfig.taker_fee: [0, 1) (liq-price allowed [0, 0.1] before)
+    with pytest.raises(ConfigError, match=r"^taker_fee must be a fraction in \[0, 1\), was 1.0"):
+        bt.liquidation_price("okx", "long", 30000, 1, leverage=20, taker_fee=1.0)
+    with pytest.raises(ConfigError, match=r"^taker_fee must be a fraction in \[0, 1\), was -0.1"):
+        bt.liquidation_price("okx", "long", 30000, 1, leverage=20, taker_fee=-0.1)
+    assert bt.liquidation_price("okx", "long", 30000, 1, leverage=2, taker_fee=0.2) > 0
+    # OKX divides by 1 − mmr − fee: a sum of 1 raised ZeroDivisionError, not a ConfigError
+    with pytest.raises(
+        ConfigError, match=r"^taker_fee \+ mmr must be < 1 for okx .*0.995 \+ 0.005"
+    ):
+        bt.liquidation_price("okx", "long", 20000, 1, margin=20000, mmr=0.005, taker_fee=0.995)
+
+
+def test_date_before_the_earliest_table_keeps_the_api_fix() -> None:
+    with pytest.raises(ConfigError, match=r"^at 2018-01-01 .*use rules_timeline\(\)"):
+        bt.liquidation_price("binanceusdm", "long", 20000, 1, leverage=5, at="2018-01-01")
