@@ -108,14 +108,16 @@ def _fix(path: Path) -> str:
 def _os_fault(path: Path, exc: OSError) -> ConfigError:
     # one line naming the path, what the OS said and what to do about it
     where = Path(exc.filename) if getattr(exc, "filename", None) else path
+    if where.name.startswith(TMP_PREFIX):  # our own temporary file: name the folder asked for
+        where = path
     if exc.errno == errno.ENOSPC:
-        why, fix = "the disk is full", "free some space or choose another --out folder"
+        why, fix = "the disk is full", "free some space or choose another folder (--out)"
     elif exc.errno == errno.EDQUOT:
-        why, fix = "the disk quota is exceeded", "free some space or choose another --out folder"
+        why, fix = "the disk quota is exceeded", "free some space or choose another folder (--out)"
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        why, fix = "it is not writable", "choose a writable --out folder"
+        why, fix = "it is not writable", "choose a writable folder (--out)"
     else:
-        why, fix = exc.strerror or type(exc).__name__, "choose another --out folder"
+        why, fix = exc.strerror or type(exc).__name__, "choose another folder (--out)"
     return ConfigError(f"cannot write the report to {where}: {why}; {fix}")
 
 

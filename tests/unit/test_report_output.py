@@ -496,3 +496,13 @@ def test_a_full_disk_is_one_line_and_the_earlier_report_survives(
     assert not [p for p in out.rglob(".tmp-*")]
     full_disk_after[0] = 10**6
     _small_report(out)  # room again: the same folder is accepted
+
+
+def test_an_os_fault_names_the_folder_asked_for_not_a_probe_file(tmp_path: Path) -> None:
+    import errno
+
+    from backtester.reports.html import TMP_PREFIX, _os_fault
+
+    probe = tmp_path / f"{TMP_PREFIX}probe.abc123"
+    message = str(_os_fault(tmp_path / "rep", OSError(errno.EACCES, "denied", str(probe))))
+    assert str(tmp_path / "rep") in message and "probe" not in message
