@@ -7,9 +7,7 @@ when this test was written; the tests never read the source.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -19,9 +17,9 @@ import pytest
 
 import backtester as bt
 from backtester.data import integrity, store
+from tests.helpers.scripts import load_script
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "build_bundled_data.py"
 H = pd.Timedelta("1h")
 
 # (exchange, symbol, mark, first bar, its open, last bar, its close, n_bars, funding events)
@@ -42,12 +40,7 @@ NEW_PREFIXES = ("bybit/", "okx/", "binanceusdm/XRP_USDT_USDT/")
 
 @pytest.fixture(scope="module")
 def script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("build_bundled_data_venues", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("build_bundled_data", module_name="build_bundled_data_venues")
 
 
 @pytest.fixture

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from backtester.data import store
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build_bundled_data.py"
+from tests.helpers.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("build_bundled_data", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("build_bundled_data", module_name="build_bundled_data")
 
 
 @pytest.fixture
