@@ -105,9 +105,10 @@ def check_in_range(
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest choice, or a list of valid names."""
     options = sorted(str(c) for c in choices)
-    close = difflib.get_close_matches(str(name), options, n=1, cutoff=0.5)
+    folded = {o.lower(): o for o in options}  # 'CROSS' means 'cross'
+    close = difflib.get_close_matches(str(name).lower(), list(folded), n=1, cutoff=0.5)
     if close:
-        return f"; did you mean {close[0]!r}?"
+        return f"; did you mean {folded[close[0]]!r}?"
     return f"; valid names: {', '.join(options)}" if options else ""
 
 

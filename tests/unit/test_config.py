@@ -140,3 +140,8 @@ def test_huge_numbers_and_dates_are_handled() -> None:
     with pytest.raises(ConfigError, match=r"leverage must be in \(0, 1000\], was 1e\+30;"):
         RunConfig(leverage=10**30)  # 31 digits shortened
     assert RunConfig(tier_table=dt.date(2024, 5, 30)).tier_table == "2024-05-30"
+
+
+def test_suggestions_ignore_case() -> None:
+    with pytest.raises(ConfigError, match=r"was 'CROSS'; did you mean 'cross'\?"):
+        RunConfig(margin_mode="CROSS")
