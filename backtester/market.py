@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -310,7 +311,8 @@ class Market:
             ``timestamp, funding_rate``; events outside the bars' range are dropped. None means
             no funding events.
         symbol, exchange : str
-            ccxt symbol and exchange id.
+            ccxt symbol (``"BTC/USDT:USDT"``) and one of the profiled exchanges
+            (``binanceusdm``, ``okx``, ``bybit``).
         timeframe : str, optional
             Bar length (``"1h"``); inferred from the bar spacing when omitted.
         tiers : DataFrame, optional
@@ -320,9 +322,13 @@ class Market:
 
         Raises
         ------
+        ConfigError
+            A symbol that is not a ccxt symbol string, an exchange without a profile.
         DataError
             On any schema violation, missing mark data, or mark bars that do not cover the bars.
         """
+        _check_symbol(symbol)
+        check_one_of(exchange, "exchange", EXCHANGES)
         bars = schema.validate_ohlcv(ohlcv, name="ohlcv", timeframe=timeframe)
         if bars.timeframe_ns == 0:
             raise DataError(
@@ -362,6 +368,18 @@ class Market:
             funding_rate=f_rate,
             tiers=tier_table,
             detail=detail,
+        )
+
+
+# a ccxt unified symbol: BASE/QUOTE, for a perpetual :SETTLE (letters, digits, '.', '_', '-')
+_SYMBOL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9._-]+(:[A-Za-z0-9._-]+)?")
+
+
+def _check_symbol(symbol: object) -> None:
+    if not isinstance(symbol, str) or not _SYMBOL_RE.fullmatch(symbol):
+        raise ConfigError(
+            f"symbol must be a non-empty ccxt symbol string such as 'BTC/USDT:USDT' "
+            f"(BASE/QUOTE:SETTLE for a perpetual), was {symbol!r}"
         )
 
 
@@ -462,7 +480,9 @@ def load_market(
         Bar open times, ``start`` inclusive, ``end`` exclusive (naive values are UTC). By default
         the range where both last-price and mark bars exist.
     store : path, optional
-        Store root (default ``$BACKTESTER_STORE``, the clone's ``data/`` or the user data dir).
+        Store root (default ``$BACKTESTER_STORE``, the clone's ``data/`` or the user data dir);
+        searched before the bundled data. A store that is a file is refused; one that does not
+        exist is named in a WARNING (only the bundled data is then read).
     mark : "mark" or "last"
         ``"mark"`` uses stored mark-price bars; ``"last"`` uses the last price as mark.
     detail_timeframe : str, optional
@@ -472,8 +492,8 @@ def load_market(
     Raises
     ------
     DataError
-        Missing datasets (with the download command), a range outside the stored coverage, or a
-        dataset that violates the schema.
+        Missing datasets (with the download command), a range outside the stored coverage, a
+        dataset that violates the schema, or a ``store`` that is a file.
 
     Examples
     --------
@@ -487,6 +507,9 @@ def load_market(
     if mark not in ("mark", "last"):
         raise ConfigError(f"mark must be 'mark' or 'last', was {mark!r}")
     check_one_of(exchange, "exchange", EXCHANGES)
+    # a store that is a file is refused; one that does not exist is named at WARNING (tests and
+    # scripts pass a fresh folder to mean "bundled data only")
+    data_store.existing_store(store, must_exist=False)
     step = schema.timeframe_to_ns(timeframe)
     last_df = data_store.read_dataset(exchange, symbol, timeframe, "ohlcv", store=store)
     if len(last_df) == 0:

@@ -25,8 +25,10 @@ Download rules
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -44,7 +46,14 @@ from backtester.errors import ConfigError, DataError, ExchangeError, did_you_mea
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EXCHANGE_PROFILES", "ExchangeProfile", "create_exchange", "download", "repair"]
+__all__ = [
+    "EXCHANGE_PROFILES",
+    "ExchangeProfile",
+    "check_download_args",
+    "create_exchange",
+    "download",
+    "repair",
+]
 
 _MS = 1_000_000  # ns per ms
 # ccxt attributes that hold credentials (their values are redacted from every log record)
@@ -122,6 +131,133 @@ def _check_exchange(exchange: str) -> None:
             f"exchange must be one of {', '.join(EXCHANGES)}, was {exchange!r}"
             f"{did_you_mean(exchange, EXCHANGES)}"
         )
+
+
+# ---------------------------------------------------------------- checks before any request
+
+_API_NAMES = {"symbol": "symbol", "timeframe": "timeframe", "start": "start", "end": "end"}
+_CLI_NAMES = {"symbol": "--symbol", "timeframe": "--timeframe", "start": "--start", "end": "--end"}
+# a ccxt unified symbol: BASE/QUOTE, for derivatives :SETTLE (and -EXPIRY... for futures)
+_SYMBOL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9._-]+(:[A-Za-z0-9._-]+)?")
+_GLUED_RE = re.compile(r"([A-Z0-9]+?)(USDT|USDC|USD)")
+
+
+def check_download_args(
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    *,
+    start: str | pd.Timestamp,
+    end: str | pd.Timestamp | None = None,
+    store: str | os.PathLike[str] | None = None,
+    now: str | pd.Timestamp | None = None,
+    cli: bool = False,
+) -> tuple[int, int, int, pd.Timestamp]:
+    """Check a download's arguments without any request; return ``(t0, t1, step_ns, now)``.
+
+    ``cli=True`` names the command-line options (``--timeframe``) instead of the arguments.
+
+    Raises
+    ------
+    ConfigError
+        A malformed symbol, a timeframe the exchange does not offer (its ccxt class's static
+        ``timeframes``), ``start`` not before ``end`` (or not in the past), or a store root that
+        is a file or not writable; one line naming the option, the value and the fix.
+    """
+    names = _CLI_NAMES if cli else _API_NAMES
+    _check_exchange(exchange)
+    _check_symbol(symbol, names["symbol"])
+    step = _check_timeframe(exchange, timeframe, names["timeframe"])
+    now_ts = pd.Timestamp.now(tz="UTC") if now is None else schema.to_utc_timestamp(now, "now")
+    t0 = _ns(start, names["start"])
+    current_bar = (int(now_ts.value) // step) * step
+    t1 = current_bar if end is None else _ns(end, names["end"])
+    if end is not None and t1 <= t0:
+        raise ConfigError(
+            f"{names['end']} must be after {names['start']}, was {names['start']} "
+            f"{schema.format_ts(t0)} {names['end']} {schema.format_ts(t1)}; pass a later "
+            f"{names['end']} (or none: up to now)"
+        )
+    if t0 >= current_bar:
+        raise ConfigError(
+            f"{names['start']} must be before the {timeframe} bar still forming "
+            f"({schema.format_ts(current_bar)}), was {schema.format_ts(t0)}; pick an earlier "
+            f"{names['start']}"
+        )
+    _check_store_writable(store, "--store" if cli else "store")
+    return t0, min(t1, current_bar), step, now_ts
+
+
+def _ns(value: str | pd.Timestamp, option: str) -> int:
+    ts = schema.to_utc_timestamp(value, option)
+    try:
+        return int(ts.value)
+    except OverflowError:  # pandas ns timestamps end in 2262
+        raise ConfigError(
+            f"{option} must be a date between 1677 and 2262, was {value!r}; pick a real date "
+            "such as '2024-01-01'"
+        ) from None
+
+
+def _check_symbol(symbol: object, option: str) -> None:
+    if isinstance(symbol, str) and _SYMBOL_RE.fullmatch(symbol):
+        data_store.symbol_safe(symbol)  # the store's own folder-name rule
+        return
+    hint = ""
+    glued = _GLUED_RE.fullmatch(symbol.upper()) if isinstance(symbol, str) else None
+    if glued is not None and glued.group(1):
+        base, quote = glued.group(1), glued.group(2)
+        hint = f"; did you mean '{base}/{quote}:{quote}'?"
+    raise ConfigError(
+        f"{option} must be a ccxt symbol such as 'BTC/USDT:USDT' (BASE/QUOTE:SETTLE for a "
+        f"perpetual), was {symbol!r}{hint}"
+    )
+
+
+def _check_timeframe(exchange: str, timeframe: object, option: str) -> int:
+    import ccxt
+
+    # the exchange class's static table (no request): e.g. OKX has 1m, 3m, 5m, ... no 7m
+    offered = [str(t) for t in (getattr(ccxt, exchange)().timeframes or {})]
+    usable = []
+    for value in offered:
+        try:
+            schema.timeframe_to_ns(value)
+        except DataError:  # months ('1M') have no fixed length
+            continue
+        usable.append(value)
+    if isinstance(timeframe, str) and (timeframe in usable or not usable):
+        try:
+            return schema.timeframe_to_ns(timeframe)
+        except DataError:
+            pass
+    close = difflib.get_close_matches(str(timeframe), usable, n=1, cutoff=0.5)
+    raise ConfigError(
+        f"{option} must be one of {exchange}'s bar lengths {', '.join(usable)}, was "
+        f"{timeframe!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+    )
+
+
+def _check_store_writable(store: str | os.PathLike[str] | None, option: str) -> None:
+    # the store root, or the folder it will be created in, must be a writable folder
+    root = data_store.store_root(store)
+    if store is not None:
+        source = f"{option} {root}"
+    elif os.environ.get(data_store.ENV_STORE):
+        source = f"${data_store.ENV_STORE} {root}"
+    else:
+        source = f"the store {root}"
+    probe = root
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    fix = (
+        "pass --store DIR (store= in Python) with a folder you can write (it is created if missing)"
+    )
+    if not probe.is_dir():
+        what = "is a file" if probe == root else f"is inside {probe}, which is a file"
+        raise ConfigError(f"{source} {what}, not a folder; {fix}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{source} is not writable ({probe} is read-only to you); {fix}")
 
 
 # ---------------------------------------------------------------- calling ccxt with retries
@@ -252,6 +388,9 @@ def download(
         The exchange failed permanently, or kept failing after ``max_tries`` tries.
     """
     _check_exchange(exchange)
+    t0, t1, step, now_ts = check_download_args(
+        exchange, symbol, timeframe, start=start, end=end, store=store, now=now
+    )
     wanted = list(kinds)
     for kind in wanted:
         if kind not in DATA_KINDS:
@@ -267,16 +406,6 @@ def download(
         raise ConfigError(f"batch_pages must be an integer >= 1, was {batch_pages!r}")
     if page_limit is not None and (not isinstance(page_limit, int) or page_limit < 2):
         raise ConfigError(f"page_limit must be an integer >= 2, was {page_limit!r}")
-    step = schema.timeframe_to_ns(timeframe)
-    now_ts = pd.Timestamp.now(tz="UTC") if now is None else schema.to_utc_timestamp(now, "now")
-    t0 = int(schema.to_utc_timestamp(start, "start").value)
-    current_bar = (int(now_ts.value) // step) * step
-    t1 = current_bar if end is None else int(schema.to_utc_timestamp(end, "end").value)
-    t1 = min(t1, current_bar)
-    if t1 <= t0:
-        raise ConfigError(
-            f"end must be after start, was start {schema.format_ts(t0)} end {schema.format_ts(t1)}"
-        )
     ex = create_exchange(exchange) if client is None else client
     register_secrets({k: getattr(ex, k, None) for k in _CREDENTIAL_ATTRS})
     install_redaction()

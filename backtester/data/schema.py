@@ -8,6 +8,7 @@ and the fix. Repairs are explicit helpers the caller chooses to call (:func:`dro
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Any, NamedTuple
 
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from backtester._typing import F64Array, I64Array
-from backtester.errors import DataError, did_you_mean
+from backtester.errors import DataError
 
 __all__ = [
     "BAR_COLUMNS",
@@ -137,8 +138,30 @@ def to_utc_timestamp(value: Any, name: str) -> pd.Timestamp:
     return out
 
 
-def to_pandas(frame: Any, name: str) -> pd.DataFrame:
-    """Return a pandas copy-free view of a pandas or polars frame, else raise DataError."""
+_BAR_HINT = "timestamp, open, high, low, close[, volume]"
+
+
+def _rename_hint(column: str, columns: Any) -> str:
+    # "; rename 'rate' to 'funding_rate'" when a given column is close to the missing one (a
+    # canonical column is never offered: renaming 'close' to 'low' would lose the close), else
+    # the columns that were given
+    given = [str(c) for c in columns]
+    canonical = {*BAR_COLUMNS, *FUNDING_COLUMNS, *TIER_COLUMNS}
+    close = difflib.get_close_matches(column, [c for c in given if c not in canonical], 1, 0.5)
+    if close:
+        return f"; rename {close[0]!r} to {column!r}"
+    return f" (its columns: {', '.join(given) or 'none'})"
+
+
+def _missing_column(name: str, column: str, columns: Any, extra: str = "") -> DataError:
+    return DataError(f"{name} has no column {column!r}{_rename_hint(column, columns)}{extra}")
+
+
+def to_pandas(frame: Any, name: str, columns: str = _BAR_HINT) -> pd.DataFrame:
+    """Return a pandas copy-free view of a pandas or polars frame, else raise DataError.
+
+    ``columns`` describes the frame expected (for the message), e.g. ``"timestamp, funding_rate"``.
+    """
     if isinstance(frame, pd.DataFrame):
         return frame
     module = type(frame).__module__
@@ -148,7 +171,7 @@ def to_pandas(frame: Any, name: str) -> pd.DataFrame:
             return converted
     raise DataError(
         f"{name} must be a pandas or polars DataFrame, was {type(frame).__name__}; "
-        "build one with columns timestamp, open, high, low, close[, volume]"
+        f"build one with columns {columns}"
     )
 
 
@@ -164,8 +187,8 @@ def timestamps_ns(frame: pd.DataFrame, name: str) -> I64Array:
         values = frame.index.to_series(index=range(len(frame)))
     else:
         raise DataError(
-            f"{name} has no 'timestamp' column{did_you_mean('timestamp', map(str, frame.columns))}"
-            "; pass bar open times as a tz-aware column named 'timestamp'"
+            f"{name} has no 'timestamp' column{_rename_hint('timestamp', frame.columns)}; pass "
+            "the times as a tz-aware column named 'timestamp' (or a DatetimeIndex)"
         )
     series = pd.Series(values)
     if not pd.api.types.is_datetime64_any_dtype(series.dtype):
@@ -189,9 +212,7 @@ def timestamps_ns(frame: pd.DataFrame, name: str) -> I64Array:
 
 def _float_column(frame: pd.DataFrame, column: str, name: str, ts_ns: I64Array) -> F64Array:
     if column not in frame.columns:
-        raise DataError(
-            f"{name} has no column {column!r}{did_you_mean(column, map(str, frame.columns))}"
-        )
+        raise _missing_column(name, column, frame.columns)
     series = frame[column]
     if not (pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series)):
         raise DataError(f"{name}.{column} must be numeric, was dtype {series.dtype}")
@@ -290,7 +311,7 @@ def validate_ohlcv(
     if "volume" in df.columns:
         volume = _float_column(df, "volume", name, ts_ns)
     elif require_volume:
-        raise DataError(f"{name} has no column 'volume'{did_you_mean('volume', df.columns)}")
+        raise _missing_column(name, "volume", df.columns)
     else:
         volume = np.zeros(ts_ns.size, dtype=np.float64)
     if timeframe is None:
@@ -333,7 +354,7 @@ def validate_funding(frame: Any, *, name: str = "funding") -> FundingArrays:
         Missing columns, NaN/inf rates, rates with ``|rate| >= 1`` (not fractions) or
         non-increasing timestamps.
     """
-    df = to_pandas(frame, name)
+    df = to_pandas(frame, name, "timestamp, funding_rate")
     ts_ns = timestamps_ns(df, name)
     _check_increasing(ts_ns, name)
     rate = _float_column(df, "funding_rate", name, ts_ns)
@@ -370,7 +391,7 @@ def validate_tiers(frame: Any, *, name: str = "tiers") -> pd.DataFrame:
         not above its floor, or a NaN/inf, out-of-range value (``mmr`` in (0, 1),
         ``max_leverage`` > 0, ``maint_amount`` >= 0), naming the first offending tier.
     """
-    df = to_pandas(frame, name).copy()
+    df = to_pandas(frame, name, "floor, cap, max_leverage, mmr[, tier, maint_amount, basis]").copy()
     if len(df) == 0:
         raise DataError(f"{name} has no rows; a tier table needs at least one tier")
     # optional columns of a table you write yourself: tiers numbered 1..n, tiers by notional,
@@ -381,10 +402,12 @@ def validate_tiers(frame: Any, *, name: str = "tiers") -> pd.DataFrame:
         df["basis"] = "notional"
     for column in TIER_COLUMNS:
         if column not in df.columns and column != "maint_amount":
-            raise DataError(
-                f"{name} has no column {column!r}{did_you_mean(column, map(str, df.columns))}; "
-                "a tier table needs floor, cap, max_leverage and mmr (tier, maint_amount and "
-                "basis are optional)"
+            raise _missing_column(
+                name,
+                column,
+                df.columns,
+                "; a tier table needs floor, cap, max_leverage and mmr (tier, maint_amount and "
+                "basis are optional)",
             )
     if "maint_amount" not in df.columns:
         floors = pd.to_numeric(df["floor"], errors="coerce").to_numpy(dtype=np.float64)

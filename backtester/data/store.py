@@ -66,6 +66,7 @@ __all__ = [
     "bundled_root",
     "dataset_path",
     "download_hint",
+    "existing_store",
     "find_dataset",
     "list_tier_snapshots",
     "manifest_time",
@@ -115,6 +116,43 @@ def store_root(store: str | os.PathLike[str] | None = None) -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("backtester", appauthor=False))
+
+
+def existing_store(store: str | os.PathLike[str] | None, *, must_exist: bool = True) -> Path | None:
+    """Return an explicitly given store root for reading, refusing one that is not a folder.
+
+    ``None`` (the default root: ``$BACKTESTER_STORE``, the clone's ``data/`` or the user dir)
+    passes as None: a default store that was never written to is simply empty. With
+    ``must_exist=False`` a store that does not exist is logged at WARNING (only the bundled data
+    is then read) instead of refused.
+
+    Raises
+    ------
+    DataError
+        If ``store`` is a file, or does not exist (``must_exist``); one line naming it and the fix.
+    """
+    if store is None:
+        return None
+    root = store_root(store)
+    fix = (
+        "pass the folder that holds its manifest.json (as written by `backtester data download "
+        "--store DIR`), or leave the store out to read the default store and the bundled data"
+    )
+    with _os_errors(root, "read"):
+        if root.is_dir():
+            return root
+        if root.exists():
+            raise DataError(
+                f"store {str(root)!r} (--store / store=) is a file, not a folder; {fix}"
+            )
+    if must_exist:
+        raise DataError(f"store {str(root)!r} (--store / store=) does not exist; {fix}")
+    log.warning(
+        "store %r (--store / store=) does not exist, so only the bundled data is read; %s",
+        str(root),
+        fix,
+    )
+    return root
 
 
 def bundled_root() -> Path | None:

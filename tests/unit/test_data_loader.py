@@ -6,6 +6,7 @@ documented format by tests/helpers/record.py; the scenarios are in tests/helpers
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -384,3 +385,84 @@ def test_truncated_parquet_is_detected_by_verify(tmp_path: Path) -> None:
     # Assert
     assert set(problems["problem"]) == {"checksum mismatch", "unreadable"}
     assert set(problems["dataset"]) == {"binanceusdm/BTC_USDT_USDT/1h/ohlcv"}
+
+
+# ---------------------------------------------------------------- bad input: refused before any request
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"exchange": "okx", "timeframe": "7m"},
+            r"^timeframe must be one of okx's bar lengths 1m, 3m, 5m, .*1w, was '7m'; did you mean",
+        ),
+        ({"timeframe": "1M"}, r"^timeframe must be one of binanceusdm's bar lengths .*was '1M'"),
+        (
+            {"symbol": "BTCUSDT"},
+            r"^symbol must be a ccxt symbol .*was 'BTCUSDT'; did you mean "
+            r"'BTC/USDT:USDT'\?$",
+        ),
+        ({"symbol": ""}, r"^symbol must be a ccxt symbol such as 'BTC/USDT:USDT'.*was ''$"),
+        ({"symbol": "../x/USDT"}, r"^symbol must be a ccxt symbol"),
+        (
+            {"start": "2024-02-01", "end": "2024-01-01"},
+            r"^end must be after start, was start "
+            r"2024-02-01 00:00 UTC end 2024-01-01 00:00 UTC; pass a later end",
+        ),
+        (
+            {"start": "2027-01-01", "end": None},
+            r"^start must be before the 1h bar still forming "
+            r"\(2026-06-01 00:00 UTC\), was 2027-01-01 00:00 UTC; pick an earlier start$",
+        ),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_request(
+    tmp_path: Path, changes: dict[str, Any], message: str
+) -> None:
+    # a bad option used to reach the exchange (or, offline, 4 retries and "check the connection")
+    adapter = ReplayAdapter()  # nothing recorded: any request would fail
+    args = {**BINANCE_FULL, **changes}
+    with pytest.raises(ConfigError, match=message) as info:
+        _run(args, tmp_path, adapter, sleep=Sleeps())
+    assert adapter.log == []
+    assert "\n" not in str(info.value)
+
+
+def test_a_store_that_is_a_file_is_refused_before_any_request(tmp_path: Path) -> None:
+    adapter = ReplayAdapter()
+    afile = tmp_path / "passwd"
+    afile.write_text("root:x:0:0\n")
+    with pytest.raises(ConfigError, match=rf"^store {afile} is a file, not a folder; pass --store"):
+        _run(BINANCE_FULL, afile, adapter)
+    inside = afile / "store"
+    with pytest.raises(ConfigError, match=rf"^store {inside} is inside {afile}, which is a file"):
+        _run(BINANCE_FULL, inside, adapter)
+    assert adapter.log == []
+
+
+def test_an_unwritable_store_is_refused_before_any_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # root may write anywhere, so the permission answer is faked for this folder only
+    real_access = os.access
+    locked = tmp_path / "locked"
+    locked.mkdir()
+
+    def access(path: Any, mode: int, **kwargs: Any) -> bool:
+        return False if Path(path) == locked else real_access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    adapter = ReplayAdapter()
+    with pytest.raises(ConfigError, match=rf"^store {locked / 'new'} is not writable \({locked} "):
+        _run(BINANCE_FULL, locked / "new", adapter)
+    assert adapter.log == []
+
+
+def test_a_store_folder_that_does_not_exist_yet_is_fine_for_a_download(tmp_path: Path) -> None:
+    t0, t1, step, _ = ccxt_loader.check_download_args(
+        "okx", "BTC/USDT:USDT", "1h", start="2024-01-01", end="2024-01-02",
+        store=tmp_path / "a" / "b", now="2026-01-01",
+    )  # fmt: skip
+    assert (t1 - t0) // step == 24
+    assert not (tmp_path / "a").exists()  # checked, not created

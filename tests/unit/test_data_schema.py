@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -43,10 +46,41 @@ def test_timeframe_parsing() -> None:
         schema.timeframe_to_ns("1 hour")
 
 
-def test_missing_column_suggests_the_name() -> None:
+def test_missing_column_says_which_given_column_to_rename() -> None:
+    # the hint used to read "did you mean 'closee'?": backwards, 'closee' is what was given
     df = _bars().rename(columns={"close": "closee"})
-    with pytest.raises(DataError, match=r"ohlcv has no column 'close'; did you mean 'closee'\?"):
+    with pytest.raises(
+        DataError, match=r"^ohlcv has no column 'close'; rename 'closee' to 'close'$"
+    ):
         schema.validate_ohlcv(df)
+
+
+def test_missing_column_never_suggests_renaming_a_needed_column() -> None:
+    # 'close' is close to 'low' as text, but renaming it would lose the close
+    df = _bars().drop(columns="low")
+    with pytest.raises(
+        DataError, match=r"^ohlcv has no column 'low' \(its columns: timestamp, open, high, close"
+    ):
+        schema.validate_ohlcv(df)
+
+
+def test_missing_timestamp_says_which_column_to_rename() -> None:
+    df = _bars().rename(columns={"timestamp": "time"})
+    with pytest.raises(DataError, match=r"^ohlcv has no 'timestamp' column; rename 'time' to"):
+        schema.validate_ohlcv(df)
+
+
+@pytest.mark.parametrize(
+    ("validate", "columns"),
+    [
+        (schema.validate_ohlcv, "timestamp, open, high, low, close[, volume]"),
+        (schema.validate_funding, "timestamp, funding_rate"),
+        (schema.validate_tiers, "floor, cap, max_leverage, mmr[, tier, maint_amount, basis]"),
+    ],
+)
+def test_a_non_frame_is_told_the_columns_of_its_own_kind(validate: Any, columns: str) -> None:
+    with pytest.raises(DataError, match=rf"was str; build one with columns {re.escape(columns)}$"):
+        validate("x")
 
 
 def test_date_column_is_not_silently_accepted() -> None:

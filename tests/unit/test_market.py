@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -413,3 +414,82 @@ def test_bundled_mark_prices_do_not_warn(bundled_only_store: str) -> None:
         warnings.simplefilter("error")
         for symbol in ("BTC/USDT:USDT", "ETH/USDT:USDT"):
             bt.load_market(symbol, store=bundled_only_store)
+
+
+# ---------------------------------------------------------------- bad input names its own columns
+
+
+def test_each_frame_argument_names_its_own_columns() -> None:
+    # tiers='x' used to be told the OHLCV columns
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"tiers": "x"}, r"^tiers must be .*was str; build one with columns floor, cap, max_lev"),
+        ({"funding": "x"}, r"^funding must be .*was str; build one with columns timestamp, fundi"),
+        ({"mark": 5}, r"^mark must be .*was int; build one with columns timestamp, open, high"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(DataError, match=message):
+            bt.Market.from_frames(_bars(), **{"mark": "last", **kwargs}, symbol="X/USDT:USDT")
+
+
+def test_a_misnamed_funding_column_says_rename_it() -> None:
+    ts = pd.date_range("2024-01-01", periods=1, freq="8h", tz="UTC")
+    funding = pd.DataFrame({"rate": [0.0001]}, index=ts)
+    with pytest.raises(
+        DataError, match=r"^funding has no column 'funding_rate'; rename 'rate' to 'funding_rate'$"
+    ):
+        bt.Market.from_frames(_bars(), mark="last", funding=funding, symbol="X/USDT:USDT")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"exchange": "ftx"}, r"^exchange must be one of 'binanceusdm', 'okx', 'bybit', was 'ftx'"),
+        ({"exchange": "binance"}, r"was 'binance'; did you mean 'binanceusdm'\?$"),
+        ({"symbol": ""}, r"^symbol must be a non-empty ccxt symbol string such as 'BTC/USDT:USD"),
+        ({"symbol": 123}, r"^symbol must be a non-empty ccxt symbol string .*was 123$"),
+        ({"symbol": "BTC"}, r"^symbol must be .*was 'BTC'$"),
+    ],
+)
+def test_unknown_exchange_and_bad_symbol_are_refused(
+    kwargs: dict[str, object], message: str
+) -> None:
+    # these used to build "Market  on binanceusdm" or a market of an exchange without a profile
+    args: dict[str, object] = {"mark": "last", "symbol": "X/USDT:USDT", **kwargs}
+    with pytest.raises(ConfigError, match=message):
+        bt.Market.from_frames(_bars(), **args)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- an explicit store must exist
+
+
+def test_an_explicit_store_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(DataError, match=rf"^store '{afile}' .* is a file, not a folder"):
+        bt.load_market("BTC/USDT:USDT", store=afile)
+
+
+def test_an_explicit_store_that_does_not_exist_is_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # it used to fall back silently to the bundled data; now a WARNING names it
+    missing = tmp_path / "nonexistent"
+    with caplog.at_level("WARNING", logger="backtester.data.store"):
+        market = bt.load_market(
+            "BTC/USDT:USDT", start="2024-01-01", end="2024-01-02", store=missing
+        )
+    assert market.n_bars == 24
+    assert f"store '{missing}' (--store / store=) does not exist, so only the bundled data" in (
+        caplog.text
+    )
+
+
+def test_default_and_env_store_need_not_exist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # $BACKTESTER_STORE (CI points it at a folder not made yet) is not an explicit store
+    monkeypatch.setenv("BACKTESTER_STORE", str(tmp_path / "not-yet"))
+    with caplog.at_level("WARNING", logger="backtester.data.store"):
+        market = bt.load_market("BTC/USDT:USDT", start="2024-01-01", end="2024-01-02")
+    assert market.n_bars == 24
+    assert "does not exist" not in caplog.text
