@@ -395,8 +395,8 @@ def _mark_arrays(
     if isinstance(mark, str):
         if mark != "last":
             raise ConfigError(
-                f"mark must be a frame, 'last' or None, was {mark!r}; pass mark='last' to use "
-                "the last price as mark"
+                f"mark must be a mark-price frame (timestamp, open, high, low, close) or 'last', "
+                f"was {mark!r}; pass mark='last' to use the last price as mark"
             )
         return (bars.open, bars.high, bars.low, bars.close), "last"
     m = schema.validate_ohlcv(mark, name="mark", timeframe=timeframe, allow_gaps=True)

@@ -50,7 +50,12 @@ def test_from_frames_with_mark_last_records_the_source() -> None:
 def test_missing_mark_is_never_silently_replaced() -> None:
     with pytest.raises(DataError, match=r"pass .*mark='last' to use the last price as mark"):
         bt.Market.from_frames(_bars(), symbol="BTC/USDT:USDT")
-    with pytest.raises(ConfigError, match=r"mark must be a frame, 'last' or None, was 'lst'"):
+    # None is refused too, so the message no longer offers it
+    with pytest.raises(
+        ConfigError,
+        match=r"^mark must be a mark-price frame \(timestamp, open, high, low, close\) "
+        r"or 'last', was 'lst'",
+    ):
         bt.Market.from_frames(_bars(), mark="lst", symbol="BTC/USDT:USDT")
 
 
