@@ -507,9 +507,9 @@ def load_market(
     if mark not in ("mark", "last"):
         raise ConfigError(f"mark must be 'mark' or 'last', was {mark!r}")
     check_one_of(exchange, "exchange", EXCHANGES)
-    # a store that is a file is refused; one that does not exist is named at WARNING (tests and
-    # scripts pass a fresh folder to mean "bundled data only")
-    data_store.existing_store(store, must_exist=False)
+    # an explicit store that is a file or does not exist is refused (a typo in --store used to
+    # fall back silently to the bundled data); the default and $BACKTESTER_STORE need not exist
+    data_store.existing_store(store)
     step = schema.timeframe_to_ns(timeframe)
     last_df = data_store.read_dataset(exchange, symbol, timeframe, "ohlcv", store=store)
     if len(last_df) == 0:

@@ -46,7 +46,9 @@ def script() -> ModuleType:
 @pytest.fixture
 def empty_store(tmp_path: Path) -> Path:
     # an empty user store: only the bundled data can answer
-    return tmp_path / "store"
+    path = tmp_path / "store"
+    path.mkdir()
+    return path
 
 
 def _at(market: bt.Market, when: str) -> int:

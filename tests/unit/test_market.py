@@ -474,19 +474,14 @@ def test_an_explicit_store_that_is_a_file_is_refused(tmp_path: Path) -> None:
         bt.load_market("BTC/USDT:USDT", store=afile)
 
 
-def test_an_explicit_store_that_does_not_exist_is_named(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    # it used to fall back silently to the bundled data; now a WARNING names it
+def test_an_explicit_store_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    # it used to fall back silently to the bundled data (a typo in --store went unnoticed)
     missing = tmp_path / "nonexistent"
-    with caplog.at_level("WARNING", logger="backtester.data.store"):
-        market = bt.load_market(
-            "BTC/USDT:USDT", start="2024-01-01", end="2024-01-02", store=missing
-        )
-    assert market.n_bars == 24
-    assert f"store '{missing}' (--store / store=) does not exist, so only the bundled data" in (
-        caplog.text
-    )
+    with pytest.raises(
+        DataError, match=r"store '.*nonexistent' \(--store / store=\) does not"
+    ) as info:
+        bt.load_market("BTC/USDT:USDT", start="2024-01-01", end="2024-01-02", store=missing)
+    assert "\n" not in str(info.value)
 
 
 def test_default_and_env_store_need_not_exist(
