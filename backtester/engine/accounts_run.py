@@ -194,6 +194,7 @@ def run_account_entries(
         A_REJECTED,
         simulate_accounts_nb,
     )
+    from backtester.engine.layout import FParam
     from backtester.engine.run import (
         _build_rules,
         _check_config,
@@ -205,7 +206,6 @@ def run_account_entries(
         _settings_columns,
         _split_names,
     )
-    from backtester.engine.layout import FParam
 
     if not hasattr(market_set, "markets") or not hasattr(market_set, "symbols"):
         raise ConfigError(

@@ -97,7 +97,9 @@ def _isolated(
     for m, w, tab in zip(markets, weights, tables, strict=True):
         leg = dict(s, position_size=s["position_size"] * abs(w))
         runs.append(
-            simulate_reference(m, None, leg, tab, start=start, end=end, force_side=1 if w > 0 else -1)
+            simulate_reference(
+                m, None, leg, tab, start=start, end=end, force_side=1 if w > 0 else -1
+            )
         )
     if any(r.stats["n_rejected"] > 0 for r in runs):
         return AccountRef(cash, cash, -1, int(ExitReason.NONE), -1, -1, 0.0, 0.0, 0.0, 0, True)
@@ -158,15 +160,17 @@ def _cross(
     def mm(k: int, i: int, qty: float, ep: float, price: float) -> float:
         # §7.6.1: Binance N·MMR − cum at mark; OKX N·(MMR + f) at mark, no amount; Bybit at entry
         tab, t = tables[k], table(k, i)
-        value = qty * (ep if conv == 2 else price)
+        value = float(qty * (ep if conv == 2 else price))
         if not math.isnan(ovr):
             base = value * ovr
         else:
             j = _tier(qty if tab.by_size[t] else value, tab.floors[t])
             base = value * tab.mmr[t][j] - (0.0 if conv == 1 else tab.mamt[t][j])
-        return base + (value * rate(k, i) if conv == 1 else 0.0)
+        return float(base + (value * rate(k, i) if conv == 1 else 0.0))
 
-    def test(i: int, wallet: float, legs: dict[int, tuple[int, float, float]], px: dict[int, float]) -> float:
+    def test(
+        i: int, wallet: float, legs: dict[int, tuple[int, float, float]], px: dict[int, float]
+    ) -> float:
         # margin balance minus maintenance margin, every open leg at px
         total = wallet
         for k, (sd, q, ep) in legs.items():
@@ -176,15 +180,34 @@ def _cross(
     def scale(legs: dict[int, tuple[int, float, float]], px: dict[int, float]) -> float:
         return sum(q * px[k] for k, (_sd, q, _ep) in legs.items())
 
-    def solved(i: int, k: int, wallet: float, legs: dict[int, tuple[int, float, float]], px: dict[int, float]) -> float:
+    def solved(
+        i: int,
+        k: int,
+        wallet: float,
+        legs: dict[int, tuple[int, float, float]],
+        px: dict[int, float],
+    ) -> float:
         # §7.1's cross liquidation price of leg k with the other legs held at px
         o_mm = sum(mm(j, i, q, ep, px[j]) for j, (_sd, q, ep) in legs.items() if j != k)
         o_up = sum(sd * q * (px[j] - ep) for j, (sd, q, ep) in legs.items() if j != k)
         tab, t = tables[k], table(k, i)
         sd, q, ep = legs[k]
         return float(
-            lp_py(conv, sd, ep, q, wallet, o_mm, o_up, tab.floors[t], tab.mmr[t], tab.mamt[t],
-                  tab.by_size[t], ovr, rate(k, i))
+            lp_py(
+                conv,
+                sd,
+                ep,
+                q,
+                wallet,
+                o_mm,
+                o_up,
+                tab.floors[t],
+                tab.mmr[t],
+                tab.mamt[t],
+                tab.by_size[t],
+                ovr,
+                rate(k, i),
+            )
         )
 
     res = AccountRef(cash, cash, -1, int(ExitReason.NONE), -1, -1, 0.0, 0.0, 0.0, 0, False)
@@ -282,9 +305,13 @@ def _cross(
                             fills[k] = solved(i, k, wallet, legs, adv)
                             break
                 for k, (sd, _q, _ep) in legs.items():
-                    src = (markets[k].mark_low, markets[k].mark_high) if on_mark else (
-                        markets[k].low,
-                        markets[k].high,
+                    src = (
+                        (markets[k].mark_low, markets[k].mark_high)
+                        if on_mark
+                        else (
+                            markets[k].low,
+                            markets[k].high,
+                        )
                     )
                     t_adv = src[0][i] if sd > 0 else src[1][i]
                     if sd * (t_adv - stops[k]) <= 0.0:

@@ -17,6 +17,7 @@ import backtester as bt
 from backtester.config import RunConfig
 from backtester.engine import run as engine_run
 from backtester.engine.enums import CloseAt, ExitReason
+from backtester.engine.layout import FParam, IParam
 from backtester.params import ParamGrid
 from tests.unit.reference import tables_from_rules
 from tests.unit.reference_accounts import simulate_account_reference
@@ -45,7 +46,9 @@ def _market(
     fund = None
     if funding:
         at = sorted(funding)
-        fund = pd.DataFrame({"timestamp": [ts[i] for i in at], "funding_rate": [funding[i] for i in at]})
+        fund = pd.DataFrame(
+            {"timestamp": [ts[i] for i in at], "funding_rate": [funding[i] for i in at]}
+        )
     return bt.Market.from_frames(
         bars, mark=mark, funding=fund, symbol=symbol, exchange=exchange, timeframe="1h"
     )
@@ -106,7 +109,9 @@ def test_isolated_two_legs_equal_the_two_single_runs() -> None:
     grid = ParamGrid.product(leverage=[5.0, 20.0], stop_loss=[None, 0.05])
     cfg = RunConfig(margin_mode="isolated", position_size=psize)
     entries = np.arange(0, 280, 5)
-    acc = bt.run_account_entries(ms, grid, legs=legs, entry_idx=entries, horizon_bars=24, config=cfg)
+    acc = bt.run_account_entries(
+        ms, grid, legs=legs, entry_idx=entries, horizon_bars=24, config=cfg
+    )
     runs = {}
     for sym, w in legs.items():
         c = cfg.replace(position_size=psize * abs(w), side="long" if w > 0 else "short")
@@ -124,7 +129,9 @@ def test_isolated_two_legs_equal_the_two_single_runs() -> None:
     assert liq_any.any()
     assert np.array_equal(acc.liquidated, liq_any)
     # a liquidated leg costs its margin only: the account keeps at least the other leg's margin
-    lost_btc = (runs[BTC].reason == ExitReason.LIQUIDATION) & (runs[ETH].reason != ExitReason.LIQUIDATION)
+    lost_btc = (runs[BTC].reason == ExitReason.LIQUIDATION) & (
+        runs[ETH].reason != ExitReason.LIQUIDATION
+    )
     assert lost_btc.any()
     assert (acc.final_equity[lost_btc] > cash * (1 - psize * 0.6) - 1e-6 - cash * psize * 0.4).all()
 
@@ -174,7 +181,9 @@ def test_binance_two_leg_cross_example_of_exchange_rules_7_5() -> None:
     )
     legs = {BTC: 0.5, ETH: 0.5}
     g = ParamGrid.product(margin_mode=["cross", "isolated"], liquidation_fee_rate=[0.0, None])
-    out = bt.run_account_entries(ms, g, legs=legs, entry_idx=np.array([0]), horizon_bars=4, config=cfg)
+    out = bt.run_account_entries(
+        ms, g, legs=legs, entry_idx=np.array([0]), horizon_bars=4, config=cfg
+    )
     cross_free, cross_fee, iso_free, iso_fee = range(4)
     # cross: the account liquidates in bar 2, BTC at its solved price and ETH at 2,850
     assert out.liquidation_idx[cross_free, 0] == 2
@@ -243,8 +252,12 @@ def test_the_example_liquidates_exactly_at_the_solved_btc_price() -> None:
             funding=False,
         )
         out = bt.run_account_entries(
-            ms, ParamGrid.product(leverage=[10.0]), legs={BTC: 0.5, ETH: 0.5},
-            entry_idx=np.array([0]), horizon_bars=3, config=cfg,
+            ms,
+            ParamGrid.product(leverage=[10.0]),
+            legs={BTC: 0.5, ETH: 0.5},
+            entry_idx=np.array([0]),
+            horizon_bars=3,
+            config=cfg,
         )
         assert bool(out.liquidated[0, 0]) is liquidated
 
@@ -263,11 +276,17 @@ def _accounts(draw: Any) -> tuple[bt.MarketSet, dict[str, float], ParamGrid, Run
         closes = list(100.0 * (10.0**j) * np.exp(np.cumsum(rets)))
         spread = draw(st.sampled_from([0.0, 0.005, 0.03]))
         basis = draw(st.sampled_from([0.0, 0.002, -0.002]))
-        fund = draw(st.dictionaries(st.integers(0, n - 1), st.sampled_from([-0.002, 0.001, 0.003]), max_size=3))
+        fund = draw(
+            st.dictionaries(
+                st.integers(0, n - 1), st.sampled_from([-0.002, 0.001, 0.003]), max_size=3
+            )
+        )
         markets.append(
             _market(sym, closes, exchange=exchange, spread=spread, basis=basis, funding=fund)
         )
-    raw = draw(st.lists(st.sampled_from([-0.6, -0.3, -0.1, 0.1, 0.3, 0.5, 1.0]), min_size=k, max_size=k))
+    raw = draw(
+        st.lists(st.sampled_from([-0.6, -0.3, -0.1, 0.1, 0.3, 0.5, 1.0]), min_size=k, max_size=k)
+    )
     total = sum(abs(w) for w in raw)
     weights = [w / total if total > 1 else w for w in raw]
     mode = draw(st.sampled_from(["isolated", "cross"]))
@@ -283,11 +302,17 @@ def _accounts(draw: Any) -> tuple[bt.MarketSet, dict[str, float], ParamGrid, Run
         liquidation_fee_rate=draw(st.sampled_from([None, 0.0, 0.01])),
         funding=draw(st.booleans()),
     )
-    grid = ParamGrid.product(leverage=draw(st.lists(st.sampled_from([2.0, 10.0, 30.0]), min_size=1, max_size=2, unique=True)))
+    grid = ParamGrid.product(
+        leverage=draw(
+            st.lists(st.sampled_from([2.0, 10.0, 30.0]), min_size=1, max_size=2, unique=True)
+        )
+    )
     return bt.MarketSet.from_markets(markets), dict(zip(symbols, weights, strict=True)), grid, cfg
 
 
-def _resolved(ms: bt.MarketSet, legs: dict[str, float], grid: ParamGrid, cfg: RunConfig) -> list[tuple[dict[str, Any], list[Any]]]:
+def _resolved(
+    ms: bt.MarketSet, legs: dict[str, float], grid: ParamGrid, cfg: RunConfig
+) -> list[tuple[dict[str, Any], list[Any]]]:
     # each column's settings as the kernel received them (fees, close_at, convention resolved by
     # engine.run exactly as for a single market) and each leg's tier tables
     names = engine_run._split_names(grid, (), allow_strategy=False)
@@ -297,11 +322,13 @@ def _resolved(ms: bt.MarketSet, legs: dict[str, float], grid: ParamGrid, cfg: Ru
     out = []
     for c in range(grid.n_cols):
         s = {name: cols[name][c] for name in cols}
-        s["taker_fee"] = float(fp[engine_run.FParam.TAKER_FEE, c])
-        s["maker_fee"] = float(fp[engine_run.FParam.MAKER_FEE, c])
-        s["liquidation_fee_rate"] = float(fp[engine_run.FParam.LIQ_FEE_RATE, c])
-        s["close_at"] = "bankruptcy" if ip[engine_run.IParam.CLOSE_AT, c] == CloseAt.BANKRUPTCY else "liquidation"
-        s["convention"] = int(ip[engine_run.IParam.CONVENTION, c])
+        s["taker_fee"] = float(fp[int(FParam.TAKER_FEE), c])
+        s["maker_fee"] = float(fp[int(FParam.MAKER_FEE), c])
+        s["liquidation_fee_rate"] = float(fp[int(FParam.LIQ_FEE_RATE), c])
+        s["close_at"] = (
+            "bankruptcy" if ip[int(IParam.CLOSE_AT), c] == CloseAt.BANKRUPTCY else "liquidation"
+        )
+        s["convention"] = int(ip[int(IParam.CONVENTION), c])
         for name in ("stop_loss", "take_profit", "trailing_stop", "maint_margin_rate"):
             if s[name] is None:
                 s[name] = math.nan
@@ -315,13 +342,21 @@ def test_kernel_matches_the_reference(case: Any, first: int, horizon: int) -> No
     ms, legs, grid, cfg = case
     entries = np.arange(min(first, ms.n_bars - 1), ms.n_bars, 2)
     out = _quiet(
-        bt.run_account_entries, ms, grid, legs=legs, entry_idx=entries, horizon_bars=horizon, config=cfg
+        bt.run_account_entries,
+        ms,
+        grid,
+        legs=legs,
+        entry_idx=entries,
+        horizon_bars=horizon,
+        config=cfg,
     )
     markets = [ms[sym] for sym in legs]
     for c, (s, tables) in enumerate(_resolved(ms, legs, grid, cfg)):
         for e, start in enumerate(entries):
             end = min(int(start) + horizon, ms.n_bars)
-            ref = simulate_account_reference(markets, list(legs.values()), s, tables, start=int(start), end=end)
+            ref = simulate_account_reference(
+                markets, list(legs.values()), s, tables, start=int(start), end=end
+            )
             assume(ref.near > 1e-9)
             where = f"setting {c} entry {start}"
             event(f"{s['margin_mode']} {len(legs)} legs: {ExitReason(ref.reason).name}")
@@ -340,10 +375,17 @@ def test_kernel_matches_the_reference(case: Any, first: int, horizon: int) -> No
                 ("funding", out.funding_paid[c, e], ref.funding),
                 ("insurance", out.insurance_draw[c, e], ref.insurance),
             ):
-                np.testing.assert_allclose(mine, theirs, rtol=1e-9, atol=1e-9, err_msg=f"{name} {where}")
+                np.testing.assert_allclose(
+                    mine, theirs, rtol=1e-9, atol=1e-9, err_msg=f"{name} {where}"
+                )
         n_amb = sum(
             simulate_account_reference(
-                markets, list(legs.values()), s, tables, start=int(a), end=min(int(a) + horizon, ms.n_bars)
+                markets,
+                list(legs.values()),
+                s,
+                tables,
+                start=int(a),
+                end=min(int(a) + horizon, ms.n_bars),
             ).ambiguous
             for a in entries
         )
@@ -372,7 +414,11 @@ def two() -> bt.MarketSet:
 def test_bad_legs_give_one_line_errors(two: bt.MarketSet, legs: Any, match: str) -> None:
     with pytest.raises(bt.ConfigError, match=match) as info:
         bt.run_account_entries(
-            two, ParamGrid.product(leverage=[2.0]), legs=legs, entry_idx=np.array([0]), horizon_bars=3
+            two,
+            ParamGrid.product(leverage=[2.0]),
+            legs=legs,
+            entry_idx=np.array([0]),
+            horizon_bars=3,
         )
     assert "\n" not in str(info.value)
 
@@ -387,7 +433,9 @@ def test_bad_legs_give_one_line_errors(two: bt.MarketSet, legs: Any, match: str)
         ({"leverage": -1.0}, "RunConfig.leverage"),
     ],
 )
-def test_settings_not_modelled_for_accounts_are_refused(two: bt.MarketSet, change: dict[str, Any], match: str) -> None:
+def test_settings_not_modelled_for_accounts_are_refused(
+    two: bt.MarketSet, change: dict[str, Any], match: str
+) -> None:
     grid = ParamGrid.product(**{k: [v] for k, v in change.items()})
     with pytest.raises(bt.ConfigError, match=match) as info:
         bt.run_account_entries(two, grid, legs={BTC: 0.5}, entry_idx=np.array([0]), horizon_bars=3)
