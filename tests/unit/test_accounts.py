@@ -298,7 +298,10 @@ def _accounts(draw: Any) -> tuple[bt.MarketSet, dict[str, float], ParamGrid, Run
         slippage=draw(st.sampled_from([0.0, 0.001])),
         close_at=draw(st.sampled_from([None, "liquidation", "bankruptcy"])),
         negative_balance=draw(st.sampled_from(["floor", "owed"])) if mode == "cross" else "floor",
-        maint_margin_rate=draw(st.sampled_from([0.005, 0.02])),
+        # Binance: the dated tier tables of BTC, ETH and SOL too (tiers by notional)
+        maint_margin_rate=draw(
+            st.sampled_from([None, 0.005, 0.02] if exchange == "binanceusdm" else [0.005, 0.02])
+        ),
         liquidation_fee_rate=draw(st.sampled_from([None, 0.0, 0.01])),
         funding=draw(st.booleans()),
     )
@@ -469,3 +472,48 @@ def test_a_refused_leg_refuses_the_whole_account(two: bt.MarketSet) -> None:
         config=cfg,
     )
     assert not alone.rejected.any()
+
+
+def test_sixteen_legs() -> None:
+    # 16 isolated legs on 16 markets with the same bars: each is the single run at 1/16 of the
+    # position size, the account their sum; one more leg is refused
+    closes = _walk(7, 60, 100.0, 0.03)
+    ms = bt.MarketSet.from_markets(
+        [_market(f"S{k}/USDT:USDT", closes, funding={3: 0.001}) for k in range(16)]
+    )
+    cfg = RunConfig(maint_margin_rate=0.005, margin_mode="isolated", position_size=0.8)
+    grid = ParamGrid.product(leverage=[5.0, 40.0])
+    entries = np.arange(0, 50, 3)
+    legs = {sym: 1 / 16 for sym in ms.symbols}
+    acc = bt.run_account_entries(
+        ms, grid, legs=legs, entry_idx=entries, horizon_bars=10, config=cfg
+    )
+    one = bt.run_entries(
+        ms["S0/USDT:USDT"],
+        grid,
+        entry_idx=entries,
+        horizon_bars=10,
+        config=cfg.replace(position_size=0.8 / 16),
+    )
+    cash = cfg.initial_cash
+    np.testing.assert_allclose(acc.final_equity, cash + 16 * (one.final_equity - cash), rtol=1e-12)
+    assert np.array_equal(acc.liquidated, one.reason == ExitReason.LIQUIDATION)
+    assert acc.liquidated.any()
+    # the same in cross: 16 identical legs are one position of 16 times the size
+    cross = bt.run_account_entries(
+        ms,
+        grid,
+        legs=legs,
+        entry_idx=entries,
+        horizon_bars=10,
+        config=cfg.replace(margin_mode="cross"),
+    )
+    whole = bt.run_entries(
+        ms["S0/USDT:USDT"],
+        grid,
+        entry_idx=entries,
+        horizon_bars=10,
+        config=cfg.replace(margin_mode="cross"),
+    )
+    np.testing.assert_allclose(cross.final_equity, whole.final_equity, rtol=1e-9, atol=1e-9)
+    assert np.array_equal(cross.liquidation_idx >= 0, whole.reason == ExitReason.LIQUIDATION)
