@@ -60,6 +60,8 @@ class AccountOutcomes:
     loss: F64Array
     ambiguous_bars: I64Array
     ts_ns: I64Array
+    #: the tier tables used: ``{"symbol", "exchange", "table_id", "note"}`` each
+    rules: tuple[dict[str, str], ...] = ()
 
     @property
     def n_settings(self) -> int:
@@ -252,8 +254,8 @@ def run_account_entries(
             "use intrabar='worst'"
         )
     inputs = [_market_inputs(m) for m in markets]
-    leg_rules = []
-    leg_keys = []
+    leg_rules: list[dict[Any, _RulesInputs]] = []
+    leg_keys: list[list[Any]] = []
     for m in markets:
         rules, keys = _build_rules(m, cols)
         _check_leverage(cols, keys, rules, m.symbol)
@@ -322,4 +324,19 @@ def run_account_entries(
         loss=np.maximum(0.0, 1.0 - final / cash),
         ambiguous_bars=out[:, A_AMBIGUOUS].reshape(shape).sum(axis=1).astype(np.int64),
         ts_ns=np.asarray(market_set.ts_ns, dtype=np.int64),
+        rules=_rules_used(leg_list, leg_rules),
     )
+
+
+def _rules_used(
+    leg_list: tuple[tuple[str, float], ...], leg_rules: list[dict[Any, _RulesInputs]]
+) -> tuple[dict[str, str], ...]:
+    seen: dict[tuple[str, str, str], dict[str, str]] = {}
+    for (sym, _w), rules in zip(leg_list, leg_rules, strict=True):
+        for r in rules.values():
+            for table_id, note in zip(r.table_ids, r.notes, strict=True):
+                seen.setdefault(
+                    (sym, r.exchange, table_id),
+                    {"symbol": sym, "exchange": r.exchange, "table_id": table_id, "note": note},
+                )
+    return tuple(seen.values())

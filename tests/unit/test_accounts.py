@@ -197,6 +197,10 @@ def test_binance_two_leg_cross_example_of_exchange_rules_7_5() -> None:
     assert out.final_equity[cross_fee, 0] == pytest.approx(left - fee, rel=1e-9)  # keeps 2.88
     assert out.fees_paid[cross_fee, 0] == pytest.approx(fee, rel=1e-9)
     assert out.ambiguous_bars[cross_free] == 0  # ETH's bar is flat: no assumption decided
+    assert {(r["symbol"], r["table_id"]) for r in out.rules} == {
+        (BTC, "binanceusdm/BTC_USDT_USDT/2024-05-30"),
+        (ETH, "binanceusdm/ETH_USDT_USDT/2024-05-30"),
+    }
     # isolated (§7.5): BTC alone liquidates at 54,221.11 (in bar 2): of its 6,000 it keeps
     # only its maintenance margin there (54,221.11 x 0.5 % - 50 = 221.11), less the clearance
     # fee (0.3 %: 162.66); ETH (6,000 of margin, UPNL -3,000) goes on; the unused wallet is 0
