@@ -234,6 +234,54 @@ def _cross_lp_nb(
 
 
 @njit(cache=CACHE_ENABLED)
+def _clearly_safe_nb(
+    n_legs: int,
+    conv: int,
+    side: np.ndarray,
+    size: np.ndarray,
+    entry: np.ndarray,
+    marks: np.ndarray,
+    wallet: float,
+    tk: np.ndarray,
+    floors: np.ndarray,
+    mmr: np.ndarray,
+    mamt: np.ndarray,
+    n_tiers: np.ndarray,
+    by_size: np.ndarray,
+    mmr_ovr: float,
+    rates: np.ndarray,
+) -> bool:
+    # A shortcut, not a rule: True when the account's gap WB + Σ UPNL − Σ MM with every leg at
+    # `marks` is positive by more than 1e-9 of the notional, far beyond the rounding of the
+    # per-leg liquidation-price tests below, which then cannot trigger. Only where each leg's
+    # MM is continuous in its price (every convention except OKX tiers by notional, whose MM
+    # jumps at the floors): there the gap is monotone in each leg's price.
+    gap = wallet
+    scale = 0.0
+    for j in range(n_legs):
+        if side[j] == 0:
+            continue
+        t = tk[j]
+        if conv == 1 and math.isnan(mmr_ovr) and not by_size[j, t]:
+            return False
+        n = n_tiers[j, t]
+        gap += float(side[j]) * size[j] * (marks[j] - entry[j]) - _mm_nb(
+            conv,
+            size[j],
+            entry[j],
+            marks[j],
+            floors[j, t, :n],
+            mmr[j, t, :n],
+            mamt[j, t, :n],
+            by_size[j, t],
+            mmr_ovr,
+            rates[j],
+        )
+        scale += size[j] * marks[j]
+    return gap > 1e-9 * scale
+
+
+@njit(cache=CACHE_ENABLED)
 def _settle_account_nb(
     n_legs: int,
     side: np.ndarray,
@@ -574,8 +622,25 @@ def _account_nb(
             for k in range(n_legs):
                 marks[k] = prices[k, i, P_MOPEN]
             liq = False
+            quiet = _clearly_safe_nb(
+                n_legs,
+                conv,
+                side,
+                size,
+                entry,
+                marks,
+                wallet,
+                tk,
+                floors,
+                mmr,
+                mamt,
+                n_tiers,
+                by_size,
+                mmr_ovr,
+                rates,
+            )
             for k in range(n_legs):
-                if side[k] != 0:
+                if side[k] != 0 and not quiet:
                     lpk = _cross_lp_nb(
                         k,
                         n_legs,
@@ -614,8 +679,25 @@ def _account_nb(
                 for k in range(n_legs):
                     marks[k] = prices[k, i, P_MLOW] if side[k] > 0 else prices[k, i, P_MHIGH]
                     fills[k] = marks[k]
+                quiet = _clearly_safe_nb(
+                    n_legs,
+                    conv,
+                    side,
+                    size,
+                    entry,
+                    marks,
+                    wallet,
+                    tk,
+                    floors,
+                    mmr,
+                    mamt,
+                    n_tiers,
+                    by_size,
+                    mmr_ovr,
+                    rates,
+                )
                 for k in range(n_legs):
-                    if side[k] == 0:
+                    if side[k] == 0 or quiet:
                         continue
                     lpk = _cross_lp_nb(
                         k,
