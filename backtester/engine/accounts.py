@@ -43,6 +43,10 @@ docs/reference/exchange-rules.md §7.4 (isolated) and §7.6 (cross). Bar ``i`` o
      the other legs' unrealized PnL at their adverse extremes (with one leg: the single
      kernel's choice). With one open leg and ``stop_trigger="mark"`` the level its mark reaches
      first wins, as in the single kernel.
+   - Not modelled yet (cross, several legs): after a stop fills, the other legs are not
+     tested again in the same bar (a stop removes its leg's MM, so the account is safer, but
+     its slippage and fee are not re-tested until the next bar); each stop filling in one bar
+     is capped by the wallet before that bar's stops.
    - ``ambiguous_bars`` counts a bar where a stop and a liquidation both triggered, and a bar in
      which a cross account of several open legs was liquidated inside the bar but would not have
      been with the other legs at their favourable extremes (the legs' adverse extremes were

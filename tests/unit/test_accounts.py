@@ -521,3 +521,47 @@ def test_sixteen_legs() -> None:
     )
     np.testing.assert_allclose(cross.final_equity, whole.final_equity, rtol=1e-9, atol=1e-9)
     assert np.array_equal(cross.liquidation_idx >= 0, whole.reason == ExitReason.LIQUIDATION)
+
+
+# ------------------------------------------------- real data: BTC+ETH long/long on crash days
+@pytest.fixture(scope="module")
+def btc_eth() -> bt.MarketSet:
+    return bt.load_markets([BTC, ETH])
+
+
+@pytest.mark.parametrize("day", ["2020-03-12", "2021-05-19", "2022-11-09"])
+def test_crash_days_isolated_loses_the_margins_cross_the_wallet(
+    btc_eth: bt.MarketSet, day: str
+) -> None:
+    # Half the wallet committed (position_size 0.5), split 50/50 into BTC and ETH longs, entered
+    # at 00:00 UTC and followed for 24 h. In the next 24 h the mark lows fell 44 % / 48 %
+    # (2020-03-12), 31 % / 48 % (2021-05-19), 16 % / 20 % (2022-11-09) from the entry open, more
+    # than 1/10 of the price, so at 10x and 20x every isolated leg is liquidated and the
+    # account loses exactly its two margins (50 % of the wallet, less what is left after the
+    # clearance fees: the account keeps 4,997.6 of 10,000) and nothing more. In cross the idle
+    # half of the wallet backs both legs, so the account lives longer (its liquidation comes no
+    # earlier than the first isolated leg's) but, once the fall goes on, it loses (nearly) the
+    # whole wallet. The one case where cross survives the day is 2022-11-09 at 10x: the wallet
+    # holds at an effective 5x on the 16-20 % fall, at a loss of 79 % (isolated: 50 %).
+    e = int(np.searchsorted(btc_eth.index, pd.Timestamp(day, tz="UTC")))
+    grid = ParamGrid.product(leverage=[10.0, 20.0], margin_mode=["isolated", "cross"])
+    out = bt.run_account_entries(
+        btc_eth,
+        grid,
+        legs={BTC: 0.5, ETH: 0.5},
+        entry_idx=np.array([e]),
+        horizon_bars=24,
+        config=RunConfig(position_size=0.5),
+    )
+    assert not out.rejected.any()
+    for lev_row in (0, 2):  # (10x isolated, 10x cross), (20x isolated, 20x cross)
+        iso, cross = lev_row, lev_row + 1
+        assert out.liquidated_leg[iso, 0] in (0, 1)
+        assert out.loss[iso, 0] == pytest.approx(0.5, abs=0.001)
+        if day == "2022-11-09" and lev_row == 0:
+            assert out.liquidated_leg[cross, 0] == -1
+            assert out.loss[cross, 0] == pytest.approx(0.79, abs=0.01)
+        else:
+            assert out.liquidated_leg[cross, 0] == 2  # the account
+            assert out.liquidation_idx[cross, 0] >= out.liquidation_idx[iso, 0]
+            assert out.loss[cross, 0] > 0.999
