@@ -23,6 +23,7 @@ from backtester.params import ParamGrid
 
 if TYPE_CHECKING:
     from backtester.engine.run import _RulesInputs
+    from backtester.market import Market
     from backtester.marketset import MarketSet
 
 __all__ = ["AccountOutcomes", "run_account_entries"]
@@ -147,7 +148,7 @@ def _stack_legs(parts: list[_RulesInputs]) -> dict[str, np.ndarray]:
 
 
 def run_account_entries(
-    market_set: MarketSet,
+    market_set: MarketSet | Market,
     settings: ParamGrid,
     *,
     legs: dict[str, float],
@@ -159,8 +160,9 @@ def run_account_entries(
 
     Parameters
     ----------
-    market_set : MarketSet
-        The markets on their common bars (``bt.load_markets`` or ``MarketSet.from_markets``).
+    market_set : MarketSet or Market
+        The markets on their common bars (``bt.load_markets`` or ``MarketSet.from_markets``);
+        a single ``Market`` is a MarketSet of that symbol.
     settings : ParamGrid
         Engine settings per row (``RunConfig`` field names; ``side`` is ignored: each leg's side
         is the sign of its weight). ``margin_mode`` chooses isolated legs or one cross wallet.
@@ -208,8 +210,12 @@ def run_account_entries(
         _settings_columns,
         _split_names,
     )
+    from backtester.market import Market
+    from backtester.marketset import MarketSet
 
-    if not hasattr(market_set, "markets") or not hasattr(market_set, "symbols"):
+    if isinstance(market_set, Market):  # one market: an account of legs on that symbol alone
+        market_set = MarketSet.from_markets([market_set])
+    if not isinstance(market_set, MarketSet):
         raise ConfigError(
             f"market_set must be a backtester.MarketSet (bt.load_markets or "
             f"MarketSet.from_markets), was {type(market_set).__name__}"

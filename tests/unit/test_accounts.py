@@ -565,3 +565,14 @@ def test_crash_days_isolated_loses_the_margins_cross_the_wallet(
             assert out.liquidated_leg[cross, 0] == 2  # the account
             assert out.liquidation_idx[cross, 0] >= out.liquidation_idx[iso, 0]
             assert out.loss[cross, 0] > 0.999
+
+
+def test_a_market_set_or_one_market(two: bt.MarketSet) -> None:
+    grid = ParamGrid.product(leverage=[2.0])
+    kw: dict[str, Any] = {"entry_idx": np.array([0, 4]), "horizon_bars": 5}
+    one = bt.run_account_entries(two[BTC], grid, legs={BTC: 1.0}, **kw)
+    both = bt.run_account_entries(two, grid, legs={BTC: 1.0}, **kw)
+    assert np.array_equal(one.final_equity, both.final_equity)
+    with pytest.raises(bt.ConfigError, match=r"market_set must be a backtester\.MarketSet") as info:
+        bt.run_account_entries({BTC: two[BTC]}, grid, legs={BTC: 1.0}, **kw)
+    assert "\n" not in str(info.value)
