@@ -45,6 +45,8 @@ _LAZY: dict[str, str] = {
     "check_run": "backtester.engine.run",
     "run_sweep": "backtester.engine.run",
     "run_entries": "backtester.engine.run",
+    "run_account_entries": "backtester.engine.accounts_run",
+    "AccountOutcomes": "backtester.engine.accounts_run",
     "EntryOutcomes": "backtester.results",
     "SweepResult": "backtester.results",
     # survival study (survival.py)
@@ -56,6 +58,7 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = [
+    "AccountOutcomes",
     "BacktesterError",
     "BacktesterWarning",
     "ConfigError",
@@ -83,6 +86,7 @@ __all__ = [
     "load_markets",
     "open_run",
     "rules_timeline",
+    "run_account_entries",
     "run_config",
     "run_entries",
     "run_sweep",
@@ -108,6 +112,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from backtester.config import RunConfig
     from backtester.data.ccxt_loader import download
     from backtester.data.integrity import list_store, verify_store
+    from backtester.engine.accounts_run import AccountOutcomes, run_account_entries
     from backtester.engine.run import RunCheck, check_run, run_entries, run_sweep
     from backtester.market import Market, load_market
     from backtester.marketset import MarketSet, load_markets

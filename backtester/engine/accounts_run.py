@@ -1,0 +1,348 @@
+"""Python side of the account engine: validate, encode, call the kernel (layer: engine.accounts_run).
+
+:func:`run_account_entries` opens an account of several legs (one perpetual per symbol of a
+``MarketSet``, signed weights) at each entry bar and follows it for a fixed horizon, as
+:func:`~backtester.engine.run.run_entries` does for one position. The rules are those of
+``backtester.engine.accounts`` (docs/reference/exchange-rules.md §7.4, §7.6).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from backtester._typing import BoolArray, F64Array, I64Array
+from backtester.config import RunConfig
+from backtester.engine.enums import ExitReason
+from backtester.errors import ConfigError, ShapeError, did_you_mean
+from backtester.params import ParamGrid
+
+if TYPE_CHECKING:
+    from backtester.engine.run import _RulesInputs
+    from backtester.market import Market
+    from backtester.marketset import MarketSet
+
+__all__ = ["AccountOutcomes", "run_account_entries"]
+
+#: settings the account engine does not model yet: refused with a ConfigError when set
+_UNSUPPORTED = ("take_profit", "trailing_stop")
+
+
+@dataclass(frozen=True, slots=True)
+class AccountOutcomes:
+    """Outcomes of :func:`run_account_entries`, arrays ``(n_settings, n_entries)``.
+
+    ``exit_idx``/``reason``: the first leg to close (bar, ``ExitReason`` code), or the window's
+    last bar with ``HORIZON``/``END_OF_DATA`` when no leg closed (-1 / ``NONE`` when rejected).
+    ``liquidation_idx``: the first liquidation's bar (-1 none); ``liquidated_leg``: which leg
+    (index into ``legs``), ``len(legs)`` for a cross account's liquidation, -1 none. Money in
+    quote currency; ``loss`` = ``max(0, 1 - final_equity / initial_cash)``, the fraction of the
+    starting wallet lost by the horizon. ``ambiguous_bars (n_settings,)`` summed over entries.
+    """
+
+    labels: pd.MultiIndex
+    legs: tuple[tuple[str, float], ...]
+    entry_idx: I64Array
+    horizon_bars: int
+    exit_idx: I64Array
+    reason: I64Array
+    liquidation_idx: I64Array
+    liquidated_leg: I64Array
+    final_equity: F64Array
+    min_equity: F64Array
+    insurance_draw: F64Array
+    funding_paid: F64Array
+    fees_paid: F64Array
+    rejected: BoolArray
+    loss: F64Array
+    ambiguous_bars: I64Array
+    ts_ns: I64Array
+    #: the tier tables used: ``{"symbol", "exchange", "table_id", "note"}`` each
+    rules: tuple[dict[str, str], ...] = ()
+
+    @property
+    def n_settings(self) -> int:
+        """Number of settings (rows)."""
+        return int(self.exit_idx.shape[0])
+
+    @property
+    def n_entries(self) -> int:
+        """Number of entries (columns)."""
+        return int(self.exit_idx.shape[1])
+
+    @property
+    def liquidated(self) -> BoolArray:
+        """True where a leg or the account was liquidated inside the window."""
+        return np.asarray(self.liquidated_leg >= 0)
+
+
+def _check_legs(market_set: Any, legs: Any) -> tuple[tuple[str, float], ...]:
+    from backtester.engine.accounts import MAX_LEGS
+
+    if not isinstance(legs, dict) or not legs:
+        raise ConfigError(
+            f"legs must be a non-empty dict {{symbol: weight}}, was {legs!r}; e.g. "
+            "{'BTC/USDT:USDT': 0.5, 'ETH/USDT:USDT': 0.5}"
+        )
+    if len(legs) > MAX_LEGS:
+        raise ConfigError(f"an account holds at most {MAX_LEGS} legs, was given {len(legs)}")
+    symbols = tuple(market_set.symbols)
+    out: list[tuple[str, float]] = []
+    for sym, w in legs.items():
+        if sym not in symbols:
+            raise ConfigError(
+                f"legs: unknown symbol {sym!r}, the MarketSet holds {', '.join(symbols)}"
+                f"{did_you_mean(str(sym), symbols)}"
+            )
+        if isinstance(w, bool) or not isinstance(w, int | float | np.integer | np.floating):
+            raise ConfigError(f"legs: the weight of {sym} must be a number, was {w!r}")
+        wf = float(w)
+        if not math.isfinite(wf) or wf == 0.0:
+            raise ConfigError(
+                f"legs: the weight of {sym} must be a non-zero finite number (negative = short), "
+                f"was {w!r}; leave the symbol out instead"
+            )
+        out.append((str(sym), wf))
+    total = sum(abs(w) for _, w in out)
+    if total > 1.0 + 1e-12:
+        raise ConfigError(
+            f"legs: the |weights| must sum to at most 1, was {total:g}; scale them down "
+            "(position_size sets how much of the equity the whole account commits)"
+        )
+    return tuple(out)
+
+
+def _pad(parts: list[Any], name: str, fill: Any, dtype: Any) -> np.ndarray:
+    arrs = [np.asarray(getattr(p, name)) for p in parts]
+    if arrs[0].ndim == 1:
+        width = max(a.shape[0] for a in arrs)
+        out = np.full((len(arrs), width), fill, dtype=dtype)
+        for k, a in enumerate(arrs):
+            out[k, : a.shape[0]] = a
+        return out
+    n_t = max(a.shape[0] for a in arrs)
+    width = max(a.shape[1] for a in arrs)
+    out = np.full((len(arrs), n_t, width), fill, dtype=dtype)
+    for k, a in enumerate(arrs):
+        out[k, : a.shape[0], : a.shape[1]] = a
+    return out
+
+
+def _stack_legs(parts: list[_RulesInputs]) -> dict[str, np.ndarray]:
+    out = {
+        "table_idx": np.ascontiguousarray(np.stack([p.table_idx for p in parts])),
+        "floors": _pad(parts, "floors", np.inf, np.float64),
+        "mmr": _pad(parts, "mmr", 0.0, np.float64),
+        "mamt": _pad(parts, "mamt", 0.0, np.float64),
+        "maxlev": _pad(parts, "maxlev", 0.0, np.float64),
+        "n_tiers": _pad(parts, "n_tiers", 1, np.int64),
+        "last_cap": _pad(parts, "last_cap", np.inf, np.float64),
+        "by_size": _pad(parts, "by_size", False, np.bool_),
+        "liq_rates": _pad(parts, "liq_rates", 0.0, np.float64),
+    }
+    return {k: np.ascontiguousarray(v) for k, v in out.items()}
+
+
+def run_account_entries(
+    market_set: MarketSet | Market,
+    settings: ParamGrid,
+    *,
+    legs: dict[str, float],
+    entry_idx: Any,
+    horizon_bars: int,
+    config: RunConfig | None = None,
+) -> AccountOutcomes:
+    """Open every setting's account at the open of each bar in ``entry_idx``; follow it.
+
+    Parameters
+    ----------
+    market_set : MarketSet or Market
+        The markets on their common bars (``bt.load_markets`` or ``MarketSet.from_markets``);
+        a single ``Market`` is a MarketSet of that symbol.
+    settings : ParamGrid
+        Engine settings per row (``RunConfig`` field names; ``side`` is ignored: each leg's side
+        is the sign of its weight). ``margin_mode`` chooses isolated legs or one cross wallet.
+    legs : dict
+        ``{symbol: weight}``, up to 16 symbols of ``market_set``, non-zero weights (negative =
+        short) with ``Σ|weight| <= 1``; leg ``k`` commits ``position_size·|weight|`` of equity.
+    entry_idx : array of int
+        Bar numbers of the entries (each in ``[0, n_bars)``).
+    horizon_bars : int
+        Bars followed after each entry (>= 1).
+    config : RunConfig, optional
+        Settings not in the grid.
+
+    Raises
+    ------
+    ConfigError
+        Bad legs (unknown symbol, zero weight, ``Σ|w| > 1``, more than 16), invalid settings,
+        ``intrabar`` other than ``"worst"``, ``take_profit`` or ``trailing_stop`` (not modelled
+        for accounts yet).
+    """
+    from backtester.engine.accounts import (
+        A_AMBIGUOUS,
+        A_FEES,
+        A_FINAL_EQUITY,
+        A_FIRST_EXIT_IDX,
+        A_FIRST_EXIT_REASON,
+        A_FUNDING,
+        A_INSURANCE,
+        A_LIQ_IDX,
+        A_LIQ_LEG,
+        A_MIN_EQUITY,
+        A_N,
+        A_REJECTED,
+        simulate_accounts_nb,
+    )
+    from backtester.engine.layout import FParam
+    from backtester.engine.run import (
+        _build_rules,
+        _check_config,
+        _check_fits,
+        _check_leverage,
+        _check_market,
+        _encode,
+        _market_inputs,
+        _settings_columns,
+        _split_names,
+    )
+    from backtester.market import Market
+    from backtester.marketset import MarketSet
+
+    if isinstance(market_set, Market):  # one market: an account of legs on that symbol alone
+        market_set = MarketSet.from_markets([market_set])
+    if not isinstance(market_set, MarketSet):
+        raise ConfigError(
+            f"market_set must be a backtester.MarketSet (bt.load_markets or "
+            f"MarketSet.from_markets), was {type(market_set).__name__}"
+        )
+    leg_list = _check_legs(market_set, legs)
+    config = _check_config(config)
+    if not isinstance(settings, ParamGrid):
+        raise ConfigError(f"settings must be a ParamGrid, was {type(settings).__name__}")
+    engine_names = _split_names(settings, (), allow_strategy=False)
+    if (
+        isinstance(horizon_bars, bool)
+        or not isinstance(horizon_bars, int | np.integer)
+        or horizon_bars < 1
+    ):
+        raise ConfigError(f"horizon_bars must be an int >= 1, was {horizon_bars!r}")
+    entries = np.asarray(entry_idx)
+    if entries.ndim != 1 or entries.dtype.kind not in "iu":
+        raise ShapeError(
+            f"entry_idx must be a 1-D array of int bar numbers, was shape {entries.shape} "
+            f"dtype {entries.dtype}"
+        )
+    entries = entries.astype(np.int64)
+    markets = [market_set[sym] for sym, _ in leg_list]
+    for m in markets:
+        _check_market(m)
+    n_bars = int(markets[0].n_bars)
+    if entries.size and (entries.min() < 0 or entries.max() >= n_bars):
+        bad = int(entries[(entries < 0) | (entries >= n_bars)][0])
+        raise ConfigError(f"entry_idx values must be in [0, {n_bars - 1}], was {bad}")
+    _check_fits(settings.n_cols * entries.shape[0], int(horizon_bars), 0, "run_account_entries")
+
+    cols = _settings_columns(settings, config, engine_names)
+    for name in _UNSUPPORTED:
+        if any(v is not None for v in cols[name]):
+            raise ConfigError(
+                f"{name} is not modelled for accounts yet (run_account_entries); leave it None"
+            )
+    if any(v != "worst" for v in cols["intrabar"]):
+        bad_ib = next(v for v in cols["intrabar"] if v != "worst")
+        raise ConfigError(
+            f"intrabar {bad_ib!r} is not modelled for accounts yet (run_account_entries); "
+            "use intrabar='worst'"
+        )
+    inputs = [_market_inputs(m) for m in markets]
+    leg_rules: list[dict[Any, _RulesInputs]] = []
+    leg_keys: list[list[Any]] = []
+    for m in markets:
+        rules, keys = _build_rules(m, cols)
+        _check_leverage(cols, keys, rules, m.symbol)
+        leg_rules.append(rules)
+        leg_keys.append(keys)
+    fp, ip = _encode(cols, leg_rules[0], leg_keys[0])
+
+    n_s, n_e = settings.n_cols, entries.shape[0]
+    prices = np.ascontiguousarray(np.stack([inp.prices for inp in inputs]))
+    funding = np.ascontiguousarray(np.stack([inp.funding for inp in inputs]))
+    weights = np.array([w for _, w in leg_list], dtype=np.float64)
+    out = np.empty((n_s * n_e, A_N), dtype=np.float64)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for s in range(n_s):
+        groups.setdefault(tuple(keys[s] for keys in leg_keys), []).append(s)
+    for combo, rows in groups.items():
+        stacked = _stack_legs([leg_rules[k][key] for k, key in enumerate(combo)])
+        rows_a = np.array(rows, dtype=np.int64)
+        rep = np.repeat(rows_a, n_e)
+        start = np.tile(entries, rows_a.shape[0])
+        end = np.minimum(start + int(horizon_bars), n_bars)
+        part = np.empty((rep.shape[0], A_N), dtype=np.float64)
+        simulate_accounts_nb(
+            prices,
+            funding,
+            stacked["table_idx"],
+            stacked["floors"],
+            stacked["mmr"],
+            stacked["mamt"],
+            stacked["maxlev"],
+            stacked["n_tiers"],
+            stacked["last_cap"],
+            stacked["by_size"],
+            stacked["liq_rates"],
+            weights,
+            np.ascontiguousarray(start),
+            np.ascontiguousarray(end),
+            np.ascontiguousarray(fp[:, rep]),
+            np.ascontiguousarray(ip[:, rep]),
+            part,
+        )
+        dest = (rep * n_e + np.tile(np.arange(n_e), rows_a.shape[0])).astype(np.int64)
+        out[dest] = part
+
+    shape = (n_s, n_e)
+    cash = np.repeat(fp[FParam.INITIAL_CASH], n_e).reshape(shape)
+    final = out[:, A_FINAL_EQUITY].reshape(shape)
+    rejected = (out[:, A_REJECTED] > 0).reshape(shape)
+    reason = out[:, A_FIRST_EXIT_REASON].astype(np.int64).reshape(shape)
+    reason[rejected] = ExitReason.NONE
+    return AccountOutcomes(
+        labels=settings.labels,
+        legs=leg_list,
+        entry_idx=entries,
+        horizon_bars=int(horizon_bars),
+        exit_idx=out[:, A_FIRST_EXIT_IDX].astype(np.int64).reshape(shape),
+        reason=reason,
+        liquidation_idx=out[:, A_LIQ_IDX].astype(np.int64).reshape(shape),
+        liquidated_leg=out[:, A_LIQ_LEG].astype(np.int64).reshape(shape),
+        final_equity=final,
+        min_equity=out[:, A_MIN_EQUITY].reshape(shape),
+        insurance_draw=out[:, A_INSURANCE].reshape(shape),
+        funding_paid=out[:, A_FUNDING].reshape(shape),
+        fees_paid=out[:, A_FEES].reshape(shape),
+        rejected=rejected,
+        loss=np.maximum(0.0, 1.0 - final / cash),
+        ambiguous_bars=out[:, A_AMBIGUOUS].reshape(shape).sum(axis=1).astype(np.int64),
+        ts_ns=np.asarray(market_set.ts_ns, dtype=np.int64),
+        rules=_rules_used(leg_list, leg_rules),
+    )
+
+
+def _rules_used(
+    leg_list: tuple[tuple[str, float], ...], leg_rules: list[dict[Any, _RulesInputs]]
+) -> tuple[dict[str, str], ...]:
+    seen: dict[tuple[str, str, str], dict[str, str]] = {}
+    for (sym, _w), rules in zip(leg_list, leg_rules, strict=True):
+        for r in rules.values():
+            for table_id, note in zip(r.table_ids, r.notes, strict=True):
+                seen.setdefault(
+                    (sym, r.exchange, table_id),
+                    {"symbol": sym, "exchange": r.exchange, "table_id": table_id, "note": note},
+                )
+    return tuple(seen.values())
