@@ -188,8 +188,15 @@ def _rules_note(study: SurvivalStudy) -> tuple[str, ...]:
     # extended back to dates before it)
     if not study.rules:
         return ()
-    lines = "; ".join(f"{r['table_id']} ({r['note']})" for r in study.rules)
-    return (f"Tier tables used: {lines}.",)
+    tables = ", ".join(r["table_id"] for r in study.rules)
+    extended = [
+        part.strip()
+        for r in study.rules
+        for part in r["note"].split(";")
+        if "extended backwards" in part
+    ]
+    extra = f" {'; '.join(extended).capitalize()}." if extended else ""
+    return (f"Tier tables used (each on the bars it was in force): {tables}.{extra}",)
 
 
 def _ambiguity_note(study: SurvivalStudy) -> str:

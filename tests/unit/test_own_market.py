@@ -139,3 +139,13 @@ def test_the_run_says_which_tier_tables_it_used_and_how() -> None:
     assert used["table_id"] == "binanceusdm/SOL_USDT_USDT/2026-05-07"
     assert "extended backwards from 2026-05-07 to 2021-11-17" in used["note"]
     assert study.run_info()["rules"] == [used]
+
+
+def test_the_report_says_a_table_was_extended_backwards() -> None:
+    from backtester.survival.report import _rules_note
+
+    bars = pd.read_csv(EXAMPLES / "mycoin_1h.csv", parse_dates=["timestamp"])
+    m = bt.Market.from_frames(bars, mark="last", symbol="SOL/USDT:USDT")
+    (line,) = _rules_note(bt.survival_study(m, leverage=(2,), horizon="12h", entry_every="2h"))
+    assert "binanceusdm/SOL_USDT_USDT/2026-05-07" in line
+    assert "Extended backwards from 2026-05-07 to 2021-11-17" in line
