@@ -16,7 +16,13 @@ import pandas as pd
 
 from backtester.errors import ConfigError, ShapeError, did_you_mean
 
-__all__ = ["ParamGrid", "available_memory", "check_grid_size", "format_bytes"]
+__all__ = [
+    "ParamGrid",
+    "available_memory",
+    "check_grid_size",
+    "format_bytes",
+    "refuse_beyond_memory",
+]
 
 
 def _as_list(name: str, values: Any) -> list[Any]:
@@ -57,17 +63,21 @@ def format_bytes(n: float) -> str:
     return f"{n:,.1f} TiB"  # pragma: no cover - unreachable
 
 
-def check_grid_size(n_cols: int, n_names: int, what: str) -> None:
-    """Refuse, before allocating, a grid whose columns cannot fit in memory."""
-    need = n_cols * max(n_names, 1) * _BYTES_PER_CELL
+def refuse_beyond_memory(need: int, subject: str) -> None:
+    """Raise ConfigError when ``need`` bytes exceed the memory available (``subject`` needs...)."""
     free = available_memory()
     if free is not None and need > free:
         raise ConfigError(
-            f"{what} would make {n_cols:,} columns ({n_names} parameters, about "
-            f"{format_bytes(need)}), more than the {format_bytes(free)} of memory available; "
-            "sweep fewer values, or run it as a chunked sweep (backtester sweep config.toml "
-            "--out runs/<name>)"
+            f"{subject} needs about {format_bytes(need)}, more than the {format_bytes(free)} of "
+            "memory available; sweep fewer values, or run it as a chunked sweep (backtester "
+            "sweep config.toml --out runs/<name>)"
         )
+
+
+def check_grid_size(n_cols: int, n_names: int, what: str) -> None:
+    """Refuse, before allocating, a grid whose columns cannot fit in memory."""
+    need = n_cols * max(n_names, 1) * _BYTES_PER_CELL
+    refuse_beyond_memory(need, f"{what} of {n_cols:,} columns ({n_names} parameters)")
 
 
 class ParamGrid:

@@ -267,7 +267,7 @@ def run_account_entries(
         _check_leverage(cols, keys, rules, m.symbol)
         leg_rules.append(rules)
         leg_keys.append(keys)
-    fp, ip = _encode(cols, leg_rules[0], leg_keys[0])
+    fp, ip = _encode(cols, leg_rules[0], leg_keys[0], engine_names)
 
     n_s, n_e = settings.n_cols, entries.shape[0]
     prices = np.ascontiguousarray(np.stack([inp.prices for inp in inputs]))

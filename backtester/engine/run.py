@@ -11,6 +11,7 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ from backtester.errors import (
     ShapeError,
     did_you_mean,
 )
-from backtester.params import ParamGrid, available_memory, format_bytes
+from backtester.params import ParamGrid, format_bytes, refuse_beyond_memory
 from backtester.signals import Signals
 
 if TYPE_CHECKING:
@@ -316,21 +317,19 @@ def _codes(name: str, values: list[Any]) -> I64Array:
     return np.fromiter((table[v] for v in values), dtype=np.int64, count=len(values))
 
 
-def _constant(values: list[Any]) -> bool:
-    # the settings a grid does not sweep are one value repeated ([v] * n: the same object)
-    first = values[0] if values else None
-    return all(v is first for v in values)
-
-
 def _encode(
-    settings: dict[str, list[Any]], rules: dict[tuple[str, Any], _RulesInputs], keys: list[Any]
+    settings: dict[str, list[Any]],
+    rules: dict[tuple[str, Any], _RulesInputs],
+    keys: list[Any],
+    swept: Collection[str],
 ) -> tuple[F64Array, I64Array]:
+    # a setting the grid does not sweep is one value for every column: encode it once
     n = len(keys)
     fp = np.empty((FParam.N, n), dtype=np.float64)
     ip = np.empty((IParam.N, n), dtype=np.int64)
     for name, row in FLOAT_ROWS.items():
         values = settings[name]
-        if _constant(values):
+        if name not in swept:
             fp[row] = math.nan if values[0] is None else values[0]
         else:
             fp[row] = np.fromiter(
@@ -339,7 +338,7 @@ def _encode(
     for name, row in INT_ROWS.items():
         if name != "close_at":  # None = the profile's, filled per rules key below
             values = settings[name]
-            ip[row] = _codes(name, values[:1])[0] if _constant(values) else _codes(name, values)
+            ip[row] = _codes(name, values) if name in swept else _codes(name, values[:1])[0]
     # settings whose None means "the exchange profile's", resolved per rules key
     uniq = list(rules)
     pos = {k: j for j, k in enumerate(uniq)}
@@ -748,7 +747,7 @@ def _prepare(
                 stacklevel=3,
             )
     warn_suspect_settings({n: settings[n] for n in engine_names})
-    fparams, iparams = _encode(settings, rules, keys)
+    fparams, iparams = _encode(settings, rules, keys, engine_names)
     return inputs, settings, rules, keys, fparams, iparams
 
 
@@ -770,13 +769,7 @@ def estimate_memory(n_cols: int, n_bars: int, *, n_signal_cols: int = 0) -> int:
 
 def _check_fits(n_cols: int, n_bars: int, n_signal_cols: int, what: str) -> int:
     need = estimate_memory(n_cols, n_bars, n_signal_cols=n_signal_cols)
-    free = available_memory()
-    if free is not None and need > free:
-        raise ConfigError(
-            f"{what} of {n_cols:,} columns x {n_bars:,} bars needs about {format_bytes(need)}, more "
-            f"than the {format_bytes(free)} of memory available; sweep fewer values, or run it as a "
-            "chunked sweep (backtester sweep config.toml --out runs/<name>)"
-        )
+    refuse_beyond_memory(need, f"{what} of {n_cols:,} columns x {n_bars:,} bars")
     return need
 
 

@@ -325,7 +325,7 @@ def _resolved(
     names = engine_run._split_names(grid, (), allow_strategy=False)
     cols = engine_run._settings_columns(grid, cfg, names)
     built = [engine_run._build_rules(ms[sym], cols) for sym in legs]
-    fp, ip = engine_run._encode(cols, built[0][0], built[0][1])
+    fp, ip = engine_run._encode(cols, built[0][0], built[0][1], names)
     out = []
     for c in range(grid.n_cols):
         s = {name: cols[name][c] for name in cols}

@@ -59,7 +59,6 @@ def test_a_run_that_cannot_fit_is_refused_before_allocation(
 ) -> None:
     # Arrange: pretend the machine has 1 MiB free; 10,000 columns need more than that
     monkeypatch.setattr(params, "available_memory", lambda: 1 << 20)
-    monkeypatch.setattr("backtester.engine.run.available_memory", lambda: 1 << 20)
     grid = bt.ParamGrid.zip(leverage=list(np.linspace(1, 20, 10_000)))
     # Act / Assert
     with pytest.raises(ConfigError, match=r"needs about .* more than the 1.0 MiB of memory"):
