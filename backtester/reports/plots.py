@@ -9,7 +9,7 @@ backtester`` stays light.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
 __all__ = [
+    "plot_account_survival_and_loss",
     "plot_bars",
     "plot_equity_fan",
     "plot_km_curves",
@@ -393,4 +394,102 @@ def plot_bars(
     _style(ax)
     if hue is not None:
         ax.legend(title=hue.replace("_", " "), fontsize=8)
+    return fig
+
+
+def plot_account_survival_and_loss(
+    table: pd.DataFrame,
+    losses: Sequence[F64Array],
+    *,
+    facet: str = "legs",
+    x: str = "leverage",
+    hue: str = "margin_mode",
+    title: str = "Survival and wallet loss",
+    xlabel: str = "Leverage [x]",
+) -> Figure:
+    """Return, per ``facet`` value (a row of panels), survival (left) and loss (right) by ``x``.
+
+    ``table`` has ``facet``, ``x``, ``hue``, ``survival``, ``ci_low`` and ``ci_high`` (fractions);
+    ``losses[i]`` holds row ``i``'s per-entry losses (fractions of the starting wallet). Left:
+    survival at the horizon per ``hue`` with its interval shaded. Right: the loss distribution
+    per ``x`` and ``hue`` as boxes (quartiles, whiskers at the 5th and 95th percentiles, the
+    median a line, the mean a diamond).
+    """
+    if len(losses) != len(table):
+        raise ValueError(f"losses needs one array per table row ({len(table)}), was {len(losses)}")
+    facets = list(dict.fromkeys(table[facet])) if facet in table else [None]
+    hues = list(dict.fromkeys(table[hue])) if hue in table else [None]
+    xs = sorted(dict.fromkeys(float(v) for v in table[x]))
+    fig = _figure(12.0, 3.6 * len(facets) + 0.5)
+    axes = fig.subplots(len(facets), 2, squeeze=False)
+    palette = [(0.12, 0.47, 0.71, 1.0), (0.84, 0.15, 0.16, 1.0)]
+    colors = palette[: len(hues)] if len(hues) <= 2 else _colors(len(hues), "viridis")
+    width = 0.8 / len(hues)
+    for row, fv in enumerate(facets):
+        left, right = axes[row]
+        in_facet = (
+            np.ones(len(table), dtype=bool) if fv is None else (table[facet] == fv).to_numpy()
+        )
+        for k, (hv, color) in enumerate(zip(hues, colors, strict=True)):
+            mask = in_facet & (True if hv is None else (table[hue] == hv).to_numpy())
+            sub = table[mask].assign(_row=np.flatnonzero(mask)).sort_values(x)
+            px = np.searchsorted(xs, sub[x].to_numpy(dtype=float))
+            label = None if hv is None else _fmt_value(hv)
+            left.plot(
+                px,
+                sub["survival"].to_numpy(dtype=float) * 100,
+                marker="o",
+                ms=4,
+                color=color,
+                label=label,
+            )
+            left.fill_between(
+                px,
+                sub["ci_low"].to_numpy(dtype=float) * 100,
+                sub["ci_high"].to_numpy(dtype=float) * 100,
+                color=color,
+                alpha=0.15,
+                linewidth=0,
+            )
+            data = [np.asarray(losses[int(r)], dtype=float) * 100 for r in sub["_row"]]
+            keep = [j for j, d in enumerate(data) if d.size]
+            if not keep:
+                continue
+            pos = px[keep] + (k - (len(hues) - 1) / 2) * width
+            box = right.boxplot(
+                [data[j] for j in keep],
+                positions=pos,
+                widths=width * 0.85,
+                whis=(5, 95),
+                showfliers=False,
+                showmeans=True,
+                patch_artist=True,
+                manage_ticks=False,
+                meanprops={
+                    "marker": "D",
+                    "markerfacecolor": "white",
+                    "markeredgecolor": "black",
+                    "markersize": 4,
+                },
+                medianprops={"color": "black", "linewidth": 1.2},
+            )
+            for patch in box["boxes"]:
+                patch.set_facecolor(color)
+                patch.set_alpha(0.55)
+            right.plot([], [], color=color, linewidth=6, alpha=0.55, label=label)
+        name = "" if fv is None else f"{fv}: "
+        for ax in (left, right):
+            ax.set_xticks(range(len(xs)), [_fmt_value(v) for v in xs])
+            ax.set_xlim(-0.6, len(xs) - 0.4)
+            ax.set_ylim(-2, 102)
+            ax.set_xlabel(xlabel)
+            _style(ax)
+        left.set_ylabel("Survival at horizon [%]")
+        left.set_title(f"{name}not liquidated (any leg or the account)", fontsize=10)
+        right.set_ylabel("Wallet lost by the horizon [%]")
+        right.set_title(f"{name}loss of the starting wallet", fontsize=10)
+        if hues != [None]:
+            left.legend(title=hue.replace("_", " "), fontsize=8)
+            right.legend(title=hue.replace("_", " "), fontsize=8, loc="upper left")
+    fig.suptitle(title + "  (boxes: quartiles, whiskers 5–95 %, diamond: mean)", fontsize=11)
     return fig

@@ -10,10 +10,11 @@ import math
 import numpy as np
 import pandas as pd
 
-__all__ = ["format_percent_ci", "format_stop", "survival_display", "to_text"]
+__all__ = ["format_percent", "format_percent_ci", "format_stop", "survival_display", "to_text"]
 
 # raw column -> display label (units in the label)
 _LABELS = {
+    "legs": "Legs",
     "side": "Side",
     "leverage": "Leverage [x]",
     "stop_loss": "Stop-loss",
@@ -24,6 +25,8 @@ _LABELS = {
     "n_stopped": "Stopped",
     "n_censored": "Censored",
     "n_ruined": "Ruined",
+    "loss_mean": "Wallet lost, mean [%]",
+    "loss_q95": "Wallet lost, 95th pct [%]",
 }
 
 
@@ -78,7 +81,15 @@ def survival_display(
         f"> {horizon_days:g}" if not math.isfinite(v) else f"{v:.1f}"
         for v in table["median_time_to_liquidation"]
     ]
+    for name in ("loss_mean", "loss_q95"):
+        if name in table:
+            out[_LABELS[name]] = [format_percent(v) for v in table[name]]
     return out.reset_index(drop=True)
+
+
+def format_percent(value: float, *, digits: int = 1) -> str:
+    """Return a fraction as a percentage: ``0.4871`` → ``"48.7"``; NaN prints as ``"n/a"``."""
+    return f"{value * 100:.{digits}f}" if math.isfinite(value) else "n/a"
 
 
 def to_text(display: pd.DataFrame) -> str:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from backtester.survival.study import SurvivalStudy
 
 __all__ = [
+    "ACCOUNT_SKIPPED",
     "CRASH_DAYS",
     "LADDER",
     "Comparisons",
@@ -129,7 +130,9 @@ class Comparisons:
 
     Frames hold raw values (fractions, days, counts); the report only formats and draws them.
     ``equity_fan`` maps a label (``"long 10x"``) to (days ``(k,)``, equity as a fraction of the
-    initial cash ``(k, n_entries)``); ``summary`` is what ``run.json`` records.
+    initial cash ``(k, n_entries)``); ``summary`` is what ``run.json`` records. For an account
+    study only the equity fan is computed: ``skipped`` names every other comparison with the
+    reason, and their frames are empty.
     """
 
     horizon_days: float
@@ -144,6 +147,8 @@ class Comparisons:
     funding_horizon_days: float
     equity_fan: dict[str, tuple[F64Array, F64Array]]
     summary: dict[str, Any]
+    #: comparisons not computed (an account study), each with the reason; their frames are empty
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def _fixed(study: SurvivalStudy) -> dict[str, Any]:
@@ -168,10 +173,22 @@ def _rerun(study: SurvivalStudy, market: Market | None = None, **kw: Any) -> Sur
     return survival_study(market if market is not None else study.market, **settings)
 
 
+def _one_market(study: SurvivalStudy) -> Market:
+    # the single-position comparisons need one Market (an account study holds a MarketSet)
+    from backtester.market import Market
+
+    if not isinstance(study.market, Market):
+        raise ConfigError(
+            f"this comparison runs single positions on one market, was an account study of "
+            f"{study.market_label}; see the account report's first section instead"
+        )
+    return study.market
+
+
 def _max_leverage(study: SurvivalStudy) -> float:
     # the ladder stops at the lowest first-tier maximum of the tier tables in force (what the
     # engine accepts over the whole range); the market's snapshot is the fallback
-    m = study.market
+    m = _one_market(study)
     try:
         from backtester.rules import rules_timeline
 
@@ -269,7 +286,7 @@ def mark_vs_last(study: SurvivalStudy) -> tuple[SurvivalStudy, SurvivalStudy]:
         "position_size": 1.0,
         "margin_mode": "isolated",
     }
-    market = study.market
+    market = _one_market(study)
     if market.mark_source == "last":
         raise ConfigError(
             "mark_vs_last needs a market with mark-price bars, was mark_source='last'; "
@@ -387,7 +404,9 @@ def fan_checkpoints(horizon_bars: int, n_points: int = 10) -> list[int]:
 def equity_fan(study: SurvivalStudy) -> dict[str, tuple[F64Array, F64Array]]:
     """Run the engine once per checkpoint: equity if closed after t days (engine is the truth).
 
-    Returns a map from label (``"long 10x"``, up to six leverages of the first side, no stop)
+    Returns a map from label (``"long 10x"``, up to six leverages of the first side, no stop;
+    an account study: of the first leg set and margin mode, ``"BTC +0.5 / ETH +0.5, isolated
+    10x"``)
     to (days since entry ``(k,)``, equity as a fraction of the initial cash ``(k, n_entries)``),
     both starting at day 0 with equity 1.
     """
@@ -396,6 +415,9 @@ def equity_fan(study: SurvivalStudy) -> dict[str, tuple[F64Array, F64Array]]:
     groups = curve_groups(study.settings)
     side = next(iter(groups))
     idx = groups[side]
+    who: dict[str, Any] = {"side": str(side)}
+    if study.legs is not None:  # an account: the group's legs and margin mode
+        who = {"legs": dict(study.legs[idx[0]])}
     if len(idx) > 6:  # keep the fan readable: up to six leverages spread over the ladder
         pick = np.unique(np.linspace(0, len(idx) - 1, 6).round().astype(int))
         idx = [idx[k] for k in pick]
@@ -407,7 +429,7 @@ def equity_fan(study: SurvivalStudy) -> dict[str, tuple[F64Array, F64Array]]:
     for k, bars in enumerate(checkpoints):
         sub = survival_study(
             study.market,
-            side=str(side),  # type: ignore[arg-type]
+            **who,
             leverage=levs,
             stop_loss=None,
             position_size=float(row.get("position_size", 1.0)),
@@ -474,6 +496,8 @@ def compute(study: SurvivalStudy) -> Comparisons:
             f"{study.strategy_name!r}; write its report with comparisons=False"
         )
     fan = equity_fan(study)
+    if study.is_account:
+        return _account_comparisons(study, fan)
     summary: dict[str, Any] = {}
 
     # 1. leverage ladder
@@ -497,7 +521,7 @@ def compute(study: SurvivalStudy) -> Comparisons:
 
     # 5. mark vs last
     mvl = None
-    if study.market.mark_source == "mark":
+    if study.mark_source == "mark":
         mvl = _mark_vs_last_frames(*mark_vs_last(study))
         summary["false_liquidations"] = {
             "total": mvl.n_false,
@@ -538,6 +562,44 @@ def compute(study: SurvivalStudy) -> Comparisons:
         funding_horizon_days=fe.horizon_days,
         equity_fan=fan,
         summary=summary,
+    )
+
+
+#: the single-position comparisons an account study does not run, and why
+ACCOUNT_SKIPPED = {
+    "1. leverage ladder": "this study's own leverages are shown per leg set and margin mode in "
+    "the first section; pass more leverages to the study for a longer ladder",
+    "2. stop-loss vs none": "compares single positions; pass stop_loss=(None, 0.05) to the "
+    "account study to see each leg's stop in its table",
+    "3. position size": "reruns single long holds; pass position_size=(...) to the account study",
+    "4. isolated vs cross": "shown in the first section, for the account's own legs",
+    "5. mark-price vs last-price liquidation": "rebuilds one market with mark = last; not done "
+    "for the legs of a MarketSet yet",
+    "6. will you owe money?": "counts gaps of single positions; the account's insurance-fund "
+    "draws are n_insurance_draws in the survival table",
+    "7. funding on long holds": "reruns single long holds with funding on and off; pass "
+    "funding=(True, False) to the account study",
+}
+
+
+def _account_comparisons(
+    study: SurvivalStudy, fan: dict[str, tuple[F64Array, F64Array]]
+) -> Comparisons:
+    empty = pd.DataFrame()
+    return Comparisons(
+        horizon_days=study.horizon_days,
+        ladder=empty,
+        stop_effect=empty,
+        stop_table=empty,
+        size_table=empty,
+        mark_vs_last=None,
+        gaps=empty,
+        stop_gaps=None,
+        funding=empty,
+        funding_horizon_days=study.horizon_days,
+        equity_fan=fan,
+        summary={"skipped_for_account": sorted(ACCOUNT_SKIPPED)},
+        skipped=dict(ACCOUNT_SKIPPED),
     )
 
 

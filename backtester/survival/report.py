@@ -19,14 +19,14 @@ import pandas as pd
 
 from backtester._typing import F64Array
 from backtester.reports.html import ReportFigure, ReportSection, ReportTable, write_report
-from backtester.reports.tables import survival_display
+from backtester.reports.tables import format_percent, format_percent_ci, survival_display
 from backtester.survival.study import curve_groups, others_fixed
 
 if TYPE_CHECKING:  # pragma: no cover
     from backtester.survival.comparisons import Comparisons, MarkVsLast
     from backtester.survival.study import SurvivalStudy
 
-__all__ = ["comparison_sections", "main_sections", "write_survival_report"]
+__all__ = ["account_sections", "comparison_sections", "main_sections", "write_survival_report"]
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +46,29 @@ def main_sections(
     ] or study.setting_columns[:2]
     display = survival_display(table, setting_columns=setting_cols, horizon_days=study.horizon_days)
     meta = table.attrs
+    what = "the whole account (every leg)" if study.is_account else "a position"
     sections: list[ReportSection] = [
-        ReportSection(heading="In short", paragraphs=_headline(study, table), headline=True),
+        # an account's first section is its headline: isolated vs cross, survival and loss
+        *(
+            account_sections(study)
+            if study.is_account
+            else (
+                ReportSection(
+                    heading="In short", paragraphs=_headline(study, table), headline=True
+                ),
+            )
+        ),
         ReportSection(
             heading="What the numbers mean",
             paragraphs=(
                 meta["survival"],
                 "Interval: " + meta["ci_method"],
-                f"Each setting opens a position at {study.n_entries:,} entry times "
+                "Loss: " + meta["loss"] + ".",
+                *((meta["legs"] + ".",) if "legs" in meta else ()),
+                f"Each setting opens {what} at {study.n_entries:,} entry times "
                 f"(every {study.entry_every_bars * study.bar_days:g} days) and follows it for "
                 f"{study.horizon_days:g} days; liquidation is judged on the market's "
-                f"{study.market.mark_source} price by the engine's exchange rules.",
+                f"{study.mark_source} price by the engine's exchange rules.",
                 _ambiguity_note(study),
                 *_rules_note(study),
             ),
@@ -92,9 +104,10 @@ def main_sections(
     groups = curve_groups(study.settings)
     curve_figs = []
     hist_figs = []
-    for side, idx in groups.items():
+    for n_group, (side, idx) in enumerate(groups.items()):
         if not idx:
             continue
+        slug = f"{n_group + 1}" if study.is_account else side  # file names: no "/" or spaces
         curves = {
             study.label(i)
             if len(groups) == 1
@@ -103,13 +116,13 @@ def main_sections(
         }
         curve_figs.append(
             ReportFigure(
-                f"km_curves_{side}",
+                f"km_curves_{slug}",
                 plots.plot_km_curves(
                     curves,
                     title=f"Kaplan–Meier survival by leverage ({side})",
                     horizon=study.horizon_days,
                 ),
-                f"Share of {side} positions not yet liquidated, by days since entry.",
+                f"Share of {_who(study, side)} not yet liquidated, by days since entry.",
             )
         )
         hist = {
@@ -118,13 +131,13 @@ def main_sections(
         }
         hist_figs.append(
             ReportFigure(
-                f"liquidation_histograms_{side}",
+                f"liquidation_histograms_{slug}",
                 plots.plot_liquidation_histograms(
                     hist,
                     horizon=study.horizon_days,
-                    title=f"When {side} positions get liquidated",
+                    title=f"When {_who(study, side)} get liquidated",
                 ),
-                f"Days from entry to liquidation for liquidated {side} positions.",
+                f"Days from entry to liquidation for liquidated {_who(study, side)}.",
             )
         )
     sections.append(ReportSection(heading="Kaplan–Meier curves", figures=tuple(curve_figs)))
@@ -134,7 +147,8 @@ def main_sections(
             ReportSection(
                 heading="Equity fan",
                 paragraphs=(
-                    "Account equity (percent of the starting cash) if the position were closed "
+                    f"Account equity (percent of the starting cash) if the "
+                    f"{'account' if study.is_account else 'position'} were closed "
                     "after t days, across all entries; every point is a separate engine run "
                     "with that horizon, so it includes fees, funding and liquidations.",
                 ),
@@ -183,6 +197,133 @@ def main_sections(
     return sections
 
 
+def _who(study: SurvivalStudy, group: str) -> str:
+    # "long positions", "BTC +0.5 / ETH -0.5 accounts (cross)", "the account"
+    if study.is_account:
+        legs, _, mode = group.rpartition(", ")
+        return f"{legs} accounts ({mode})" if legs else f"{group} accounts"
+    return f"{group} positions" if group != "account" else "the account"
+
+
+def _kind(legs: tuple[tuple[str, float], ...]) -> str:
+    # how a trader names a leg set: long/long, short/short, hedged long/short
+    signs = {w > 0 for _, w in legs}
+    if len(legs) == 1:
+        return "one leg, long" if True in signs else "one leg, short"
+    if signs == {True}:
+        return "all long (correlated)"
+    if signs == {False}:
+        return "all short (correlated)"
+    return "hedged long/short"
+
+
+def _liquidated_by(study: SurvivalStudy, i: int) -> str:
+    # "BTC 12, ETH 30" (isolated legs) or "account 41" (a cross account as a whole)
+    legs = study.legs[i] if study.legs else ((study.symbols[0], 1.0),)
+    hit = study.liquidated_leg[i][~study.rejected[i]]
+    parts = []
+    for k in range(len(legs) + 1):
+        n = int((hit == k).sum())
+        if n:
+            name = "account" if k == len(legs) else legs[k][0].split("/")[0]
+            parts.append(f"{name} {n:,}")
+    return ", ".join(parts) or "none"
+
+
+def account_sections(study: SurvivalStudy) -> list[ReportSection]:
+    """Return the first section of an account study: isolated vs cross, survival and loss.
+
+    For each leg set (e.g. a correlated long/long and a hedged long/short account), each margin
+    mode and each leverage: how often the account (any leg, or the cross account as a whole)
+    was liquidated within the horizon and how much of the starting wallet it lost.
+    """
+    from backtester.reports import plots
+
+    table = study.table()
+    keep = others_fixed(study.settings, ("legs", "margin_mode", "leverage"))
+    rows = np.flatnonzero(keep)
+    sub = table.iloc[rows].reset_index(drop=True)
+    horizon = f"{study.horizon_days:g} days"
+    shown = pd.DataFrame(
+        {
+            "Legs": sub["legs"],
+            "Kind": [_kind(study.legs[i]) for i in rows] if study.legs else "",
+            "Margin": sub["margin_mode"],
+            "Leverage [x]": [f"{v:g}" for v in sub["leverage"]],
+            "Entries": sub["n_entries"],
+            "Liquidated [%]": [
+                f"{n / e * 100:.1f}" if e else "n/a"
+                for n, e in zip(sub["n_liquidated"], sub["n_entries"], strict=True)
+            ],
+            "First liquidated": [_liquidated_by(study, int(i)) for i in rows],
+            "Survival [%] (95% CI)": [
+                format_percent_ci(a, b, c)
+                for a, b, c in zip(sub["survival"], sub["ci_low"], sub["ci_high"], strict=True)
+            ],
+            "Wallet lost, mean [%]": [format_percent(v) for v in sub["loss_mean"]],
+            "Wallet lost, 95th pct [%]": [format_percent(v) for v in sub["loss_q95"]],
+        }
+    )
+    lines = []
+    for legs_text in dict.fromkeys(sub["legs"]):
+        part = sub[sub["legs"] == legs_text]
+        i0 = int(rows[int(np.flatnonzero((sub["legs"] == legs_text).to_numpy())[0])])
+        kind = _kind(study.legs[i0]) if study.legs else ""
+        levs = sorted(dict.fromkeys(float(v) for v in part["leverage"]))
+        said = []
+        for lev in dict.fromkeys((levs[0], levs[-1])):
+            at = part[part["leverage"] == lev]
+            modes = []
+            for _, r in at.iterrows():
+                share = r["n_liquidated"] / r["n_entries"] if r["n_entries"] else math.nan
+                modes.append(
+                    f"{r['margin_mode']} was liquidated in {share * 100:.0f}% of the entries "
+                    f"and lost {format_percent(r['loss_mean'])}% of the wallet on average "
+                    f"({format_percent(r['loss_q95'])}% in the worst 5%)"
+                )
+            said.append(f"At {lev:g}x, " + "; ".join(modes) + ".")
+        lines.append(f"{legs_text} ({kind}), within {horizon}. " + " ".join(said))
+    lines.append(
+        "Isolated margin risks each leg's own margin: a leg is liquidated on its own mark price "
+        "and the other legs go on. Cross margin backs all legs with the whole wallet: one leg's "
+        "profit holds the other up (fewer liquidations, most of all for a hedge), but when the "
+        "account's margin balance falls to the legs' maintenance margins every leg goes and the "
+        "wallet with it (docs/reference/exchange-rules.md §7)."
+    )
+    losses = [study.loss[i][~study.rejected[i]] for i in rows]
+    fig = plots.plot_account_survival_and_loss(
+        sub,
+        losses,
+        title=f"{study.market_label}: isolated vs cross after {horizon}",
+    )
+    return [
+        ReportSection(
+            heading="Isolated vs cross: how often the account is liquidated, and what it costs",
+            paragraphs=tuple(lines),
+            headline=True,
+            tables=(
+                ReportTable(
+                    "account_isolated_vs_cross",
+                    sub,
+                    shown,
+                    caption="Liquidated = any leg or the cross account liquidated within the "
+                    "horizon; First liquidated = which leg (or the cross account) went first; "
+                    "wallet lost = max(0, 1 − final equity / starting wallet) at the horizon.",
+                ),
+            ),
+            figures=(
+                ReportFigure(
+                    "account_survival_and_loss",
+                    fig,
+                    "Left: survival at the horizon (honest 95% interval shaded) by leverage, "
+                    "isolated vs cross. Right: distribution over entries of the share of the "
+                    "starting wallet lost by the horizon.",
+                ),
+            ),
+        )
+    ]
+
+
 def _rules_note(study: SurvivalStudy) -> tuple[str, ...]:
     # which tier tables decided the liquidations, and how each applies (e.g. the earliest table
     # extended back to dates before it)
@@ -225,7 +366,7 @@ def _headline(study: SurvivalStudy, table: pd.DataFrame) -> tuple[str, ...]:
         if len(idx) < 2:
             continue
         lo, hi = table.iloc[idx[0]], table.iloc[idx[-1]]
-        who = f"{side} positions" if side != "account" else "the account"
+        who = _who(study, side)
         text = (
             f"Opened on a random day, {who} at {lo['leverage']:g}x were not liquidated within "
             f"{days} {_pct(lo)} of the time; at {hi['leverage']:g}x only {_pct(hi)}"
@@ -268,6 +409,13 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
 
     sections: list[ReportSection] = []
     horizon = f"{study.horizon_days:g} days"
+    if cmp.skipped:  # an account study: the single-position comparisons do not apply
+        return [
+            ReportSection(
+                heading="Comparisons not run for an account",
+                paragraphs=tuple(f"{name}: {why}" for name, why in cmp.skipped.items()),
+            )
+        ]
 
     # 1. leverage ladder
     lt = cmp.ladder
@@ -573,7 +721,7 @@ def write_survival_report(
         extra = comparisons.summary
     m = study.market
     subtitle = (
-        f"{m.symbol} on {m.exchange}, {m.timeframe} bars {m.index[0]:%Y-%m-%d} → "
+        f"{study.market_label} on {m.exchange}, {m.timeframe} bars {m.index[0]:%Y-%m-%d} → "
         f"{m.index[-1]:%Y-%m-%d}; {study.n_settings} settings × {study.n_entries:,} entries; "
         f"horizon {study.horizon_days:g} days; backtester {study.run_info()['version']}"
     )
@@ -581,7 +729,8 @@ def write_survival_report(
     info["comparisons"] = extra
     return write_report(
         path,
-        title=f"Which leverage survives? {m.symbol}",
+        title=f"Which leverage survives? {study.market_label}"
+        + (" (one account)" if study.is_account else ""),
         subtitle=subtitle,
         sections=sections,
         run_info=info,

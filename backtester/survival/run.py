@@ -8,19 +8,24 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
 
 from backtester._typing import I64Array
 from backtester.config import SETTINGS, check_setting
+from backtester.engine.enums import ExitReason
 from backtester.errors import ConfigError, check_one_of
-from backtester.survival.study import DEFAULT_INITIAL_CASH, SurvivalStudy, _is_none
+from backtester.survival.study import DEFAULT_INITIAL_CASH, SurvivalStudy, _is_none, legs_label
 
 if TYPE_CHECKING:  # pragma: no cover
     from backtester.market import Market
+    from backtester.marketset import MarketSet
+
+#: one account's legs as the API takes them: ``{symbol: signed weight}``
+Legs = Mapping[str, float]
 
 __all__ = ["entry_indices", "parse_period_bars", "survival_study"]
 
@@ -61,7 +66,7 @@ def _as_tuple(value: Any) -> tuple[Any, ...]:
     return tuple(value)
 
 
-def entry_indices(market: Market, every_bars: int) -> I64Array:
+def entry_indices(market: Market | MarketSet, every_bars: int) -> I64Array:
     """Return rolling entry bars: every ``every_bars`` bars from the first period-aligned bar.
 
     A bar is aligned when its open time is a whole multiple of the period since the Unix epoch
@@ -100,8 +105,9 @@ def _check_int(value: Any, name: str, low: int) -> int:
 
 
 def survival_study(
-    market: Market,
+    market: Market | MarketSet,
     *,
+    legs: Legs | Sequence[Legs] | None = None,
     side: Literal["long", "short", "both"] = "long",
     leverage: float | Sequence[float] = SETTINGS["leverage"].study_default,
     stop_loss: float | Sequence[float | None] | None = (None,),
@@ -119,9 +125,18 @@ def survival_study(
 
     Parameters
     ----------
-    market : Market
-        From ``bt.load_market``. Liquidation is judged on its mark prices.
+    market : Market or MarketSet
+        From ``bt.load_market`` (or ``bt.load_markets`` with ``legs``). Liquidation is judged
+        on its mark prices.
+    legs : dict or list of dicts, optional
+        An account study: ``{symbol: weight}`` (negative = short, ``Σ|weight| <= 1``), every
+        rolling entry opening the whole account (``bt.run_account_entries``). A list of dicts
+        studies several leg sets side by side (long/long and long/short); the settings gain a
+        ``legs`` column (``"BTC +0.5 / ETH -0.5"``) in place of ``side``. Survival is the time
+        to the first liquidation of any leg or of the cross account.
     side : "long", "short" or "both"
+        Plain holds only: with ``legs`` each leg's side is the sign of its weight, and any
+        ``side`` but the default is refused.
     leverage, stop_loss, position_size, margin_mode : value or sequence of values
         The grid is their product (with ``side``). ``stop_loss`` is a fraction of the entry
         price (0.05 = 5 %), None for no stop. ``position_size`` is the fraction of equity.
@@ -156,15 +171,36 @@ def survival_study(
     >>> m = bt.load_market("BTC/USDT:USDT")
     >>> study = bt.survival_study(m, leverage=(2, 100))
     >>> study.table()[["leverage", "survival"]]  # doctest: +SKIP
+    >>> ms = bt.load_markets(["BTC/USDT:USDT", "ETH/USDT:USDT"])
+    >>> hedge = bt.survival_study(ms, legs=[{"BTC/USDT:USDT": 0.5, "ETH/USDT:USDT": 0.5},
+    ...                                     {"BTC/USDT:USDT": 0.5, "ETH/USDT:USDT": -0.5}],
+    ...                           leverage=(5, 20), margin_mode=("isolated", "cross"))
+    >>> hedge.table()[["legs", "margin_mode", "leverage", "survival", "loss_mean"]]  # doctest: +SKIP
     """
     from backtester.market import Market
+    from backtester.marketset import MarketSet
 
-    if not isinstance(market, Market):
+    if not isinstance(market, Market | MarketSet):
         raise ConfigError(
-            f"market must be a backtester Market, was {type(market).__name__}; "
-            "build one with bt.load_market(...) or bt.Market.from_frames(...)"
+            f"market must be a backtester Market or MarketSet, was {type(market).__name__}; "
+            "build one with bt.load_market(...), bt.Market.from_frames(...) or bt.load_markets(...)"
         )
     check_one_of(side, "side", ("long", "short", "both"))
+    leg_sets = None
+    if legs is not None or isinstance(market, MarketSet):
+        if isinstance(market, Market):  # one market: an account of legs on that symbol
+            market = MarketSet.from_markets([market])
+        leg_sets = _check_leg_sets(market, legs)
+        if side != "long":
+            raise ConfigError(
+                f"side has no meaning for an account (each leg's side is the sign of its "
+                f"weight), was {side!r}; drop side= and give a short leg a negative weight"
+            )
+        if strategy is not None:
+            raise ConfigError(
+                "strategy= with legs= is not modelled yet (a strategy study follows one "
+                "market's account); drop one of them"
+            )
     sides = ("long", "short") if side == "both" else (side,)
     levs = _check_values("leverage", _as_tuple(leverage))
     stops = _check_values("stop_loss", _as_tuple(stop_loss))
@@ -210,16 +246,27 @@ def survival_study(
         "margin_mode": modes,
         **swept,
     }
-    if strategy is not None:
+    if leg_sets is not None:
+        del axes["side"]
+        arrays, settings, elapsed, initial_cash = _run_accounts(
+            market,  # type: ignore[arg-type]
+            leg_sets,
+            axes,
+            fixed,
+            entries,
+            horizon_bars,
+        )
+        strategy_name = None
+    elif strategy is not None:
         from backtester.survival.strategy import strategy_outcomes
 
         settings, arrays, elapsed, initial_cash = strategy_outcomes(
-            market, strategy, axes, fixed, entries, horizon_bars
+            cast(Market, market), strategy, axes, fixed, entries, horizon_bars
         )
         strategy_name = str(getattr(strategy, "__name__", type(strategy).__name__))
     else:
         outcomes, settings, elapsed, initial_cash = _run_engine(
-            market, axes, fixed, entries, horizon_bars
+            cast(Market, market), axes, fixed, entries, horizon_bars
         )
         arrays = {
             name: getattr(outcomes, name, None)
@@ -240,7 +287,7 @@ def survival_study(
         strategy_name = None
     log.info(
         "survival study %s %s: %d settings x %d entries, horizon %d bars, %.2f s",
-        market.symbol,
+        " + ".join(market.symbols) if isinstance(market, MarketSet) else market.symbol,
         market.timeframe,
         len(settings),
         entries.size,
@@ -293,6 +340,95 @@ def _run_engine(
     settings["stop_loss"] = [None if _is_none(v) else float(v) for v in settings["stop_loss"]]
     initial_cash = float(getattr(config, "initial_cash", 1.0))
     return outcomes, settings, elapsed, initial_cash
+
+
+def _check_leg_sets(
+    market_set: MarketSet, legs: Legs | Sequence[Legs] | None
+) -> tuple[tuple[tuple[str, float], ...], ...]:
+    # one or several leg sets, each checked by the account engine's own rule (Σ|w| <= 1, ...)
+    from backtester.engine.accounts_run import _check_legs
+
+    if legs is None:
+        syms = list(market_set.symbols)
+        example = {s: round(1 / len(syms), 4) for s in syms}
+        raise ConfigError(
+            f"legs is required when market is a MarketSet, was None; e.g. legs={example}"
+        )
+    sets = [legs] if isinstance(legs, Mapping) else legs
+    if isinstance(sets, str) or not isinstance(sets, Sequence) or not sets:
+        raise ConfigError(
+            f"legs must be a dict {{symbol: weight}} or a list of such dicts, was {legs!r}"
+        )
+    out: list[tuple[tuple[str, float], ...]] = []
+    for one in sets:
+        checked = _check_legs(market_set, dict(one) if isinstance(one, Mapping) else one)
+        if legs_label(checked) in (legs_label(x) for x in out):
+            raise ConfigError(f"legs lists {legs_label(checked)!r} twice; list each leg set once")
+        out.append(checked)
+    return tuple(out)
+
+
+def _run_accounts(
+    market_set: MarketSet,
+    leg_sets: tuple[tuple[tuple[str, float], ...], ...],
+    axes: dict[str, tuple[Any, ...]],
+    fixed: dict[str, Any],
+    entries: I64Array,
+    horizon_bars: int,
+) -> tuple[dict[str, Any], pd.DataFrame, float, float]:
+    # one run_account_entries call per leg set; rows are leg set (outer) x the other axes
+    from backtester.config import RunConfig
+    from backtester.engine.accounts_run import run_account_entries
+    from backtester.params import ParamGrid
+
+    config = RunConfig(**fixed)
+    inner = pd.DataFrame(list(itertools.product(*axes.values())), columns=list(axes))
+    grid = ParamGrid.zip(
+        **{name: [_grid_value(name, v) for v in inner[name]] for name in inner.columns}
+    )
+    t0 = time.perf_counter()
+    parts = [
+        run_account_entries(
+            market_set,
+            grid,
+            legs=dict(one),
+            entry_idx=entries,
+            horizon_bars=horizon_bars,
+            config=config,
+        )
+        for one in leg_sets
+    ]
+    elapsed = time.perf_counter() - t0
+    frames = [inner.assign(legs=legs_label(one)) for one in leg_sets]
+    settings = pd.concat(frames, ignore_index=True)
+    settings = settings[["legs", *inner.columns]]
+    settings["stop_loss"] = [None if _is_none(v) else float(v) for v in settings["stop_loss"]]
+
+    def stack(name: str) -> Any:
+        return np.concatenate([np.asarray(getattr(p, name)) for p in parts], axis=0)
+
+    liquidation_idx = stack("liquidation_idx")
+    liquidated = liquidation_idx >= 0
+    # the study's event is the first liquidation of a leg or of the cross account
+    rules: dict[tuple[str, ...], dict[str, str]] = {}
+    for p in parts:
+        for r in p.rules:
+            rules.setdefault(tuple(r.values()), dict(r))
+    arrays: dict[str, Any] = {
+        "exit_idx": np.where(liquidated, liquidation_idx, stack("exit_idx")),
+        "reason": np.where(liquidated, int(ExitReason.LIQUIDATION), stack("reason")),
+        "final_equity": stack("final_equity"),
+        "min_equity": stack("min_equity"),
+        "insurance_draw": stack("insurance_draw"),
+        "funding_paid": stack("funding_paid"),
+        "fees_paid": stack("fees_paid"),
+        "ambiguous_bars": stack("ambiguous_bars"),
+        "rejected": stack("rejected"),
+        "rules": tuple(rules.values()),
+        "legs": [one for one in leg_sets for _ in range(len(inner))],
+        "liquidated_leg": stack("liquidated_leg"),
+    }
+    return arrays, settings, elapsed, float(config.initial_cash)
 
 
 def _grid_value(name: str, value: Any) -> Any:

@@ -37,14 +37,18 @@ from backtester.survival.stats import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from backtester.market import Market
+    from backtester.marketset import MarketSet
     from backtester.survival.comparisons import Comparisons
 
 __all__ = [
+    "ACCOUNT_MEANING",
     "DEFAULT_INITIAL_CASH",
+    "LOSS_MEANING",
     "SETTING_COLUMNS",
     "SURVIVAL_MEANING",
     "SurvivalStudy",
     "curve_groups",
+    "legs_label",
     "others_fixed",
 ]
 
@@ -66,6 +70,22 @@ SURVIVAL_MEANING = (
     "n_stopped. Only the horizon and the end of the data censor (right-censoring)."
 )
 
+ACCOUNT_MEANING = (
+    "Survival = share of accounts in which NO leg and not the account itself was liquidated "
+    "(and the account not ruined) within the horizon, estimated by Kaplan–Meier on the time to "
+    "the first liquidation. Every rolling entry opens the whole account (every leg at once). "
+    "Isolated: each leg is liquidated on its own and loses its own margin; cross: the account "
+    "is liquidated when its margin balance falls to the sum of the legs' maintenance margins, "
+    "and every leg goes. A leg's stop-loss exit is not a liquidation; the other legs are "
+    "followed on. Only the horizon and the end of the data censor (right-censoring)."
+)
+
+LOSS_MEANING = (
+    "fraction of the starting wallet lost by the horizon, max(0, 1 - final_equity / "
+    "initial_cash), over the entries that opened (0 = no loss, 1 = the whole wallet); "
+    "loss_mean is its mean, loss_q95 its 95th percentile (numpy's linear interpolation)"
+)
+
 
 def _is_none(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
@@ -79,6 +99,11 @@ def _fmt_label(value: Any) -> str:
     return str(value)
 
 
+def legs_label(legs: Sequence[tuple[str, float]]) -> str:
+    """Return ``"BTC +0.5 / ETH -0.5"``: each leg's base currency and signed weight."""
+    return " / ".join(f"{sym.split('/')[0]} {w:+g}" for sym, w in legs)
+
+
 class SurvivalStudy:
     """Outcomes of rolling-entry holds for each setting, with survival estimates and a report.
 
@@ -87,23 +112,33 @@ class SurvivalStudy:
 
     Attributes
     ----------
-    market : Market
+    market : Market or MarketSet
+        A ``MarketSet`` for an account study (``legs=``): every entry opens the whole account.
     settings : pandas.DataFrame
-        The swept values of each setting (side, leverage, stop_loss, ...).
+        The swept values of each setting (side, leverage, stop_loss, ...); an account study has
+        a ``legs`` column (``"BTC +0.5 / ETH -0.5"``) instead of ``side``.
     entry_idx : (n_entries,) int64
         Bar index of every entry (the position opens at that bar's open).
     horizon_bars, entry_every_bars : int
     exit_idx, reason : (n_settings, n_entries)
         Bar of the exit and its ``ExitReason`` code (``ExitReason.LIQUIDATION``,
-        ``ExitReason.STOP_LOSS``, ``ExitReason.HORIZON``, ...).
+        ``ExitReason.STOP_LOSS``, ``ExitReason.HORIZON``, ...). For an account: the first
+        liquidation (of a leg or of the cross account) when there was one, else the first
+        leg's exit (a stop, ruin) or the window's last bar.
     final_equity, min_equity, insurance_draw, funding_paid, fees_paid : (n_settings, n_entries)
-        Quote-currency amounts from the engine (equity starts at ``initial_cash``).
+        Quote-currency amounts from the engine (equity starts at ``initial_cash``); for an
+        account, of the whole wallet.
+    legs : tuple or None
+        Account studies: each setting's legs, ``((symbol, weight), ...)``; None for one market.
+    liquidated_leg : (n_settings, n_entries) int64
+        Which leg was liquidated first (index into that setting's legs; ``len(legs)`` = the
+        cross account as a whole; -1 none). One market: 0 where liquidated.
     """
 
     def __init__(
         self,
         *,
-        market: Market,
+        market: Market | MarketSet,
         settings: pd.DataFrame,
         entry_idx: I64Array,
         horizon_bars: int,
@@ -125,6 +160,8 @@ class SurvivalStudy:
         elapsed_s: float = math.nan,
         strategy_name: str | None = None,
         rules: Sequence[Mapping[str, str]] | None = None,
+        legs: Sequence[Sequence[tuple[str, float]]] | None = None,
+        liquidated_leg: I64Array | None = None,
     ) -> None:
         n_settings, n_entries = len(settings), int(np.asarray(entry_idx).size)
         self.market = market
@@ -174,15 +211,60 @@ class SurvivalStudy:
         self.seed = int(seed)
         self.elapsed_s = float(elapsed_s)
         self.strategy_name = strategy_name
+        self.legs: tuple[tuple[tuple[str, float], ...], ...] | None = (
+            None if legs is None else tuple(tuple((str(a), float(w)) for a, w in x) for x in legs)
+        )
+        if self.legs is not None and len(self.legs) != n_settings:
+            raise ShapeError(
+                f"SurvivalStudy.legs must hold one leg set per setting ({n_settings}), "
+                f"was {len(self.legs)}"
+            )
+        if liquidated_leg is None:
+            self.liquidated_leg = np.where(self.reason == _LIQUIDATION, 0, -1).astype(np.int64)
+        else:
+            self.liquidated_leg = np.asarray(liquidated_leg, dtype=np.int64).reshape(
+                n_settings, n_entries
+            )
 
     # ------------------------------------------------------------------ basics
 
     def __repr__(self) -> str:
         return (
-            f"SurvivalStudy({self.market.symbol} {self.market.timeframe}, "
+            f"SurvivalStudy({self.market_label} {self.market.timeframe}, "
             f"{self.n_settings} settings x {self.n_entries} entries, "
             f"horizon {self.horizon_days:g} days)"
         )
+
+    @property
+    def is_account(self) -> bool:
+        """True for an account study (a ``MarketSet`` and ``legs``)."""
+        return self.legs is not None
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The symbols the study holds (one for a single market)."""
+        from backtester.marketset import MarketSet
+
+        m = self.market
+        return tuple(m.symbols) if isinstance(m, MarketSet) else (m.symbol,)
+
+    @property
+    def market_label(self) -> str:
+        """``"BTC/USDT:USDT"``, or ``"BTC/USDT:USDT + ETH/USDT:USDT"`` for an account."""
+        return " + ".join(self.symbols)
+
+    @property
+    def mark_source(self) -> str:
+        """Which price judges liquidation: ``"mark"`` or ``"last"`` (per symbol if they differ)."""
+        from backtester.marketset import MarketSet
+
+        m = self.market
+        if not isinstance(m, MarketSet):
+            return str(m.mark_source)
+        sources = {x.symbol: str(x.mark_source) for x in m.markets}
+        if len(set(sources.values())) == 1:
+            return next(iter(sources.values()))
+        return ", ".join(f"{k}: {v}" for k, v in sources.items())
 
     @property
     def n_settings(self) -> int:
@@ -233,6 +315,12 @@ class SurvivalStudy:
     def events(self) -> BoolArray:
         """True where the hold ended in liquidation or ruin ``(n_settings, n_entries)``."""
         out: BoolArray = (self.reason == _LIQUIDATION) | (self.reason == _RUIN)
+        return out
+
+    @cached_property
+    def loss(self) -> F64Array:
+        """Fraction of the starting wallet lost by the horizon: ``max(0, 1 - final/initial)``."""
+        out: F64Array = np.maximum(0.0, 1.0 - self.final_equity / self.initial_cash)
         return out
 
     @cached_property
@@ -345,6 +433,7 @@ class SurvivalStudy:
                     "n_insurance_draws": int((self.insurance_draw[s] > 0).sum()),
                     "mean_final_equity": float(np.mean(self.final_equity[s]) / self.initial_cash),
                     "ambiguous_bars": int(self.ambiguous_bars[s]),
+                    **_loss_stats(self.loss[s][ok]),
                 }
             )
         table = pd.concat([self.settings, pd.DataFrame(rows)], axis=1)
@@ -358,15 +447,20 @@ class SurvivalStudy:
         ci_low, ci_high, median_time_to_liquidation`` (days, NaN when more than half survive the
         horizon), then ``n_ruined``, ``ci_low_greenwood``/``ci_high_greenwood`` (the naive
         interval that treats overlapping entries as independent), ``n_insurance_draws``,
-        ``mean_final_equity`` (fraction of the initial cash) and ``ambiguous_bars``.
-        ``df.attrs`` states what survival means and how the interval was computed.
+        ``mean_final_equity`` (fraction of the initial cash), ``ambiguous_bars``, and how much
+        of the wallet was lost: ``loss_mean`` and ``loss_q95``, the mean and the 95th
+        percentile over the opened entries of ``max(0, 1 - final_equity / initial_cash)`` at
+        the horizon (0 = nothing lost, 1 = the whole starting wallet; NaN when no entry
+        opened). For an account study ``n_liquidated`` counts the entries where any leg or
+        the account was liquidated, and survival is the time to that first liquidation.
+        ``df.attrs`` states what survival and loss mean and how the interval was computed.
         """
         return self._table.copy()
 
     def table_metadata(self) -> dict[str, Any]:
         """Return what the table's numbers mean (stored in ``table().attrs``)."""
         pct = f"{self.confidence * 100:g}%"
-        meaning = SURVIVAL_MEANING
+        meaning = ACCOUNT_MEANING if self.is_account else SURVIVAL_MEANING
         if self.strategy_name is not None:
             from backtester.survival.strategy import STRATEGY_MEANING, STRATEGY_STOPS
 
@@ -393,7 +487,16 @@ class SurvivalStudy:
                 f"intervals, which treat every entry as independent and are too narrow here."
             ),
             "estimator": "Kaplan–Meier (lifelines.KaplanMeierFitter)",
+            "loss": LOSS_MEANING,
+            **({"legs": self._legs_meaning()} if self.is_account else {}),
         }
+
+    def _legs_meaning(self) -> str:
+        sets = dict.fromkeys(legs_label(x) for x in self.legs or ())
+        return (
+            "legs: symbol base and signed weight of each leg (negative = short); leg k commits "
+            "position_size·|weight_k| of the equity as margin. Leg sets: " + "; ".join(sets)
+        )
 
     def nonoverlapping(self) -> pd.DataFrame:
         """Return survival on independent subsamples: entries one horizon apart.
@@ -526,25 +629,76 @@ class SurvivalStudy:
 
     # ------------------------------------------------------------------ outputs
 
+    def outcomes(self) -> pd.DataFrame:
+        """Return one row per setting and entry: how each hold (or account) ended.
+
+        Columns: the settings, ``setting`` (row of ``table()``), ``entry_time``, ``exit_time``
+        (open of the bar of ``exit_idx``: the first liquidation when there was one, else the
+        first exit; NaT when rejected), ``reason`` (``"liquidation"``, ``"stop_loss"``,
+        ``"horizon"``, ``"end_of_data"``, ``"ruin"``, ``"none"`` = rejected), ``liquidated``,
+        ``liquidated_leg`` (the symbol liquidated first; ``"account"`` when a cross account was
+        liquidated as a whole; None), ``final_equity``, ``min_equity``, ``fees_paid``,
+        ``funding_paid``, ``insurance_draw`` (quote currency, of the whole wallet), ``loss``
+        (fraction of the starting wallet lost by the horizon) and ``rejected``.
+        """
+        n_s, n_e = self.n_settings, self.n_entries
+        ts = self.market.ts_ns
+        rows = np.repeat(np.arange(n_s), n_e)
+        exit_idx = self.exit_idx.ravel()
+        exit_ns = np.where(exit_idx >= 0, ts[np.clip(exit_idx, 0, None)], np.iinfo(np.int64).min)
+        names = {int(r): r.name.lower() for r in ExitReason}
+        leg_names: list[str | None] = []
+        for s in range(n_s):
+            symbols = [sym for sym, _ in self.legs[s]] if self.legs else [self.symbols[0]]
+            for k in self.liquidated_leg[s]:
+                leg_names.append(
+                    None if k < 0 else ("account" if k >= len(symbols) else symbols[int(k)])
+                )
+        frame = self.settings.iloc[rows].reset_index(drop=True)
+        frame["setting"] = rows
+        frame["entry_time"] = pd.to_datetime(ts[np.tile(self.entry_idx, n_s)], utc=True)
+        frame["exit_time"] = pd.to_datetime(pd.Series(exit_ns).where(exit_idx >= 0), utc=True)
+        frame["reason"] = [names.get(int(r), str(r)) for r in self.reason.ravel()]
+        frame["liquidated"] = (self.liquidated_leg >= 0).ravel()
+        frame["liquidated_leg"] = leg_names
+        for name in ("final_equity", "min_equity", "fees_paid", "funding_paid", "insurance_draw"):
+            frame[name] = getattr(self, name).ravel()
+        frame["loss"] = np.where(self.rejected, np.nan, self.loss).ravel()
+        frame["rejected"] = self.rejected.ravel()
+        frame.attrs = {"loss": LOSS_MEANING, "survival": self.table_metadata()["survival"]}
+        return frame
+
+    def _market_info(self) -> dict[str, Any]:
+        from backtester.marketset import MarketSet
+
+        m = self.market
+        common = {
+            "exchange": m.exchange,
+            "timeframe": m.timeframe,
+            "start": str(m.index[0]) if m.n_bars else None,
+            "end": str(m.index[-1]) if m.n_bars else None,
+            "n_bars": m.n_bars,
+            "mark_source": self.mark_source,
+            "sha256": m.fingerprint(),
+        }
+        if not isinstance(m, MarketSet):
+            return {"symbol": m.symbol, **common}
+        return {
+            "symbol": self.market_label,
+            "symbols": list(m.symbols),
+            **common,
+            "markets": [{"symbol": x.symbol, "sha256": x.fingerprint()} for x in m.markets],
+        }
+
     def run_info(self) -> dict[str, Any]:
         """Return the run's settings, package version and data sha256 (for ``run.json``)."""
         from backtester import __version__
 
-        m = self.market
-        return {
+        info: dict[str, Any] = {
             "kind": "survival_study",
             "package": "backtester",
             "version": __version__,
-            "market": {
-                "symbol": m.symbol,
-                "exchange": m.exchange,
-                "timeframe": m.timeframe,
-                "start": str(m.index[0]) if m.n_bars else None,
-                "end": str(m.index[-1]) if m.n_bars else None,
-                "n_bars": m.n_bars,
-                "mark_source": m.mark_source,
-                "sha256": m.fingerprint(),
-            },
+            "market": self._market_info(),
             "settings": {
                 "grid": {c: _unique_json(self.settings[c]) for c in self.settings},
                 **{k: _json_value(v) for k, v in self.run_settings.items()},
@@ -559,6 +713,12 @@ class SurvivalStudy:
             "ci_method": self.table_metadata()["ci_method"],
             "rules": [dict(r) for r in self.rules],
         }
+        if self.legs is not None:
+            info["legs"] = [
+                {"label": label, "weights": dict(legs)}
+                for label, legs in {legs_label(x): x for x in self.legs}.items()
+            ]
+        return info
 
     def comparisons(self) -> Comparisons:
         """Run the article's comparisons and the equity fan on this study's market and entries.
@@ -594,6 +754,12 @@ class SurvivalStudy:
         return str(write_survival_report(self, path, comparisons=computed))
 
 
+def _loss_stats(loss: F64Array) -> dict[str, float]:
+    if not loss.size:
+        return {"loss_mean": math.nan, "loss_q95": math.nan}
+    return {"loss_mean": float(np.mean(loss)), "loss_q95": float(np.quantile(loss, 0.95))}
+
+
 def others_fixed(settings: pd.DataFrame, keep: tuple[str, ...]) -> BoolArray:
     """Return the rows of ``settings`` that share row 0's values on every column not in ``keep``."""
     mask = np.ones(len(settings), dtype=bool)
@@ -610,23 +776,28 @@ def curve_groups(settings: pd.DataFrame) -> dict[str, list[int]]:
     """Return setting indices by side, sorted by leverage, for per-leverage curves.
 
     Only settings without a stop are kept (else those with the first stop), and every other
-    column is held at row 0's value; without a ``side`` column the one group is ``"account"``.
+    column is held at row 0's value. An account study (a ``legs`` column) is grouped by leg set
+    and margin mode (``"BTC +0.5 / ETH +0.5, cross"``); without ``side`` or ``legs`` the one
+    group is ``"account"``.
     """
     s = settings
-    mask = others_fixed(s, ("side", "leverage", "stop_loss"))
+    by = ["side"] if "side" in s else [c for c in ("legs", "margin_mode") if "legs" in s and c in s]
+    mask = others_fixed(s, (*by, "leverage", "stop_loss"))
     if "stop_loss" in s:
         no_stop = s["stop_loss"].isna().to_numpy()
         if (mask & no_stop).any():
             mask &= no_stop
         else:
-            mask &= others_fixed(s, ("side", "leverage"))
-    sides = list(dict.fromkeys(s["side"])) if "side" in s else ["account"]
+            mask &= others_fixed(s, (*by, "leverage"))
+    keys = list(dict.fromkeys(tuple(r) for r in s[by].itertuples(index=False))) if by else [()]
     groups: dict[str, list[int]] = {}
-    for side in sides:
-        in_side = (s["side"] == side).to_numpy() if "side" in s else np.ones(len(s), dtype=bool)
-        idx = [int(i) for i in np.flatnonzero(mask & in_side)]
+    for key in keys:
+        inside = np.ones(len(s), dtype=bool)
+        for c, v in zip(by, key, strict=True):
+            inside &= (s[c] == v).to_numpy()
+        idx = [int(i) for i in np.flatnonzero(mask & inside)]
         idx.sort(key=lambda i: float(s["leverage"].iloc[i]))
-        groups[str(side)] = idx
+        groups[", ".join(str(v) for v in key) if key else "account"] = idx
     return groups
 
 
