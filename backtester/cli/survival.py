@@ -76,7 +76,33 @@ def register(subparsers: Any) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--symbol", default=DEFAULTS["symbol"], help=_d("ccxt symbol of the perpetual"))
+    p.add_argument(
+        "--symbol",
+        default=DEFAULTS["symbol"],
+        help=_d(
+            "ccxt symbol of the perpetual; several, comma-separated (BTC/USDT:USDT,ETH/USDT:USDT): "
+            "one study per symbol, or one account of them all with --legs"
+        ),
+    )
+    p.add_argument(
+        "--legs",
+        action="append",
+        default=None,
+        metavar="W,W[;W,W...]",
+        help="study one account holding every --symbol: a signed weight per symbol, in "
+        "--symbol's order (negative = short; |weights| sum to at most 1; leg k commits "
+        "position_size*|w_k| of the equity). Several leg sets: repeat --legs (--legs 0.5,0.5 "
+        "--legs 0.5,-0.5) or separate them with ';' (--legs '0.5,0.5;0.5,-0.5'). One leg set "
+        "of two or more legs is compared with its counterpart (every leg after the first "
+        "flipped: 0.5,0.5 adds 0.5,-0.5 and 0.5,-0.5 adds 0.5,0.5) unless --no-counterpart. "
+        "With --legs, --margin-mode defaults to isolated,cross and --stop-loss to none, and "
+        "--side does not apply (each leg's side is its weight's sign)",
+    )
+    p.add_argument(
+        "--no-counterpart",
+        action="store_true",
+        help="with one --legs set: study only that set (no hedge / long-long counterpart)",
+    )
     p.add_argument(
         "--exchange", default=DEFAULTS["exchange"], help=_d("exchange id of the data (and profile)")
     )
@@ -213,9 +239,14 @@ def given_settings(args: argparse.Namespace) -> dict[str, list[Any]]:
     return out
 
 
-def default_out(args: argparse.Namespace) -> str:
-    """Return a deterministic report folder: the symbol and timeframe, plus an id of the options."""
-    safe = str(args.symbol).replace("/", "_").replace(":", "_")
+def default_out(args: argparse.Namespace, symbol: str | None = None) -> str:
+    """Return a deterministic report folder: the symbol and timeframe, plus an id of the options.
+
+    ``symbol`` names one study of several ``--symbol`` values; an account (``--legs``) is named
+    after all its symbols joined by ``+``.
+    """
+    symbols = [symbol] if symbol is not None else split_symbols(args.symbol)
+    safe = "+".join(x.replace("/", "_").replace(":", "_") for x in symbols)
     study = ("exchange", "side", "horizon", "entry_every")
     changed: dict[str, Any] = {
         k: getattr(args, k) for k in study if getattr(args, k) != DEFAULTS[k]
@@ -229,6 +260,10 @@ def default_out(args: argparse.Namespace) -> str:
         changed["seed"] = args.seed
     if args.no_comparisons:
         changed["no_comparisons"] = True
+    if getattr(args, "legs", None):
+        changed["legs"] = list(args.legs)
+        if args.no_counterpart:
+            changed["no_counterpart"] = True
     default_stops = parse_values("stop_loss", DEFAULTS["stop_loss"])
     for name, values in given_settings(args).items():
         if name != "stop_loss" or values != default_stops:
@@ -238,6 +273,84 @@ def default_out(args: argparse.Namespace) -> str:
         digest = hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
         name += f"-{digest}"
     return name
+
+
+def split_symbols(text: str) -> list[str]:
+    """Return the ``--symbol`` values: ``"BTC/USDT:USDT,ETH/USDT:USDT"`` → two symbols.
+
+    Raises
+    ------
+    ConfigError
+        An empty item or a symbol given twice.
+    """
+    items = [t.strip() for t in str(text).split(",")]
+    if any(not t for t in items):
+        raise ConfigError(
+            f"--symbol has an empty value in {text!r}; write comma-separated symbols such as "
+            "BTC/USDT:USDT,ETH/USDT:USDT"
+        )
+    if len(set(items)) != len(items):
+        raise ConfigError(f"--symbol lists a symbol twice in {text!r}; list each symbol once")
+    return items
+
+
+def parse_legs(
+    texts: list[str], symbols: list[str], *, counterpart: bool = True
+) -> list[dict[str, float]]:
+    """Return the ``--legs`` sets as ``{symbol: weight}`` dicts, in ``--symbol``'s order.
+
+    ``texts`` are the ``--legs`` values (each may hold several sets separated by ``;``). One
+    set of two or more legs gains its counterpart (every leg after the first flipped) when
+    ``counterpart`` is true.
+
+    Raises
+    ------
+    ConfigError
+        A weight that is not a number or is zero, a set whose number of weights differs from the
+        number of symbols, ``Σ|w| > 1``, or a set given twice (each names ``--legs``).
+    """
+    sets: list[dict[str, float]] = []
+    for text in texts:
+        for part in str(text).split(";"):
+            tokens = [t.strip() for t in part.split(",")]
+            if not part.strip() or any(not t for t in tokens):
+                raise ConfigError(
+                    f"--legs has an empty value in {text!r}; write one signed weight per "
+                    "--symbol, e.g. --legs 0.5,0.5 or --legs 0.5,-0.5"
+                )
+            if len(tokens) != len(symbols):
+                raise ConfigError(
+                    f"--legs {part.strip()!r} has {len(tokens)} weight(s) for {len(symbols)} "
+                    f"symbol(s) of --symbol ({', '.join(symbols)}); give one weight per symbol"
+                )
+            weights: dict[str, float] = {}
+            for sym, token in zip(symbols, tokens, strict=True):
+                try:
+                    w = float(token)
+                except ValueError:
+                    raise ConfigError(
+                        f"--legs weights must be numbers such as 0.5 or -0.5, was {token!r}"
+                    ) from None
+                if not math.isfinite(w) or w == 0.0:
+                    raise ConfigError(
+                        f"--legs weight of {sym} must be a non-zero number (negative = short), "
+                        f"was {token!r}; leave the symbol out of --symbol instead"
+                    )
+                weights[sym] = w
+            total = sum(abs(w) for w in weights.values())
+            if total > 1.0 + 1e-12:
+                raise ConfigError(
+                    f"--legs {part.strip()!r}: the |weights| must sum to at most 1, was "
+                    f"{total:g}; scale them down (--position-size sets how much of the equity "
+                    "the whole account commits)"
+                )
+            if weights in sets:
+                raise ConfigError(f"--legs lists {part.strip()!r} twice; list each leg set once")
+            sets.append(weights)
+    if counterpart and len(sets) == 1 and len(symbols) >= 2:
+        first, *rest = sets[0].items()
+        sets.append(dict([first, *((k, -w) for k, w in rest)]))
+    return sets
 
 
 def load_strategy(name: str | None) -> Any:
@@ -256,10 +369,14 @@ def load_strategy(name: str | None) -> Any:
         raise ConfigError(f"--strategy: {text}") from exc
 
 
-def _study_arguments(args: argparse.Namespace) -> dict[str, Any]:
+def _study_arguments(args: argparse.Namespace, *, account: bool = False) -> dict[str, Any]:
     # survival_study's keyword arguments: the grid axes as tuples, other settings as a scalar
-    # (one value) or a tuple (a sweep); stop_loss defaults to the CLI's grid
+    # (one value) or a tuple (a sweep); stop_loss defaults to the CLI's grid (an account: no
+    # stop, and both margin modes: the comparison an account study is for)
     given = given_settings(args)
+    if account:
+        given.setdefault("stop_loss", [None])
+        given.setdefault("margin_mode", parse_values("margin_mode", "isolated,cross"))
     given.setdefault("stop_loss", parse_values("stop_loss", DEFAULTS["stop_loss"]))
     out: dict[str, Any] = {}
     for name, values in given.items():
@@ -280,44 +397,92 @@ class _Progress:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Handle ``backtester survival``: run the study, print the table, write the report."""
-    from backtester.market import load_market
-    from backtester.reports.tables import survival_display, to_text
-    from backtester.survival import survival_study
+    """Handle ``backtester survival``: run the study, print the table, write the report.
 
+    ``--symbol A,B`` without ``--legs`` runs one study per symbol (tables one after the other,
+    each report in its own folder: ``--out`` then holds one sub-folder per symbol); with
+    ``--legs`` one account study of all the symbols.
+    """
     if args.no_report and args.out is not None:
         raise ConfigError(
             f"--out {args.out!r} has no effect with --no-report (no report is written); "
             "drop one of them"
         )
+    symbols = split_symbols(args.symbol)
+    if args.no_counterpart and not args.legs:
+        raise ConfigError("--no-counterpart has no effect without --legs; drop it")
+    if args.legs:
+        if args.side != DEFAULTS["side"]:
+            raise ConfigError(
+                f"--side {args.side} has no meaning with --legs (each leg's side is the sign of "
+                "its weight); drop --side and give a short leg a negative weight"
+            )
+        if args.strategy is not None:
+            raise ConfigError("--strategy with --legs is not modelled yet; drop one of them")
+        legs = parse_legs(args.legs, symbols, counterpart=not args.no_counterpart)
+        _run_one(args, symbols, legs, args.out)
+        return 0
+    if len(symbols) == 1:
+        _run_one(args, symbols, None, args.out)
+        return 0
+    payloads: list[dict[str, Any]] = []
+    for k, symbol in enumerate(symbols):
+        out = None
+        if args.out is not None:
+            out = f"{args.out}/{symbol.replace('/', '_').replace(':', '_')}"
+        if k and not args.json:
+            print()
+        payloads.append(_run_one(args, [symbol], None, out, quiet_json=True) or {})
+    if args.json:
+        print(json.dumps({"studies": payloads}, indent=2, allow_nan=False, default=_nan_to_none))
+    return 0
+
+
+def _run_one(
+    args: argparse.Namespace,
+    symbols: list[str],
+    legs: list[dict[str, float]] | None,
+    out_arg: str | None,
+    *,
+    quiet_json: bool = False,
+) -> dict[str, Any] | None:
+    # one study (one symbol, or one account of all `symbols`): load, run, report, print
+    from backtester.market import load_market
+    from backtester.marketset import load_markets
+    from backtester.reports.tables import survival_display, to_text
+    from backtester.survival import survival_study
+
     progress = _Progress(sys.stderr.isatty())
-    settings = _study_arguments(args)
+    settings = _study_arguments(args, account=legs is not None)
     strategy = load_strategy(args.strategy)
-    out = None if args.no_report else (args.out or default_out(args))
+    one = symbols[0] if legs is None and len(split_symbols(args.symbol)) > 1 else None
+    out = None if args.no_report else (out_arg or default_out(args, one))
     if out is not None:  # a folder the report may not write is refused before the long work
         from backtester.reports.html import check_output_dir
 
         check_output_dir(out)
     intrabar = settings.get("intrabar", ())
     detail = "detail" in (intrabar if isinstance(intrabar, tuple) else (intrabar,))
-    progress(f"loading {args.symbol} {args.timeframe} ({args.exchange})")
-    market = load_market(
-        args.symbol,
-        exchange=args.exchange,
-        timeframe=args.timeframe,
-        start=args.start,
-        end=args.end,
-        store=args.store,
-        mark=args.mark,
-        detail_timeframe="1m" if detail else None,
-    )
+    label = " + ".join(symbols)
+    progress(f"loading {label} {args.timeframe} ({args.exchange})")
+    load: dict[str, Any] = {
+        "exchange": args.exchange,
+        "timeframe": args.timeframe,
+        "start": args.start,
+        "end": args.end,
+        "store": args.store,
+        "mark": args.mark,
+        "detail_timeframe": "1m" if detail else None,
+    }
+    market: Any = load_markets(symbols, **load) if legs else load_market(symbols[0], **load)
     progress(
         f"{market.n_bars:,} bars {market.index[0]:%Y-%m-%d} -> {market.index[-1]:%Y-%m-%d}; "
         "running the engine (the first run compiles)"
     )
+    study_kw: dict[str, Any] = {"legs": legs} if legs else {"side": args.side}
     study = survival_study(
         market,
-        side=args.side,
+        **study_kw,
         horizon=args.horizon,
         entry_every=args.entry_every,
         seed=args.seed,
@@ -333,34 +498,53 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         records = json.loads(table.to_json(orient="records"))
         payload = {
-            "symbol": market.symbol,
+            "symbol": label,
             "exchange": market.exchange,
             "timeframe": market.timeframe,
             "horizon_days": study.horizon_days,
             "n_entries": study.n_entries,
             "survival_meaning": table.attrs["survival"],
             "ci_method": table.attrs["ci_method"],
+            "loss_meaning": table.attrs["loss"],
+            **({"legs": study.run_info()["legs"]} if legs else {}),
             "table": records,
             "report": report_path,
         }
+        if quiet_json:
+            return payload
         print(json.dumps(payload, indent=2, allow_nan=False, default=_nan_to_none))
-        return 0
+        return None
     display = survival_display(
         table, setting_columns=study.setting_columns, horizon_days=study.horizon_days
     )
-    keep = [c for c in display.columns if display[c].nunique() > 1 or c.startswith("Surv")]
-    keep = [c for c in display.columns if c in keep or c in ("Side", "Leverage [x]")]
-    what = "holds" if study.strategy_name is None else f"accounts trading {_short(study)}"
+    always = ("Legs", "Margin", "Leverage [x]") if legs else ("Side", "Leverage [x]")
+    keep = [
+        c
+        for c in display.columns
+        if display[c].nunique() > 1 or c.startswith(("Surv", "Wallet")) or c in always
+    ]
+    if legs:
+        what = "accounts"
+        meaning = "with NO leg (and not the account) liquidated"
+    else:
+        what = "holds" if study.strategy_name is None else f"accounts trading {_short(study)}"
+        meaning = "NOT liquidated"
     print(
-        f"Survival of {market.symbol} {what} ({market.exchange} {market.timeframe}, "
-        f"{market.index[0]:%Y-%m-%d} -> {market.index[-1]:%Y-%m-%d}): share NOT liquidated "
-        f"within {study.horizon_days:g} days, Kaplan–Meier, honest 95% interval"
+        f"Survival of {label} {what} ({market.exchange} {market.timeframe}, "
+        f"{market.index[0]:%Y-%m-%d} -> {market.index[-1]:%Y-%m-%d}): share {meaning} "
+        f"within {study.horizon_days:g} days, Kaplan–Meier, honest 95% interval; wallet lost "
+        "= share of the starting wallet gone by then"
     )
     print(to_text(display[keep]))
     print(footer(study))
+    if legs is not None and len(legs) == 2 and len(args.legs) == 1 and ";" not in args.legs[0]:
+        print(
+            f"(the second leg set is the counterpart of --legs {args.legs[0]}, added to compare; "
+            "give a second --legs to choose it, or --no-counterpart)"
+        )
     if report_path is not None:
         print(f"report: {report_path}")
-    return 0
+    return None
 
 
 def _short(study: Any) -> str:
@@ -373,7 +557,12 @@ def footer(study: Any) -> str:
     every = (
         f"{study.n_entries:,} entries every {study.entry_every_bars * study.bar_days:g} day(s); "
     )
-    if study.strategy_name is None:
+    if study.is_account:
+        stops = (
+            "every entry opens every leg; a leg's stop is not a liquidation and the other legs "
+            "are followed on; "
+        )
+    elif study.strategy_name is None:
         stops = "a stopped position survives (it can no longer be liquidated); "
     else:  # the strategy trades on after a stop: the account can still be liquidated
         stops = (

@@ -90,7 +90,9 @@ def test_bad_input_raises_one_line_config_error(kwargs: dict, message: str) -> N
 
 
 def test_market_must_be_a_market() -> None:
-    with pytest.raises(ConfigError, match="market must be a backtester Market, was DataFrame"):
+    with pytest.raises(
+        ConfigError, match="market must be a backtester Market or MarketSet, was DataFrame"
+    ):
         bt.survival_study(pd.DataFrame())  # type: ignore[arg-type]
 
 
