@@ -75,14 +75,22 @@ def main_sections(
         ),
     ]
     figs = []
-    if "stop_loss" in table and "leverage" in table:
+    # an account's first section already shows survival by leverage; its heatmap (one leg set
+    # and margin mode) only adds the stop-loss rows when stops are swept
+    stops_swept = "stop_loss" in table and table["stop_loss"].nunique(dropna=False) > 1
+    if "stop_loss" in table and "leverage" in table and (stops_swept or not study.is_account):
         heat = table[others_fixed(study.settings, ("side", "leverage", "stop_loss"))]
         figs.append(
             ReportFigure(
                 "survival_heatmap",
                 plots.plot_survival_heatmap(
                     heat.assign(stop_loss=heat["stop_loss"].astype(float)),
-                    title=f"Survival (not liquidated) after {study.horizon_days:g} days",
+                    title=f"Survival (not liquidated) after {study.horizon_days:g} days"
+                    + (
+                        f" ({heat['legs'].iloc[0]}, {heat['margin_mode'].iloc[0]})"
+                        if study.is_account
+                        else ""
+                    ),
                 ),
                 "Survival at the horizon by leverage (columns) and stop-loss (rows); green survives.",
             )
@@ -271,7 +279,9 @@ def account_sections(study: SurvivalStudy) -> list[ReportSection]:
         kind = _kind(study.legs[i0]) if study.legs else ""
         levs = sorted(dict.fromkeys(float(v) for v in part["leverage"]))
         said = []
-        for lev in dict.fromkeys((levs[0], levs[-1])):
+        # a middle leverage (10x when studied) and the highest: the extremes alone say little
+        middle = 10.0 if 10.0 in levs else levs[(len(levs) - 1) // 2]
+        for lev in dict.fromkeys((middle, levs[-1])):
             at = part[part["leverage"] == lev]
             modes = []
             for _, r in at.iterrows():
