@@ -96,7 +96,8 @@ def register(subparsers: Any) -> None:
         "of two or more legs is compared with its counterpart (every leg after the first "
         "flipped: 0.5,0.5 adds 0.5,-0.5 and 0.5,-0.5 adds 0.5,0.5) unless --no-counterpart. "
         "With --legs, --margin-mode defaults to isolated,cross and --stop-loss to none, and "
-        "--side does not apply (each leg's side is its weight's sign)",
+        "--side does not apply (each leg's side is its weight's sign). A first weight below "
+        "zero is written --legs=-0.5,0.5",
     )
     p.add_argument(
         "--no-counterpart",
