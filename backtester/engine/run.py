@@ -957,6 +957,74 @@ def run_sweep(
     )
 
 
+def run_strategy_windows(
+    market: Market,
+    strategy: Any,
+    grid: ParamGrid,
+    *,
+    starts: Any,
+    ends: Any,
+    config: RunConfig | None = None,
+    batch_size: int | None = None,
+) -> F64Array:
+    """Run every grid column from each window ``[starts[k], ends[k])`` with a fresh account.
+
+    One kernel call for all (column, window) pairs: the strategy's signals are computed once on
+    the whole market (strategies have no look-ahead) and each pair is simulated only over its
+    window, exactly as ``run_sweep`` on ``market`` cut to that window would (strategy-mode
+    survival studies). Windows need at least two bars.
+
+    Returns
+    -------
+    ndarray
+        Raw statistics ``(grid.n_cols, n_windows, Stat.N)``; bar numbers (first liquidation,
+        ruin, first exit) are bars of ``market``.
+    """
+    _check_market(market)
+    config = _check_config(config)
+    defaults = _strategy_params(strategy)
+    if not isinstance(grid, ParamGrid):
+        raise ConfigError(f"grid must be a ParamGrid, was {type(grid).__name__}")
+    lo = np.asarray(starts, dtype=np.int64)
+    hi = np.asarray(ends, dtype=np.int64)
+    if lo.ndim != 1 or lo.shape != hi.shape:
+        raise ShapeError(f"starts and ends must be 1-D of one length, were {lo.shape}, {hi.shape}")
+    if lo.size and (lo.min() < 0 or hi.max() > market.n_bars or (hi - lo).min() < 2):
+        raise ConfigError(
+            f"windows must lie in [0, {market.n_bars}] with at least 2 bars each; cut them"
+        )
+    strat_names = tuple(defaults)
+    engine_names = _split_names(grid, strat_names)
+    missing = [n for n in strat_names if n not in grid.names]
+    if missing:
+        grid = grid.cross(ParamGrid.product(**{n: defaults[n] for n in missing}))
+    n_s, n_w = grid.n_cols, lo.shape[0]
+    _check_fits(n_s * n_w, market.n_bars, 0, "run_strategy_windows")
+    inputs, _settings, rules, keys, fparams, iparams = _prepare(market, grid, config, engine_names)
+    if strat_names:
+        uniq, inverse = grid.select(strat_names).unique()
+    else:
+        uniq, inverse = ParamGrid.product(), np.zeros(n_s, dtype=np.int64)
+    signals = call_signals(strategy, market, uniq)
+    rep = np.repeat(np.arange(n_s), n_w)
+    sim = _Simulation(
+        market,
+        inputs,
+        rules,
+        [keys[int(c)] for c in rep],
+        np.ascontiguousarray(fparams[:, rep]),
+        np.ascontiguousarray(iparams[:, rep]),
+        signals.packed(),
+        np.ascontiguousarray(np.asarray(inverse, dtype=np.int64)[rep]),
+        np.tile(lo, n_s),
+        np.tile(hi, n_s),
+        np.zeros(n_s * n_w, dtype=np.int64),
+    )
+    stats, _, _ = sim.run(batch_size=batch_size)
+    _warn_never_entered(stats, sim.fparams, rules, sim.keys, market)
+    return stats.reshape(n_s, n_w, Stat.N)
+
+
 def run_entries(
     market: Market,
     settings: ParamGrid,
