@@ -15,6 +15,8 @@ Only numpy and numba are imported at module level, so vectorbt's venv can time i
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit, prange
 
@@ -122,11 +124,18 @@ def hold_columns(n_cols: int) -> tuple[np.ndarray, np.ndarray]:
     return lev, stop
 
 
-def bench_floor(n_bars: int, n_cols: int, repeats: int = 5) -> dict[str, float]:
+def floor_inputs(market: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Return the floor loop's ``prices (n_bars, 8)`` and per-event funding rates of ``market``."""
+    names = ("open", "high", "low", "close", "mark_open", "mark_high", "mark_low", "mark_close")
+    prices = np.column_stack([getattr(market, n) for n in names])
+    return prices, np.asarray(market.funding_rate, dtype=np.float64)
+
+
+def bench_floor(market: Any, n_cols: int, repeats: int = 5) -> dict[str, float]:
     """Time the engine's hold columns and the floor loop on the same columns, interleaved.
 
-    Both run ``n_cols`` long holds opened at bar 0 over the same synthetic year (1m bars,
-    funding every 8 h): the engine through ``run_entries`` (the survival-study path, dated
+    Both run ``n_cols`` long holds opened at bar 0 over ``market`` (funding every 8 h on 1m
+    bars, so every 480 bars): the engine through ``run_entries`` (the survival-study path, dated
     binanceusdm tiers, funding on, fees), the floor through :func:`minimal_loop_nb`. Each is
     timed ``repeats`` times alternately and the best of each is kept, so a shared machine's load
     hits both alike. Returns seconds and ``ratio`` = floor / engine (1.0 = at the floor).
@@ -134,28 +143,11 @@ def bench_floor(n_bars: int, n_cols: int, repeats: int = 5) -> dict[str, float]:
     import os
     import time
 
-    from bench_engine import synthetic_frames  # type: ignore[import-not-found]
-
     import backtester as bt
     from backtester.engine.enums import ExitReason
 
-    frames = synthetic_frames(n_bars)
-    market = bt.Market.from_frames(
-        frames["ohlcv"],
-        mark=frames["mark"],
-        funding=frames["funding"],
-        symbol="BTC/USDT:USDT",
-        exchange="binanceusdm",
-        timeframe="1m",
-    )
-    rates = frames["funding"]["funding_rate"].to_numpy()
-    prices = np.column_stack(
-        [
-            getattr(market, n)
-            for n in ("open", "high", "low", "close", "mark_open", "mark_high", "mark_low")
-        ]
-        + [market.mark_close]
-    )
+    prices, rates = floor_inputs(market)
+    n_bars = market.n_bars
     lev, stop = hold_columns(n_cols)
     grid = bt.ParamGrid.zip(leverage=list(lev), stop_loss=list(stop), side=["long"] * n_cols)
     config = bt.RunConfig(taker_fee=0.0004, funding=True)
@@ -195,7 +187,9 @@ def main() -> int:
     parser.add_argument("--cols", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    r = bench_floor(args.bars, args.cols, args.repeats)
+    from bench_engine import synthetic_market  # type: ignore[import-not-found]
+
+    r = bench_floor(synthetic_market(args.bars), args.cols, args.repeats)
     print(
         f"hold columns {r['n_bars']:,} bars x {r['n_cols']:,}: engine {r['engine_s']:.3f} s, "
         f"floor loop {r['floor_s']:.3f} s (best of {args.repeats}, interleaved) -> engine at "
