@@ -31,8 +31,9 @@ for a long, -1 for a short; ``size`` is the absolute position size in base units
    is rejected (counted in ``n_rejected``, not an error) when the notional's tier allows less than
    ``leverage``, when the notional (or size, for tables by size) exceeds the cap of the table's
    last tier (the exchange refuses such an order; the last tier is not extrapolated), when the
-   margin is <= 0, when the position would be liquidatable at its own entry price (initial margin
-   at or below maintenance margin), after a ruin, or after a liquidation with
+   margin is <= 0 or the size rounds to 0 (a wallet worn down to float dust), when the
+   position would be liquidatable at its own entry price (initial margin at or below
+   maintenance margin), after a ruin, or after a liquidation with
    ``after_liquidation="stop"``. An isolated position's margin is that margin; a cross position is
    backed by the whole wallet. The liquidation price comes from ``rules.formulas.liquidation_price_nb`` with the
    column's exchange convention, the tier table in force and the current margin (cross: wallet).
@@ -695,7 +696,7 @@ def simulate_span_nb(
                         fee = notional * taker
                         wallet_after = wallet - fee
                     n = n_tiers[t]
-                    ok = margin_t > 0.0
+                    ok = margin_t > 0.0 and size_t > 0.0
                     if ok:
                         # 0 beyond the last tier's cap: the exchange refuses such a position
                         # (a flat maint_margin_rate replaces the tiers' margin, not their cap:
