@@ -11,9 +11,9 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import pandas as pd
@@ -416,6 +416,45 @@ def _check_leverage(
 
 
 # ---------------------------------------------------------------------------------- simulation
+class _ColumnKeys(Sequence[Any]):
+    """Per-column rules keys held as the distinct keys and one index per column.
+
+    ``keys[c]`` is column ``c``'s key, as with a list; a run of 10^6 columns built from a few
+    settings (``run_entries``: settings x entries) never makes a Python object per column.
+    """
+
+    def __init__(self, uniq: list[Any], idx: I64Array) -> None:
+        self.uniq = uniq
+        self.idx = idx
+
+    @classmethod
+    def repeat(cls, keys: list[Any], rep: I64Array) -> _ColumnKeys:
+        """Column ``c`` gets ``keys[rep[c]]`` (one entry per distinct key, in first-seen order)."""
+        pos: dict[Any, int] = {}
+        of_key = np.fromiter((pos.setdefault(k, len(pos)) for k in keys), np.int64, len(keys))
+        return cls(list(pos), np.ascontiguousarray(of_key[rep]))
+
+    def __len__(self) -> int:
+        return int(self.idx.shape[0])
+
+    @overload
+    def __getitem__(self, c: int) -> Any: ...
+    @overload
+    def __getitem__(self, c: slice) -> list[Any]: ...
+    def __getitem__(self, c: int | slice) -> Any:
+        if isinstance(c, slice):
+            return [self.uniq[j] for j in self.idx[c]]
+        return self.uniq[int(self.idx[c])]
+
+    def groups(self) -> dict[Any, I64Array]:
+        """Return each distinct key's columns (ascending), keys in first-seen column order."""
+        order = np.argsort(self.idx, kind="stable")
+        cuts = np.searchsorted(self.idx[order], np.arange(len(self.uniq) + 1))
+        parts = {j: order[cuts[j] : cuts[j + 1]] for j in range(len(self.uniq))}
+        seen = sorted((int(v[0]), j) for j, v in parts.items() if v.size)
+        return {self.uniq[j]: parts[j] for _, j in seen}
+
+
 class _Simulation:
     """Everything needed to (re-)run any subset of columns deterministically."""
 
@@ -424,7 +463,7 @@ class _Simulation:
         market: Market,
         inputs: _MarketInputs,
         rules: dict[Any, _RulesInputs],
-        keys: list[Any],
+        keys: list[Any] | _ColumnKeys,
         fparams: F64Array,
         iparams: I64Array,
         sig: np.ndarray,
@@ -444,10 +483,13 @@ class _Simulation:
         self.start_idx = start_idx
         self.end_idx = end_idx
         self.force_side = force_side
-        uniq: dict[Any, list[int]] = {}
-        for c, k in enumerate(keys):
-            uniq.setdefault(k, []).append(c)
-        self.groups = {k: np.array(v, dtype=np.int64) for k, v in uniq.items()}
+        if isinstance(keys, _ColumnKeys):
+            self.groups = keys.groups()
+        else:
+            uniq: dict[Any, list[int]] = {}
+            for c, k in enumerate(keys):
+                uniq.setdefault(k, []).append(c)
+            self.groups = {k: np.array(v, dtype=np.int64) for k, v in uniq.items()}
 
     @property
     def n_cols(self) -> int:
@@ -676,7 +718,7 @@ def _warn_never_entered(
     stats: F64Array,
     fparams: F64Array,
     rules: dict[Any, _RulesInputs],
-    keys: list[Any],
+    keys: Sequence[Any],
     market: Market,
 ) -> None:
     # Columns whose every entry was refused (typically: the first entry's notional
@@ -957,6 +999,74 @@ def run_sweep(
     )
 
 
+def run_strategy_windows(
+    market: Market,
+    strategy: Any,
+    grid: ParamGrid,
+    *,
+    starts: Any,
+    ends: Any,
+    config: RunConfig | None = None,
+    batch_size: int | None = None,
+) -> F64Array:
+    """Run every grid column from each window ``[starts[k], ends[k])`` with a fresh account.
+
+    One kernel call for all (column, window) pairs: the strategy's signals are computed once on
+    the whole market (strategies have no look-ahead) and each pair is simulated only over its
+    window, exactly as ``run_sweep`` on ``market`` cut to that window would (strategy-mode
+    survival studies). Windows need at least two bars.
+
+    Returns
+    -------
+    ndarray
+        Raw statistics ``(grid.n_cols, n_windows, Stat.N)``; bar numbers (first liquidation,
+        ruin, first exit) are bars of ``market``.
+    """
+    _check_market(market)
+    config = _check_config(config)
+    defaults = _strategy_params(strategy)
+    if not isinstance(grid, ParamGrid):
+        raise ConfigError(f"grid must be a ParamGrid, was {type(grid).__name__}")
+    lo = np.asarray(starts, dtype=np.int64)
+    hi = np.asarray(ends, dtype=np.int64)
+    if lo.ndim != 1 or lo.shape != hi.shape:
+        raise ShapeError(f"starts and ends must be 1-D of one length, were {lo.shape}, {hi.shape}")
+    if lo.size and (lo.min() < 0 or hi.max() > market.n_bars or (hi - lo).min() < 2):
+        raise ConfigError(
+            f"windows must lie in [0, {market.n_bars}] with at least 2 bars each; cut them"
+        )
+    strat_names = tuple(defaults)
+    engine_names = _split_names(grid, strat_names)
+    missing = [n for n in strat_names if n not in grid.names]
+    if missing:
+        grid = grid.cross(ParamGrid.product(**{n: defaults[n] for n in missing}))
+    n_s, n_w = grid.n_cols, lo.shape[0]
+    _check_fits(n_s * n_w, market.n_bars, 0, "run_strategy_windows")
+    inputs, _settings, rules, keys, fparams, iparams = _prepare(market, grid, config, engine_names)
+    if strat_names:
+        uniq, inverse = grid.select(strat_names).unique()
+    else:
+        uniq, inverse = ParamGrid.product(), np.zeros(n_s, dtype=np.int64)
+    signals = call_signals(strategy, market, uniq)
+    rep = np.repeat(np.arange(n_s), n_w)
+    sim = _Simulation(
+        market,
+        inputs,
+        rules,
+        _ColumnKeys.repeat(keys, rep),
+        np.ascontiguousarray(fparams[:, rep]),
+        np.ascontiguousarray(iparams[:, rep]),
+        signals.packed(),
+        np.ascontiguousarray(np.asarray(inverse, dtype=np.int64)[rep]),
+        np.tile(lo, n_s),
+        np.tile(hi, n_s),
+        np.zeros(n_s * n_w, dtype=np.int64),
+    )
+    stats, _, _ = sim.run(batch_size=batch_size)
+    _warn_never_entered(stats, sim.fparams, rules, sim.keys, market)
+    return stats.reshape(n_s, n_w, Stat.N)
+
+
 def run_entries(
     market: Market,
     settings: ParamGrid,
@@ -1023,7 +1133,7 @@ def run_entries(
         market,
         inputs,
         rules,
-        [keys[int(s)] for s in rep],
+        _ColumnKeys.repeat(keys, rep),
         np.ascontiguousarray(fp_s[:, rep]),
         np.ascontiguousarray(ip_s[:, rep]),
         np.zeros((1, n_bars), dtype=np.uint8),

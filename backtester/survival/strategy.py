@@ -1,14 +1,15 @@
 """Strategy-mode survival: a fresh account runs the strategy from each rolling start time.
 
-Layer: survival (uses the public engine API ``run_sweep`` and ``SweepResult.stats``).
+Layer: survival (uses ``engine.run.run_strategy_windows``).
 
 For every rolling start ``s`` a fresh account (``initial_cash``) trades the strategy's signals
 over ``[s, s + horizon)``; its survival time is the time to its first liquidation (or ruin),
 right-censored at the horizon or the end of the data. The signals are computed once on the
 whole market, so indicators are warmed up with the history before ``s`` (strategies have no
-look-ahead, so a signal at bar ``i`` never depends on later bars). One ``run_sweep`` per start
-(all settings as columns): daily starts over six years take a minute or two; use a longer
-``entry_every`` (e.g. ``"7D"``) for a quick look.
+look-ahead, so a signal at bar ``i`` never depends on later bars). Every (setting, start) pair
+is one column of a single kernel call (``engine.run.run_strategy_windows``), each simulated
+only over its window: the same numbers as one ``run_sweep`` per start on the market cut to
+that window, in a fraction of the time.
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ from backtester._typing import I64Array
 
 if TYPE_CHECKING:  # pragma: no cover
     from backtester.market import Market
-    from backtester.params import ParamGrid
-    from backtester.signals import Signals
 
 __all__ = ["STRATEGY_MEANING", "STRATEGY_STOPS", "strategy_outcomes"]
 
@@ -45,35 +44,6 @@ STRATEGY_STOPS = (
 )
 
 
-class _WindowStrategy:
-    # the strategy's full-history signals, cut to the window being simulated
-    def __init__(self, strategy: Any, market: Market) -> None:
-        self.PARAMS = strategy.PARAMS
-        self.__name__ = getattr(strategy, "__name__", "strategy")
-        self._strategy = strategy
-        self._market = market
-        self._cache: dict[Any, Signals] = {}
-        self.lo = 0
-        self.hi = market.n_bars
-
-    def signals(self, market: Market, grid: ParamGrid) -> Signals:
-        from backtester.signals import Signals
-
-        key = (grid.names, tuple(tuple(grid.values(n)) for n in grid.names))
-        if key not in self._cache:
-            from backtester.engine.run import call_signals
-
-            self._cache[key] = call_signals(self._strategy, self._market, grid)
-        full = self._cache[key]
-        cut = slice(self.lo, self.hi)
-        # Signals fills missing arrays with False, so every field is an array here
-        parts = [
-            getattr(full, name)[cut]
-            for name in ("long_entries", "long_exits", "short_entries", "short_exits")
-        ]
-        return Signals(*parts)
-
-
 def strategy_outcomes(
     market: Market,
     strategy: Any,
@@ -86,7 +56,7 @@ def strategy_outcomes(
     import strategies  # the one strategy loader checks what a strategy must define
     from backtester.config import RunConfig
     from backtester.engine.enums import Stat
-    from backtester.engine.run import run_sweep
+    from backtester.engine.run import run_strategy_windows
     from backtester.params import ParamGrid
 
     strategies.check(strategy)
@@ -111,44 +81,47 @@ def strategy_outcomes(
         "fees_paid": np.empty((n_s, n_e)),
         "rejected": np.zeros((n_s, n_e), dtype=bool),
     }
+    # every start with at least two bars to trade is one window; all windows of all settings
+    # run as columns of one kernel call (the engine needs two bars: a start too close to the
+    # end is recorded as rejected)
+    lo = np.asarray(entries, dtype=np.int64)
+    hi = np.minimum(lo + horizon_bars, n_bars)
+    ok = hi - lo >= 2
+    short = ~ok
+    out["rejected"][:, short] = True
+    out["exit_idx"][:, short] = n_bars - 1
+    out["reason"][:, short] = _END_OF_DATA
+    for name in ("final_equity", "min_equity"):
+        out[name][:, short] = cash
+    for name in ("insurance_draw", "funding_paid", "fees_paid"):
+        out[name][:, short] = 0.0
     ambiguous = np.zeros(n_s, dtype=np.int64)
-    window = _WindowStrategy(strategy, market)
     t0 = time.perf_counter()
-    for k, lo in enumerate(entries):
-        hi = int(min(lo + horizon_bars, n_bars))
-        if hi - lo < 2:  # the engine needs two bars: too close to the end to trade
-            out["rejected"][:, k] = True
-            out["exit_idx"][:, k] = n_bars - 1
-            out["reason"][:, k] = _END_OF_DATA
-            for name in ("final_equity", "min_equity"):
-                out[name][:, k] = cash
-            for name in ("insurance_draw", "funding_paid", "fees_paid"):
-                out[name][:, k] = 0.0
-            continue
-        window.lo, window.hi = int(lo), hi
-        end = market.index[hi] if hi < n_bars else None
-        sub = market.slice(market.index[lo], end)
-        result = run_sweep(sub, window, grid, config=config)
-        stats = result.stats()
-        liq_at = _bar_of(sub, stats["first_liquidation_time"])
-        ruin_idx = result.raw_stats[:, Stat.RUIN_IDX]
-        ruin_at = np.where(stats["ruined"].to_numpy() & (ruin_idx >= 0), ruin_idx, -1)
-        first = np.where(liq_at >= 0, liq_at, hi - lo)
-        dead = np.where(ruin_at >= 0, ruin_at, hi - lo)
+    if ok.any():
+        w_lo, w_hi = lo[ok], hi[ok]
+        raw = run_strategy_windows(market, strategy, grid, starts=w_lo, ends=w_hi, config=config)
+        n_win = w_hi - w_lo
+        liq = raw[:, :, Stat.FIRST_LIQUIDATION_IDX].astype(np.int64)
+        ruin = raw[:, :, Stat.RUIN_IDX].astype(np.int64)
+        ruined = (raw[:, :, Stat.RUINED] > 0) & (ruin >= 0)
+        first = np.where(liq >= 0, liq - w_lo, n_win)
+        dead = np.where(ruined, ruin - w_lo, n_win)
         stop = np.minimum(first, dead)
-        hit = stop < hi - lo
-        out["exit_idx"][:, k] = lo + np.where(hit, stop, hi - lo - 1)
-        out["reason"][:, k] = np.where(
-            hit,
-            np.where(stop == first, _LIQUIDATION, _RUIN),
-            _HORIZON if lo + horizon_bars <= n_bars else _END_OF_DATA,
+        hit = stop < n_win
+        out["exit_idx"][:, ok] = w_lo + np.where(hit, stop, n_win - 1)
+        censor = np.where(w_lo + horizon_bars <= n_bars, _HORIZON, _END_OF_DATA)
+        out["reason"][:, ok] = np.where(
+            hit, np.where(stop == first, _LIQUIDATION, _RUIN), censor[None, :]
         )
-        out["final_equity"][:, k] = stats["final_equity"].to_numpy()
-        out["min_equity"][:, k] = stats["min_equity"].to_numpy()
-        out["insurance_draw"][:, k] = stats["insurance_draw"].to_numpy()
-        out["funding_paid"][:, k] = stats["funding_paid"].to_numpy()
-        out["fees_paid"][:, k] = stats["fees_paid"].to_numpy()
-        ambiguous += stats["ambiguous_bars"].to_numpy().astype(np.int64)
+        for name, stat in (
+            ("final_equity", Stat.FINAL_EQUITY),
+            ("min_equity", Stat.MIN_EQUITY),
+            ("insurance_draw", Stat.INSURANCE_DRAW),
+            ("funding_paid", Stat.FUNDING_PAID),
+            ("fees_paid", Stat.FEES_PAID),
+        ):
+            out[name][:, ok] = raw[:, :, stat]
+        ambiguous += raw[:, :, Stat.AMBIGUOUS_BARS].astype(np.int64).sum(axis=1)
     elapsed = time.perf_counter() - t0
     for name in settings.columns:
         if name == "stop_loss":
@@ -158,10 +131,3 @@ def strategy_outcomes(
 
 def _none(value: Any) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
-
-
-def _bar_of(market: Market, times: pd.Series) -> I64Array:
-    # bar index in ``market`` of each timestamp, -1 for NaT
-    ns = pd.DatetimeIndex(times).asi8
-    idx = np.searchsorted(market.ts_ns, ns)
-    return np.where(pd.isna(times).to_numpy(), -1, idx).astype(np.int64)

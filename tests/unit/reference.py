@@ -365,7 +365,12 @@ def simulate_reference(
                             tier = k
                     # a flat maintenance rate (mmr_ovr) replaces the tiers: no cap then
                     cap = tables.cap_of(t) if math.isnan(mmr_ovr) else math.inf
-                    ok = margin_t > 0.0 and key <= cap and tables.maxlev[t][tier] >= lev
+                    ok = (
+                        margin_t > 0.0
+                        and size_t > 0.0
+                        and key <= cap
+                        and tables.maxlev[t][tier] >= lev
+                    )
                     if ok:  # not liquidatable at its own entry price
                         lp_t = lp_of(want, fill, size_t, margin_t if isolated else left_after, t)
                         ok = want * (fill - lp_t) > 0.0
