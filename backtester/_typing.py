@@ -22,5 +22,16 @@ AfterLiquidation: TypeAlias = Literal["continue", "stop"]
 NegativeBalance: TypeAlias = Literal["floor", "owed"]
 DataKind: TypeAlias = Literal["ohlcv", "mark", "index", "funding", "tiers"]
 
-EXCHANGES: tuple[str, ...] = ("binanceusdm", "okx", "bybit")
+EXCHANGES: tuple[str, ...] = ("binanceusdm", "okx", "bybit", "binancecoinm")
 DATA_KINDS: tuple[str, ...] = ("ohlcv", "mark", "index", "funding", "tiers")
+ContractType: TypeAlias = Literal["linear", "inverse"]
+
+
+def contract_type_of(symbol: str) -> ContractType:
+    """Return ``"inverse"`` for a coin-margined ccxt symbol (settle == base, ``BTC/USD:BTC``).
+
+    Every other symbol (``BTC/USDT:USDT``, a spot-style ``BTC/USDT``) is ``"linear"``.
+    """
+    base, _, rest = symbol.partition("/")
+    _, colon, settle = rest.partition(":")
+    return "inverse" if colon and settle == base else "linear"
