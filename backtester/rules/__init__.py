@@ -26,7 +26,7 @@ from typing import Literal, TypeAlias
 import numpy as np
 import pandas as pd
 
-from backtester._typing import F64Array, contract_type_of
+from backtester._typing import F64Array, contract_type_of, default_contract_spec
 from backtester.engine.enums import Convention
 from backtester.errors import (
     BacktesterWarning,
@@ -566,15 +566,6 @@ def _flat_rules(exchange: str, symbol: str) -> ExchangeRules:
 # ---------------------------------------------------------------------------------------------
 # coin-margined (inverse) contracts, §8
 
-# (contract size in USD, price tick) of the inverse perpetuals whose specs are documented (§8.1)
-_INVERSE_SPECS: dict[tuple[str, str], tuple[float, float]] = {
-    ("binancecoinm", "BTC/USD:BTC"): (100.0, 0.1),
-    ("okx", "BTC/USD:BTC"): (100.0, 0.1),
-    ("bybit", "BTC/USD:BTC"): (1.0, 0.5),
-}
-# contract size of the other inverse symbols of each exchange (tick unknown: no rounding)
-_INVERSE_DEFAULT_SIZE = {"binancecoinm": 10.0, "okx": 10.0, "bybit": 1.0}
-
 
 def inverse_contract(
     exchange: str, symbol: str, contract_size: float | None = None
@@ -584,9 +575,7 @@ def inverse_contract(
     ``contract_size`` overrides the documented size (it must be > 0). The tick is 0.0 (prices
     are not rounded) for a symbol whose tick is not documented here.
     """
-    size, tick = _INVERSE_SPECS.get(
-        (exchange, symbol), (_INVERSE_DEFAULT_SIZE.get(exchange, 1.0), 0.0)
-    )
+    size, tick = default_contract_spec(exchange, symbol)
     if contract_size is not None:
         size = check_positive(
             contract_size, "contract_size", hint="the USD face value of one contract, e.g. 100"
