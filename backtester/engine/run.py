@@ -992,6 +992,13 @@ def run_entries(
     from backtester.results import EntryOutcomes
 
     _check_market(market)
+    # --- coin-margined (inverse) market: simulate its linear twin on X = 1/P (engine/inverse.py)
+    inverse = market.contract_type == "inverse"
+    if inverse:
+        from backtester.engine import inverse as inv
+
+        market = inv.linear_twin(market)
+    # ---
     config = _check_config(config)
     if not isinstance(settings, ParamGrid):
         raise ConfigError(f"settings must be a ParamGrid, was {type(settings).__name__}")
@@ -1018,6 +1025,10 @@ def run_entries(
     n_s, n_e = settings.n_cols, entries.shape[0]
     rep = np.repeat(np.arange(n_s), n_e)
     side = _codes("side", set_cols["side"])
+    # --- inverse: the twin's stop fractions by side, then the twin's (opposite) side
+    if inverse:
+        fp_s, side = inv.twin_params(fp_s, side), -side
+    # ---
     start = np.tile(entries, n_s)
     sim = _Simulation(
         market,
