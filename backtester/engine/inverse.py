@@ -34,12 +34,23 @@ import numpy as np
 
 from backtester._typing import F64Array, I64Array
 from backtester.engine.layout import FParam
+from backtester.engine.run import _Simulation
 from backtester.errors import ConfigError
+from backtester.signals import Signals
 
 if TYPE_CHECKING:
     from backtester.market import Market
 
-__all__ = ["equity_usd", "linear_twin", "stop_fractions", "trades_from_twin", "twin_params"]
+__all__ = [
+    "TwinSimulation",
+    "equity_usd",
+    "linear_twin",
+    "stop_fractions",
+    "sweep_sides",
+    "trades_from_twin",
+    "twin_params",
+    "twin_signals",
+]
 
 LONG, SHORT = 1, -1
 
@@ -168,3 +179,33 @@ def equity_usd(coin: Any, market: Market, *, at: Any = None) -> Any:
         return coin.mul(close, axis=0)
     arr = np.asarray(coin, dtype=np.float64)
     return arr * (close if arr.ndim == 1 else close[:, None])
+
+
+def twin_signals(
+    signals: Signals, fparams: F64Array, sig_idx: I64Array
+) -> tuple[Signals, F64Array]:
+    """Return the twin's signals (long ↔ short) and float rows with the twin's stop fractions.
+
+    ``sig_idx`` maps each run column to its signal column (run_sweep's ``inverse``); a run
+    column with stops whose signals open both sides is refused (:func:`sweep_sides`).
+    """
+    cols = np.asarray(sig_idx, dtype=np.int64)
+    le, lx = np.asarray(signals.long_entries), np.asarray(signals.long_exits)
+    se, sx = np.asarray(signals.short_entries), np.asarray(signals.short_exits)
+    col_side = sweep_sides(le[:, cols], se[:, cols], fparams)
+    swapped = Signals(long_entries=se, long_exits=sx, short_entries=le, short_exits=lx)
+    return swapped, twin_params(fparams, col_side)
+
+
+class TwinSimulation(_Simulation):
+    """A run on the linear twin whose trade records come back in the inverse market's terms.
+
+    ``market`` is the inverse market (what results show); the kernel inputs are the twin's.
+    """
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Run as :class:`_Simulation`, then :func:`trades_from_twin` on the trade records."""
+        stats, trades, eq = super().run(*args, **kwargs)
+        if trades is not None:
+            trades = trades_from_twin(trades, float(self.market.contract_size or 1.0))
+        return stats, trades, eq

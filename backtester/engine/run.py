@@ -909,6 +909,14 @@ def run_sweep(
 
     t0 = time.perf_counter()
     _check_market(market)
+    # --- coin-margined (inverse) market: simulate its linear twin on X = 1/P (engine/inverse.py);
+    # the strategy still sees the market's own prices
+    coin_margined = market.contract_type == "inverse"
+    if coin_margined:
+        from backtester.engine import inverse as inv
+
+        original, market = market, inv.linear_twin(market)
+    # ---
     config = _check_config(config)
     defaults = _strategy_params(strategy)
     if grid is None:
@@ -927,9 +935,13 @@ def run_sweep(
         uniq, inverse = grid.select(strat_names).unique()
     else:  # a strategy without parameters: one signal column shared by every column
         uniq, inverse = ParamGrid.product(), np.zeros(grid.n_cols, dtype=np.int64)
-    signals = call_signals(strategy, market, uniq)
+    signals = call_signals(strategy, original if coin_margined else market, uniq)
+    # --- inverse: the twin trades the opposite sides, with its own stop fractions
+    if coin_margined:
+        signals, fparams = inv.twin_signals(signals, fparams, inverse)
+    # ---
     n = grid.n_cols
-    sim = _Simulation(
+    sim = (inv.TwinSimulation if coin_margined else _Simulation)(
         market,
         inputs,
         rules,
@@ -944,6 +956,8 @@ def run_sweep(
     )
     stats, _, _ = sim.run(batch_size=batch_size, progress=progress)
     _warn_never_entered(stats, fparams, rules, keys, market)
+    if coin_margined:  # results show the inverse market (the kernel inputs stay the twin's)
+        sim.market = original
     log.info(
         "run_sweep %s %s: %d bars x %d columns in %.2f s",
         market.symbol,

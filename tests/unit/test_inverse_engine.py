@@ -7,6 +7,7 @@ fees and funding on the coin value), not from the X = 1/P transform the engine u
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -238,3 +239,69 @@ def test_engine_liquidates_exactly_at_the_direct_price(side: str, lev: float, dr
         0.0,
     )
     assert got == pytest.approx(lp, rel=1e-12)
+
+
+class _Enter:
+    """Enter at the close of bar 0 (fills at bar 1's open); ``short`` picks the side."""
+
+    PARAMS: ClassVar[dict[str, list[bool]]] = {"short": [False]}
+
+    @staticmethod
+    def signals(market: bt.Market, grid: bt.ParamGrid) -> bt.Signals:
+        assert market.open[0] > 1.0  # the strategy sees the market's own prices, not 1/P
+        n = market.n_bars
+        le = np.zeros((n, grid.n_cols), dtype=bool)
+        se = np.zeros((n, grid.n_cols), dtype=bool)
+        for c, short in enumerate(grid.values("short")):
+            (se if short else le)[0, c] = True
+        return bt.Signals(long_entries=le, short_entries=se)
+
+
+class _Both(_Enter):
+    @staticmethod
+    def signals(market: bt.Market, grid: bt.ParamGrid) -> bt.Signals:
+        n = market.n_bars
+        le = np.zeros((n, grid.n_cols), dtype=bool)
+        se = np.zeros((n, grid.n_cols), dtype=bool)
+        le[0], se[1] = True, True
+        return bt.Signals(long_entries=le, short_entries=se)
+
+
+def test_run_sweep_on_an_inverse_market_reports_trades_in_price_and_contracts() -> None:
+    rows = [(50000,) * 4, (50000,) * 4, (50000, 60000, 50000, 60000), (60000,) * 4]
+    m = _market(rows)
+    cfg = bt.RunConfig(
+        leverage=5,
+        position_size=0.5,
+        taker_fee=0.0,
+        maker_fee=0.0,
+        slippage=0.0,
+        initial_cash=1.0,
+        maint_margin_rate=0.004,
+    )
+    res = bt.run_sweep(m, _Enter, bt.ParamGrid.product(short=[False, True]), config=cfg)
+    assert res.market is m
+    tr = res.trade_records() if hasattr(res, "trade_records") else None
+    trades = res.trades()
+    assert len(trades) == 2
+    face = 0.5 * 5 * 50000  # 125,000 USD = 1,250 contracts of 100 USD
+    long_pnl = face * (1 / 50000 - 1 / 60000)  # +0.4167 BTC; the short (LP 62,250) loses it
+    st_ = res.stats()
+    final = st_["final_equity"].to_numpy()
+    assert final == pytest.approx([1.0 + long_pnl, 1.0 - long_pnl], rel=1e-12)
+    assert tr is None or len(tr) == 2
+    rec = res._sim.run(np.array([0, 1]), trade_cap=4)[1]
+    assert list(rec["side"]) == [1, -1]
+    assert rec["entry_price"] == pytest.approx([50000.0, 50000.0], rel=1e-12)
+    assert rec["size"] == pytest.approx([1250.0, 1250.0], rel=1e-12)
+    assert rec["pnl"] == pytest.approx([long_pnl, -long_pnl], rel=1e-12)
+
+
+def test_run_sweep_refuses_stops_on_two_sided_inverse_columns() -> None:
+    m = _market([(50000,) * 4] * 4)
+    cfg = bt.RunConfig(leverage=2, stop_loss=0.05, maint_margin_rate=0.004)
+    with pytest.raises(ConfigError, match="need columns that trade one side"):
+        bt.run_sweep(m, _Both, config=cfg)
+    assert (
+        bt.run_sweep(m, _Both, config=bt.RunConfig(leverage=2, maint_margin_rate=0.004)).n_cols == 1
+    )
