@@ -40,9 +40,8 @@ def _market(
     return bt.Market.from_frames(bars, mark="last", funding=fund, symbol=INV, exchange=exchange)
 
 
-def _run(
-    market: bt.Market, side: str = "long", horizon: int = 10, **cfg: object
-) -> bt.EntryOutcomes:
+def _config(**cfg: object) -> bt.RunConfig:
+    # 1 BTC wallet, half of it as margin, no fees, flat MMR 0.4% unless told otherwise
     base: dict[str, object] = dict(
         leverage=10,
         position_size=0.5,
@@ -53,12 +52,18 @@ def _run(
         maint_margin_rate=0.004,
     )
     base.update(cfg)
+    return bt.RunConfig(**base)  # type: ignore[arg-type]
+
+
+def _run(
+    market: bt.Market, side: str = "long", horizon: int = 10, **cfg: object
+) -> bt.EntryOutcomes:
     return bt.run_entries(
         market,
         bt.ParamGrid.product(side=[side]),
         entry_idx=np.array([0]),
         horizon_bars=horizon,
-        config=bt.RunConfig(**base),  # type: ignore[arg-type]
+        config=_config(**cfg),
     )
 
 
@@ -270,15 +275,7 @@ class _Both(_Enter):
 def test_run_sweep_on_an_inverse_market_reports_trades_in_price_and_contracts() -> None:
     rows = [(50000,) * 4, (50000,) * 4, (50000, 60000, 50000, 60000), (60000,) * 4]
     m = _market(rows)
-    cfg = bt.RunConfig(
-        leverage=5,
-        position_size=0.5,
-        taker_fee=0.0,
-        maker_fee=0.0,
-        slippage=0.0,
-        initial_cash=1.0,
-        maint_margin_rate=0.004,
-    )
+    cfg = _config(leverage=5)
     res = bt.run_sweep(m, _Enter, bt.ParamGrid.product(short=[False, True]), config=cfg)
     assert res.market is m
     tr = res.trade_records() if hasattr(res, "trade_records") else None
@@ -305,3 +302,41 @@ def test_run_sweep_refuses_stops_on_two_sided_inverse_columns() -> None:
     assert (
         bt.run_sweep(m, _Both, config=bt.RunConfig(leverage=2, maint_margin_rate=0.004)).n_cols == 1
     )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    side=st.sampled_from(["long", "short"]),
+    lev=st.floats(1.0, 20.0),
+    move=st.floats(-0.04, 0.04),
+    rate=st.floats(-0.001, 0.001),
+    fee=st.floats(0.0, 0.001),
+    slip=st.floats(0.0, 0.002),
+)
+def test_engine_pnl_fees_funding_agree_with_direct_inverse_formulas(
+    side: str, lev: float, move: float, rate: float, fee: float, slip: float
+) -> None:
+    # entry at bar 0's open (50,000, slippage on the coin value), funding at bar 1's open on the
+    # mark 50,000, valued at the horizon's close P1 = 50,000·(1 + move): no liquidation possible
+    s = 1 if side == "long" else -1
+    p1 = 50000 * (1 + move)
+    rows = [(50000.0,) * 4, (50000.0,) * 4, (50000.0,) * 4, (p1,) * 4]
+    out = _run(
+        _market(rows, funding={1: rate}),
+        side=side,
+        horizon=4,
+        leverage=lev,
+        taker_fee=fee,
+        slippage=slip,
+        maint_margin_rate=0.001,
+        position_size=0.5,
+    )
+    entry = 50000 / (1 - s * slip) if s == 1 else 50000 / (1 + slip)
+    coin = 0.5 * lev  # coin value of the entry (margin 0.5 BTC × leverage)
+    face = coin * entry
+    entry_fee = fee * coin
+    funding = s * face / 50000 * rate
+    expect = 1.0 - entry_fee - funding + s * face * (1 / entry - 1 / p1)
+    assert out.fees_paid[0, 0] == pytest.approx(entry_fee, rel=1e-9, abs=1e-15)
+    assert out.funding_paid[0, 0] == pytest.approx(funding, rel=1e-9, abs=1e-15)
+    assert out.final_equity[0, 0] == pytest.approx(expect, rel=1e-9)
