@@ -88,6 +88,21 @@ def test_twin_bars_swap_high_and_low_and_negate_funding() -> None:
     assert (t.high[0], t.low[0]) == (1 / 40000, 1 / 52000)
     assert (t.mark_high[0], t.mark_low[0], t.open[0]) == (1 / 40000, 1 / 52000, 1 / 50000)
     assert t.funding_rate[0] == -0.0001
+    # detail bars are turned over the same way, and intrabar="detail" runs on the twin
+    ts = pd.date_range("2024-01-01", periods=8, freq="15min", tz="UTC")
+    d = pd.DataFrame(
+        {"timestamp": ts, "open": 50000.0, "high": 52000.0, "low": 40000.0, "close": 51000.0}
+    )
+    dm = bt.Market.from_frames(d, mark="last", symbol=INV, exchange="binancecoinm")
+    bars = pd.DataFrame(
+        {"timestamp": m.index, "open": m.open, "high": m.high, "low": m.low, "close": m.close}
+    )
+    md = bt.Market.from_frames(bars, mark="last", symbol=INV, exchange="binancecoinm", detail=dm)
+    td = linear_twin(md).detail
+    assert td is not None
+    assert (td.high[0], td.low[0]) == (1 / 40000, 1 / 52000)
+    out = _run(md, horizon=2, intrabar="detail", stop_loss=0.1)
+    assert out.reason[0, 0] == ExitReason.LIQUIDATION  # 10x: LP ~45.6k is above the 45k stop
 
 
 def test_10x_long_drops_through_its_liquidation_price() -> None:
