@@ -453,10 +453,20 @@ def _check_wallet_opens(
     )
 
 
-def _check_within_table(rules: ExchangeRules, qty: float, ep: float) -> None:
+def _check_within_table(
+    rules: ExchangeRules, qty: float, ep: float, contract_size: float = 0.0
+) -> None:
     # A position past the last tier's cap cannot be opened on the exchange, and the table says
     # nothing about its maintenance margin: refuse rather than extrapolate the last tier.
+    # ``contract_size`` > 0: an inverse position's X-twin (qty = face value, ep = 1/price).
     cap = float(rules.caps[-1])
+    if contract_size > 0.0 and qty * ep > cap and not rules.tier_by_size:
+        settle = rules.symbol.partition(":")[2]
+        raise ConfigError(
+            f"the coin value size × contract_size / entry_price must be <= {cap:,.8g} {settle} "
+            f"(the cap of the last tier of {rules.table_id}), was {qty * ep:,.8g}; lower size to "
+            f"at most {cap / ep / contract_size:.8g} contracts, or pass mmr= for a what-if"
+        )
     if rules.tier_by_size and qty > cap:
         raise ConfigError(
             f"size must be <= {cap:g} (the cap of the last tier of {rules.table_id}, base "
@@ -486,6 +496,7 @@ def _under_maintenance_at_entry(
     tier_by_size: bool,
     override: float,
     fee_term: float,
+    inverse: bool = False,
 ) -> str:
     # Margin balance at entry <= MM (+ OKX fee term) at entry, so the liquidation price lies on
     # the profitable side of entry. A fresh isolated position (margin = notional/leverage) cannot
@@ -507,6 +518,9 @@ def _under_maintenance_at_entry(
         f" + liquidation fee {fee_term:.4%})" if fee_term else ")"
     )
     where = "above" if lp >= ep else "below"
+    if inverse:  # an inverse position's X-twin: say it in prices (P = 1/X, above <-> below)
+        where = "below" if where == "above" else "above"
+        lp = 1.0 / lp if lp > 0.0 else math.inf
     if mode == "isolated":
         head = f"margin {margin_value:.8g} (leverage {notional / margin_value:.6g})"
         fix = f"lower leverage below {notional / need:.6g}, or the mmr"
@@ -711,7 +725,7 @@ def _quote(
     _check_scale(ep, qty, names)
     notional = qty * ep
     if mmr is None and maint_amount is None:
-        _check_within_table(rules, qty, ep)
+        _check_within_table(rules, qty, ep, cs if inverse else 0.0)
     k_entry = rules.tier_index(notional, qty)
     max_lev = float(rules.max_leverage[k_entry])
     where = (
@@ -856,6 +870,7 @@ def _quote(
             tier_by_size,
             override,
             fee_term,
+            inverse,
         )
         warnings.warn(at_entry, BacktesterWarning, stacklevel=4)
     bp = float(fx.bankruptcy_price_nb(s, ep, qty, margin_value, other_upnl))

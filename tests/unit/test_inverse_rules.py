@@ -241,3 +241,22 @@ def test_transform_agrees_with_direct_formulas(
         if side == 1
         else (ep <= lp <= bp * (1 + 1e-12))
     )
+
+
+def test_inverse_messages_speak_in_prices_and_contracts() -> None:
+    # above the last tier's 1,000 BTC cap: 1,000 BTC × 50,000 / 100 USD = 500,000 contracts
+    with pytest.raises(ConfigError, match="lower size to at most 500000 contracts"):
+        bt.liquidation_price("binancecoinm", "long", 50000, 1e9, leverage=2, symbol=INV)
+    # a cross wallet below maintenance at entry: LP above the entry price, said in USD
+    with pytest.warns(bt.BacktesterWarning, match="stays above the liquidation price 50074.8"):
+        lp = bt.liquidation_price(
+            "binancecoinm",
+            "long",
+            50000,
+            100,
+            margin_mode="cross",
+            wallet_balance=0.0005,
+            symbol=INV,
+        )
+    # 10,000 USD: (0.2 + 0.0005)·LP = 10,000·1.004 → 50,074.81
+    assert lp == 50074.8
