@@ -991,15 +991,22 @@ def liquidation_price(
         OKX liquidation-fee term ``f`` (defaults to the profile's taker rate), a fraction in
         [0, 1) as ``RunConfig.taker_fee``; ignored by the Binance and Bybit formulas.
     symbol : str, optional
-        ccxt symbol; defaults to ``"BTC/USDT:USDT"``.
+        ccxt symbol; defaults to ``"BTC/USDT:USDT"``. A coin-margined symbol (settle == base,
+        ``"BTC/USD:BTC"``; exchanges ``binancecoinm``, ``bybit``, ``okx``) prices an inverse
+        position (docs/reference/exchange-rules.md §8): ``size`` is in contracts, ``margin``,
+        ``wallet_balance``, the other positions' amounts and ``maint_amount`` are in the coin,
+        and the price is rounded to the exchange's tick (``LiquidationQuote.*_exact`` keeps the
+        formula's value). Without a tier table for the symbol, pass ``mmr=``.
     at : date-like, optional
         Use the tier table in force at this date (default: the latest known table).
+    contract_size : float, optional
+        USD face value of one contract of an inverse symbol (default: the exchange's, §8.1).
 
     Returns
     -------
     float
         The mark price at which the position is liquidated; 0.0 for a long that cannot be
-        liquidated at a positive price.
+        liquidated at a positive price (an inverse short that cannot be: ``inf``).
 
     Raises
     ------
