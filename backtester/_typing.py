@@ -22,5 +22,32 @@ AfterLiquidation: TypeAlias = Literal["continue", "stop"]
 NegativeBalance: TypeAlias = Literal["floor", "owed"]
 DataKind: TypeAlias = Literal["ohlcv", "mark", "index", "funding", "tiers"]
 
-EXCHANGES: tuple[str, ...] = ("binanceusdm", "okx", "bybit")
+EXCHANGES: tuple[str, ...] = ("binanceusdm", "okx", "bybit", "binancecoinm")
 DATA_KINDS: tuple[str, ...] = ("ohlcv", "mark", "index", "funding", "tiers")
+ContractType: TypeAlias = Literal["linear", "inverse"]
+
+
+def contract_type_of(symbol: str) -> ContractType:
+    """Return ``"inverse"`` for a coin-margined ccxt symbol (settle == base, ``BTC/USD:BTC``).
+
+    Every other symbol (``BTC/USDT:USDT``, a spot-style ``BTC/USDT``) is ``"linear"``.
+    """
+    base, _, rest = symbol.partition("/")
+    _, colon, settle = rest.partition(":")
+    return "inverse" if colon and settle == base else "linear"
+
+
+# (contract size in USD, price tick) of the coin-margined perpetuals whose specifications are
+# documented (docs/reference/exchange-rules.md §8.1), and each exchange's contract size for its
+# other inverse symbols (tick unknown there: prices are not rounded)
+INVERSE_SPECS: dict[tuple[str, str], tuple[float, float]] = {
+    ("binancecoinm", "BTC/USD:BTC"): (100.0, 0.1),
+    ("okx", "BTC/USD:BTC"): (100.0, 0.1),
+    ("bybit", "BTC/USD:BTC"): (1.0, 0.5),
+}
+INVERSE_DEFAULT_SIZE: dict[str, float] = {"binancecoinm": 10.0, "okx": 10.0, "bybit": 1.0}
+
+
+def default_contract_spec(exchange: str, symbol: str) -> tuple[float, float]:
+    """Return ``(contract size in USD, price tick or 0.0)`` of an inverse symbol (§8.1)."""
+    return INVERSE_SPECS.get((exchange, symbol), (INVERSE_DEFAULT_SIZE.get(exchange, 1.0), 0.0))

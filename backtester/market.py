@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import re
 import warnings
@@ -33,7 +34,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from backtester._typing import EXCHANGES, F64Array, I64Array
+from backtester._typing import (
+    EXCHANGES,
+    ContractType,
+    F64Array,
+    I64Array,
+    contract_type_of,
+    default_contract_spec,
+)
 from backtester.data import schema
 from backtester.data.schema import format_ts, to_utc_timestamp
 from backtester.errors import BacktesterWarning, ConfigError, DataError, check_one_of
@@ -89,6 +97,10 @@ class Market:
         Date of that snapshot.
     detail : Market or None
         Lower-timeframe bars (e.g. 1m) inside this market's range.
+    contract_size : float
+        USD face value of one contract of a coin-margined symbol (``contract_type ==
+        "inverse"``; None picks the exchange's documented size, docs/reference/exchange-rules.md
+        §8.1); 1.0 for a linear symbol. ``contract_type`` comes from the symbol.
     """
 
     symbol: str
@@ -111,8 +123,10 @@ class Market:
     tiers: pd.DataFrame | None = None
     tiers_date: pd.Timestamp | None = None
     detail: Market | None = None
+    contract_size: float | None = None
 
     def __post_init__(self) -> None:
+        self._check_contract()
         for name in _ARRAY_FIELDS:
             dtype = np.int64 if name.endswith("ts_ns") else np.float64
             object.__setattr__(self, name, _frozen(getattr(self, name), dtype))
@@ -131,6 +145,44 @@ class Market:
             raise ConfigError(
                 f"Market.mark_source must be 'mark' or 'last', was {self.mark_source!r}"
             )
+
+    # ------------------------------------------------------------ contract (inverse: §8)
+    def _check_contract(self) -> None:
+        size = self.contract_size
+        if size is None:
+            size = (
+                default_contract_spec(self.exchange, self.symbol)[0]
+                if self.contract_type == "inverse"
+                else 1.0
+            )
+        elif (
+            isinstance(size, bool)
+            or not isinstance(size, int | float)
+            or not math.isfinite(size)
+            or size <= 0
+        ):
+            raise ConfigError(
+                f"contract_size must be a finite number > 0 (the USD face value of one contract, "
+                f"e.g. 100), was {size!r}"
+            )
+        elif self.contract_type == "linear" and size != 1.0:
+            raise ConfigError(
+                f"contract_size is for coin-margined symbols such as 'BTC/USD:BTC', was {size!r} "
+                f"with {self.symbol!r} (linear sizes are in base units)"
+            )
+        object.__setattr__(self, "contract_size", float(size))
+
+    @property
+    def contract_type(self) -> ContractType:
+        """``"inverse"`` for a coin-margined symbol (settle == base, ``BTC/USD:BTC``), else linear."""
+        return contract_type_of(self.symbol)
+
+    @property
+    def settle(self) -> str:
+        """The settle (margin and PnL) currency: ``USDT`` for ``BTC/USDT:USDT``, ``BTC`` for inverse."""
+        _, _, rest = self.symbol.partition("/")
+        quote, _, settle = rest.partition(":")
+        return settle or quote
 
     # ------------------------------------------------------------ basic views
 
@@ -218,6 +270,7 @@ class Market:
             tiers=self.tiers,
             tiers_date=self.tiers_date,
             detail=detail,
+            contract_size=self.contract_size,
         )
 
     def to_frame(self) -> pd.DataFrame:
@@ -295,6 +348,7 @@ class Market:
         timeframe: str | None = None,
         tiers: Any = None,
         detail: Market | None = None,
+        contract_size: float | None = None,
     ) -> Market:
         """Build a Market from pandas or polars frames.
 
@@ -319,6 +373,10 @@ class Market:
             Leverage tiers (``tier, floor, cap, max_leverage, mmr, maint_amount, basis``).
         detail : Market, optional
             Lower-timeframe bars of the same market.
+        contract_size : float, optional
+            USD face value of one contract of a coin-margined symbol (``"BTC/USD:BTC"``); None
+            uses the exchange's documented size (Binance COIN-M 100 USD for BTC, 10 for others;
+            OKX BTC 100; Bybit 1). A linear symbol refuses it.
 
         Raises
         ------
@@ -368,6 +426,7 @@ class Market:
             funding_rate=f_rate,
             tiers=tier_table,
             detail=detail,
+            contract_size=contract_size,
         )
 
 

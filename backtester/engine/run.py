@@ -951,6 +951,14 @@ def run_sweep(
 
     t0 = time.perf_counter()
     _check_market(market)
+    # --- coin-margined (inverse) market: simulate its linear twin on X = 1/P (engine/inverse.py);
+    # the strategy still sees the market's own prices
+    coin_margined = market.contract_type == "inverse"
+    if coin_margined:
+        from backtester.engine import inverse as inv
+
+        original, market = market, inv.linear_twin(market)
+    # ---
     config = _check_config(config)
     defaults = _strategy_params(strategy)
     if grid is None:
@@ -969,9 +977,13 @@ def run_sweep(
         uniq, inverse = grid.select(strat_names).unique()
     else:  # a strategy without parameters: one signal column shared by every column
         uniq, inverse = ParamGrid.product(), np.zeros(grid.n_cols, dtype=np.int64)
-    signals = call_signals(strategy, market, uniq)
+    signals = call_signals(strategy, original if coin_margined else market, uniq)
+    # --- inverse: the twin trades the opposite sides, with its own stop fractions
+    if coin_margined:
+        signals, fparams = inv.twin_signals(signals, fparams, inverse)
+    # ---
     n = grid.n_cols
-    sim = _Simulation(
+    sim = (inv.TwinSimulation if coin_margined else _Simulation)(
         market,
         inputs,
         rules,
@@ -986,6 +998,8 @@ def run_sweep(
     )
     stats, _, _ = sim.run(batch_size=batch_size, progress=progress)
     _warn_never_entered(stats, fparams, rules, keys, market)
+    if coin_margined:  # results show the inverse market (the kernel inputs stay the twin's)
+        sim.market = original
     log.info(
         "run_sweep %s %s: %d bars x %d columns in %.2f s",
         market.symbol,
@@ -1102,6 +1116,13 @@ def run_entries(
     from backtester.results import EntryOutcomes
 
     _check_market(market)
+    # --- coin-margined (inverse) market: simulate its linear twin on X = 1/P (engine/inverse.py)
+    inverse = market.contract_type == "inverse"
+    if inverse:
+        from backtester.engine import inverse as inv
+
+        market = inv.linear_twin(market)
+    # ---
     config = _check_config(config)
     if not isinstance(settings, ParamGrid):
         raise ConfigError(f"settings must be a ParamGrid, was {type(settings).__name__}")
@@ -1128,6 +1149,10 @@ def run_entries(
     n_s, n_e = settings.n_cols, entries.shape[0]
     rep = np.repeat(np.arange(n_s), n_e)
     side = _codes("side", set_cols["side"])
+    # --- inverse: the twin's stop fractions by side, then the twin's (opposite) side
+    if inverse:
+        fp_s, side = inv.twin_params(fp_s, side), -side
+    # ---
     start = np.tile(entries, n_s)
     sim = _Simulation(
         market,

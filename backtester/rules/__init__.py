@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Literal, TypeAlias
 
 import numpy as np
 import pandas as pd
 
-from backtester._typing import F64Array
+from backtester._typing import F64Array, contract_type_of, default_contract_spec
 from backtester.engine.enums import Convention
 from backtester.errors import (
     BacktesterWarning,
@@ -44,8 +44,10 @@ __all__ = [
     "LiquidationQuote",
     "bankruptcy_price",
     "exchange_rules",
+    "inverse_contract",
     "liquidation_price",
     "liquidation_quote",
+    "round_to_tick",
     "rules_timeline",
 ]
 
@@ -357,6 +359,14 @@ class LiquidationQuote:
     liquidation_fee_rate: float
     close_at: str
     note: str
+    # coin-margined (inverse) symbols (§8): size is in contracts of contract_size USD, margin,
+    # notional, maintenance amounts in coin; the two prices are rounded to price_tick the
+    # exchange's way, the *_exact fields are the formula's value (linear: the same, tick 0)
+    contract_type: Literal["linear", "inverse"] = "linear"
+    contract_size: float = 1.0
+    price_tick: float = 0.0
+    liquidation_price_exact: float = 0.0
+    bankruptcy_price_exact: float = 0.0
 
     def to_dict(self) -> dict[str, object]:
         """Return the quote as a JSON-ready dict."""
@@ -443,10 +453,20 @@ def _check_wallet_opens(
     )
 
 
-def _check_within_table(rules: ExchangeRules, qty: float, ep: float) -> None:
+def _check_within_table(
+    rules: ExchangeRules, qty: float, ep: float, contract_size: float = 0.0
+) -> None:
     # A position past the last tier's cap cannot be opened on the exchange, and the table says
     # nothing about its maintenance margin: refuse rather than extrapolate the last tier.
+    # ``contract_size`` > 0: an inverse position's X-twin (qty = face value, ep = 1/price).
     cap = float(rules.caps[-1])
+    if contract_size > 0.0 and qty * ep > cap and not rules.tier_by_size:
+        settle = rules.symbol.partition(":")[2]
+        raise ConfigError(
+            f"the coin value size × contract_size / entry_price must be <= {cap:,.8g} {settle} "
+            f"(the cap of the last tier of {rules.table_id}), was {qty * ep:,.8g}; lower size to "
+            f"at most {cap / ep / contract_size:.8g} contracts, or pass mmr= for a what-if"
+        )
     if rules.tier_by_size and qty > cap:
         raise ConfigError(
             f"size must be <= {cap:g} (the cap of the last tier of {rules.table_id}, base "
@@ -476,6 +496,7 @@ def _under_maintenance_at_entry(
     tier_by_size: bool,
     override: float,
     fee_term: float,
+    inverse: bool = False,
 ) -> str:
     # Margin balance at entry <= MM (+ OKX fee term) at entry, so the liquidation price lies on
     # the profitable side of entry. A fresh isolated position (margin = notional/leverage) cannot
@@ -497,6 +518,9 @@ def _under_maintenance_at_entry(
         f" + liquidation fee {fee_term:.4%})" if fee_term else ")"
     )
     where = "above" if lp >= ep else "below"
+    if inverse:  # an inverse position's X-twin: say it in prices (P = 1/X, above <-> below)
+        where = "below" if where == "above" else "above"
+        lp = 1.0 / lp if lp > 0.0 else math.inf
     if mode == "isolated":
         head = f"margin {margin_value:.8g} (leverage {notional / margin_value:.6g})"
         fix = f"lower leverage below {notional / need:.6g}, or the mmr"
@@ -516,6 +540,84 @@ def _under_maintenance_at_entry(
     )
 
 
+def _tables_exist(exchange: str, symbol: str) -> bool:
+    get_profile(exchange)
+    return bool(tables_for(exchange, symbol))
+
+
+def _flat_rules(exchange: str, symbol: str) -> ExchangeRules:
+    # one open tier whose rate the caller's mmr replaces; leverage bounded by RunConfig's range
+    from backtester.config import SETTINGS
+
+    profile = get_profile(exchange)
+    fee_rate, fee_note = liquidation_fee_rate(exchange, symbol, None)
+    top = float(SETTINGS["leverage"].high)
+    one = np.zeros(1)
+    one.setflags(write=False)
+    return ExchangeRules(
+        exchange=exchange,
+        symbol=symbol,
+        convention=profile.convention,
+        table_id="flat",
+        effective_from=pd.Timestamp(0, tz="UTC"),
+        source="mmr given by the caller",
+        note=f"no tier table for {symbol} on {exchange}: the flat mmr given is used; {fee_note}",
+        confidence="A",
+        floors=one,
+        caps=np.full(1, np.inf),
+        mmr=one,
+        maint_amount=one,
+        max_leverage=np.full(1, top),
+        tier_by_size=False,
+        liquidation_fee_rate=fee_rate,
+        close_at=profile.close_at,
+        funding_interval_h=profile.funding_interval_h,
+        taker_fee=profile.taker_fee,
+        maker_fee=profile.maker_fee,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# coin-margined (inverse) contracts, §8
+
+
+def inverse_contract(
+    exchange: str, symbol: str, contract_size: float | None = None
+) -> tuple[float, float]:
+    """Return ``(contract size in USD, price tick)`` of a coin-margined symbol (§8.1).
+
+    ``contract_size`` overrides the documented size (it must be > 0). The tick is 0.0 (prices
+    are not rounded) for a symbol whose tick is not documented here.
+    """
+    size, tick = default_contract_spec(exchange, symbol)
+    if contract_size is not None:
+        size = check_positive(
+            contract_size, "contract_size", hint="the USD face value of one contract, e.g. 100"
+        )
+    return float(size), tick
+
+
+def round_to_tick(price: float, tick: float, exchange: str, side: str) -> float:
+    """Round a liquidation or bankruptcy price to ``tick`` the way ``exchange`` shows it (§8.4).
+
+    Bybit rounds toward the entry (a long's prices up, a short's down: the position is closed no
+    later than the exact price); Binance and OKX to the nearest tick. ``tick`` 0 (unknown), 0.0
+    and inf are returned unchanged.
+    """
+    if tick <= 0.0 or not math.isfinite(price) or price <= 0.0:
+        return price
+    steps = price / tick
+    # a price within 1e-9 ticks of a multiple is that multiple (binary fractions of 0.1)
+    near = round(steps)
+    if abs(steps - near) < 1e-9:
+        steps = near
+    if exchange == "bybit":
+        steps = math.ceil(steps) if side == "long" else math.floor(steps)
+    else:
+        steps = math.floor(steps + 0.5)
+    return float(round(steps * tick, 10))
+
+
 def liquidation_quote(
     exchange: str,
     side: str,
@@ -533,6 +635,7 @@ def liquidation_quote(
     taker_fee: float | None = None,
     symbol: str | None = None,
     at: DateLike | None = None,
+    contract_size: float | None = None,
 ) -> LiquidationQuote:
     """Return the liquidation and bankruptcy prices of one position with the details used.
 
@@ -554,6 +657,7 @@ def liquidation_quote(
         taker_fee=taker_fee,
         symbol=symbol,
         at=at,
+        contract_size=contract_size,
     )
 
 
@@ -574,24 +678,54 @@ def _quote(
     taker_fee: float | None = None,
     symbol: str | None = None,
     at: DateLike | None = None,
+    contract_size: float | None = None,
     names: _Names = _API_NAMES,
+    need_mm: bool = True,
 ) -> LiquidationQuote:
     # liquidation_quote with the inputs named as ``names`` says (the CLI passes its options)
     from backtester.config import check_setting
     from backtester.rules import formulas as fx
 
-    rules = _rules_at(exchange, DEFAULT_SYMBOL if symbol is None else symbol, at, names)
+    sym = DEFAULT_SYMBOL if symbol is None else symbol
+    flat_ok = isinstance(sym, str) and (
+        mmr is not None or (not need_mm and contract_type_of(sym) == "inverse")
+    )
+    if flat_ok and not _tables_exist(exchange, sym):
+        # a flat rate needs no tier table (as a run's maint_margin_rate): one open-ended tier; a
+        # coin-margined bankruptcy price needs none at all
+        rules = _flat_rules(exchange, sym)
+    else:
+        rules = _rules_at(exchange, sym, at, names)
     side_name = check_one_of(side, "side", ("long", "short"))
     # the RunConfig checks, so liq-price and a run accept (and word) the same values
     mode = check_setting("margin_mode", margin_mode, where=names.margin_mode)
     ep = check_positive(entry_price, names.entry_price)
+    inverse = contract_type_of(rules.symbol) == "inverse"
     qty = check_positive(
-        size, names.size, hint="size is the position size in base units, e.g. 0.5 BTC"
+        size,
+        names.size,
+        hint=(
+            "size is the number of contracts of an inverse symbol, e.g. 100"
+            if inverse
+            else "size is the position size in base units, e.g. 0.5 BTC"
+        ),
     )
+    # an inverse position is priced as the linear position of the opposite side on X = 1/P with
+    # size F = contracts × contract size (§8.2): from here to the kernels ep and qty are X and F
+    ep_user, qty_user = ep, qty
+    cs, tick = 1.0, 0.0
+    if inverse:
+        cs, tick = inverse_contract(rules.exchange, rules.symbol, contract_size)
+        ep, qty = 1.0 / ep_user, qty_user * cs
+    elif contract_size is not None:
+        raise ConfigError(
+            f"contract_size is for coin-margined symbols such as 'BTC/USD:BTC', was "
+            f"{contract_size!r} with {rules.symbol!r} (a linear symbol: size is in base units)"
+        )
     _check_scale(ep, qty, names)
     notional = qty * ep
     if mmr is None and maint_amount is None:
-        _check_within_table(rules, qty, ep)
+        _check_within_table(rules, qty, ep, cs if inverse else 0.0)
     k_entry = rules.tier_index(notional, qty)
     max_lev = float(rules.max_leverage[k_entry])
     where = (
@@ -694,14 +828,20 @@ def _quote(
             f"1 − mmr − fee), was {fee:g} + {top_rate:g}; lower {names.taker_fee} (write 5 bps "
             "as 0.0005)"
         )
-    s = fx.LONG if side_name == "long" else fx.SHORT
+    s = fx.LONG if (side_name == "long") != inverse else fx.SHORT
+    # Bybit's inverse examples reserve the fee to close, F·f/BP coin, out of the margin (§8.3):
+    # with an explicit taker_fee it moves both prices; BP solves M + s·F·(X − X_E) − F·f·X = 0
+    close_fee, x_bp = 0.0, math.nan
+    if inverse and conv == fx.BYBIT and taker_fee is not None:
+        x_bp = (s * qty * ep - (margin_value + other_upnl)) / (qty * (s - fee))
+        close_fee = qty * fee * x_bp
     lp = float(
         fx.liquidation_price_nb(
             conv,
             s,
             ep,
             qty,
-            margin_value,
+            margin_value - close_fee,
             other_mm,
             other_upnl,
             floors,
@@ -730,9 +870,12 @@ def _quote(
             tier_by_size,
             override,
             fee_term,
+            inverse,
         )
         warnings.warn(at_entry, BacktesterWarning, stacklevel=4)
     bp = float(fx.bankruptcy_price_nb(s, ep, qty, margin_value, other_upnl))
+    if close_fee:
+        bp = x_bp if x_bp > 0.0 else 0.0
     # maintenance margin as the exchange values it: at LP (Binance, OKX) or at entry (Bybit)
     valued_at = ep if conv == fx.BYBIT else lp
     mm = float(
@@ -740,7 +883,9 @@ def _quote(
             conv, qty * valued_at, qty, floors, mmr_arr, amount_arr, tier_by_size, override
         )
     )
-    if not (math.isfinite(lp) and math.isfinite(bp) and math.isfinite(mm)):
+    if not (
+        (math.isfinite(lp) or inverse) and math.isfinite(bp) and math.isfinite(mm)
+    ):  # an inverse long that cannot be liquidated has an X-twin price of inf
         # not reached with inputs inside the bounds above; one line rather than "inf"/"nan"
         raise ConfigError(
             f"the prices of this position are not finite numbers (liquidation {lp!r}, bankruptcy "
@@ -757,7 +902,7 @@ def _quote(
         note = f"mmr/maint_amount given explicitly (tier table not used for MM); {note}"
     if at_entry:
         note = f"{at_entry}; {note}"
-    return LiquidationQuote(
+    quote = LiquidationQuote(
         exchange=rules.exchange,
         symbol=rules.symbol,
         side="long" if side_name == "long" else "short",
@@ -780,6 +925,27 @@ def _quote(
         close_at=rules.close_at,
         note=note,
     )
+    if not inverse:
+        return replace(quote, liquidation_price_exact=lp, bankruptcy_price_exact=bp)
+    # back from X = 1/P (§8.2); a long's X-twin is a short: its LP inf means "never" (price 0)
+    lp_p = 0.0 if math.isinf(lp) else (math.inf if lp <= 0.0 else 1.0 / lp)
+    bp_p = math.inf if bp <= 0.0 else 1.0 / bp
+    return replace(
+        quote,
+        side="long" if side_name == "long" else "short",
+        entry_price=ep_user,
+        size=qty_user,
+        liquidation_price=round_to_tick(lp_p, tick, rules.exchange, side_name),
+        bankruptcy_price=round_to_tick(bp_p, tick, rules.exchange, side_name),
+        distance_pct=abs(ep_user - lp_p) / ep_user * 100.0 if math.isfinite(lp_p) else math.inf,
+        contract_type="inverse",
+        contract_size=cs,
+        price_tick=tick,
+        liquidation_price_exact=lp_p,
+        bankruptcy_price_exact=bp_p,
+        note=f"coin-margined: size {qty_user:g} contracts x {cs:g} USD, margin, notional and MM in "
+        f"{rules.symbol.partition(':')[2]} (§8); {note}",
+    )
 
 
 def liquidation_price(
@@ -799,6 +965,7 @@ def liquidation_price(
     taker_fee: float | None = None,
     symbol: str | None = None,
     at: DateLike | None = None,
+    contract_size: float | None = None,
 ) -> float:
     """Return the liquidation (mark) price of a one-way linear perpetual position.
 
@@ -824,15 +991,22 @@ def liquidation_price(
         OKX liquidation-fee term ``f`` (defaults to the profile's taker rate), a fraction in
         [0, 1) as ``RunConfig.taker_fee``; ignored by the Binance and Bybit formulas.
     symbol : str, optional
-        ccxt symbol; defaults to ``"BTC/USDT:USDT"``.
+        ccxt symbol; defaults to ``"BTC/USDT:USDT"``. A coin-margined symbol (settle == base,
+        ``"BTC/USD:BTC"``; exchanges ``binancecoinm``, ``bybit``, ``okx``) prices an inverse
+        position (docs/reference/exchange-rules.md §8): ``size`` is in contracts, ``margin``,
+        ``wallet_balance``, the other positions' amounts and ``maint_amount`` are in the coin,
+        and the price is rounded to the exchange's tick (``LiquidationQuote.*_exact`` keeps the
+        formula's value). Without a tier table for the symbol, pass ``mmr=``.
     at : date-like, optional
         Use the tier table in force at this date (default: the latest known table).
+    contract_size : float, optional
+        USD face value of one contract of an inverse symbol (default: the exchange's, §8.1).
 
     Returns
     -------
     float
         The mark price at which the position is liquidated; 0.0 for a long that cannot be
-        liquidated at a positive price.
+        liquidated at a positive price (an inverse short that cannot be: ``inf``).
 
     Raises
     ------
@@ -864,6 +1038,7 @@ def liquidation_price(
         taker_fee=taker_fee,
         symbol=symbol,
         at=at,
+        contract_size=contract_size,
     ).liquidation_price
 
 
@@ -884,6 +1059,7 @@ def bankruptcy_price(
     taker_fee: float | None = None,
     symbol: str | None = None,
     at: DateLike | None = None,
+    contract_size: float | None = None,
 ) -> float:
     """Return the bankruptcy price: where the margin (isolated) or account equity (cross) is 0.
 
@@ -891,6 +1067,10 @@ def bankruptcy_price(
     :func:`liquidation_price` and validates them the same way; ``mmr``, ``maint_amount`` and
     ``taker_fee`` do not change the result, so ``maint_amount`` is accepted without ``mmr``
     here (it must still be a finite number >= 0). Returns 0.0 for a long whose BP would be <= 0.
+    A coin-margined symbol (``"BTC/USD:BTC"``, §8) needs no tier table here:
+    ``BP = F/(F/EP + s·margin)`` with ``F = size × contract_size``, rounded to the tick the
+    exchange's way (``round_to_tick``); on Bybit an explicit ``taker_fee`` adds the fee to close
+    (``BP = F·(1 + s·f)/(F/EP + s·margin)``, §8.3).
 
     Examples
     --------
@@ -903,7 +1083,7 @@ def bankruptcy_price(
         if _finite(maint_amount, "maint_amount") < 0:
             raise ConfigError(f"maint_amount must be >= 0, was {maint_amount!r}")
         maint_amount = None
-    return liquidation_quote(
+    return _quote(
         exchange,
         side,
         entry_price,
@@ -919,4 +1099,6 @@ def bankruptcy_price(
         taker_fee=taker_fee,
         symbol=symbol,
         at=at,
+        contract_size=contract_size,
+        need_mm=False,  # the bankruptcy price needs no tier table (§8)
     ).bankruptcy_price

@@ -77,6 +77,8 @@ __all__ = [
     "SHORT",
     "bankruptcy_price_nb",
     "funding_payment_nb",
+    "inverse_bankruptcy_price_nb",
+    "inverse_liquidation_price_nb",
     "liquidation_price_nb",
     "maint_margin_nb",
     "max_leverage_nb",
@@ -328,3 +330,77 @@ def max_leverage_nb(
     if key > last_cap:
         return 0.0
     return float(max_leverage[tier_index_nb(key, floors)])
+
+
+# ---------------------------------------------------------------------------------------------
+# coin-margined (inverse) perpetuals, docs/reference/exchange-rules.md §8
+#
+# A position of face value F (USD: contracts × contract size) entered at EP has the coin value
+# F/P at price P and the PnL s·F·(1/EP − 1/P) in coin. With X = 1/P that is −s·F·(X − X_EP): the
+# PnL of a LINEAR position of the opposite side, size F, on the price X. Its notional F·X is the
+# coin value, so margin, maintenance margin (tiers in coin notional), fees and the liquidation
+# trigger are those of the linear position in X, and the linear formulas above give the inverse
+# prices through P = 1/X (§8.2 derives each exchange's published formula from this).
+
+
+@njit(cache=_CACHE)
+def inverse_liquidation_price_nb(
+    convention: int,
+    side: int,
+    entry_price: float,
+    face: float,
+    margin: float,
+    other_maint_margin: float,
+    other_upnl: float,
+    floors: F64Array,
+    mmr: F64Array,
+    maint_amount: F64Array,
+    tier_by_size: bool,
+    mmr_override: float,
+    fee_rate: float,
+) -> float:
+    """Return the liquidation (mark) price of a one-way coin-margined position.
+
+    ``face`` is the face value in USD (contracts × contract size); ``margin``, the other
+    positions' terms, tier floors (``tier_by_size`` False) and ``maint_amount`` are in coin. It is
+    ``1 / liquidation_price_nb(convention, -side, 1/entry_price, face, ...)``: BINANCE
+    ``LP = F·(MMR + s)/(M + cum + s·F/EP)``, BYBIT ``LP = F/(F/EP + s·(M − MM_entry))``, OKX
+    ``LP = F·(1 + s·(MMR + f))/(F/EP + s·M)`` (long s = 1). A short that cannot be liquidated at
+    any price returns ``inf``; a long whose liquidation price would be <= 0 returns 0.0.
+    """
+    x = liquidation_price_nb(
+        convention,
+        -side,
+        1.0 / entry_price,
+        face,
+        margin,
+        other_maint_margin,
+        other_upnl,
+        floors,
+        mmr,
+        maint_amount,
+        tier_by_size,
+        mmr_override,
+        fee_rate,
+    )
+    if x <= 0.0:
+        return math.inf
+    if math.isinf(x) or x < 0.0:
+        return 0.0
+    return 1.0 / x
+
+
+@njit(cache=_CACHE)
+def inverse_bankruptcy_price_nb(
+    side: int, entry_price: float, face: float, margin: float, other_upnl: float
+) -> float:
+    """Return the price at which a coin-margined position's margin (+ other UPNL, coin) is 0.
+
+    ``BP = F/(F/EP + s·(margin + other_upnl))``: long ``EP·L/(L + 1)``, short ``EP·L/(L − 1)``
+    with ``margin = F/(EP·L)``; a short whose margin covers its whole coin value
+    (leverage <= 1) returns ``inf``.
+    """
+    x = bankruptcy_price_nb(-side, 1.0 / entry_price, face, margin, other_upnl)
+    if x <= 0.0:
+        return math.inf
+    return 1.0 / x

@@ -114,6 +114,20 @@ PROFILES: dict[str, ExchangeProfile] = {
         liquidation_fee_model="fee to close = size × bankruptcy price × taker rate (§3.2)",
         fee_source="Bybit non-VIP derivatives: taker 0.055% / maker 0.02%",
     ),
+    # coin-margined (inverse) perpetuals of Binance COIN-M: §8 of docs/reference/exchange-rules.md
+    "binancecoinm": ExchangeProfile(
+        exchange="binancecoinm",
+        convention=BINANCE,
+        close_at="liquidation",
+        funding_interval_h=8.0,
+        taker_fee=0.0005,
+        maker_fee=0.0002,
+        liquidation_fee_model=(
+            "clearance fee on the liquidated coin value: 0.5% assumed [A] (§8.1; the COIN-M rate "
+            "is not in the stored sources)"
+        ),
+        fee_source="Binance COIN-M VIP 0 taker 0.05% / maker 0.02% (§8.1) [A]",
+    ),
 }
 
 _LEGACY_FROM = pd.Timestamp("2019-09-08", tz="UTC")
@@ -144,6 +158,8 @@ def liquidation_fee_rate(exchange: str, symbol: str, at: pd.Timestamp | None) ->
     ``at=None`` means the latest known rate. The note names the source of the rate.
     """
     profile = get_profile(exchange)
+    if exchange == "binancecoinm":
+        return 0.005, "Binance COIN-M clearance fee 0.5% assumed [A] (§8.1)"
     if exchange != "binanceusdm":
         return profile.taker_fee, f"{exchange} liquidation fee = taker rate ({profile.fee_source})"
     since, rates, _ = _binance_fee_snapshot()

@@ -448,7 +448,10 @@ def test_a_misnamed_funding_column_says_rename_it() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"exchange": "ftx"}, r"^exchange must be one of 'binanceusdm', 'okx', 'bybit', was 'ftx'"),
+        (
+            {"exchange": "ftx"},
+            r"^exchange must be one of 'binanceusdm', 'okx', 'bybit', 'binancecoinm', was 'ftx'",
+        ),
         ({"exchange": "binance"}, r"was 'binance'; did you mean 'binanceusdm'\?$"),
         ({"symbol": ""}, r"^symbol must be a non-empty ccxt symbol string such as 'BTC/USDT:USD"),
         ({"symbol": 123}, r"^symbol must be a non-empty ccxt symbol string .*was 123$"),

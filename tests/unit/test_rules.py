@@ -157,7 +157,7 @@ def test_profiles() -> None:
     )
     assert (binance.taker_fee, binance.maker_fee) == (0.0005, 0.0002)
     assert (bybit.convention, bybit.close_at, bybit.taker_fee) == (2, "bankruptcy", 0.00055)
-    assert set(PROFILES) == {"binanceusdm", "okx", "bybit"}
+    assert set(PROFILES) == {"binanceusdm", "okx", "bybit", "binancecoinm"}
 
 
 def test_liquidation_fee_history() -> None:
