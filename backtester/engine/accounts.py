@@ -18,12 +18,14 @@ docs/reference/exchange-rules.md §7.4 (isolated) and §7.6 (cross). Bar ``i`` o
    notional is within the last tier's cap, not liquidatable at its own entry price; cross: with
    the other legs' maintenance margins at entry). **A refused leg refuses the whole account
    entry** (``rejected``; the wallet is untouched). Funding events inside a coarse bar are then
-   paid by the legs held after the entry.
+   paid by the legs held after the entry. Each leg gets its own stop-loss
+   ``entry_k·(1 − s_k·stop_loss)``, trailing stop from its own peak (``engine.kernel``'s
+   ``_stop_level_nb``: the tighter of the two) and take-profit ``entry_k·(1 + s_k·take_profit)``.
 3. **Exits.**
    - *isolated*: each leg on its own, with the single kernel's rule (``engine.kernel``
      ``_resolve_exit_nb``: gap at the mark open, then the mark's adverse extreme against the
-     leg's own liquidation price; the stop on its trigger price; ``intrabar="worst"``); losing a
-     leg costs its margin only.
+     leg's own liquidation price; the stop and take-profit on the trigger price; ``worst`` or
+     ``detail`` on the leg's own lower-timeframe bars); losing a leg costs its margin only.
    - *cross* (§7.6): the account liquidates when ``WB + Σ UPNL_k(mark_k) <= Σ MM_k(mark_k)``. It
      is tested as the single kernel tests it, per leg: leg ``k``'s liquidation price with the
      other legs' maintenance margin and unrealized PnL (``liquidation_price_nb``'s
@@ -36,29 +38,54 @@ docs/reference/exchange-rules.md §7.4 (isolated) and §7.6 (cross). Bar ``i`` o
      and the clearance fee ``Σ rate_k·size_k·fill_k`` capped by the account equity left;
      ``close_at="bankruptcy"`` forfeits the account equity left; a negative account equity at the
      fills floors the wallet at 0 with one ``insurance_draw`` (``negative_balance="floor"``), or
-     stays (``"owed"``). A leg's stop fills as in the single kernel (cap: the wallet) and removes
-     the leg; when a stop and the account liquidation trigger in one bar, the stop is dropped if
-     the account equity at its fill (the other legs at their adverse extremes) is negative, and
-     otherwise ``worst`` keeps the lower of the liquidation's wallet change and the stop's plus
-     the other legs' unrealized PnL at their adverse extremes (with one leg: the single
-     kernel's choice). With one open leg and ``stop_trigger="mark"`` the level its mark reaches
-     first wins, as in the single kernel.
-   - Not modelled yet (cross, several legs): after a stop fills, the other legs are not
-     tested again in the same bar (a stop removes its leg's MM, so the account is safer, but
-     its slippage and fee are not re-tested until the next bar); each stop filling in one bar
-     is capped by the wallet before that bar's stops.
-   - ``ambiguous_bars`` counts a bar where a stop and a liquidation both triggered, and a bar in
-     which a cross account of several open legs was liquidated inside the bar but would not have
-     been with the other legs at their favourable extremes (the legs' adverse extremes were
-     assumed simultaneous, and that decided the outcome).
+     stays (``"owed"``).
+     A leg's own exits (its stop, its take-profit) trigger and fill as in the single kernel (a
+     gap at the open fills at the last open; stop: slippage and taker fee; take-profit: its
+     price, maker fee; cap: the wallet) and remove the leg. When both of one leg's exits
+     trigger in a bar, ``worst`` keeps the lower wallet change. When the account liquidation
+     also triggers, a stop is dropped if the account equity at its fill (the legs without an
+     exit at the bar's values) is negative (bankrupt before it could fill), and ``worst`` keeps
+     the lower of the liquidation's wallet change and the leg exits' plus the unrealized PnL of
+     the legs without an exit (with one leg: the single kernel's choice). With one open leg and
+     ``stop_trigger="mark"`` the level its mark reaches first wins, as in the single kernel.
+   - ``intrabar="detail"`` (cross): when the bar is ambiguous (several exits trigger, or the
+     liquidation holds only because the legs' adverse extremes were taken as simultaneous), the
+     legs' lower-timeframe bars are walked together (each leg's mark path is its detail last
+     path shifted by its bar's basis at its extremes, as in the single kernel) and the first
+     detail bar in which anything triggers decides, with the rules above applied to that detail
+     bar (stops and take-profits fill at the detail open when it gapped through them). Detail
+     bars are walked together only in bars where every leg has the same detail bars
+     (``d_ok``); elsewhere, and when no detail bar triggers, the coarse ``worst`` decides, except
+     that a liquidation that held only through the simultaneity assumption does not happen
+     when the detail bars never reach it.
+   - Not modelled yet (cross, several legs): after a leg exit fills, the other legs are not
+     tested again in the same (detail) bar, and each leg exit filling in one bar is capped by
+     the wallet before that bar's exits.
+   - ``ambiguous_bars`` counts a bar where several exits (the account liquidation, a leg's stop
+     or take-profit) triggered, and a bar in which a cross account of several open legs was
+     liquidated inside the bar but would not have been with the other legs at their favourable
+     extremes (the legs' adverse extremes were assumed simultaneous, and that decided the
+     outcome); with ``detail``, the same test on the deciding detail bar.
+   After the checks, each open leg's trailing-stop peak moves to its bar's favourable trigger
+   extreme.
 4. **Close.** ``equity = wallet + Σ s_k·size_k·(mark_close_k − entry_k)``; ``min_equity``; ruin
    (``equity < ruin_threshold·initial_cash``) closes every open leg at its last close (slippage,
    taker fee).
 
 Outputs per column (``A_*`` rows of ``out``): final equity at the window's last mark close,
-min equity, first exit bar and reason (the first leg to close, or the window's last bar with
-``HORIZON``/``END_OF_DATA``), first liquidation bar and which leg (K = the cross account), fees,
-funding, insurance draw, ambiguous bars, rejected.
+min equity, first exit bar and reason (the first leg to close, the lowest leg number among legs
+closing in the same bar, or the window's last bar with ``HORIZON``/``END_OF_DATA``), first
+liquidation bar and which leg (K = the cross account), fees, funding, insurance draw, ambiguous
+bars, rejected. Per leg (``L_*`` fields of ``legs_out``): exit bar and reason (``HORIZON`` /
+``END_OF_DATA`` at the window's last bar when still open), entry and exit price, size, and the
+leg's share of the wallet change: ``pnl`` (its entry fee, its funding, its exit's realized
+change; when still open, its unrealized PnL at the last mark close), ``fees``, ``funding``; so
+that ``Σ_k pnl_k = final_equity − initial_cash``. A cross liquidation's settlement is shared
+out as: each leg's PnL at its fill less its part of the clearance fee (pro rata to
+``rate_k·size_k·fill_k``), and what the cap takes or gives beyond that (a floored deficit, a
+forfeited equity with ``close_at="bankruptcy"``) pro rata to the legs' maintenance margins at
+the fills (§7.6.4); with ``close_at="bankruptcy"`` each leg's exit price is
+``fill_k − s_k·E·w_k/size_k``, ``w_k = MM_k/Σ MM``.
 """
 
 from __future__ import annotations
@@ -72,11 +99,12 @@ from backtester.engine._jitcache import cache_enabled
 from backtester.engine.enums import (
     CloseAt,
     ExitReason,
+    Intrabar,
     MarginMode,
     NegativeBalance,
     StopTrigger,
 )
-from backtester.engine.kernel import _lp_nb, _resolve_exit_nb, _settle_nb
+from backtester.engine.kernel import _lp_nb, _resolve_exit_nb, _settle_nb, _stop_level_nb
 from backtester.engine.layout import FParam, IParam
 from backtester.rules.formulas import (
     funding_payment_nb,
@@ -101,6 +129,15 @@ __all__ = [
     "A_MIN_EQUITY",
     "A_N",
     "A_REJECTED",
+    "L_ENTRY_PRICE",
+    "L_EXIT_IDX",
+    "L_EXIT_PRICE",
+    "L_FEES",
+    "L_FUNDING",
+    "L_N",
+    "L_PNL",
+    "L_REASON",
+    "L_SIZE",
     "MAX_LEGS",
     "simulate_accounts_nb",
 ]
@@ -114,6 +151,7 @@ ER_LIQUIDATION = int(ExitReason.LIQUIDATION)
 ER_NONE = int(ExitReason.NONE)
 ER_RUIN = int(ExitReason.RUIN)
 ER_STOP_LOSS = int(ExitReason.STOP_LOSS)
+ER_TAKE_PROFIT = int(ExitReason.TAKE_PROFIT)
 FP_INITIAL_CASH = int(FParam.INITIAL_CASH)
 FP_LEVERAGE = int(FParam.LEVERAGE)
 FP_LIQ_FEE_RATE = int(FParam.LIQ_FEE_RATE)
@@ -122,20 +160,30 @@ FP_POSITION_SIZE = int(FParam.POSITION_SIZE)
 FP_RUIN_THRESHOLD = int(FParam.RUIN_THRESHOLD)
 FP_SLIPPAGE = int(FParam.SLIPPAGE)
 FP_STOP_LOSS = int(FParam.STOP_LOSS)
+FP_TAKE_PROFIT = int(FParam.TAKE_PROFIT)
+FP_TRAILING_STOP = int(FParam.TRAILING_STOP)
 FP_TAKER_FEE = int(FParam.TAKER_FEE)
 FP_MAKER_FEE = int(FParam.MAKER_FEE)
 IP_CLOSE_AT = int(IParam.CLOSE_AT)
 IP_CONVENTION = int(IParam.CONVENTION)
 IP_FUNDING = int(IParam.FUNDING)
+IP_INTRABAR = int(IParam.INTRABAR)
 IP_MARGIN_MODE = int(IParam.MARGIN_MODE)
 IP_NEGATIVE_BALANCE = int(IParam.NEGATIVE_BALANCE)
 IP_STOP_TRIGGER = int(IParam.STOP_TRIGGER)
+IB_DETAIL = int(Intrabar.DETAIL)
 MM_ISOLATED = int(MarginMode.ISOLATED)
 NB_OWED = int(NegativeBalance.OWED)
 STR_MARK = int(StopTrigger.MARK)
 
 P_OPEN, P_HIGH, P_LOW, P_CLOSE, P_MOPEN, P_MHIGH, P_MLOW, P_MCLOSE = 0, 1, 2, 3, 4, 5, 6, 7
-K_LIQ, K_STOP = 0, 1
+K_LIQ, K_STOP, K_TP = 0, 1, 2
+# a leg's exits triggered in a bar (bits), then the one kept
+HIT_STOP, HIT_TP = 1, 2
+# rows of the per-leg values of one (coarse or detail) bar, ``bar (V_N, K)``: mark open / adverse
+# / favourable extreme, trigger price open / adverse / favourable extreme, last open
+V_MO, V_MADV, V_MFAV, V_TO, V_TADV, V_TFAV, V_OP = range(7)
+V_N = 7
 
 # rows of the per-column output
 (
@@ -153,6 +201,9 @@ K_LIQ, K_STOP = 0, 1
     A_REJECTED,
 ) = range(12)
 A_N = 12
+# fields of the per-leg output ``legs_out (n_cols, K, L_N)``
+L_EXIT_IDX, L_REASON, L_ENTRY_PRICE, L_EXIT_PRICE, L_SIZE, L_PNL, L_FEES, L_FUNDING = range(8)
+L_N = 8
 
 
 @njit(cache=CACHE_ENABLED)
@@ -176,6 +227,39 @@ def _mm_nb(
     if conv == 1:
         mm += size * mark * fee_rate
     return mm
+
+
+@njit(cache=CACHE_ENABLED)
+def _leg_mm_nb(
+    j: int,
+    conv: int,
+    size: np.ndarray,
+    entry: np.ndarray,
+    mark: float,
+    tk: np.ndarray,
+    floors: np.ndarray,
+    mmr: np.ndarray,
+    mamt: np.ndarray,
+    n_tiers: np.ndarray,
+    by_size: np.ndarray,
+    mmr_ovr: float,
+    rates: np.ndarray,
+) -> float:
+    # leg j's maintenance margin at `mark` on its table in force
+    t = tk[j]
+    n = n_tiers[j, t]
+    return _mm_nb(
+        conv,
+        size[j],
+        entry[j],
+        mark,
+        floors[j, t, :n],
+        mmr[j, t, :n],
+        mamt[j, t, :n],
+        by_size[j, t],
+        mmr_ovr,
+        rates[j],
+    )
 
 
 @njit(cache=CACHE_ENABLED)
@@ -203,19 +287,8 @@ def _cross_lp_nb(
     for j in range(n_legs):
         if j == k or side[j] == 0:
             continue
-        t = tk[j]
-        n = n_tiers[j, t]
-        o_mm += _mm_nb(
-            conv,
-            size[j],
-            entry[j],
-            marks[j],
-            floors[j, t, :n],
-            mmr[j, t, :n],
-            mamt[j, t, :n],
-            by_size[j, t],
-            mmr_ovr,
-            rates[j],
+        o_mm += _leg_mm_nb(
+            j, conv, size, entry, marks[j], tk, floors, mmr, mamt, n_tiers, by_size, mmr_ovr, rates
         )
         o_upnl += float(side[j]) * size[j] * (marks[j] - entry[j])
     t = tk[k]
@@ -265,24 +338,86 @@ def _clearly_safe_nb(
     for j in range(n_legs):
         if side[j] == 0:
             continue
-        t = tk[j]
-        if conv == 1 and math.isnan(mmr_ovr) and not by_size[j, t]:
+        if conv == 1 and math.isnan(mmr_ovr) and not by_size[j, tk[j]]:
             return False
-        n = n_tiers[j, t]
-        gap += float(side[j]) * size[j] * (marks[j] - entry[j]) - _mm_nb(
-            conv,
-            size[j],
-            entry[j],
-            marks[j],
-            floors[j, t, :n],
-            mmr[j, t, :n],
-            mamt[j, t, :n],
-            by_size[j, t],
-            mmr_ovr,
-            rates[j],
+        gap += float(side[j]) * size[j] * (marks[j] - entry[j]) - _leg_mm_nb(
+            j, conv, size, entry, marks[j], tk, floors, mmr, mamt, n_tiers, by_size, mmr_ovr, rates
         )
         scale += size[j] * marks[j]
     return gap > 1e-9 * scale
+
+
+@njit(cache=CACHE_ENABLED)
+def _liq_leg_nb(
+    n_legs: int,
+    conv: int,
+    side: np.ndarray,
+    size: np.ndarray,
+    entry: np.ndarray,
+    marks: np.ndarray,
+    wallet: float,
+    tk: np.ndarray,
+    floors: np.ndarray,
+    mmr: np.ndarray,
+    mamt: np.ndarray,
+    n_tiers: np.ndarray,
+    by_size: np.ndarray,
+    mmr_ovr: float,
+    rates: np.ndarray,
+    opens: np.ndarray,
+    any_open: bool,
+    fills: np.ndarray,
+) -> bool:
+    # Is the account liquidated with every open leg at `marks`? Tested per leg k (in leg order):
+    # k's liquidation price with the others at `marks`, against marks[k]. The first such leg
+    # that was safe at its `opens` value (any_open: whatever its open) decides: it fills at its
+    # solved price (fills[k]).
+    if _clearly_safe_nb(
+        n_legs,
+        conv,
+        side,
+        size,
+        entry,
+        marks,
+        wallet,
+        tk,
+        floors,
+        mmr,
+        mamt,
+        n_tiers,
+        by_size,
+        mmr_ovr,
+        rates,
+    ):
+        return False
+    liq = False
+    for k in range(n_legs):
+        if side[k] == 0:
+            continue
+        lpk = _cross_lp_nb(
+            k,
+            n_legs,
+            conv,
+            side,
+            size,
+            entry,
+            marks,
+            wallet,
+            tk,
+            floors,
+            mmr,
+            mamt,
+            n_tiers,
+            by_size,
+            mmr_ovr,
+            rates,
+        )
+        if side[k] * (marks[k] - lpk) <= 0.0:
+            liq = True
+            if any_open or side[k] * (opens[k] - lpk) > 0.0:
+                fills[k] = lpk
+                return True
+    return liq
 
 
 @njit(cache=CACHE_ENABLED)
@@ -318,6 +453,427 @@ def _settle_account_nb(
 
 
 @njit(cache=CACHE_ENABLED)
+def _cross_bar_nb(
+    n_legs: int,
+    conv: int,
+    side: np.ndarray,
+    size: np.ndarray,
+    entry: np.ndarray,
+    wallet: float,
+    tk: np.ndarray,
+    floors: np.ndarray,
+    mmr: np.ndarray,
+    mamt: np.ndarray,
+    n_tiers: np.ndarray,
+    by_size: np.ndarray,
+    mmr_ovr: float,
+    rates: np.ndarray,
+    stop: np.ndarray,
+    tpl: np.ndarray,
+    on_mark: bool,
+    slip: float,
+    taker: float,
+    maker: float,
+    take_all: bool,
+    owed: bool,
+    open_phase: bool,
+    bar: np.ndarray,
+    marks: np.ndarray,
+    fills: np.ndarray,
+    fs: np.ndarray,
+    ft: np.ndarray,
+    hit: np.ndarray,
+    r_x: np.ndarray,
+    f_x: np.ndarray,
+    ins_x: np.ndarray,
+    px_x: np.ndarray,
+) -> tuple[int, int, bool, bool, bool, bool, float, float, float]:
+    # One (coarse or detail) bar of a cross account, per-leg values in `bar (V_N, K)`: what
+    # triggers and what `worst` keeps (§7.6, step 3 of the module docstring). Returns (n_trig:
+    # exits triggered, n_hit: after dropping bankrupt stops, liq, take_liq, amb_liq: the
+    # liquidation holds only with the legs' adverse extremes simultaneous, at_open, the
+    # liquidation's wallet change, fee, insurance draw). Leg exits kept: hit[k] (HIT_STOP /
+    # HIT_TP / 0) with their settlement in r_x, f_x, ins_x, px_x; liquidation fills in `fills`.
+    n_open = 0
+    for k in range(n_legs):
+        hit[k] = 0
+        if side[k] != 0:
+            n_open += 1
+    liq = False
+    at_open = False
+    any_x = False
+    if open_phase:
+        # gaps at the open: every leg at its mark open
+        for k in range(n_legs):
+            marks[k] = bar[V_MO, k]
+            fills[k] = marks[k]
+        liq = _liq_leg_nb(
+            n_legs,
+            conv,
+            side,
+            size,
+            entry,
+            marks,
+            wallet,
+            tk,
+            floors,
+            mmr,
+            mamt,
+            n_tiers,
+            by_size,
+            mmr_ovr,
+            rates,
+            marks,
+            False,
+            fills,
+        )
+        for k in range(n_legs):
+            fills[k] = marks[k]
+            if side[k] == 0:
+                continue
+            if side[k] * (bar[V_TO, k] - stop[k]) <= 0.0:
+                hit[k] |= HIT_STOP
+                fs[k] = bar[V_OP, k] * (1.0 - side[k] * slip)
+            if side[k] * (bar[V_TO, k] - tpl[k]) >= 0.0:
+                hit[k] |= HIT_TP
+                ft[k] = bar[V_OP, k]
+            any_x = any_x or hit[k] != 0
+        at_open = liq or any_x
+    if not at_open:
+        # inside the bar: the other legs at their adverse mark extremes
+        for k in range(n_legs):
+            marks[k] = bar[V_MADV, k]
+            fills[k] = marks[k]
+        liq = _liq_leg_nb(
+            n_legs,
+            conv,
+            side,
+            size,
+            entry,
+            marks,
+            wallet,
+            tk,
+            floors,
+            mmr,
+            mamt,
+            n_tiers,
+            by_size,
+            mmr_ovr,
+            rates,
+            bar[V_MO],
+            not open_phase,
+            fills,
+        )
+        for k in range(n_legs):
+            if side[k] == 0:
+                continue
+            sd = side[k]
+            if sd * (bar[V_TADV, k] - stop[k]) <= 0.0:
+                hit[k] |= HIT_STOP
+                gapped = sd * (bar[V_TO, k] - stop[k]) <= 0.0  # (detail bars only)
+                fs[k] = (bar[V_OP, k] if gapped else stop[k]) * (1.0 - sd * slip)
+            if sd * (bar[V_TFAV, k] - tpl[k]) >= 0.0:
+                hit[k] |= HIT_TP
+                ft[k] = bar[V_OP, k] if sd * (bar[V_TO, k] - tpl[k]) >= 0.0 else tpl[k]
+            if liq and on_mark and n_open == 1 and hit[k] & HIT_STOP:
+                # one mark path: the level it reaches first wins (single kernel)
+                if sd * (stop[k] - fills[k]) > 0.0:
+                    liq = False
+                else:
+                    hit[k] &= ~HIT_STOP
+    n_trig = 1 if liq else 0
+    for k in range(n_legs):
+        n_trig += (hit[k] & HIT_STOP) + (hit[k] >> 1)
+    if n_trig == 0:
+        return 0, 0, False, False, False, at_open, 0.0, 0.0, 0.0
+    n_hit = n_trig
+    rest = 0.0  # the legs without an exit, at the bar's values
+    for k in range(n_legs):
+        if side[k] != 0 and hit[k] == 0:
+            rest += float(side[k]) * size[k] * (marks[k] - entry[k])
+    if liq:
+        for k in range(n_legs):
+            pnl_k = float(side[k]) * size[k] * (fs[k] - entry[k])
+            if hit[k] & HIT_STOP and wallet + (pnl_k + rest) < 0.0:
+                # bankrupt before the stop could fill: the liquidation wins
+                hit[k] &= ~HIT_STOP
+                n_hit -= 1
+    r_sum = 0.0
+    any_x = False
+    for k in range(n_legs):
+        if hit[k] == 0:
+            continue
+        sd = side[k]
+        kind = 0
+        if hit[k] & HIT_STOP:
+            r_x[k], f_x[k], ins_x[k], px_x[k] = _settle_nb(
+                sd, size[k], entry[k], fs[k], taker, wallet, False, owed
+            )
+            kind = HIT_STOP
+        if hit[k] & HIT_TP:
+            r, f, ins, px = _settle_nb(sd, size[k], entry[k], ft[k], maker, wallet, False, owed)
+            if kind == 0 or r < r_x[k]:
+                r_x[k], f_x[k], ins_x[k], px_x[k] = r, f, ins, px
+                kind = HIT_TP
+        hit[k] = kind
+        if kind != 0:
+            any_x = True
+            r_sum += r_x[k]
+    rest = 0.0
+    for k in range(n_legs):
+        if side[k] != 0 and hit[k] == 0:
+            rest += float(side[k]) * size[k] * (marks[k] - entry[k])
+    take_liq = liq
+    r_l = 0.0
+    f_l = 0.0
+    ins_l = 0.0
+    if liq:
+        r_l, f_l, ins_l = _settle_account_nb(
+            n_legs, side, size, entry, fills, rates, wallet, take_all, owed
+        )
+        if any_x and r_sum + rest < r_l:
+            take_liq = False
+    amb_liq = False
+    if liq and n_open > 1 and not at_open:
+        # the assumption decides when the account would survive the bar with the other legs
+        # at their favourable extremes instead
+        amb_liq = True
+        for k in range(n_legs):
+            if side[k] == 0:
+                continue
+            for j in range(n_legs):
+                marks[j] = bar[V_MFAV, j]
+            marks[k] = bar[V_MADV, k]
+            lpk = _cross_lp_nb(
+                k,
+                n_legs,
+                conv,
+                side,
+                size,
+                entry,
+                marks,
+                wallet,
+                tk,
+                floors,
+                mmr,
+                mamt,
+                n_tiers,
+                by_size,
+                mmr_ovr,
+                rates,
+            )
+            if side[k] * (marks[k] - lpk) <= 0.0:
+                amb_liq = False
+                break
+    return n_trig, n_hit, liq, take_liq, amb_liq, at_open, r_l, f_l, ins_l
+
+
+@njit(cache=CACHE_ENABLED)
+def _coarse_bar_nb(
+    i: int, n_legs: int, side: np.ndarray, prices: np.ndarray, on_mark: bool, bar: np.ndarray
+) -> None:
+    # the per-leg values of bar i
+    for k in range(n_legs):
+        pk = prices[k, i]
+        lo, hi = (P_MLOW, P_MHIGH) if side[k] > 0 else (P_MHIGH, P_MLOW)
+        bar[V_MO, k] = pk[P_MOPEN]
+        bar[V_MADV, k] = pk[lo]
+        bar[V_MFAV, k] = pk[hi]
+        if on_mark:
+            bar[V_TO, k] = pk[P_MOPEN]
+            bar[V_TADV, k] = pk[lo]
+            bar[V_TFAV, k] = pk[hi]
+        else:
+            bar[V_TO, k] = pk[P_OPEN]
+            bar[V_TADV, k] = pk[P_LOW] if side[k] > 0 else pk[P_HIGH]
+            bar[V_TFAV, k] = pk[P_HIGH] if side[k] > 0 else pk[P_LOW]
+        bar[V_OP, k] = pk[P_OPEN]
+
+
+@njit(cache=CACHE_ENABLED)
+def _detail_bar_nb(
+    i: int,
+    j: int,
+    n_legs: int,
+    side: np.ndarray,
+    prices: np.ndarray,
+    d_start: np.ndarray,
+    detail: np.ndarray,
+    on_mark: bool,
+    bar: np.ndarray,
+) -> None:
+    # the per-leg values of detail bar j of bar i: the mark path is the detail last path
+    # shifted by the bar's basis at its extremes (engine.kernel's detail walk)
+    for k in range(n_legs):
+        pk = prices[k, i]
+        off_lo = pk[P_MLOW] - pk[P_LOW]
+        off_hi = pk[P_MHIGH] - pk[P_HIGH]
+        d = detail[k, d_start[k, i] + j]
+        if side[k] > 0:
+            bar[V_MO, k] = d[0] + off_lo
+            bar[V_MADV, k] = d[2] + off_lo
+            bar[V_MFAV, k] = d[1] + off_hi
+        else:
+            bar[V_MO, k] = d[0] + off_hi
+            bar[V_MADV, k] = d[1] + off_hi
+            bar[V_MFAV, k] = d[2] + off_lo
+        if on_mark:
+            bar[V_TO, k] = bar[V_MO, k]
+            bar[V_TADV, k] = bar[V_MADV, k]
+            bar[V_TFAV, k] = bar[V_MFAV, k]
+        else:
+            bar[V_TO, k] = d[0]
+            bar[V_TADV, k] = d[2] if side[k] > 0 else d[1]
+            bar[V_TFAV, k] = d[1] if side[k] > 0 else d[2]
+        bar[V_OP, k] = d[0]
+
+
+@njit(cache=CACHE_ENABLED)
+def _close_leg_nb(
+    k: int,
+    i: int,
+    reason: int,
+    price: float,
+    r: float,
+    f: float,
+    lo: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    # book leg k's exit at bar i into its outputs and the account's
+    lo[L_EXIT_IDX] = i
+    lo[L_REASON] = reason
+    lo[L_EXIT_PRICE] = price
+    lo[L_PNL] += r
+    lo[L_FEES] += f
+    if out[A_FIRST_EXIT_IDX] < 0.0:
+        out[A_FIRST_EXIT_IDX] = i
+        out[A_FIRST_EXIT_REASON] = reason
+
+
+@njit(cache=CACHE_ENABLED)
+def _leg_lp_nb(
+    k: int,
+    conv: int,
+    side: int,
+    entry: float,
+    size: float,
+    margin: float,
+    tk: np.ndarray,
+    floors: np.ndarray,
+    mmr: np.ndarray,
+    mamt: np.ndarray,
+    n_tiers: np.ndarray,
+    by_size: np.ndarray,
+    mmr_ovr: float,
+    rates: np.ndarray,
+) -> float:
+    # an isolated leg's liquidation price on its own margin and table in force
+    return _lp_nb(
+        conv,
+        side,
+        entry,
+        size,
+        margin,
+        tk[k],
+        floors[k],
+        mmr[k],
+        mamt[k],
+        n_tiers[k],
+        by_size[k],
+        mmr_ovr,
+        rates[k],
+    )
+
+
+@njit(cache=CACHE_ENABLED)
+def _pay_funding_nb(
+    k: int,
+    rate: float,
+    side: np.ndarray,
+    size: np.ndarray,
+    mark: float,
+    margin: np.ndarray,
+    isolated: bool,
+    lo: np.ndarray,
+    out: np.ndarray,
+) -> float:
+    # leg k pays `rate` on its mark; returns the payment (taken from the wallet by the caller)
+    pay = funding_payment_nb(side[k] * size[k], mark, rate)
+    if isolated:
+        margin[k] -= pay
+    out[A_FUNDING] += pay
+    lo[L_FUNDING] += pay
+    lo[L_PNL] -= pay
+    return pay
+
+
+@njit(cache=CACHE_ENABLED)
+def _book_liquidation_nb(
+    i: int,
+    n_legs: int,
+    conv: int,
+    side: np.ndarray,
+    size: np.ndarray,
+    entry: np.ndarray,
+    fills: np.ndarray,
+    tk: np.ndarray,
+    floors: np.ndarray,
+    mmr: np.ndarray,
+    mamt: np.ndarray,
+    n_tiers: np.ndarray,
+    by_size: np.ndarray,
+    mmr_ovr: float,
+    rates: np.ndarray,
+    wallet: float,
+    r_l: float,
+    f_l: float,
+    take_all: bool,
+    legs_out: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    # share a cross liquidation's settlement out to the open legs (module docstring)
+    fee_sum = 0.0
+    mm_sum = 0.0
+    base = 0.0
+    n_open = 0
+    for k in range(n_legs):
+        if side[k] != 0:
+            n_open += 1
+            fee_sum += size[k] * fills[k] * rates[k]
+            mm_sum += _leg_mm_nb(
+                k,
+                conv,
+                size,
+                entry,
+                fills[k],
+                tk,
+                floors,
+                mmr,
+                mamt,
+                n_tiers,
+                by_size,
+                mmr_ovr,
+                rates,
+            )
+            base += float(side[k]) * size[k] * (fills[k] - entry[k])
+    adj = r_l - (base - f_l)  # what the cap takes (or the fund gives) beyond PnL and fee
+    left = wallet + base  # the account equity at the fills
+    for k in range(n_legs):
+        if side[k] == 0:
+            continue
+        f_k = f_l * (size[k] * fills[k] * rates[k] / fee_sum) if fee_sum > 0.0 else 0.0
+        mm_k = _leg_mm_nb(
+            k, conv, size, entry, fills[k], tk, floors, mmr, mamt, n_tiers, by_size, mmr_ovr, rates
+        )
+        w_k = mm_k / mm_sum if mm_sum > 0.0 else 1.0 / n_open
+        pnl_k = float(side[k]) * size[k] * (fills[k] - entry[k])
+        px = fills[k]
+        if take_all and left >= 0.0:
+            px = fills[k] - side[k] * left * w_k / size[k]  # §7.6.4 bankruptcy price
+        _close_leg_nb(k, i, ER_LIQUIDATION, px, pnl_k - f_k + adj * w_k, f_k, legs_out[k], out)
+
+
+@njit(cache=CACHE_ENABLED)
 def _account_nb(
     s: int,
     end: int,
@@ -333,15 +889,23 @@ def _account_nb(
     last_cap: np.ndarray,
     by_size: np.ndarray,
     liq_rates: np.ndarray,
+    d_start: np.ndarray,
+    d_end: np.ndarray,
+    detail: np.ndarray,
+    d_ok: np.ndarray,
     weights: np.ndarray,
     fp: np.ndarray,
     ip: np.ndarray,
     out: np.ndarray,
+    legs_out: np.ndarray,
 ) -> None:
     n_legs = weights.shape[0]
     lev = fp[FP_LEVERAGE]
     psize = fp[FP_POSITION_SIZE]
     sl_frac = fp[FP_STOP_LOSS]
+    tp_frac = fp[FP_TAKE_PROFIT]
+    trail = fp[FP_TRAILING_STOP]
+    has_trail = not math.isnan(trail)
     taker = fp[FP_TAKER_FEE]
     maker = fp[FP_MAKER_FEE]
     slip = fp[FP_SLIPPAGE]
@@ -356,6 +920,8 @@ def _account_nb(
     conv = ip[IP_CONVENTION]
     take_all = ip[IP_CLOSE_AT] == CA_BANKRUPTCY
     owed = ip[IP_NEGATIVE_BALANCE] == NB_OWED
+    policy = ip[IP_INTRABAR]
+    use_detail = policy == IB_DETAIL
 
     out[:] = 0.0
     out[A_FINAL_EQUITY] = cash
@@ -365,26 +931,37 @@ def _account_nb(
     out[A_LIQ_IDX] = -1.0
     out[A_LIQ_LEG] = -1.0
     out[A_LIQ_REASON] = ER_NONE
+    legs_out[:] = 0.0
+    legs_out[:, L_EXIT_IDX] = -1.0
+    legs_out[:, L_REASON] = ER_NONE
 
     side = np.zeros(n_legs, dtype=np.int64)
     size = np.zeros(n_legs)
     entry = np.zeros(n_legs)
     margin = np.zeros(n_legs)
     lp = np.full(n_legs, np.nan)
+    sl = np.full(n_legs, np.nan)
+    tpl = np.full(n_legs, np.nan)
+    peak = np.full(n_legs, np.nan)
     stop = np.full(n_legs, np.nan)
+    s_reason = np.zeros(n_legs, dtype=np.int64)
     tk = np.zeros(n_legs, dtype=np.int64)
     rates = np.zeros(n_legs)
-    marks = np.zeros(n_legs)
-    fills = np.zeros(n_legs)
-    fill_t = np.zeros(n_legs)
+    want = np.zeros(n_legs, dtype=np.int64)
     size_t = np.zeros(n_legs)
     margin_t = np.zeros(n_legs)
     fee_t = np.zeros(n_legs)
-    want = np.zeros(n_legs, dtype=np.int64)
-    hit_s = np.zeros(n_legs, dtype=np.bool_)
-    r_s = np.zeros(n_legs)
-    f_s = np.zeros(n_legs)
-    ins_s = np.zeros(n_legs)
+    # scratch of the cross bar
+    bar = np.zeros((V_N, n_legs))
+    marks = np.zeros(n_legs)
+    fills = np.zeros(n_legs)
+    fs = np.zeros(n_legs)
+    ft = np.zeros(n_legs)
+    hit = np.zeros(n_legs, dtype=np.int64)
+    r_x = np.zeros(n_legs)
+    f_x = np.zeros(n_legs)
+    ins_x = np.zeros(n_legs)
+    px_x = np.zeros(n_legs)
 
     for k in range(n_legs):
         tk[k] = table_idx[k, s]
@@ -403,27 +980,34 @@ def _account_nb(
                 rates[k] = liq_rates[k, t] if table_rate else liq_fixed
                 need = side[k] != 0
             if side[k] != 0 and funding_on and funding[k, i, 0] == funding[k, i, 0]:
-                pay = funding_payment_nb(side[k] * size[k], prices[k, i, P_MOPEN], funding[k, i, 0])
-                wallet -= pay
-                if isolated:
-                    margin[k] -= pay
-                out[A_FUNDING] += pay
+                wallet -= _pay_funding_nb(
+                    k,
+                    funding[k, i, 0],
+                    side,
+                    size,
+                    prices[k, i, P_MOPEN],
+                    margin,
+                    isolated,
+                    legs_out[k],
+                    out,
+                )
                 need = True
             if need and isolated:
-                lp[k] = _lp_nb(
+                lp[k] = _leg_lp_nb(
+                    k,
                     conv,
                     side[k],
                     entry[k],
                     size[k],
                     margin[k],
-                    tk[k],
-                    floors[k],
-                    mmr[k],
-                    mamt[k],
-                    n_tiers[k],
-                    by_size[k],
+                    tk,
+                    floors,
+                    mmr,
+                    mamt,
+                    n_tiers,
+                    by_size,
                     mmr_ovr,
-                    rates[k],
+                    rates,
                 )
 
         # ---- 2. the entry at the window's first open ------------------------------------------
@@ -444,9 +1028,9 @@ def _account_nb(
             for k in range(n_legs):
                 if all_in:
                     margin_t[k] = wallet * (abs(weights[k]) / wsum) / cost
-                fill_t[k] = prices[k, i, P_OPEN] * (1.0 + want[k] * slip)
+                fills[k] = prices[k, i, P_OPEN] * (1.0 + want[k] * slip)
                 notional = margin_t[k] * lev
-                size_t[k] = notional / fill_t[k]
+                size_t[k] = notional / fills[k]
                 fee_t[k] = notional * taker
                 m_sum += margin_t[k]
                 if k < n_legs - 1:
@@ -478,20 +1062,21 @@ def _account_nb(
             if ok:
                 for k in range(n_legs):
                     if isolated:
-                        lp_t = _lp_nb(
+                        lp_t = _leg_lp_nb(
+                            k,
                             conv,
                             want[k],
-                            fill_t[k],
+                            fills[k],
                             size_t[k],
                             margin_t[k],
-                            tk[k],
-                            floors[k],
-                            mmr[k],
-                            mamt[k],
-                            n_tiers[k],
-                            by_size[k],
+                            tk,
+                            floors,
+                            mmr,
+                            mamt,
+                            n_tiers,
+                            by_size,
                             mmr_ovr,
-                            rates[k],
+                            rates,
                         )
                     else:
                         lp_t = _cross_lp_nb(
@@ -500,8 +1085,8 @@ def _account_nb(
                             conv,
                             want,
                             size_t,
-                            fill_t,
-                            fill_t,
+                            fills,
+                            fills,
                             wallet_after,
                             tk,
                             floors,
@@ -512,7 +1097,7 @@ def _account_nb(
                             mmr_ovr,
                             rates,
                         )
-                    if not want[k] * (fill_t[k] - lp_t) > 0.0:
+                    if not want[k] * (fills[k] - lp_t) > 0.0:
                         ok = False
                         break
             if not ok:
@@ -521,51 +1106,68 @@ def _account_nb(
             wallet = wallet_after
             for k in range(n_legs):
                 out[A_FEES] += fee_t[k]
+                lo = legs_out[k]
+                lo[L_FEES] = fee_t[k]
+                lo[L_PNL] = -fee_t[k]
+                lo[L_ENTRY_PRICE] = fills[k]
+                lo[L_SIZE] = size_t[k]
                 side[k] = want[k]
                 size[k] = size_t[k]
-                entry[k] = fill_t[k]
+                entry[k] = fills[k]
                 margin[k] = margin_t[k]
-                stop[k] = fill_t[k] * (1.0 - side[k] * sl_frac)
+                peak[k] = fills[k]
+                sl[k] = fills[k] * (1.0 - side[k] * sl_frac)
+                tpl[k] = fills[k] * (1.0 + side[k] * tp_frac)
+                stop[k], s_reason[k] = _stop_level_nb(side[k], sl[k], peak[k], trail)
                 if isolated:
-                    lp[k] = _lp_nb(
+                    lp[k] = _leg_lp_nb(
+                        k,
                         conv,
                         side[k],
                         entry[k],
                         size[k],
                         margin[k],
-                        tk[k],
-                        floors[k],
-                        mmr[k],
-                        mamt[k],
-                        n_tiers[k],
-                        by_size[k],
+                        tk,
+                        floors,
+                        mmr,
+                        mamt,
+                        n_tiers,
+                        by_size,
                         mmr_ovr,
-                        rates[k],
+                        rates,
                     )
             n_open = n_legs
         # events inside a coarse bar: paid by the legs held after the entry
         for k in range(n_legs):
             if side[k] != 0 and funding_on and funding[k, i, 1] == funding[k, i, 1]:
-                pay = funding_payment_nb(side[k] * size[k], prices[k, i, P_MOPEN], funding[k, i, 1])
-                wallet -= pay
+                wallet -= _pay_funding_nb(
+                    k,
+                    funding[k, i, 1],
+                    side,
+                    size,
+                    prices[k, i, P_MOPEN],
+                    margin,
+                    isolated,
+                    legs_out[k],
+                    out,
+                )
                 if isolated:
-                    margin[k] -= pay
-                    lp[k] = _lp_nb(
+                    lp[k] = _leg_lp_nb(
+                        k,
                         conv,
                         side[k],
                         entry[k],
                         size[k],
                         margin[k],
-                        tk[k],
-                        floors[k],
-                        mmr[k],
-                        mamt[k],
-                        n_tiers[k],
-                        by_size[k],
+                        tk,
+                        floors,
+                        mmr,
+                        mamt,
+                        n_tiers,
+                        by_size,
                         mmr_ovr,
-                        rates[k],
+                        rates,
                     )
-                out[A_FUNDING] += pay
 
         # ---- 3. exits ----------------------------------------------------------------------
         if n_open > 0 and isolated:
@@ -573,15 +1175,21 @@ def _account_nb(
                 if side[k] == 0:
                     continue
                 sf = float(side[k])
-                pk = prices[k]
+                pk = prices[k, i]
                 if side[k] > 0:
-                    m_adv = pk[i, P_MLOW]
-                    t_adv = pk[i, P_MLOW] if on_mark else pk[i, P_LOW]
+                    m_adv = pk[P_MLOW]
+                    t_adv = pk[P_MLOW] if on_mark else pk[P_LOW]
+                    t_fav = pk[P_MHIGH] if on_mark else pk[P_HIGH]
                 else:
-                    m_adv = pk[i, P_MHIGH]
-                    t_adv = pk[i, P_MHIGH] if on_mark else pk[i, P_HIGH]
-                if sf * (m_adv - lp[k]) <= 0.0 or sf * (t_adv - stop[k]) <= 0.0:
-                    kk, _fill, r, f, ins, amb = _resolve_exit_nb(
+                    m_adv = pk[P_MHIGH]
+                    t_adv = pk[P_MHIGH] if on_mark else pk[P_HIGH]
+                    t_fav = pk[P_MLOW] if on_mark else pk[P_LOW]
+                if (
+                    sf * (m_adv - lp[k]) <= 0.0
+                    or sf * (t_adv - stop[k]) <= 0.0
+                    or sf * (t_fav - tpl[k]) >= 0.0
+                ):
+                    kk, fill, r, f, ins, amb = _resolve_exit_nb(
                         i,
                         side[k],
                         size[k],
@@ -589,8 +1197,8 @@ def _account_nb(
                         margin[k],
                         lp[k],
                         stop[k],
-                        math.nan,
-                        pk,
+                        tpl[k],
+                        prices[k],
                         on_mark,
                         slip,
                         taker,
@@ -598,41 +1206,41 @@ def _account_nb(
                         rates[k],
                         take_all,
                         owed,
-                        0,
-                        np.zeros(1, dtype=np.int64),
-                        np.zeros(1, dtype=np.int64),
-                        np.zeros((0, 3)),
+                        policy,
+                        d_start[k],
+                        d_end[k],
+                        detail[k],
                     )
                     out[A_AMBIGUOUS] += amb
                     wallet += r
                     out[A_FEES] += f
                     out[A_INSURANCE] += ins
-                    reason = ER_LIQUIDATION if kk == 0 else ER_STOP_LOSS
-                    if out[A_FIRST_EXIT_IDX] < 0.0:
-                        out[A_FIRST_EXIT_IDX] = i
-                        out[A_FIRST_EXIT_REASON] = reason
-                    if kk == 0 and out[A_LIQ_IDX] < 0.0:
-                        out[A_LIQ_IDX] = i
-                        out[A_LIQ_LEG] = k
-                        out[A_LIQ_REASON] = ER_LIQUIDATION
+                    if kk == K_LIQ:
+                        reason = ER_LIQUIDATION
+                        if out[A_LIQ_IDX] < 0.0:
+                            out[A_LIQ_IDX] = i
+                            out[A_LIQ_LEG] = k
+                            out[A_LIQ_REASON] = ER_LIQUIDATION
+                    elif kk == K_STOP:
+                        reason = s_reason[k]
+                    else:
+                        reason = ER_TAKE_PROFIT
+                    _close_leg_nb(k, i, reason, fill, r, f, legs_out[k], out)
                     side[k] = 0
                     size[k] = 0.0
                     n_open -= 1
+                elif has_trail and sf * (t_fav - peak[k]) > 0.0:
+                    peak[k] = t_fav
+                    stop[k], s_reason[k] = _stop_level_nb(side[k], sl[k], peak[k], trail)
         elif n_open > 0:
-            # cross: stops per leg, the account's liquidation (§7.6)
-            any_s = False
-            at_open = False
-            # gaps at the open: every leg at its mark open
-            for k in range(n_legs):
-                marks[k] = prices[k, i, P_MOPEN]
-            liq = False
-            quiet = _clearly_safe_nb(
+            # cross: the account's liquidation and each leg's own exits (§7.6)
+            _coarse_bar_nb(i, n_legs, side, prices, on_mark, bar)
+            res = _cross_bar_nb(
                 n_legs,
                 conv,
                 side,
                 size,
                 entry,
-                marks,
                 wallet,
                 tk,
                 floors,
@@ -642,17 +1250,45 @@ def _account_nb(
                 by_size,
                 mmr_ovr,
                 rates,
+                stop,
+                tpl,
+                on_mark,
+                slip,
+                taker,
+                maker,
+                take_all,
+                owed,
+                True,
+                bar,
+                marks,
+                fills,
+                fs,
+                ft,
+                hit,
+                r_x,
+                f_x,
+                ins_x,
+                px_x,
             )
-            for k in range(n_legs):
-                if side[k] != 0 and not quiet:
-                    lpk = _cross_lp_nb(
-                        k,
+            n_trig, _n_hit, liq, _take, amb_liq, at_open = (
+                res[0],
+                res[1],
+                res[2],
+                res[3],
+                res[4],
+                res[5],
+            )
+            if use_detail and not at_open and d_ok[i] and (n_trig > 1 or (liq and amb_liq)):
+                # walk the legs' lower-timeframe bars together: the first that triggers decides
+                found = False
+                for j in range(d_end[0, i] - d_start[0, i]):
+                    _detail_bar_nb(i, j, n_legs, side, prices, d_start, detail, on_mark, bar)
+                    res = _cross_bar_nb(
                         n_legs,
                         conv,
                         side,
                         size,
                         entry,
-                        marks,
                         wallet,
                         tk,
                         floors,
@@ -662,154 +1298,43 @@ def _account_nb(
                         by_size,
                         mmr_ovr,
                         rates,
+                        stop,
+                        tpl,
+                        on_mark,
+                        slip,
+                        taker,
+                        maker,
+                        take_all,
+                        owed,
+                        False,
+                        bar,
+                        marks,
+                        fills,
+                        fs,
+                        ft,
+                        hit,
+                        r_x,
+                        f_x,
+                        ins_x,
+                        px_x,
                     )
-                    if side[k] * (marks[k] - lpk) <= 0.0:
-                        liq = True
+                    if res[0] > 0:
+                        found = True
                         break
-            for k in range(n_legs):
-                hit_s[k] = False
-                if side[k] != 0:
-                    t_open = prices[k, i, P_MOPEN] if on_mark else prices[k, i, P_OPEN]
-                    if side[k] * (t_open - stop[k]) <= 0.0:
-                        hit_s[k] = True
-                        any_s = True
-                        fill_t[k] = prices[k, i, P_OPEN] * (1.0 - side[k] * slip)
-            if liq or any_s:
-                at_open = True
-                for k in range(n_legs):
-                    fills[k] = marks[k]
-            else:
-                # inside the bar: the other legs at their adverse mark extremes
-                for k in range(n_legs):
-                    marks[k] = prices[k, i, P_MLOW] if side[k] > 0 else prices[k, i, P_MHIGH]
-                    fills[k] = marks[k]
-                quiet = _clearly_safe_nb(
-                    n_legs,
-                    conv,
-                    side,
-                    size,
-                    entry,
-                    marks,
-                    wallet,
-                    tk,
-                    floors,
-                    mmr,
-                    mamt,
-                    n_tiers,
-                    by_size,
-                    mmr_ovr,
-                    rates,
-                )
-                for k in range(n_legs):
-                    if side[k] == 0 or quiet:
-                        continue
-                    lpk = _cross_lp_nb(
-                        k,
-                        n_legs,
-                        conv,
-                        side,
-                        size,
-                        entry,
-                        marks,
-                        wallet,
-                        tk,
-                        floors,
-                        mmr,
-                        mamt,
-                        n_tiers,
-                        by_size,
-                        mmr_ovr,
-                        rates,
-                    )
-                    if side[k] * (marks[k] - lpk) <= 0.0:
-                        if side[k] * (prices[k, i, P_MOPEN] - lpk) > 0.0:
-                            # the deciding leg: closes at its solved price
-                            for j in range(n_legs):
-                                fills[j] = marks[j]
-                            fills[k] = lpk
-                            lp[k] = lpk
-                            liq = True
-                            break
-                        liq = True
-                for k in range(n_legs):
-                    if side[k] == 0:
-                        continue
-                    if on_mark:
-                        t_adv = prices[k, i, P_MLOW] if side[k] > 0 else prices[k, i, P_MHIGH]
+                if not found:
+                    if n_trig == 1 and liq and amb_liq:
+                        # the liquidation needed simultaneous extremes, which the detail never
+                        # reached: nothing happens in this bar
+                        res = (0, 0, False, False, False, False, 0.0, 0.0, 0.0)
                     else:
-                        t_adv = prices[k, i, P_LOW] if side[k] > 0 else prices[k, i, P_HIGH]
-                    if side[k] * (t_adv - stop[k]) <= 0.0:
-                        hit_s[k] = True
-                        any_s = True
-                        fill_t[k] = stop[k] * (1.0 - side[k] * slip)
-                if liq and any_s and on_mark and n_open == 1:
-                    # one mark path: the level it reaches first wins (single kernel)
-                    for k in range(n_legs):
-                        if hit_s[k]:
-                            if side[k] * (stop[k] - fills[k]) > 0.0:
-                                liq = False
-                            else:
-                                hit_s[k] = False
-                                any_s = False
-            if liq or any_s:
-                n_hit = 0
-                if liq:
-                    n_hit += 1
-                # stops and their outcome: each on the wallet, the other legs at `marks`
-                r_stop = 0.0
-                eq_stop = 0.0
-                for k in range(n_legs):
-                    if side[k] != 0 and not hit_s[k]:
-                        eq_stop += float(side[k]) * size[k] * (marks[k] - entry[k])
-                for k in range(n_legs):
-                    if hit_s[k]:
-                        n_hit += 1
-                        if liq:
-                            pnl_k = float(side[k]) * size[k] * (fill_t[k] - entry[k])
-                            if wallet + (pnl_k + eq_stop) < 0.0:
-                                # bankrupt before the stop could fill: the liquidation wins
-                                hit_s[k] = False
-                                n_hit -= 1
-                                continue
-                        r, f, ins, _px = _settle_nb(
-                            side[k], size[k], entry[k], fill_t[k], taker, wallet, False, owed
-                        )
-                        r_s[k] = r
-                        f_s[k] = f
-                        ins_s[k] = ins
-                        r_stop += r
-                any_s = False
-                for k in range(n_legs):
-                    if hit_s[k]:
-                        any_s = True
-                take_liq = liq
-                r_l = 0.0
-                f_l = 0.0
-                ins_l = 0.0
-                if liq:
-                    r_l, f_l, ins_l = _settle_account_nb(
-                        n_legs, side, size, entry, fills, rates, wallet, take_all, owed
-                    )
-                    if any_s and r_stop + eq_stop < r_l:
-                        take_liq = False
-                amb_liq = False
-                if take_liq and n_open > 1 and not at_open:
-                    # the assumption decides when the account would survive the bar with the
-                    # other legs at their favourable extremes instead
-                    for j in range(n_legs):
-                        marks[j] = prices[j, i, P_MHIGH] if side[j] > 0 else prices[j, i, P_MLOW]
-                    amb_liq = True
-                    for k in range(n_legs):
-                        if side[k] == 0:
-                            continue
-                        lpk = _cross_lp_nb(
-                            k,
+                        # the detail bars do not reach the bar's extremes: `worst` decides
+                        _coarse_bar_nb(i, n_legs, side, prices, on_mark, bar)
+                        res = _cross_bar_nb(
                             n_legs,
                             conv,
                             side,
                             size,
                             entry,
-                            marks,
                             wallet,
                             tk,
                             floors,
@@ -819,20 +1344,58 @@ def _account_nb(
                             by_size,
                             mmr_ovr,
                             rates,
+                            stop,
+                            tpl,
+                            on_mark,
+                            slip,
+                            taker,
+                            maker,
+                            take_all,
+                            owed,
+                            True,
+                            bar,
+                            marks,
+                            fills,
+                            fs,
+                            ft,
+                            hit,
+                            r_x,
+                            f_x,
+                            ins_x,
+                            px_x,
                         )
-                        m_adv = prices[k, i, P_MLOW] if side[k] > 0 else prices[k, i, P_MHIGH]
-                        if side[k] * (m_adv - lpk) <= 0.0:
-                            amb_liq = False
-                            break
-                if n_hit > 1 or amb_liq:
+            n_trig, n_hit, liq, take_liq, amb_liq = res[0], res[1], res[2], res[3], res[4]
+            r_l, f_l, ins_l = res[6], res[7], res[8]
+            if n_trig > 0:
+                if n_hit > 1 or (take_liq and amb_liq):
                     out[A_AMBIGUOUS] += 1.0
                 if take_liq:
+                    _book_liquidation_nb(
+                        i,
+                        n_legs,
+                        conv,
+                        side,
+                        size,
+                        entry,
+                        fills,
+                        tk,
+                        floors,
+                        mmr,
+                        mamt,
+                        n_tiers,
+                        by_size,
+                        mmr_ovr,
+                        rates,
+                        wallet,
+                        r_l,
+                        f_l,
+                        take_all,
+                        legs_out,
+                        out,
+                    )
                     wallet += r_l
                     out[A_FEES] += f_l
                     out[A_INSURANCE] += ins_l
-                    if out[A_FIRST_EXIT_IDX] < 0.0:
-                        out[A_FIRST_EXIT_IDX] = i
-                        out[A_FIRST_EXIT_REASON] = ER_LIQUIDATION
                     if out[A_LIQ_IDX] < 0.0:
                         out[A_LIQ_IDX] = i
                         out[A_LIQ_LEG] = n_legs
@@ -843,16 +1406,28 @@ def _account_nb(
                     n_open = 0
                 else:
                     for k in range(n_legs):
-                        if hit_s[k]:
-                            wallet += r_s[k]
-                            out[A_FEES] += f_s[k]
-                            out[A_INSURANCE] += ins_s[k]
+                        if hit[k] != 0:
+                            wallet += r_x[k]
+                            out[A_FEES] += f_x[k]
+                            out[A_INSURANCE] += ins_x[k]
+                            reason = s_reason[k] if hit[k] == HIT_STOP else ER_TAKE_PROFIT
+                            _close_leg_nb(k, i, reason, px_x[k], r_x[k], f_x[k], legs_out[k], out)
                             side[k] = 0
                             size[k] = 0.0
                             n_open -= 1
-                    if out[A_FIRST_EXIT_IDX] < 0.0:
-                        out[A_FIRST_EXIT_IDX] = i
-                        out[A_FIRST_EXIT_REASON] = ER_STOP_LOSS
+            if has_trail:
+                # trailing stops move after the bar's checks
+                for k in range(n_legs):
+                    if side[k] == 0:
+                        continue
+                    pk = prices[k, i]
+                    if on_mark:
+                        t_fav = pk[P_MHIGH] if side[k] > 0 else pk[P_MLOW]
+                    else:
+                        t_fav = pk[P_HIGH] if side[k] > 0 else pk[P_LOW]
+                    if side[k] * (t_fav - peak[k]) > 0.0:
+                        peak[k] = t_fav
+                        stop[k], s_reason[k] = _stop_level_nb(side[k], sl[k], peak[k], trail)
 
         # ---- 4. mark to market at the close; ruin ----------------------------------------------
         upnl = 0.0
@@ -860,7 +1435,7 @@ def _account_nb(
             if side[k] != 0:
                 upnl += float(side[k]) * size[k] * (prices[k, i, P_MCLOSE] - entry[k])
         equity = wallet + upnl if n_open > 0 else wallet
-        if equity < ruin_level and out[A_FIRST_EXIT_REASON] != ER_RUIN and n_open > 0:
+        if equity < ruin_level and n_open > 0:
             for k in range(n_legs):
                 if side[k] != 0:
                     fill = prices[k, i, P_CLOSE] * (1.0 - side[k] * slip)
@@ -871,12 +1446,10 @@ def _account_nb(
                     wallet += r
                     out[A_FEES] += f
                     out[A_INSURANCE] += ins
+                    _close_leg_nb(k, i, ER_RUIN, fill, r, f, legs_out[k], out)
                     side[k] = 0
                     size[k] = 0.0
             n_open = 0
-            if out[A_FIRST_EXIT_IDX] < 0.0:
-                out[A_FIRST_EXIT_IDX] = i
-                out[A_FIRST_EXIT_REASON] = ER_RUIN
             equity = wallet
         if equity < out[A_MIN_EQUITY]:
             out[A_MIN_EQUITY] = equity
@@ -884,9 +1457,20 @@ def _account_nb(
             # nothing left to follow: the rest of the window changes nothing
             break
 
-    if out[A_REJECTED] == 0.0 and out[A_FIRST_EXIT_IDX] < 0.0:
-        out[A_FIRST_EXIT_IDX] = end - 1
-        out[A_FIRST_EXIT_REASON] = ER_HORIZON if end < n_bars else ER_END_OF_DATA
+    if out[A_REJECTED] == 0.0:
+        censored = ER_HORIZON if end < n_bars else ER_END_OF_DATA
+        for k in range(n_legs):
+            if side[k] != 0:
+                # still open at the window's end: valued at its last mark close
+                mc = prices[k, end - 1, P_MCLOSE]
+                lo = legs_out[k]
+                lo[L_EXIT_IDX] = end - 1
+                lo[L_REASON] = censored
+                lo[L_EXIT_PRICE] = mc
+                lo[L_PNL] += float(side[k]) * size[k] * (mc - entry[k])
+        if out[A_FIRST_EXIT_IDX] < 0.0:
+            out[A_FIRST_EXIT_IDX] = end - 1
+            out[A_FIRST_EXIT_REASON] = censored
     out[A_FINAL_EQUITY] = equity
 
 
@@ -903,19 +1487,27 @@ def simulate_accounts_nb(
     last_cap: np.ndarray,
     by_size: np.ndarray,
     liq_rates: np.ndarray,
+    d_start: np.ndarray,
+    d_end: np.ndarray,
+    detail: np.ndarray,
+    d_ok: np.ndarray,
     weights: np.ndarray,
     start_idx: np.ndarray,
     end_idx: np.ndarray,
     fparams: np.ndarray,
     iparams: np.ndarray,
     out: np.ndarray,
+    legs_out: np.ndarray,
 ) -> None:
     """Simulate every account column.
 
     Shapes: ``prices (K, n_bars, 8)``, ``funding (K, n_bars, 2)``, ``table_idx (K, n_bars)``,
     tier tables ``(K, n_tables, max_tiers)`` with ``n_tiers``, ``last_cap``, ``by_size``,
-    ``liq_rates`` ``(K, n_tables)``, ``weights (K,)``, per column ``start_idx``, ``end_idx``,
-    ``fparams (FP_N, n_cols)``, ``iparams (IP_N, n_cols)``; output ``out (n_cols, A_N)``.
+    ``liq_rates`` ``(K, n_tables)``, each leg's detail bars ``detail (K, n_detail, 3)`` (open,
+    high, low) with ``d_start/d_end (K, n_bars)`` and ``d_ok (n_bars,)`` (every leg has the same
+    detail bars in that bar: cross accounts walk them together), ``weights (K,)``, per column
+    ``start_idx``, ``end_idx``, ``fparams (FP_N, n_cols)``, ``iparams (IP_N, n_cols)``; outputs
+    ``out (n_cols, A_N)`` and ``legs_out (n_cols, K, L_N)``.
     """
     n_cols = fparams.shape[1]
     n_bars = prices.shape[1]
@@ -935,8 +1527,13 @@ def simulate_accounts_nb(
             last_cap,
             by_size,
             liq_rates,
+            d_start,
+            d_end,
+            detail,
+            d_ok,
             weights,
             np.ascontiguousarray(fparams[:, c]),
             np.ascontiguousarray(iparams[:, c]),
             out[c],
+            legs_out[c],
         )

@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,18 +19,26 @@ import pandas as pd
 from backtester._typing import BoolArray, F64Array, I64Array
 from backtester.config import RunConfig
 from backtester.engine.enums import ExitReason
-from backtester.errors import ConfigError, ShapeError, did_you_mean
+from backtester.errors import BacktesterWarning, ConfigError, ShapeError, did_you_mean
 from backtester.params import ParamGrid
 
 if TYPE_CHECKING:
-    from backtester.engine.run import _RulesInputs
+    from backtester.engine.run import _MarketInputs, _RulesInputs
     from backtester.market import Market
     from backtester.marketset import MarketSet
 
 __all__ = ["AccountOutcomes", "run_account_entries"]
 
-#: settings the account engine does not model yet: refused with a ConfigError when set
-_UNSUPPORTED = ("take_profit", "trailing_stop")
+#: the intrabar policies the account engine models
+_INTRABAR = ("worst", "detail")
+
+
+def _no_legs_i() -> I64Array:
+    return np.zeros((0, 0, 0), dtype=np.int64)
+
+
+def _no_legs_f() -> F64Array:
+    return np.zeros((0, 0, 0), dtype=np.float64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +51,17 @@ class AccountOutcomes:
     (index into ``legs``), ``len(legs)`` for a cross account's liquidation, -1 none. Money in
     quote currency; ``loss`` = ``max(0, 1 - final_equity / initial_cash)``, the fraction of the
     starting wallet lost by the horizon. ``ambiguous_bars (n_settings,)`` summed over entries.
+
+    Per leg, arrays ``(n_settings, n_entries, K)`` (leg ``k`` is ``legs[k]``): ``leg_exit_idx``
+    and ``leg_reason`` (the leg's exit bar and ``ExitReason``; ``HORIZON`` / ``END_OF_DATA`` at
+    the window's last bar when still open; -1 / ``NONE`` when rejected; a cross liquidation
+    closes every open leg with ``LIQUIDATION``), ``leg_entry_price``, ``leg_exit_price`` (for a
+    leg still open: its last mark close), ``leg_size`` (base units), and the leg's share of the
+    wallet change: ``leg_pnl`` (its entry fee, its funding and its exit's realized change; when
+    still open, its unrealized PnL at the last mark close), ``leg_fees`` and ``leg_funding``.
+    ``leg_pnl.sum(axis=2) == final_equity - initial_cash``. A cross liquidation is shared out as
+    each leg's PnL at its fill less its part of the clearance fee, and what the cap takes or
+    gives beyond that pro rata to the legs' maintenance margins (``engine.accounts``).
     """
 
     labels: pd.MultiIndex
@@ -63,6 +83,14 @@ class AccountOutcomes:
     ts_ns: I64Array
     #: the tier tables used: ``{"symbol", "exchange", "table_id", "note"}`` each
     rules: tuple[dict[str, str], ...] = ()
+    leg_exit_idx: I64Array = field(default_factory=_no_legs_i)
+    leg_reason: I64Array = field(default_factory=_no_legs_i)
+    leg_entry_price: F64Array = field(default_factory=_no_legs_f)
+    leg_exit_price: F64Array = field(default_factory=_no_legs_f)
+    leg_size: F64Array = field(default_factory=_no_legs_f)
+    leg_pnl: F64Array = field(default_factory=_no_legs_f)
+    leg_fees: F64Array = field(default_factory=_no_legs_f)
+    leg_funding: F64Array = field(default_factory=_no_legs_f)
 
     @property
     def n_settings(self) -> int:
@@ -147,6 +175,39 @@ def _stack_legs(parts: list[_RulesInputs]) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v) for k, v in out.items()}
 
 
+def _stack_detail(
+    markets: list[Market], inputs: list[_MarketInputs]
+) -> tuple[I64Array, I64Array, F64Array, BoolArray]:
+    """Each leg's detail bars ``(K, n_detail, 3)`` with ``d_start/d_end (K, n_bars)``, and
+    ``d_ok (n_bars,)``: True where every leg has detail bars at the same times (walked together)."""
+    k_legs = len(inputs)
+    width = max(1, max(inp.detail.shape[0] for inp in inputs))
+    detail = np.zeros((k_legs, width, 3), dtype=np.float64)
+    for k, inp in enumerate(inputs):
+        detail[k, : inp.detail.shape[0]] = inp.detail
+    d_start = np.stack([inp.d_start for inp in inputs]).astype(np.int64)
+    d_end = np.stack([inp.d_end for inp in inputs]).astype(np.int64)
+    count = d_end - d_start
+    d_ok = (count[0] > 0) & (count == count[0]).all(axis=0)
+    if k_legs > 1 and d_ok.any():
+        # the same counts; the same times too, row by row inside each of those bars
+        ts = [np.asarray(m.detail.ts_ns, dtype=np.int64) for m in markets]  # type: ignore[union-attr]
+        bars = np.nonzero(d_ok)[0]
+        n = count[0, bars]
+        owner = np.repeat(bars, n)
+        within = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+        ref = ts[0][d_start[0, owner] + within]
+        for k in range(1, k_legs):
+            bad = ts[k][d_start[k, owner] + within] != ref
+            d_ok[owner[bad]] = False
+    return (
+        np.ascontiguousarray(d_start),
+        np.ascontiguousarray(d_end),
+        np.ascontiguousarray(detail),
+        np.ascontiguousarray(d_ok),
+    )
+
+
 def run_account_entries(
     market_set: MarketSet | Market,
     settings: ParamGrid,
@@ -180,8 +241,8 @@ def run_account_entries(
     ------
     ConfigError
         Bad legs (unknown symbol, zero weight, ``Σ|w| > 1``, more than 16), invalid settings,
-        ``intrabar`` other than ``"worst"``, ``take_profit`` or ``trailing_stop`` (not modelled
-        for accounts yet).
+        ``intrabar="best"`` (not modelled for accounts), ``intrabar="detail"`` on a leg without
+        detail bars.
     """
     from backtester.engine.accounts import (
         A_AMBIGUOUS,
@@ -196,6 +257,15 @@ def run_account_entries(
         A_MIN_EQUITY,
         A_N,
         A_REJECTED,
+        L_ENTRY_PRICE,
+        L_EXIT_IDX,
+        L_EXIT_PRICE,
+        L_FEES,
+        L_FUNDING,
+        L_N,
+        L_PNL,
+        L_REASON,
+        L_SIZE,
         simulate_accounts_nb,
     )
     from backtester.engine.layout import FParam
@@ -248,18 +318,16 @@ def run_account_entries(
     _check_fits(settings.n_cols * entries.shape[0], int(horizon_bars), 0, "run_account_entries")
 
     cols = _settings_columns(settings, config, engine_names)
-    for name in _UNSUPPORTED:
-        if any(v is not None for v in cols[name]):
-            raise ConfigError(
-                f"{name} is not modelled for accounts yet (run_account_entries); leave it None"
-            )
-    if any(v != "worst" for v in cols["intrabar"]):
-        bad_ib = next(v for v in cols["intrabar"] if v != "worst")
+    if any(v not in _INTRABAR for v in cols["intrabar"]):
+        bad_ib = next(v for v in cols["intrabar"] if v not in _INTRABAR)
         raise ConfigError(
             f"intrabar {bad_ib!r} is not modelled for accounts yet (run_account_entries); "
-            "use intrabar='worst'"
+            "use intrabar='worst' or 'detail'"
         )
     inputs = [_market_inputs(m) for m in markets]
+    d_start, d_end, detail, d_ok = _stack_detail(markets, inputs)
+    if "detail" in cols["intrabar"]:
+        _check_detail(markets, inputs, d_ok)
     leg_rules: list[dict[Any, _RulesInputs]] = []
     leg_keys: list[list[Any]] = []
     for m in markets:
@@ -273,7 +341,9 @@ def run_account_entries(
     prices = np.ascontiguousarray(np.stack([inp.prices for inp in inputs]))
     funding = np.ascontiguousarray(np.stack([inp.funding for inp in inputs]))
     weights = np.array([w for _, w in leg_list], dtype=np.float64)
+    n_legs = len(leg_list)
     out = np.empty((n_s * n_e, A_N), dtype=np.float64)
+    legs_out = np.empty((n_s * n_e, n_legs, L_N), dtype=np.float64)
     groups: dict[tuple[Any, ...], list[int]] = {}
     for s in range(n_s):
         groups.setdefault(tuple(keys[s] for keys in leg_keys), []).append(s)
@@ -284,6 +354,7 @@ def run_account_entries(
         start = np.tile(entries, rows_a.shape[0])
         end = np.minimum(start + int(horizon_bars), n_bars)
         part = np.empty((rep.shape[0], A_N), dtype=np.float64)
+        part_legs = np.empty((rep.shape[0], n_legs, L_N), dtype=np.float64)
         simulate_accounts_nb(
             prices,
             funding,
@@ -296,15 +367,21 @@ def run_account_entries(
             stacked["last_cap"],
             stacked["by_size"],
             stacked["liq_rates"],
+            d_start,
+            d_end,
+            detail,
+            d_ok,
             weights,
             np.ascontiguousarray(start),
             np.ascontiguousarray(end),
             np.ascontiguousarray(fp[:, rep]),
             np.ascontiguousarray(ip[:, rep]),
             part,
+            part_legs,
         )
         dest = (rep * n_e + np.tile(np.arange(n_e), rows_a.shape[0])).astype(np.int64)
         out[dest] = part
+        legs_out[dest] = part_legs
 
     shape = (n_s, n_e)
     cash = np.repeat(fp[FParam.INITIAL_CASH], n_e).reshape(shape)
@@ -312,6 +389,7 @@ def run_account_entries(
     rejected = (out[:, A_REJECTED] > 0).reshape(shape)
     reason = out[:, A_FIRST_EXIT_REASON].astype(np.int64).reshape(shape)
     reason[rejected] = ExitReason.NONE
+    per_leg = legs_out.reshape((n_s, n_e, n_legs, L_N))
     return AccountOutcomes(
         labels=settings.labels,
         legs=leg_list,
@@ -331,7 +409,36 @@ def run_account_entries(
         ambiguous_bars=out[:, A_AMBIGUOUS].reshape(shape).sum(axis=1).astype(np.int64),
         ts_ns=np.asarray(market_set.ts_ns, dtype=np.int64),
         rules=_rules_used(leg_list, leg_rules),
+        leg_exit_idx=per_leg[..., L_EXIT_IDX].astype(np.int64),
+        leg_reason=per_leg[..., L_REASON].astype(np.int64),
+        leg_entry_price=np.ascontiguousarray(per_leg[..., L_ENTRY_PRICE]),
+        leg_exit_price=np.ascontiguousarray(per_leg[..., L_EXIT_PRICE]),
+        leg_size=np.ascontiguousarray(per_leg[..., L_SIZE]),
+        leg_pnl=np.ascontiguousarray(per_leg[..., L_PNL]),
+        leg_fees=np.ascontiguousarray(per_leg[..., L_FEES]),
+        leg_funding=np.ascontiguousarray(per_leg[..., L_FUNDING]),
     )
+
+
+def _check_detail(markets: list[Market], inputs: list[_MarketInputs], d_ok: BoolArray) -> None:
+    # intrabar="detail" needs every leg's lower-timeframe bars; say where they do not cover
+    for m, inp in zip(markets, inputs, strict=True):
+        if not inp.has_detail:
+            raise ConfigError(
+                f"intrabar 'detail' needs lower-timeframe bars for every leg, {m.symbol} has "
+                "none; load them with bt.load_markets(..., detail_timeframe='1m') or use "
+                "intrabar='worst'"
+            )
+    n_bars = int(d_ok.shape[0])
+    covered = int(np.count_nonzero(d_ok))
+    if covered < n_bars:
+        warnings.warn(
+            f"intrabar 'detail': the legs share lower-timeframe bars in {covered:,} of the "
+            f"{n_bars:,} bars ({covered / n_bars:.0%}); in the other bars isolated legs walk "
+            "their own detail bars and cross accounts resolve ambiguous bars with 'worst'",
+            BacktesterWarning,
+            stacklevel=3,
+        )
 
 
 def _rules_used(

@@ -11,7 +11,16 @@ An independent, slow reading of the rules that ``backtester.engine.accounts`` im
   adverse mark extreme; the leg that "crossed" is the first whose own move alone (the others
   at their adverse extremes) takes the account from safe at its open to liquidated at its
   extreme, and it exits at the published cross liquidation price (§7.1: the others' MM and
-  UPNL in the single-position formula), the others at their extremes.
+  UPNL in the single-position formula), the others at their extremes. Each leg's own stop,
+  trailing stop and take-profit are the single-position rules on the leg's own entry price;
+  ``worst`` keeps the lowest wallet change among what triggered in a bar. ``detail``: when the
+  bar is ambiguous the legs' lower-timeframe bars that share one time are walked in time order
+  and the first in which anything triggers is judged by the same rules.
+
+Per leg the reference also gives the exit bar, reason and the leg's share of the wallet change
+(``legs``: ``LegRef`` per leg), a cross liquidation's settlement shared out as each leg's PnL
+at its fill less its part of the clearance fee, and the rest pro rata to the legs' maintenance
+margins at the fills.
 
 ``near`` in the result is the smallest |test| / notional seen on a deciding comparison: two
 correct implementations may round a test that sits exactly on the boundary differently, so the
@@ -21,7 +30,7 @@ property test skips draws with ``near < 1e-9``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,6 +39,15 @@ from backtester.engine.enums import ExitReason
 from backtester.market import Market
 from backtester.rules import formulas
 from tests.unit.reference import RefTables, simulate_reference
+
+
+@dataclass
+class LegRef:
+    exit_idx: int = -1
+    reason: int = int(ExitReason.NONE)
+    pnl: float = 0.0
+    fees: float = 0.0
+    funding: float = 0.0
 
 
 @dataclass
@@ -46,6 +64,7 @@ class AccountRef:
     ambiguous: int
     rejected: bool
     near: float = math.inf
+    legs: list[LegRef] = field(default_factory=list)
 
 
 def _tier(value: float, floors: np.ndarray) -> int:
@@ -94,15 +113,33 @@ def _isolated(
 ) -> AccountRef:
     cash = s["initial_cash"]
     runs = []
+    cost = 1.0 + s["leverage"] * s["taker_fee"]
+    w_sum = sum(abs(w) for w in weights)
+    # the account's orders cost more than the wallet: every margin shrinks in proportion
+    all_in = sum(s["position_size"] * abs(w) * cash * cost for w in weights) > cash
     for m, w, tab in zip(markets, weights, tables, strict=True):
-        leg = dict(s, position_size=s["position_size"] * abs(w))
+        share = abs(w) / w_sum / cost if all_in else s["position_size"] * abs(w)
+        leg = dict(s, position_size=share)
         runs.append(
             simulate_reference(
                 m, None, leg, tab, start=start, end=end, force_side=1 if w > 0 else -1
             )
         )
     if any(r.stats["n_rejected"] > 0 for r in runs):
-        return AccountRef(cash, cash, -1, int(ExitReason.NONE), -1, -1, 0.0, 0.0, 0.0, 0, True)
+        return AccountRef(
+            cash,
+            cash,
+            -1,
+            int(ExitReason.NONE),
+            -1,
+            -1,
+            0.0,
+            0.0,
+            0.0,
+            0,
+            True,
+            legs=[LegRef() for _ in runs],
+        )
     equity = [cash + sum(r.equity[j] - cash for r in runs) for j in range(end - start)]
     final = cash + sum(r.stats["final_equity"] - cash for r in runs)
     # the first leg to close; a leg censored at the window's end comes after a real exit there
@@ -127,6 +164,77 @@ def _isolated(
         insurance=sum(r.stats["insurance_draw"] for r in runs),
         ambiguous=int(sum(r.stats["ambiguous_bars"] for r in runs)),
         rejected=False,
+        legs=[
+            LegRef(t.idx, int(t.exit_reason), t.pnl, t.fees, t.funding)
+            for t in (r.trades[0] for r in runs)
+        ],
+    )
+
+
+Legs = dict[int, tuple[int, float, float]]  # leg -> (side, size, entry price)
+
+
+@dataclass
+class _Bar:
+    """One leg's values in a (coarse or detail) bar."""
+
+    mo: float  # mark open
+    madv: float  # mark adverse / favourable extreme
+    mfav: float
+    to: float  # trigger price open, adverse and favourable extreme
+    tadv: float
+    tfav: float
+    op: float  # last open
+
+
+def _coarse(m: Market, i: int, sd: int, on_mark: bool) -> _Bar:
+    lo, hi = (m.mark_low[i], m.mark_high[i]) if sd > 0 else (m.mark_high[i], m.mark_low[i])
+    if on_mark:
+        return _Bar(m.mark_open[i], lo, hi, m.mark_open[i], lo, hi, m.open[i])
+    t_lo, t_hi = (m.low[i], m.high[i]) if sd > 0 else (m.high[i], m.low[i])
+    return _Bar(m.mark_open[i], lo, hi, m.open[i], t_lo, t_hi, m.open[i])
+
+
+def _detail_rows(m: Market, i: int) -> dict[int, int]:
+    # time -> row of the market's detail bars inside bar i
+    d = m.detail
+    if d is None:
+        return {}
+    t0 = int(m.ts_ns[i])
+    t1 = t0 + m.timeframe_ns
+    return {int(d.ts_ns[j]): int(j) for j in np.nonzero((d.ts_ns >= t0) & (d.ts_ns < t1))[0]}
+
+
+def _detail(m: Market, i: int, j: int, sd: int, on_mark: bool) -> _Bar:
+    # the detail last path; the mark path is it shifted by the bar's basis at its extremes
+    d = m.detail
+    assert d is not None
+    up = m.mark_high[i] - m.high[i]
+    down = m.mark_low[i] - m.low[i]
+    o, h, lo = d.open[j], d.high[j], d.low[j]
+    if sd > 0:
+        mo, madv, mfav = o + down, lo + down, h + up
+        t = (o, lo, h)
+    else:
+        mo, madv, mfav = o + up, h + up, lo + down
+        t = (o, h, lo)
+    if on_mark:
+        return _Bar(mo, madv, mfav, mo, madv, mfav, o)
+    return _Bar(mo, madv, mfav, t[0], t[1], t[2], o)
+
+
+@dataclass
+class _Outcome:
+    n_trig: int = 0  # exits that triggered (the liquidation, each stop, each take-profit)
+    n_hit: int = 0  # after dropping stops beyond bankruptcy
+    liq: bool = False
+    use_liq: bool = False
+    decided: bool = False  # the liquidation holds only with the extremes simultaneous
+    at_open: bool = False
+    fills: dict[int, float] = field(default_factory=dict)
+    liq_out: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    exits: dict[int, tuple[str, float, tuple[float, float, float, float]]] = field(
+        default_factory=dict
     )
 
 
@@ -141,11 +249,13 @@ def _cross(
     n_legs = len(markets)
     n_bars = markets[0].n_bars
     lev, psize, cash = s["leverage"], s["position_size"], s["initial_cash"]
-    taker, slip, sl_frac = s["taker_fee"], s["slippage"], s["stop_loss"]
+    taker, maker, slip = s["taker_fee"], s["maker_fee"], s["slippage"]
+    sl_frac, tp_frac, trail = s["stop_loss"], s["take_profit"], s["trailing_stop"]
     conv, ovr = s["convention"], s["maint_margin_rate"]
     on_mark = s["stop_trigger"] == "mark"
     take_all = s["close_at"] == "bankruptcy"
     owed = s["negative_balance"] == "owed"
+    walk = s["intrabar"] == "detail"
     ruin_level = s["ruin_threshold"] * cash
     fund = [_funding_arrays(m) for m in markets]
     lp_py = formulas.liquidation_price_nb.py_func
@@ -168,25 +278,17 @@ def _cross(
             base = value * tab.mmr[t][j] - (0.0 if conv == 1 else tab.mamt[t][j])
         return float(base + (value * rate(k, i) if conv == 1 else 0.0))
 
-    def test(
-        i: int, wallet: float, legs: dict[int, tuple[int, float, float]], px: dict[int, float]
-    ) -> float:
+    def test(i: int, wallet: float, legs: Legs, px: dict[int, float]) -> float:
         # margin balance minus maintenance margin, every open leg at px
         total = wallet
         for k, (sd, q, ep) in legs.items():
             total += sd * q * (px[k] - ep) - mm(k, i, q, ep, px[k])
         return total
 
-    def scale(legs: dict[int, tuple[int, float, float]], px: dict[int, float]) -> float:
+    def scale(legs: Legs, px: dict[int, float]) -> float:
         return sum(q * px[k] for k, (_sd, q, _ep) in legs.items())
 
-    def solved(
-        i: int,
-        k: int,
-        wallet: float,
-        legs: dict[int, tuple[int, float, float]],
-        px: dict[int, float],
-    ) -> float:
+    def solved(i: int, k: int, wallet: float, legs: Legs, px: dict[int, float]) -> float:
         # §7.1's cross liquidation price of leg k with the other legs held at px
         o_mm = sum(mm(j, i, q, ep, px[j]) for j, (_sd, q, ep) in legs.items() if j != k)
         o_up = sum(sd * q * (px[j] - ep) for j, (sd, q, ep) in legs.items() if j != k)
@@ -210,13 +312,155 @@ def _cross(
             )
         )
 
-    res = AccountRef(cash, cash, -1, int(ExitReason.NONE), -1, -1, 0.0, 0.0, 0.0, 0, False)
+    def settle(
+        sd: int, q: float, ep: float, f: float, fee_rate: float, wallet: float
+    ) -> tuple[float, float, float, float]:
+        # a leg exit on the shared wallet: (wallet change, fee, insurance, exit price)
+        pnl = sd * q * (f - ep)
+        left = wallet + pnl
+        fee = q * f * fee_rate
+        if left < 0.0:
+            return (pnl, 0.0, 0.0, f) if owed else (-wallet, 0.0, -left, f)
+        if fee >= left:
+            return (-wallet, left, 0.0, f)
+        return (max(pnl - fee, -wallet), fee, 0.0, f)
+
+    res = AccountRef(
+        cash,
+        cash,
+        -1,
+        int(ExitReason.NONE),
+        -1,
+        -1,
+        0.0,
+        0.0,
+        0.0,
+        0,
+        False,
+        legs=[LegRef() for _ in markets],
+    )
     wallet = cash
-    legs: dict[int, tuple[int, float, float]] = {}
-    stops: dict[int, float] = {}
+    legs: Legs = {}
+    sls: dict[int, float] = {}
+    tps: dict[int, float] = {}
+    peaks: dict[int, float] = {}
     equity = cash
 
-    def first_exit(i: int, reason: int) -> None:
+    def level(k: int) -> tuple[float, int]:
+        # the tighter of the leg's stop-loss and trailing stop
+        sd = legs[k][0]
+        tl = peaks[k] * (1.0 - sd * trail)
+        if math.isnan(tl):
+            return sls[k], int(ExitReason.STOP_LOSS)
+        if math.isnan(sls[k]) or sd * (tl - sls[k]) > 0.0:
+            return tl, int(ExitReason.TRAILING_STOP)
+        return sls[k], int(ExitReason.STOP_LOSS)
+
+    def judge(i: int, bars: dict[int, _Bar], open_phase: bool) -> _Outcome:
+        oc = _Outcome()
+        stops = {k: level(k)[0] for k in legs}
+        trig: dict[int, dict[str, float]] = {k: {} for k in legs}
+        mo = {k: b.mo for k, b in bars.items()}
+        adv = {k: b.madv for k, b in bars.items()}
+        fav = {k: b.mfav for k, b in bars.items()}
+        if open_phase:
+            g_open = test(i, wallet, legs, mo)
+            res.near = min(res.near, abs(g_open) / scale(legs, mo))
+            for k, (sd, _q, _ep) in legs.items():
+                b = bars[k]
+                if sd * (b.to - stops[k]) <= 0.0:
+                    trig[k]["stop"] = b.op * (1.0 - sd * slip)
+                if sd * (b.to - tps[k]) >= 0.0:
+                    trig[k]["tp"] = b.op
+            oc.at_open = g_open <= 0.0 or any(trig.values())
+            if oc.at_open:
+                oc.liq = g_open <= 0.0
+                oc.fills = dict(mo)
+        held = mo
+        if not oc.at_open:
+            held = adv
+            g_adv = test(i, wallet, legs, adv)
+            res.near = min(res.near, abs(g_adv) / scale(legs, adv))
+            oc.liq = g_adv <= 0.0
+            oc.fills = dict(adv)
+            if oc.liq:
+                for k in legs:
+                    # leg k moved alone to its extreme, the others already at theirs (a detail
+                    # bar: the first leg, as a single position's detail walk fills at its price)
+                    px = dict(adv)
+                    px[k] = mo[k]
+                    g_k = test(i, wallet, legs, px)
+                    if not open_phase or g_k > 0.0:
+                        if open_phase:
+                            res.near = min(res.near, abs(g_k) / scale(legs, px))
+                        oc.fills[k] = solved(i, k, wallet, legs, adv)
+                        break
+            for k, (sd, _q, _ep) in legs.items():
+                b = bars[k]
+                if sd * (b.tadv - stops[k]) <= 0.0:
+                    at = b.op if sd * (b.to - stops[k]) <= 0.0 else stops[k]
+                    trig[k]["stop"] = at * (1.0 - sd * slip)
+                if sd * (b.tfav - tps[k]) >= 0.0:
+                    trig[k]["tp"] = b.op if sd * (b.to - tps[k]) >= 0.0 else tps[k]
+            if oc.liq and on_mark and len(legs) == 1:
+                (k,) = legs
+                if "stop" in trig[k]:
+                    if legs[k][0] * (stops[k] - oc.fills[k]) > 0.0:
+                        oc.liq = False  # the mark reaches the stop first
+                    else:
+                        del trig[k]["stop"]
+        oc.n_trig = int(oc.liq) + sum(len(t) for t in trig.values())
+        if oc.n_trig == 0:
+            return oc
+        oc.n_hit = oc.n_trig
+        if oc.liq:
+            still = sum(sd * q * (held[k] - ep) for k, (sd, q, ep) in legs.items() if not trig[k])
+            for k, (sd, q, ep) in legs.items():
+                if "stop" in trig[k] and wallet + (sd * q * (trig[k]["stop"] - ep) + still) < 0.0:
+                    del trig[k]["stop"]  # bankrupt before the stop could fill
+                    oc.n_hit -= 1
+        for k, t in trig.items():
+            sd, q, ep = legs[k]
+            options = []
+            if "stop" in t:
+                options.append(("stop", settle(sd, q, ep, t["stop"], taker, wallet)))
+            if "tp" in t:
+                options.append(("tp", settle(sd, q, ep, t["tp"], maker, wallet)))
+            if options:
+                kind, out = options[0]
+                if len(options) == 2 and options[1][1][0] < out[0]:
+                    kind, out = options[1]
+                oc.exits[k] = (kind, out[3], out)
+        rest = sum(sd * q * (held[k] - ep) for k, (sd, q, ep) in legs.items() if k not in oc.exits)
+        oc.use_liq = oc.liq
+        if oc.liq:
+            pnl = sum(sd * q * (oc.fills[k] - ep) for k, (sd, q, ep) in legs.items())
+            fee = sum(q * oc.fills[k] * rate(k, i) for k, (_sd, q, _ep) in legs.items())
+            left = wallet + pnl
+            if left < 0.0:
+                oc.liq_out = (pnl, 0.0, 0.0) if owed else (-wallet, 0.0, -left)
+            elif take_all:
+                oc.liq_out = (-wallet, 0.0, 0.0)
+            elif fee >= left:
+                oc.liq_out = (-wallet, left, 0.0)
+            else:
+                oc.liq_out = (max(pnl - fee, -wallet), fee, 0.0)
+            if oc.exits and sum(e[2][0] for e in oc.exits.values()) + rest < oc.liq_out[0]:
+                oc.use_liq = False
+            if len(legs) > 1 and not oc.at_open:
+                oc.decided = True
+                for k in legs:
+                    px = dict(fav)
+                    px[k] = adv[k]
+                    if test(i, wallet, legs, px) <= 0.0:
+                        oc.decided = False
+        return oc
+
+    def close_leg(k: int, i: int, reason: int, r: float, fee: float) -> None:
+        lr = res.legs[k]
+        lr.exit_idx, lr.reason = i, reason
+        lr.pnl += r
+        lr.fees += fee
         if res.exit_idx < 0:
             res.exit_idx, res.reason = i, reason
 
@@ -227,6 +471,8 @@ def _cross(
                 pay = sd * q * markets[k].mark_open[i] * r
                 wallet -= pay
                 res.funding += pay
+                res.legs[k].funding += pay
+                res.legs[k].pnl -= pay
         if i == start:
             w_abs = [abs(w) for w in weights]
             cost = 1.0 + lev * taker
@@ -237,7 +483,7 @@ def _cross(
                 fees[-1] = wallet - sum(margins) - sum(fees[:-1])
             else:
                 fees = [m * lev * taker for m in margins]
-            new: dict[int, tuple[int, float, float]] = {}
+            new: Legs = {}
             ok = True
             for k, (w, m) in enumerate(zip(weights, margins, strict=True)):
                 sd = 1 if w > 0 else -1
@@ -260,159 +506,103 @@ def _cross(
             wallet = after
             res.fees += sum(fees)
             legs = new
-            stops = {k: ep * (1.0 - sd * sl_frac) for k, (sd, _q, ep) in legs.items()}
+            for k, (sd, _q, ep) in legs.items():
+                sls[k] = ep * (1.0 - sd * sl_frac)
+                tps[k] = ep * (1.0 + sd * tp_frac)
+                peaks[k] = ep
+                res.legs[k].pnl = -fees[k]
+                res.legs[k].fees = fees[k]
         for k, (sd, q, _ep) in legs.items():
             r = fund[k][1][i]
             if s["funding"] and not math.isnan(r):
                 pay = sd * q * markets[k].mark_open[i] * r
                 wallet -= pay
                 res.funding += pay
+                res.legs[k].funding += pay
+                res.legs[k].pnl -= pay
 
         if legs:
-            mo = {k: markets[k].mark_open[i] for k in legs}
-            adv = {
-                k: markets[k].mark_low[i] if sd > 0 else markets[k].mark_high[i]
-                for k, (sd, _q, _ep) in legs.items()
-            }
-            fav = {
-                k: markets[k].mark_high[i] if sd > 0 else markets[k].mark_low[i]
-                for k, (sd, _q, _ep) in legs.items()
-            }
-            g_open = test(i, wallet, legs, mo)
-            res.near = min(res.near, abs(g_open) / scale(legs, mo))
-            trig = {}
-            for k, (sd, _q, _ep) in legs.items():
-                t_open = (markets[k].mark_open if on_mark else markets[k].open)[i]
-                if sd * (t_open - stops[k]) <= 0.0:
-                    trig[k] = markets[k].open[i] * (1.0 - sd * slip)
-            at_open = g_open <= 0.0 or bool(trig)
-            if at_open:
-                liq = g_open <= 0.0
-                fills = dict(mo)
-            else:
-                g_adv = test(i, wallet, legs, adv)
-                res.near = min(res.near, abs(g_adv) / scale(legs, adv))
-                liq = g_adv <= 0.0
-                fills = dict(adv)
-                if liq:
-                    for k in legs:
-                        # leg k moved alone to its extreme, the others already at theirs
-                        px = dict(adv)
-                        px[k] = mo[k]
-                        g_k = test(i, wallet, legs, px)
-                        res.near = min(res.near, abs(g_k) / scale(legs, px))
-                        if g_k > 0.0:
-                            fills[k] = solved(i, k, wallet, legs, adv)
+            coarse = {k: _coarse(markets[k], i, sd, on_mark) for k, (sd, _q, _ep) in legs.items()}
+            oc = judge(i, coarse, True)
+            if walk and not oc.at_open and (oc.n_trig > 1 or (oc.liq and oc.decided)):
+                # every leg's detail bars at the same times, walked in time order
+                rows = [_detail_rows(m, i) for m in markets]
+                times = sorted(rows[0])
+                if times and all(sorted(r) == times for r in rows):
+                    for t_ns in times:
+                        sub = {
+                            k: _detail(markets[k], i, rows[k][t_ns], sd, on_mark)
+                            for k, (sd, _q, _ep) in legs.items()
+                        }
+                        found = judge(i, sub, False)
+                        if found.n_trig > 0:
+                            oc = found
                             break
-                for k, (sd, _q, _ep) in legs.items():
-                    src = (
-                        (markets[k].mark_low, markets[k].mark_high)
-                        if on_mark
-                        else (
-                            markets[k].low,
-                            markets[k].high,
-                        )
-                    )
-                    t_adv = src[0][i] if sd > 0 else src[1][i]
-                    if sd * (t_adv - stops[k]) <= 0.0:
-                        trig[k] = stops[k] * (1.0 - sd * slip)
-                if liq and trig and on_mark and len(legs) == 1:
-                    (k,) = trig
-                    sd = legs[k][0]
-                    if sd * (stops[k] - fills[k]) > 0.0:
-                        liq = False  # the mark reaches the stop first
                     else:
-                        trig = {}
-            if liq or trig:
-                n_hit = int(liq) + len(trig)
-                # the legs without a stop, where the bar's test valued them
-                held = mo if at_open else adv
-                rest = sum(
-                    sd * q * (held[k] - ep) for k, (sd, q, ep) in legs.items() if k not in trig
-                )
-                if liq:
-                    for k in list(trig):
-                        sd, q, ep = legs[k]
-                        if wallet + (sd * q * (trig[k] - ep) + rest) < 0.0:
-                            del trig[k]  # bankrupt before the stop could fill
-                            n_hit -= 1
-                outcomes = {}
-                for k, f in trig.items():
-                    sd, q, ep = legs[k]
-                    pnl = sd * q * (f - ep)
-                    left = wallet + pnl
-                    fee = q * f * taker
-                    if left < 0.0:
-                        outcomes[k] = (pnl, 0.0, 0.0) if owed else (-wallet, 0.0, -left)
-                    elif fee >= left:
-                        outcomes[k] = (-wallet, left, 0.0)
-                    else:
-                        outcomes[k] = (max(pnl - fee, -wallet), fee, 0.0)
-                use_liq = liq
-                if liq:
-                    pnl = sum(sd * q * (fills[k] - ep) for k, (sd, q, ep) in legs.items())
-                    fee = sum(q * fills[k] * rate(k, i) for k, (_sd, q, _ep) in legs.items())
-                    left = wallet + pnl
-                    if left < 0.0:
-                        liq_out = (pnl, 0.0, 0.0) if owed else (-wallet, 0.0, -left)
-                    elif take_all:
-                        liq_out = (-wallet, 0.0, 0.0)
-                    elif fee >= left:
-                        liq_out = (-wallet, left, 0.0)
-                    else:
-                        liq_out = (max(pnl - fee, -wallet), fee, 0.0)
-                    if outcomes and sum(o[0] for o in outcomes.values()) + rest < liq_out[0]:
-                        use_liq = False
-                decided = False
-                if use_liq and len(legs) > 1 and not at_open:
-                    decided = True
-                    for k in legs:
-                        px = dict(fav)
-                        px[k] = adv[k]
-                        if test(i, wallet, legs, px) <= 0.0:
-                            decided = False
-                if n_hit > 1 or decided:
+                        if oc.n_trig == 1 and oc.liq and oc.decided:
+                            oc = _Outcome()  # the detail never reached simultaneous extremes
+            if oc.n_trig > 0:
+                if oc.n_hit > 1 or (oc.use_liq and oc.decided):
                     res.ambiguous += 1
-                if use_liq:
-                    wallet += liq_out[0]
-                    res.fees += liq_out[1]
-                    res.insurance += liq_out[2]
-                    first_exit(i, int(ExitReason.LIQUIDATION))
+                if oc.use_liq:
+                    r_l, f_l, ins_l = oc.liq_out
+                    pnls = {k: sd * q * (oc.fills[k] - ep) for k, (sd, q, ep) in legs.items()}
+                    rfee = {k: q * oc.fills[k] * rate(k, i) for k, (_sd, q, _ep) in legs.items()}
+                    mms = {k: mm(k, i, q, ep, oc.fills[k]) for k, (_sd, q, ep) in legs.items()}
+                    beyond = r_l - (sum(pnls.values()) - f_l)
+                    for k in legs:
+                        share_fee = f_l * rfee[k] / sum(rfee.values()) if f_l else 0.0
+                        share = mms[k] / sum(mms.values()) if sum(mms.values()) else 1 / len(legs)
+                        close_leg(
+                            k,
+                            i,
+                            int(ExitReason.LIQUIDATION),
+                            pnls[k] - share_fee + beyond * share,
+                            share_fee,
+                        )
+                    wallet += r_l
+                    res.fees += f_l
+                    res.insurance += ins_l
                     if res.liq_idx < 0:
                         res.liq_idx, res.liq_leg = i, n_legs
                     legs = {}
                 else:
-                    for k, o in outcomes.items():
-                        wallet += o[0]
-                        res.fees += o[1]
-                        res.insurance += o[2]
+                    for k in sorted(oc.exits):
+                        kind, _px, (r, f, ins, _) = oc.exits[k]
+                        wallet += r
+                        res.fees += f
+                        res.insurance += ins
+                        why = level(k)[1] if kind == "stop" else int(ExitReason.TAKE_PROFIT)
+                        close_leg(k, i, why, r, f)
                         del legs[k]
-                    first_exit(i, int(ExitReason.STOP_LOSS))
+            if not math.isnan(trail):
+                for k, (sd, _q, _ep) in legs.items():
+                    t_fav = coarse[k].tfav
+                    if sd * (t_fav - peaks[k]) > 0.0:
+                        peaks[k] = t_fav
 
         upnl = sum(sd * q * (markets[k].mark_close[i] - ep) for k, (sd, q, ep) in legs.items())
         equity = wallet + upnl
         if legs and equity < ruin_level:
             for k, (sd, q, ep) in legs.items():
-                f = markets[k].close[i] * (1.0 - sd * slip)
-                pnl = sd * q * (f - ep)
-                left = wallet + pnl
-                fee = q * f * taker
-                if left < 0.0:
-                    o = (pnl, 0.0, 0.0) if owed else (-wallet, 0.0, -left)
-                elif fee >= left:
-                    o = (-wallet, left, 0.0)
-                else:
-                    o = (max(pnl - fee, -wallet), fee, 0.0)
-                wallet += o[0]
-                res.fees += o[1]
-                res.insurance += o[2]
+                r, f, ins, _ = settle(
+                    sd, q, ep, markets[k].close[i] * (1.0 - sd * slip), taker, wallet
+                )
+                wallet += r
+                res.fees += f
+                res.insurance += ins
+                close_leg(k, i, int(ExitReason.RUIN), r, f)
             legs = {}
-            first_exit(i, int(ExitReason.RUIN))
             equity = wallet
         res.min_equity = min(res.min_equity, equity)
         if not legs:
             break
+    censored = int(ExitReason.HORIZON if end < n_bars else ExitReason.END_OF_DATA)
+    for k, (sd, q, ep) in legs.items():
+        lr = res.legs[k]
+        lr.exit_idx, lr.reason = end - 1, censored
+        lr.pnl += sd * q * (markets[k].mark_close[end - 1] - ep)
     if res.exit_idx < 0:
-        first_exit(end - 1, int(ExitReason.HORIZON if end < n_bars else ExitReason.END_OF_DATA))
+        res.exit_idx, res.reason = end - 1, censored
     res.final_equity = equity
     return res

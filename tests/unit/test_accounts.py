@@ -267,26 +267,94 @@ def test_the_example_liquidates_exactly_at_the_solved_btc_price() -> None:
 
 
 # ------------------------------------------------------------- (4) kernel == reference
+def _path_market(
+    symbol: str,
+    subs: list[float],
+    *,
+    per: int,
+    exchange: str,
+    spread: float,
+    basis: float,
+    funding: dict[int, float],
+    detail_from: int | None,
+) -> bt.Market:
+    # 15-minute bars from the closes `subs` (open = previous close, high/low a `spread` beyond),
+    # hourly bars aggregated from each `per` of them (so the detail bars reach the bar's
+    # extremes), mark = last·(1 + basis); detail bars from hour `detail_from` on (None: none)
+    o = [subs[0], *subs[:-1]]
+    h = [max(a, b) * (1 + spread) for a, b in zip(o, subs, strict=True)]
+    lo = [min(a, b) * (1 - spread) for a, b in zip(o, subs, strict=True)]
+    n = len(subs) // per
+    ts = pd.date_range("2024-06-01", periods=n, freq="1h", tz="UTC")
+    bars = pd.DataFrame(
+        {
+            "timestamp": ts,
+            "open": [o[j * per] for j in range(n)],
+            "high": [max(h[j * per : (j + 1) * per]) for j in range(n)],
+            "low": [min(lo[j * per : (j + 1) * per]) for j in range(n)],
+            "close": [subs[(j + 1) * per - 1] for j in range(n)],
+        }
+    )
+    mark = bars.copy()
+    for c in ("open", "high", "low", "close"):
+        mark[c] = bars[c] * (1 + basis)
+    fund = None
+    if funding:
+        at = sorted(funding)
+        fund = pd.DataFrame(
+            {"timestamp": [ts[i] for i in at], "funding_rate": [funding[i] for i in at]}
+        )
+    detail = None
+    if detail_from is not None:
+        d0 = detail_from * per
+        d_ts = pd.date_range(ts[0], periods=len(subs), freq="15min")[d0:]
+        d_bars = pd.DataFrame(
+            {"timestamp": d_ts, "open": o[d0:], "high": h[d0:], "low": lo[d0:], "close": subs[d0:]}
+        )
+        detail = bt.Market.from_frames(
+            d_bars, mark="last", symbol=symbol, exchange=exchange, timeframe="15m"
+        )
+    return bt.Market.from_frames(
+        bars,
+        mark=mark,
+        funding=fund,
+        symbol=symbol,
+        exchange=exchange,
+        timeframe="1h",
+        detail=detail,
+    )
+
+
 @st.composite
 def _accounts(draw: Any) -> tuple[bt.MarketSet, dict[str, float], ParamGrid, RunConfig]:
     exchange = draw(st.sampled_from(["binanceusdm", "okx", "bybit"]))
-    n = draw(st.integers(4, 14))
+    n = draw(st.integers(4, 12))
     k = draw(st.integers(1, 3))
+    per = 4
     symbols = [BTC, ETH, "SOL/USDT:USDT"][:k]
-    step = st.floats(-0.12, 0.12, allow_nan=False)
+    step = st.floats(-0.06, 0.06, allow_nan=False)
+    intrabar = draw(st.sampled_from(["worst", "detail"]))
     markets = []
     for j, sym in enumerate(symbols):
-        rets = draw(st.lists(step, min_size=n, max_size=n))
-        closes = list(100.0 * (10.0**j) * np.exp(np.cumsum(rets)))
-        spread = draw(st.sampled_from([0.0, 0.005, 0.03]))
-        basis = draw(st.sampled_from([0.0, 0.002, -0.002]))
+        rets = draw(st.lists(step, min_size=n * per, max_size=n * per))
+        subs = list(100.0 * (10.0**j) * np.exp(np.cumsum(rets)))
         fund = draw(
             st.dictionaries(
                 st.integers(0, n - 1), st.sampled_from([-0.002, 0.001, 0.003]), max_size=3
             )
         )
         markets.append(
-            _market(sym, closes, exchange=exchange, spread=spread, basis=basis, funding=fund)
+            _path_market(
+                sym,
+                subs,
+                per=per,
+                exchange=exchange,
+                spread=draw(st.sampled_from([0.0, 0.003, 0.01])),
+                basis=draw(st.sampled_from([0.0, 0.002, -0.002])),
+                funding=fund,
+                # detail from the first hour, or a later one (the legs' detail then differs)
+                detail_from=draw(st.sampled_from([0, 0, 0, 2])) if intrabar == "detail" else None,
+            )
         )
     raw = draw(
         st.lists(st.sampled_from([-0.6, -0.3, -0.1, 0.1, 0.3, 0.5, 1.0]), min_size=k, max_size=k)
@@ -296,8 +364,11 @@ def _accounts(draw: Any) -> tuple[bt.MarketSet, dict[str, float], ParamGrid, Run
     mode = draw(st.sampled_from(["isolated", "cross"]))
     cfg = RunConfig(
         margin_mode=mode,
-        position_size=draw(st.sampled_from([0.2, 0.5, 0.9])),
-        stop_loss=draw(st.sampled_from([None, 0.02, 0.08])),
+        intrabar=intrabar,
+        position_size=draw(st.sampled_from([0.2, 0.5, 0.9, 1.0])),
+        stop_loss=draw(st.sampled_from([None, None, 0.02, 0.08])),
+        take_profit=draw(st.sampled_from([None, None, 0.03, 0.1])),
+        trailing_stop=draw(st.sampled_from([None, None, 0.02, 0.05])),
         stop_trigger=draw(st.sampled_from(["last", "mark"])),
         slippage=draw(st.sampled_from([0.0, 0.001])),
         close_at=draw(st.sampled_from([None, "liquidation", "bankruptcy"])),
@@ -311,7 +382,7 @@ def _accounts(draw: Any) -> tuple[bt.MarketSet, dict[str, float], ParamGrid, Run
     )
     grid = ParamGrid.product(
         leverage=draw(
-            st.lists(st.sampled_from([2.0, 10.0, 30.0]), min_size=1, max_size=2, unique=True)
+            st.lists(st.sampled_from([2.0, 10.0, 30.0, 40.0]), min_size=1, max_size=2, unique=True)
         )
     )
     return bt.MarketSet.from_markets(markets), dict(zip(symbols, weights, strict=True)), grid, cfg
@@ -367,6 +438,7 @@ def test_kernel_matches_the_reference(case: Any, first: int, horizon: int) -> No
             assume(ref.near > 1e-9)
             where = f"setting {c} entry {start}"
             event(f"{s['margin_mode']} {len(legs)} legs: {ExitReason(ref.reason).name}")
+            event(f"intrabar {s['intrabar']}")
             if ref.ambiguous:
                 event("ambiguous")
             assert bool(out.rejected[c, e]) == ref.rejected, where
@@ -384,6 +456,23 @@ def test_kernel_matches_the_reference(case: Any, first: int, horizon: int) -> No
             ):
                 np.testing.assert_allclose(
                     mine, theirs, rtol=1e-9, atol=1e-9, err_msg=f"{name} {where}"
+                )
+            for j, leg in enumerate(ref.legs):
+                at = f"leg {j} {where}"
+                assert out.leg_exit_idx[c, e, j] == leg.exit_idx, at
+                assert out.leg_reason[c, e, j] == leg.reason, at
+                for name, mine, theirs in (
+                    ("pnl", out.leg_pnl[c, e, j], leg.pnl),
+                    ("fees", out.leg_fees[c, e, j], leg.fees),
+                    ("funding", out.leg_funding[c, e, j], leg.funding),
+                ):
+                    np.testing.assert_allclose(
+                        mine, theirs, rtol=1e-9, atol=1e-9, err_msg=f"{name} {at}"
+                    )
+            if not ref.rejected:
+                cash = cfg.initial_cash
+                np.testing.assert_allclose(
+                    out.leg_pnl[c, e].sum(), out.final_equity[c, e] - cash, rtol=1e-9, atol=1e-9
                 )
         n_amb = sum(
             simulate_account_reference(
@@ -434,13 +523,11 @@ def test_bad_legs_give_one_line_errors(two: bt.MarketSet, legs: Any, match: str)
     ("change", "match"),
     [
         ({"intrabar": "best"}, "intrabar 'best' is not modelled for accounts"),
-        ({"intrabar": "detail"}, "intrabar 'detail' is not modelled for accounts"),
-        ({"take_profit": 0.1}, "take_profit is not modelled for accounts"),
-        ({"trailing_stop": 0.1}, "trailing_stop is not modelled for accounts"),
+        ({"intrabar": "detail"}, "intrabar 'detail' needs lower-timeframe bars for every leg"),
         ({"leverage": -1.0}, "RunConfig.leverage"),
     ],
 )
-def test_settings_not_modelled_for_accounts_are_refused(
+def test_settings_the_accounts_cannot_run_are_refused(
     two: bt.MarketSet, change: dict[str, Any], match: str
 ) -> None:
     grid = ParamGrid.product(**{k: [v] for k, v in change.items()})
