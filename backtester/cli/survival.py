@@ -138,6 +138,16 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help=_d("bootstrap seed", "0"))
     p.add_argument(
+        "--target",
+        type=_target,
+        default=0.9,
+        help=_d(
+            "survival to meet: under the table, the highest leverage per side and stop whose "
+            "95%% lower bound of survival is at least this share",
+            "0.9",
+        ),
+    )
+    p.add_argument(
         "--strategy",
         default=None,
         help="a bundled strategy (e.g. sma_cross) or a .py file (./my_strategy.py): a fresh "
@@ -161,6 +171,19 @@ def register(subparsers: Any) -> None:
         "--no-funding", action="store_true", help="same as --funding false (kept for old scripts)"
     )
     p.set_defaults(handler=run)
+
+
+def _target(text: str) -> float:
+    # argparse type of --target: a share strictly between 0 and 1 (90% reads as 0.9)
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(
+            f"--target must be a survival share between 0 and 1 such as 0.9 or 90%, was {text!r}"
+        )
+    return value
 
 
 def _d(text: str, default: str | None = None) -> str:
@@ -450,7 +473,7 @@ def _run_one(
     # one study (one symbol, or one account of all `symbols`): load, run, report, print
     from backtester.market import load_market
     from backtester.marketset import load_markets
-    from backtester.reports.tables import survival_display, to_text
+    from backtester.reports.tables import safe_leverage_lines, survival_display, to_text
     from backtester.survival import survival_study
 
     progress = _Progress(sys.stderr.isatty())
@@ -491,11 +514,11 @@ def _run_one(
         **settings,
     )
     progress(f"{study.n_settings} settings x {study.n_entries:,} entries; estimating survival")
-    table = study.table()
+    table = study.table().reset_index()
     report_path = None
     if out is not None:
         progress(f"writing the report to {out} (comparisons: {not args.no_comparisons})")
-        report_path = study.report(out, comparisons=not args.no_comparisons)
+        report_path = study.report(out, comparisons=not args.no_comparisons, target=args.target)
     if args.json:
         records = json.loads(table.to_json(orient="records"))
         payload = {
@@ -509,6 +532,10 @@ def _run_one(
             "loss_meaning": table.attrs["loss"],
             **({"legs": study.run_info()["legs"]} if legs else {}),
             "table": records,
+            "target": args.target,
+            "max_safe_leverage": json.loads(
+                study.max_safe_leverage(target=args.target).to_json(orient="records")
+            ),
             "report": report_path,
         }
         if quiet_json:
@@ -538,6 +565,11 @@ def _run_one(
     )
     print(to_text(display[keep]))
     print(footer(study))
+    safe = study.max_safe_leverage(target=args.target)
+    print()
+    print(f"Highest leverage that meets the target ({safe.attrs['rule']}):")
+    for line in safe_leverage_lines(safe):
+        print(f"  {line}")
     if legs is not None and len(legs) == 2 and len(args.legs) == 1 and ";" not in args.legs[0]:
         print(
             f"(the second leg set is the counterpart of --legs {args.legs[0]}, added to compare; "

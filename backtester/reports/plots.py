@@ -168,26 +168,44 @@ def _fmt_stop(value: object) -> str:
 
 
 def plot_km_curves(
-    curves: Mapping[str, tuple[F64Array, F64Array]],
+    curves: Mapping[str, tuple[F64Array, F64Array] | pd.DataFrame],
     *,
     title: str = "Kaplan–Meier survival by leverage",
     xlabel: str = "Days since entry",
     horizon: float | None = None,
     legend_title: str = "Leverage",
 ) -> Figure:
-    """Return step plots of Kaplan–Meier curves; ``curves`` maps a label to (times, survival)."""
+    """Return step plots of Kaplan–Meier curves, with their confidence bands when given.
+
+    ``curves`` maps a label to ``(times, survival)`` or to a frame with columns ``time_days,
+    survival, ci_low, ci_high`` (``SurvivalStudy.curve``), whose interval is shaded.
+    """
     fig = _figure(8.3, 4.4)
     ax = fig.subplots()
     colors = _colors(len(curves))
-    for (label, (t, s)), color in zip(curves.items(), colors, strict=True):
-        t = np.asarray(t, dtype=float)
-        s = np.asarray(s, dtype=float)
+    for (label, curve), color in zip(curves.items(), colors, strict=True):
+        band = None
+        if isinstance(curve, pd.DataFrame):
+            t = curve["time_days"].to_numpy(dtype=float)
+            s = curve["survival"].to_numpy(dtype=float)
+            band = (curve["ci_low"].to_numpy(dtype=float), curve["ci_high"].to_numpy(dtype=float))
+        else:
+            t, s = np.asarray(curve[0], dtype=float), np.asarray(curve[1], dtype=float)
         if t.size == 0:  # every entry rejected: nothing to draw, say so in the legend
             ax.plot([], [], color=color, linewidth=1.8, label=f"{label} (not opened)")
             continue
-        if horizon is not None:
+        if horizon is not None and t[-1] < horizon:
             t = np.append(t, horizon)
             s = np.append(s, s[-1])
+            band = (
+                None
+                if band is None
+                else (np.append(band[0], band[0][-1]), np.append(band[1], band[1][-1]))
+            )
+        if band is not None:
+            ax.fill_between(
+                t, band[0] * 100, band[1] * 100, step="post", color=color, alpha=0.13, linewidth=0
+            )
         ax.step(t, s * 100, where="post", color=color, linewidth=1.8, label=label)
     ax.set_ylim(-2, 102)
     if horizon is not None:

@@ -219,7 +219,7 @@ def stop_loss_effect(study: SurvivalStudy) -> pd.DataFrame:
     s = study.settings
     rows: list[dict[str, Any]] = []
     base_cols = [c for c in s.columns if c != "stop_loss"]
-    table = study.table()
+    table = study.table().reset_index()
     for i in range(study.n_settings):
         if pd.isna(s["stop_loss"].iloc[i]):
             continue
@@ -451,8 +451,10 @@ def equity_fan(study: SurvivalStudy) -> dict[str, tuple[F64Array, F64Array]]:
 
 def _mark_vs_last_frames(mk: SurvivalStudy, ls: SurvivalStudy) -> MarkVsLast:
     fl_all = false_liquidations(mk, ls)
-    mtab = _pick(mk.table(), ["side", "leverage"]).assign(price_rule="mark (exchange)")
-    ltab = _pick(ls.table(), ["side", "leverage"]).assign(price_rule="last price")
+    mtab = _pick(mk.table().reset_index(), ["side", "leverage"]).assign(
+        price_rule="mark (exchange)"
+    )
+    ltab = _pick(ls.table().reset_index(), ["side", "leverage"]).assign(price_rule="last price")
     both = pd.concat([mtab, ltab], ignore_index=True)
     delayed = fl_all[fl_all["mark_price_outcome"] == LIQUIDATED_LATER]
     fl = fl_all[fl_all["mark_price_outcome"] != LIQUIDATED_LATER]
@@ -548,13 +550,15 @@ def compute(study: SurvivalStudy) -> Comparisons:
             "mean_funding_paid_pct": fe.funding_paid.mean(axis=1) / fe.initial_cash * 100,
         }
     )
-    funding = _pick(fe.table(), ["leverage", "funding"]).merge(paid, on=["leverage", "funding"])
+    funding = _pick(fe.table().reset_index(), ["leverage", "funding"]).merge(
+        paid, on=["leverage", "funding"]
+    )
     return Comparisons(
         horizon_days=study.horizon_days,
-        ladder=_pick(ladder.table(), ["side", "leverage"]),
+        ladder=_pick(ladder.table().reset_index(), ["side", "leverage"]),
         stop_effect=stop_loss_effect(stops),
-        stop_table=_pick(stops.table(), ["side", "leverage", "stop_loss"]),
-        size_table=_pick(ms.table(), ["margin_mode", "position_size", "leverage"]),
+        stop_table=_pick(stops.table().reset_index(), ["side", "leverage", "stop_loss"]),
+        size_table=_pick(ms.table().reset_index(), ["margin_mode", "position_size", "leverage"]),
         mark_vs_last=mvl,
         gaps=gaps,
         stop_gaps=stop_gaps,

@@ -19,28 +19,44 @@ import pandas as pd
 
 from backtester._typing import F64Array
 from backtester.reports.html import ReportFigure, ReportSection, ReportTable, write_report
-from backtester.reports.tables import format_percent, format_percent_ci, survival_display
+from backtester.reports.tables import (
+    format_percent,
+    format_percent_ci,
+    safe_leverage_display,
+    safe_leverage_lines,
+    survival_display,
+)
 from backtester.survival.study import curve_groups, others_fixed
 
 if TYPE_CHECKING:  # pragma: no cover
     from backtester.survival.comparisons import Comparisons, MarkVsLast
     from backtester.survival.study import SurvivalStudy
 
-__all__ = ["account_sections", "comparison_sections", "main_sections", "write_survival_report"]
+__all__ = [
+    "account_sections",
+    "answer_section",
+    "comparison_sections",
+    "main_sections",
+    "write_survival_report",
+]
 
 log = logging.getLogger(__name__)
 
 
 def main_sections(
-    study: SurvivalStudy, *, fan: Mapping[str, tuple[F64Array, F64Array]] | None = None
+    study: SurvivalStudy,
+    *,
+    fan: Mapping[str, tuple[F64Array, F64Array]] | None = None,
+    target: float = 0.9,
 ) -> list[ReportSection]:
-    """Return the sections on the study itself (table, heatmap, curves, histograms, fan).
+    """Return the sections on the study itself (answer, table, heatmap, curves, histograms, fan).
 
-    ``fan`` is ``Comparisons.equity_fan`` (drawn when given).
+    ``fan`` is ``Comparisons.equity_fan`` (drawn when given); the first section is the highest
+    leverage that meets ``target`` (``study.max_safe_leverage``).
     """
     from backtester.reports import plots
 
-    table = study.table()
+    table = study.table().reset_index()
     setting_cols = [
         c for c in study.setting_columns if study.settings[c].nunique(dropna=False) > 1
     ] or study.setting_columns[:2]
@@ -48,6 +64,7 @@ def main_sections(
     meta = table.attrs
     what = "the whole account (every leg)" if study.is_account else "a position"
     sections: list[ReportSection] = [
+        answer_section(study, target),
         # an account's first section is its headline: isolated vs cross, survival and loss
         *(
             account_sections(study)
@@ -130,7 +147,8 @@ def main_sections(
                     title=f"Kaplan–Meier survival by leverage ({side})",
                     horizon=study.horizon_days,
                 ),
-                f"Share of {_who(study, side)} not yet liquidated, by days since entry.",
+                f"Share of {_who(study, side)} not yet liquidated, by days since entry; the "
+                "shaded band is the honest 95% interval at each time (as in the table).",
             )
         )
         hist = {
@@ -247,7 +265,7 @@ def account_sections(study: SurvivalStudy) -> list[ReportSection]:
     """
     from backtester.reports import plots
 
-    table = study.table()
+    table = study.table().reset_index()
     keep = others_fixed(study.settings, ("legs", "margin_mode", "leverage"))
     rows = np.flatnonzero(keep)
     sub = table.iloc[rows].reset_index(drop=True)
@@ -359,6 +377,31 @@ def _ambiguity_note(study: SurvivalStudy) -> str:
         f"{total:,} bars across all holds were ambiguous (several exits could trigger inside one "
         f"bar); the engine resolved them with intrabar={policy!r}. Use 1-minute detail bars "
         "(intrabar='detail') where available to remove the assumption."
+    )
+
+
+def answer_section(study: SurvivalStudy, target: float) -> ReportSection:
+    """Return the report's first section: the highest leverage that meets ``target``."""
+    safe = study.max_safe_leverage(target=target)
+    return ReportSection(
+        heading="The answer: the highest leverage that survives",
+        paragraphs=(
+            f"The {safe.attrs['rule']}, for each setting other than leverage "
+            f"(only the leverages this study tested can be named):",
+            *safe_leverage_lines(safe),
+        ),
+        tables=(
+            ReportTable(
+                name="max_safe_leverage",
+                data=safe,
+                display=safe_leverage_display(safe),
+                caption=(
+                    "Survival and interval are those of the leverage named, or of the lowest "
+                    "tested leverage where none meets the target (how far it misses)."
+                ),
+            ),
+        ),
+        headline=True,
     )
 
 
@@ -716,15 +759,22 @@ def _crash_conclusion(mvl: MarkVsLast) -> str:
 
 
 def write_survival_report(
-    study: SurvivalStudy, path: str | Path, *, comparisons: Comparisons | None = None
+    study: SurvivalStudy,
+    path: str | Path,
+    *,
+    comparisons: Comparisons | None = None,
+    target: float = 0.9,
 ) -> Path:
     """Write the report of ``study`` (and of ``comparisons`` when given) under ``path``.
 
-    ``comparisons`` comes from ``study.comparisons()``; nothing here runs the engine. ``path``
+    ``comparisons`` comes from ``study.comparisons()``; nothing here runs the engine. The
+    report opens with ``study.max_safe_leverage(target)``. ``path``
     must be new or empty or hold an earlier report (``reports.html.check_output_dir``).
     Returns the path of ``index.html``.
     """
-    sections = main_sections(study, fan=None if comparisons is None else comparisons.equity_fan)
+    sections = main_sections(
+        study, fan=None if comparisons is None else comparisons.equity_fan, target=target
+    )
     extra: dict[str, Any] = {}
     if comparisons is not None:
         sections.extend(comparison_sections(study, comparisons))
