@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import sys
+import textwrap
 import time
 from typing import Any
 
@@ -28,6 +29,22 @@ DEFAULTS: dict[str, str] = {
     "horizon": "30D",
     "entry_every": "1D",
 }
+#: the terminal table's columns, always (after Side, or Legs and Margin); a setting the run
+#: sweeps besides these (position size, margin mode, fees, ...) adds its column, and Ruined
+#: appears when an account was ruined
+TABLE_COLUMNS = (
+    "Leverage [x]",
+    "Stop-loss",
+    "Entries",
+    "Liquidated",
+    "Stopped",
+    "Censored",
+    "Ruined",
+    "Survival [%] (95% CI)",
+    "Median to liquidation [days]",
+    "Wallet lost, mean [%]",
+    "Wallet lost, 95th pct [%]",
+)
 #: engine settings without an option of their own: --exchange names the data's exchange (the
 #: profile follows it) and --side covers both sides
 _NO_OPTION = ("exchange", "side")
@@ -73,6 +90,14 @@ def register(subparsers: Any) -> None:
             "bundled BTC/USDT:USDT 1h data, both sides, leverage 1-100x, stops none/2%/5%/10%, "
             "30-day horizon, daily entries. Every engine setting is an option; a comma-"
             "separated list sweeps it."
+        ),
+        epilog=textwrap.fill(
+            "The table always has the columns Side (or Legs and Margin), "
+            + ", ".join(c for c in TABLE_COLUMNS if c != "Ruined")
+            + "; a setting the run sweeps besides these adds its column, and Ruined appears "
+            "when an account was ruined. Under it: the highest leverage per side and stop whose "
+            "95% lower bound of survival meets --target.",
+            width=88,
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -503,6 +528,11 @@ def _run_one(
         f"{market.n_bars:,} bars {market.index[0]:%Y-%m-%d} -> {market.index[-1]:%Y-%m-%d}; "
         "running the engine (the first run compiles)"
     )
+    from backtester.survival.run import parse_period_bars
+
+    # checked here too so that an error names the option as typed (--horizon, not horizon=)
+    parse_period_bars(args.horizon, "--horizon", market.timeframe_ns)
+    parse_period_bars(args.entry_every, "--entry-every", market.timeframe_ns)
     study_kw: dict[str, Any] = {"legs": legs} if legs else {"side": args.side}
     study = survival_study(
         market,
@@ -518,7 +548,9 @@ def _run_one(
     report_path = None
     if out is not None:
         progress(f"writing the report to {out} (comparisons: {not args.no_comparisons})")
-        report_path = study.report(out, comparisons=not args.no_comparisons, target=args.target)
+        report_path = study.report(
+            out, comparisons=not args.no_comparisons, target=args.target, progress=progress.enabled
+        )
     if args.json:
         records = json.loads(table.to_json(orient="records"))
         payload = {
@@ -545,11 +577,13 @@ def _run_one(
     display = survival_display(
         table, setting_columns=study.setting_columns, horizon_days=study.horizon_days
     )
-    always = ("Legs", "Margin", "Leverage [x]") if legs else ("Side", "Leverage [x]")
+    # a stable set of columns (TABLE_COLUMNS), plus any other setting the run sweeps
+    always = ("Legs", "Margin") if legs else ("Side",)
+    settings_shown = len(study.setting_columns)
     keep = [
         c
-        for c in display.columns
-        if display[c].nunique() > 1 or c.startswith(("Surv", "Wallet")) or c in always
+        for k, c in enumerate(display.columns)
+        if c in always or c in TABLE_COLUMNS or (k < settings_shown and display[c].nunique() > 1)
     ]
     if legs:
         what = "accounts"

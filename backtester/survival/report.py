@@ -457,7 +457,7 @@ def _round(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSection]:
-    """Return the sections of the article's comparisons computed in ``cmp`` (draw only)."""
+    """Return the sections of the leverage-decision comparisons in ``cmp`` (draw only)."""
     from backtester.reports import plots
 
     sections: list[ReportSection] = []
@@ -607,7 +607,7 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
                     f"{mvl.n_false:,}, on {len(by_day):,} days ({mvl.n_liquidated_later:,} more "
                     "were liquidated on the mark "
                     "price later, not avoided); "
-                    "the busiest days are listed below. On the crash days the article names: "
+                    "the busiest days are listed below. On the crash days of March 2020 and May 2021: "
                     + "; ".join(
                         f"{d}: {mvl.day_text(d)} of {crash[d]:,} last-price liquidations"
                         for d in crash
@@ -659,7 +659,7 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
             heading="6. Will you owe money?",
             paragraphs=(
                 "When the price gaps through the bankruptcy price before the liquidation "
-                "engine closes the position, the loss exceeds the margin. On Binance USDⓈ-M "
+                "engine closes the position, the loss exceeds the margin. On Binance USDS-M "
                 "the insurance fund absorbs that excess and the trader's balance is floored "
                 "at zero, so you do not owe money; the table counts those gaps and how much "
                 "the fund paid (percent of the initial cash).",

@@ -891,8 +891,8 @@ class SurvivalStudy:
             ]
         return info
 
-    def comparisons(self) -> Comparisons:
-        """Run the article's comparisons and the equity fan on this study's market and entries.
+    def comparisons(self, *, step: Any = None) -> Comparisons:
+        """Run the leverage-decision comparisons and the equity fan on this study's market and entries.
 
         Returns a ``Comparisons`` of frames and arrays (the leverage ladder to 125x, stop-loss,
         position size, isolated vs cross, mark vs last price, gaps past bankruptcy, funding);
@@ -900,18 +900,25 @@ class SurvivalStudy:
         """
         from backtester.survival.comparisons import compute
 
-        return compute(self)
+        return compute(self, step=step)
 
     def report(
-        self, path: str = "reports/survival", *, comparisons: bool = True, target: float = 0.9
+        self,
+        path: str = "reports/survival",
+        *,
+        comparisons: bool = True,
+        target: float = 0.9,
+        progress: bool = False,
     ) -> str:
         """Write the HTML report (tables, figures, CSV/parquet, ``run.json``) under ``path``.
 
-        With ``comparisons=True`` the article's comparisons (see ``comparisons()``) are run on
+        With ``comparisons=True`` the comparisons (see ``comparisons()``) are run on
         the same market and entries and added (not for strategy studies, which are about one
         strategy's account). ``path`` must be a new or empty folder, or one a report wrote
         before (it holds a ``.backtester-report`` marker); it is checked before any work.
-        The report opens with ``max_safe_leverage(target)``. Returns the path of ``index.html``.
+        The report opens with ``max_safe_leverage(target)``. ``progress=True`` shows a tqdm
+        bar of the stages (each comparison, then drawing) on stderr. Returns the path of
+        ``index.html``.
 
         Raises
         ------
@@ -923,9 +930,40 @@ class SurvivalStudy:
         from backtester.survival.report import write_survival_report
 
         check_output_dir(path)
+        from backtester.survival.comparisons import COMPARISON_STAGES
+
         self.max_safe_leverage(target)  # a bad target fails before the comparison runs
-        computed = self.comparisons() if comparisons and self.strategy_name is None else None
-        return str(write_survival_report(self, path, comparisons=computed, target=target))
+        run_them = comparisons and self.strategy_name is None
+        bar = _StageBar(len(COMPARISON_STAGES) + 1 if run_them else 1, enabled=progress)
+        try:
+            computed = self.comparisons(step=bar.stage) if run_them else None
+            bar.stage("drawing the figures")
+            return str(write_survival_report(self, path, comparisons=computed, target=target))
+        finally:
+            bar.close()
+
+
+class _StageBar:
+    # a tqdm bar of named stages on stderr; silent when disabled or tqdm is missing
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar: Any = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+            except ImportError:  # pragma: no cover - tqdm is a dependency
+                return
+            self.bar = tqdm(total=total, desc="report", unit="stage", leave=False)
+
+    def stage(self, name: str) -> None:
+        if self.bar is not None:
+            if self.bar.n or self.bar.postfix:
+                self.bar.update(1)
+            self.bar.set_postfix_str(name)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.update(self.bar.total - self.bar.n)
+            self.bar.close()
 
 
 def _loss_stats(loss: F64Array) -> dict[str, float]:

@@ -323,3 +323,31 @@ def bt_warning(text: str) -> Warning:
     from backtester.errors import BacktesterWarning
 
     return BacktesterWarning(text)
+
+
+def test_a_misspelt_option_gets_a_suggestion(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["survival", "--levrage", "5", "--no-report"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --levrage 5; did you mean '--leverage'?" in err
+
+
+def test_a_bad_horizon_names_the_option_and_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["survival", *SMALL, "--horizon", "30", "--no-report"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--horizon must be a positive whole number of 1h bars, was '30'" in err
+    assert "'30D' or '720h'" in err
+
+
+def test_the_table_columns_are_a_stable_set(capsys: pytest.CaptureFixture[str]) -> None:
+    # one leverage, one stop: nothing varies, every column of TABLE_COLUMNS is still shown
+    from backtester.cli.survival import TABLE_COLUMNS
+
+    code = main(["survival", *SMALL, "--leverage", "3", "--stop-loss", "none", "--no-report"])
+    out = capsys.readouterr().out
+    assert code == 0
+    header = next(line for line in out.splitlines() if "Survival [%]" in line)
+    for column in ("Side", *(c for c in TABLE_COLUMNS if c != "Ruined")):
+        assert column in header

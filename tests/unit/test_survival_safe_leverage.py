@@ -130,11 +130,13 @@ def test_safe_leverage_lines_and_display_say_it_in_plain_words() -> None:
     assert shown["Highest safe leverage [x]"].tolist() == ["10", "none"]
 
 
-def test_report_opens_with_the_answer(tmp_path: Path) -> None:
+def test_report_opens_with_the_answer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # Arrange
     study = _study({("long", 2.0): 0, ("long", 10.0): 0, ("short", 2.0): 3})
     # Act
-    index = Path(study.report(str(tmp_path / "rep"), comparisons=False, target=0.9))
+    index = Path(study.report(str(tmp_path / "rep"), comparisons=False, progress=True))
+    # Assert: a progress bar of the stages on stderr
+    assert "drawing the figures" in capsys.readouterr().err
     # Assert: the answer is the first section, its table is written
     html = index.read_text(encoding="utf-8")
     first = html.index("<h2")
