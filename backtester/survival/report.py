@@ -386,9 +386,9 @@ def answer_section(study: SurvivalStudy, target: float) -> ReportSection:
     return ReportSection(
         heading="The answer: the highest leverage that survives",
         paragraphs=(
-            f"The {safe.attrs['rule']}, for each setting other than leverage "
-            f"(only the leverages this study tested can be named):",
-            *safe_leverage_lines(safe),
+            f"The {safe.attrs['rule']}, for each setting other than leverage (only the "
+            f'leverages this study tested can be named; "none" where even the lowest misses). '
+            + _answer_summary(safe),
         ),
         tables=(
             ReportTable(
@@ -403,6 +403,19 @@ def answer_section(study: SurvivalStudy, target: float) -> ReportSection:
         ),
         headline=True,
     )
+
+
+def _answer_summary(safe: pd.DataFrame) -> str:
+    # one sentence over the answer table: the best group and how many have no safe leverage
+    lines = safe_leverage_lines(safe)
+    ok = safe["leverage"].notna().to_numpy()
+    if not ok.any():
+        return "No tested setting meets the target."
+    best = int(np.nanargmax(safe["leverage"].to_numpy(dtype=float)))
+    text = f"Highest: {lines[best]}."
+    if not ok.all():
+        text += f" {int((~ok).sum())} of {len(safe)} have no leverage that meets it."
+    return text
 
 
 def _pct(row: pd.Series) -> str:

@@ -141,7 +141,7 @@ def test_report_opens_with_the_answer(tmp_path: Path, capsys: pytest.CaptureFixt
     html = index.read_text(encoding="utf-8")
     first = html.index("<h2")
     assert html[first:].split("</h2>")[0].endswith("The answer: the highest leverage that survives")
-    assert "long: at most 10x (the highest tested)" in html
+    assert "Highest: long: at most 10x (the highest tested)" in html
     assert (index.parent / "tables" / "max_safe_leverage.csv").exists()
     with pytest.raises(ConfigError, match="target must be"):
         study.report(str(tmp_path / "rep2"), comparisons=False, target=2.0)
