@@ -83,8 +83,12 @@ def plot_survival_heatmap(
     title: str = "Survival (not liquidated) at the horizon",
     row_label: str = "Stop-loss",
     col_label: str = "Leverage [x]",
+    marked: str | None = None,
 ) -> Figure:
     """Return a heatmap of ``value`` (a fraction) over ``row`` × ``col``, one panel per ``facet``.
+
+    Cells where the boolean column ``marked`` is true are hatched (the report uses it for a
+    stop that lies beyond the liquidation price and so can never fire first).
 
     Cells are coloured red (0 %) to green (100 %) and annotated with the percentage.
     """
@@ -100,6 +104,23 @@ def plot_survival_heatmap(
         for _, r in sub.iterrows():
             grid[rows.index(_key(r[row])), cols.index(_key(r[col]))] = float(r[value])
         image = ax.imshow(grid * 100, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
+        if marked is not None and marked in sub:
+            from matplotlib.patches import Rectangle
+
+            for _, r in sub[sub[marked].astype(bool)].iterrows():
+                i, j = rows.index(_key(r[row])), cols.index(_key(r[col]))
+                ax.add_patch(
+                    Rectangle(
+                        (j - 0.5, i - 0.5),
+                        1,
+                        1,
+                        fill=False,
+                        hatch="///",
+                        linewidth=0,
+                        edgecolor="black",
+                        alpha=0.45,
+                    )
+                )
         for i in range(len(rows)):
             for j in range(len(cols)):
                 v = grid[i, j]

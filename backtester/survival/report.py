@@ -101,7 +101,11 @@ def main_sections(
             ReportFigure(
                 "survival_heatmap",
                 plots.plot_survival_heatmap(
-                    heat.assign(stop_loss=heat["stop_loss"].astype(float)),
+                    heat.assign(
+                        stop_loss=heat["stop_loss"].astype(float),
+                        stop_beyond=_stop_beyond_liquidation(study, heat),
+                    ),
+                    marked="stop_beyond",
                     title=f"Survival (not liquidated) after {study.horizon_days:g} days"
                     + (
                         f" ({heat['legs'].iloc[0]}, {heat['margin_mode'].iloc[0]})"
@@ -109,7 +113,11 @@ def main_sections(
                         else ""
                     ),
                 ),
-                "Survival at the horizon by leverage (columns) and stop-loss (rows); green survives.",
+                "Survival at the horizon by leverage (columns) and stop-loss (rows); green "
+                "survives. Hatched: the stop lies at or beyond the liquidation price (a stop of "
+                "s at leverage L is hit after a move of s, liquidation after about 1/L minus the "
+                "maintenance margin), so the stop can never fire first and the cell equals no "
+                "stop.",
             )
         )
     sections.append(
@@ -403,6 +411,33 @@ def answer_section(study: SurvivalStudy, target: float) -> ReportSection:
         ),
         headline=True,
     )
+
+
+def _stop_beyond_liquidation(study: SurvivalStudy, heat: pd.DataFrame) -> list[bool]:
+    # True where the stop's price move is at least the move to the liquidation price at entry
+    # (rules.liquidation_price, the exchange's formula and tier table at the data's end)
+    from backtester.errors import BacktesterError
+    from backtester.rules import liquidation_price
+
+    if study.is_account or "side" not in heat:
+        return [False] * len(heat)
+    m = study.market
+    out = []
+    for _, r in heat.iterrows():
+        stop = r["stop_loss"]
+        if stop is None or not math.isfinite(float(stop)):
+            out.append(False)
+            continue
+        size = float(r.get("position_size", 1.0)) * study.initial_cash * float(r["leverage"]) / 100
+        try:
+            liq = liquidation_price(
+                m.exchange, str(r["side"]), 100.0, size, leverage=float(r["leverage"]),
+                symbol=study.symbols[0], at=m.index[-1],
+            )  # fmt: skip
+        except BacktesterError:  # an exchange or symbol the formula does not know: no marks
+            return [False] * len(heat)
+        out.append(float(stop) >= abs(liq / 100.0 - 1.0))
+    return out
 
 
 def _answer_summary(safe: pd.DataFrame) -> str:
