@@ -48,11 +48,13 @@ def main_sections(
     *,
     fan: Mapping[str, tuple[F64Array, F64Array]] | None = None,
     target: float = 0.9,
+    stop_beyond: Any = None,
 ) -> list[ReportSection]:
     """Return the sections on the study itself (answer, table, heatmap, curves, histograms, fan).
 
     ``fan`` is ``Comparisons.equity_fan`` (drawn when given); the first section is the highest
-    leverage that meets ``target`` (``study.max_safe_leverage``).
+    leverage that meets ``target`` (``study.max_safe_leverage``). ``stop_beyond``
+    (``study.stop_beyond_liquidation()``, one bool per setting) hatches heatmap cells.
     """
     from backtester.reports import plots
 
@@ -103,7 +105,9 @@ def main_sections(
                 plots.plot_survival_heatmap(
                     heat.assign(
                         stop_loss=heat["stop_loss"].astype(float),
-                        stop_beyond=_stop_beyond_liquidation(study, heat),
+                        stop_beyond=False
+                        if stop_beyond is None
+                        else np.asarray(stop_beyond)[heat.index.to_numpy()],
                     ),
                     marked="stop_beyond",
                     title=f"Survival (not liquidated) after {study.horizon_days:g} days"
@@ -411,33 +415,6 @@ def answer_section(study: SurvivalStudy, target: float) -> ReportSection:
         ),
         headline=True,
     )
-
-
-def _stop_beyond_liquidation(study: SurvivalStudy, heat: pd.DataFrame) -> list[bool]:
-    # True where the stop's price move is at least the move to the liquidation price at entry
-    # (rules.liquidation_price, the exchange's formula and tier table at the data's end)
-    from backtester.errors import BacktesterError
-    from backtester.rules import liquidation_price
-
-    if study.is_account or "side" not in heat:
-        return [False] * len(heat)
-    m = study.market
-    out = []
-    for _, r in heat.iterrows():
-        stop = r["stop_loss"]
-        if stop is None or not math.isfinite(float(stop)):
-            out.append(False)
-            continue
-        size = float(r.get("position_size", 1.0)) * study.initial_cash * float(r["leverage"]) / 100
-        try:
-            liq = liquidation_price(
-                m.exchange, str(r["side"]), 100.0, size, leverage=float(r["leverage"]),
-                symbol=study.symbols[0], at=m.index[-1],
-            )  # fmt: skip
-        except BacktesterError:  # an exchange or symbol the formula does not know: no marks
-            return [False] * len(heat)
-        out.append(float(stop) >= abs(liq / 100.0 - 1.0))
-    return out
 
 
 def _answer_summary(safe: pd.DataFrame) -> str:
@@ -812,16 +789,22 @@ def write_survival_report(
     *,
     comparisons: Comparisons | None = None,
     target: float = 0.9,
+    stop_beyond: Any = None,
 ) -> Path:
     """Write the report of ``study`` (and of ``comparisons`` when given) under ``path``.
 
     ``comparisons`` comes from ``study.comparisons()``; nothing here runs the engine. The
-    report opens with ``study.max_safe_leverage(target)``. ``path``
+    report opens with ``study.max_safe_leverage(target)``; ``stop_beyond`` is
+    ``study.stop_beyond_liquidation()`` (computed by the caller: it uses the rules' numba
+    formulas, and the renderer runs nothing). ``path``
     must be new or empty or hold an earlier report (``reports.html.check_output_dir``).
     Returns the path of ``index.html``.
     """
     sections = main_sections(
-        study, fan=None if comparisons is None else comparisons.equity_fan, target=target
+        study,
+        fan=None if comparisons is None else comparisons.equity_fan,
+        target=target,
+        stop_beyond=stop_beyond,
     )
     extra: dict[str, Any] = {}
     if comparisons is not None:

@@ -798,6 +798,38 @@ class SurvivalStudy:
         }
         return frame
 
+    def stop_beyond_liquidation(self) -> BoolArray:
+        """Return, per setting, whether the stop lies at or beyond the liquidation price.
+
+        True where the stop's price move is at least the move from the entry to the
+        liquidation price (``rules.liquidation_price``: the exchange's formula and the tier
+        table at the data's end, isolated margin, the setting's leverage and position size):
+        such a stop can never fire before the liquidation. False without a stop, for
+        accounts, and where the exchange's formula is not known.
+        """
+        from backtester.errors import BacktesterError
+        from backtester.rules import liquidation_price
+
+        out = np.zeros(self.n_settings, dtype=bool)
+        if self.is_account or "side" not in self.settings or "stop_loss" not in self.settings:
+            return out
+        m = self.market
+        for k, r in self.settings.iterrows():
+            stop = r["stop_loss"]
+            if _is_none(stop):
+                continue
+            lev = float(r["leverage"])
+            size = float(r.get("position_size", 1.0)) * self.initial_cash * lev / 100.0
+            try:
+                liq = liquidation_price(
+                    m.exchange, str(r["side"]), 100.0, size, leverage=lev,
+                    symbol=self.symbols[0], at=m.index[-1],
+                )  # fmt: skip
+            except BacktesterError:  # an exchange or symbol the formula does not know
+                return np.zeros(self.n_settings, dtype=bool)
+            out[int(str(k))] = float(stop) >= abs(liq / 100.0 - 1.0)
+        return out
+
     # ------------------------------------------------------------------ outputs
 
     def outcomes(self) -> pd.DataFrame:
@@ -938,7 +970,15 @@ class SurvivalStudy:
         try:
             computed = self.comparisons(step=bar.stage) if run_them else None
             bar.stage("drawing the figures")
-            return str(write_survival_report(self, path, comparisons=computed, target=target))
+            return str(
+                write_survival_report(
+                    self,
+                    path,
+                    comparisons=computed,
+                    target=target,
+                    stop_beyond=self.stop_beyond_liquidation(),
+                )
+            )
         finally:
             bar.close()
 

@@ -198,15 +198,13 @@ def test_heatmap_marks_a_stop_beyond_the_liquidation_price(btc_1h: object) -> No
     # Arrange: Binance BTC, first tier mmr 0.4 %: a 20x long is liquidated about 1/20 - 0.4 %
     # = 4.6 % below entry, so a 5 % stop can never fire first; at 10x (9.6 %) it can
     import backtester as bt
-    from backtester.survival.report import _stop_beyond_liquidation
 
     market = btc_1h.slice("2025-01-01", None)  # type: ignore[attr-defined]
     study = bt.survival_study(
         market, side="long", leverage=(10, 20), stop_loss=(None, 0.05), n_boot=20,
         horizon="2D", entry_every="7D",
     )  # fmt: skip
-    table = study.table().reset_index()
     # Act
-    marks = _stop_beyond_liquidation(study, table)
+    marks = study.stop_beyond_liquidation()
     # Assert: rows are (10, none), (10, 5%), (20, none), (20, 5%)
-    assert marks == [False, False, False, True]
+    assert marks.tolist() == [False, False, False, True]
