@@ -35,7 +35,26 @@ class _OneLineParser(argparse.ArgumentParser):
         if message.endswith("expected one argument"):
             option = message.split(":")[0].removeprefix("argument ").split("/")[0]
             message += f" (a value starting with '-' is written {option}=VALUE)"
+        if message.startswith("unrecognized arguments:"):
+            unknown = [a.split("=")[0] for a in message.split(":", 1)[1].split() if a[:2] == "--"]
+            known = self._option_strings()
+            for option in unknown[:1]:
+                from backtester.errors import did_you_mean
+
+                hint = did_you_mean(option, known)
+                if hint.startswith("; did you mean"):
+                    message += hint.removesuffix("?") + "?"
         self.exit(2, f"error: {self.prog}: {message}; see `{self.prog} --help`\n")
+
+    def _option_strings(self) -> list[str]:
+        # every long option of this parser and of its subcommands (for did-you-mean)
+        out: list[str] = []
+        for action in self._actions:
+            out += [o for o in action.option_strings if o.startswith("--")]
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    out += [o for a in sub._actions for o in a.option_strings if o[:2] == "--"]
+        return sorted(set(out))
 
 
 def build_parser() -> argparse.ArgumentParser:

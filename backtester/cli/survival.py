@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import sys
+import textwrap
 import time
 from typing import Any
 
@@ -28,6 +29,22 @@ DEFAULTS: dict[str, str] = {
     "horizon": "30D",
     "entry_every": "1D",
 }
+#: the terminal table's columns, always (after Side, or Legs and Margin); a setting the run
+#: sweeps besides these (position size, margin mode, fees, ...) adds its column, and Ruined
+#: appears when an account was ruined
+TABLE_COLUMNS = (
+    "Leverage [x]",
+    "Stop-loss",
+    "Entries",
+    "Liquidated",
+    "Stopped",
+    "Censored",
+    "Ruined",
+    "Survival [%] (95% CI)",
+    "Median to liquidation [days]",
+    "Wallet lost, mean [%]",
+    "Wallet lost, 95th pct [%]",
+)
 #: engine settings without an option of their own: --exchange names the data's exchange (the
 #: profile follows it) and --side covers both sides
 _NO_OPTION = ("exchange", "side")
@@ -73,6 +90,14 @@ def register(subparsers: Any) -> None:
             "bundled BTC/USDT:USDT 1h data, both sides, leverage 1-100x, stops none/2%/5%/10%, "
             "30-day horizon, daily entries. Every engine setting is an option; a comma-"
             "separated list sweeps it."
+        ),
+        epilog=textwrap.fill(
+            "The table always has the columns Side (or Legs and Margin), "
+            + ", ".join(c for c in TABLE_COLUMNS if c != "Ruined")
+            + "; a setting the run sweeps besides these adds its column, and Ruined appears "
+            "when an account was ruined. Under it: the highest leverage per side and stop whose "
+            "95% lower bound of survival meets --target.",
+            width=88,
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -138,6 +163,16 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help=_d("bootstrap seed", "0"))
     p.add_argument(
+        "--target",
+        type=_target,
+        default=0.9,
+        help=_d(
+            "survival to meet: under the table, the highest leverage per side and stop whose "
+            "95%% lower bound of survival is at least this share",
+            "0.9",
+        ),
+    )
+    p.add_argument(
         "--strategy",
         default=None,
         help="a bundled strategy (e.g. sma_cross) or a .py file (./my_strategy.py): a fresh "
@@ -161,6 +196,19 @@ def register(subparsers: Any) -> None:
         "--no-funding", action="store_true", help="same as --funding false (kept for old scripts)"
     )
     p.set_defaults(handler=run)
+
+
+def _target(text: str) -> float:
+    # argparse type of --target: a share strictly between 0 and 1 (90% reads as 0.9)
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(
+            f"--target must be a survival share between 0 and 1 such as 0.9 or 90%, was {text!r}"
+        )
+    return value
 
 
 def _d(text: str, default: str | None = None) -> str:
@@ -450,7 +498,7 @@ def _run_one(
     # one study (one symbol, or one account of all `symbols`): load, run, report, print
     from backtester.market import load_market
     from backtester.marketset import load_markets
-    from backtester.reports.tables import survival_display, to_text
+    from backtester.reports.tables import safe_leverage_lines, survival_display, to_text
     from backtester.survival import survival_study
 
     progress = _Progress(sys.stderr.isatty())
@@ -480,6 +528,11 @@ def _run_one(
         f"{market.n_bars:,} bars {market.index[0]:%Y-%m-%d} -> {market.index[-1]:%Y-%m-%d}; "
         "running the engine (the first run compiles)"
     )
+    from backtester.survival.run import parse_period_bars
+
+    # checked here too so that an error names the option as typed (--horizon, not horizon=)
+    parse_period_bars(args.horizon, "--horizon", market.timeframe_ns)
+    parse_period_bars(args.entry_every, "--entry-every", market.timeframe_ns)
     study_kw: dict[str, Any] = {"legs": legs} if legs else {"side": args.side}
     study = survival_study(
         market,
@@ -491,11 +544,13 @@ def _run_one(
         **settings,
     )
     progress(f"{study.n_settings} settings x {study.n_entries:,} entries; estimating survival")
-    table = study.table()
+    table = study.table().reset_index()
     report_path = None
     if out is not None:
         progress(f"writing the report to {out} (comparisons: {not args.no_comparisons})")
-        report_path = study.report(out, comparisons=not args.no_comparisons)
+        report_path = study.report(
+            out, comparisons=not args.no_comparisons, target=args.target, progress=progress.enabled
+        )
     if args.json:
         records = json.loads(table.to_json(orient="records"))
         payload = {
@@ -509,6 +564,10 @@ def _run_one(
             "loss_meaning": table.attrs["loss"],
             **({"legs": study.run_info()["legs"]} if legs else {}),
             "table": records,
+            "target": args.target,
+            "max_safe_leverage": json.loads(
+                study.max_safe_leverage(target=args.target).to_json(orient="records")
+            ),
             "report": report_path,
         }
         if quiet_json:
@@ -518,11 +577,13 @@ def _run_one(
     display = survival_display(
         table, setting_columns=study.setting_columns, horizon_days=study.horizon_days
     )
-    always = ("Legs", "Margin", "Leverage [x]") if legs else ("Side", "Leverage [x]")
+    # a stable set of columns (TABLE_COLUMNS), plus any other setting the run sweeps
+    always = ("Legs", "Margin") if legs else ("Side",)
+    settings_shown = len(study.setting_columns)
     keep = [
         c
-        for c in display.columns
-        if display[c].nunique() > 1 or c.startswith(("Surv", "Wallet")) or c in always
+        for k, c in enumerate(display.columns)
+        if c in always or c in TABLE_COLUMNS or (k < settings_shown and display[c].nunique() > 1)
     ]
     if legs:
         what = "accounts"
@@ -538,6 +599,11 @@ def _run_one(
     )
     print(to_text(display[keep]))
     print(footer(study))
+    safe = study.max_safe_leverage(target=args.target)
+    print()
+    print(f"Highest leverage that meets the target ({safe.attrs['rule']}):")
+    for line in safe_leverage_lines(safe):
+        print(f"  {line}")
     if legs is not None and len(legs) == 2 and len(args.legs) == 1 and ";" not in args.legs[0]:
         print(
             f"(the second leg set is the counterpart of --legs {args.legs[0]}, added to compare; "

@@ -83,8 +83,12 @@ def plot_survival_heatmap(
     title: str = "Survival (not liquidated) at the horizon",
     row_label: str = "Stop-loss",
     col_label: str = "Leverage [x]",
+    marked: str | None = None,
 ) -> Figure:
     """Return a heatmap of ``value`` (a fraction) over ``row`` × ``col``, one panel per ``facet``.
+
+    Cells where the boolean column ``marked`` is true are hatched (the report uses it for a
+    stop that lies beyond the liquidation price and so can never fire first).
 
     Cells are coloured red (0 %) to green (100 %) and annotated with the percentage.
     """
@@ -100,6 +104,23 @@ def plot_survival_heatmap(
         for _, r in sub.iterrows():
             grid[rows.index(_key(r[row])), cols.index(_key(r[col]))] = float(r[value])
         image = ax.imshow(grid * 100, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
+        if marked is not None and marked in sub:
+            from matplotlib.patches import Rectangle
+
+            for _, r in sub[sub[marked].astype(bool)].iterrows():
+                i, j = rows.index(_key(r[row])), cols.index(_key(r[col]))
+                ax.add_patch(
+                    Rectangle(
+                        (j - 0.5, i - 0.5),
+                        1,
+                        1,
+                        fill=False,
+                        hatch="///",
+                        linewidth=0,
+                        edgecolor="black",
+                        alpha=0.45,
+                    )
+                )
         for i in range(len(rows)):
             for j in range(len(cols)):
                 v = grid[i, j]
@@ -168,26 +189,44 @@ def _fmt_stop(value: object) -> str:
 
 
 def plot_km_curves(
-    curves: Mapping[str, tuple[F64Array, F64Array]],
+    curves: Mapping[str, tuple[F64Array, F64Array] | pd.DataFrame],
     *,
     title: str = "Kaplan–Meier survival by leverage",
     xlabel: str = "Days since entry",
     horizon: float | None = None,
     legend_title: str = "Leverage",
 ) -> Figure:
-    """Return step plots of Kaplan–Meier curves; ``curves`` maps a label to (times, survival)."""
+    """Return step plots of Kaplan–Meier curves, with their confidence bands when given.
+
+    ``curves`` maps a label to ``(times, survival)`` or to a frame with columns ``time_days,
+    survival, ci_low, ci_high`` (``SurvivalStudy.curve``), whose interval is shaded.
+    """
     fig = _figure(8.3, 4.4)
     ax = fig.subplots()
     colors = _colors(len(curves))
-    for (label, (t, s)), color in zip(curves.items(), colors, strict=True):
-        t = np.asarray(t, dtype=float)
-        s = np.asarray(s, dtype=float)
+    for (label, curve), color in zip(curves.items(), colors, strict=True):
+        band = None
+        if isinstance(curve, pd.DataFrame):
+            t = curve["time_days"].to_numpy(dtype=float)
+            s = curve["survival"].to_numpy(dtype=float)
+            band = (curve["ci_low"].to_numpy(dtype=float), curve["ci_high"].to_numpy(dtype=float))
+        else:
+            t, s = np.asarray(curve[0], dtype=float), np.asarray(curve[1], dtype=float)
         if t.size == 0:  # every entry rejected: nothing to draw, say so in the legend
             ax.plot([], [], color=color, linewidth=1.8, label=f"{label} (not opened)")
             continue
-        if horizon is not None:
+        if horizon is not None and t[-1] < horizon:
             t = np.append(t, horizon)
             s = np.append(s, s[-1])
+            band = (
+                None
+                if band is None
+                else (np.append(band[0], band[0][-1]), np.append(band[1], band[1][-1]))
+            )
+        if band is not None:
+            ax.fill_between(
+                t, band[0] * 100, band[1] * 100, step="post", color=color, alpha=0.13, linewidth=0
+            )
         ax.step(t, s * 100, where="post", color=color, linewidth=1.8, label=label)
     ax.set_ylim(-2, 102)
     if horizon is not None:

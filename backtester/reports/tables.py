@@ -10,7 +10,15 @@ import math
 import numpy as np
 import pandas as pd
 
-__all__ = ["format_percent", "format_percent_ci", "format_stop", "survival_display", "to_text"]
+__all__ = [
+    "format_percent",
+    "format_percent_ci",
+    "format_stop",
+    "safe_leverage_display",
+    "safe_leverage_lines",
+    "survival_display",
+    "to_text",
+]
 
 # raw column -> display label (units in the label)
 _LABELS = {
@@ -95,3 +103,65 @@ def format_percent(value: float, *, digits: int = 1) -> str:
 def to_text(display: pd.DataFrame) -> str:
     """Return an aligned plain-text rendering of a display table for the terminal."""
     return str(display.to_string(index=False, justify="right"))
+
+
+def _group_text(row: pd.Series, columns: list[str]) -> str:
+    # "long, stop 5%", "BTC +0.5 / ETH -0.5, cross"
+    parts = []
+    for c in columns:
+        v = row[c]
+        if c == "stop_loss":
+            parts.append("no stop" if format_stop(v) == "none" else f"stop {format_stop(v)}")
+        elif c == "position_size":
+            parts.append(f"size {float(v) * 100:g}%")
+        else:
+            parts.append(_fmt_number(v))
+    return ", ".join(parts)
+
+
+def _varying(safe: pd.DataFrame) -> list[str]:
+    # the side (or legs) always, then every other setting that differs between the rows
+    groups = list(safe.columns[: list(safe.columns).index("leverage")])
+    return [c for i, c in enumerate(groups) if i == 0 or safe[c].nunique(dropna=False) > 1]
+
+
+def safe_leverage_lines(safe: pd.DataFrame) -> list[str]:
+    """Return one plain sentence per row of ``SurvivalStudy.max_safe_leverage()``.
+
+    ``"long, no stop: at most 10x (survival 100.0% (92.9–100.0) at 10x; tested up to 100x)"``
+    or ``"short, stop 5%: no tested leverage meets 90% (2x: 94.0% (83.5–99.0))"``.
+    """
+    target = f"{float(safe.attrs.get('target', math.nan)) * 100:g}%"
+    columns = _varying(safe)
+    lines = []
+    for _, row in safe.iterrows():
+        ci = format_percent_ci(row["survival"], row["ci_low"], row["ci_high"])
+        lost = format_percent(row["loss_mean"])
+        if math.isfinite(row["leverage"]):
+            top = " (the highest tested)" if row["leverage"] == row["max_tested"] else ""
+            text = (
+                f"at most {_fmt_number(row['leverage'])}x{top}: survival {ci}, "
+                f"{lost}% of the wallet lost on average"
+            )
+        else:
+            text = f"no tested leverage meets {target}; even the lowest gives {ci}"
+        lines.append(f"{_group_text(row, columns)}: {text}")
+    return lines
+
+
+def safe_leverage_display(safe: pd.DataFrame) -> pd.DataFrame:
+    """Return ``max_safe_leverage()`` formatted for reading (labels with units, no NaN)."""
+    out = pd.DataFrame(index=safe.index)
+    for c in _varying(safe):
+        label = _LABELS.get(c, c.replace("_", " ").capitalize())
+        out[label] = [_group_text(row, [c]) for _, row in safe.iterrows()]
+    out["Highest safe leverage [x]"] = [
+        _fmt_number(v) if math.isfinite(v) else "none" for v in safe["leverage"]
+    ]
+    out["Survival [%] (95% CI)"] = [
+        format_percent_ci(a, b, c)
+        for a, b, c in zip(safe["survival"], safe["ci_low"], safe["ci_high"], strict=True)
+    ]
+    out[_LABELS["loss_mean"]] = [format_percent(v) for v in safe["loss_mean"]]
+    out["Tested up to [x]"] = [_fmt_number(v) for v in safe["max_tested"]]
+    return out.reset_index(drop=True)

@@ -1,4 +1,4 @@
-"""The article's comparisons, computed on a study's market and entries (no drawing).
+"""The comparisons a leverage decision needs, computed on a study's market and entries (no drawing).
 
 Layer: survival (runs more studies through ``survival_study`` and derives the frames the report
 shows; ``survival.report`` draws them and never runs the engine).
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "ACCOUNT_SKIPPED",
+    "COMPARISON_STAGES",
     "CRASH_DAYS",
     "LADDER",
     "Comparisons",
@@ -50,6 +52,17 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: the stages of ``compute`` in order (what a progress bar shows)
+COMPARISON_STAGES = (
+    "equity fan",
+    "leverage ladder",
+    "stop-loss vs none",
+    "position size, isolated vs cross",
+    "mark vs last price",
+    "gaps past bankruptcy",
+    "funding",
+)
+
 LADDER = (1, 2, 3, 5, 10, 20, 25, 50, 75, 100, 125)
 _SIZES = (0.1, 0.25, 0.5, 1.0)
 _SIZE_LEVERAGE = (2, 5, 10, 20, 50, 100)
@@ -57,7 +70,7 @@ _FUNDING_LEVERAGE = (1, 2, 3, 5, 10, 20)
 _STOP_LEVERAGE = (2, 5, 10, 20, 50, 100)
 _STOPS = (None, 0.02, 0.05, 0.10)
 
-#: the crash days the article names (UTC dates)
+#: well-known crash days (UTC dates): the March 2020 COVID crash and the 19 May 2021 sell-off
 CRASH_DAYS = ("2020-03-12", "2020-03-13", "2021-05-19")
 
 _COLS = [
@@ -219,7 +232,7 @@ def stop_loss_effect(study: SurvivalStudy) -> pd.DataFrame:
     s = study.settings
     rows: list[dict[str, Any]] = []
     base_cols = [c for c in s.columns if c != "stop_loss"]
-    table = study.table()
+    table = study.table().reset_index()
     for i in range(study.n_settings):
         if pd.isna(s["stop_loss"].iloc[i]):
             continue
@@ -451,8 +464,10 @@ def equity_fan(study: SurvivalStudy) -> dict[str, tuple[F64Array, F64Array]]:
 
 def _mark_vs_last_frames(mk: SurvivalStudy, ls: SurvivalStudy) -> MarkVsLast:
     fl_all = false_liquidations(mk, ls)
-    mtab = _pick(mk.table(), ["side", "leverage"]).assign(price_rule="mark (exchange)")
-    ltab = _pick(ls.table(), ["side", "leverage"]).assign(price_rule="last price")
+    mtab = _pick(mk.table().reset_index(), ["side", "leverage"]).assign(
+        price_rule="mark (exchange)"
+    )
+    ltab = _pick(ls.table().reset_index(), ["side", "leverage"]).assign(price_rule="last price")
     both = pd.concat([mtab, ltab], ignore_index=True)
     delayed = fl_all[fl_all["mark_price_outcome"] == LIQUIDATED_LATER]
     fl = fl_all[fl_all["mark_price_outcome"] != LIQUIDATED_LATER]
@@ -479,11 +494,12 @@ def _mark_vs_last_frames(mk: SurvivalStudy, ls: SurvivalStudy) -> MarkVsLast:
     )
 
 
-def compute(study: SurvivalStudy) -> Comparisons:
+def compute(study: SurvivalStudy, *, step: Callable[[str], None] | None = None) -> Comparisons:
     """Run every comparison (and the equity fan) on ``study``'s market and entries.
 
     This is where the report's extra engine runs happen; ``study.report(path)`` calls it and
-    passes the result to the renderer, which only draws it.
+    passes the result to the renderer, which only draws it. ``step`` is called with the name
+    of each stage before it runs (``COMPARISON_STAGES``; a progress bar).
 
     Raises
     ------
@@ -495,15 +511,19 @@ def compute(study: SurvivalStudy) -> Comparisons:
             f"the comparisons are about plain holds, was a study of strategy "
             f"{study.strategy_name!r}; write its report with comparisons=False"
         )
+    tick = step or (lambda _name: None)
+    tick(COMPARISON_STAGES[0])
     fan = equity_fan(study)
     if study.is_account:
         return _account_comparisons(study, fan)
     summary: dict[str, Any] = {}
 
     # 1. leverage ladder
+    tick(COMPARISON_STAGES[1])
     ladder = leverage_ladder(study)
     summary["leverage_ladder"] = {"settings": int(ladder.n_settings)}
 
+    tick(COMPARISON_STAGES[2])
     # 2. stop-loss vs none: the study's own stops when it has stopped and unstopped settings
     stops = study if study.settings["stop_loss"].notna().any() else None
     if stops is None or not study.settings["stop_loss"].isna().any():
@@ -516,9 +536,11 @@ def compute(study: SurvivalStudy) -> Comparisons:
             margin_mode="isolated",
         )
 
+    tick(COMPARISON_STAGES[3])
     # 3 + 4. position size and isolated vs cross
     ms = margin_and_size(study)
 
+    tick(COMPARISON_STAGES[4])
     # 5. mark vs last
     mvl = None
     if study.mark_source == "mark":
@@ -530,6 +552,7 @@ def compute(study: SurvivalStudy) -> Comparisons:
             "crash_day_last_price_liquidations": mvl.crash_days,
         }
 
+    tick(COMPARISON_STAGES[5])
     # 6. will you owe money?
     gaps = insurance_gaps(ladder)[_GAP_COLS]
     summary["gaps_past_bankruptcy"] = int(gaps["n_gaps_past_bankruptcy"].sum())
@@ -539,6 +562,7 @@ def compute(study: SurvivalStudy) -> Comparisons:
         stop_gaps = sg[sg["stop_loss"].notna()].drop(columns=["position_size", "margin_mode"])
         summary["gaps_past_bankruptcy_with_stops"] = int(stop_gaps["n_gaps_past_bankruptcy"].sum())
 
+    tick(COMPARISON_STAGES[6])
     # 7. funding
     fe = funding_effect(study)
     paid = pd.DataFrame(
@@ -548,13 +572,15 @@ def compute(study: SurvivalStudy) -> Comparisons:
             "mean_funding_paid_pct": fe.funding_paid.mean(axis=1) / fe.initial_cash * 100,
         }
     )
-    funding = _pick(fe.table(), ["leverage", "funding"]).merge(paid, on=["leverage", "funding"])
+    funding = _pick(fe.table().reset_index(), ["leverage", "funding"]).merge(
+        paid, on=["leverage", "funding"]
+    )
     return Comparisons(
         horizon_days=study.horizon_days,
-        ladder=_pick(ladder.table(), ["side", "leverage"]),
+        ladder=_pick(ladder.table().reset_index(), ["side", "leverage"]),
         stop_effect=stop_loss_effect(stops),
-        stop_table=_pick(stops.table(), ["side", "leverage", "stop_loss"]),
-        size_table=_pick(ms.table(), ["margin_mode", "position_size", "leverage"]),
+        stop_table=_pick(stops.table().reset_index(), ["side", "leverage", "stop_loss"]),
+        size_table=_pick(ms.table().reset_index(), ["margin_mode", "position_size", "leverage"]),
         mark_vs_last=mvl,
         gaps=gaps,
         stop_gaps=stop_gaps,

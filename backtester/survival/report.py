@@ -19,28 +19,46 @@ import pandas as pd
 
 from backtester._typing import F64Array
 from backtester.reports.html import ReportFigure, ReportSection, ReportTable, write_report
-from backtester.reports.tables import format_percent, format_percent_ci, survival_display
+from backtester.reports.tables import (
+    format_percent,
+    format_percent_ci,
+    safe_leverage_display,
+    safe_leverage_lines,
+    survival_display,
+)
 from backtester.survival.study import curve_groups, others_fixed
 
 if TYPE_CHECKING:  # pragma: no cover
     from backtester.survival.comparisons import Comparisons, MarkVsLast
     from backtester.survival.study import SurvivalStudy
 
-__all__ = ["account_sections", "comparison_sections", "main_sections", "write_survival_report"]
+__all__ = [
+    "account_sections",
+    "answer_section",
+    "comparison_sections",
+    "main_sections",
+    "write_survival_report",
+]
 
 log = logging.getLogger(__name__)
 
 
 def main_sections(
-    study: SurvivalStudy, *, fan: Mapping[str, tuple[F64Array, F64Array]] | None = None
+    study: SurvivalStudy,
+    *,
+    fan: Mapping[str, tuple[F64Array, F64Array]] | None = None,
+    target: float = 0.9,
+    stop_beyond: Any = None,
 ) -> list[ReportSection]:
-    """Return the sections on the study itself (table, heatmap, curves, histograms, fan).
+    """Return the sections on the study itself (answer, table, heatmap, curves, histograms, fan).
 
-    ``fan`` is ``Comparisons.equity_fan`` (drawn when given).
+    ``fan`` is ``Comparisons.equity_fan`` (drawn when given); the first section is the highest
+    leverage that meets ``target`` (``study.max_safe_leverage``). ``stop_beyond``
+    (``study.stop_beyond_liquidation()``, one bool per setting) hatches heatmap cells.
     """
     from backtester.reports import plots
 
-    table = study.table()
+    table = study.table().reset_index()
     setting_cols = [
         c for c in study.setting_columns if study.settings[c].nunique(dropna=False) > 1
     ] or study.setting_columns[:2]
@@ -48,6 +66,7 @@ def main_sections(
     meta = table.attrs
     what = "the whole account (every leg)" if study.is_account else "a position"
     sections: list[ReportSection] = [
+        answer_section(study, target),
         # an account's first section is its headline: isolated vs cross, survival and loss
         *(
             account_sections(study)
@@ -84,7 +103,13 @@ def main_sections(
             ReportFigure(
                 "survival_heatmap",
                 plots.plot_survival_heatmap(
-                    heat.assign(stop_loss=heat["stop_loss"].astype(float)),
+                    heat.assign(
+                        stop_loss=heat["stop_loss"].astype(float),
+                        stop_beyond=False
+                        if stop_beyond is None
+                        else np.asarray(stop_beyond)[heat.index.to_numpy()],
+                    ),
+                    marked="stop_beyond",
                     title=f"Survival (not liquidated) after {study.horizon_days:g} days"
                     + (
                         f" ({heat['legs'].iloc[0]}, {heat['margin_mode'].iloc[0]})"
@@ -92,7 +117,11 @@ def main_sections(
                         else ""
                     ),
                 ),
-                "Survival at the horizon by leverage (columns) and stop-loss (rows); green survives.",
+                "Survival at the horizon by leverage (columns) and stop-loss (rows); green "
+                "survives. Hatched: the stop lies at or beyond the liquidation price (a stop of "
+                "s at leverage L is hit after a move of s, liquidation after about 1/L minus the "
+                "maintenance margin), so the stop can never fire first and the cell equals no "
+                "stop.",
             )
         )
     sections.append(
@@ -130,7 +159,8 @@ def main_sections(
                     title=f"Kaplan–Meier survival by leverage ({side})",
                     horizon=study.horizon_days,
                 ),
-                f"Share of {_who(study, side)} not yet liquidated, by days since entry.",
+                f"Share of {_who(study, side)} not yet liquidated, by days since entry; the "
+                "shaded band is the honest 95% interval at each time (as in the table).",
             )
         )
         hist = {
@@ -247,7 +277,7 @@ def account_sections(study: SurvivalStudy) -> list[ReportSection]:
     """
     from backtester.reports import plots
 
-    table = study.table()
+    table = study.table().reset_index()
     keep = others_fixed(study.settings, ("legs", "margin_mode", "leverage"))
     rows = np.flatnonzero(keep)
     sub = table.iloc[rows].reset_index(drop=True)
@@ -362,6 +392,44 @@ def _ambiguity_note(study: SurvivalStudy) -> str:
     )
 
 
+def answer_section(study: SurvivalStudy, target: float) -> ReportSection:
+    """Return the report's first section: the highest leverage that meets ``target``."""
+    safe = study.max_safe_leverage(target=target)
+    return ReportSection(
+        heading="The answer: the highest leverage that survives",
+        paragraphs=(
+            f"The {safe.attrs['rule']}, for each setting other than leverage (only the "
+            f'leverages this study tested can be named; "none" where even the lowest misses). '
+            + _answer_summary(safe),
+        ),
+        tables=(
+            ReportTable(
+                name="max_safe_leverage",
+                data=safe,
+                display=safe_leverage_display(safe),
+                caption=(
+                    "Survival and interval are those of the leverage named, or of the lowest "
+                    "tested leverage where none meets the target (how far it misses)."
+                ),
+            ),
+        ),
+        headline=True,
+    )
+
+
+def _answer_summary(safe: pd.DataFrame) -> str:
+    # one sentence over the answer table: the best group and how many have no safe leverage
+    lines = safe_leverage_lines(safe)
+    ok = safe["leverage"].notna().to_numpy()
+    if not ok.any():
+        return "No tested setting meets the target."
+    best = int(np.nanargmax(safe["leverage"].to_numpy(dtype=float)))
+    text = f"Highest: {lines[best]}."
+    if not ok.all():
+        text += f" {int((~ok).sum())} of {len(safe)} have no leverage that meets it."
+    return text
+
+
 def _pct(row: pd.Series) -> str:
     if not math.isfinite(row["survival"]):
         return "n/a (no entry could be opened)"
@@ -414,7 +482,7 @@ def _round(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSection]:
-    """Return the sections of the article's comparisons computed in ``cmp`` (draw only)."""
+    """Return the sections of the leverage-decision comparisons in ``cmp`` (draw only)."""
     from backtester.reports import plots
 
     sections: list[ReportSection] = []
@@ -564,7 +632,7 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
                     f"{mvl.n_false:,}, on {len(by_day):,} days ({mvl.n_liquidated_later:,} more "
                     "were liquidated on the mark "
                     "price later, not avoided); "
-                    "the busiest days are listed below. On the crash days the article names: "
+                    "the busiest days are listed below. On the crash days of March 2020 and May 2021: "
                     + "; ".join(
                         f"{d}: {mvl.day_text(d)} of {crash[d]:,} last-price liquidations"
                         for d in crash
@@ -616,7 +684,7 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
             heading="6. Will you owe money?",
             paragraphs=(
                 "When the price gaps through the bankruptcy price before the liquidation "
-                "engine closes the position, the loss exceeds the margin. On Binance USDⓈ-M "
+                "engine closes the position, the loss exceeds the margin. On Binance USDS-M "
                 "the insurance fund absorbs that excess and the trader's balance is floored "
                 "at zero, so you do not owe money; the table counts those gaps and how much "
                 "the fund paid (percent of the initial cash).",
@@ -716,15 +784,28 @@ def _crash_conclusion(mvl: MarkVsLast) -> str:
 
 
 def write_survival_report(
-    study: SurvivalStudy, path: str | Path, *, comparisons: Comparisons | None = None
+    study: SurvivalStudy,
+    path: str | Path,
+    *,
+    comparisons: Comparisons | None = None,
+    target: float = 0.9,
+    stop_beyond: Any = None,
 ) -> Path:
     """Write the report of ``study`` (and of ``comparisons`` when given) under ``path``.
 
-    ``comparisons`` comes from ``study.comparisons()``; nothing here runs the engine. ``path``
+    ``comparisons`` comes from ``study.comparisons()``; nothing here runs the engine. The
+    report opens with ``study.max_safe_leverage(target)``; ``stop_beyond`` is
+    ``study.stop_beyond_liquidation()`` (computed by the caller: it uses the rules' numba
+    formulas, and the renderer runs nothing). ``path``
     must be new or empty or hold an earlier report (``reports.html.check_output_dir``).
     Returns the path of ``index.html``.
     """
-    sections = main_sections(study, fan=None if comparisons is None else comparisons.equity_fan)
+    sections = main_sections(
+        study,
+        fan=None if comparisons is None else comparisons.equity_fan,
+        target=target,
+        stop_beyond=stop_beyond,
+    )
     extra: dict[str, Any] = {}
     if comparisons is not None:
         sections.extend(comparison_sections(study, comparisons))

@@ -26,6 +26,7 @@ __all__ = [
     "km_curve",
     "km_estimate",
     "km_weighted",
+    "km_weighted_curve",
     "logrank_p",
 ]
 
@@ -110,6 +111,43 @@ def km_weighted(
     ``(n_rep,)``. Row ``r`` equals the estimate on a data set where subject ``i`` appears
     ``weights[r, i]`` times. ``at=None`` means after the last duration. Rows with no subjects are NaN.
     """
+    times, factor, total = _km_factors(durations, events, weights, at=at)
+    surv = np.prod(factor, axis=0) if times.size else np.ones(total.size)
+    out: F64Array = np.where(total > 0, surv, np.nan)
+    return out
+
+
+def km_weighted_curve(
+    durations: I64Array,
+    events: BoolArray,
+    weights: F64Array | npt.NDArray[np.float32],
+    *,
+    times: I64Array,
+) -> F64Array:
+    """Return Kaplan–Meier survival at each of ``times`` for each row of case weights.
+
+    ``(n_rep, len(times))``: column ``k`` equals ``km_weighted(..., at=times[k])``, computed in
+    one pass (a cumulative product over the event times). Rows with no subjects are NaN.
+    """
+    t = np.asarray(times, dtype=np.int64)
+    ev_times, factor, total = _km_factors(durations, events, weights, at=None)
+    if ev_times.size == 0:
+        out: F64Array = np.where(total[:, None] > 0, np.ones((total.size, t.size)), np.nan)
+        return out
+    cum = np.concatenate((np.ones((1, total.size)), np.cumprod(factor, axis=0)), axis=0)
+    curve = cum[np.searchsorted(ev_times, t, side="right")].T
+    res: F64Array = np.where(total[:, None] > 0, curve, np.nan)
+    return res
+
+
+def _km_factors(
+    durations: I64Array,
+    events: BoolArray,
+    weights: F64Array | npt.NDArray[np.float32],
+    *,
+    at: int | None,
+) -> tuple[I64Array, F64Array, F64Array]:
+    # (event times <= at, (n_times, n_rep) factors 1 - deaths / at_risk, (n_rep,) total weight)
     d, e = _check_pair(durations, events)
     w = np.atleast_2d(np.asarray(weights))
     if w.dtype not in (np.float32, np.float64):
@@ -117,7 +155,7 @@ def km_weighted(
     if w.shape[1] != d.size:
         raise ShapeError(f"weights must have {d.size} columns (one per subject), had {w.shape[1]}")
     if d.size == 0:
-        return np.full(w.shape[0], np.nan)
+        return np.zeros(0, dtype=np.int64), np.ones((0, w.shape[0])), np.zeros(w.shape[0])
     total = w.sum(axis=1, dtype=np.float64)
     order = np.argsort(d, kind="stable")
     d, e = d[order], e[order]
@@ -126,7 +164,7 @@ def km_weighted(
     group_event = np.add.reduceat(e.astype(np.int64), starts) > 0
     keep = group_event & (group_time <= (at if at is not None else group_time.max()))
     if not keep.any():
-        return np.where(total > 0, 1.0, np.nan)
+        return np.zeros(0, dtype=np.int64), np.ones((0, w.shape[0])), total
     # subjects along axis 0 (rows of replicates): reductions over subjects stay contiguous
     ws = w.T[order]
     kept_starts = starts[keep]
@@ -143,8 +181,7 @@ def km_weighted(
     deaths = np.add.reduceat(ws[ev_pos], first_of_group, axis=0, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         factor = np.where(at_risk > 0, 1.0 - deaths / at_risk, 1.0)
-    surv = np.prod(np.clip(factor, 0.0, 1.0), axis=0)
-    return np.where(total > 0, surv, np.nan)
+    return group_time[keep].astype(np.int64), np.clip(factor, 0.0, 1.0), total
 
 
 def block_bootstrap_counts(

@@ -32,6 +32,7 @@ from backtester.survival.stats import (
     km_curve,
     km_estimate,
     km_weighted,
+    km_weighted_curve,
     logrank_p,
 )
 
@@ -235,6 +236,34 @@ class SurvivalStudy:
             f"horizon {self.horizon_days:g} days)"
         )
 
+    def _repr_html_(self) -> str:
+        """Return a compact HTML summary for notebooks: what was studied and the answer."""
+        import html
+
+        from backtester.reports.tables import safe_leverage_display
+
+        m = self.market
+        facts = {
+            "Market": f"{self.market_label} ({m.exchange} {m.timeframe})",
+            "Data": f"{m.index[0]:%Y-%m-%d} → {m.index[-1]:%Y-%m-%d}" if m.n_bars else "empty",
+            "Horizon": f"{self.horizon_days:g} days",
+            "Entries": f"{self.n_entries:,} every {self.entry_every_bars * self.bar_days:g} day(s)",
+            "Settings": f"{self.n_settings}",
+        }
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>"
+            f"{html.escape(v)}</td></tr>"
+            for k, v in facts.items()
+        )
+        safe = self.max_safe_leverage()
+        answer = safe_leverage_display(safe).to_html(index=False, border=0)
+        return (
+            f"<div><b>SurvivalStudy</b><table>{rows}</table>"
+            f"<p>Highest leverage that meets the target ({html.escape(safe.attrs['rule'])}):</p>"
+            f"{answer}<p><code>.table()</code> for every setting, <code>.curve(...)</code> "
+            f"for a Kaplan–Meier curve, <code>.report(path)</code> for the HTML report.</p></div>"
+        )
+
     @property
     def is_account(self) -> bool:
         """True for an account study (a ``MarketSet`` and ``legs``)."""
@@ -382,14 +411,19 @@ class SurvivalStudy:
         All settings share the same resampled entry times, so differences between settings
         are bootstrapped jointly.
         """
-        counts = block_bootstrap_counts(
-            self.n_entries, self.block_len, n_boot=self.n_boot, seed=self.seed
-        )
+        counts = self._boot_counts
         out = np.empty((self.n_settings, self.n_boot))
         for s in range(self.n_settings):
             weights = counts * ~self.rejected[s]  # rejected entries never opened
             out[s] = km_weighted(self.durations[s], self.events[s], weights, at=self.horizon_bars)
         return out
+
+    @cached_property
+    def _boot_counts(self) -> Any:
+        # (n_boot, n_entries) moving-block resample counts, shared by every setting and time
+        return block_bootstrap_counts(
+            self.n_entries, self.block_len, n_boot=self.n_boot, seed=self.seed
+        )
 
     def _interval(self, survival: float, boot: F64Array) -> tuple[float, float]:
         alpha = 1.0 - self.confidence
@@ -441,9 +475,16 @@ class SurvivalStudy:
         return table
 
     def table(self) -> pd.DataFrame:
-        """Return one row per setting: the setting columns plus survival statistics.
+        """Return one row per setting, indexed by the settings, with survival statistics.
 
-        Columns: the settings, ``n_entries, n_liquidated, n_stopped, n_censored, survival,
+        The index is a ``MultiIndex`` of the setting columns (``side, leverage, stop_loss,
+        position_size, margin_mode``, ``legs`` for an account, and any other swept engine
+        setting), in the order of ``settings``, like ``SweepResult.stats()``; so
+        ``table().loc[("long", 10.0)]`` picks rows by label and ``table().reset_index()`` is
+        the flat frame with the settings as its first columns (what ``table()`` returned
+        before 0.x). No stop is NaN in ``stop_loss``.
+
+        Columns: ``n_entries, n_liquidated, n_stopped, n_censored, survival,
         ci_low, ci_high, median_time_to_liquidation`` (days, NaN when more than half survive the
         horizon), then ``n_ruined``, ``ci_low_greenwood``/``ci_high_greenwood`` (the naive
         interval that treats overlapping entries as independent), ``n_insurance_draws``,
@@ -455,7 +496,11 @@ class SurvivalStudy:
         the account was liquidated, and survival is the time to that first liquidation.
         ``df.attrs`` states what survival and loss mean and how the interval was computed.
         """
-        return self._table.copy()
+        flat = self._table
+        stats = flat.drop(columns=self.setting_columns)
+        stats.index = pd.MultiIndex.from_frame(flat[self.setting_columns])
+        stats.attrs = dict(flat.attrs)
+        return stats
 
     def table_metadata(self) -> dict[str, Any]:
         """Return what the table's numbers mean (stored in ``table().attrs``)."""
@@ -544,17 +589,80 @@ class SurvivalStudy:
         }
         return frame
 
-    def curve(self, i: int) -> tuple[F64Array, F64Array]:
-        """Return the Kaplan–Meier curve of setting ``i`` as (days since entry, survival).
+    def curve(self, i: int | None = None, /, **labels: Any) -> pd.DataFrame:
+        """Return the Kaplan–Meier curve of one setting with its pointwise interval.
 
-        Entries the engine rejected (never opened) are left out, as in ``table()``; with every
-        entry rejected the curve is empty.
+        Pick the setting by position (``curve(3)``, a row of ``table()``) or by labels
+        (``curve(leverage=10, side="long")``; ``stop_loss=None`` is no stop); the labels must
+        match exactly one setting. Columns: ``time_days`` (days since entry, from 0),
+        ``survival`` (the step holds from that time until the next row), ``ci_low`` and
+        ``ci_high``: at each time, the same honest interval as ``table()``'s at the horizon
+        (moving-block bootstrap over entry time, widened to an exact binomial interval at the
+        effective sample size). The last row is at the horizon. Entries the engine rejected
+        (never opened) are left out, as in ``table()``; with every entry rejected the frame
+        is empty. ``df.attrs["setting"]`` is the setting's label.
+
+        Raises
+        ------
+        ConfigError
+            If ``i`` is out of range, both ``i`` and labels are given, or the labels match
+            no setting or several (the message lists the settings that still differ).
         """
+        i = self._pick(i, labels)
+        columns = ["time_days", "survival", "ci_low", "ci_high"]
         ok = ~self.rejected[i]
         if not ok.any():
-            return np.zeros(0), np.zeros(0)
-        t, s = km_curve(self.durations[i][ok], self.events[i][ok])
-        return t.astype(np.float64) * self.bar_days, s
+            frame = pd.DataFrame(columns=columns, dtype=np.float64)
+        else:
+            t, surv = km_curve(self.durations[i][ok], self.events[i][ok])
+            if t[-1] < self.horizon_bars:  # the curve runs flat to the horizon
+                t, surv = np.append(t, self.horizon_bars), np.append(surv, surv[-1])
+            weights = self._boot_counts * ok
+            boot = km_weighted_curve(self.durations[i], self.events[i], weights, times=t)
+            bounds = [self._interval(float(v), boot[:, k]) for k, v in enumerate(surv)]
+            frame = pd.DataFrame(
+                {
+                    "time_days": t.astype(np.float64) * self.bar_days,
+                    "survival": surv,
+                    "ci_low": [b[0] for b in bounds],
+                    "ci_high": [b[1] for b in bounds],
+                }
+            )
+        frame.attrs = {"setting": self.label(i), "ci_method": self.table_metadata()["ci_method"]}
+        return frame
+
+    def _pick(self, i: int | None, labels: Mapping[str, Any]) -> int:
+        # one setting by position or by labels (curve, and whatever selects one setting)
+        if i is not None and labels:
+            raise ConfigError("pick a setting by position or by labels, not both")
+        if i is None:
+            if not labels:
+                raise ConfigError(
+                    "pick a setting: curve(0) or labels such as "
+                    f"curve({', '.join(f'{c}=...' for c in self.setting_columns[:2])})"
+                )
+            found = self.select(**labels)
+            if len(found) != 1:
+                differ = [
+                    c
+                    for c in self.setting_columns
+                    if c not in labels and self.settings[c].iloc[found].nunique(dropna=False) > 1
+                ]
+                what = f"{len(found)} settings; add {', '.join(differ)}" if found else "no setting"
+                raise ConfigError(
+                    f"labels {labels!r} match {what} (one is needed; the settings are "
+                    f"study.settings)"
+                )
+            return found[0]
+        if (
+            isinstance(i, bool)
+            or not isinstance(i, int | np.integer)
+            or not (0 <= i < self.n_settings)
+        ):
+            raise ConfigError(
+                f"setting position must be an int in [0, {self.n_settings - 1}], was {i!r}"
+            )
+        return int(i)
 
     def liquidation_days(self, i: int) -> F64Array:
         """Return the times to liquidation (days) of the liquidated holds of setting ``i``."""
@@ -626,6 +734,101 @@ class SurvivalStudy:
             "logrank_p": "lifelines logrank_test; assumes independent entries (anti-conservative)",
         }
         return frame
+
+    def max_safe_leverage(self, target: float = 0.9) -> pd.DataFrame:
+        """Return, per group of the other settings, the highest leverage that meets ``target``.
+
+        A leverage *meets* the target when its survival's lower confidence bound (``ci_low``
+        of ``table()``, the honest interval) is at least ``target``: with the study's
+        confidence, survival to the horizon is no lower than that. One row per group of the
+        settings other than leverage (side or legs, stop_loss, and every other setting the
+        study has, such as margin_mode), in the order they first appear. Columns: those
+        settings, ``leverage`` (NaN where no tested leverage qualifies), then ``survival``,
+        ``ci_low``, ``ci_high`` and ``loss_mean`` of the setting that decided it: the chosen
+        leverage, or where none qualifies the lowest leverage tested (how far it misses),
+        and ``max_tested`` (the highest leverage tried; a leverage equal to it may be safe
+        beyond it). ``df.attrs["target"]`` holds the target.
+
+        Raises
+        ------
+        ConfigError
+            If ``target`` is not a number strictly between 0 and 1.
+        """
+        if isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target < 1:
+            raise ConfigError(
+                f"target must be a survival share strictly between 0 and 1 (e.g. 0.9), "
+                f"was {target!r}"
+            )
+        table = self._table
+        others = [c for c in self.setting_columns if c != "leverage"]
+        keys = [
+            tuple(_fmt_label(v) for v in r) for r in self.settings[others].itertuples(index=False)
+        ]
+        rows: list[dict[str, Any]] = []
+        for key in dict.fromkeys(keys):
+            idx = [i for i, k in enumerate(keys) if k == key]
+            lev = np.array([_num(self.settings["leverage"].iloc[i]) for i in idx])
+            ok = np.array([float(table["ci_low"].iloc[i]) >= target for i in idx])
+            pick = idx[int(np.argmax(np.where(ok, lev, -np.inf)))] if ok.any() else None
+            decided = pick if pick is not None else idx[int(np.argmin(lev))]
+            row = {c: self.settings[c].iloc[idx[0]] for c in others}
+            row["leverage"] = lev[idx.index(pick)] if pick is not None else math.nan
+            for c in ("survival", "ci_low", "ci_high", "loss_mean"):
+                row[c] = float(table[c].iloc[decided])
+            row["max_tested"] = float(lev.max())
+            rows.append(row)
+        frame = pd.DataFrame(
+            rows,
+            columns=[
+                *others,
+                "leverage",
+                "survival",
+                "ci_low",
+                "ci_high",
+                "loss_mean",
+                "max_tested",
+            ],
+        )
+        frame.attrs = {
+            "target": float(target),
+            "rule": (
+                f"highest leverage whose {self.confidence * 100:g}% lower bound of survival to "
+                f"{self.horizon_days:g} days is at least {target * 100:g}%"
+            ),
+        }
+        return frame
+
+    def stop_beyond_liquidation(self) -> BoolArray:
+        """Return, per setting, whether the stop lies at or beyond the liquidation price.
+
+        True where the stop's price move is at least the move from the entry to the
+        liquidation price (``rules.liquidation_price``: the exchange's formula and the tier
+        table at the data's end, isolated margin, the setting's leverage and position size):
+        such a stop can never fire before the liquidation. False without a stop, for
+        accounts, and where the exchange's formula is not known.
+        """
+        from backtester.errors import BacktesterError
+        from backtester.rules import liquidation_price
+
+        out = np.zeros(self.n_settings, dtype=bool)
+        if self.is_account or "side" not in self.settings or "stop_loss" not in self.settings:
+            return out
+        m = self.market
+        for k, r in self.settings.iterrows():
+            stop = r["stop_loss"]
+            if _is_none(stop):
+                continue
+            lev = float(r["leverage"])
+            size = float(r.get("position_size", 1.0)) * self.initial_cash * lev / 100.0
+            try:
+                liq = liquidation_price(
+                    m.exchange, str(r["side"]), 100.0, size, leverage=lev,
+                    symbol=self.symbols[0], at=m.index[-1],
+                )  # fmt: skip
+            except BacktesterError:  # an exchange or symbol the formula does not know
+                return np.zeros(self.n_settings, dtype=bool)
+            out[int(str(k))] = float(stop) >= abs(liq / 100.0 - 1.0)
+        return out
 
     # ------------------------------------------------------------------ outputs
 
@@ -720,8 +923,8 @@ class SurvivalStudy:
             ]
         return info
 
-    def comparisons(self) -> Comparisons:
-        """Run the article's comparisons and the equity fan on this study's market and entries.
+    def comparisons(self, *, step: Any = None) -> Comparisons:
+        """Run the leverage-decision comparisons and the equity fan on this study's market and entries.
 
         Returns a ``Comparisons`` of frames and arrays (the leverage ladder to 125x, stop-loss,
         position size, isolated vs cross, mark vs last price, gaps past bankruptcy, funding);
@@ -729,29 +932,78 @@ class SurvivalStudy:
         """
         from backtester.survival.comparisons import compute
 
-        return compute(self)
+        return compute(self, step=step)
 
-    def report(self, path: str = "reports/survival", *, comparisons: bool = True) -> str:
+    def report(
+        self,
+        path: str = "reports/survival",
+        *,
+        comparisons: bool = True,
+        target: float = 0.9,
+        progress: bool = False,
+    ) -> str:
         """Write the HTML report (tables, figures, CSV/parquet, ``run.json``) under ``path``.
 
-        With ``comparisons=True`` the article's comparisons (see ``comparisons()``) are run on
+        With ``comparisons=True`` the comparisons (see ``comparisons()``) are run on
         the same market and entries and added (not for strategy studies, which are about one
         strategy's account). ``path`` must be a new or empty folder, or one a report wrote
         before (it holds a ``.backtester-report`` marker); it is checked before any work.
-        Returns the path of ``index.html``.
+        The report opens with ``max_safe_leverage(target)``. ``progress=True`` shows a tqdm
+        bar of the stages (each comparison, then drawing) on stderr. Returns the path of
+        ``index.html``.
 
         Raises
         ------
         ConfigError
-            If ``path`` is a file, holds files no report wrote, is a sweep run directory, or
+            If ``target`` is not strictly between 0 and 1; if ``path`` is a file, holds files no report wrote, is a sweep run directory, or
             cannot be written (the message names the path and the fix).
         """
         from backtester.reports.html import check_output_dir
         from backtester.survival.report import write_survival_report
 
         check_output_dir(path)
-        computed = self.comparisons() if comparisons and self.strategy_name is None else None
-        return str(write_survival_report(self, path, comparisons=computed))
+        from backtester.survival.comparisons import COMPARISON_STAGES
+
+        self.max_safe_leverage(target)  # a bad target fails before the comparison runs
+        run_them = comparisons and self.strategy_name is None
+        bar = _StageBar(len(COMPARISON_STAGES) + 1 if run_them else 1, enabled=progress)
+        try:
+            computed = self.comparisons(step=bar.stage) if run_them else None
+            bar.stage("drawing the figures")
+            return str(
+                write_survival_report(
+                    self,
+                    path,
+                    comparisons=computed,
+                    target=target,
+                    stop_beyond=self.stop_beyond_liquidation(),
+                )
+            )
+        finally:
+            bar.close()
+
+
+class _StageBar:
+    # a tqdm bar of named stages on stderr; silent when disabled or tqdm is missing
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar: Any = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+            except ImportError:  # pragma: no cover - tqdm is a dependency
+                return
+            self.bar = tqdm(total=total, desc="report", unit="stage", leave=False)
+
+    def stage(self, name: str) -> None:
+        if self.bar is not None:
+            if self.bar.n or self.bar.postfix:
+                self.bar.update(1)
+            self.bar.set_postfix_str(name)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.update(self.bar.total - self.bar.n)
+            self.bar.close()
 
 
 def _loss_stats(loss: F64Array) -> dict[str, float]:

@@ -157,7 +157,7 @@ def survival_chunk(spec: SweepSpec, chunk: Chunk, market: Any) -> pd.DataFrame:
             **named,
             **setting,
         )
-        table = study.table().reset_index(drop=True)
+        table = study.table().reset_index()
         row = keys.iloc[[k] * len(table)].reset_index(drop=True)
         frames.append(pd.concat([row, table.drop(columns=[c for c in table if c in row])], axis=1))
     return pd.concat(frames, ignore_index=True)

@@ -92,9 +92,12 @@ def test_prints_aligned_table_and_writes_report(
     out = capsys.readouterr().out
     assert code == 0
     assert "Survival [%] (95% CI)" in out
-    lines = [line for line in out.splitlines() if line.strip().startswith("long")]
+    lines = [line for line in out.splitlines() if line.lstrip(" ").startswith("long ")]
     assert len(lines) == 4
     assert len({len(line) for line in lines}) == 1  # aligned columns
+    assert "Highest leverage that meets the target (highest leverage whose 95% lower" in out
+    answers = [line for line in out.splitlines() if line.startswith("  long, ")]
+    assert [a.split(":")[0] for a in answers] == ["  long, no stop", "  long, stop 5%"]
     assert f"report: {tmp_path / 'rep' / 'index.html'}" in out
     assert (tmp_path / "rep" / "index.html").exists()
     assert (tmp_path / "rep" / "run.json").exists()
@@ -110,6 +113,17 @@ def test_json_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert payload["table"][0]["leverage"] == 3.0
     assert 0.0 <= payload["table"][0]["survival"] <= 1.0
     assert "moving-block bootstrap" in payload["ci_method"]
+    assert payload["target"] == 0.9
+    assert payload["max_safe_leverage"][0]["max_tested"] == 3.0
+
+
+def test_target_option_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["survival", *SMALL, "--target", "1.5", "--no-report"])
+    assert exc.value.code == 2
+    assert "--target must be a survival share between 0 and 1 such as 0.9 or 90%, was '1.5'" in (
+        capsys.readouterr().err
+    )
 
 
 def test_engine_options_pass_through(capsys: pytest.CaptureFixture[str]) -> None:
@@ -309,3 +323,31 @@ def bt_warning(text: str) -> Warning:
     from backtester.errors import BacktesterWarning
 
     return BacktesterWarning(text)
+
+
+def test_a_misspelt_option_gets_a_suggestion(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["survival", "--levrage", "5", "--no-report"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --levrage 5; did you mean '--leverage'?" in err
+
+
+def test_a_bad_horizon_names_the_option_and_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["survival", *SMALL, "--horizon", "30", "--no-report"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--horizon must be a positive whole number of 1h bars, was '30'" in err
+    assert "'30D' or '720h'" in err
+
+
+def test_the_table_columns_are_a_stable_set(capsys: pytest.CaptureFixture[str]) -> None:
+    # one leverage, one stop: nothing varies, every column of TABLE_COLUMNS is still shown
+    from backtester.cli.survival import TABLE_COLUMNS
+
+    code = main(["survival", *SMALL, "--leverage", "3", "--stop-loss", "none", "--no-report"])
+    out = capsys.readouterr().out
+    assert code == 0
+    header = next(line for line in out.splitlines() if "Survival [%]" in line)
+    for column in ("Side", *(c for c in TABLE_COLUMNS if c != "Ruined")):
+        assert column in header

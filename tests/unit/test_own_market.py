@@ -127,7 +127,7 @@ def test_the_readme_csv_example_runs() -> None:
     study = bt.survival_study(
         m, leverage=(2, 10), horizon="12h", entry_every="2h", maint_margin_rate=0.01
     )
-    assert list(study.table()["n_entries"]) == [50, 50]
+    assert list(study.table().reset_index()["n_entries"]) == [50, 50]
 
 
 def test_the_run_says_which_tier_tables_it_used_and_how() -> None:

@@ -97,7 +97,7 @@ def test_report_writes_page_tables_and_run_json(small_market: bt.Market, tmp_pat
     for rel in images:
         assert (out / rel).stat().st_size > 5_000
     assert "Survival = share of positions NOT liquidated" in html
-    table = study.table()
+    table = study.table().reset_index()
     csv = pd.read_csv(out / "tables" / "survival.csv")
     pq = pd.read_parquet(out / "tables" / "survival.parquet")
     assert list(csv.columns) == list(table.columns) == list(pq.columns)

@@ -99,7 +99,7 @@ def test_market_must_be_a_market() -> None:
 def test_table_has_issue_columns_and_states_its_meaning(btc_2021: bt.Market) -> None:
     # Arrange / Act
     study = bt.survival_study(btc_2021, leverage=(2, 20), stop_loss=(None, 0.05), n_boot=100)
-    table = study.table()
+    table = study.table().reset_index()
     # Assert: settings first, then the issue's columns
     assert list(table.columns[:5]) == [
         "side",
@@ -130,7 +130,7 @@ def test_table_has_issue_columns_and_states_its_meaning(btc_2021: bt.Market) -> 
 def test_stop_exits_are_censored_not_liquidations(btc_2021: bt.Market) -> None:
     # Arrange: a 2% stop at 5x is hit long before the ~20% liquidation distance
     study = bt.survival_study(btc_2021, leverage=5, stop_loss=0.02, n_boot=10)
-    row = study.table().iloc[0]
+    row = study.table().reset_index().iloc[0]
     # Assert: most holds stop out; none of those count as liquidations
     assert row["n_stopped"] > 300
     assert row["n_liquidated"] == 0
@@ -169,7 +169,7 @@ def test_a_stopped_hold_survives_to_the_horizon() -> None:
         n_boot=10,
     )
     # Act
-    row = study.table().iloc[0]
+    row = study.table().reset_index().iloc[0]
     # Assert: stopped holds are followed to the horizon (24 bars), liquidations end at their bar
     np.testing.assert_array_equal(study.durations[0], [6, 24, 24, 9])
     assert (row["n_liquidated"], row["n_stopped"]) == (2, 2)
@@ -227,7 +227,7 @@ def test_rejected_entries_are_left_out() -> None:
         n_boot=20,
     )
     # Act
-    table = study.table()
+    table = study.table().reset_index()
     # Assert
     assert table["n_entries"].iloc[0] == base.n_entries - 10
     assert table["n_rejected"].iloc[0] == 10
@@ -237,7 +237,7 @@ def test_rejected_entries_are_left_out() -> None:
 def test_acceptance_100x_long_far_below_2x_on_btc(btc_1h: bt.Market) -> None:
     """Issue 5 acceptance: a 100x long's 30-day survival on BTC 2019-2026 is far below a 2x long's."""
     study = bt.survival_study(btc_1h, leverage=(2, 100), n_boot=200)
-    table = study.table().set_index("leverage")
+    table = study.table().reset_index().set_index("leverage")
     assert table.loc[2.0, "survival"] > 0.9
     assert table.loc[100.0, "survival"] < 0.15
     # far below even with honest intervals: they do not overlap
@@ -247,8 +247,8 @@ def test_acceptance_100x_long_far_below_2x_on_btc(btc_1h: bt.Market) -> None:
 
 
 def test_same_inputs_same_table(btc_2021: bt.Market) -> None:
-    a = bt.survival_study(btc_2021, leverage=(5, 20), n_boot=100).table()
-    b = bt.survival_study(btc_2021, leverage=(5, 20), n_boot=100).table()
+    a = bt.survival_study(btc_2021, leverage=(5, 20), n_boot=100).table().reset_index()
+    b = bt.survival_study(btc_2021, leverage=(5, 20), n_boot=100).table().reset_index()
     pd.testing.assert_frame_equal(a, b)
 
 
@@ -260,7 +260,7 @@ def test_strategy_mode_fresh_account_per_start(btc_2021: bt.Market, tmp_path: Pa
     study = bt.survival_study(
         btc_2021, leverage=(2, 50), strategy=hold, entry_every="7D", n_boot=50
     )
-    table = study.table()
+    table = study.table().reset_index()
     # Assert: settings are the strategy's parameters crossed with the engine settings
     assert list(table.columns[:5]) == [
         "side",

@@ -64,7 +64,7 @@ def test_a_hedge_whose_long_leg_gaps_down_isolated_loses_its_margin_cross_the_wa
     #   at 0 (insurance 50): loss 1.0.
     # Entries 3..7 open at 40 (or later) and never move: loss 0.
     study = _hedge_study(crash)
-    table = study.table()
+    table = study.table().reset_index()
     iso, cross = table.iloc[0], table.iloc[1]
     assert list(table["margin_mode"]) == ["isolated", "cross"]
     assert list(table["legs"]) == ["BTC +0.5 / ETH -0.5"] * 2
@@ -117,13 +117,13 @@ def test_loss_columns_are_mean_and_95th_percentile_of_the_opened_entries() -> No
         n_boot=10,
     )
     # Act
-    row = study.table().iloc[0]
+    row = study.table().reset_index().iloc[0]
     # Assert: mean (0 + 0.2 + 0.4 + 1.0)/4 = 0.4; 95th percentile at position 0.95·3 = 2.85:
     # 0.4 + 0.85·(1.0 − 0.4) = 0.91
     assert row["loss_mean"] == pytest.approx(0.4, abs=1e-12)
     assert row["loss_q95"] == pytest.approx(0.91, abs=1e-12)
-    assert list(study.table().columns[-2:]) == ["loss_mean", "loss_q95"]
-    assert "max(0, 1 - final_equity / initial_cash)" in study.table().attrs["loss"]
+    assert list(study.table().reset_index().columns[-2:]) == ["loss_mean", "loss_q95"]
+    assert "max(0, 1 - final_equity / initial_cash)" in study.table().reset_index().attrs["loss"]
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ def account(btc_eth: bt.MarketSet) -> SurvivalStudy:
 def test_account_study_on_bundled_btc_eth_counts_what_run_account_entries_reports(
     btc_eth: bt.MarketSet, account: SurvivalStudy
 ) -> None:
-    table = account.table()
+    table = account.table().reset_index()
     assert list(table.columns[:5]) == [
         "legs",
         "leverage",
@@ -182,8 +182,8 @@ def test_account_study_on_bundled_btc_eth_counts_what_run_account_entries_report
     # the study's other views work on an account
     assert len(account.nonoverlapping()) == 8
     assert len(account.logrank("leverage")) == 4
-    t, s = account.curve(0)
-    assert t.size and s[0] <= 1.0
+    curve = account.curve(0)
+    assert len(curve) and curve["survival"].iloc[0] <= 1.0
     info = account.run_info()
     assert info["market"]["symbols"] == [BTC, ETH]
     assert [x["label"] for x in info["legs"]] == ["BTC +0.5 / ETH +0.5", "BTC +0.5 / ETH -0.5"]
@@ -193,7 +193,7 @@ def test_account_study_on_bundled_btc_eth_counts_what_run_account_entries_report
 
 def test_single_market_studies_have_the_loss_columns_too(btc_eth: bt.MarketSet) -> None:
     study = bt.survival_study(btc_eth[BTC], leverage=(2, 50), n_boot=10)
-    table = study.table()
+    table = study.table().reset_index()
     assert list(table.columns[-2:]) == ["loss_mean", "loss_q95"]
     loss = np.maximum(0.0, 1.0 - study.final_equity / study.initial_cash)
     np.testing.assert_allclose(table["loss_mean"], loss.mean(axis=1), rtol=1e-12)
@@ -228,7 +228,9 @@ def test_account_report_first_section_and_skipped_comparisons(
     index = Path(account.report(str(tmp_path / "rep")))
     page = index.read_text()
     first = page.index("<h2")
-    assert "Isolated vs cross" in page[first : first + 300]
+    assert "The answer: the highest leverage that survives" in page[first : first + 300]
+    second = page.index("<h2", first + 1)  # the answer first, then the account's headline
+    assert "Isolated vs cross" in page[second : second + 300]
     assert "hedged long/short" in page and "all long (correlated)" in page
     assert "Comparisons not run for an account" in page
     assert "5. mark-price vs last-price liquidation" in page

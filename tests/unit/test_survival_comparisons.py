@@ -1,4 +1,4 @@
-"""The article's comparisons on hand-made outcomes: false liquidations, gaps, stops, last-price market."""
+"""The leverage-decision comparisons on hand-made outcomes: false liquidations, gaps, stops, last-price market."""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ def test_closed_form_hand_value() -> None:
 
 def test_gbm_survival_matches_first_passage(gbm_study: bt.SurvivalStudy) -> None:
     # Arrange
-    table = gbm_study.table()
+    table = gbm_study.table().reset_index()
     # Act / Assert: |KM - closed form| within 4 Monte Carlo standard errors for every setting
     for row in table.itertuples(index=False):
         expected = first_passage_survival(
@@ -69,14 +69,14 @@ def test_gbm_survival_matches_first_passage(gbm_study: bt.SurvivalStudy) -> None
 
 def test_gbm_km_is_plain_fraction(gbm_study: bt.SurvivalStudy) -> None:
     # Arrange: every hold is followed to its liquidation or to the horizon (no censoring before)
-    table = gbm_study.table()
+    table = gbm_study.table().reset_index()
     # Act / Assert: Kaplan–Meier = 1 - liquidated / entries
     expected = 1.0 - table["n_liquidated"] / table["n_entries"]
     np.testing.assert_allclose(table["survival"], expected, rtol=0, atol=1e-12)
 
 
 def test_gbm_survival_falls_with_leverage(gbm_study: bt.SurvivalStudy) -> None:
-    table = gbm_study.table()
+    table = gbm_study.table().reset_index()
     for side in ("long", "short"):
         s = table[table["side"] == side].sort_values("leverage")["survival"].to_numpy()
         assert np.all(np.diff(s) <= 0), side
@@ -106,7 +106,7 @@ def test_discrete_monitoring_correction_is_resolved() -> None:
         n_boot=1,
     )
     # Act
-    table = study.table()
+    table = study.table().reset_index()
     # Assert: within 3 SE of the corrected closed form, and more than 4 SE from the uncorrected
     for row in table.itertuples(index=False):
         kw = {"side": row.side, "leverage": 50, "mmr": MMR, "sigma": SIGMA, "n_steps": 720}

@@ -52,9 +52,13 @@ def test_curve_leaves_out_rejected_entries(study: SurvivalStudy) -> None:
     # Arrange: setting 0 has 3 opened holds, all liquidated (after 1, 2, 3 bars); the 3 rejected
     # entries were counted as survivors to the horizon before the fix (curve ended at 50 %)
     # Act
-    _, surv = study.curve(0)
-    # Assert: KM on the opened holds: 2/3, 1/3, 0 -> ends at 0 like table()'s survival
-    np.testing.assert_allclose(surv, [1.0, 2 / 3, 1 / 3, 0.0])
+    curve = study.curve(0)
+    # Assert: KM on the opened holds: 2/3, 1/3, 0 -> ends at 0 like table()'s survival (and
+    # stays there to the horizon, the last row)
+    np.testing.assert_allclose(curve["survival"], [1.0, 2 / 3, 1 / 3, 0.0, 0.0])
+    assert curve["time_days"].iloc[-1] == pytest.approx(study.horizon_days)
+    assert (curve["ci_low"] <= curve["survival"]).all()
+    assert (curve["survival"] <= curve["ci_high"]).all()
     assert study.table()["survival"].iloc[0] == pytest.approx(0.0)
 
 
@@ -79,9 +83,10 @@ def test_all_rejected_curve_is_empty_and_plots() -> None:
     s = _study(market)
     s.rejected[0] = True
     # Act
-    t, surv = s.curve(0)
-    fig = plots.plot_km_curves({"100x": (t, surv), "2x": s.curve(1)}, horizon=10 / 24)
+    curve = s.curve(0)
+    fig = plots.plot_km_curves({"100x": curve, "2x": s.curve(1)}, horizon=10 / 24)
     # Assert: no curve drawn for 100x (it was never opened), and the legend says so
-    assert t.size == 0 and surv.size == 0
+    assert curve.empty
+    assert list(curve.columns) == ["time_days", "survival", "ci_low", "ci_high"]
     labels = [x.get_text() for x in fig.axes[0].get_legend().get_texts()]
     assert labels == ["100x (not opened)", "2x"]

@@ -130,3 +130,21 @@ def test_logrank_separates_different_hazards() -> None:
     assert logrank_p(da, ea, db, eb) < 1e-6
     assert logrank_p(da, ea, da, ea) == pytest.approx(1.0)
     assert logrank_p(db, eb, db, eb) == 1.0  # no events at all: no evidence of a difference
+
+
+def test_km_weighted_curve_equals_km_weighted_at_each_time() -> None:
+    # Arrange: random durations/events and bootstrap-like weights
+    from backtester.survival.stats import km_weighted, km_weighted_curve
+
+    rng = np.random.default_rng(3)
+    d = rng.integers(1, 20, 60)
+    e = rng.random(60) < 0.6
+    w = rng.integers(0, 3, (7, 60)).astype(np.float64)
+    w[0] = 0.0  # a replicate with no subjects is NaN
+    times = np.array([0, 1, 5, 9, 19, 25])
+    # Act
+    curve = km_weighted_curve(d, e, w, times=times)
+    # Assert
+    expected = np.stack([km_weighted(d, e, w, at=int(t)) for t in times], axis=1)
+    np.testing.assert_allclose(curve, expected)
+    assert np.isnan(curve[0]).all()

@@ -82,7 +82,7 @@ def test_survival_sweep_rows_equal_a_direct_study(tmp_path: Path) -> None:
     direct = bt.survival_study(
         market, side="both", leverage=(2, 50), stop_loss=(None, 0.05), horizon="10D",
         entry_every="2D", taker_fee=0.0005,
-    ).table()  # fmt: skip
+    ).table().reset_index()  # fmt: skip
     # Assert: 2 leverages x 2 stops x 2 sides, same survival per setting and side
     table = run.table
     assert len(table) == 8
@@ -152,7 +152,7 @@ def test_strategy_survival_sweep_rows_equal_a_direct_study(tmp_path: Path) -> No
     direct = bt.survival_study(
         market, strategy=strategies.hold, leverage=(3, 40), horizon="10D", entry_every="5D",
         taker_fee=0.0005,
-    ).table()  # fmt: skip
+    ).table().reset_index()  # fmt: skip
     # Assert: 2 sides x 2 leverages, the same estimates as one study over the whole grid
     table = run.table
     assert list(table[["side", "leverage"]].itertuples(index=False, name=None)) == [
