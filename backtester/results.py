@@ -18,11 +18,13 @@ import numpy as np
 import pandas as pd
 
 from backtester._typing import BoolArray, F64Array, I64Array
-from backtester.engine.enums import EXIT_REASON_NAMES, ExitReason, Stat
-from backtester.engine.layout import FParam
+from backtester.engine.enums import EXIT_REASON_NAMES, ExitReason, MarginMode, Stat
+from backtester.engine.layout import FParam, IParam
 from backtester.errors import ConfigError, ShapeError, did_you_mean
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from backtester.config import RunConfig
     from backtester.params import ParamGrid
 
@@ -64,6 +66,13 @@ STAT_COLUMNS: tuple[str, ...] = (
     "profit_factor",
     "exposure",
 )
+
+# the notebook view of a result: these statistics (no re-run), for the first rows
+_HTML_COLUMNS = (
+    "final_equity", "total_return", "max_drawdown", "calmar", "n_trades", "n_liquidations",
+    "n_stops", "exposure", "fees_paid", "funding_paid",
+)  # fmt: skip
+_HTML_ROWS = 10
 
 # the statistics that need the re-run (equity path and trades), in _risk_metrics' order
 _RERUN_COLUMNS = ("sharpe", "sortino", "win_rate", "profit_factor")
@@ -367,9 +376,95 @@ class SweepResult:
         assert eq is not None
         return pd.DataFrame(eq, index=self._sim.market.index, columns=self.labels[cols])
 
+    def plot(self, column: int = 0) -> Figure:
+        """Return the trade view of ``column``: price, entries and exits, levels, equity, drawdown.
+
+        One matplotlib Figure in three panels (re-running just that column): the close price
+        with entries (▲ long, ▼ short) and exits (✕, coloured by reason); each trade's
+        liquidation price, computed at its entry by :func:`backtester.liquidation_price` from
+        the trade's margin (isolated) or the equity before the entry (cross) and the tier table
+        in force (later funding and margin changes move the engine's real level; the line is
+        left out where the rules cannot price the position, e.g. a market with its own tiers),
+        and its stop-loss price (``entry_price × (1 ∓ stop_loss)``; a trailing stop is not
+        drawn); the close equity; and the drawdown [%] from its running peak.
+
+        Raises
+        ------
+        ConfigError
+            ``column`` is not a column number of this result.
+        """
+        from backtester.reports.trades import trade_figure
+
+        col = int(self._cols(column)[0]) if np.ndim(column) == 0 else -1
+        if col < 0:
+            raise ConfigError(f"column must be one column number, was {column!r}")
+        m = self._sim.market
+        trades = self.trades([col])
+        equity = self.equity([col]).iloc[:, 0]
+        liquidation = np.array(
+            [self._liquidation_at_entry(col, t, equity) for t in trades.itertuples(index=False)],
+            dtype=np.float64,
+        )
+        stop_loss = float(self._sim.fparams[FParam.STOP_LOSS, col])
+        sign = np.where(trades["side"].to_numpy() == "long", -1.0, 1.0)
+        stop = trades["entry_price"].to_numpy() * (1.0 + sign * stop_loss)
+        label = ", ".join(
+            f"{n}={v}" for n, v in zip(self.labels.names, self.labels[col], strict=True)
+        )
+        title = f"{m.symbol} {m.timeframe}, column {col}" + (f" ({label})" if label else "")
+        return trade_figure(
+            pd.Series(m.close, index=m.index), trades, equity, liquidation=liquidation,
+            stop=stop, title=title, quote=m.symbol.split("/")[-1].split(":")[0],
+        )  # fmt: skip
+
+    def _liquidation_at_entry(self, col: int, trade: Any, equity: pd.Series) -> float:
+        from backtester.rules import liquidation_price
+
+        m = self._sim.market
+        cross = int(self._sim.iparams[IParam.MARGIN_MODE, col]) == MarginMode.CROSS
+        mmr = float(self._sim.fparams[FParam.MMR_OVERRIDE, col])
+        before = equity.index.searchsorted(trade.entry_time) - 1
+        wallet = float(equity.iloc[before]) if before >= 0 else float(
+            self._sim.fparams[FParam.INITIAL_CASH, col]
+        )  # fmt: skip
+        try:
+            return liquidation_price(
+                m.exchange, trade.side, trade.entry_price, trade.size,
+                margin_mode="cross" if cross else "isolated",
+                margin=None if cross else trade.margin,
+                wallet_balance=wallet if cross else None,
+                mmr=None if math.isnan(mmr) else mmr,
+                maint_amount=None if math.isnan(mmr) else 0.0,
+                symbol=m.symbol, at=trade.entry_time,
+            )  # fmt: skip
+        except ConfigError:
+            return math.nan
+
     def __repr__(self) -> str:
         m = self._sim.market
         return f"SweepResult({m.symbol} {m.timeframe}, {m.n_bars} bars x {self.n_cols} columns)"
+
+    def _repr_html_(self) -> str:
+        # the notebook view: what ran, then the head of stats() (the columns that need no re-run)
+        import html
+
+        m = self._sim.market
+        head = self.stats(_HTML_COLUMNS).head(_HTML_ROWS)
+        caption = html.escape(
+            f"SweepResult: {m.symbol} on {m.exchange}, {m.timeframe} bars "
+            f"{m.start:%Y-%m-%d %H:%M} → {m.end:%Y-%m-%d %H:%M} UTC ({m.n_bars:,} bars) × "
+            f"{self.n_cols:,} columns; tier tables "
+            + (", ".join(r["table_id"] for r in self.rules) or "none")
+        )
+        more = (
+            f"<p>first {_HTML_ROWS} of {self.n_cols:,} columns; "
+            if self.n_cols > _HTML_ROWS
+            else "<p>"
+        ) + "all statistics (sharpe, sortino, win_rate, ...) with <code>.stats()</code></p>"
+        table: str = head.to_html(
+            float_format=lambda v: f"{v:,.2f}" if abs(v) >= 100 else f"{v:.4g}", border=0
+        )
+        return f"<div><p><b>{caption}</b></p>{table}{more}</div>"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
