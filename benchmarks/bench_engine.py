@@ -81,7 +81,7 @@ def synthetic_frames(n_bars: int, seed: int = 7) -> dict[str, pd.DataFrame]:
 
 def bench_backtester(n_bars: int, n_cols: int) -> dict[str, Any]:
     import backtester as bt
-    import strategies
+    from backtester import strategies
 
     frames = synthetic_frames(n_bars)
     market = bt.Market.from_frames(

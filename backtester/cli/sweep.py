@@ -35,7 +35,11 @@ def register(subparsers: Any) -> None:
             "<out>/results.parquet (open with bt.open_run)."
         ),
     )
-    sw.add_argument("config", help="the sweep config (.toml); examples in configs/")
+    sw.add_argument(
+        "config",
+        help="the sweep config (.toml); the bundled examples (configs/hold.toml, ...) are found "
+        "from any directory",
+    )
     sw.add_argument("--out", required=True, help="run directory, e.g. runs/sma-btc")
     sw.add_argument(
         "--resume", action="store_true", help="continue the run in --out, keeping finished chunks"
@@ -103,12 +107,16 @@ def register(subparsers: Any) -> None:
 
 def _sweep(args: argparse.Namespace) -> int:
     from backtester.sweep import run_config
+    from backtester.sweep.bundled import find_config
 
+    config = find_config(args.config)
+    if str(config) != args.config:
+        print(f"using the bundled config {config}", file=sys.stderr)
     if args.scheduler is not None and args.workers is not None:
         raise ConfigError("--workers applies to local runs; leave it out with --scheduler")
     try:
         run = run_config(
-            args.config,
+            config,
             out=args.out,
             resume=args.resume,
             scheduler=args.scheduler,

@@ -46,7 +46,7 @@ def strategy_base(spec: SweepSpec) -> Path | None:
 
 def load_strategy(spec: SweepSpec) -> Any:
     """Return the config's strategy module through the one loader (``strategies.load``)."""
-    import strategies
+    from backtester import strategies
 
     if spec.strategy is None:
         raise ConfigError(f"{spec.source}: [strategy] is missing; a sweep needs a strategy")
@@ -459,7 +459,7 @@ def _open_plan(
 
 def _strategy_source(spec: SweepSpec) -> tuple[SweepSpec, str | None]:
     # the spec the workers get (a strategy file by its absolute path) and the source's sha256
-    import strategies
+    from backtester import strategies
 
     if spec.strategy is None:
         return spec, None
