@@ -334,6 +334,27 @@ class Market:
         ]
         return "\n".join(lines)
 
+    def _repr_html_(self) -> str:
+        # the notebook view: one row with what a reader checks before a run (escaped by pandas)
+        tiers = "none" if self.tiers is None else f"{len(self.tiers)} tiers"
+        if self.tiers is not None and self.tiers_date is not None:
+            tiers += f" (snapshot {self.tiers_date:%Y-%m-%d})"
+        row = {
+            "symbol": self.symbol,
+            "exchange": self.exchange,
+            "timeframe": self.timeframe,
+            "range (UTC)": f"{self.start:%Y-%m-%d %H:%M} → {self.end:%Y-%m-%d %H:%M}",
+            "bars": f"{self.n_bars:,}",
+            "mark": "mark-price bars" if self.mark_source == "mark" else "last price (mark='last')",
+            "funding events": f"{self.funding_ts_ns.size:,}" if self.funding_ts_ns.size else "none",
+            "tier table": tiers,
+            "detail": "none"
+            if self.detail is None
+            else f"{self.detail.timeframe} ({self.detail.n_bars:,} bars)",
+        }
+        table: str = pd.DataFrame([row]).to_html(index=False, border=0)
+        return table
+
     # ------------------------------------------------------------ constructors
 
     @classmethod

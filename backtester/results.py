@@ -2,10 +2,15 @@
 
 Statistics are computed inside the kernel, so a sweep never holds its equity matrix;
 ``trades()`` and ``equity()`` re-run just the columns asked for (deterministic, memory bounded).
+The risk-adjusted columns of ``stats()`` (``sharpe``, ``sortino``, ``win_rate``,
+``profit_factor``) need the equity path and the trades, which the kernel does not summarise:
+``stats()`` re-runs the columns once, in memory-bounded blocks, and keeps the result.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -13,15 +18,26 @@ import numpy as np
 import pandas as pd
 
 from backtester._typing import BoolArray, F64Array, I64Array
-from backtester.engine.enums import EXIT_REASON_NAMES, ExitReason, Stat
-from backtester.engine.layout import FParam
-from backtester.errors import ConfigError, ShapeError
+from backtester.engine.enums import EXIT_REASON_NAMES, ExitReason, MarginMode, Stat
+from backtester.engine.layout import FParam, IParam
+from backtester.errors import ConfigError, ShapeError, did_you_mean
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from backtester.config import RunConfig
     from backtester.params import ParamGrid
 
-__all__ = ["STAT_COLUMNS", "EntryOutcomes", "SweepResult"]
+__all__ = [
+    "STAT_COLUMNS",
+    "YEAR_NS",
+    "EntryOutcomes",
+    "SweepResult",
+    "bars_per_year",
+    "calmar_ratio",
+    "path_metrics",
+    "trade_metrics",
+]
 
 #: columns of SweepResult.stats(), in order
 STAT_COLUMNS: tuple[str, ...] = (
@@ -43,7 +59,92 @@ STAT_COLUMNS: tuple[str, ...] = (
     "time_in_market",
     "ambiguous_bars",
     "ruined",
+    "sharpe",
+    "sortino",
+    "calmar",
+    "win_rate",
+    "profit_factor",
+    "exposure",
 )
+
+# the notebook view of a result: these statistics (no re-run), for the first rows
+_HTML_COLUMNS = (
+    "final_equity", "total_return", "max_drawdown", "calmar", "n_trades", "n_liquidations",
+    "n_stops", "exposure", "fees_paid", "funding_paid",
+)  # fmt: skip
+_HTML_ROWS = 10
+
+# the statistics that need the re-run (equity path and trades), in _risk_metrics' order
+_RERUN_COLUMNS = ("sharpe", "sortino", "win_rate", "profit_factor")
+
+#: a year of bars is counted on the 24/7 crypto calendar (365 days)
+YEAR_NS = 365 * 24 * 3600 * 10**9
+# equity floats held at once by the re-run behind the risk-adjusted statistics (32 MB)
+_EQUITY_BLOCK = 1 << 22
+
+
+def bars_per_year(timeframe_ns: int) -> float:
+    """Return the number of bars of ``timeframe_ns`` in a 365-day year (8,760 for 1h bars)."""
+    return YEAR_NS / float(timeframe_ns)
+
+
+def path_metrics(
+    equity: F64Array, initial_cash: float, periods_per_year: float
+) -> tuple[float, float]:
+    """Return (sharpe, sortino) of one close-equity path ``(n_bars,)``, annualised.
+
+    Per-bar simple returns ``r_i = equity_i / equity_{i-1} - 1``, with ``equity_{-1} =
+    initial_cash``, over the bars whose previous equity is > 0 (a ruined account has no
+    returns). ``sharpe = mean(r) / std(r, ddof=1) * sqrt(periods_per_year)``; ``sortino = mean(r)
+    / sqrt(mean(min(r, 0)^2)) * sqrt(periods_per_year)``; the risk-free rate is 0. NaN when
+    there are fewer than two returns or no variation (no downside for ``sortino``).
+    """
+    prev = np.concatenate(([initial_cash], equity[:-1]))
+    alive = prev > 0.0
+    r = equity[alive] / prev[alive] - 1.0
+    if r.size < 2:
+        return math.nan, math.nan
+    scale = math.sqrt(periods_per_year)
+    mean = float(r.mean())
+    std = float(r.std(ddof=1))
+    downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2)))
+    sharpe = mean / std * scale if std > 0.0 else math.nan
+    sortino = mean / downside * scale if downside > 0.0 else math.nan
+    return sharpe, sortino
+
+
+def trade_metrics(pnl: F64Array) -> tuple[float, float]:
+    """Return (win_rate, profit_factor) of one column's trade ``pnl`` (quote, incl. costs).
+
+    ``win_rate`` is the fraction of trades with ``pnl > 0``; ``profit_factor`` the sum of the
+    winners' pnl over the absolute sum of the losers' (inf with winners and no losers). Both NaN
+    without trades; ``profit_factor`` NaN when every trade is exactly 0.
+    """
+    if pnl.size == 0:
+        return math.nan, math.nan
+    gains = float(pnl[pnl > 0.0].sum())
+    losses = -float(pnl[pnl < 0.0].sum())
+    if losses > 0.0:
+        return float(np.mean(pnl > 0.0)), gains / losses
+    factor = math.inf if gains > 0.0 else math.nan
+    return float(np.mean(pnl > 0.0)), factor
+
+
+def calmar_ratio(
+    final_equity: F64Array, initial_cash: F64Array, max_drawdown: F64Array, n_bars: F64Array,
+    periods_per_year: float,
+) -> F64Array:  # fmt: skip
+    """Return the annualised return over the maximum drawdown (both fractions), per column.
+
+    ``cagr = (final_equity / initial_cash) ** (periods_per_year / n_bars) - 1`` (-1 once the
+    equity is <= 0); ``calmar = cagr / max_drawdown``, NaN when the drawdown is 0.
+    """
+    growth = np.maximum(final_equity / initial_cash, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cagr = growth ** (periods_per_year / np.maximum(n_bars, 1.0)) - 1.0
+        out = np.where(max_drawdown > 0.0, cagr / max_drawdown, np.nan)
+    result: F64Array = out.astype(np.float64)
+    return result
 
 
 def _times(ts_ns: I64Array, idx: F64Array) -> pd.DatetimeIndex:
@@ -81,6 +182,7 @@ class SweepResult:
         self.config = config
         self._raw = raw
         self._batch_size = batch_size
+        self._risk: F64Array | None = None
 
     @property
     def n_cols(self) -> int:
@@ -105,16 +207,38 @@ class SweepResult:
         view.flags.writeable = False
         return view
 
-    def stats(self) -> pd.DataFrame:
+    def stats(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Return one row of statistics per column, indexed by the grid's labels.
+
+        ``columns`` picks statistics (default: every name of ``STAT_COLUMNS``, in that order);
+        leave out the risk-adjusted ones below to skip the re-run they need.
 
         Money is in the quote currency, rates and distances are fractions:
         ``total_return = final_equity / initial_cash - 1``; ``max_drawdown`` from the running
         peak of close equity; ``min_liquidation_distance`` the smallest gap between the mark's
         adverse extreme and the liquidation price (fraction of the mark, 0 once liquidated, NaN if
         never in the market); ``time_in_market`` the fraction of bars with an open position;
-        ``ambiguous_bars`` the bars resolved by an intrabar assumption.
+        ``ambiguous_bars`` the bars resolved by an intrabar assumption; ``n_trades`` the closed
+        positions (one still open at the end counts, valued at the mark close).
+
+        Risk-adjusted columns (annualised on a 365-day year of the market's bars, 8,760 a year
+        for 1h bars; risk-free rate 0; NaN where undefined, see :func:`path_metrics`,
+        :func:`trade_metrics`, :func:`calmar_ratio`):
+
+        - ``sharpe``: mean / standard deviation of the per-bar returns of close equity
+          × sqrt(bars per year);
+        - ``sortino``: mean per-bar return / its downside deviation × sqrt(bars per year);
+        - ``calmar``: annualised return (CAGR, a fraction) / ``max_drawdown`` (a fraction);
+        - ``win_rate``: fraction of trades with pnl > 0 (pnl after fees and funding);
+        - ``profit_factor``: gross profit / gross loss of the trades (inf: no losing trade);
+        - ``exposure``: fraction of bars with an open position (``time_in_market``, under the
+          name backtesting.py and vectorbt users look for).
+
+        The kernel keeps no per-bar returns or per-trade sums, so these columns come from one
+        re-run of the columns with their equity and trades (in blocks of at most 4M equity
+        values); the first call pays it, later calls reuse it.
         """
+        names = STAT_COLUMNS if columns is None else self._stat_names(columns)
         s = self._raw
         cash = self._sim.fparams[FParam.INITIAL_CASH, :]
         ts = self._sim.market.ts_ns
@@ -139,12 +263,52 @@ class SweepResult:
             "ambiguous_bars": s[:, Stat.AMBIGUOUS_BARS].astype(np.int64),
             "ruined": s[:, Stat.RUINED] > 0,
         }
-        first_liq = data.pop("first_liquidation_time")
-        frame = pd.DataFrame(data, index=self.labels.copy())
-        frame.insert(
-            STAT_COLUMNS.index("first_liquidation_time"), "first_liquidation_time", first_liq.array
+        per_year = bars_per_year(int(self._sim.market.timeframe_ns))
+        if any(n in _RERUN_COLUMNS for n in names):
+            risk = self._risk_metrics(per_year)
+            for k, name in enumerate(_RERUN_COLUMNS):
+                data[name] = risk[:, k]
+        data["calmar"] = calmar_ratio(
+            s[:, Stat.FINAL_EQUITY], cash, s[:, Stat.MAX_DRAWDOWN], s[:, Stat.N_BARS], per_year
         )
-        return frame
+        data["exposure"] = data["time_in_market"]
+        data["first_liquidation_time"] = data["first_liquidation_time"].array
+        return pd.DataFrame({n: data[n] for n in names}, index=self.labels.copy())
+
+    @staticmethod
+    def _stat_names(columns: Sequence[str]) -> tuple[str, ...]:
+        names = (columns,) if isinstance(columns, str) else tuple(columns)
+        for name in names:
+            if name not in STAT_COLUMNS:
+                raise ConfigError(
+                    f"unknown statistic {name!r}{did_you_mean(str(name), STAT_COLUMNS)}; "
+                    "the columns are results.STAT_COLUMNS"
+                )
+        return names
+
+    def _risk_metrics(self, per_year: float) -> F64Array:
+        # (n_cols, 4): the _RERUN_COLUMNS, from one re-run (cached)
+        if self._risk is not None:
+            return self._risk
+        sim = self._sim
+        cash = sim.fparams[FParam.INITIAL_CASH, :]
+        out = np.full((self.n_cols, 4), np.nan)
+        n_bars = max(1, int(sim.market.n_bars))
+        block = max(1, _EQUITY_BLOCK // n_bars)
+        for a in range(0, self.n_cols, block):
+            cols = np.arange(a, min(a + block, self.n_cols), dtype=np.int64)
+            cap = int(max(1, self._raw[cols, Stat.N_TRADES].max(initial=0)))
+            _, trades, eq = sim.run(cols, trade_cap=cap, equity=True, batch_size=self._batch_size)
+            assert trades is not None and eq is not None  # asked for both
+            bounds = np.searchsorted(trades["col"], cols, side="left")
+            ends = np.searchsorted(trades["col"], cols, side="right")
+            for j, col in enumerate(cols):
+                lo, hi = int(sim.start_idx[col]), int(sim.end_idx[col])
+                out[col, :2] = path_metrics(eq[lo:hi, j], float(cash[col]), per_year)
+                out[col, 2:] = trade_metrics(trades["pnl"][bounds[j] : ends[j]])
+        out.flags.writeable = False
+        self._risk = out
+        return out
 
     def _cols(self, columns: Any) -> I64Array:
         if columns is None:
@@ -212,9 +376,95 @@ class SweepResult:
         assert eq is not None
         return pd.DataFrame(eq, index=self._sim.market.index, columns=self.labels[cols])
 
+    def plot(self, column: int = 0) -> Figure:
+        """Return the trade view of ``column``: price, entries and exits, levels, equity, drawdown.
+
+        One matplotlib Figure in three panels (re-running just that column): the close price
+        with entries (▲ long, ▼ short) and exits (✕, coloured by reason); each trade's
+        liquidation price, computed at its entry by :func:`backtester.liquidation_price` from
+        the trade's margin (isolated) or the equity before the entry (cross) and the tier table
+        in force (later funding and margin changes move the engine's real level; the line is
+        left out where the rules cannot price the position, e.g. a market with its own tiers),
+        and its stop-loss price (``entry_price × (1 ∓ stop_loss)``; a trailing stop is not
+        drawn); the close equity; and the drawdown [%] from its running peak.
+
+        Raises
+        ------
+        ConfigError
+            ``column`` is not a column number of this result.
+        """
+        from backtester.reports.trades import trade_figure
+
+        col = int(self._cols(column)[0]) if np.ndim(column) == 0 else -1
+        if col < 0:
+            raise ConfigError(f"column must be one column number, was {column!r}")
+        m = self._sim.market
+        trades = self.trades([col])
+        equity = self.equity([col]).iloc[:, 0]
+        liquidation = np.array(
+            [self._liquidation_at_entry(col, t, equity) for t in trades.itertuples(index=False)],
+            dtype=np.float64,
+        )
+        stop_loss = float(self._sim.fparams[FParam.STOP_LOSS, col])
+        sign = np.where(trades["side"].to_numpy() == "long", -1.0, 1.0)
+        stop = trades["entry_price"].to_numpy() * (1.0 + sign * stop_loss)
+        label = ", ".join(
+            f"{n}={v}" for n, v in zip(self.labels.names, self.labels[col], strict=True)
+        )
+        title = f"{m.symbol} {m.timeframe}, column {col}" + (f" ({label})" if label else "")
+        return trade_figure(
+            pd.Series(m.close, index=m.index), trades, equity, liquidation=liquidation,
+            stop=stop, title=title, quote=m.symbol.split("/")[-1].split(":")[0],
+        )  # fmt: skip
+
+    def _liquidation_at_entry(self, col: int, trade: Any, equity: pd.Series) -> float:
+        from backtester.rules import liquidation_price
+
+        m = self._sim.market
+        cross = int(self._sim.iparams[IParam.MARGIN_MODE, col]) == MarginMode.CROSS
+        mmr = float(self._sim.fparams[FParam.MMR_OVERRIDE, col])
+        before = equity.index.searchsorted(trade.entry_time) - 1
+        wallet = float(equity.iloc[before]) if before >= 0 else float(
+            self._sim.fparams[FParam.INITIAL_CASH, col]
+        )  # fmt: skip
+        try:
+            return liquidation_price(
+                m.exchange, trade.side, trade.entry_price, trade.size,
+                margin_mode="cross" if cross else "isolated",
+                margin=None if cross else trade.margin,
+                wallet_balance=wallet if cross else None,
+                mmr=None if math.isnan(mmr) else mmr,
+                maint_amount=None if math.isnan(mmr) else 0.0,
+                symbol=m.symbol, at=trade.entry_time,
+            )  # fmt: skip
+        except ConfigError:
+            return math.nan
+
     def __repr__(self) -> str:
         m = self._sim.market
         return f"SweepResult({m.symbol} {m.timeframe}, {m.n_bars} bars x {self.n_cols} columns)"
+
+    def _repr_html_(self) -> str:
+        # the notebook view: what ran, then the head of stats() (the columns that need no re-run)
+        import html
+
+        m = self._sim.market
+        head = self.stats(_HTML_COLUMNS).head(_HTML_ROWS)
+        caption = html.escape(
+            f"SweepResult: {m.symbol} on {m.exchange}, {m.timeframe} bars "
+            f"{m.start:%Y-%m-%d %H:%M} → {m.end:%Y-%m-%d %H:%M} UTC ({m.n_bars:,} bars) × "
+            f"{self.n_cols:,} columns; tier tables "
+            + (", ".join(r["table_id"] for r in self.rules) or "none")
+        )
+        more = (
+            f"<p>first {_HTML_ROWS} of {self.n_cols:,} columns; "
+            if self.n_cols > _HTML_ROWS
+            else "<p>"
+        ) + "all statistics (sharpe, sortino, win_rate, ...) with <code>.stats()</code></p>"
+        table: str = head.to_html(
+            float_format=lambda v: f"{v:,.2f}" if abs(v) >= 100 else f"{v:.4g}", border=0
+        )
+        return f"<div><p><b>{caption}</b></p>{table}{more}</div>"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)

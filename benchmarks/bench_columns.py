@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 import backtester as bt
-import strategies.hold as hold
+import backtester.strategies.hold as hold
 
 
 def _time(market: bt.Market, n: int) -> float:

@@ -118,7 +118,7 @@ def bench_backtester(n_bars: int, n_cols: int, repeats: int = 3) -> dict[str, An
     from minimal_loop import bench_floor
 
     import backtester as bt
-    import strategies
+    from backtester import strategies
 
     market = synthetic_market(n_bars)
     grid = bt.ParamGrid.product(fast=FASTS, slow=SLOWS, leverage=LEVERAGES, stop_loss=STOPS).take(

@@ -33,7 +33,7 @@ def main() -> int:
     from minimal_loop import hold_columns, run_floor  # type: ignore[import-not-found]
 
     import backtester as bt
-    import strategies
+    from backtester import strategies
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -86,7 +86,7 @@ def main() -> int:
 def _old_path(market: Any) -> Any:
     # the study's settings and starts, run one run_sweep per start (the reference)
     import backtester as bt
-    import strategies
+    from backtester import strategies
     from backtester.survival.run import entry_indices, parse_period_bars
     from backtester.survival.study import DEFAULT_INITIAL_CASH
     from tests.unit.test_survival_strategy_windows import _per_start_reference

@@ -406,7 +406,9 @@ def load_strategy(name: str | None) -> Any:
     """Return the --strategy module: a bundled name or a .py file (None for plain holds)."""
     if name is None:
         return None
-    import strategies  # the one strategy loader; a relative file is relative to the cwd
+    from backtester import (
+        strategies,
+    )  # the one strategy loader; a relative file is relative to the cwd
 
     try:
         return strategies.load(name)

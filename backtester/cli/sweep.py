@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from backtester.errors import ConfigError
+from backtester.errors import BacktesterError, ConfigError
 
 
 def _positive_int(text: str) -> int:
@@ -35,7 +35,11 @@ def register(subparsers: Any) -> None:
             "<out>/results.parquet (open with bt.open_run)."
         ),
     )
-    sw.add_argument("config", help="the sweep config (.toml); examples in configs/")
+    sw.add_argument(
+        "config",
+        help="the sweep config (.toml); the bundled examples (configs/hold.toml, ...) are found "
+        "from any directory",
+    )
     sw.add_argument("--out", required=True, help="run directory, e.g. runs/sma-btc")
     sw.add_argument(
         "--resume", action="store_true", help="continue the run in --out, keeping finished chunks"
@@ -95,7 +99,8 @@ def register(subparsers: Any) -> None:
     rp.add_argument(
         "--metric",
         default=None,
-        help="column that ranks settings (default total_return, or survival for survival runs)",
+        help="column that ranks settings (default calmar: annualised return / max drawdown; "
+        "survival for survival runs)",
     )
     rp.add_argument("--top", type=_positive_int, default=10, help="rows in the best/worst tables")
     rp.set_defaults(handler=_report)
@@ -103,12 +108,16 @@ def register(subparsers: Any) -> None:
 
 def _sweep(args: argparse.Namespace) -> int:
     from backtester.sweep import run_config
+    from backtester.sweep.bundled import find_config
 
+    config = find_config(args.config)
+    if str(config) != args.config:
+        print(f"using the bundled config {config}", file=sys.stderr)
     if args.scheduler is not None and args.workers is not None:
         raise ConfigError("--workers applies to local runs; leave it out with --scheduler")
     try:
         run = run_config(
-            args.config,
+            config,
             out=args.out,
             resume=args.resume,
             scheduler=args.scheduler,
@@ -152,10 +161,36 @@ def _security(args: argparse.Namespace) -> Any:
 
 
 def _write_report(run: Any, out: str | None, metric: str | None, top: int) -> Path:
-    from backtester.reports.sweep import sweep_report
+    from backtester.reports.html import check_output_dir
+    from backtester.reports.sweep import ranked, sweep_report
+    from backtester.sweep.runner import equity_curves
 
     target = Path(out) if out is not None else run.path / "report"
-    return sweep_report(run.table, metadata=run.metadata, out=target, metric=metric, top=top)
+    survival_mode = run.metadata.get("mode") == "survival"
+    curves = None
+    if not survival_mode:
+        check_output_dir(target)  # before the re-runs
+        name, order = ranked(run.table, metric=metric)
+        valid = order[order[name].notna()]
+        best = valid.head(_CURVES)
+        worst = valid.iloc[::-1].head(_CURVES)
+        progress = sys.stderr.isatty()
+        try:
+            curves = {
+                "best": equity_curves(run, best, progress=progress),
+                "worst": equity_curves(run, worst.drop(index=best.index, errors="ignore"),
+                                       progress=progress),
+            }  # fmt: skip
+        except BacktesterError as exc:  # the table alone still makes the report
+            print(f"note: the equity curves are left out of the report ({exc})", file=sys.stderr)
+            curves = None
+    return sweep_report(
+        run.table, metadata=run.metadata, out=target, metric=metric, top=top, curves=curves
+    )
+
+
+# settings re-run for the report's equity and drawdown figure, at each end of the ranking
+_CURVES = 3
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -20,7 +20,15 @@ from backtester.errors import ConfigError, did_you_mean
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["display_table", "sensitivity_table", "survival_by_leverage", "sweep_report"]
+__all__ = [
+    "FALLBACK_METRIC",
+    "RISK_METRIC",
+    "display_table",
+    "ranked",
+    "sensitivity_table",
+    "survival_by_leverage",
+    "sweep_report",
+]
 
 # metrics where higher is better; the rest of the known ones are "lower is better"
 _HIGHER_IS_BETTER = {
@@ -32,7 +40,20 @@ _HIGHER_IS_BETTER = {
     "fees_paid": False,
     "funding_paid": False,
     "n_liquidations": False,
+    "calmar": True,
+    "return_over_drawdown": True,
+    "sharpe": True,
+    "sortino": True,
+    "win_rate": True,
+    "profit_factor": True,
 }
+# the default ranking of a strategy sweep: risk-adjusted, not raw return (a 90 % drawdown on the
+# way to +150 % must not top the table); runs written before stats() had calmar fall back to
+# total_return / max_drawdown
+RISK_METRIC = "calmar"
+FALLBACK_METRIC = "return_over_drawdown"
+# |value| below this is floating-point dust (an account emptied to -1.8e-12): shown as 0
+_DUST = 1e-9
 # raw column -> display label with units; fractions in this set are shown in percent
 _PERCENT = {
     "total_return": "Return [%]",
@@ -46,6 +67,9 @@ _PERCENT = {
     "take_profit": "Take-profit [%]",
     "trailing_stop": "Trailing stop [%]",
     "position_size": "Position size [% of equity]",
+    "win_rate": "Win rate [%]",
+    "never_liquidated": "Never liquidated [% of settings]",
+    "exposure": "Exposure [% of bars]",
 }
 _LABELS = {
     "symbol": "Symbol",
@@ -57,20 +81,31 @@ _LABELS = {
     "n_trades": "Trades",
     "n_stops": "Stops",
     "liquidated": "Liquidated",
+    "calmar": "Calmar",
+    "return_over_drawdown": "Return / max DD",
+    "sharpe": "Sharpe",
+    "sortino": "Sortino",
+    "profit_factor": "Profit factor",
+    "n_settings": "Settings",
+    "n_never_entered": "Never entered",
 }
 _SHOWN = (
+    "calmar",
+    "return_over_drawdown",
     "total_return",
     "max_drawdown",
+    "sharpe",
     "final_equity",
     "n_trades",
     "n_liquidations",
-    "n_stops",
-    "fees_paid",
     "funding_paid",
     "min_liquidation_distance",
     "survival",
     "ci_low",
     "ci_high",
+    "never_liquidated",
+    "n_settings",
+    "n_never_entered",
     "n_entries",
     "n_liquidated",
 )
@@ -88,10 +123,14 @@ def _label(name: str) -> str:
 def _fmt(name: str, value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "none" if name in ("stop_loss", "take_profit", "trailing_stop") else "n/a"
+    if isinstance(value, float | np.floating) and abs(float(value)) < _DUST:
+        value = 0.0  # dust: -1.8e-12 left in an emptied account reads 0, not -1.8e-12
     if name in _PERCENT and isinstance(value, int | float | np.number):
         return f"{float(value) * 100:.4g}"
     if isinstance(value, float | np.floating):
         v = float(value)
+        if math.isinf(v):
+            return "∞" if v > 0 else "-∞"
         return f"{v:,.2f}" if abs(v) >= 100 else f"{v:.4g}"
     return str(value)
 
@@ -104,6 +143,38 @@ def display_table(rows: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     for name in names:
         out[_label(name)] = [_fmt(name, v) for v in rows[name]]
     return out.reset_index(drop=True)
+
+
+def ranked(
+    table: pd.DataFrame, *, metric: str | None = None, survival_mode: bool = False
+) -> tuple[str, pd.DataFrame]:
+    """Return (the ranking metric, ``table`` ordered best first, NaN last).
+
+    The default ranks a strategy sweep by ``calmar`` (annualised return / max drawdown), or,
+    for a run without that column, by ``return_over_drawdown = total_return / max_drawdown``
+    (added to the table; NaN where the drawdown is 0); a survival sweep by ``survival``.
+    """
+    if metric is None:
+        if survival_mode:
+            metric = "survival"
+        elif RISK_METRIC in table:
+            metric = RISK_METRIC
+        elif {"total_return", "max_drawdown"} <= set(table.columns):
+            dd = table["max_drawdown"].astype(float)
+            table = table.assign(
+                **{FALLBACK_METRIC: (table["total_return"] / dd.where(dd > 0)).astype(float)}
+            )
+            metric = FALLBACK_METRIC
+        else:
+            metric = "total_return"
+    if metric not in table:
+        raise ConfigError(
+            f"metric must be a column of the result table, was {metric!r}"
+            f"{did_you_mean(metric, table.columns)}"
+        )
+    higher = _HIGHER_IS_BETTER.get(metric, True)
+    order = table.sort_values(metric, ascending=not higher, kind="stable", na_position="last")
+    return metric, order
 
 
 def survival_by_leverage(table: pd.DataFrame, *, by: str | None = None) -> pd.DataFrame:
@@ -171,13 +242,25 @@ def _sensitivity_figure(table: pd.DataFrame, names: Sequence[str], metric: str) 
     for k, name in enumerate(names):
         ax = axes[k // ncols][k % ncols]
         sens = sensitivity_table(table, name, metric)
-        for symbol, color in zip(symbols, colors, strict=True):
+        column = table[name]
+        categorical = pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(
+            column
+        )
+        width = 0.8 / max(1, len(symbols))
+        for j, (symbol, color) in enumerate(zip(symbols, colors, strict=True)):
             sub = sens[sens["symbol"] == symbol]
             xs, labels = _as_x(name, sub[name])
-            ax.plot(xs, sub["median"] * scale, marker="o", ms=4, color=color, label=symbol)
-            ax.fill_between(
-                xs, sub["q25"] * scale, sub["q75"] * scale, color=color, alpha=0.15, linewidth=0
-            )
+            median = sub["median"].to_numpy(dtype=float) * scale
+            low, high = sub["q25"].to_numpy(dtype=float) * scale, sub["q75"].to_numpy() * scale
+            if categorical:  # unordered values (side, margin mode): bars, not a line
+                ax.bar(xs + (j - (len(symbols) - 1) / 2) * width, median, width * 0.95,
+                       color=color, alpha=0.8, label=symbol,
+                       yerr=np.vstack([median - low, high - median]), capsize=3,
+                       error_kw={"elinewidth": 0.8})  # fmt: skip
+                ax.axhline(0.0, color="#888888", linewidth=0.6)
+            else:
+                ax.plot(xs, median, marker="o", ms=4, color=color, label=symbol)
+                ax.fill_between(xs, low, high, color=color, alpha=0.15, linewidth=0)
             step = max(1, math.ceil(len(xs) / _MAX_TICKS))  # thin the labels of long grids
             ax.set_xticks(
                 xs[::step], labels[::step], rotation=30 if max(map(len, labels)) > 5 else 0
@@ -190,9 +273,40 @@ def _sensitivity_figure(table: pd.DataFrame, names: Sequence[str], metric: str) 
     axes[0][0].legend(fontsize=8)
     fig.suptitle(
         f"Sensitivity of {_label(metric)} to each parameter "
-        "(line: median over every other setting; band: 25–75 %)",
+        "(line or bar: median over every other setting; band or whisker: 25–75 %)",
         fontsize=11,
     )
+    return fig
+
+
+def _curves_figure(curves: Mapping[str, Mapping[str, pd.Series]]) -> Figure:
+    from backtester.reports.plots import _figure, _style
+
+    fig = _figure(10.0, 6.4)
+    ax_e, ax_d = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2.0, 1.0]})
+    palettes = {
+        "best": ("#1a9850", "#66bd63", "#a6d96a"),
+        "worst": ("#d73027", "#f46d43", "#fdae61"),
+    }
+    for group, series in curves.items():
+        colors = palettes.get(group, ("#555555",))
+        for k, (label, equity) in enumerate(series.items()):
+            color = colors[k % len(colors)]
+            values = equity.to_numpy(dtype=np.float64)
+            values = np.where(np.abs(values) < _DUST, 0.0, values)
+            peak = np.maximum.accumulate(values)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                dd = np.where(peak > 0.0, values / peak - 1.0, 0.0) * 100.0
+            style = "-" if group == "best" else "--"
+            ax_e.plot(equity.index, values, style, color=color, linewidth=1.1,
+                      label=f"{group} {k + 1}: {label}")  # fmt: skip
+            ax_d.plot(equity.index, dd, style, color=color, linewidth=0.9)
+    ax_e.set_ylabel("Equity [quote]")
+    ax_e.legend(fontsize=7, loc="upper left")
+    ax_d.set_ylabel("Drawdown [%]")
+    ax_d.set_xlabel("Time (UTC)")
+    for ax in (ax_e, ax_d):
+        _style(ax)
     return fig
 
 
@@ -228,7 +342,7 @@ def _survival_figure(curve: pd.DataFrame, by: str | None, survival_mode: bool) -
     ax.set_title(
         "Kaplan–Meier survival at the horizon, by leverage"
         if survival_mode
-        else "Survival (never liquidated) by leverage, over every other setting"
+        else "Settings never liquidated during the backtest, by leverage"
     )
     _style(ax)
     ax.legend(fontsize=8)
@@ -242,6 +356,7 @@ def sweep_report(
     out: str | Path,
     metric: str | None = None,
     top: int = 10,
+    curves: Mapping[str, Mapping[str, pd.Series]] | None = None,
 ) -> Path:
     """Write the sweep report (``index.html``, ``figures/*.png``, ``tables/*``) to ``out``.
 
@@ -255,9 +370,14 @@ def sweep_report(
         Report directory: new, empty, or written by an earlier report (never the run directory
         itself; see ``reports.html.check_output_dir``). Checked before anything is drawn.
     metric : str, optional
-        Column ranking the settings; default ``total_return`` (``survival`` for survival runs).
+        Column ranking the settings; default ``calmar`` (annualised return / max drawdown; for
+        a run without it ``total_return / max_drawdown``), ``survival`` for survival runs (see
+        :func:`ranked`).
     top : int
         Rows in the best and worst tables.
+    curves : mapping, optional
+        ``{"best": {label: equity}, "worst": {label: equity}}``: close equity per bar (quote)
+        of some best and worst settings (the CLI re-runs them), drawn with their drawdowns.
 
     Returns
     -------
@@ -278,34 +398,37 @@ def sweep_report(
     )
 
     survival_mode = metadata.get("mode") == "survival"
-    metric = metric or ("survival" if survival_mode else "total_return")
-    if metric not in table:
-        raise ConfigError(
-            f"metric must be a column of the result table, was {metric!r}"
-            f"{did_you_mean(metric, table.columns)}"
-        )
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ConfigError(f"top must be an integer >= 1, was {top!r}")
     if table.empty:
         raise ConfigError("the result table is empty; there is nothing to report")
+    metric, ordered = ranked(table, metric=metric, survival_mode=survival_mode)
+    table = ordered.sort_index()  # the fallback metric, if added, is a column from here on
     check_output_dir(out)  # before the figures are drawn
     names = [n for n in metadata.get("grid_names", []) if n in table]
     sides = ["side"] if survival_mode and "side" in table and "side" not in names else []
     keys = ["symbol", *names, *sides]
     higher = _HIGHER_IS_BETTER.get(metric, True)
-    ordered = table.sort_values(metric, ascending=not higher, kind="stable", na_position="last")
     best = ordered.head(top)
     worst = table.sort_values(metric, ascending=higher, kind="stable", na_position="last").head(top)
     config = metadata.get("config", {})
     market = config.get("market", {})
     strategy = config.get("strategy", {}).get("name", "survival study" if survival_mode else "?")
+    why = {
+        RISK_METRIC: " Calmar is the annualised return (CAGR, 365-day year) divided by the"
+        " maximum drawdown, so a setting that lost 90 % on the way to its return ranks below a"
+        " steadier one of the same return; settings with no drawdown (n/a) come last. Sharpe:"
+        " mean / standard deviation of the per-bar returns, annualised (× √bars per year).",
+        FALLBACK_METRIC: " Return / max drawdown is total_return / max_drawdown (this run has no"
+        " calmar column), so a deep drawdown is paid for; settings with no drawdown come last.",
+    }.get(metric, "")
     sections = [
         ReportSection(
             heading=f"Best and worst settings by {_label(metric)}",
             paragraphs=(
                 f"{len(table):,} rows: {metadata.get('n_symbols', '?')} symbol(s) × "
                 f"{metadata.get('n_cols', '?'):,} settings. Ranking by {metric} "
-                f"({'higher' if higher else 'lower'} is better).",
+                f"({'higher' if higher else 'lower'} is better).{why}",
             ),
             tables=(
                 ReportTable("best", best, display_table(best, keys), f"Top {len(best)} settings"),
@@ -315,6 +438,23 @@ def sweep_report(
             ),
         )
     ]
+    if curves:
+        sections.append(
+            ReportSection(
+                heading="Equity and drawdown of the best and worst settings",
+                paragraphs=(
+                    f"Close equity per bar of the top and bottom settings by {metric}, re-run"
+                    " from the run's config and data; drawdown from each curve's running peak.",
+                ),
+                figures=(
+                    ReportFigure(
+                        "equity_best_worst",
+                        _curves_figure(curves),
+                        f"Equity and drawdown of the best and worst settings by {metric}",
+                    ),
+                ),
+            )
+        )
     if "leverage" in table and ("liquidated" in table or "survival" in table):
         hue = next(
             (
@@ -327,31 +467,44 @@ def sweep_report(
         curve = survival_by_leverage(table, by=hue)
         sections.append(
             ReportSection(
-                heading="Survival by leverage",
+                heading="Survival by leverage"
+                if survival_mode
+                else "Never liquidated, by leverage (share of settings)",
                 paragraphs=(
-                    "Survival means never liquidated; a stop-loss exit is not a liquidation."
-                    " Settings whose every entry was rejected (leverage above the tier"
-                    " maximum) never took risk and are left out (column n_never_entered)."
-                    + (
-                        " Each point is the Kaplan–Meier survival at the horizon averaged over"
-                        " the other settings."
+                    (
+                        "Each point is the Kaplan–Meier survival at the horizon (the probability"
+                        " that a position opened at a random entry time is not liquidated"
+                        " within the horizon) averaged over the other settings."
                         if survival_mode
-                        else " Each point is the share of settings at that leverage (over every"
-                        " other swept parameter) whose account was never liquidated."
-                    ),
+                        else "Not a Kaplan–Meier survival curve: nothing here is a probability"
+                        " over entry dates. Each point is the share of the swept settings at"
+                        " that leverage (over every other swept parameter) whose account was"
+                        " never liquidated during the whole backtest; `backtester survival`"
+                        " measures survival over entry dates."
+                    )
+                    + " A stop-loss exit is not a liquidation. Settings whose every entry was"
+                    " rejected (leverage above the tier maximum) never took risk and are left"
+                    " out (column n_never_entered).",
                 ),
                 tables=(
                     ReportTable(
                         "survival_by_leverage",
                         curve,
-                        display_table(curve, ["symbol", "leverage", *([hue] if hue else [])]),
+                        display_table(
+                            curve
+                            if survival_mode
+                            else curve.rename(columns={"survival": "never_liquidated"}),
+                            ["symbol", "leverage", *([hue] if hue else [])],
+                        ),
                     ),
                 ),
                 figures=(
                     ReportFigure(
                         "survival_by_leverage",
                         _survival_figure(curve, hue, survival_mode),
-                        "Survival by leverage (log scale)",
+                        "Survival by leverage (log scale)"
+                        if survival_mode
+                        else "Share of settings never liquidated, by leverage (log scale)",
                     ),
                 ),
             )

@@ -53,7 +53,7 @@ def strategy_outcomes(
     horizon_bars: int,
 ) -> tuple[pd.DataFrame, dict[str, Any], float, float]:
     """Run ``strategy`` from every start for every setting; return (settings, arrays, s, cash)."""
-    import strategies  # the one strategy loader checks what a strategy must define
+    from backtester import strategies  # the one strategy loader checks what a strategy must define
     from backtester.config import RunConfig
     from backtester.engine.enums import Stat
     from backtester.engine.run import run_strategy_windows

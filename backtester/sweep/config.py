@@ -270,7 +270,7 @@ def _load_strategy(name: str, source: str = "<dict>") -> Any:
     # file, which the runner loads only after the whole config has validated
     from types import SimpleNamespace
 
-    import strategies
+    from backtester import strategies
 
     base = None if source.startswith("<") else Path(source).parent
     return SimpleNamespace(PARAMS=strategies.params(name, base=base))

@@ -29,7 +29,15 @@ from backtester.sweep.executors import ChunkFunction, DaskSecurity, Executor, ma
 from backtester.sweep.plan import Chunk, Plan, chunk_values, key_frame, make_plan
 from backtester.sweep.store import LOCK_NAME, RunStore, _os_error, write_json_atomic
 
-__all__ = ["Run", "open_run", "run_chunk", "run_config", "survival_chunk", "sweep_chunk"]
+__all__ = [
+    "Run",
+    "equity_curves",
+    "open_run",
+    "run_chunk",
+    "run_config",
+    "survival_chunk",
+    "sweep_chunk",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +54,7 @@ def strategy_base(spec: SweepSpec) -> Path | None:
 
 def load_strategy(spec: SweepSpec) -> Any:
     """Return the config's strategy module through the one loader (``strategies.load``)."""
-    import strategies
+    from backtester import strategies
 
     if spec.strategy is None:
         raise ConfigError(f"{spec.source}: [strategy] is missing; a sweep needs a strategy")
@@ -247,6 +255,57 @@ class Run:
     def worst(self, n: int = 10, *, by: str = "total_return") -> pd.DataFrame:
         """Return the ``n`` worst rows by ``by`` (lowest first)."""
         return self.best(n, by=by, ascending=True)
+
+
+def equity_curves(run: Run, rows: pd.DataFrame, *, progress: bool = False) -> dict[str, pd.Series]:
+    """Return the close equity per bar (quote) of ``rows`` of a strategy run, re-running them.
+
+    Each row of ``run.table`` (``symbol`` and ``col`` are read) is run again from the run's
+    config, on the market loaded as the config describes it, with the strategy named there.
+    Keys are labels like ``"BTC/USDT:USDT, side=short, leverage=3, stop_loss=none"``.
+
+    Raises
+    ------
+    ConfigError
+        A survival run (it has no equity curves), or a config that no longer loads.
+    """
+    from backtester.config import RunConfig
+    from backtester.engine.run import run_sweep
+    from backtester.params import ParamGrid
+
+    if run.metadata.get("mode") == "survival":
+        raise ConfigError("a survival run has no equity curves; pass a strategy sweep")
+    if "col" not in rows or "symbol" not in rows:
+        raise ConfigError("rows must be rows of the run's table (with 'symbol' and 'col')")
+    spec = parse_spec(run.config, source=str(run.path / "run.json"))
+    strategy = load_strategy(spec)
+    config = RunConfig(**dict(spec.engine))  # type: ignore[arg-type]
+    markets: dict[str, Any] = {}
+    out: dict[str, pd.Series] = {}
+    bar = _bar(progress, len(rows), "equity curves")
+    for symbol, col in zip(rows["symbol"], rows["col"], strict=True):
+        if symbol not in markets:
+            markets[symbol] = load_spec_market(spec, symbol)
+        values = chunk_values(spec, int(col), int(col) + 1)
+        result = run_sweep(markets[symbol], strategy, ParamGrid.zip(**values), config=config)
+        shown = ", ".join(f"{n}={'none' if v[0] is None else f'{v[0]:g}' if isinstance(v[0], float) else v[0]}" for n, v in values.items())  # fmt: skip
+        out[f"{symbol}, {shown}" if shown else str(symbol)] = result.equity([0]).iloc[:, 0]
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return out
+
+
+def _bar(progress: bool, total: int, desc: str) -> Any:
+    # a tqdm bar on stderr when asked (tqdm is optional: None without it)
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    return tqdm(total=total, desc=desc, unit="setting", leave=False, file=sys.stderr)
 
 
 def open_run(path: str | Path) -> Run:
@@ -459,7 +518,7 @@ def _open_plan(
 
 def _strategy_source(spec: SweepSpec) -> tuple[SweepSpec, str | None]:
     # the spec the workers get (a strategy file by its absolute path) and the source's sha256
-    import strategies
+    from backtester import strategies
 
     if spec.strategy is None:
         return spec, None

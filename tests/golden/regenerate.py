@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import backtester as bt
-import strategies
+from backtester import strategies
 
 EXPECTED = Path(__file__).parent / "expected"
 START, END = "2023-01-01", "2023-07-01"

@@ -22,7 +22,7 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_a_failing_strategy_is_one_line_through_the_api(tmp_path: Path) -> None:
-    import strategies
+    from backtester import strategies
 
     broken = strategies.load(str(_write(tmp_path, "zerodiv_strat.py", BROKEN)))
     market = bt.load_market("BTC/USDT:USDT").slice("2021-01-01", "2021-02-01")

@@ -46,7 +46,7 @@ def test_problems_are_found_without_running(
 
 
 def test_strategy_parameters_are_allowed_with_the_strategy(market: bt.Market) -> None:
-    import strategies.sma_cross as sma_cross
+    import backtester.strategies.sma_cross as sma_cross
 
     grid = bt.ParamGrid.product(fast=[10], slow=[50], leverage=[3])
     assert bt.check_run(market, grid, strategy=sma_cross).n_cols == 1

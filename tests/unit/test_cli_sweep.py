@@ -42,7 +42,10 @@ def test_sweep_then_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "(3 of 3 chunks computed)" in printed
     assert (out / "results.parquet").is_file() and (out / "run.json").is_file()
     page = (out / "report" / "index.html").read_text()
-    assert "Best and worst settings" in page and "Survival by leverage" in page
+    assert "Best and worst settings by Calmar" in page
+    assert "Never liquidated, by leverage (share of settings)" in page
+    assert "Not a Kaplan–Meier survival curve" in page
+    assert "figures/equity_best_worst.png" in page  # the best and worst settings, re-run
     assert "Parameter sensitivity" in page
     for name in ("survival_by_leverage", "sensitivity"):
         assert (out / "report" / "figures" / f"{name}.png").stat().st_size > 10_000

@@ -10,7 +10,7 @@ from tests.unit.reference import make_market
 
 @pytest.mark.filterwarnings("ignore::backtester.errors.BacktesterWarning")
 def test_entry_of_zero_size_is_rejected() -> None:
-    import strategies.hold as hold
+    import backtester.strategies.hold as hold
 
     # Arrange: a long entry at 100,000 with 5e-322 of cash (a denormal): margin > 0, but
     # size = 5e-322 x 2 / 100,000 rounds to 0.0 (it once divided by that size and raised

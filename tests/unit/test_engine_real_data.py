@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import backtester as bt
-import strategies
+from backtester import strategies
 from backtester.rules import liquidation_price
 
 

@@ -12,7 +12,8 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.i
 
 
 def test_there_is_a_notebook() -> None:
-    assert any(p.name == "eth_leverage_decision.ipynb" for p in NOTEBOOKS)
+    names = {p.name for p in NOTEBOOKS}
+    assert {"eth_leverage_decision.ipynb", "accounts_isolated_vs_cross.ipynb"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import backtester as bt
-import strategies
+from backtester import strategies
 from backtester.engine.enums import ExitReason
 from backtester.engine.run import run_entries
 from backtester.errors import BacktesterWarning, ConfigError, DataError, ShapeError

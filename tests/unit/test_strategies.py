@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import backtester as bt
-import strategies
+from backtester import strategies
 from backtester.errors import ConfigError
 from tests.property.strategies import random_market
 

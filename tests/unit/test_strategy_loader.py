@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import strategies
+from backtester import strategies
 from backtester.errors import ConfigError
 from backtester.sweep.config import load_spec, parse_spec
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import backtester as bt
-import strategies
+from backtester import strategies
 from backtester.errors import ConfigError
 
 # ---------------------------------------------------------------- the example strategy (momentum)

@@ -254,7 +254,7 @@ def test_same_inputs_same_table(btc_2021: bt.Market) -> None:
 
 def test_strategy_mode_fresh_account_per_start(btc_2021: bt.Market, tmp_path: Path) -> None:
     """With a strategy, entries come from its signals and survival is the account's."""
-    import strategies.hold as hold
+    import backtester.strategies.hold as hold
 
     # Arrange / Act: the hold strategy (long and short) from weekly starts, 2x and 50x
     study = bt.survival_study(

@@ -107,7 +107,7 @@ def test_one_call_equals_one_run_sweep_per_start(
     btc_1h: bt.Market, strategy_name: str, fixed: dict[str, Any]
 ) -> None:
     """Every array of the one-call path is bit for bit the per-start path's."""
-    import strategies
+    from backtester import strategies
 
     # Arrange: 100 days of 1h bars, a start every 3 days, 20-day horizon, so the last starts
     # are censored by the end of the data and the very last has fewer than two bars
@@ -133,7 +133,7 @@ def test_one_call_equals_one_run_sweep_per_start(
 
 
 def test_run_strategy_windows_refuses_bad_windows(btc_1h: bt.Market) -> None:
-    import strategies
+    from backtester import strategies
 
     # Arrange
     market = btc_1h.slice("2022-05-01", "2022-06-01")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import strategies
+from backtester import strategies
 from backtester.sweep import load_spec, run_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

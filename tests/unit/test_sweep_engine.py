@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import backtester as bt
-import strategies
+from backtester import strategies
 from backtester.sweep import run_config
 from backtester.sweep.config import parse_spec
 from backtester.sweep.executors import SerialExecutor
