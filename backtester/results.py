@@ -140,7 +140,8 @@ def calmar_ratio(
     equity is <= 0); ``calmar = cagr / max_drawdown``, NaN when the drawdown is 0.
     """
     growth = np.maximum(final_equity / initial_cash, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # a few bars annualised can overflow to inf: the ratio is then inf, not an error
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         cagr = growth ** (periods_per_year / np.maximum(n_bars, 1.0)) - 1.0
         out = np.where(max_drawdown > 0.0, cagr / max_drawdown, np.nan)
     result: F64Array = out.astype(np.float64)
