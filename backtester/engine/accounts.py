@@ -1045,7 +1045,7 @@ def _account_nb(
             for k in range(n_legs):
                 t = tk[k]
                 n = n_tiers[k, t]
-                if not margin_t[k] > 0.0:
+                if not (margin_t[k] > 0.0 and size_t[k] > 0.0):  # a size of float dust: refused
                     ok = False
                     break
                 ml = max_leverage_nb(

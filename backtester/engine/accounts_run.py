@@ -141,6 +141,12 @@ def _check_legs(market_set: Any, legs: Any) -> tuple[tuple[str, float], ...]:
             f"legs: the |weights| must sum to at most 1, was {total:g}; scale them down "
             "(position_size sets how much of the equity the whole account commits)"
         )
+    for sym, _ in out:
+        if getattr(market_set[sym], "contract_type", "linear") == "inverse":
+            raise ConfigError(
+                f"legs: {sym} is a coin-margined (inverse) perpetual; accounts hold linear "
+                "(USDT- or USDC-margined) perpetuals only, one settle currency per wallet"
+            )
     return tuple(out)
 
 

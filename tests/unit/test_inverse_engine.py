@@ -355,3 +355,16 @@ def test_engine_pnl_fees_funding_agree_with_direct_inverse_formulas(
     assert out.fees_paid[0, 0] == pytest.approx(entry_fee, rel=1e-9, abs=1e-15)
     assert out.funding_paid[0, 0] == pytest.approx(funding, rel=1e-9, abs=1e-15)
     assert out.final_equity[0, 0] == pytest.approx(expect, rel=1e-9)
+
+
+def test_an_account_refuses_an_inverse_leg() -> None:
+    """Accounts hold linear perpetuals only: an inverse leg is refused, not run as linear."""
+    m = _market([(100.0, 101.0, 99.0, 100.0)] * 4)
+    with pytest.raises(ConfigError, match=r"legs: BTC/USD:BTC is a coin-margined \(inverse\)"):
+        bt.run_account_entries(
+            m,
+            bt.ParamGrid.product(leverage=[2.0]),
+            legs={INV: 0.5},
+            entry_idx=[0],
+            horizon_bars=2,
+        )
