@@ -9,7 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from backtester._typing import DATA_KINDS, EXCHANGES
+from backtester._typing import DATA_KINDS
+from backtester.data.ccxt_loader import DOWNLOAD_EXCHANGES
 from backtester.errors import BacktesterError, ConfigError, did_you_mean
 
 
@@ -28,10 +29,18 @@ def register(subparsers: Any) -> None:
         help="download OHLCV, mark/index bars, funding and tiers through ccxt",
         description="Fetch only what the store lacks; rerun the same command to resume.",
     )
-    dl.add_argument("--exchange", default="binanceusdm", help=f"one of {', '.join(EXCHANGES)}")
-    dl.add_argument("--symbol", required=True, help="ccxt symbol, e.g. BTC/USDT:USDT")
+    dl.add_argument(
+        "--exchange", default="binanceusdm", help=f"one of {', '.join(DOWNLOAD_EXCHANGES)}"
+    )
+    dl.add_argument(
+        "--symbol", required=True, help="ccxt symbol, e.g. BTC/USDT:USDT (COIN-M: BTC/USD:BTC)"
+    )
     dl.add_argument("--timeframe", default="1h", help="bar length (1m, 5m, 1h, 4h, 1d)")
-    dl.add_argument("--start", required=True, help="first bar open (UTC), e.g. 2020-01-01")
+    dl.add_argument(
+        "--start",
+        default=None,
+        help="first bar open (UTC), e.g. 2020-01-01; not needed for --kinds tiers alone",
+    )
     dl.add_argument("--end", default=None, help="end (exclusive, UTC); default: now")
     dl.add_argument(
         "--kinds",
@@ -134,8 +143,9 @@ def _download(args: argparse.Namespace) -> int:
         end=args.end,
         store=args.store,
         cli=True,
+        kinds=kinds,
     )
-    config = _credentials(args.exchange) if args.exchange in EXCHANGES else {}
+    config = _credentials(args.exchange)
     client = create_exchange(args.exchange, config=config) if config else None
     try:
         result = download(

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from backtester._redact import install_redaction, redact, register_secrets
-from backtester._typing import DATA_KINDS, EXCHANGES
+from backtester._typing import DATA_KINDS
 from backtester.data import integrity, schema
 from backtester.data import store as data_store
 from backtester.errors import ConfigError, DataError, ExchangeError, did_you_mean
@@ -47,9 +47,11 @@ from backtester.errors import ConfigError, DataError, ExchangeError, did_you_mea
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "DOWNLOAD_EXCHANGES",
     "EXCHANGE_PROFILES",
     "ExchangeProfile",
     "check_download_args",
+    "contract_metadata",
     "create_exchange",
     "download",
     "repair",
@@ -95,6 +97,25 @@ EXCHANGE_PROFILES: dict[str, ExchangeProfile] = {
         funding_backward=False,
         explicit_until=True,
     ),
+    # Binance COIN-M (coin-margined, inverse: BTC/USD:BTC): /dapi/v1/klines, markPriceKlines and
+    # fundingRate; ccxt caps a kline page at 1000 and bounds it with endTime (since + page), so
+    # pages are windows (an empty window before the listing is not the end); funding pages hold
+    # at most 1000 events
+    "binancecoinm": ExchangeProfile(
+        options={"defaultType": "swap"},
+        ohlcv_limit=1000,
+        funding_limit=1000,
+        windowed=True,
+        funding_backward=False,
+        explicit_until=True,
+    ),
+}
+# the exchanges ``download`` serves (the engine's profiles are ``backtester._typing.EXCHANGES``)
+DOWNLOAD_EXCHANGES: tuple[str, ...] = tuple(EXCHANGE_PROFILES)
+# exchanges whose leverage brackets are served only to signed requests, and the endpoint
+_SIGNED_TIERS = {
+    "binanceusdm": "/fapi/v1/leverageBracket",
+    "binancecoinm": "/dapi/v2/leverageBracket",
 }
 # funding windows assume the shortest funding interval (1 h) so a window never holds more events
 # than a page (Bybit returns the newest events of a window first)
@@ -126,11 +147,32 @@ def create_exchange(exchange: str, *, config: dict[str, Any] | None = None) -> A
 
 
 def _check_exchange(exchange: str) -> None:
-    if exchange not in EXCHANGES:
+    if exchange not in DOWNLOAD_EXCHANGES:
         raise ConfigError(
-            f"exchange must be one of {', '.join(EXCHANGES)}, was {exchange!r}"
-            f"{did_you_mean(exchange, EXCHANGES)}"
+            f"exchange must be one of {', '.join(DOWNLOAD_EXCHANGES)}, was {exchange!r}"
+            f"{did_you_mean(exchange, DOWNLOAD_EXCHANGES)}"
         )
+
+
+def contract_metadata(market: dict[str, Any]) -> dict[str, Any]:
+    """Return the contract fields recorded in each manifest entry of a downloaded market.
+
+    ``contract_type`` is "linear" (margin and PnL in the quote currency) or "inverse"
+    (coin-margined: margin and PnL in the base coin); ``contract_size`` is ccxt's
+    ``contractSize``, in ``contract_size_unit``: base units for a linear contract (OKX BTC-USDT-SWAP:
+    0.01 BTC), the quote currency for an inverse one (Binance COIN-M BTCUSD_PERP: 100 USD);
+    ``settle`` is the margin currency. Read them back with
+    :func:`backtester.data.store.read_contract`.
+    """
+    inverse = bool(market.get("inverse"))
+    size = _num(market.get("contractSize"), 1.0) or 1.0
+    values = (
+        "inverse" if inverse else "linear",
+        size,
+        str(market.get("quote") if inverse else market.get("base")),
+        str(market.get("settle") or market.get("quote")),
+    )
+    return dict(zip(data_store.CONTRACT_FIELDS, values, strict=True))
 
 
 # ---------------------------------------------------------------- checks before any request
@@ -147,15 +189,17 @@ def check_download_args(
     symbol: str,
     timeframe: str,
     *,
-    start: str | pd.Timestamp,
+    start: str | pd.Timestamp | None,
     end: str | pd.Timestamp | None = None,
     store: str | os.PathLike[str] | None = None,
     now: str | pd.Timestamp | None = None,
     cli: bool = False,
+    kinds: Sequence[str] = ("ohlcv",),
 ) -> tuple[int, int, int, pd.Timestamp]:
     """Check a download's arguments without any request; return ``(t0, t1, step_ns, now)``.
 
     ``cli=True`` names the command-line options (``--timeframe``) instead of the arguments.
+    ``start`` may be None only when ``kinds`` is tiers alone (today's snapshot needs no dates).
 
     Raises
     ------
@@ -169,8 +213,18 @@ def check_download_args(
     _check_symbol(symbol, names["symbol"])
     step = _check_timeframe(exchange, timeframe, names["timeframe"])
     now_ts = pd.Timestamp.now(tz="UTC") if now is None else schema.to_utc_timestamp(now, "now")
-    t0 = _ns(start, names["start"])
     current_bar = (int(now_ts.value) // step) * step
+    if start is None:
+        series = [k for k in kinds if k != "tiers"]
+        if series:
+            raise ConfigError(
+                f"{names['start']} is needed for {','.join(series)} (the first bar to fetch), "
+                f"was not given; pass one such as {names['start']} 2024-01-01 (only tiers, "
+                "today's snapshot, need no start)"
+            )
+        _check_store_writable(store, "--store" if cli else "store")
+        return current_bar - step, current_bar, step, now_ts
+    t0 = _ns(start, names["start"])
     t1 = current_bar if end is None else _ns(end, names["end"])
     if end is not None and t1 <= t0:
         raise ConfigError(
@@ -332,7 +386,7 @@ def download(
     symbol: str,
     timeframe: str = "1h",
     *,
-    start: str | pd.Timestamp,
+    start: str | pd.Timestamp | None,
     end: str | pd.Timestamp | None = None,
     kinds: Sequence[str] = ("ohlcv", "mark", "funding", "tiers"),
     store: str | os.PathLike[str] | None = None,
@@ -348,14 +402,16 @@ def download(
 
     Parameters
     ----------
-    exchange : {"binanceusdm", "okx", "bybit"}
+    exchange : {"binanceusdm", "okx", "bybit", "binancecoinm"}
     symbol : str
-        ccxt unified symbol of the perpetual, e.g. ``"BTC/USDT:USDT"`` on every exchange.
+        ccxt unified symbol of the perpetual, e.g. ``"BTC/USDT:USDT"`` on every exchange, or a
+        coin-margined one on ``binancecoinm``: ``"BTC/USD:BTC"``.
     timeframe : str
         Bar length (``"1m"``, ``"1h"``, ...).
     start, end : str or pd.Timestamp
         Bar open times, ``start`` inclusive, ``end`` exclusive (naive values are UTC); ``end``
-        defaults to the open of the bar still forming.
+        defaults to the open of the bar still forming. ``start`` may be None when ``kinds`` is
+        ``("tiers",)``: a tier snapshot is today's, dated today (UTC).
     kinds : sequence of {"ohlcv", "mark", "index", "funding", "tiers"}
     store : path, optional
         Store root (see :func:`backtester.data.store.store_root`).
@@ -388,9 +444,6 @@ def download(
         The exchange failed permanently, or kept failing after ``max_tries`` tries.
     """
     _check_exchange(exchange)
-    t0, t1, step, now_ts = check_download_args(
-        exchange, symbol, timeframe, start=start, end=end, store=store, now=now
-    )
     wanted = list(kinds)
     for kind in wanted:
         if kind not in DATA_KINDS:
@@ -400,22 +453,27 @@ def download(
             )
     if not wanted:
         raise ConfigError("kinds must name at least one of " + ", ".join(DATA_KINDS))
+    t0, t1, step, now_ts = check_download_args(
+        exchange, symbol, timeframe, start=start, end=end, store=store, now=now, kinds=wanted
+    )
     if not isinstance(max_tries, int) or max_tries < 1:
         raise ConfigError(f"max_tries must be an integer >= 1, was {max_tries!r}")
     if not isinstance(batch_pages, int) or batch_pages < 1:
         raise ConfigError(f"batch_pages must be an integer >= 1, was {batch_pages!r}")
     if page_limit is not None and (not isinstance(page_limit, int) or page_limit < 2):
         raise ConfigError(f"page_limit must be an integer >= 2, was {page_limit!r}")
-    ex = create_exchange(exchange) if client is None else client
+    ex: Any = create_exchange(exchange) if client is None else client
     register_secrets({k: getattr(ex, k, None) for k in _CREDENTIAL_ATTRS})
     install_redaction()
     caller = _Caller(exchange, symbol, ex, sleep, max_tries)
     markets = caller("loading markets", "load_markets")
     if symbol not in markets:
-        swaps = [s for s in markets if str(s).endswith(":USDT")]
+        # perpetuals: BASE/QUOTE:SETTLE without an expiry (dated futures end in -YYMMDD)
+        perps = [str(m) for m in markets if ":" in str(m) and "-" not in str(m).split(":")[1]]
+        example = next((p for p in perps if p.startswith("BTC/")), "BTC/USDT:USDT")
         raise ExchangeError(
-            f"{exchange} has no market {symbol!r}{did_you_mean(symbol, swaps or markets)}; "
-            "perpetuals are written like 'BTC/USDT:USDT'"
+            f"{exchange} has no market {symbol!r}{did_you_mean(symbol, perps or markets)}; "
+            f"perpetuals are written like {example!r}"
         )
     profile = EXCHANGE_PROFILES[exchange]
     show = sys.stderr.isatty() if progress is None else bool(progress)
@@ -431,6 +489,7 @@ def download(
         page_limit=page_limit,
         batch_pages=batch_pages,
         show_progress=show,
+        contract=contract_metadata(ex.market(symbol)),
     )
     rows: list[dict[str, Any]] = []
     for kind in wanted:
@@ -501,6 +560,7 @@ class _Job:
     page_limit: int | None
     batch_pages: int
     show_progress: bool
+    contract: dict[str, Any]  # contract_metadata(): recorded in every manifest entry written
 
     # ------------------------------------------------------------ stored state
 
@@ -530,7 +590,7 @@ class _Job:
     ) -> pd.DataFrame:
         merged = pd.concat([p for p in parts if p is not None and len(p)], ignore_index=True)
         merged = schema.drop_duplicates(merged, keep="last")
-        extra = {}
+        extra = dict(self.contract)
         if requested_from is not None:
             extra["requested_start"] = pd.Timestamp(requested_from, tz="UTC").isoformat()
         if fetched_until is not None:
@@ -773,11 +833,13 @@ class _Job:
     # ------------------------------------------------------------ tiers
 
     def tiers(self, ex: Any, now: pd.Timestamp) -> dict[str, Any]:
-        if self.exchange == "binanceusdm" and not getattr(ex, "apiKey", None):
+        signed = _SIGNED_TIERS.get(self.exchange)
+        if signed and not getattr(ex, "apiKey", None):
+            prefix = f"BACKTESTER_{self.exchange.upper()}"
             status = (
-                "skipped: Binance serves leverage brackets only to signed requests; pass a client "
-                "with apiKey/secret (CLI: BACKTESTER_BINANCEUSDM_API_KEY/_SECRET) or use the "
-                "bundled snapshot"
+                f"skipped: Binance serves leverage brackets only to signed requests ({signed}); "
+                f"pass a client with apiKey/secret (CLI: {prefix}_API_KEY/_SECRET)"
+                + (" or use the bundled snapshot" if self.exchange == "binanceusdm" else "")
             )
             log.warning("%s %s tiers %s", self.exchange, self.symbol, status)
             return self._result("tiers", status, 0, None, "", None)
@@ -790,11 +852,30 @@ class _Job:
         table = _tier_frame(self.exchange, raw, market)
         if len(table) == 0:
             return self._result("tiers", "no data", 0, None, "exchange returned no tiers", None)
-        path = data_store.write_tiers(
-            table, exchange=self.exchange, symbol=self.symbol, date=now, store=self.store
-        )
+        table = schema.validate_tiers(table, name=f"{self.exchange} {self.symbol} tiers")
         day = pd.Timestamp(now).floor("D")
         frame = pd.DataFrame({"timestamp": [day]})
+        path = data_store.tiers_path(self.root, self.exchange, self.symbol, day)
+        stored = data_store.stored_tiers(self.exchange, self.symbol, day, store=self.store)
+        if stored is not None:
+            if data_store.same_tiers(stored, table):
+                row = self._result("tiers", "up to date", 0, frame, "", path)
+                return {**row, "rows": len(stored)}
+            problem = (
+                f"the exchange's tiers differ from the snapshot of {day:%Y-%m-%d} already stored; "
+                "kept the stored one (a snapshot is never replaced): the new tiers are recorded "
+                "by a download on a later day"
+            )
+            log.warning("%s %s tiers: %s (%s)", self.exchange, self.symbol, problem, path)
+            return {**self._result("tiers", "conflict", 0, frame, problem, path), "rows": 0}
+        path = data_store.write_tiers(
+            table,
+            exchange=self.exchange,
+            symbol=self.symbol,
+            date=day,
+            store=self.store,
+            extra=self.contract,
+        )
         return {**self._result("tiers", "ok", len(table), frame, "", path), "rows": len(table)}
 
 
@@ -859,6 +940,11 @@ def _tier_frame(exchange: str, raw: list[dict[str, Any]], market: dict[str, Any]
         basis = "notional"
         maint_amount = 0.0
         if exchange == "binanceusdm":
+            maint_amount = _num(info.get("cum"))
+        elif exchange == "binancecoinm":
+            # COIN-M brackets are the position's value in the base coin (qtyFloor/qtyCap, BTC),
+            # their maintenance amount ("cum") in the coin too
+            basis = "size"
             maint_amount = _num(info.get("cum"))
         elif exchange == "okx":
             # OKX tiers are position sizes in contracts: store them in base units

@@ -51,7 +51,7 @@ from backtester._atomic import TMP_PREFIX, fsync_dir, write_bytes_atomic
 from backtester.data.schema import (
     BAR_COLUMNS,
     FUNDING_COLUMNS,
-    TIER_COLUMNS,  # noqa: F401 - re-exported: the columns of list_tier_snapshots() tables
+    TIER_COLUMNS,  # also re-exported: the columns of list_tier_snapshots() tables
     format_ts,
     timeframe_to_ns,
     timestamps_ns,
@@ -61,6 +61,7 @@ from backtester.errors import ConfigError, DataError, check_one_of
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "CONTRACT_FIELDS",
     "ENV_STORE",
     "SERIES_KINDS",
     "bundled_root",
@@ -70,12 +71,15 @@ __all__ = [
     "find_dataset",
     "list_tier_snapshots",
     "manifest_time",
+    "read_contract",
     "read_dataset",
     "read_manifest",
     "read_stored",
     "rebuild_manifest_hint",
     "repair_hint",
+    "same_tiers",
     "store_root",
+    "stored_tiers",
     "symbol_safe",
     "tiers_path",
     "write_dataset",
@@ -805,6 +809,40 @@ def write_dataset(
     return path
 
 
+def stored_tiers(
+    exchange: str,
+    symbol: str,
+    date: str | pd.Timestamp,
+    *,
+    store: str | os.PathLike[str] | None = None,
+) -> pd.DataFrame | None:
+    """Return the tier snapshot of ``date`` in the user store (not the bundled data), or None.
+
+    Raises
+    ------
+    DataError
+        If the file is damaged (checksum mismatch) or invalid; the message names the repair.
+    """
+    from backtester.data.schema import to_utc_timestamp, validate_tiers
+
+    root = store_root(store)
+    path = tiers_path(root, exchange, symbol, to_utc_timestamp(date, "date").floor("D"))
+    if not _is_file(path):
+        return None
+    return validate_tiers(_read_parquet(path, root), name=f"tier snapshot {path}")
+
+
+def same_tiers(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Return True if two validated tier tables hold the same tiers (values and basis)."""
+    if len(a) != len(b):
+        return False
+    numeric = [c for c in TIER_COLUMNS if c != "basis"]
+    left = a[numeric].to_numpy(dtype=np.float64)
+    right = b[numeric].to_numpy(dtype=np.float64)
+    same_basis = [str(x) for x in a["basis"]] == [str(x) for x in b["basis"]]
+    return bool(same_basis and np.array_equal(left, right))
+
+
 def write_tiers(
     frame: pd.DataFrame,
     *,
@@ -814,17 +852,38 @@ def write_tiers(
     store: str | os.PathLike[str] | None = None,
     fetched_at: str | None = None,
     source: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Atomically write a dated leverage-tier snapshot and its manifest entry."""
+    """Atomically write a dated leverage-tier snapshot and its manifest entry.
+
+    A snapshot is never replaced: writing the same tiers again for a date already stored leaves
+    the file (and its entry) as it is; different tiers for that date are refused. ``extra`` adds
+    fields to the manifest entry (the loader records the contract type and size).
+
+    Raises
+    ------
+    DataError
+        Invalid tiers, or the store already holds different tiers for that date (naming the
+        file and what to do), or an operating-system fault.
+    """
     from backtester.data.schema import to_utc_timestamp, validate_tiers
 
     root = store_root(store)
     day = to_utc_timestamp(date, "date").floor("D")
     path = tiers_path(root, exchange, symbol, day)
     df = validate_tiers(frame)
+    existing = stored_tiers(exchange, symbol, day, store=root)
+    if existing is not None:
+        if same_tiers(existing, df):
+            return path
+        raise DataError(
+            f"tier snapshot {path} already holds different {exchange} {symbol} tiers for "
+            f"{day:%Y-%m-%d}; a stored snapshot is never replaced: keep it (tiers fetched on "
+            "a later day are stored under that day) or move the file aside first"
+        )
 
     def make_entry(digest: str) -> dict[str, Any]:
-        return _entry(
+        entry = _entry(
             root,
             path,
             digest,
@@ -838,9 +897,52 @@ def write_tiers(
             fetched_at=fetched_at,
             source=source,
         )
+        entry.update(extra or {})
+        return entry
 
     _store_file(root, path, lambda tmp: df.to_parquet(tmp, **_PARQUET_OPTIONS), make_entry)
     return path
+
+
+# contract fields the ccxt loader records in each manifest entry of a market it downloads
+CONTRACT_FIELDS: tuple[str, ...] = (
+    "contract_type",
+    "contract_size",
+    "contract_size_unit",
+    "settle",
+)
+
+
+def read_contract(
+    exchange: str, symbol: str, *, store: str | os.PathLike[str] | None = None
+) -> dict[str, Any] | None:
+    """Return the contract fields recorded for a market's datasets, or None if none are.
+
+    The ccxt loader records, in the manifest entry of every dataset it writes (bars, funding,
+    tiers), ``contract_type`` ("linear" or "inverse"), ``contract_size`` (ccxt's
+    ``contractSize``), ``contract_size_unit`` (base units for linear, the quote currency for
+    inverse: Binance COIN-M BTC/USD:BTC is 100 USD) and ``settle`` (the margin currency). The
+    user store is searched first, then the bundled data; within a store the most recently
+    fetched entry wins. Datasets written before these fields existed, bundled files and imports
+    that do not know the contract give None.
+
+    Examples
+    --------
+    >>> read_contract("binancecoinm", "BTC/USD:BTC")  # doctest: +SKIP
+    {'contract_type': 'inverse', 'contract_size': 100.0, 'contract_size_unit': 'USD', 'settle': 'BTC'}
+    """
+    _check_name(exchange, "exchange", "binanceusdm")
+    prefix = f"{exchange}/{symbol_safe(symbol)}/"
+    for _, root in _roots(store):
+        entries = [
+            entry
+            for key, entry in read_manifest(root).items()
+            if key.startswith(prefix) and "contract_type" in entry
+        ]
+        if entries:
+            latest = max(entries, key=lambda e: str(e.get("fetched_at") or ""))
+            return {field: latest[field] for field in CONTRACT_FIELDS if field in latest}
+    return None
 
 
 def list_tier_snapshots(

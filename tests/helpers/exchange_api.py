@@ -4,6 +4,10 @@ Used only by ``python -m tests.helpers.record`` (a maintainer step that writes
 ``tests/data/recorded/<exchange>/*.json``); tests replay those files and never call this.
 
 Formats:
+* Binance COIN-M: ``GET /dapi/v1/klines`` / ``markPriceKlines`` as USDⓈ-M but volume in
+  contracts (index 5) and in the base coin (index 7), bounded by ``endTime``;
+  ``GET /dapi/v1/fundingRate`` as USDⓈ-M with the symbol ``BTCUSD_PERP``; ``/dapi/v1/exchangeInfo``
+  symbols with ``contractType``, ``contractSize`` (USD per contract), ``marginAsset``.
 * Binance USDⓈ-M: ``GET /fapi/v1/klines`` / ``markPriceKlines`` / ``indexPriceKlines`` return arrays
   ``[openTime, open, high, low, close, volume, closeTime, quoteVolume, trades, takerBase,
   takerQuote, ignore]`` (prices as strings), ascending, bars with ``openTime >= startTime`` (and
@@ -108,6 +112,45 @@ def binance_funding(funding: pd.DataFrame, symbol_id: str, marks: pd.DataFrame) 
             }
             for i in sel
         ]
+
+    return handle
+
+
+def binance_dapi_klines(
+    bars: pd.DataFrame, step_ms: int, contract_size: float, *, mark: bool = False
+) -> Handler:
+    """Binance COIN-M ``/dapi/v1/klines`` (and ``markPriceKlines``): ``[openTime, o, h, l, c,
+    volume (contracts), closeTime, baseAssetVolume, trades, takerBuyVolume,
+    takerBuyBaseAssetVolume, ignore]``, bars with ``startTime <= openTime <= endTime``."""
+    ts = _ms(bars)
+
+    def handle(q: dict[str, str]) -> tuple[int, Any]:
+        limit = int(q.get("limit", 500))
+        lo = int(q.get("startTime", ts[0]))
+        hi = int(q.get("endTime", 2**62))
+        sel = np.flatnonzero((ts >= lo) & (ts <= hi))[:limit]
+        rows = []
+        for i in sel:
+            r = bars.iloc[i]
+            base = 0.0 if mark else float(r["volume"])
+            contracts = round(base * float(r["close"]) / contract_size)
+            rows.append(
+                [
+                    int(ts[i]),
+                    _num(r["open"]),
+                    _num(r["high"]),
+                    _num(r["low"]),
+                    _num(r["close"]),
+                    str(contracts),
+                    int(ts[i]) + step_ms - 1,
+                    _num(base),
+                    0 if mark else 1000,
+                    "0",
+                    "0",
+                    "0",
+                ]
+            )
+        return 200, rows
 
     return handle
 

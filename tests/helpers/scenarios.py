@@ -55,11 +55,45 @@ BYBIT_FULL: dict[str, Any] = {
     "now": "2025-11-01",
 }
 
-# each inner list runs in order against one fresh store
-SCENARIOS: dict[str, list[list[dict[str, Any]]]] = {
-    "binanceusdm": [[BINANCE_FULL], [BINANCE_MIDDLE, BINANCE_FULL], [BINANCE_INDEX], [BINANCE_END]],
-    "okx": [[OKX_FULL]],
-    "bybit": [[BYBIT_FULL]],
+# tiers alone (no start: today's snapshot) of a second symbol, OKX ETH-USDT-SWAP / Bybit ETHUSDT
+OKX_ETH_TIERS: dict[str, Any] = {
+    "exchange": "okx",
+    "symbol": "ETH/USDT:USDT",
+    "timeframe": "1h",
+    "start": None,
+    "kinds": ("tiers",),
+    "now": "2026-01-16 12:00",
+}
+BYBIT_ETH_TIERS: dict[str, Any] = {**OKX_ETH_TIERS, "exchange": "bybit", "now": "2025-11-01"}
+
+# Binance COIN-M BTCUSD_PERP (coin-margined, 100 USD contracts) 1h, 50-row pages; served from
+# 2024-01-01 00:00 (the "listing" of the rendered market), so a start before it meets empty windows
+COINM_FULL: dict[str, Any] = {
+    "exchange": "binancecoinm",
+    "symbol": "BTC/USD:BTC",
+    "timeframe": "1h",
+    "start": "2024-01-01",
+    "end": "2024-01-08",
+    "kinds": ("ohlcv", "mark", "funding", "index"),
+    "page_limit": 50,
+    "now": "2026-06-01",
+}
+COINM_BEFORE_LISTING: dict[str, Any] = {
+    **COINM_FULL,
+    "start": "2023-12-27",
+    "end": "2024-01-03",
+    "kinds": ("ohlcv", "funding"),
+}
+
+# {exchange: {recorded file name: [scenario sequence, ...]}}; each sequence runs in order
+# against one fresh store
+SCENARIOS: dict[str, dict[str, list[list[dict[str, Any]]]]] = {
+    "binanceusdm": {
+        "btc_1h": [[BINANCE_FULL], [BINANCE_MIDDLE, BINANCE_FULL], [BINANCE_INDEX], [BINANCE_END]]
+    },
+    "okx": {"btc_1h": [[OKX_FULL]], "eth_tiers": [[OKX_ETH_TIERS]]},
+    "bybit": {"btc_1h": [[BYBIT_FULL]], "eth_tiers": [[BYBIT_ETH_TIERS]]},
+    "binancecoinm": {"btc_1h": [[COINM_FULL], [COINM_BEFORE_LISTING]]},
 }
 
 
