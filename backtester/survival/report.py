@@ -120,8 +120,10 @@ def main_sections(
                 "Survival at the horizon by leverage (columns) and stop-loss (rows); green "
                 "survives. Hatched: the stop lies at or beyond the liquidation price (a stop of "
                 "s at leverage L is hit after a move of s, liquidation after about 1/L minus the "
-                "maintenance margin), so the stop can never fire first and the cell equals no "
-                "stop.",
+                "maintenance margin at entry), so the stop is not the defence here. The cell can "
+                "still differ from no stop: the stop triggers on its own price (the last price "
+                "by default) while liquidation is judged on the mark, and the two part in fast "
+                "moves.",
             )
         )
     sections.append(
