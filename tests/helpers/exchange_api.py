@@ -44,6 +44,13 @@ def _num(x: float) -> str:
     return format(float(x), ".10g")
 
 
+def _binance_page(ts: np.ndarray, q: dict[str, str], default_limit: int) -> np.ndarray:
+    # Binance fapi/dapi paging: rows with startTime <= t <= endTime, ascending, at most `limit`
+    lo = int(q.get("startTime", ts[0]))
+    hi = int(q.get("endTime", 2**62))
+    return np.flatnonzero((ts >= lo) & (ts <= hi))[: int(q.get("limit", default_limit))]
+
+
 @dataclass
 class Backend:
     """Route ``(method, path)`` to a handler built from real frames."""
@@ -66,10 +73,7 @@ def binance_klines(bars: pd.DataFrame, step_ms: int, *, mark: bool = False) -> H
     ts = _ms(bars)
 
     def handle(q: dict[str, str]) -> tuple[int, Any]:
-        limit = int(q.get("limit", 500))
-        lo = int(q.get("startTime", ts[0]))
-        hi = int(q.get("endTime", 2**62))
-        sel = np.flatnonzero((ts >= lo) & (ts <= hi))[:limit]
+        sel = _binance_page(ts, q, 500)
         rows = []
         for i in sel:
             r = bars.iloc[i]
@@ -99,10 +103,7 @@ def binance_funding(funding: pd.DataFrame, symbol_id: str, marks: pd.DataFrame) 
     ts = _ms(funding)
 
     def handle(q: dict[str, str]) -> tuple[int, Any]:
-        limit = int(q.get("limit", 100))
-        lo = int(q.get("startTime", ts[0]))
-        hi = int(q.get("endTime", 2**62))
-        sel = np.flatnonzero((ts >= lo) & (ts <= hi))[:limit]
+        sel = _binance_page(ts, q, 100)
         return 200, [
             {
                 "symbol": symbol_id,
@@ -125,10 +126,7 @@ def binance_dapi_klines(
     ts = _ms(bars)
 
     def handle(q: dict[str, str]) -> tuple[int, Any]:
-        limit = int(q.get("limit", 500))
-        lo = int(q.get("startTime", ts[0]))
-        hi = int(q.get("endTime", 2**62))
-        sel = np.flatnonzero((ts >= lo) & (ts <= hi))[:limit]
+        sel = _binance_page(ts, q, 500)
         rows = []
         for i in sel:
             r = bars.iloc[i]
