@@ -142,7 +142,7 @@ def _check_legs(market_set: Any, legs: Any) -> tuple[tuple[str, float], ...]:
             "(position_size sets how much of the equity the whole account commits)"
         )
     for sym, _ in out:
-        if getattr(market_set[sym], "contract_type", "linear") == "inverse":
+        if market_set[sym].contract_type == "inverse":
             raise ConfigError(
                 f"legs: {sym} is a coin-margined (inverse) perpetual; accounts hold linear "
                 "(USDT- or USDC-margined) perpetuals only, one settle currency per wallet"
