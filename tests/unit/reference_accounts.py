@@ -67,6 +67,14 @@ class AccountRef:
     legs: list[LegRef] = field(default_factory=list)
 
 
+def _untouched(cash: float, n_legs: int, *, rejected: bool) -> AccountRef:
+    # an account before its first bar (or refused at entry): the wallet, no exit, no money moved
+    return AccountRef(
+        cash, cash, -1, int(ExitReason.NONE), -1, -1, 0.0, 0.0, 0.0, 0, rejected,
+        legs=[LegRef() for _ in range(n_legs)],
+    )  # fmt: skip
+
+
 def _tier(value: float, floors: np.ndarray) -> int:
     # caps inclusive: the last tier whose floor is strictly below the value (tier 0 at 0)
     k = 0
@@ -126,20 +134,7 @@ def _isolated(
             )
         )
     if any(r.stats["n_rejected"] > 0 for r in runs):
-        return AccountRef(
-            cash,
-            cash,
-            -1,
-            int(ExitReason.NONE),
-            -1,
-            -1,
-            0.0,
-            0.0,
-            0.0,
-            0,
-            True,
-            legs=[LegRef() for _ in runs],
-        )
+        return _untouched(cash, len(runs), rejected=True)
     equity = [cash + sum(r.equity[j] - cash for r in runs) for j in range(end - start)]
     final = cash + sum(r.stats["final_equity"] - cash for r in runs)
     # the first leg to close; a leg censored at the window's end comes after a real exit there
@@ -325,20 +320,7 @@ def _cross(
             return (-wallet, left, 0.0, f)
         return (max(pnl - fee, -wallet), fee, 0.0, f)
 
-    res = AccountRef(
-        cash,
-        cash,
-        -1,
-        int(ExitReason.NONE),
-        -1,
-        -1,
-        0.0,
-        0.0,
-        0.0,
-        0,
-        False,
-        legs=[LegRef() for _ in markets],
-    )
+    res = _untouched(cash, len(markets), rejected=False)
     wallet = cash
     legs: Legs = {}
     sls: dict[int, float] = {}
