@@ -55,6 +55,7 @@ h2 { border-bottom: 2px solid #e3e3e3; padding-bottom: 0.2em; margin-top: 2em; }
 .meta { color: #666; font-size: 0.9em; }
 .note { background: #f6f8fa; border-left: 4px solid #8aa4c8; padding: 0.6em 1em; margin: 1em 0; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }
+.table-wrap { max-width: 100%; overflow-x: auto; }
 th, td { border-bottom: 1px solid #e3e3e3; padding: 0.3em 0.7em; text-align: right; }
 td { white-space: nowrap; }
 .headline { font-size: 1.1em; background: #fff8e6; border-left: 4px solid #e0a800;
@@ -285,7 +286,8 @@ def write_report(
     writes: list[tuple[str, Callable[[Path], None]]] = []
     body: list[str] = [
         f"<h1>{html.escape(title)}</h1>",
-        f'<p class="meta">{html.escape(subtitle)}</p>',
+        f'<p class="meta">{html.escape(subtitle)} · <a href="run.json">run.json</a> (the '
+        "settings, data and versions of this run)</p>",
     ]
     for section in sections:
         body.append(f"<h2>{html.escape(section.heading)}</h2>")
@@ -305,7 +307,11 @@ def write_report(
             shown = table.display if table.display is not None else table.data
             if table.caption:
                 body.append(f"<p>{html.escape(table.caption)}</p>")
-            rendered = shown.to_html(index=False, border=0, na_rep="n/a", escape=True)
+            rendered = (
+                '<div class="table-wrap">'
+                + shown.to_html(index=False, border=0, na_rep="n/a", escape=True)
+                + "</div>"
+            )
             if len(shown) > _FOLD_ROWS:
                 rendered = (
                     f"<details><summary>Show the table ({len(shown)} rows)</summary>"

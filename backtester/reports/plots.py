@@ -241,13 +241,21 @@ def plot_km_curves(
 
 
 def plot_liquidation_histograms(
-    durations: Mapping[str, F64Array],
+    durations: Mapping[str, F64Array | Mapping[str, F64Array]],
     *,
     horizon: float,
     title: str = "When liquidations happen",
     xlabel: str = "Days from entry to liquidation",
+    series_title: str | None = None,
 ) -> Figure:
-    """Return small-multiple histograms of time to liquidation, one panel per label."""
+    """Return small-multiple histograms of time to liquidation, one panel per label.
+
+    A panel's value is one array of days (a filled histogram) or a mapping of series label to
+    array (one outlined histogram per series, e.g. per stop-loss, with a legend whose entries
+    give each series' count; ``series_title`` heads the legend).
+    """
+    from matplotlib.ticker import MaxNLocator
+
     labels = list(durations)
     n = max(len(labels), 1)
     ncols = min(4, n)
@@ -260,11 +268,27 @@ def plot_liquidation_histograms(
         if k >= len(labels):
             ax.set_visible(False)
             continue
-        d = np.asarray(durations[labels[k]], dtype=float)
-        if d.size:
-            from matplotlib.ticker import MaxNLocator
-
-            ax.hist(d, bins=bins, color=colors[k], edgecolor="white", linewidth=0.4)
+        value = durations[labels[k]]
+        series = value if isinstance(value, Mapping) else None
+        if series is None:
+            d = np.asarray(value, dtype=float)
+            if d.size:
+                ax.hist(d, bins=bins, color=colors[k], edgecolor="white", linewidth=0.4)
+            ax.set_title(f"{labels[k]}  (n={d.size})", fontsize=9)
+            total = d.size
+        else:
+            shades = _colors(len(series), "viridis")
+            counts = []
+            for (name, days), color in zip(series.items(), shades, strict=True):
+                d = np.asarray(days, dtype=float)
+                counts.append(f"{d.size}")
+                if d.size:
+                    ax.hist(d, bins=bins, histtype="step", color=color, linewidth=1.3)
+                if k == 0:  # one legend for the figure: the series are the same in every panel
+                    ax.plot([], [], color=color, linewidth=1.6, label=name)
+            total = sum(int(c) for c in counts)
+            ax.set_title(f"{labels[k]}  (n = {' / '.join(counts)})", fontsize=9)
+        if total:
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.5 ticks
         else:
             ax.text(
@@ -278,12 +302,20 @@ def plot_liquidation_histograms(
             )
             ax.set_yticks([])
             ax.set_xlim(0, horizon)
-        ax.set_title(f"{labels[k]}  (n={d.size})", fontsize=9)
         _style(ax)
         if k % ncols == 0:
             ax.set_ylabel("Liquidations")
         if k >= (nrows - 1) * ncols:
             ax.set_xlabel(xlabel)
+    if any(isinstance(v, Mapping) for v in durations.values()):
+        fig.legend(
+            loc="outside lower center",
+            ncols=len(next(v for v in durations.values() if isinstance(v, Mapping))),
+            title=series_title,
+            fontsize=8,
+            title_fontsize=8,
+            frameon=False,
+        )
     fig.suptitle(title, fontsize=12)
     return fig
 
@@ -382,7 +414,8 @@ def plot_survival_lines(
 
 
 def _spaced_labels(ticks: list[float], min_ratio: float = 1.3) -> list[str]:
-    # on a log axis, leave a tick unlabelled when it is too close to the last labelled one
+    # on a log axis every tick is labelled; a label too close to the one before it (20 and 25,
+    # 100 and 125) drops to a second line so the two do not overlap
     labels: list[str] = []
     last = -math.inf
     for t in ticks:
@@ -390,7 +423,7 @@ def _spaced_labels(ticks: list[float], min_ratio: float = 1.3) -> list[str]:
             labels.append(_fmt_value(t))
             last = t
         else:
-            labels.append("")
+            labels.append("\n" + _fmt_value(t))
     return labels
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "format_percent",
     "format_percent_ci",
     "format_stop",
+    "report_display",
     "safe_leverage_display",
     "safe_leverage_lines",
     "survival_display",
@@ -35,7 +36,52 @@ _LABELS = {
     "n_ruined": "Ruined",
     "loss_mean": "Wallet lost, mean [%]",
     "loss_q95": "Wallet lost, 95th pct [%]",
+    "survival": "Survival [%]",
+    "ci_low": "CI low [%]",
+    "ci_high": "CI high [%]",
+    "median_time_to_liquidation": "Median to liquidation [days]",
+    "mean_funding_paid_pct": "Funding paid, mean [% of margin]",
+    "funding": "Funding",
+    "price_rule": "Liquidated on",
+    "false_liquidations": "False liquidations",
+    "liquidated_later_on_mark": "Liquidated later on mark",
+    "leverages": "Leverages",
+    "date": "Date",
+    "n_gaps_past_bankruptcy": "Gaps past bankruptcy",
+    "total_insurance_draw_pct": "Insurance draws, total [% of cash]",
+    "max_insurance_draw_pct": "Insurance draw, largest [% of cash]",
+    "worst_gap_time": "Worst gap",
+    "n_min_equity_below_zero": "Equity below zero",
+    "survival_with_stop": "Survival with stop [%]",
+    "survival_without_stop": "Survival without stop [%]",
+    "difference": "Difference [pp]",
+    "diff_ci_low": "Difference CI low [pp]",
+    "diff_ci_high": "Difference CI high [pp]",
+    "logrank_p": "Log-rank p",
+    "n_liquidated_with_stop": "Liquidated with stop",
+    "n_liquidated_without_stop": "Liquidated without stop",
+    "mean_final_equity_with_stop": "Final equity with stop, mean",
+    "mean_final_equity_without_stop": "Final equity without stop, mean",
+    "leverage_a": "Leverage a [x]",
+    "leverage_b": "Leverage b [x]",
+    "survival_a": "Survival a [%]",
+    "survival_b": "Survival b [%]",
+    "n_independent": "Independent entries",
+    "survival_offset0": "Survival, offset 0 [%]",
+    "ci_low_offset0": "CI low, offset 0 [%]",
+    "ci_high_offset0": "CI high, offset 0 [%]",
+    "survival_min": "Survival, lowest offset [%]",
+    "survival_median": "Survival, median offset [%]",
+    "survival_max": "Survival, highest offset [%]",
 }
+# columns holding a fraction shown as a percentage, and a difference of two shown in points
+_PERCENT = {
+    "survival", "ci_low", "ci_high", "loss_mean", "loss_q95", "survival_with_stop",
+    "survival_without_stop", "survival_a", "survival_b", "survival_offset0", "ci_low_offset0",
+    "ci_high_offset0", "survival_min", "survival_median", "survival_max",
+}  # fmt: skip
+_POINTS = {"difference", "diff_ci_low", "diff_ci_high"}
+_EMPTY = "—"  # a missing value (no gap, no liquidation) in a table a person reads
 
 
 def format_stop(value: object) -> str:
@@ -70,13 +116,13 @@ def survival_display(
     """Return the survival table formatted for reading (percentages with intervals, units)."""
     out = pd.DataFrame(index=table.index)
     for name in setting_columns:
-        label = _LABELS.get(name, name.replace("_", " ").capitalize())
+        header = label(name)
         if name == "stop_loss":
-            out[label] = [format_stop(v) for v in table[name]]
+            out[header] = [format_stop(v) for v in table[name]]
         elif name == "position_size":
-            out[label] = [f"{float(v) * 100:g}" for v in table[name]]
+            out[header] = [f"{float(v) * 100:g}" for v in table[name]]
         else:
-            out[label] = [_fmt_number(v) for v in table[name]]
+            out[header] = [_fmt_number(v) for v in table[name]]
     for name in ("n_entries", "n_liquidated", "n_stopped", "n_censored"):
         out[_LABELS[name]] = table[name].astype(int)
     if "n_ruined" in table and int(table["n_ruined"].sum()) > 0:
@@ -92,6 +138,54 @@ def survival_display(
     for name in ("loss_mean", "loss_q95"):
         if name in table:
             out[_LABELS[name]] = [format_percent(v) for v in table[name]]
+    return out.reset_index(drop=True)
+
+
+def label(name: str) -> str:
+    """Return the display header of a raw column: its label with units, else words, not snake_case."""
+    return _LABELS.get(name, name.replace("_", " ").capitalize())
+
+
+def _cell(name: str, value: object, horizon_days: float | None) -> str:
+    if value is None or value is pd.NaT:
+        return _EMPTY
+    if isinstance(value, pd.Timestamp):
+        return f"{value:%Y-%m-%d %H:%M} UTC"
+    if isinstance(value, bool | np.bool_):
+        return "on" if value else "off"
+    if name == "stop_loss":
+        return format_stop(value)
+    if name == "position_size":
+        return f"{float(value) * 100:g}"  # type: ignore[arg-type]  # the label says [% of equity]
+    if not isinstance(value, int | float | np.integer | np.floating):
+        return str(value)
+    v = float(value)
+    if name == "median_time_to_liquidation":
+        if math.isfinite(v):
+            return f"{v:.1f}"
+        return f"> {horizon_days:g}" if horizon_days else "n/a"
+    if not math.isfinite(v):
+        return "n/a"
+    if name in _PERCENT:
+        return f"{v * 100:.1f}%"
+    if name in _POINTS:
+        return f"{v * 100:+.1f} pp"
+    if v.is_integer() and abs(v) < 1e15:
+        return f"{int(v)}"  # 5.0 -> "5", 2337.0 -> "2337"
+    return f"{v:.4g}"
+
+
+def report_display(df: pd.DataFrame, *, horizon_days: float | None = None) -> pd.DataFrame:
+    """Return a raw report table formatted for reading: labelled headers, no snake_case.
+
+    The one presentation rule for report tables whose numbers are the raw frame's (the CSV and
+    parquet downloads keep the raw columns): fractions as percentages, differences in points,
+    stops as ``"5%"``, whole numbers without ``.0``, timestamps in UTC, a missing time as
+    ``"—"`` (never ``NaT``), booleans as on/off and an infinite median time as ``"> horizon"``.
+    """
+    out = pd.DataFrame(index=df.index)
+    for name in df.columns:
+        out[label(str(name))] = [_cell(str(name), v, horizon_days) for v in df[name]]
     return out.reset_index(drop=True)
 
 
@@ -153,8 +247,7 @@ def safe_leverage_display(safe: pd.DataFrame) -> pd.DataFrame:
     """Return ``max_safe_leverage()`` formatted for reading (labels with units, no NaN)."""
     out = pd.DataFrame(index=safe.index)
     for c in _varying(safe):
-        label = _LABELS.get(c, c.replace("_", " ").capitalize())
-        out[label] = [_group_text(row, [c]) for _, row in safe.iterrows()]
+        out[label(c)] = [_group_text(row, [c]) for _, row in safe.iterrows()]
     out["Highest safe leverage [x]"] = [
         _fmt_number(v) if math.isfinite(v) else "none" for v in safe["leverage"]
     ]

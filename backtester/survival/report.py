@@ -165,19 +165,27 @@ def main_sections(
                 "shaded band is the honest 95% interval at each time (as in the table).",
             )
         )
-        hist = {
-            f"{float(study.settings['leverage'].iloc[i]):g}x": study.liquidation_days(i)
-            for i in idx
-        }
+        by_stop = _histograms_by_stop(study, idx)
+        stops = len(next(iter(by_stop.values()), {}))
         hist_figs.append(
             ReportFigure(
                 f"liquidation_histograms_{slug}",
                 plots.plot_liquidation_histograms(
-                    hist,
+                    by_stop,
                     horizon=study.horizon_days,
-                    title=f"When {_who(study, side)} get liquidated",
+                    title=f"Days from entry to liquidation, {_who(study, side)}, by leverage"
+                    + (" and stop-loss" if stops > 1 else ""),
+                    series_title="Stop-loss" if stops > 1 else None,
                 ),
-                f"Days from entry to liquidation for liquidated {_who(study, side)}.",
+                f"How many {_who(study, side)} were liquidated on each day after entry "
+                f"(30 bins over the {study.horizon_days:g}-day horizon), one panel per leverage"
+                + (
+                    ", one outline per stop-loss; n gives each stop's count of liquidations in "
+                    "the legend's order. A stopped position is not liquidated, so a stop that "
+                    "fires first empties its outline."
+                    if stops > 1
+                    else "."
+                ),
             )
         )
     sections.append(ReportSection(heading="Kaplan–Meier curves", figures=tuple(curve_figs)))
@@ -217,7 +225,7 @@ def main_sections(
                     "interval and the range over all offsets. The main table's interval should "
                     "be comparable in width to these.",
                 ),
-                tables=(ReportTable("nonoverlapping", no, _round(shown)),),
+                tables=(ReportTable("nonoverlapping", no, _fmt(shown)),),
             )
         )
     if "leverage" in study.settings and study.settings["leverage"].nunique() > 1:
@@ -227,14 +235,46 @@ def main_sections(
                 heading="Does more leverage change survival? (log-rank and bootstrap)",
                 paragraphs=(
                     "Each row compares one leverage with the next higher one under the same "
-                    "other settings. difference = survival_a − survival_b with a moving-block "
-                    "bootstrap interval (honest for overlapping entries); logrank_p assumes "
-                    "independent entries and overstates significance.",
+                    "other settings. Difference = survival at a − survival at b, with a "
+                    "moving-block bootstrap interval (honest for overlapping entries); the "
+                    "log-rank p assumes independent entries and overstates significance.",
                 ),
-                tables=(ReportTable("logrank_leverage", lr, _round(lr)),),
+                tables=(ReportTable("logrank_leverage", lr, _fmt(lr)),),
             )
         )
     return sections
+
+
+def _histograms_by_stop(study: SurvivalStudy, idx: list[int]) -> dict[str, dict[str, Any]]:
+    # per leverage of the curve group (no stop), the liquidation days of each stop-loss setting
+    # that differs from it only in the stop
+    s = study.settings
+    if "stop_loss" not in s or study.is_account:
+        return {
+            f"{float(s['leverage'].iloc[i]):g}x": {"no stop": study.liquidation_days(i)}
+            for i in idx
+        }
+    out: dict[str, dict[str, Any]] = {}
+    for i in idx:
+        same = np.ones(len(s), dtype=bool)
+        for c in s.columns:
+            if c != "stop_loss":
+                v = s[c].iloc[i]
+                same &= s[c].isna().to_numpy() if pd.isna(v) else (s[c] == v).to_numpy()
+        stop = s["stop_loss"]
+        rows = sorted(
+            np.flatnonzero(same), key=lambda j: -1.0 if pd.isna(stop.iloc[j]) else stop.iloc[j]
+        )
+        out[f"{float(s['leverage'].iloc[i]):g}x"] = {
+            _stop_name(stop.iloc[j]): study.liquidation_days(int(j)) for j in rows
+        }
+    return out
+
+
+def _stop_name(v: Any) -> str:
+    from backtester.reports.tables import format_stop
+
+    return "no stop" if pd.isna(v) else format_stop(v)
 
 
 def _who(study: SurvivalStudy, group: str) -> str:
@@ -475,14 +515,6 @@ def _headline(study: SurvivalStudy, table: pd.DataFrame) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _round(df: pd.DataFrame) -> pd.DataFrame:
-    out = df.copy()
-    for c in out.columns:
-        if out[c].dtype.kind == "f":
-            out[c] = [f"{v:.4g}" if math.isfinite(v) else "n/a" for v in out[c]]
-    return out
-
-
 def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSection]:
     """Return the sections of the leverage-decision comparisons in ``cmp`` (draw only)."""
     from backtester.reports import plots
@@ -539,7 +571,7 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
                 "Compare also the mean final equity: stops convert liquidations into smaller, "
                 "more frequent losses.",
             ),
-            tables=(ReportTable("cmp_stop_loss", se, _fmt(se)),),
+            tables=(ReportTable("cmp_stop_loss", se, _fmt(_varying_only(se))),),
             figures=(
                 ReportFigure(
                     "cmp_stop_loss",
@@ -644,8 +676,8 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
                 ),
                 tables=(
                     ReportTable("cmp_mark_vs_last", both, _fmt(both, study.horizon_days)),
-                    ReportTable("cmp_false_liquidations_by_leverage", counts, counts),
-                    ReportTable("cmp_false_liquidation_days", top, top),
+                    ReportTable("cmp_false_liquidations_by_leverage", counts, _fmt(counts)),
+                    ReportTable("cmp_false_liquidation_days", top, _fmt(top)),
                 ),
                 figures=(
                     ReportFigure(
@@ -743,26 +775,20 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
     return sections
 
 
+def _varying_only(df: pd.DataFrame) -> pd.DataFrame:
+    # the shown table leaves out settings every row shares (the download keeps them)
+    fixed = [
+        c
+        for c in ("position_size", "margin_mode")
+        if c in df and len(df) > 1 and df[c].nunique(dropna=False) == 1
+    ]
+    return df.drop(columns=fixed)
+
+
 def _fmt(df: pd.DataFrame, horizon_days: float | None = None) -> pd.DataFrame:
-    out = df.copy()
-    for c in out.columns:
-        if c == "median_time_to_liquidation":
-            out[c] = [
-                f"{v:.1f}"
-                if math.isfinite(v)
-                else (f"> {horizon_days:g}" if horizon_days else "n/a")
-                for v in out[c]
-            ]
-            continue
-        if c in ("survival", "ci_low", "ci_high") or c.startswith("survival_"):
-            out[c] = [f"{v * 100:.1f}%" if math.isfinite(v) else "n/a" for v in out[c]]
-        elif c in ("difference", "diff_ci_low", "diff_ci_high"):
-            out[c] = [f"{v * 100:+.1f} pp" if math.isfinite(v) else "n/a" for v in out[c]]
-        elif out[c].dtype.kind == "f":
-            out[c] = [f"{v:.4g}" if math.isfinite(v) else "n/a" for v in out[c]]
-        elif c == "stop_loss":
-            out[c] = ["none" if pd.isna(v) else f"{float(v) * 100:g}%" for v in out[c]]
-    return out
+    from backtester.reports.tables import report_display
+
+    return report_display(df, horizon_days=horizon_days)
 
 
 def _crash_conclusion(mvl: MarkVsLast) -> str:

@@ -27,13 +27,21 @@ CHROMIUM_FLAGS = [
     "--disable-dev-shm-usage",
 ]
 
-# appended to a copy of the page: marks <body> with "<images>:<loaded>" once the page has loaded
+# appended to a copy of the page: marks <body> with "<images>:<loaded>" once the page has loaded,
+# and with "<page overflows>:<tables wider than the text column>" (a table that needs its
+# scroll bar, or a page wider than the window, is a table a reader cannot see whole)
 _PROBE = """
 <script>
 window.addEventListener('load', function () {
   var imgs = Array.prototype.slice.call(document.images);
   var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; });
   document.body.setAttribute('data-images', imgs.length + ':' + ok.length);
+  var page = document.documentElement.scrollWidth > window.innerWidth ? 1 : 0;
+  var column = document.body.clientWidth;
+  var wide = Array.prototype.slice.call(document.querySelectorAll('table')).filter(
+    function (t) { t.closest('details') && (t.closest('details').open = true);
+                   return t.getBoundingClientRect().width > column + 1; });
+  document.body.setAttribute('data-overflow', page + ':' + wide.length);
 });
 </script>
 """
@@ -56,6 +64,15 @@ def _chromium() -> str:
 
 def render_image_counts(index: Path, tmp_path: Path) -> tuple[int, int]:
     """Return (images on the page, images loaded) as rendered by headless Chromium."""
+    n_images, n_loaded, _, _ = render_page(index, tmp_path)
+    return n_images, n_loaded
+
+
+def render_page(index: Path, tmp_path: Path) -> tuple[int, int, int, int]:
+    """Return (images, images loaded, page wider than the window, tables wider than the text).
+
+    Rendered by headless Chromium in a 1280-pixel window, with folded tables unfolded.
+    """
     probe = index.with_name("_probe.html")
     probe.write_text(index.read_text(encoding="utf-8").replace("</body>", _PROBE + "</body>"))
     out = subprocess.run(
@@ -64,6 +81,7 @@ def render_image_counts(index: Path, tmp_path: Path) -> tuple[int, int]:
             *CHROMIUM_FLAGS,
             f"--user-data-dir={tmp_path / 'chromium-profile'}",
             "--virtual-time-budget=15000",
+            "--window-size=1280,900",
             "--dump-dom",
             probe.as_uri(),
         ],
@@ -75,7 +93,9 @@ def render_image_counts(index: Path, tmp_path: Path) -> tuple[int, int]:
     probe.unlink()
     match = re.search(r'data-images="(\d+):(\d+)"', out.stdout)
     assert match, f"page did not finish loading in Chromium: {out.stderr[-500:]}"
-    return int(match.group(1)), int(match.group(2))
+    wide = re.search(r'data-overflow="(\d+):(\d+)"', out.stdout)
+    assert wide, f"page did not finish loading in Chromium: {out.stderr[-500:]}"
+    return int(match.group(1)), int(match.group(2)), int(wide.group(1)), int(wide.group(2))
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +149,41 @@ def test_full_report_renders_in_chromium(small_market: bt.Market, tmp_path: Path
         "cmp_owe_money",
         "cmp_funding",
     } <= figures
-    n_images, n_loaded = render_image_counts(index, tmp_path)
+    n_images, n_loaded, page_wider, wide_tables = render_page(index, tmp_path)
     assert n_images == len(figures)
     assert n_loaded == n_images
+    assert (page_wider, wide_tables) == (0, 0)
+    # every table a person reads has labelled headers: no raw snake_case, no NaT, no "5.0"
+    html = index.read_text(encoding="utf-8")
+    headers = re.findall(r"<th>([^<]*)</th>", html)
+    assert headers and not [h for h in headers if "_" in h]
+    assert "<td>NaT</td>" not in html
+    for table in re.findall(r"<table.*?</table>", html, flags=re.S):  # leverage 5, never 5.0
+        names = re.findall(r"<th>([^<]*)</th>", table)
+        rows = [
+            re.findall(r"<td>([^<]*)</td>", r)
+            for r in re.findall(r"<tr>(.*?)</tr>", table, flags=re.S)
+        ]
+        for k, name in enumerate(names):
+            if name.startswith("Leverage"):
+                assert not [r[k] for r in rows if r and r[k].endswith(".0")], name
+
+
+def test_sweep_report_renders_in_chromium(tmp_path: Path) -> None:
+    """The sweep report of a real (short) run: every image loads and no table is too wide."""
+    # Arrange: the example sma_cross sweep cut to three months
+    import tomllib
+
+    from backtester.cli.sweep import _write_report
+    from backtester.sweep import run_config
+
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    data = tomllib.loads((configs / "sma_cross.toml").read_text())
+    data["market"].update(symbols=["BTC/USDT:USDT"], start="2025-01-01", end="2025-04-01")
+    run = run_config(data, out=tmp_path / "run", workers=1)
+    # Act
+    index = _write_report(run, str(tmp_path / "report"), None, 10)  # what `backtester report` does
+    # Assert
+    n_images, n_loaded, page_wider, wide_tables = render_page(Path(index), tmp_path)
+    assert n_images >= 3 and n_loaded == n_images
+    assert (page_wider, wide_tables) == (0, 0)

@@ -1,0 +1,52 @@
+"""Report tables as a person reads them: labelled headers, whole numbers, no NaT, units stated."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from backtester.reports.plots import _spaced_labels
+from backtester.reports.tables import report_display
+
+
+def test_report_display_labels_and_formats_every_kind_of_cell() -> None:
+    # Arrange: one row with a gap and one without, as the "Will you owe money?" table has them
+    raw = pd.DataFrame(
+        {
+            "side": ["long", "short"],
+            "leverage": [5.0, 125.0],
+            "stop_loss": [np.nan, 0.05],
+            "survival": [0.54237, 1.0],
+            "difference": [-0.0123, 0.2],
+            "median_time_to_liquidation": [math.inf, 7.04],
+            "worst_gap_time": [pd.NaT, pd.Timestamp("2020-03-13", tz="UTC")],
+            "funding": [True, False],
+            "total_insurance_draw_pct": [0.0, 2.82104],
+            "n_liquidated": [0, 2281],
+        }
+    )
+    # Act
+    shown = report_display(raw, horizon_days=30)
+    # Assert: no snake_case header; every value as written by hand below
+    assert not [c for c in shown.columns if "_" in c]
+    assert shown.to_dict("list") == {
+        "Side": ["long", "short"],
+        "Leverage [x]": ["5", "125"],
+        "Stop-loss": ["none", "5%"],
+        "Survival [%]": ["54.2%", "100.0%"],
+        "Difference [pp]": ["-1.2 pp", "+20.0 pp"],
+        "Median to liquidation [days]": ["> 30", "7.0"],
+        "Worst gap": ["—", "2020-03-13 00:00 UTC"],
+        "Funding": ["on", "off"],
+        "Insurance draws, total [% of cash]": ["0", "2.821"],
+        "Liquidated": ["0", "2281"],
+    }
+
+
+def test_ladder_ticks_are_all_labelled_close_ones_on_a_second_line() -> None:
+    # 20 -> 25 and 100 -> 125 are closer than 1.3x on a log axis: labelled, one line lower
+    assert _spaced_labels([1, 2, 3, 5, 10, 20, 25, 50, 75, 100, 125]) == [
+        "1", "2", "3", "5", "10", "20", "\n25", "50", "75", "100", "\n125",
+    ]  # fmt: skip
