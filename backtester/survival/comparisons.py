@@ -81,6 +81,8 @@ _COLS = [
     "n_liquidated",
     "n_stopped",
     "median_time_to_liquidation",
+    "loss_mean",
+    "loss_q95",
 ]
 
 _GAP_COLS = [

@@ -628,7 +628,8 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
             paragraphs=(
                 "Same long holds using 25% of equity as margin. Cross margin survives "
                 "longer because the whole wallet is at stake; when it is liquidated, the whole "
-                "wallet is lost, while isolated loses only the position's margin.",
+                "wallet is lost, while isolated loses only the position's margin. "
+                + _loss_sentence(size_q),
             ),
             tables=(
                 ReportTable("cmp_isolated_vs_cross", size_q, _fmt(size_q, study.horizon_days)),
@@ -645,6 +646,22 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
                         hue_label="Margin mode",
                     ),
                     "Survival of isolated and cross long holds at the same size.",
+                ),
+                ReportFigure(
+                    "cmp_isolated_vs_cross_loss",
+                    plots.plot_survival_lines(
+                        size_q,
+                        x="leverage",
+                        hue="margin_mode",
+                        y="loss_mean",
+                        ci=None,
+                        title=f"Isolated vs cross (25% of equity): wallet lost by {horizon}",
+                        xlabel="Leverage [x] (log scale)",
+                        ylabel="Wallet lost, mean [%]",
+                        hue_label="Margin mode",
+                    ),
+                    "Mean fraction of the starting wallet lost by the horizon, over all entries "
+                    "(liquidated or not); the table gives the 95th percentile.",
                 ),
             ),
         )
@@ -773,6 +790,23 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
         )
     )
     return sections
+
+
+def _loss_sentence(size_q: pd.DataFrame) -> str:
+    # the loss side of isolated vs cross, from the numbers, at the highest leverage both modes have
+    by = {m: g.set_index("leverage") for m, g in size_q.groupby("margin_mode")}
+    if set(by) != {"isolated", "cross"}:
+        return ""
+    common = sorted(set(by["isolated"].index) & set(by["cross"].index))
+    if not common:
+        return ""
+    lev = common[-1] if len(common) < 3 else common[len(common) // 2]
+    iso, cro = by["isolated"].loc[lev], by["cross"].loc[lev]
+    return (
+        f"The size of the loss: at {lev:g}x isolated holds lost {iso['loss_mean'] * 100:.1f}% of "
+        f"the wallet on average (95th percentile {iso['loss_q95'] * 100:.1f}%), cross holds "
+        f"{cro['loss_mean'] * 100:.1f}% ({cro['loss_q95'] * 100:.1f}%)."
+    )
 
 
 def _varying_only(df: pd.DataFrame) -> pd.DataFrame:

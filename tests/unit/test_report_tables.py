@@ -50,3 +50,22 @@ def test_ladder_ticks_are_all_labelled_close_ones_on_a_second_line() -> None:
     assert _spaced_labels([1, 2, 3, 5, 10, 20, 25, 50, 75, 100, 125]) == [
         "1", "2", "3", "5", "10", "20", "\n25", "50", "75", "100", "\n125",
     ]  # fmt: skip
+
+
+def test_isolated_vs_cross_states_the_size_of_the_loss() -> None:
+    from backtester.survival.report import _loss_sentence
+
+    # three common leverages: the middle one (10x) is quoted, each mode's mean and 95th percentile
+    size_q = pd.DataFrame(
+        {
+            "margin_mode": ["isolated", "cross"] * 3,
+            "leverage": [5.0, 5.0, 10.0, 10.0, 20.0, 20.0],
+            "loss_mean": [0.05, 0.04, 0.12, 0.14, 0.2, 0.3],
+            "loss_q95": [0.1, 0.1, 0.25, 0.996, 0.25, 1.0],
+        }
+    )
+    assert _loss_sentence(size_q) == (
+        "The size of the loss: at 10x isolated holds lost 12.0% of the wallet on average "
+        "(95th percentile 25.0%), cross holds 14.0% (99.6%)."
+    )
+    assert _loss_sentence(size_q[size_q["margin_mode"] == "cross"]) == ""
