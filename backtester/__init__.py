@@ -52,6 +52,8 @@ _LAZY: dict[str, str] = {
     # survival study (survival.py)
     "survival_study": "backtester.survival",
     "SurvivalStudy": "backtester.survival",
+    "compare_venues": "backtester.survival.venues",
+    "crash_days": "backtester.survival.venues",
     # batch sweeps (sweep/)
     "open_run": "backtester.sweep",
     "run_config": "backtester.sweep",
@@ -78,6 +80,8 @@ __all__ = [
     "__version__",
     "bankruptcy_price",
     "check_run",
+    "compare_venues",
+    "crash_days",
     "download",
     "exchange_rules",
     "liquidation_price",
@@ -127,4 +131,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from backtester.signals import Signals
     from backtester.survival import SurvivalStudy, survival_study
+    from backtester.survival.venues import compare_venues, crash_days
     from backtester.sweep import open_run, run_config

@@ -13,7 +13,7 @@ import math
 import sys
 import textwrap
 import time
-from typing import Any
+from typing import Any, Literal, cast
 
 from backtester.config import SETTINGS, Setting
 from backtester.errors import ConfigError
@@ -135,9 +135,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--timeframe", default=DEFAULTS["timeframe"], help=_d("bar timeframe"))
     p.add_argument(
         "--mark",
-        default="mark",
-        choices=("mark", "last"),
-        help=_d("price that judges liquidation: stored mark bars, or the last price as mark"),
+        default="auto",
+        choices=("auto", "mark", "last"),
+        help=_d(
+            "price that judges liquidation: stored mark bars (mark), the last price as mark "
+            "(last), or auto: mark where it is stored, else the last price with a note saying so"
+        ),
     )
     p.add_argument(
         "--side", default=DEFAULTS["side"], choices=("long", "short", "both"), help=_d("side")
@@ -160,6 +163,18 @@ def register(subparsers: Any) -> None:
         "--no-comparisons",
         action="store_true",
         help="report only this study (skip the comparison runs)",
+    )
+    p.add_argument(
+        "--vs-exchange",
+        default=None,
+        help="also run the same holds on these exchanges (comma-separated, e.g. binanceusdm) "
+        "on the largest crash days the venues have in common; printed and added to the report",
+    )
+    p.add_argument(
+        "--crash-days",
+        default=None,
+        help="with --vs-exchange: the UTC days to compare (comma-separated, e.g. "
+        "2022-11-09,2022-06-13); default the 3 largest common mark moves",
     )
     p.add_argument("--seed", type=int, default=0, help=_d("bootstrap seed", "0"))
     p.add_argument(
@@ -288,6 +303,108 @@ def given_settings(args: argparse.Namespace) -> dict[str, list[Any]]:
     return out
 
 
+def venue_comparison(args: argparse.Namespace, market: Any, study: Any, account: bool) -> Any:
+    """Return ``bt.compare_venues`` of the study's holds on ``--exchange`` and ``--vs-exchange``.
+
+    The other venues' bars are loaded over the study's range (their mark price as ``--mark``
+    resolves for them); side, leverages and stop-losses are the study's.
+    """
+    import pandas as pd
+
+    from backtester.market import load_market
+    from backtester.survival.venues import compare_venues
+
+    if account:
+        raise ConfigError(
+            "--vs-exchange compares one symbol's holds across venues; drop --legs (or "
+            "--vs-exchange)"
+        )
+    others = [x.strip() for x in str(args.vs_exchange).split(",") if x.strip()]
+    if not others or args.exchange in others:
+        raise ConfigError(
+            f"--vs-exchange must name other exchanges than --exchange {args.exchange}, was "
+            f"{args.vs_exchange!r}; e.g. --vs-exchange binanceusdm"
+        )
+    markets = [market]
+    for other in others:
+        view = argparse.Namespace(**{**vars(args), "exchange": other})
+        markets.append(
+            load_market(
+                market.symbol,
+                exchange=other,
+                timeframe=args.timeframe,
+                start=market.start,
+                end=market.end + pd.Timedelta(market.timeframe_ns, unit="ns"),
+                store=args.store,
+                mark=mark_choice(view, [market.symbol]),
+            )
+        )
+    settings = study.settings
+    stops = [None if pd.isna(v) else float(v) for v in settings["stop_loss"].drop_duplicates()]
+    days = None
+    if args.crash_days:
+        days = [d.strip() for d in str(args.crash_days).split(",") if d.strip()]
+    return compare_venues(
+        markets,
+        days=days,
+        side=args.side,
+        leverage=tuple(float(v) for v in settings["leverage"].drop_duplicates()),
+        stop_loss=tuple(stops),
+    )
+
+
+def venue_text(venues: Any) -> str:
+    """Return the venue comparison as text: per day, side and leverage, each venue's count."""
+    shown = venues[venues["stop_loss"].isna()] if venues["stop_loss"].isna().any() else venues
+    cells = shown.assign(
+        cell=[
+            "-" if o == 0 else f"{n}/{o} ({n / o:.0%})"
+            for n, o in zip(shown["n_liquidated_on_day"], shown["n_open_at_day"], strict=True)
+        ]
+    )
+    wide = cells.pivot_table(
+        index=["day", "side", "leverage"], columns="exchange", values="cell", aggfunc="first"
+    )
+    wide.index = wide.index.set_names(["Day", "Side", "Leverage [x]"])
+    wide = wide.rename(index=lambda v: f"{v:g}" if isinstance(v, float) else v)
+    n = int(venues["n_entries"].iloc[0])
+    last = sorted(set(venues.loc[venues["mark_source"] == "last", "exchange"]))
+    judged = f"; {', '.join(last)}: judged on the last price (no mark bars)" if last else ""
+    return (
+        "The same holds on each venue on their crash days (no stop; holds "
+        f"opened at each of the {n} bars before the day): liquidated that day / open at its "
+        f"start{judged}\n" + str(wide.to_string())
+    )
+
+
+def mark_choice(args: argparse.Namespace, symbols: list[str]) -> Literal["mark", "last"]:
+    """Return the price that judges liquidation for ``--mark`` (``auto`` resolved, with a note).
+
+    ``auto`` takes the stored mark bars; where a symbol has none (the bundled OKX BTC data is
+    last-price only), the last price stands in for the mark and a note on stderr says so (the
+    report and ``run.json`` say ``mark_source: last``). ``--mark mark`` keeps the error.
+    """
+    if args.mark in ("mark", "last"):
+        return cast(Literal["mark", "last"], args.mark)
+    from backtester.data.store import find_dataset
+
+    missing = [
+        s
+        for s in symbols
+        if find_dataset(args.exchange, s, args.timeframe, "mark", store=args.store) is None
+    ]
+    if not missing:
+        return "mark"
+    print(
+        f"note: no stored {args.timeframe} mark price for {', '.join(missing)} on "
+        f"{args.exchange}: liquidation is judged on the last price (as --mark last); download "
+        f"mark bars (backtester data download --exchange {args.exchange} --kinds mark ...) for "
+        "exchange-exact results, or pass --mark mark to require them",
+        file=sys.stderr,
+    )
+    return "last"
+
+
 def default_out(args: argparse.Namespace, symbol: str | None = None) -> str:
     """Return a deterministic report folder: the symbol and timeframe, plus an id of the options.
 
@@ -300,7 +417,7 @@ def default_out(args: argparse.Namespace, symbol: str | None = None) -> str:
     changed: dict[str, Any] = {
         k: getattr(args, k) for k in study if getattr(args, k) != DEFAULTS[k]
     }
-    if args.mark != "mark":
+    if args.mark not in ("mark", "auto"):
         changed["mark"] = args.mark
     for k in ("start", "end", "strategy"):
         if getattr(args, k, None) is not None:
@@ -522,7 +639,7 @@ def _run_one(
         "start": args.start,
         "end": args.end,
         "store": args.store,
-        "mark": args.mark,
+        "mark": mark_choice(args, symbols),
         "detail_timeframe": "1m" if detail else None,
     }
     market: Any = load_markets(symbols, **load) if legs else load_market(symbols[0], **load)
@@ -547,11 +664,21 @@ def _run_one(
     )
     progress(f"{study.n_settings} settings x {study.n_entries:,} entries; estimating survival")
     table = study.table().reset_index()
+    venues = None
+    if args.crash_days and not args.vs_exchange:
+        raise ConfigError("--crash-days goes with --vs-exchange; add --vs-exchange binanceusdm")
+    if args.vs_exchange:
+        progress(f"the same holds on {args.vs_exchange} on the common crash days")
+        venues = venue_comparison(args, market, study, legs is not None)
     report_path = None
     if out is not None:
         progress(f"writing the report to {out} (comparisons: {not args.no_comparisons})")
         report_path = study.report(
-            out, comparisons=not args.no_comparisons, target=args.target, progress=progress.enabled
+            out,
+            comparisons=not args.no_comparisons,
+            target=args.target,
+            progress=progress.enabled,
+            venues=venues,
         )
     if args.json:
         records = json.loads(table.to_json(orient="records"))
@@ -601,6 +728,9 @@ def _run_one(
     )
     print(to_text(display[keep]))
     print(footer(study))
+    if venues is not None:
+        print()
+        print(venue_text(venues))
     safe = study.max_safe_leverage(target=args.target)
     print()
     print(f"Highest leverage that meets the target ({safe.attrs['rule']}):")

@@ -29,6 +29,7 @@ __all__ = [
     "plot_liquidation_histograms",
     "plot_survival_heatmap",
     "plot_survival_lines",
+    "plot_venue_crash_days",
     "save_figure",
 ]
 
@@ -564,4 +565,47 @@ def plot_account_survival_and_loss(
             left.legend(title=hue.replace("_", " "), fontsize=8)
             right.legend(title=hue.replace("_", " "), fontsize=8, loc="upper left")
     fig.suptitle(title + "  (boxes: quartiles, whiskers 5–95 %, diamond: mean)", fontsize=11)
+    return fig
+
+
+def plot_venue_crash_days(table: pd.DataFrame, *, title: str) -> Figure:
+    """Return, per crash day (rows) and side (columns), the share liquidated by leverage per venue.
+
+    ``table`` is ``survival.venues.compare_venues`` output for one stop-loss: ``day``, ``side``,
+    ``leverage``, ``exchange``, ``n_open_at_day``, ``n_liquidated_on_day`` and
+    ``liquidated_share``. Each bar is labelled ``liquidated/open``; no bar where none was open.
+    """
+    days = list(dict.fromkeys(table["day"]))
+    sides = list(dict.fromkeys(table["side"]))
+    venues = list(dict.fromkeys(table["exchange"]))
+    xs = sorted(dict.fromkeys(float(v) for v in table["leverage"]))
+    fig = _figure(4.2 * len(sides) + 0.6, 2.6 * len(days) + 0.8)
+    axes = fig.subplots(len(days), len(sides), squeeze=False, sharey=True)
+    palette = [(0.12, 0.47, 0.71, 1.0), (0.84, 0.15, 0.16, 1.0)]
+    colors = palette if len(venues) <= 2 else _colors(len(venues), "viridis")
+    width = 0.8 / len(venues)
+    for r, day in enumerate(days):
+        for c, side in enumerate(sides):
+            ax = axes[r][c]
+            here = table[(table["day"] == day) & (table["side"] == side)]
+            for k, venue in enumerate(venues):
+                sub = here[here["exchange"] == venue].set_index("leverage")
+                pos = np.arange(len(xs)) + (k - (len(venues) - 1) / 2) * width
+                share = [float(sub["liquidated_share"].get(v, np.nan)) * 100 for v in xs]
+                ax.bar(pos, np.nan_to_num(share), width=width, color=colors[k],
+                       label=venue if r == 0 and c == 0 else None)  # fmt: skip
+                for x0, v in zip(pos, xs, strict=True):
+                    if v in sub.index and sub.loc[v, "n_open_at_day"] > 0:
+                        text = f"{sub.loc[v, 'n_liquidated_on_day']}/{sub.loc[v, 'n_open_at_day']}"
+                        ax.text(x0, 2, text, rotation=90, ha="center", va="bottom", fontsize=6)
+            ax.set_xticks(range(len(xs)), [_fmt_value(v) for v in xs])
+            ax.set_ylim(0, 105)
+            ax.set_title(f"{day}, {side}", fontsize=9)
+            if c == 0:
+                ax.set_ylabel("Liquidated that day [%]")
+            if r == len(days) - 1:
+                ax.set_xlabel("Leverage [x]")
+            _style(ax)
+    fig.legend(loc="outside lower center", ncols=len(venues), fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=12)
     return fig

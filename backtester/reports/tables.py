@@ -73,12 +73,20 @@ _LABELS = {
     "survival_min": "Survival, lowest offset [%]",
     "survival_median": "Survival, median offset [%]",
     "survival_max": "Survival, highest offset [%]",
+    "exchange": "Exchange",
+    "mark_source": "Liquidation price",
+    "day": "Day",
+    "mark_move": "Mark move that day [%]",
+    "n_open_at_day": "Open at day start",
+    "n_liquidated_on_day": "Liquidated that day",
+    "liquidated_share": "Liquidated that day [%]",
 }
 # columns holding a fraction shown as a percentage, and a difference of two shown in points
 _PERCENT = {
     "survival", "ci_low", "ci_high", "loss_mean", "loss_q95", "survival_with_stop",
     "survival_without_stop", "survival_a", "survival_b", "survival_offset0", "ci_low_offset0",
-    "ci_high_offset0", "survival_min", "survival_median", "survival_max",
+    "ci_high_offset0", "survival_min", "survival_median", "survival_max", "mark_move",
+    "liquidated_share",
 }  # fmt: skip
 _POINTS = {"difference", "diff_ci_low", "diff_ci_high"}
 _EMPTY = "—"  # a missing value (no gap, no liquidation) in a table a person reads

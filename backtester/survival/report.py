@@ -852,8 +852,12 @@ def write_survival_report(
     comparisons: Comparisons | None = None,
     target: float = 0.9,
     stop_beyond: Any = None,
+    venues: pd.DataFrame | None = None,
 ) -> Path:
     """Write the report of ``study`` (and of ``comparisons`` when given) under ``path``.
+
+    ``venues`` (``survival.venues.compare_venues``) adds the same holds on other venues on
+    their common crash days.
 
     ``comparisons`` comes from ``study.comparisons()``; nothing here runs the engine. The
     report opens with ``study.max_safe_leverage(target)``; ``stop_beyond`` is
@@ -872,6 +876,8 @@ def write_survival_report(
     if comparisons is not None:
         sections.extend(comparison_sections(study, comparisons))
         extra = comparisons.summary
+    if venues is not None and len(venues):
+        sections.append(venue_section(venues))
     m = study.market
     subtitle = (
         f"{study.market_label} on {m.exchange}, {m.timeframe} bars {m.index[0]:%Y-%m-%d} → "
@@ -887,4 +893,65 @@ def write_survival_report(
         subtitle=subtitle,
         sections=sections,
         run_info=info,
+    )
+
+
+def _last_note(venues: pd.DataFrame) -> str:
+    last = list(dict.fromkeys(venues.loc[venues["mark_source"] == "last", "exchange"]))
+    if not last:
+        return ""
+    return (
+        f" On {', '.join(last)} the last price stood in for the mark (no mark bars were stored), "
+        "so its holds were judged on the last price: a deeper wick can liquidate where the "
+        "mark would not."
+    )
+
+
+def venue_section(venues: pd.DataFrame) -> ReportSection:
+    """Return the section comparing the same holds across venues on their common crash days.
+
+    ``venues`` is :func:`backtester.survival.venues.compare_venues` output (draw only).
+    """
+    from backtester.reports import plots
+
+    names = ", ".join(dict.fromkeys(venues["exchange"]))
+    days = ", ".join(dict.fromkeys(venues["day"]))
+    no_stop = venues[venues["stop_loss"].isna()] if venues["stop_loss"].isna().any() else venues
+    n_entries = int(venues["n_entries"].iloc[0])
+    wide = (
+        no_stop.assign(
+            differs=no_stop.groupby(["day", "side", "leverage"])["n_liquidated_on_day"].transform(
+                lambda v: v.nunique() > 1
+            )
+        )
+        .query("differs")
+        .drop_duplicates(["day", "side", "leverage"])
+    )
+    finding = (
+        f"The venues liquidated different numbers of the same holds in {len(wide)} of "
+        f"{len(no_stop.drop_duplicates(['day', 'side', 'leverage']))} day × side × leverage "
+        "cells without a stop: their mark prices, tiers and funding are not the same."
+        if len(wide)
+        else "On these days every venue liquidated the same holds: their mark prices moved "
+        "alike and their rules agreed at these sizes."
+    )
+    return ReportSection(
+        heading=f"Same holds on other venues: {names}",
+        paragraphs=(
+            f"Crash days of {names}: {days}. On each venue a hold of every "
+            f"setting opened at each of the {n_entries} bars before the day and was followed "
+            "through its end on that venue's own last and mark prices, tiers and funding; the "
+            "share is of the holds still open when the day began. " + finding + _last_note(venues),
+        ),
+        figures=(
+            ReportFigure(
+                "venues_crash_days",
+                plots.plot_venue_crash_days(
+                    no_stop, title="Share of open holds liquidated on the crash day, by venue"
+                ),
+                "Each bar: holds liquidated during the day / holds open at its start, "
+                "without a stop.",
+            ),
+        ),
+        tables=(ReportTable("venues_crash_days", venues, _fmt(venues)),),
     )

@@ -941,8 +941,12 @@ class SurvivalStudy:
         comparisons: bool = True,
         target: float = 0.9,
         progress: bool = False,
+        venues: pd.DataFrame | None = None,
     ) -> str:
         """Write the HTML report (tables, figures, CSV/parquet, ``run.json``) under ``path``.
+
+        ``venues`` (``bt.compare_venues(...)``) adds a section on the same holds on other
+        venues on their common crash days.
 
         With ``comparisons=True`` the comparisons (see ``comparisons()``) are run on
         the same market and entries and added (not for strategy studies, which are about one
@@ -977,6 +981,7 @@ class SurvivalStudy:
                     comparisons=computed,
                     target=target,
                     stop_beyond=self.stop_beyond_liquidation(),
+                    venues=venues,
                 )
             )
         finally:

@@ -282,8 +282,10 @@ def test_mark_last_runs_a_market_without_mark_bars(capsys: pytest.CaptureFixture
     argv += ["--horizon", "7D", "--side", "long", "--no-report", "--end", "2022-07-01"]
     assert main([*argv, "--mark", "last"]) == 0
     assert "Survival of BTC/USDT:USDT holds (okx 1h" in capsys.readouterr().out
-    assert main(argv) == 2
+    assert main([*argv, "--mark", "mark"]) == 2
     assert "mark='last'" in capsys.readouterr().err
+    assert main(argv) == 0  # --mark auto: the last price, with a note saying so
+    assert "liquidation is judged on the last price" in capsys.readouterr().err
     assert default_out(build_parser().parse_args(["survival", "--mark", "last"])) != default_out(
         build_parser().parse_args(["survival"])
     )
@@ -351,3 +353,34 @@ def test_the_table_columns_are_a_stable_set(capsys: pytest.CaptureFixture[str]) 
     header = next(line for line in out.splitlines() if "Survival [%]" in line)
     for column in ("Side", *(c for c in TABLE_COLUMNS if c != "Ruined")):
         assert column in header
+
+
+def test_okx_runs_offline_on_its_last_price_and_compares_with_binance_on_the_ftx_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the bundled OKX BTC bars have no mark: --mark auto judges on the last price and says so;
+    # --vs-exchange runs the same holds on Binance on 2022-11-09 and adds a report section
+    out = tmp_path / "okx"
+    code = main(
+        ["survival", "--exchange", "okx", "--side", "long", "--leverage", "5,20",
+         "--stop-loss", "none", "--vs-exchange", "binanceusdm", "--crash-days", "2022-11-09",
+         "--no-comparisons", "--out", str(out)]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "no stored 1h mark price for BTC/USDT:USDT on okx" in captured.err
+    assert "okx: judged on the last price (no mark bars)" in captured.out
+    row = next(line for line in captured.out.splitlines() if line.startswith("2022-11-09 long"))
+    assert row.split()[2:3] == ["5"] and row.count("/") == 2  # a count for each venue
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "Same holds on other venues: binanceusdm, okx" in page
+    assert (out / "figures" / "venues_crash_days.png").is_file()
+
+
+def test_mark_mark_keeps_the_error_and_crash_days_needs_vs_exchange(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["survival", "--exchange", "okx", "--mark", "mark", "--no-report"]) != 0
+    assert "no mark data for okx BTC/USDT:USDT" in capsys.readouterr().err
+    assert main(["survival", "--crash-days", "2022-11-09", "--no-report"]) != 0
+    assert "--crash-days goes with --vs-exchange" in capsys.readouterr().err
