@@ -90,6 +90,7 @@ def main_sections(
                 f"{study.mark_source} price by the engine's exchange rules.",
                 _ambiguity_note(study),
                 *_rules_note(study),
+                *_coin_note(study, table),
             ),
         ),
     ]
@@ -790,6 +791,23 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
         )
     )
     return sections
+
+
+def _coin_note(study: SurvivalStudy, table: pd.DataFrame) -> tuple[str, ...]:
+    # a coin-margined market: the wallet, PnL, fees and funding are in the coin; say it in USD too
+    m = study.market
+    if getattr(m, "contract_type", "linear") != "inverse" or "loss_mean_usd" not in table:
+        return ()
+    coin = m.settle
+    worst = table.loc[table["loss_mean_usd"].idxmax()]
+    return (
+        f"Coin-margined: the wallet, margin, PnL, fees and funding are in {coin}, and the "
+        f"starting wallet is {study.initial_cash:.6g} {coin} (about 100 USD at the first bar). "
+        "In USD a long loses twice when the price falls (in the coin, and in the coin's price): "
+        f"the setting that lost most in USD kept {worst['mean_final_equity_usd'] * 100:.1f}% of "
+        f"its USD value on average ({worst['mean_final_equity'] * 100:.1f}% of its {coin}). "
+        "The table's mean_final_equity_usd and loss_mean_usd give every setting.",
+    )
 
 
 def _loss_sentence(size_q: pd.DataFrame) -> str:

@@ -18,7 +18,7 @@ from backtester._typing import I64Array
 from backtester.config import SETTINGS, check_setting
 from backtester.engine.enums import ExitReason
 from backtester.errors import ConfigError, check_one_of
-from backtester.survival.study import DEFAULT_INITIAL_CASH, SurvivalStudy, _is_none, legs_label
+from backtester.survival.study import SurvivalStudy, _is_none, default_initial_cash, legs_label
 
 if TYPE_CHECKING:  # pragma: no cover
     from backtester.market import Market
@@ -152,7 +152,8 @@ def survival_study(
         Interval level, bootstrap resamples and the bootstrap seed.
     **engine_settings
         Any ``RunConfig`` field (``initial_cash`` defaults to 100 USDT here so that 125x
-        stays inside the first maintenance tier) (``taker_fee``, ``funding``, ``maint_margin_rate``,
+        stays inside the first maintenance tier; on a coin-margined market, 100 USD in the coin
+        at the first bar's open) (``taker_fee``, ``funding``, ``maint_margin_rate``,
         ``stop_trigger``, ``intrabar``, ...); a tuple or list sweeps it.
 
     Returns
@@ -235,7 +236,7 @@ def survival_study(
             engine_settings[name] = _study_value(name, value)
 
     # a small account keeps every leverage up to 125x inside the first maintenance tier
-    engine_settings.setdefault("initial_cash", DEFAULT_INITIAL_CASH)
+    engine_settings.setdefault("initial_cash", default_initial_cash(market))
     swept = {k: tuple(v) for k, v in engine_settings.items() if isinstance(v, tuple | list)}
     fixed = {k: v for k, v in engine_settings.items() if k not in swept}
     axes: dict[str, tuple[Any, ...]] = {

@@ -49,6 +49,7 @@ __all__ = [
     "SURVIVAL_MEANING",
     "SurvivalStudy",
     "curve_groups",
+    "default_initial_cash",
     "legs_label",
     "others_fixed",
 ]
@@ -61,6 +62,16 @@ _NS_PER_DAY = 86_400_000_000_000
 
 #: starting cash of survival studies (quote currency): 125x stays in the first tier
 DEFAULT_INITIAL_CASH = 100.0
+
+
+def default_initial_cash(market: Any) -> float:
+    """Return the study's starting wallet: 100 in the quote currency (USDT), so that 125x stays
+    inside the first maintenance tier; on a coin-margined market the same 100 USD in the coin
+    at the first bar's open (100 BTC would put 10x far beyond the first tiers)."""
+    if getattr(market, "contract_type", "linear") == "inverse":
+        return DEFAULT_INITIAL_CASH / float(market.open[0])
+    return DEFAULT_INITIAL_CASH
+
 
 SETTING_COLUMNS = ("side", "leverage", "stop_loss", "position_size", "margin_mode")
 
@@ -468,11 +479,30 @@ class SurvivalStudy:
                     "mean_final_equity": float(np.mean(self.final_equity[s]) / self.initial_cash),
                     "ambiguous_bars": int(self.ambiguous_bars[s]),
                     **_loss_stats(self.loss[s][ok]),
+                    **self._usd_stats(s, ok),
                 }
             )
         table = pd.concat([self.settings, pd.DataFrame(rows)], axis=1)
         table.attrs = self.table_metadata()
         return table
+
+    def _usd_stats(self, s: int, ok: BoolArray) -> dict[str, float]:
+        # a coin-margined wallet in USD: the coin at the entry bar's open, then at the exit
+        # bar's close (engine.inverse.equity_usd), as a fraction of the starting USD value
+        m = self.market
+        if getattr(m, "contract_type", "linear") != "inverse":
+            return {}
+        from backtester.engine.inverse import equity_usd
+
+        entries, exits = self.entry_idx[ok], self.exit_idx[s][ok]
+        if not entries.size:
+            return {"mean_final_equity_usd": math.nan, "loss_mean_usd": math.nan}
+        start = self.initial_cash * np.asarray(m.open, dtype=np.float64)[entries]
+        frac = equity_usd(self.final_equity[s][ok], m, at=exits) / start
+        return {
+            "mean_final_equity_usd": float(np.mean(frac)),
+            "loss_mean_usd": float(np.mean(np.maximum(0.0, 1.0 - frac))),
+        }
 
     def table(self) -> pd.DataFrame:
         """Return one row per setting, indexed by the settings, with survival statistics.
@@ -494,6 +524,11 @@ class SurvivalStudy:
         the horizon (0 = nothing lost, 1 = the whole starting wallet; NaN when no entry
         opened). For an account study ``n_liquidated`` counts the entries where any leg or
         the account was liquidated, and survival is the time to that first liquidation.
+        On a coin-margined (inverse) market money is in the coin, and two columns give the
+        wallet in USD: ``mean_final_equity_usd`` (the final equity at the exit bar's close over
+        the starting wallet at the entry bar's open, in USD) and ``loss_mean_usd``
+        (``max(0, 1 - that)``, averaged): a coin-margined long loses in the coin and in the
+        coin's price at once.
         ``df.attrs`` states what survival and loss mean and how the interval was computed.
         """
         flat = self._table

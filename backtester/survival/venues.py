@@ -163,7 +163,7 @@ def compare_venues(
 
     For each day ``D`` (``days``, or the ``n_days`` of :func:`crash_days`) and each venue, a
     position of every setting (side × leverage × stop-loss; any other ``RunConfig`` field in
-    ``engine_settings``, ``initial_cash`` 100 as in ``survival_study``) opens at every bar of the
+    ``engine_settings``; the starting wallet as in ``survival_study``) opens at every bar of the
     ``lookback`` before ``D`` and is followed through the end of ``D`` on that venue's last and
     mark prices, tiers and funding.
 
@@ -215,8 +215,9 @@ def compare_venues(
         "leverage": _check_values("leverage", _as_tuple(leverage)),
         "stop_loss": _check_values("stop_loss", _as_tuple(stop_loss)),
     }
+    from backtester.survival.study import default_initial_cash
+
     fixed = {k: _study_value(k, v) for k, v in engine_settings.items()}
-    fixed.setdefault("initial_cash", 100.0)
     rows: list[pd.DataFrame] = []
     for d in chosen:
         d0 = d.value
@@ -225,7 +226,10 @@ def compare_venues(
             begin = int(np.searchsorted(m.ts_ns, d0))
             stop = int(np.searchsorted(m.ts_ns, d0 + _DAY_NS))
             entries = np.arange(start, begin, dtype=np.int64)
-            outcomes, settings, _, _ = _run_engine(m, axes, fixed, entries, stop - start)
+            cash = {"initial_cash": default_initial_cash(m)} if "initial_cash" not in fixed else {}
+            outcomes, settings, _, _ = _run_engine(
+                m, axes, {**fixed, **cash}, entries, stop - start
+            )
             exit_idx = outcomes.exit_idx
             open_at_day = (exit_idx >= begin) & ~outcomes.rejected
             on_day = outcomes.liquidated & (exit_idx >= begin) & (exit_idx < stop)

@@ -201,7 +201,32 @@ def test_survival_study_runs_on_an_inverse_market() -> None:
     rows = [(p[i], p[i] * 1.002, p[i] * 0.998, p[i]) for i in range(n)]
     m = _market(rows)
     study = bt.survival_study(m, leverage=[2, 10], horizon="7d", maint_margin_rate=0.005)
-    assert study is not None
+    table = study.table()
+    assert table["n_entries"].tolist() == [study.n_entries] * 2
+    assert {"mean_final_equity_usd", "loss_mean_usd"} <= set(table.columns)
+    assert table["survival"].between(0, 1).all()
+
+
+def test_an_inverse_study_states_the_wallet_in_the_coin_and_in_usd() -> None:
+    # Arrange: day 1 opens at 50,000 and closes its last bar at 40,000; day 2 is flat at 40,000.
+    # A 1x long of the whole 1 BTC wallet (face 50,000 USD on day 1), no fees, no funding:
+    # day 1: PnL = 50,000 * (1/50,000 - 1/40,000) = -0.25 BTC -> 0.75 BTC = 30,000 USD of the
+    #        50,000 USD it started with (0.6 in USD; liquidation at about 25,100 is not reached)
+    # day 2: nothing moves -> 1 BTC = 40,000 USD of 40,000 (1.0 in the coin and in USD)
+    rows = [(50000.0,) * 4] * 23 + [(50000.0, 50000.0, 40000.0, 40000.0)] + [(40000.0,) * 4] * 24
+    m = _market(rows)
+    # Act
+    study = bt.survival_study(
+        m, leverage=1, horizon="1D", entry_every="1D", initial_cash=1.0, taker_fee=0.0,
+        maker_fee=0.0, slippage=0.0, funding=False, maint_margin_rate=0.004,
+    )  # fmt: skip
+    row = study.table().iloc[0]
+    # Assert: the coin says 0.875 on average, USD says 0.8; only USD lost 40 % on day 1
+    assert row["n_entries"] == 2 and row["n_liquidated"] == 0
+    assert row["mean_final_equity"] == pytest.approx((0.75 + 1.0) / 2, rel=1e-12)
+    assert row["mean_final_equity_usd"] == pytest.approx((0.6 + 1.0) / 2, rel=1e-12)
+    assert row["loss_mean_usd"] == pytest.approx(0.4 / 2, rel=1e-12)
+    assert row["loss_mean"] == pytest.approx(0.25 / 2, rel=1e-12)
 
 
 @settings(max_examples=200, deadline=None)
@@ -368,3 +393,17 @@ def test_an_account_refuses_an_inverse_leg() -> None:
             entry_idx=[0],
             horizon_bars=2,
         )
+
+
+def test_the_report_of_an_inverse_study_says_the_coin_and_usd(tmp_path: object) -> None:
+    from pathlib import Path
+
+    rows = [(50000.0,) * 4] * 23 + [(50000.0, 50000.0, 40000.0, 40000.0)] + [(40000.0,) * 4] * 24
+    study = bt.survival_study(
+        _market(rows), leverage=(1, 2), horizon="1D", entry_every="1D", maint_margin_rate=0.004
+    )
+    # the default wallet is 100 USD in BTC at the first open: 0.002 BTC
+    assert study.initial_cash == pytest.approx(100 / 50000, rel=1e-15)
+    page = Path(study.report(str(Path(str(tmp_path)) / "inv"), comparisons=False)).read_text()
+    assert "Coin-margined: the wallet, margin, PnL, fees and funding are in BTC" in page
+    assert "starting wallet is 0.002 BTC" in page
