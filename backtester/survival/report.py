@@ -795,8 +795,10 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
 
 def _coin_note(study: SurvivalStudy, table: pd.DataFrame) -> tuple[str, ...]:
     # a coin-margined market: the wallet, PnL, fees and funding are in the coin; say it in USD too
+    from backtester.market import Market
+
     m = study.market
-    if getattr(m, "contract_type", "linear") != "inverse" or "loss_mean_usd" not in table:
+    if not isinstance(m, Market) or m.contract_type != "inverse" or "loss_mean_usd" not in table:
         return ()
     coin = m.settle
     worst = table.loc[table["loss_mean_usd"].idxmax()]

@@ -489,8 +489,10 @@ class SurvivalStudy:
     def _usd_stats(self, s: int, ok: BoolArray) -> dict[str, float]:
         # a coin-margined wallet in USD: the coin at the entry bar's open, then at the exit
         # bar's close (engine.inverse.equity_usd), as a fraction of the starting USD value
+        from backtester.market import Market
+
         m = self.market
-        if getattr(m, "contract_type", "linear") != "inverse":
+        if not isinstance(m, Market) or m.contract_type != "inverse":
             return {}
         from backtester.engine.inverse import equity_usd
 
