@@ -238,6 +238,13 @@ def _write_marker(out: Path, title: str, files: set[str]) -> None:
     write_bytes_atomic(out / MARKER, (json.dumps(marker, indent=2) + "\n").encode())
 
 
+def _width(figure: Figure) -> int:
+    # the PNG has PIXEL_RATIO pixels per CSS pixel: the page shows it at the figure's own size
+    from backtester.reports.plots import display_width
+
+    return display_width(figure)
+
+
 def _figure_writer(figure: Figure) -> Callable[[Path], None]:
     from backtester.reports.plots import save_figure
 
@@ -297,7 +304,8 @@ def write_report(
         for fig in section.figures:
             writes.append((f"figures/{fig.name}.png", _figure_writer(fig.figure)))
             body.append(
-                f'<figure><img src="figures/{fig.name}.png" alt="{html.escape(fig.caption)}">'
+                f'<figure><img src="figures/{fig.name}.png" width="{_width(fig.figure)}" '
+                f'alt="{html.escape(fig.caption)}">'
                 f"<figcaption>{html.escape(fig.caption)}</figcaption></figure>"
             )
         for table in section.tables:

@@ -36,6 +36,9 @@ window.addEventListener('load', function () {
   var imgs = Array.prototype.slice.call(document.images);
   var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; });
   document.body.setAttribute('data-images', imgs.length + ':' + ok.length);
+  var sharp = imgs.filter(function (i) {
+    return i.naturalWidth >= 2 * Number(i.getAttribute('width')) - 1; });
+  document.body.setAttribute('data-sharp', String(sharp.length));
   var page = document.documentElement.scrollWidth > window.innerWidth ? 1 : 0;
   var column = document.body.clientWidth;
   var wide = Array.prototype.slice.call(document.querySelectorAll('table')).filter(
@@ -95,6 +98,9 @@ def render_page(index: Path, tmp_path: Path) -> tuple[int, int, int, int]:
     assert match, f"page did not finish loading in Chromium: {out.stderr[-500:]}"
     wide = re.search(r'data-overflow="(\d+):(\d+)"', out.stdout)
     assert wide, f"page did not finish loading in Chromium: {out.stderr[-500:]}"
+    sharp = re.search(r'data-sharp="(\d+)"', out.stdout)
+    # every figure is drawn at twice the pixels it is shown at (sharp on a high-density screen)
+    assert sharp and int(sharp.group(1)) == int(match.group(1)), "a figure is not 2x"
     return int(match.group(1)), int(match.group(2)), int(wide.group(1)), int(wide.group(2))
 
 
