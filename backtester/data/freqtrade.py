@@ -187,9 +187,7 @@ def _scan(folder: Path, timeframe: str | None) -> tuple[list[_File], list[dict[s
     skipped: list[dict[str, Any]] = []
 
     def skip(path: Path, why: str) -> None:
-        skipped.append(
-            {"status": "skipped", "problems": why, "source_file": path.name, "path": ""}
-        )
+        skipped.append({"status": "skipped", "problems": why, "source_file": path.name, "path": ""})
 
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
         match = _FILE_RE.fullmatch(path.name)
@@ -236,9 +234,10 @@ def _read(file: _File) -> pd.DataFrame:
             f"{path}: cannot be read as {path.suffix[1:]} ({reason}); export it again with "
             "freqtrade (`freqtrade download-data --data-format-ohlcv feather`)"
         ) from exc
-    needed = ("date", "open") if file.kind == "funding" else _FREQTRADE_COLUMNS
-    if file.kind == "mark" or file.kind == "index":
-        needed = _FREQTRADE_COLUMNS[:5]  # mark and index bars carry no volume (NaN in freqtrade)
+    # mark and index bars carry no volume (NaN in freqtrade); funding rates are in "open"
+    needed: tuple[str, ...] = {"funding": ("date", "open"), "ohlcv": _FREQTRADE_COLUMNS}.get(
+        file.kind, _FREQTRADE_COLUMNS[:5]
+    )
     missing = [c for c in needed if c not in raw.columns]
     if missing:
         raise DataError(
@@ -269,7 +268,7 @@ def _read(file: _File) -> pd.DataFrame:
 
 def _numbers(raw: pd.DataFrame, column: str, path: Path) -> np.ndarray[Any, Any]:
     try:
-        values = pd.to_numeric(raw[column]).to_numpy(dtype=np.float64)
+        values: np.ndarray[Any, Any] = pd.to_numeric(raw[column]).to_numpy(dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise DataError(
             f"{path}: column {column!r} is not numeric ({' '.join(str(exc).split())[:80]}); "
@@ -377,7 +376,9 @@ def _difference(stored: pd.DataFrame, frame: pd.DataFrame) -> str:
     for column in stored.columns[1:]:
         diff = np.flatnonzero(stored[column].to_numpy() != frame[column].to_numpy())
         if diff.size:
-            return f"{column!r} differs on {diff.size} row(s), first at {schema.format_ts(a[diff[0]])}"
+            return (
+                f"{column!r} differs on {diff.size} row(s), first at {schema.format_ts(a[diff[0]])}"
+            )
     return "the rows differ"  # pragma: no cover - _same said they differ
 
 
@@ -424,25 +425,23 @@ def import_freqtrade(
     if timeframe is not None:
         schema.timeframe_to_ns(timeframe)
     folder, folder_name = _data_folder(Path(directory).expanduser())
+    nested = sorted(
+        p.name for p in folder.iterdir() if p.is_dir() and p.name.lower() in FREQTRADE_EXCHANGES
+    )
+    if nested and not any(p.is_file() for p in folder.iterdir()):
+        raise DataError(
+            f"{folder} holds freqtrade's exchange folders ({', '.join(nested)}), not data files: "
+            f"pass one of them, e.g. --from-freqtrade {folder / nested[0]}"
+        )
     profile = _exchange(folder_name, exchange)
     files, skipped = _scan(folder, timeframe)
-    if not files:
-        nested = sorted(
-            p.name
-            for p in folder.iterdir()
-            if p.is_dir() and (p / "futures").is_dir() and p.name.lower() in FREQTRADE_EXCHANGES
-        )
-        hint = (
-            f"; it holds exchange folders ({', '.join(nested)}): pass one of them, e.g. "
-            f"{folder / nested[0]}"
-            if nested
-            else ""
-        )
+    if not files or (timeframe is not None and all(f.kind == "funding" for f in files)):
         only = f" of timeframe {timeframe}" if timeframe is not None else ""
         raise DataError(
             f"no freqtrade futures files{only} in {folder} (looked for PAIR-TIMEFRAME-"
             f"{{futures,mark,index,funding_rate}}.{{feather,parquet}}, e.g. "
-            f"XRP_USDT_USDT-1h-futures.feather){hint}"
+            f"XRP_USDT_USDT-1h-futures.feather); freqtrade keeps them in "
+            "user_data/data/<exchange>/futures"
         )
     planned = _plan(files, timeframe)
     root = data_store.store_root(store)
