@@ -10,9 +10,11 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import sys
 import textwrap
 import time
+from pathlib import Path
 from typing import Any
 
 from backtester.config import SETTINGS, Setting
@@ -477,16 +479,84 @@ def run(args: argparse.Namespace) -> int:
         _run_one(args, symbols, None, args.out)
         return 0
     payloads: list[dict[str, Any]] = []
+    done: list[tuple[Any, str | None]] = []
+    universe_out = None if args.no_report else universe_dir(args)
+    if universe_out is not None:  # refused before the long work, like each study's folder
+        from backtester.reports.html import check_output_dir
+
+        check_output_dir(universe_out)
     for k, symbol in enumerate(symbols):
         out = None
         if args.out is not None:
             out = f"{args.out}/{symbol.replace('/', '_').replace(':', '_')}"
         if k and not args.json:
             print()
-        payloads.append(_run_one(args, [symbol], None, out, quiet_json=True) or {})
+        payloads.append(_run_one(args, [symbol], None, out, quiet_json=True, done=done) or {})
+    pooled = _universe(args, done, universe_out)
     if args.json:
-        print(json.dumps({"studies": payloads}, indent=2, allow_nan=False, default=_nan_to_none))
+        print(
+            json.dumps(
+                {"studies": payloads, **pooled}, indent=2, allow_nan=False, default=_nan_to_none
+            )
+        )
     return 0
+
+
+def universe_dir(args: argparse.Namespace) -> str:
+    """Return the folder of the universe page: ``<--out>/universe``, else ``reports/universe-...``.
+
+    Each symbol's report is in ``<--out>/<SYMBOL>`` (or its own default folder), so the page
+    sits beside them and links to them.
+    """
+    if args.out is not None:
+        return f"{args.out}/universe"
+    return default_out(args).replace("reports/survival-", "reports/universe-", 1)
+
+
+def _universe(
+    args: argparse.Namespace, done: list[tuple[Any, str | None]], out: str | None
+) -> dict[str, Any]:
+    # the side-by-side table with the pooled row: printed (or returned for --json), and its page
+    from backtester.reports.tables import to_text
+    from backtester.survival.universe import universe_table
+    from backtester.survival.universe_report import universe_display, write_universe_report
+
+    studies = [study for study, _ in done]
+    table = universe_table(studies)
+    page = None
+    if out is not None:
+        links = {
+            s.market_label: os.path.relpath(Path(r).parent, out) + "/index.html"
+            for s, r in done
+            if r is not None
+        }
+        page = str(write_universe_report(studies, out, reports=links))
+    if args.json:
+        return {
+            "pooled_ci_method": table.attrs["ci_method"],
+            "universe": json.loads(table.to_json(orient="records")),
+            "universe_report": page,
+        }
+    display = universe_display(table, setting_columns=studies[0].setting_columns)
+    always = ("Symbol", "Side")
+    keep = [
+        c
+        for k, c in enumerate(display.columns)
+        if c in always
+        or c in TABLE_COLUMNS
+        or c.startswith("Naive")
+        or (0 < k <= len(studies[0].setting_columns) and display[c].nunique() > 1)
+    ]
+    print()
+    print(
+        f"Side by side, {len(studies)} symbols, with the pooled row ({studies[0].horizon_days:g} "
+        "days; its interval resamples calendar blocks jointly across symbols, so symbols that "
+        "crash together are not counted as independent; the naive interval would)"
+    )
+    print(to_text(display[keep]))
+    if page is not None:
+        print(f"universe report: {page}")
+    return {}
 
 
 def _run_one(
@@ -496,8 +566,10 @@ def _run_one(
     out_arg: str | None,
     *,
     quiet_json: bool = False,
+    done: list[tuple[Any, str | None]] | None = None,
 ) -> dict[str, Any] | None:
-    # one study (one symbol, or one account of all `symbols`): load, run, report, print
+    # one study (one symbol, or one account of all `symbols`): load, run, report, print;
+    # `done` collects (study, report path) for the universe table
     from backtester.market import load_market
     from backtester.marketset import load_markets
     from backtester.reports.tables import safe_leverage_lines, survival_display, to_text
@@ -553,6 +625,8 @@ def _run_one(
         report_path = study.report(
             out, comparisons=not args.no_comparisons, target=args.target, progress=progress.enabled
         )
+    if done is not None:
+        done.append((study, None if report_path is None else str(report_path)))
     if args.json:
         records = json.loads(table.to_json(orient="records"))
         payload = {
