@@ -19,8 +19,10 @@ Import rules (the same as a download's, :mod:`backtester.data.ccxt_loader`):
   NaN prices, duplicate or unordered rows, bars off the file's timeframe and pair names that are not
   a perpetual's are refused with one line naming the file, the field and the fix; gaps and
   OHLC-inconsistent bars are reported in the result's ``problems`` column, as a download does;
-* a dataset the store already holds is never replaced or merged: the same rows give "up to date"
-  (re-importing is idempotent), different rows refuse the whole import before any write;
+* a stored value is never replaced and sources are never mixed: the same rows give "up to
+  date" (re-importing is idempotent); a file that only adds bars to an earlier freqtrade import
+  (freqtrade downloaded more) gives "extended"; any other difference (a changed value, or rows
+  next to a download's) refuses the whole import before any write;
 * each dataset is written atomically with its manifest entry (``source`` ``"freqtrade"``, the
   source file's name and sha256), so ``data verify`` checks it like a download.
 
@@ -76,6 +78,7 @@ IMPORT_COLUMNS: tuple[str, ...] = (
     "timeframe",
     "kind",
     "status",
+    "rows_added",
     "rows",
     "start",
     "end",
@@ -109,6 +112,7 @@ class _Planned:
     frame: pd.DataFrame
     source: _File
     status: str = ""
+    added: int = 0
     problems: str = ""
     path: Path | None = None
 
@@ -365,21 +369,26 @@ def _same(stored: pd.DataFrame, frame: pd.DataFrame) -> bool:
     )
 
 
-def _difference(stored: pd.DataFrame, frame: pd.DataFrame) -> str:
+def _overlap_difference(stored: pd.DataFrame, frame: pd.DataFrame) -> str | None:
+    # how the rows both hold differ (None: every common timestamp has the same values)
     a = schema.timestamps_ns(stored, "stored")
     b = schema.timestamps_ns(frame, "import")
-    if a.size != b.size or not np.array_equal(a, b):
-        return (
-            f"{a.size} stored rows {schema.format_ts(a[0])} -> {schema.format_ts(a[-1])}, "
-            f"{b.size} in the file {schema.format_ts(b[0])} -> {schema.format_ts(b[-1])}"
-        )
+    common, ia, ib = np.intersect1d(a, b, assume_unique=True, return_indices=True)
     for column in stored.columns[1:]:
-        diff = np.flatnonzero(stored[column].to_numpy() != frame[column].to_numpy())
+        diff = np.flatnonzero(
+            stored[column].to_numpy(np.float64)[ia] != frame[column].to_numpy(np.float64)[ib]
+        )
         if diff.size:
             return (
-                f"{column!r} differs on {diff.size} row(s), first at {schema.format_ts(a[diff[0]])}"
+                f"{column!r} differs on {diff.size} row(s), first at "
+                f"{schema.format_ts(common[diff[0]])}"
             )
-    return "the rows differ"  # pragma: no cover - _same said they differ
+    return None
+
+
+def _union(stored: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    merged = pd.concat([stored, frame], ignore_index=True)
+    return schema.drop_duplicates(merged, keep="first")
 
 
 def import_freqtrade(
@@ -409,9 +418,10 @@ def import_freqtrade(
     Returns
     -------
     pandas.DataFrame
-        One row per dataset (and per file skipped): ``symbol, timeframe, kind, status, rows,
-        start, end, problems, source_file, path``; status is ``ok``, ``up to date`` or
-        ``skipped``.
+        One row per dataset (and per file skipped): ``symbol, timeframe, kind, status,
+        rows_added, rows, start, end, problems, source_file, path``; status is ``ok``,
+        ``up to date`` (the store holds these rows), ``extended`` (an earlier freqtrade import
+        that the file only extends: rows added, none changed) or ``skipped``.
 
     Raises
     ------
@@ -456,10 +466,22 @@ def import_freqtrade(
         if _same(stored, item.frame):
             item.status = "up to date"
             continue
-        origin = entry.get("source_file") or entry.get("source") or "unknown source"
+        difference = _overlap_difference(stored, item.frame)
+        source = entry.get("source")
+        if difference is None and source == _SOURCE:
+            # an earlier import of freqtrade data that the new file only extends (freqtrade
+            # downloads more bars): the stored rows are kept as they are, the new ones added
+            item.frame = _union(stored, item.frame)
+            item.status, item.added = "extended", len(item.frame) - len(stored)
+            continue
+        origin = entry.get("source_file") or source or "unknown source"
+        reason = difference or (
+            f"the stored rows came from {source or 'an unknown source'}, the file's cover "
+            "other bars, and an import never mixes its rows with another source's"
+        )
         conflicts.append(
             f"{path} (from {origin}) already holds other {item.kind} rows than "
-            f"{item.source.path.name} ({_difference(stored, item.frame)})"
+            f"{item.source.path.name} ({reason})"
         )
     if conflicts:
         more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
@@ -474,7 +496,7 @@ def import_freqtrade(
         item.problems = "; ".join(f"{p}: {d}" for p, d in found)
         if item.problems:
             log.warning("%s %s: %s", item.source.path, item.kind, item.problems)
-        if not item.status:
+        if item.status in ("", "extended"):
             item.path = data_store.write_dataset(
                 item.frame,
                 exchange=profile,
@@ -488,7 +510,8 @@ def import_freqtrade(
                     "source_sha256": _sha256(item.source.path),
                 },
             )
-            item.status = "ok"
+            if not item.status:
+                item.status, item.added = "ok", len(item.frame)
         ts = item.frame["timestamp"]
         rows.append(
             {
@@ -496,6 +519,7 @@ def import_freqtrade(
                 "timeframe": item.timeframe,
                 "kind": item.kind,
                 "status": item.status,
+                "rows_added": item.added,
                 "rows": len(item.frame),
                 "start": ts.iloc[0],
                 "end": ts.iloc[-1],
@@ -505,7 +529,7 @@ def import_freqtrade(
             }
         )
     for row in skipped:
-        rows.append({"symbol": "", "timeframe": "", "kind": "", "rows": 0, **row})
+        rows.append({"symbol": "", "timeframe": "", "kind": "", "rows_added": 0, "rows": 0, **row})
     result = pd.DataFrame(rows, columns=list(IMPORT_COLUMNS))
     log.info("freqtrade import %s -> %s %s:\n%s", folder, profile, root, result.to_string())
     return result

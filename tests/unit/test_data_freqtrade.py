@@ -87,6 +87,41 @@ def test_reimport_is_idempotent(user_data: Path, tmp_path: Path) -> None:
     assert (store / "manifest.json").read_bytes() == manifest
 
 
+def test_more_bars_after_an_earlier_import_extend_it(user_data: Path, tmp_path: Path) -> None:
+    # Arrange: an import of the first 60 one-hour bars, then freqtrade downloaded all 100
+    store = tmp_path / "store"
+    path = user_data / "futures" / ONE_H
+    full = pd.read_feather(path)
+    full.iloc[:60].reset_index(drop=True).to_feather(path)
+    import_freqtrade(user_data, timeframe="1h", store=store)
+    full.to_feather(path)
+    # Act
+    result = import_freqtrade(user_data, timeframe="1h", store=store)
+    # Assert: 40 bars added, the others (and the mark, funding) as they were
+    row = result[result["kind"] == "ohlcv"].iloc[0]
+    assert (row["status"], row["rows_added"], row["rows"]) == ("extended", 40, 100)
+    assert set(result.loc[result["kind"] != "ohlcv", "status"]) == {"up to date"}
+    stored = bt.data.store.read_dataset("binanceusdm", "XRP/USDT:USDT", "1h", "ohlcv", store=store)
+    np.testing.assert_array_equal(stored["close"].to_numpy(), full["close"].to_numpy())
+
+
+def test_bars_next_to_a_download_are_refused(user_data: Path, tmp_path: Path) -> None:
+    # the store holds a "download" (source ccxt) of the first 60 bars: the file's other 40 bars
+    # would mix two sources in one dataset
+    store = tmp_path / "store"
+    full = pd.read_feather(user_data / "futures" / ONE_H).rename(columns={"date": "timestamp"})
+    bt.data.store.write_dataset(
+        full.iloc[:60],
+        exchange="binanceusdm",
+        symbol="XRP/USDT:USDT",
+        timeframe="1h",
+        kind="ohlcv",
+        store=store,
+    )
+    with pytest.raises(DataError, match="the stored rows came from ccxt, the file's cover other"):
+        import_freqtrade(user_data, timeframe="1h", store=store)
+
+
 def test_a_conflicting_file_is_refused_and_nothing_is_written(
     user_data: Path, tmp_path: Path
 ) -> None:
@@ -182,7 +217,10 @@ def test_cli_import_prints_the_table_and_refuses_a_bad_file_in_one_line(
     store = str(tmp_path / "store")
     assert main(["data", "import", "--from-freqtrade", str(user_data), "--store", store]) == 0
     out = capsys.readouterr().out
-    assert "XRP/USDT:USDT        1h   ohlcv     ok   100 2021-11-17 01:00 2021-11-21 04:00" in out
+    assert (
+        "XRP/USDT:USDT        1h   ohlcv     ok         100   100 2021-11-17 01:00 2021-11-21"
+        in out
+    )
     path = user_data / "futures" / "XRP_USDT_USDT-8h-funding_rate.feather"
     pd.read_feather(path).drop(columns=["open"]).to_feather(path)
     code = main(["data", "import", "--from-freqtrade", str(user_data), "--store", store])
@@ -190,3 +228,20 @@ def test_cli_import_prints_the_table_and_refuses_a_bad_file_in_one_line(
     assert code == 2
     assert err.count("\n") == 1
     assert f"{path}: lacks column(s) ['open']" in err
+
+
+def test_parquet_files_and_other_files_in_the_folder(tmp_path: Path) -> None:
+    # freqtrade's parquet data format; a spot file and a json file are listed as skipped
+    folder = tmp_path / "okx" / "futures"
+    folder.mkdir(parents=True)
+    for name in (ONE_H, "XRP_USDT_USDT-1h-mark.feather"):
+        pd.read_feather(SOURCE / name).to_parquet(folder / name.replace(".feather", ".parquet"))
+    (folder / "XRP_USDT-1h.parquet").write_bytes(b"spot")
+    (folder / "XRP_USDT_USDT-1h-futures.json").write_text("[]")
+    result = import_freqtrade(folder, store=tmp_path / "store")  # okx from the folder name
+    done = result[result["status"] == "ok"]
+    assert {(r.kind, r.rows) for r in done.itertuples()} == {("ohlcv", 100), ("mark", 100)}
+    skipped = dict(zip(result["source_file"], result["problems"], strict=True))
+    assert "spot data is not imported" in skipped["XRP_USDT-1h.parquet"]
+    assert "convert-data --format-from json" in skipped["XRP_USDT_USDT-1h-futures.json"]
+    assert (tmp_path / "store" / "okx" / "XRP_USDT_USDT" / "1h" / "ohlcv.parquet").is_file()
