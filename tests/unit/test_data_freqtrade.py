@@ -245,3 +245,17 @@ def test_parquet_files_and_other_files_in_the_folder(tmp_path: Path) -> None:
     assert "spot data is not imported" in skipped["XRP_USDT-1h.parquet"]
     assert "convert-data --format-from json" in skipped["XRP_USDT_USDT-1h-futures.json"]
     assert (tmp_path / "store" / "okx" / "XRP_USDT_USDT" / "1h" / "ohlcv.parquet").is_file()
+
+
+def test_a_damaged_import_names_the_import_as_its_repair(user_data: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    import_freqtrade(user_data, timeframe="1h", store=store)
+    path = store / "binanceusdm" / "XRP_USDT_USDT" / "1h" / "ohlcv.parquet"
+    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+    result = bt.data.ccxt_loader.repair(None, store=store)
+    row = result[result["dataset"] == "binanceusdm/XRP_USDT_USDT/1h/ohlcv"].iloc[0]
+    assert row["action"] == "cannot repair"
+    assert (
+        "delete it and import XRP_USDT_USDT-1h-futures.feather again with `backtester"
+        in (row["detail"])
+    )
