@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from backtester.config import SETTINGS, Setting
-from backtester.errors import ConfigError
+from backtester.errors import BacktesterError, ConfigError
 
 #: study options that are not engine settings, and the CLI's own grid defaults (the API's
 #: survival_study defaults to one side and no stop: the CLI shows the whole picture at once)
@@ -491,7 +491,10 @@ def run(args: argparse.Namespace) -> int:
             out = f"{args.out}/{symbol.replace('/', '_').replace(':', '_')}"
         if k and not args.json:
             print()
-        payloads.append(_run_one(args, [symbol], None, out, quiet_json=True, done=done) or {})
+        try:
+            payloads.append(_run_one(args, [symbol], None, out, quiet_json=True, done=done) or {})
+        except BacktesterError as exc:  # say which of the symbols it was
+            raise type(exc)(f"--symbol {symbol}: {exc}") from exc
     pooled = _universe(args, done, universe_out)
     if args.json:
         print(

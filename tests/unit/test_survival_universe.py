@@ -131,3 +131,16 @@ def test_cli_json_carries_the_universe(
     # 48 bars, an entry every 2 h: 24 per symbol (the last ones censored by the end of data)
     assert [r["n_entries"] for r in rows] == [24, 24, 24, 72]
     assert "calendar blocks" in payload["pooled_ci_method"]
+
+
+def test_cli_error_names_the_symbol(
+    capsys: pytest.CaptureFixture[str], bundled_only_store: str
+) -> None:
+    argv = ["survival", "--symbol", "BTC/USDT:USDT,XRP/USDT:USDT", "--start", "2021-11-16"]
+    argv += ["--end", "2021-11-19", "--side", "long", "--leverage", "2", "--stop-loss", "none"]
+    code = main([*argv, "--no-report", "--store", bundled_only_store])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert (
+        "error: ConfigError: --symbol BTC/USDT:USDT: horizon '30D' is longer than the data" in err
+    )
