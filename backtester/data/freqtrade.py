@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from backtester._typing import EXCHANGES
+from backtester._typing import EXCHANGES, contract_type_of
 from backtester.data import integrity, schema
 from backtester.data import store as data_store
 from backtester.errors import ConfigError, DataError, did_you_mean
@@ -73,6 +73,7 @@ FREQTRADE_EXCHANGES: dict[str, str] = {
     "bybit": "bybit",
     "binancecoinm": "binancecoinm",
 }
+_LINEAR_ONLY = ("binanceusdm",)  # profiles of USDⓈ-M (linear) perpetuals only
 IMPORT_COLUMNS: tuple[str, ...] = (
     "symbol",
     "timeframe",
@@ -346,8 +347,10 @@ def _plan(files: list[_File], timeframe: str | None) -> list[_Planned]:
         if funding:
             events = _read(funding[0])
             timeframes = sorted({f.timeframe for f in bars}, key=schema.timeframe_to_ns)
+            if not timeframes and timeframe is not None:
+                continue  # no bars of --timeframe for this pair: nothing to put funding beside
             if not timeframes:
-                timeframes = [timeframe or funding[0].timeframe]
+                timeframes = [funding[0].timeframe]
             for tf in timeframes:
                 planned.append(_Planned(symbol, tf, "funding", events, funding[0]))
     return planned
@@ -453,6 +456,12 @@ def import_freqtrade(
             f"XRP_USDT_USDT-1h-futures.feather); freqtrade keeps them in "
             "user_data/data/<exchange>/futures"
         )
+    for file in files:
+        if profile in _LINEAR_ONLY and contract_type_of(file.symbol) == "inverse":
+            raise DataError(
+                f"{file.path}: pair {file.symbol} is coin-margined, which {profile} does not "
+                "list (USDⓈ-M perpetuals only); pass --exchange binancecoinm for Binance COIN-M"
+            )
     planned = _plan(files, timeframe)
     root = data_store.store_root(store)
     conflicts: list[str] = []

@@ -259,3 +259,13 @@ def test_a_damaged_import_names_the_import_as_its_repair(user_data: Path, tmp_pa
         "delete it and import XRP_USDT_USDT-1h-futures.feather again with `backtester"
         in (row["detail"])
     )
+
+
+def test_a_coin_margined_pair_is_not_imported_as_usdm(tmp_path: Path) -> None:
+    folder = tmp_path / "binance" / "futures"
+    folder.mkdir(parents=True)
+    shutil.copy(SOURCE / ONE_H, folder / "BTC_USD_BTC-1h-futures.feather")
+    with pytest.raises(DataError, match="pair BTC/USD:BTC is coin-margined, which binanceusdm"):
+        import_freqtrade(folder, store=tmp_path / "store")
+    result = import_freqtrade(folder, exchange="binancecoinm", store=tmp_path / "store")
+    assert list(result["symbol"]) == ["BTC/USD:BTC"]
