@@ -18,7 +18,7 @@ def register(subparsers: Any) -> None:
     """Add the ``data`` command group to the top-level parser."""
     data = subparsers.add_parser(
         "data",
-        help="download, list and verify market data in the local store",
+        help="download, import, list and verify market data in the local store",
         description="Market data in the local parquet store (bundled data included).",
     )
     sub = data.add_subparsers(dest="data_command", metavar="ACTION")
@@ -57,7 +57,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Read freqtrade's futures data (PAIR-TIMEFRAME-{futures,mark,index,funding_rate}"
             ".{feather,parquet}, pairs named like XRP_USDT_USDT) into the store, checked like a "
-            "download; a dataset already stored is never replaced (the same rows: up to date)."
+            "download; a stored value is never replaced and sources never mixed (the same rows: "
+            "up to date; more bars after an earlier import: extended; else refused)."
         ),
     )
     im.add_argument(
