@@ -485,6 +485,15 @@ def run(args: argparse.Namespace) -> int:
         from backtester.reports.html import check_output_dir
 
         check_output_dir(universe_out)
+    from backtester.survival.run import check_periods
+
+    markets = {}
+    for symbol in symbols:  # every symbol's data is checked before the first study runs
+        try:
+            markets[symbol] = _load(args, [symbol], None)
+            check_periods(markets[symbol], args.horizon, args.entry_every, names=_PERIOD_OPTIONS)
+        except BacktesterError as exc:  # say which of the symbols it was
+            raise type(exc)(f"--symbol {symbol}: {exc}") from exc
     for k, symbol in enumerate(symbols):
         out = None
         if args.out is not None:
@@ -492,9 +501,12 @@ def run(args: argparse.Namespace) -> int:
         if k and not args.json:
             print()
         try:
-            payloads.append(_run_one(args, [symbol], None, out, quiet_json=True, done=done) or {})
-        except BacktesterError as exc:  # say which of the symbols it was
+            payload = _run_one(
+                args, [symbol], None, out, quiet_json=True, done=done, market=markets[symbol]
+            )
+        except BacktesterError as exc:
             raise type(exc)(f"--symbol {symbol}: {exc}") from exc
+        payloads.append(payload or {})
     pooled = _universe(args, done, universe_out)
     if args.json:
         print(
@@ -570,11 +582,10 @@ def _run_one(
     *,
     quiet_json: bool = False,
     done: list[tuple[Any, str | None]] | None = None,
+    market: Any = None,
 ) -> dict[str, Any] | None:
     # one study (one symbol, or one account of all `symbols`): load, run, report, print;
     # `done` collects (study, report path) for the universe table
-    from backtester.market import load_market
-    from backtester.marketset import load_markets
     from backtester.reports.tables import safe_leverage_lines, survival_display, to_text
     from backtester.survival import survival_study
 
@@ -587,29 +598,18 @@ def _run_one(
         from backtester.reports.html import check_output_dir
 
         check_output_dir(out)
-    intrabar = settings.get("intrabar", ())
-    detail = "detail" in (intrabar if isinstance(intrabar, tuple) else (intrabar,))
     label = " + ".join(symbols)
     progress(f"loading {label} {args.timeframe} ({args.exchange})")
-    load: dict[str, Any] = {
-        "exchange": args.exchange,
-        "timeframe": args.timeframe,
-        "start": args.start,
-        "end": args.end,
-        "store": args.store,
-        "mark": args.mark,
-        "detail_timeframe": "1m" if detail else None,
-    }
-    market: Any = load_markets(symbols, **load) if legs else load_market(symbols[0], **load)
+    if market is None:
+        market = _load(args, symbols, legs)
     progress(
         f"{market.n_bars:,} bars {market.index[0]:%Y-%m-%d} -> {market.index[-1]:%Y-%m-%d}; "
         "running the engine (the first run compiles)"
     )
-    from backtester.survival.run import parse_period_bars
+    from backtester.survival.run import check_periods
 
     # checked here too so that an error names the option as typed (--horizon, not horizon=)
-    parse_period_bars(args.horizon, "--horizon", market.timeframe_ns)
-    parse_period_bars(args.entry_every, "--entry-every", market.timeframe_ns)
+    check_periods(market, args.horizon, args.entry_every, names=_PERIOD_OPTIONS)
     study_kw: dict[str, Any] = {"legs": legs} if legs else {"side": args.side}
     study = survival_study(
         market,
@@ -691,6 +691,28 @@ def _run_one(
     if report_path is not None:
         print(f"report: {report_path}")
     return None
+
+
+_PERIOD_OPTIONS = ("--horizon", "--entry-every")
+
+
+def _load(args: argparse.Namespace, symbols: list[str], legs: Any) -> Any:
+    # the Market (or, for an account, the MarketSet) the options name
+    from backtester.market import load_market
+    from backtester.marketset import load_markets
+
+    intrabar = _study_arguments(args, account=legs is not None).get("intrabar", ())
+    detail = "detail" in (intrabar if isinstance(intrabar, tuple) else (intrabar,))
+    load: dict[str, Any] = {
+        "exchange": args.exchange,
+        "timeframe": args.timeframe,
+        "start": args.start,
+        "end": args.end,
+        "store": args.store,
+        "mark": args.mark,
+        "detail_timeframe": "1m" if detail else None,
+    }
+    return load_markets(symbols, **load) if legs else load_market(symbols[0], **load)
 
 
 def _short(study: Any) -> str:

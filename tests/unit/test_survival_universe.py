@@ -133,14 +133,18 @@ def test_cli_json_carries_the_universe(
     assert "calendar blocks" in payload["pooled_ci_method"]
 
 
-def test_cli_error_names_the_symbol(
+def test_cli_error_names_the_symbol_before_any_study_runs(
     capsys: pytest.CaptureFixture[str], bundled_only_store: str
 ) -> None:
-    argv = ["survival", "--symbol", "BTC/USDT:USDT,XRP/USDT:USDT", "--start", "2021-11-16"]
-    argv += ["--end", "2021-11-19", "--side", "long", "--leverage", "2", "--stop-loss", "none"]
+    # XRP's bundled bars (with mark) cover 2021-11-15 06:00 -> 11-19 10:00: a 30-day horizon
+    # does not fit them, and that is said before BTC's study runs (nothing on stdout)
+    argv = ["survival", "--symbol", "BTC/USDT:USDT,XRP/USDT:USDT", "--side", "long"]
+    argv += ["--leverage", "2", "--stop-loss", "none"]
     code = main([*argv, "--no-report", "--store", bundled_only_store])
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
     assert code == 2
+    assert captured.out == ""
     assert (
-        "error: ConfigError: --symbol BTC/USDT:USDT: horizon '30D' is longer than the data" in err
-    )
+        "error: ConfigError: --symbol XRP/USDT:USDT: --horizon '30D' is longer than the data "
+        "(4 days 03:00:00, 99 bars of 1h)"
+    ) in captured.err
