@@ -553,22 +553,13 @@ def _universe(
             "universe_report": page,
         }
     display = universe_display(table, setting_columns=studies[0].setting_columns)
-    always = ("Symbol", "Side")
-    keep = [
-        c
-        for k, c in enumerate(display.columns)
-        if c in always
-        or c in TABLE_COLUMNS
-        or c.startswith("Naive")
-        or (0 < k <= len(studies[0].setting_columns) and display[c].nunique() > 1)
-    ]
     print()
     print(
         f"Side by side, {len(studies)} symbols, with the pooled row ({studies[0].horizon_days:g} "
         "days; its interval resamples calendar blocks jointly across symbols, so symbols that "
         "crash together are not counted as independent; the naive interval would)"
     )
-    print(to_text(display[keep]))
+    print(to_text(display))
     if page is not None:
         print(f"universe report: {page}")
     return {}

@@ -18,30 +18,49 @@ from backtester.survival.universe import POOLED, POOLED_MEANING, universe_table
 
 __all__ = ["universe_display", "universe_sections", "write_universe_report"]
 
-_NAIVE = "Naive interval [%] (symbols independent)"
+_POOLED_COLUMN = "Pooled [%] (95% CI)"
+_NAIVE = "Naive [%] (as if independent)"
 
 
 def universe_display(table: pd.DataFrame, *, setting_columns: list[str]) -> pd.DataFrame:
-    """Return :func:`~backtester.survival.universe.universe_table` formatted for reading.
+    """Return :func:`~backtester.survival.universe.universe_table` side by side, for reading.
 
-    The columns of ``survival_display`` with ``Symbol`` first, plus, on the pooled rows, the
-    naive interval that would count every symbol's holds as independent (blank elsewhere).
+    One row per setting: the settings that vary (and the side), each symbol's survival with
+    its own interval, the pooled survival with its honest interval, the naive interval that
+    would count every symbol's holds as independent, and the pooled counts.
     """
-    out = survival_display(
-        table,
-        setting_columns=["symbol", *setting_columns],
-        horizon_days=float(table.attrs["horizon_days"]),
+    pooled = table[table["symbol"] == POOLED].reset_index(drop=True)
+    shown = survival_display(
+        pooled, setting_columns=setting_columns, horizon_days=float(table.attrs["horizon_days"])
     )
+    labels = list(shown.columns[: len(setting_columns)])
+    keep = [
+        c for c, name in zip(labels, setting_columns, strict=True)
+        if name == "side" or shown[c].nunique() > 1
+    ] or labels[:1]  # fmt: skip
+    out = shown[keep].copy()
+    for symbol in dict.fromkeys(table["symbol"]):
+        if symbol == POOLED:
+            continue
+        rows = table[table["symbol"] == symbol].reset_index(drop=True)
+        out[f"{symbol} [%]"] = [
+            format_percent_ci(v, lo, hi)
+            for v, lo, hi in zip(rows["survival"], rows["ci_low"], rows["ci_high"], strict=True)
+        ]
+    out[_POOLED_COLUMN] = shown["Survival [%] (95% CI)"]
     out[_NAIVE] = [
-        format_percent_ci(s, lo, hi) if sym == POOLED else ""
-        for sym, s, lo, hi in zip(
-            table["symbol"],
-            table["survival"],
-            table["ci_low_greenwood"],
-            table["ci_high_greenwood"],
+        format_percent_ci(v, lo, hi)
+        for v, lo, hi in zip(
+            pooled["survival"],
+            pooled["ci_low_greenwood"],
+            pooled["ci_high_greenwood"],
             strict=True,
         )
     ]
+    for column in ("Entries", "Liquidated", "Wallet lost, mean [%]"):
+        out[f"{column} (pooled)" if "[" not in column else column.replace(" [", " (pooled) [")] = (
+            shown[column]
+        )
     return out
 
 

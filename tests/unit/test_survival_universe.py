@@ -14,7 +14,7 @@ import backtester as bt
 from backtester.cli import main
 from backtester.errors import ConfigError
 from backtester.survival.universe import POOLED, calendar_blocks, pooled_table, universe_table
-from backtester.survival.universe_report import write_universe_report
+from backtester.survival.universe_report import universe_display, write_universe_report
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 # 100 one-hour XRP bars 2021-11-17 01:00 -> 11-21 04:00; entries every 2 h with a 12 h horizon
@@ -148,3 +148,23 @@ def test_cli_error_names_the_symbol_before_any_study_runs(
         "error: ConfigError: --symbol XRP/USDT:USDT: --horizon '30D' is longer than the data "
         "(4 days 03:00:00, 99 bars of 1h)"
     ) in captured.err
+
+
+def test_the_display_puts_the_symbols_side_by_side() -> None:
+    a, b = _study("AAA/USDT:USDT"), _study("BBB/USDT:USDT")
+    table = universe_table([a, b])
+    shown = universe_display(table, setting_columns=a.setting_columns)
+    assert list(shown.columns[:4]) == [
+        "Side",
+        "Leverage [x]",
+        "AAA/USDT:USDT [%]",
+        "BBB/USDT:USDT [%]",
+    ]
+    assert list(shown["Leverage [x]"]) == ["5", "20"]
+    # the same bars twice: both symbols show the same, and the pooled survival is theirs
+    assert shown["AAA/USDT:USDT [%]"].iloc[1] == shown["BBB/USDT:USDT [%]"].iloc[1]
+    assert (
+        shown["Pooled [%] (95% CI)"].iloc[1].split(" ")[0]
+        == (shown["AAA/USDT:USDT [%]"].iloc[1].split(" ")[0])
+    )
+    assert list(shown["Entries (pooled)"]) == [100, 100]
