@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from backtester._typing import F64Array, I64Array
@@ -103,26 +104,27 @@ def calendar_blocks(studies: Sequence[SurvivalStudy]) -> tuple[list[I64Array], i
     return [np.searchsorted(occupied, r).astype(np.int64) for r in raw], int(occupied.size)
 
 
-def _calendar_counts(n_blocks: int, *, n_boot: int, seed: int) -> F64Array:
-    # (n_boot, n_blocks): how often each calendar block is drawn in each replicate
+def _calendar_counts(n_blocks: int, *, n_boot: int, seed: int) -> npt.NDArray[np.float32]:
+    # (n_boot, n_blocks): how often each calendar block is drawn in each replicate (small
+    # integer counts: exact in float32, half the memory, as block_bootstrap_counts)
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n_blocks, size=(n_boot, n_blocks))
     flat = draws + (np.arange(n_boot) * n_blocks)[:, None]
-    out: F64Array = (
-        np.bincount(flat.ravel(), minlength=n_boot * n_blocks)
-        .reshape(n_boot, n_blocks)
-        .astype(np.float64)
-    )
-    return out
+    counts = np.bincount(flat.ravel(), minlength=n_boot * n_blocks).reshape(n_boot, n_blocks)
+    return counts.astype(np.float32)
 
 
 def _pooled_bootstrap(
-    durations: I64Array, events: np.ndarray[Any, Any], blocks: I64Array, counts: F64Array, at: int
+    durations: I64Array,
+    events: np.ndarray[Any, Any],
+    blocks: I64Array,
+    counts: npt.NDArray[np.float32],
+    at: int,
 ) -> F64Array:
     # holds of one block with the same duration and event weigh alike: fit on the distinct ones
     keys = np.stack([blocks, durations, events.astype(np.int64)], axis=1)
     distinct, multiplicity = np.unique(keys, axis=0, return_counts=True)
-    weights = counts[:, distinct[:, 0]] * multiplicity[None, :]
+    weights = counts[:, distinct[:, 0]] * multiplicity.astype(np.float32)[None, :]
     out: F64Array = km_weighted(distinct[:, 1], distinct[:, 2].astype(bool), weights, at=at)
     return out
 
