@@ -198,7 +198,11 @@ def _scan(folder: Path, timeframe: str | None) -> tuple[list[_File], list[dict[s
         match = _FILE_RE.fullmatch(path.name)
         if match is None:
             if path.suffix in _SUFFIXES:
-                skip(path, "not a futures, mark or funding_rate file (spot data is not imported)")
+                skip(
+                    path,
+                    "not a PAIR-TIMEFRAME-{futures,mark,index,funding_rate} file (spot candles "
+                    "and trades are not imported)",
+                )
             continue
         ext, candle = "." + match["ext"], match["candle"]
         if ext not in _SUFFIXES:

@@ -242,7 +242,7 @@ def test_parquet_files_and_other_files_in_the_folder(tmp_path: Path) -> None:
     done = result[result["status"] == "ok"]
     assert {(r.kind, r.rows) for r in done.itertuples()} == {("ohlcv", 100), ("mark", 100)}
     skipped = dict(zip(result["source_file"], result["problems"], strict=True))
-    assert "spot data is not imported" in skipped["XRP_USDT-1h.parquet"]
+    assert "spot candles and trades are not imported" in skipped["XRP_USDT-1h.parquet"]
     assert "convert-data --format-from json" in skipped["XRP_USDT_USDT-1h-futures.json"]
     assert (tmp_path / "store" / "okx" / "XRP_USDT_USDT" / "1h" / "ohlcv.parquet").is_file()
 
