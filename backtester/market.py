@@ -569,6 +569,10 @@ def load_market(
         Attach stored lower-timeframe bars (e.g. ``"1m"``) as ``market.detail`` for the part of
         the range they cover.
 
+    A coin-margined symbol (``"BTC/USD:BTC"``) takes its contract size (USD per contract) from
+    the store, as the loader recorded it from the exchange (``store.read_contract``), else the
+    exchange's documented default (docs/reference/exchange-rules.md §8.1).
+
     Raises
     ------
     DataError
@@ -669,6 +673,7 @@ def load_market(
         timeframe=timeframe,
         tiers=tiers,
         detail=detail,
+        contract_size=_stored_contract_size(exchange, symbol, store),
     )
     if snapshots:
         object.__setattr__(market, "tiers_date", snapshots[-1][0])
@@ -685,6 +690,35 @@ def load_market(
         market.mark_source,
     )
     return market
+
+
+def _stored_contract_size(
+    exchange: str, symbol: str, store: str | os.PathLike[str] | None
+) -> float | None:
+    # an inverse market's USD face value as the loader recorded it (ccxt's contractSize, in the
+    # quote currency); None (the exchange's documented default) for a linear symbol, a market
+    # downloaded before the field existed, or a size in another unit
+    from backtester.data import store as data_store
+
+    if contract_type_of(symbol) != "inverse":
+        return None
+    contract = data_store.read_contract(exchange, symbol, store=store)
+    if not contract or contract.get("contract_type") != "inverse":
+        return None
+    size = contract.get("contract_size")
+    quote = symbol.partition("/")[2].partition(":")[0]
+    if not isinstance(size, int | float) or contract.get("contract_size_unit") != quote:
+        log.warning(
+            "%s %s: the stored contract size %r %s is not a %s face value; using the default %g",
+            exchange,
+            symbol,
+            size,
+            contract.get("contract_size_unit"),
+            quote,
+            default_contract_spec(exchange, symbol)[0],
+        )
+        return None
+    return float(size)
 
 
 _H_NS = 3_600_000_000_000

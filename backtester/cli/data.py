@@ -1,4 +1,4 @@
-"""``backtester data {download,list,verify,repair,rebuild-manifest}``: data-layer calls, printed tables."""
+"""``backtester data {download,import,list,verify,repair,rebuild-manifest}``: data-layer calls, printed tables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from backtester._typing import DATA_KINDS
+from backtester._typing import DATA_KINDS, EXCHANGES
 from backtester.data.ccxt_loader import DOWNLOAD_EXCHANGES
 from backtester.errors import BacktesterError, ConfigError, did_you_mean
 
@@ -18,7 +18,7 @@ def register(subparsers: Any) -> None:
     """Add the ``data`` command group to the top-level parser."""
     data = subparsers.add_parser(
         "data",
-        help="download, list and verify market data in the local store",
+        help="download, import, list and verify market data in the local store",
         description="Market data in the local parquet store (bundled data included).",
     )
     sub = data.add_subparsers(dest="data_command", metavar="ACTION")
@@ -50,6 +50,34 @@ def register(subparsers: Any) -> None:
     dl.add_argument("--store", default=None, help="store root (default $BACKTESTER_STORE or data/)")
     dl.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     dl.set_defaults(handler=_download)
+
+    im = sub.add_parser(
+        "import",
+        help="import a freqtrade data folder (futures, mark, funding_rate files) into the store",
+        description=(
+            "Read freqtrade's futures data (PAIR-TIMEFRAME-{futures,mark,index,funding_rate}"
+            ".{feather,parquet}, pairs named like XRP_USDT_USDT) into the store, checked like a "
+            "download; a stored value is never replaced and sources never mixed (the same rows: "
+            "up to date; more bars after an earlier import: extended; else refused)."
+        ),
+    )
+    im.add_argument(
+        "--from-freqtrade",
+        required=True,
+        metavar="DIR",
+        help="freqtrade's data folder of one exchange, e.g. user_data/data/binance (its futures/ "
+        "subfolder is read) or that futures/ folder",
+    )
+    im.add_argument(
+        "--exchange",
+        default=None,
+        help=f"one of {', '.join(EXCHANGES)}; default from the folder name (binance: binanceusdm)",
+    )
+    im.add_argument(
+        "--timeframe", default=None, help="import only bars of this timeframe (default: all)"
+    )
+    im.add_argument("--store", default=None, help="store root (default $BACKTESTER_STORE or data/)")
+    im.set_defaults(handler=_import)
 
     ls = sub.add_parser("list", help="print the stored datasets (bundled and downloaded)")
     ls.add_argument("--store", default=None, help="store root (an existing folder)")
@@ -166,6 +194,17 @@ def _download(args: argparse.Namespace) -> int:
         )
         return 130
     print(_table(result))
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from backtester.data.freqtrade import import_freqtrade
+
+    result = import_freqtrade(
+        args.from_freqtrade, exchange=args.exchange, timeframe=args.timeframe, store=args.store
+    )
+    print(_table(result))
+    print(_roots_line(args.store))
     return 0
 
 

@@ -33,11 +33,23 @@ def format_price(value: float) -> str:
 
 def _text(quote: LiquidationQuote) -> str:
     tier = f"tier {quote.tier}" if quote.tier else "explicit --mmr"
+    if quote.contract_type == "inverse":  # contracts of a USD face value; money in the coin
+        coin = quote.symbol.partition("/")[0]
+        position = (
+            f"{quote.size:g} contracts x {quote.contract_size:g} USD @ "
+            f"{format_price(quote.entry_price)}  notional {quote.notional:.8g} {coin}  leverage "
+            f"{quote.leverage:.4g}  margin {quote.margin:.8g} {coin}"
+        )
+        maint = f"{quote.maint_margin:.8g} {coin}"
+    else:
+        position = (
+            f"{quote.size:g} @ {format_price(quote.entry_price)}  notional {quote.notional:.2f}  "
+            f"leverage {quote.leverage:.4g}  margin {quote.margin:.2f}"
+        )
+        maint = f"{quote.maint_margin:.2f}"
     lines = [
         f"exchange            {quote.exchange}  {quote.symbol}  ({quote.margin_mode}, {quote.side})",
-        f"position            {quote.size:g} @ {format_price(quote.entry_price)}  "
-        f"notional {quote.notional:.2f}  leverage {quote.leverage:.4g}  "
-        f"margin {quote.margin:.2f}",
+        f"position            {position}",
         f"liquidation price   {format_price(quote.liquidation_price)}"
         + (
             "  (a long this well margined cannot be liquidated)"
@@ -51,8 +63,7 @@ def _text(quote: LiquidationQuote) -> str:
             else ""
         ),
         f"bankruptcy price    {format_price(quote.bankruptcy_price)}",
-        f"maintenance margin  {quote.maint_margin:.2f}  "
-        f"(mmr {quote.mmr:.4%}, maint amount {quote.maint_amount:g})",
+        f"maintenance margin  {maint}  (mmr {quote.mmr:.4%}, maint amount {quote.maint_amount:g})",
         f"tier used           {tier}  table {quote.table_id}  (MM valued at the "
         f"{'entry' if quote.exchange == 'bybit' else 'liquidation'} price; max leverage at entry "
         f"{quote.max_leverage:g})",
@@ -88,6 +99,7 @@ _CLI_NAMES = _Names(
     margin_mode="--margin-mode",
     taker_fee="--taker-fee",
     at="--at",
+    contract_size="--contract-size",
     at_fix="give --at {first} or later, or omit --at for the latest table",
 )
 
@@ -110,6 +122,7 @@ def _liquidation_quote(args: argparse.Namespace) -> LiquidationQuote:
         taker_fee=args.taker_fee,
         symbol=args.symbol,
         at=args.at,
+        contract_size=args.contract_size,
         names=_CLI_NAMES,
     )
 
@@ -121,15 +134,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="liquidation calculator: liquidation and bankruptcy price of one position",
         description=(
             "Print the liquidation price, bankruptcy price, maintenance margin, tier used and "
-            "the distance to liquidation of a one-way USDT-margined perpetual position, with the "
-            "exchange's own convention and the tier table in force (latest, or --at DATE)."
+            "the distance to liquidation of a one-way perpetual position (USDT-margined, or "
+            "coin-margined such as BTC/USD:BTC: --size in contracts, margin in the coin), with "
+            "the exchange's own convention and the tier table in force (latest, or --at DATE)."
         ),
         epilog=(
             "example: backtester liq-price --exchange bybit --side long --entry 20000 --size 1 "
             "--leverage 50 --mmr 0.005   (prints 19700)"
         ),
     )
-    p.add_argument("--exchange", required=True, help="binanceusdm, okx or bybit")
+    p.add_argument(
+        "--exchange", required=True, help="binanceusdm, okx, bybit or binancecoinm (COIN-M)"
+    )
     p.add_argument(
         "--symbol",
         default=None,
@@ -184,6 +200,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--at",
         default=None,
         help="date of the tier table to use (default: latest); not before the earliest table",
+    )
+    p.add_argument(
+        "--contract-size",
+        type=float,
+        default=None,
+        help="coin-margined symbols (BTC/USD:BTC): USD face value of one contract (default: the "
+        "exchange's, e.g. 100 on binancecoinm); --size is then in contracts",
     )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(handler=_run)

@@ -10,13 +10,15 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import sys
 import textwrap
 import time
+from pathlib import Path
 from typing import Any, Literal, cast
 
 from backtester.config import SETTINGS, Setting
-from backtester.errors import ConfigError
+from backtester.errors import BacktesterError, ConfigError
 
 #: study options that are not engine settings, and the CLI's own grid defaults (the API's
 #: survival_study defaults to one side and no stop: the CLI shows the whole picture at once)
@@ -594,16 +596,90 @@ def run(args: argparse.Namespace) -> int:
         _run_one(args, symbols, None, args.out)
         return 0
     payloads: list[dict[str, Any]] = []
+    done: list[tuple[Any, str | None]] = []
+    universe_out = None if args.no_report else universe_dir(args)
+    if universe_out is not None:  # refused before the long work, like each study's folder
+        from backtester.reports.html import check_output_dir
+
+        check_output_dir(universe_out)
+    from backtester.survival.run import check_periods
+
+    markets = {}
+    for symbol in symbols:  # every symbol's data is checked before the first study runs
+        try:
+            markets[symbol] = _load(args, [symbol], None)
+            check_periods(markets[symbol], args.horizon, args.entry_every, names=_PERIOD_OPTIONS)
+        except BacktesterError as exc:  # say which of the symbols it was
+            raise type(exc)(f"--symbol {symbol}: {exc}") from exc
     for k, symbol in enumerate(symbols):
         out = None
         if args.out is not None:
             out = f"{args.out}/{symbol.replace('/', '_').replace(':', '_')}"
         if k and not args.json:
             print()
-        payloads.append(_run_one(args, [symbol], None, out, quiet_json=True) or {})
+        try:
+            payload = _run_one(
+                args, [symbol], None, out, quiet_json=True, done=done, market=markets[symbol]
+            )
+        except BacktesterError as exc:
+            raise type(exc)(f"--symbol {symbol}: {exc}") from exc
+        payloads.append(payload or {})
+    pooled = _universe(args, done, universe_out)
     if args.json:
-        print(json.dumps({"studies": payloads}, indent=2, allow_nan=False, default=_nan_to_none))
+        print(
+            json.dumps(
+                {"studies": payloads, **pooled}, indent=2, allow_nan=False, default=_nan_to_none
+            )
+        )
     return 0
+
+
+def universe_dir(args: argparse.Namespace) -> str:
+    """Return the folder of the universe page: ``<--out>/universe``, else ``reports/universe-...``.
+
+    Each symbol's report is in ``<--out>/<SYMBOL>`` (or its own default folder), so the page
+    sits beside them and links to them.
+    """
+    if args.out is not None:
+        return f"{args.out}/universe"
+    return default_out(args).replace("reports/survival-", "reports/universe-", 1)
+
+
+def _universe(
+    args: argparse.Namespace, done: list[tuple[Any, str | None]], out: str | None
+) -> dict[str, Any]:
+    # the side-by-side table with the pooled row: printed (or returned for --json), and its page
+    from backtester.reports.tables import to_text
+    from backtester.survival.universe import universe_table
+    from backtester.survival.universe_report import universe_display, write_universe_report
+
+    studies = [study for study, _ in done]
+    table = universe_table(studies)
+    page = None
+    if out is not None:
+        links = {
+            s.market_label: os.path.relpath(Path(r).parent, out) + "/index.html"
+            for s, r in done
+            if r is not None
+        }
+        page = str(write_universe_report(studies, out, reports=links))
+    if args.json:
+        return {
+            "pooled_ci_method": table.attrs["ci_method"],
+            "universe": json.loads(table.to_json(orient="records")),
+            "universe_report": page,
+        }
+    display = universe_display(table, setting_columns=studies[0].setting_columns)
+    print()
+    print(
+        f"Side by side, {len(studies)} symbols, with the pooled row ({studies[0].horizon_days:g} "
+        "days; its interval resamples calendar blocks jointly across symbols, so symbols that "
+        "crash together are not counted as independent; the naive interval would)"
+    )
+    print(to_text(display))
+    if page is not None:
+        print(f"universe report: {page}")
+    return {}
 
 
 def _run_one(
@@ -613,10 +689,11 @@ def _run_one(
     out_arg: str | None,
     *,
     quiet_json: bool = False,
+    done: list[tuple[Any, str | None]] | None = None,
+    market: Any = None,
 ) -> dict[str, Any] | None:
-    # one study (one symbol, or one account of all `symbols`): load, run, report, print
-    from backtester.market import load_market
-    from backtester.marketset import load_markets
+    # one study (one symbol, or one account of all `symbols`): load, run, report, print;
+    # `done` collects (study, report path) for the universe table
     from backtester.reports.tables import safe_leverage_lines, survival_display, to_text
     from backtester.survival import survival_study
 
@@ -629,29 +706,18 @@ def _run_one(
         from backtester.reports.html import check_output_dir
 
         check_output_dir(out)
-    intrabar = settings.get("intrabar", ())
-    detail = "detail" in (intrabar if isinstance(intrabar, tuple) else (intrabar,))
     label = " + ".join(symbols)
     progress(f"loading {label} {args.timeframe} ({args.exchange})")
-    load: dict[str, Any] = {
-        "exchange": args.exchange,
-        "timeframe": args.timeframe,
-        "start": args.start,
-        "end": args.end,
-        "store": args.store,
-        "mark": mark_choice(args, symbols),
-        "detail_timeframe": "1m" if detail else None,
-    }
-    market: Any = load_markets(symbols, **load) if legs else load_market(symbols[0], **load)
+    if market is None:
+        market = _load(args, symbols, legs)
     progress(
         f"{market.n_bars:,} bars {market.index[0]:%Y-%m-%d} -> {market.index[-1]:%Y-%m-%d}; "
         "running the engine (the first run compiles)"
     )
-    from backtester.survival.run import parse_period_bars
+    from backtester.survival.run import check_periods
 
     # checked here too so that an error names the option as typed (--horizon, not horizon=)
-    parse_period_bars(args.horizon, "--horizon", market.timeframe_ns)
-    parse_period_bars(args.entry_every, "--entry-every", market.timeframe_ns)
+    check_periods(market, args.horizon, args.entry_every, names=_PERIOD_OPTIONS)
     study_kw: dict[str, Any] = {"legs": legs} if legs else {"side": args.side}
     study = survival_study(
         market,
@@ -680,6 +746,8 @@ def _run_one(
             progress=progress.enabled,
             venues=venues,
         )
+    if done is not None:
+        done.append((study, None if report_path is None else str(report_path)))
     if args.json:
         records = json.loads(table.to_json(orient="records"))
         payload = {
@@ -744,6 +812,28 @@ def _run_one(
     if report_path is not None:
         print(f"report: {report_path}")
     return None
+
+
+_PERIOD_OPTIONS = ("--horizon", "--entry-every")
+
+
+def _load(args: argparse.Namespace, symbols: list[str], legs: Any) -> Any:
+    # the Market (or, for an account, the MarketSet) the options name
+    from backtester.market import load_market
+    from backtester.marketset import load_markets
+
+    intrabar = _study_arguments(args, account=legs is not None).get("intrabar", ())
+    detail = "detail" in (intrabar if isinstance(intrabar, tuple) else (intrabar,))
+    load: dict[str, Any] = {
+        "exchange": args.exchange,
+        "timeframe": args.timeframe,
+        "start": args.start,
+        "end": args.end,
+        "store": args.store,
+        "mark": mark_choice(args, symbols),
+        "detail_timeframe": "1m" if detail else None,
+    }
+    return load_markets(symbols, **load) if legs else load_market(symbols[0], **load)
 
 
 def _short(study: Any) -> str:

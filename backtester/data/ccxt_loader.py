@@ -1084,9 +1084,15 @@ def _repair_one(
         )
     if entry is None or entry.get("source") != "ccxt" or not entry.get("symbol"):
         source_name = None if entry is None else entry.get("source")
+        again = (
+            f"delete it and import {entry.get('source_file')} again with `backtester data import "
+            "--from-freqtrade DIR`"
+            if entry is not None and source_name == "freqtrade"
+            else "write it again from its source, or delete it"
+        )
         return "cannot repair", (
             f"{path} was not downloaded through ccxt (source {source_name!r}), so it cannot be "
-            "fetched again; write it again from its source, or delete it"
+            f"fetched again; {again}"
         )
     exchange, symbol = str(entry["exchange"]), str(entry["symbol"])
     timeframe = str(entry.get("timeframe") or "1h")

@@ -226,6 +226,7 @@ class _Names:
     margin_mode: str = "margin_mode"
     taker_fee: str = "taker_fee"
     at: str = "at"
+    contract_size: str = "contract_size"
     # the fix for a date before the earliest table; {first} is that table's date
     at_fix: str = "use rules_timeline() to extend the earliest table backwards for a backtest"
 
@@ -715,11 +716,17 @@ def _quote(
     ep_user, qty_user = ep, qty
     cs, tick = 1.0, 0.0
     if inverse:
+        if contract_size is not None:
+            check_positive(
+                contract_size,
+                names.contract_size,
+                hint="the USD face value of one contract, e.g. 100",
+            )
         cs, tick = inverse_contract(rules.exchange, rules.symbol, contract_size)
         ep, qty = 1.0 / ep_user, qty_user * cs
     elif contract_size is not None:
         raise ConfigError(
-            f"contract_size is for coin-margined symbols such as 'BTC/USD:BTC', was "
+            f"{names.contract_size} is for coin-margined symbols such as 'BTC/USD:BTC', was "
             f"{contract_size!r} with {rules.symbol!r} (a linear symbol: size is in base units)"
         )
     _check_scale(ep, qty, names)

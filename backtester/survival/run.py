@@ -60,6 +60,36 @@ def parse_period_bars(value: str | pd.Timedelta, name: str, timeframe_ns: int) -
     return ns // timeframe_ns
 
 
+def check_periods(
+    market: Market | MarketSet,
+    horizon: str | pd.Timedelta,
+    entry_every: str | pd.Timedelta,
+    *,
+    names: tuple[str, str] = ("horizon", "entry_every"),
+) -> tuple[int, int]:
+    """Return ``(horizon, entry_every)`` in bars of ``market``, each no longer than its data.
+
+    ``names`` name the two in messages (the CLI passes ``--horizon``, ``--entry-every``).
+
+    Raises
+    ------
+    ConfigError
+        A period that is not a whole number of bars, or longer than the market's data.
+    """
+    bars = [
+        parse_period_bars(v, n, market.timeframe_ns)
+        for v, n in zip((horizon, entry_every), names, strict=True)
+    ]
+    span = pd.Timedelta(market.n_bars * market.timeframe_ns, unit="ns")
+    for name, value, n in zip(names, (horizon, entry_every), bars, strict=True):
+        if n > market.n_bars:
+            raise ConfigError(
+                f"{name} {value!r} is longer than the data ({span}, {market.n_bars:,} bars of "
+                f"{market.timeframe}); load a longer range or shorten {name}"
+            )
+    return bars[0], bars[1]
+
+
 def _as_tuple(value: Any) -> tuple[Any, ...]:
     if isinstance(value, str) or value is None or not isinstance(value, Iterable):
         return (value,)
@@ -213,16 +243,7 @@ def survival_study(
         raise ConfigError(f"confidence must be in (0, 1), was {confidence!r}; e.g. 0.95")
     n_boot = _check_int(n_boot, "n_boot", 1)
     seed = _check_int(seed, "seed", 0)
-    horizon_bars = parse_period_bars(horizon, "horizon", market.timeframe_ns)
-    every_bars = parse_period_bars(entry_every, "entry_every", market.timeframe_ns)
-    span = pd.Timedelta(market.n_bars * market.timeframe_ns, unit="ns")
-    periods = (("horizon", horizon, horizon_bars), ("entry_every", entry_every, every_bars))
-    for name, value, bars in periods:
-        if bars > market.n_bars:
-            raise ConfigError(
-                f"{name} {value!r} is longer than the data ({span}, {market.n_bars:,} bars of "
-                f"{market.timeframe}); load a longer range or shorten {name}"
-            )
+    horizon_bars, every_bars = check_periods(market, horizon, entry_every)
     entries = entry_indices(market, every_bars)
     if entries.size == 0:
         raise ConfigError(

@@ -316,7 +316,13 @@ def test_cli_several_symbols_without_legs_run_one_study_each(
     out = capsys.readouterr().out
     assert code == 0
     assert "Survival of BTC/USDT:USDT holds" in out and "Survival of ETH/USDT:USDT holds" in out
+    # each study's table, then both side by side with the pooled column, one row per setting
     assert out.count("Wallet lost, mean [%]") == 2
+    assert "Side by side, 2 symbols, with the pooled row" in out
+    header = next(line for line in out.splitlines() if "Pooled [%] (95% CI)" in line)
+    assert "BTC/USDT:USDT [%]" in header and "ETH/USDT:USDT [%]" in header
+    after = out.split(header, 1)[1].strip().splitlines()
+    assert len(after) == 4  # 5x with the four stop-loss values of the default grid
 
 
 def test_cli_account_report(
