@@ -604,13 +604,34 @@ def run(args: argparse.Namespace) -> int:
         check_output_dir(universe_out)
     from backtester.survival.run import check_periods
 
+    import pandas as pd
+
+    from backtester.survival.run import parse_period_bars
+
     markets = {}
     for symbol in symbols:  # every symbol's data is checked before the first study runs
         try:
-            markets[symbol] = _load(args, [symbol], None)
-            check_periods(markets[symbol], args.horizon, args.entry_every, names=_PERIOD_OPTIONS)
+            market = _load(args, [symbol], None)
+            horizon = parse_period_bars(args.horizon, "--horizon", market.timeframe_ns)
+            if horizon > market.n_bars:  # too short for the horizon: the others still run
+                span = pd.Timedelta(market.n_bars * market.timeframe_ns, unit="ns")
+                print(
+                    f"note: --symbol {symbol} is left out: its data ({market.n_bars:,} bars, "
+                    f"{span}) is shorter than --horizon {args.horizon}; download a longer range "
+                    f"(backtester data download --symbol {symbol} ...) or shorten --horizon",
+                    file=sys.stderr,
+                )
+                continue
+            check_periods(market, args.horizon, args.entry_every, names=_PERIOD_OPTIONS)
+            markets[symbol] = market
         except BacktesterError as exc:  # say which of the symbols it was
             raise type(exc)(f"--symbol {symbol}: {exc}") from exc
+    if not markets:
+        raise ConfigError(
+            f"--symbol: every symbol's data is shorter than --horizon {args.horizon}; shorten "
+            "--horizon or download longer ranges"
+        )
+    symbols = [s for s in symbols if s in markets]
     for k, symbol in enumerate(symbols):
         out = None
         if args.out is not None:

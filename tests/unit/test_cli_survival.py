@@ -384,3 +384,19 @@ def test_mark_mark_keeps_the_error_and_crash_days_needs_vs_exchange(
     assert "no mark data for okx BTC/USDT:USDT" in capsys.readouterr().err
     assert main(["survival", "--crash-days", "2022-11-09", "--no-report"]) != 0
     assert "--crash-days goes with --vs-exchange" in capsys.readouterr().err
+
+
+def test_a_universe_leaves_out_a_symbol_shorter_than_the_horizon_and_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # the bundled XRP bars are four days: a 30-day study of BTC, ETH and XRP runs BTC and ETH
+    argv = ["survival", "--symbol", "BTC/USDT:USDT,ETH/USDT:USDT,XRP/USDT:USDT", "--no-report"]
+    argv += ["--leverage", "10", "--stop-loss", "none", "--side", "long"]
+    assert main([*argv, "--entry-every", "7D"]) == 0
+    captured = capsys.readouterr()
+    assert "note: --symbol XRP/USDT:USDT is left out: its data (99 bars" in captured.err
+    assert "shorter than --horizon 30D" in captured.err
+    assert "Survival of ETH/USDT:USDT holds" in captured.out
+    assert main(["survival", "--symbol", "XRP/USDT:USDT,XRP/USDT:USDT", "--no-report"]) != 0
+    assert main(["survival", "--symbol", "XRP/USDT:USDT,SOL/USDT:USDT", "--no-report"]) != 0
+    assert "--symbol SOL/USDT:USDT" in capsys.readouterr().err
