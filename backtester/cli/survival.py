@@ -602,11 +602,9 @@ def run(args: argparse.Namespace) -> int:
         from backtester.reports.html import check_output_dir
 
         check_output_dir(universe_out)
-    from backtester.survival.run import check_periods
-
     import pandas as pd
 
-    from backtester.survival.run import parse_period_bars
+    from backtester.survival.run import check_periods, parse_period_bars
 
     markets = {}
     for symbol in symbols:  # every symbol's data is checked before the first study runs
