@@ -116,8 +116,9 @@ def check_one_of(value: Any, name: str, choices: Iterable[str]) -> str:
     """Return ``value`` if it is one of ``choices``, else raise ConfigError with a suggestion."""
     options = list(choices)
     if value not in options:
+        hint = did_you_mean(str(value), options)
         raise ConfigError(
             f"{name} must be one of {', '.join(map(repr, options))}, was {value!r}"
-            f"{did_you_mean(str(value), options)}"
+            + (hint if hint.startswith("; did you mean") else "")  # the names are listed already
         )
     return str(value)

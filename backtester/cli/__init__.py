@@ -35,26 +35,51 @@ class _OneLineParser(argparse.ArgumentParser):
         if message.endswith("expected one argument"):
             option = message.split(":")[0].removeprefix("argument ").split("/")[0]
             message += f" (a value starting with '-' is written {option}=VALUE)"
-        if message.startswith("unrecognized arguments:"):
-            unknown = [a.split("=")[0] for a in message.split(":", 1)[1].split() if a[:2] == "--"]
-            known = self._option_strings()
-            for option in unknown[:1]:
-                from backtester.errors import did_you_mean
-
-                hint = did_you_mean(option, known)
-                if hint.startswith("; did you mean"):
-                    message += hint.removesuffix("?") + "?"
         self.exit(2, f"error: {self.prog}: {message}; see `{self.prog} --help`\n")
 
-    def _option_strings(self) -> list[str]:
-        # every long option of this parser and of its subcommands (for did-you-mean)
-        out: list[str] = []
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        # an unknown option is judged by the subcommand it was given to: its own options, its
+        # own help (argparse would report it at the top level, against every command's options)
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            argv = list(sys.argv[1:] if args is None else args)
+            command = self._command(argv)
+            unknown = [a.split("=")[0] for a in extra if a[:2] == "--"]
+            message = f"unrecognized arguments: {' '.join(extra)}"
+            if unknown:
+                from backtester.errors import did_you_mean
+
+                known = [o for o in _long_options(command) if o != unknown[0]]
+                hint = did_you_mean(unknown[0], known)
+                if unknown[0] in self._all_options():
+                    message += f" ({unknown[0]} is not an option of `{command.prog}`)"
+                elif hint.startswith("; did you mean"):
+                    message += hint
+            command.exit(2, f"error: {command.prog}: {message}; see `{command.prog} --help`\n")
+        return parsed
+
+    def _command(self, argv: list[str]) -> argparse.ArgumentParser:
+        # the innermost subcommand parser the words of argv name ("backtester data list")
+        parser: argparse.ArgumentParser = self
+        for word in argv:
+            subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+            if subs and word in subs[0].choices:
+                parser = subs[0].choices[word]
+        return parser
+
+    def _all_options(self) -> set[str]:
+        # every long option of this parser and of all its subcommands, however deep
+        out = set(_long_options(self))
         for action in self._actions:
-            out += [o for o in action.option_strings if o.startswith("--")]
             if isinstance(action, argparse._SubParsersAction):
                 for sub in action.choices.values():
-                    out += [o for a in sub._actions for o in a.option_strings if o[:2] == "--"]
-        return sorted(set(out))
+                    if isinstance(sub, _OneLineParser):
+                        out |= sub._all_options()
+        return out
+
+
+def _long_options(parser: argparse.ArgumentParser) -> list[str]:
+    return sorted({o for a in parser._actions for o in a.option_strings if o[:2] == "--"})
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -330,13 +330,12 @@ def venue_comparison(args: argparse.Namespace, market: Any, study: Any, account:
     markets = [market]
     for other in others:
         view = argparse.Namespace(**{**vars(args), "exchange": other})
+        # the other venue's whole stored range: compare_venues keeps the days both cover
         markets.append(
             load_market(
                 market.symbol,
                 exchange=other,
                 timeframe=args.timeframe,
-                start=market.start,
-                end=market.end + pd.Timedelta(market.timeframe_ns, unit="ns"),
                 store=args.store,
                 mark=mark_choice(view, [market.symbol]),
             )
@@ -390,11 +389,17 @@ def mark_choice(args: argparse.Namespace, symbols: list[str]) -> Literal["mark",
         return cast(Literal["mark", "last"], args.mark)
     from backtester.data.store import find_dataset
 
-    missing = [
-        s
-        for s in symbols
-        if find_dataset(args.exchange, s, args.timeframe, "mark", store=args.store) is None
-    ]
+    def stored(symbol: str, kind: str) -> bool:
+        try:
+            return (
+                find_dataset(args.exchange, symbol, args.timeframe, kind, store=args.store)
+                is not None
+            )
+        except BacktesterError:  # a bad name: the loader's own error says it
+            return False
+
+    # only symbols whose bars are stored: a missing or misspelt market gets the loader's error
+    missing = [s for s in symbols if stored(s, "ohlcv") and not stored(s, "mark")]
     if not missing:
         return "mark"
     print(
@@ -421,6 +426,9 @@ def default_out(args: argparse.Namespace, symbol: str | None = None) -> str:
     }
     if args.mark not in ("mark", "auto"):
         changed["mark"] = args.mark
+    for k in ("vs_exchange", "crash_days"):  # a report with the venue section is another report
+        if getattr(args, k, None):
+            changed[k] = getattr(args, k)
     for k in ("start", "end", "strategy"):
         if getattr(args, k, None) is not None:
             changed[k] = getattr(args, k)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -400,3 +401,44 @@ def test_a_universe_leaves_out_a_symbol_shorter_than_the_horizon_and_says_so(
     assert main(["survival", "--symbol", "XRP/USDT:USDT,XRP/USDT:USDT", "--no-report"]) != 0
     assert main(["survival", "--symbol", "XRP/USDT:USDT,SOL/USDT:USDT", "--no-report"]) != 0
     assert "--symbol SOL/USDT:USDT" in capsys.readouterr().err
+
+
+def test_an_option_of_another_subcommand_is_named_as_such(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["data", "list", "--exchange", "bybit"])
+    err = capsys.readouterr().err
+    assert "(--exchange is not an option of `backtester data list`)" in err
+    assert "see `backtester data list --help`" in err and "did you mean '--exchange'" not in err
+    with pytest.raises(SystemExit):
+        main(["survival", "--levrage", "5"])
+    assert "did you mean '--leverage'?; see `backtester survival --help`" in capsys.readouterr().err
+
+
+def test_no_mark_note_before_the_error_of_a_market_that_is_not_stored(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["survival", "--symbol", "FOO/USDT:USDT", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert "note:" not in err and "no ohlcv data for binanceusdm FOO/USDT:USDT" in err
+
+
+def test_the_venue_comparison_is_its_own_report_folder_and_uses_the_common_days() -> None:
+    plain = build_parser().parse_args(["survival", "--exchange", "bybit"])
+    vs = build_parser().parse_args(
+        ["survival", "--exchange", "bybit", "--vs-exchange", "binanceusdm"]
+    )
+    assert default_out(plain) != default_out(vs)
+
+
+def test_bybit_vs_binance_on_2025_10_10_as_the_readme_runs_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Bybit's bars run past Binance's (2026-07 vs 2026-05): Binance is loaded whole and the
+    # comparison keeps the days both have
+    argv = ["survival", "--exchange", "bybit", "--vs-exchange", "binanceusdm", "--side", "long"]
+    argv += ["--crash-days", "2025-10-10", "--leverage", "10,50", "--stop-loss", "none"]
+    assert main([*argv, "--no-report"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"2025-10-10 long +10 +168/168 \(100%\) +168/168 \(100%\)", out)

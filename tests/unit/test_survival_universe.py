@@ -136,16 +136,17 @@ def test_cli_json_carries_the_universe(
 def test_cli_error_names_the_symbol_before_any_study_runs(
     capsys: pytest.CaptureFixture[str], bundled_only_store: str
 ) -> None:
-    # XRP's bundled bars (with mark) cover 2021-11-15 06:00 -> 11-19 10:00: a 30-day horizon
-    # does not fit them, and that is said before BTC's study runs (nothing on stdout)
+    # XRP's bundled bars (with mark) cover 2021-11-15 06:00 -> 11-19 10:00: entries every 5 days
+    # do not fit them, and that is said before BTC's study runs (nothing on stdout); a horizon
+    # longer than XRP's data leaves XRP out instead (test_cli_survival)
     argv = ["survival", "--symbol", "BTC/USDT:USDT,XRP/USDT:USDT", "--side", "long"]
-    argv += ["--leverage", "2", "--stop-loss", "none"]
+    argv += ["--leverage", "2", "--stop-loss", "none", "--horizon", "1D", "--entry-every", "5D"]
     code = main([*argv, "--no-report", "--store", bundled_only_store])
     captured = capsys.readouterr()
     assert code == 2
     assert captured.out == ""
     assert (
-        "error: ConfigError: --symbol XRP/USDT:USDT: --horizon '30D' is longer than the data "
+        "error: ConfigError: --symbol XRP/USDT:USDT: --entry-every '5D' is longer than the data "
         "(4 days 03:00:00, 99 bars of 1h)"
     ) in captured.err
 
