@@ -721,7 +721,12 @@ def _run_one(
 ) -> dict[str, Any] | None:
     # one study (one symbol, or one account of all `symbols`): load, run, report, print;
     # `done` collects (study, report path) for the universe table
-    from backtester.reports.tables import safe_leverage_lines, survival_display, to_text
+    from backtester.reports.tables import (
+        safe_leverage_lines,
+        survival_display,
+        to_text,
+        unreachable_reason,
+    )
     from backtester.survival import survival_study
 
     progress = _Progress(sys.stderr.isatty())
@@ -831,6 +836,9 @@ def _run_one(
     print(f"Highest leverage that meets the target ({safe.attrs['rule']}):")
     for line in safe_leverage_lines(safe):
         print(f"  {line}")
+    out_of_reach = unreachable_reason(safe)
+    if out_of_reach:
+        print(f"  {out_of_reach}")
     if legs is not None and len(legs) == 2 and len(args.legs) == 1 and ";" not in args.legs[0]:
         print(
             f"(the second leg set is the counterpart of --legs {args.legs[0]}, added to compare; "

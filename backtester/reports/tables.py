@@ -19,6 +19,7 @@ __all__ = [
     "safe_leverage_lines",
     "survival_display",
     "to_text",
+    "unreachable_reason",
 ]
 
 # raw column -> display label (units in the label)
@@ -249,6 +250,24 @@ def safe_leverage_lines(safe: pd.DataFrame) -> list[str]:
             text = f"no tested leverage meets {target}; even the lowest gives {ci}"
         lines.append(f"{_group_text(row, columns)}: {text}")
     return lines
+
+
+def unreachable_reason(safe: pd.DataFrame) -> str | None:
+    """Return why no leverage can meet the target when the data is too short to show it.
+
+    None when the target is within reach (``max_safe_leverage().attrs["best_possible_low"]``,
+    the lower bound of a setting that is never liquidated, meets it).
+    """
+    best = float(safe.attrs.get("best_possible_low", math.nan))
+    if not (math.isfinite(best) and float(safe.attrs.get("target", math.nan)) > best):
+        return None
+    best *= 100
+    n_eff = float(safe.attrs["n_effective"])
+    return (
+        f"The target is out of reach: the data holds {n_eff:.3g} non-overlapping horizons, so even with no liquidation at all "
+        f"the lower bound is {best:.1f}%; load a longer range, shorten the horizon or lower "
+        "the target."
+    )
 
 
 def safe_leverage_display(safe: pd.DataFrame) -> pd.DataFrame:

@@ -25,6 +25,7 @@ from backtester.reports.tables import (
     safe_leverage_display,
     safe_leverage_lines,
     survival_display,
+    unreachable_reason,
 )
 from backtester.survival.study import curve_groups, others_fixed
 
@@ -465,7 +466,7 @@ def _answer_summary(safe: pd.DataFrame) -> str:
     lines = safe_leverage_lines(safe)
     ok = safe["leverage"].notna().to_numpy()
     if not ok.any():
-        return "No tested setting meets the target."
+        return "No tested setting meets the target. " + (unreachable_reason(safe) or "")
     best = int(np.nanargmax(safe["leverage"].to_numpy(dtype=float)))
     text = f"Highest: {lines[best]}."
     if not ok.all():

@@ -826,8 +826,13 @@ class SurvivalStudy:
                 "max_tested",
             ],
         )
+        n_eff = self.n_effective
         frame.attrs = {
             "target": float(target),
+            # the highest lower bound the data allows (no liquidation at all): a target above it
+            # cannot be met at any leverage, however safe
+            "n_effective": float(n_eff),
+            "best_possible_low": clopper_pearson(n_eff, n_eff, alpha=1.0 - self.confidence)[0],
             "rule": (
                 f"highest leverage whose {self.confidence * 100:g}% lower bound of survival to "
                 f"{self.horizon_days:g} days is at least {target * 100:g}%"

@@ -208,3 +208,19 @@ def test_heatmap_marks_a_stop_beyond_the_liquidation_price(btc_1h: object) -> No
     marks = study.stop_beyond_liquidation()
     # Assert: rows are (10, none), (10, 5%), (20, none), (20, 5%)
     assert marks.tolist() == [False, False, False, True]
+
+
+def test_a_target_the_data_cannot_show_is_said_to_be_out_of_reach() -> None:
+    from backtester.reports.tables import unreachable_reason
+
+    # n_eff = 8 non-overlapping horizons at 95 %: no liquidation at all gives a Clopper–Pearson
+    # lower bound of 0.025 ** (1 / 8) = 63.1 %, so a 90 % target is out of reach; 50 % is not
+    safe = pd.DataFrame({"leverage": [np.nan]})
+    safe.attrs = {"target": 0.9, "n_effective": 8.0, "best_possible_low": 0.025 ** (1 / 8)}
+    assert unreachable_reason(safe) == (
+        "The target is out of reach: the data holds 8 non-overlapping horizons, so even with no "
+        "liquidation at all the lower bound is 63.1%; load a longer range, shorten the horizon "
+        "or lower the target."
+    )
+    safe.attrs["target"] = 0.5
+    assert unreachable_reason(safe) is None
