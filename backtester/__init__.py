@@ -49,6 +49,9 @@ _LAZY: dict[str, str] = {
     "AccountOutcomes": "backtester.engine.accounts_run",
     "EntryOutcomes": "backtester.results",
     "SweepResult": "backtester.results",
+    # synthetic paths (synthetic.py)
+    "bootstrap_paths": "backtester.synthetic",
+    "stress_paths": "backtester.synthetic",
     # survival study (survival.py)
     "survival_study": "backtester.survival",
     "SurvivalStudy": "backtester.survival",
@@ -77,6 +80,7 @@ __all__ = [
     "SweepResult",
     "__version__",
     "bankruptcy_price",
+    "bootstrap_paths",
     "check_run",
     "download",
     "exchange_rules",
@@ -90,6 +94,7 @@ __all__ = [
     "run_config",
     "run_entries",
     "run_sweep",
+    "stress_paths",
     "survival_study",
     "verify_store",
 ]
@@ -127,4 +132,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from backtester.signals import Signals
     from backtester.survival import SurvivalStudy, survival_study
+    from backtester.synthetic import bootstrap_paths, stress_paths
     from backtester.sweep import open_run, run_config

@@ -16,6 +16,7 @@ import pandas as pd
 
 from backtester._typing import I64Array
 from backtester.config import SETTINGS, check_setting
+from backtester.data.schema import parse_period_bars
 from backtester.engine.enums import ExitReason
 from backtester.errors import ConfigError, check_one_of
 from backtester.survival.study import DEFAULT_INITIAL_CASH, SurvivalStudy, _is_none, legs_label
@@ -30,34 +31,6 @@ Legs = Mapping[str, float]
 __all__ = ["entry_indices", "parse_period_bars", "survival_study"]
 
 log = logging.getLogger(__name__)
-
-
-def _period_text(ns: int) -> str:
-    # a period as a user writes it: 1h, 30D, 15min
-    for unit, size in (("D", 86_400 * 10**9), ("h", 3_600 * 10**9), ("min", 60 * 10**9)):
-        if ns % size == 0:
-            return f"{ns // size}{unit}"
-    return f"{ns / 10**9:g}s"
-
-
-def parse_period_bars(value: str | pd.Timedelta, name: str, timeframe_ns: int) -> int:
-    """Return a period such as ``"30D"`` as a whole number of bars of ``timeframe_ns``."""
-    bar = _period_text(timeframe_ns)
-    example = f"'30D' or '{720 * 3_600 * 10**9 // timeframe_ns}h'" if bar == "1h" else "'30D'"
-    if isinstance(value, bool) or not isinstance(value, str | pd.Timedelta):
-        raise ConfigError(f"{name} must be a duration such as {example} (a string), was {value!r}")
-    try:
-        ns = int(pd.Timedelta(value).value)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(
-            f"{name} must be a duration such as {example}, '12h' or '1W', was {value!r}"
-        ) from exc
-    if ns <= 0 or ns % timeframe_ns:
-        raise ConfigError(
-            f"{name} must be a positive whole number of {bar} bars, was {value!r}; use a "
-            f"multiple of {bar} such as {example}"
-        )
-    return ns // timeframe_ns
 
 
 def _as_tuple(value: Any) -> tuple[Any, ...]:
