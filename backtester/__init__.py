@@ -55,6 +55,8 @@ _LAZY: dict[str, str] = {
     # survival study (survival.py)
     "survival_study": "backtester.survival",
     "SurvivalStudy": "backtester.survival",
+    "PathsStudy": "backtester.survival.paths",
+    "bootstrap_study": "backtester.survival.paths",
     # batch sweeps (sweep/)
     "open_run": "backtester.sweep",
     "run_config": "backtester.sweep",
@@ -72,6 +74,7 @@ __all__ = [
     "Market",
     "MarketSet",
     "ParamGrid",
+    "PathsStudy",
     "RunCheck",
     "RunConfig",
     "ShapeError",
@@ -81,6 +84,7 @@ __all__ = [
     "__version__",
     "bankruptcy_price",
     "bootstrap_paths",
+    "bootstrap_study",
     "check_run",
     "download",
     "exchange_rules",
@@ -132,5 +136,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from backtester.signals import Signals
     from backtester.survival import SurvivalStudy, survival_study
-    from backtester.synthetic import bootstrap_paths, stress_paths
+    from backtester.survival.paths import PathsStudy, bootstrap_study
     from backtester.sweep import open_run, run_config
+    from backtester.synthetic import bootstrap_paths, stress_paths

@@ -78,7 +78,7 @@ def _check_int(value: Any, name: str, low: int) -> int:
 
 
 def survival_study(
-    market: Market | MarketSet,
+    market: Market | MarketSet | Sequence[Market] | Sequence[MarketSet],
     *,
     legs: Legs | Sequence[Legs] | None = None,
     side: Literal["long", "short", "both"] = "long",
@@ -98,9 +98,11 @@ def survival_study(
 
     Parameters
     ----------
-    market : Market or MarketSet
+    market : Market, MarketSet, or a list of them
         From ``bt.load_market`` (or ``bt.load_markets`` with ``legs``). Liquidation is judged
-        on its mark prices.
+        on its mark prices. A list of paths on one clock (``bt.bootstrap_paths``) is studied
+        path by path and pooled into one ``PathsStudy``: the same table, with intervals from a
+        bootstrap over whole paths (independent) that keeps the overlap inside each path.
     legs : dict or list of dicts, optional
         An account study: ``{symbol: weight}`` (negative = short, ``Σ|weight| <= 1``), every
         rolling entry opening the whole account (``bt.run_account_entries``). A list of dicts
@@ -153,6 +155,26 @@ def survival_study(
     from backtester.market import Market
     from backtester.marketset import MarketSet
 
+    if isinstance(market, list | tuple):  # synthetic paths: pooled, one path at a time
+        from backtester.survival.paths import paths_study
+
+        return paths_study(
+            [market],
+            recipe=getattr(market, "recipe", None),
+            legs=legs,
+            side=side,
+            leverage=leverage,
+            stop_loss=stop_loss,
+            position_size=position_size,
+            margin_mode=margin_mode,
+            horizon=horizon,
+            entry_every=entry_every,
+            strategy=strategy,
+            confidence=confidence,
+            n_boot=n_boot,
+            seed=seed,
+            **engine_settings,
+        )
     if not isinstance(market, Market | MarketSet):
         raise ConfigError(
             f"market must be a backtester Market or MarketSet, was {type(market).__name__}; "
