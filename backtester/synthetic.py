@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from backtester._typing import F64Array, I64Array
+from backtester._typing import BOOTSTRAP_METHODS, F64Array, I64Array
 from backtester.data.schema import parse_period_bars
 from backtester.errors import ConfigError, check_one_of
 from backtester.market import Market
@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 #: block bootstrap methods: geometric block lengths (Politis–Romano) or fixed ones
-METHODS = ("stationary", "circular")
+METHODS = BOOTSTRAP_METHODS
 
 _NS_PER_DAY = 86_400 * 10**9
 

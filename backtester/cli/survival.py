@@ -15,6 +15,7 @@ import textwrap
 import time
 from typing import Any
 
+from backtester._typing import BOOTSTRAP_METHODS
 from backtester.config import SETTINGS, Setting
 from backtester.errors import ConfigError
 
@@ -195,7 +196,56 @@ def register(subparsers: Any) -> None:
     engine.add_argument(
         "--no-funding", action="store_true", help="same as --funding false (kept for old scripts)"
     )
+    _register_paths(p)
     p.set_defaults(handler=run)
+
+
+def _register_paths(p: argparse.ArgumentParser) -> None:
+    # synthetic paths (backtester.synthetic, survival.paths): history next to bootstrap paths
+    g = p.add_argument_group(
+        "synthetic paths (block bootstrap of whole bars; history and synthetic side by side)"
+    )
+    g.add_argument(
+        "--paths",
+        type=int,
+        default=0,
+        metavar="N",
+        help=_d("also study N bootstrapped paths (bt.bootstrap_paths); 0 = history only", "0"),
+    )
+    g.add_argument(
+        "--mean-block",
+        default="1D",
+        help=_d("mean block length of the bootstrap (a whole number of bars)", "1D"),
+    )
+    g.add_argument(
+        "--method",
+        default="stationary",
+        choices=BOOTSTRAP_METHODS,
+        help=_d("stationary (geometric block lengths) or circular (fixed)", "stationary"),
+    )
+    g.add_argument(
+        "--vol-scale",
+        type=float,
+        default=1.0,
+        help=_d("stretch of the paths' log returns and intrabar ranges", "1.0"),
+    )
+    g.add_argument(
+        "--path-length",
+        default="365D",
+        help=_d("bars per path, a duration, or 'all' for the data's length", "365D"),
+    )
+    g.add_argument(
+        "--stress",
+        action="store_true",
+        help="add stress scenarios: the 5 worst mark days of history replayed at random times "
+        "of the paths, and a volatility regime (--stress-vol)",
+    )
+    g.add_argument(
+        "--stress-vol",
+        type=float,
+        default=1.5,
+        help=_d("vol_scale of the volatility-regime scenario", "1.5"),
+    )
 
 
 def _target(text: str) -> float:
@@ -547,11 +597,16 @@ def _run_one(
     )
     progress(f"{study.n_settings} settings x {study.n_entries:,} entries; estimating survival")
     table = study.table().reset_index()
+    scenarios = _scenarios(args, market, study, progress, strategy=strategy, **study_kw, **settings)
     report_path = None
     if out is not None:
         progress(f"writing the report to {out} (comparisons: {not args.no_comparisons})")
         report_path = study.report(
-            out, comparisons=not args.no_comparisons, target=args.target, progress=progress.enabled
+            out,
+            comparisons=not args.no_comparisons,
+            target=args.target,
+            progress=progress.enabled,
+            scenarios=scenarios,
         )
     if args.json:
         records = json.loads(table.to_json(orient="records"))
@@ -571,6 +626,7 @@ def _run_one(
                 study.max_safe_leverage(target=args.target).to_json(orient="records")
             ),
             "report": report_path,
+            **({} if scenarios is None else {"synthetic": _scenarios_json(scenarios)}),
         }
         if quiet_json:
             return payload
@@ -611,9 +667,73 @@ def _run_one(
             f"(the second leg set is the counterpart of --legs {args.legs[0]}, added to compare; "
             "give a second --legs to choose it, or --no-counterpart)"
         )
+    if scenarios is not None:
+        _print_scenarios(scenarios, study)
     if report_path is not None:
         print(f"report: {report_path}")
     return None
+
+
+def _scenarios(
+    args: argparse.Namespace, market: Any, history: Any, progress: Any, **study: Any
+) -> Any:
+    # --paths N: the synthetic scenarios next to history (survival.paths.scenario_table)
+    if args.paths == 0:
+        for option, value, default in (
+            ("--stress", args.stress, False),
+            ("--vol-scale", args.vol_scale, 1.0),
+            ("--mean-block", args.mean_block, "1D"),
+            ("--method", args.method, "stationary"),
+        ):
+            if value != default:
+                raise ConfigError(f"{option} has no effect without --paths N; add --paths 500")
+        return None
+    if args.paths < 0:
+        raise ConfigError(f"--paths must be an int >= 0, was {args.paths}; e.g. --paths 500")
+    from backtester.data.schema import parse_period_bars
+    from backtester.survival.paths import bootstrap_study, scenario_table
+
+    # checked here so that an error names the option as typed
+    parse_period_bars(args.mean_block, "--mean-block", market.timeframe_ns)
+    length = None if args.path_length == "all" else args.path_length
+    if length is not None:
+        parse_period_bars(length, "--path-length", market.timeframe_ns)
+    common: dict[str, Any] = {
+        "mean_block": args.mean_block,
+        "method": args.method,
+        "length": length,
+        "seed": args.seed,
+        "horizon": args.horizon,
+        "entry_every": args.entry_every,
+        **study,
+    }
+    runs = [("bootstrap", {"vol_scale": args.vol_scale})]
+    if args.stress:
+        runs.append(("worst_days", {"vol_scale": args.vol_scale, "n_worst": 5}))
+        runs.append((f"vol_x{args.stress_vol:g}", {"vol_scale": args.stress_vol}))
+    done = []
+    for name, extra in runs:
+        progress(f"{args.paths} synthetic paths: {name.replace('_', ' ')}")
+        done.append((name, bootstrap_study(market, args.paths, **extra, **common)))
+    return scenario_table(history, done)
+
+
+def _print_scenarios(frame: Any, study: Any) -> None:
+    from backtester.reports.tables import to_text
+    from backtester.survival.report_paths import scenario_display
+
+    print()
+    print(f"History and synthetic paths: survival within {study.horizon_days:g} days, 95% interval")
+    print(to_text(scenario_display(frame, horizon_days=study.horizon_days)))
+    for name, text in frame.attrs.get("scenarios", {}).items():
+        print(textwrap.fill(f"{name}: {text}", width=100, subsequent_indent="  "))
+
+
+def _scenarios_json(frame: Any) -> dict[str, Any]:
+    return {
+        "scenarios": dict(frame.attrs.get("scenarios", {})),
+        "table": json.loads(frame.reset_index().to_json(orient="records")),
+    }
 
 
 def _short(study: Any) -> str:

@@ -184,11 +184,14 @@ class PathsStudy(SurvivalStudy):
         comparisons: bool = False,
         target: float = 0.9,
         progress: bool = False,
+        scenarios: pd.DataFrame | None = None,
     ) -> str:
         """Write the HTML report of the pooled study (no comparisons; see ``comparisons()``)."""
         if comparisons:
             self.comparisons()
-        return super().report(path, comparisons=False, target=target, progress=progress)
+        return super().report(
+            path, comparisons=False, target=target, progress=progress, scenarios=scenarios
+        )
 
 
 def _same_clock(first: Market | MarketSet, path: Market | MarketSet, k: int) -> None:

@@ -792,10 +792,13 @@ def write_survival_report(
     comparisons: Comparisons | None = None,
     target: float = 0.9,
     stop_beyond: Any = None,
+    scenarios: pd.DataFrame | None = None,
 ) -> Path:
     """Write the report of ``study`` (and of ``comparisons`` when given) under ``path``.
 
-    ``comparisons`` comes from ``study.comparisons()``; nothing here runs the engine. The
+    ``comparisons`` comes from ``study.comparisons()``; ``scenarios`` from
+    ``survival.paths.scenario_table`` (history next to synthetic paths); nothing here runs
+    the engine. The
     report opens with ``study.max_safe_leverage(target)``; ``stop_beyond`` is
     ``study.stop_beyond_liquidation()`` (computed by the caller: it uses the rules' numba
     formulas, and the renderer runs nothing). ``path``
@@ -808,6 +811,10 @@ def write_survival_report(
         target=target,
         stop_beyond=stop_beyond,
     )
+    if scenarios is not None:  # history next to synthetic paths (survival.paths.scenario_table)
+        from backtester.survival.report_paths import scenario_sections
+
+        sections.extend(scenario_sections(scenarios, horizon_days=study.horizon_days))
     extra: dict[str, Any] = {}
     if comparisons is not None:
         sections.extend(comparison_sections(study, comparisons))
@@ -820,6 +827,8 @@ def write_survival_report(
     )
     info = study.run_info()
     info["comparisons"] = extra
+    if scenarios is not None:
+        info["synthetic"] = dict(scenarios.attrs)
     return write_report(
         path,
         title=f"Which leverage survives? {study.market_label}"

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # the modules that draw: they may not import the engine or the code that runs studies
 RENDER_MODULES = [
     ROOT / "backtester" / "survival" / "report.py",
+    ROOT / "backtester" / "survival" / "report_paths.py",
     *sorted((ROOT / "backtester" / "reports").glob("*.py")),
 ]
 FORBIDDEN = (
@@ -40,6 +41,7 @@ FORBIDDEN = (
     "backtester.survival.run",
     "backtester.survival.strategy",
     "backtester.survival.comparisons",
+    "backtester.survival.paths",
     "backtester.sweep",
 )
 
