@@ -386,7 +386,7 @@ def bootstrap_paths(
     vol_scale: float = 1.0,
     length: str | pd.Timedelta | int | None = None,
     seed: int = 0,
-) -> list[Any]:
+) -> SyntheticPaths:
     """Return ``n_paths`` block-bootstrapped paths of whole bars of ``market``.
 
     Parameters
@@ -483,7 +483,7 @@ def stress_paths(
     vol_scale: float = 1.0,
     length: str | pd.Timedelta | int | None = None,
     seed: int = 0,
-) -> list[Any]:
+) -> SyntheticPaths:
     """Return bootstrap paths into which one of the worst historical days is replayed.
 
     Each path is made as by :func:`bootstrap_paths` (same arguments); then one of the
