@@ -228,22 +228,24 @@ def paths_study(
     batches: Iterable[Sequence[Any]],
     *,
     recipe: PathRecipe | None = None,
+    n_paths: int | None = None,
     **study: Any,
 ) -> PathsStudy:
     """Pool ``survival_study(path, **study)`` over every path of ``batches`` into one study.
 
     ``batches`` yields lists of paths (``Market`` or ``MarketSet`` on one clock); each batch
     is studied path by path and then dropped, so memory holds one batch and the pooled
-    outcomes. Raises ``ConfigError`` for an empty list, paths of other clocks or markets.
+    outcomes (written in place when ``n_paths``, the number the batches hold, is given). Raises ``ConfigError`` for an empty list, paths of other clocks or markets.
     """
     from backtester.survival.run import survival_study
 
     first: Any = None
     parts: dict[str, list[Any]] = {name: [] for name in _POOLED}
+    pooled: dict[str, Any] = {}  # preallocated when n_paths is known: no concatenation copy
     ambiguous: I64Array | None = None
     rules: dict[tuple[str, ...], dict[str, str]] = {}
     one: SurvivalStudy | None = None
-    n_paths = 0
+    expected, n_paths = n_paths, 0
     elapsed = 0.0
     t0 = time.perf_counter()
     for batch in batches:
@@ -253,12 +255,21 @@ def paths_study(
             _same_clock(first, path, n_paths)
             one = survival_study(path, **study)
             for name in _POOLED:
-                parts[name].append(getattr(one, name))
+                value = getattr(one, name)
+                if expected is not None:
+                    n_e = value.shape[1]
+                    if name not in pooled:
+                        pooled[name] = np.empty((value.shape[0], expected * n_e), value.dtype)
+                    pooled[name][:, n_paths * n_e : (n_paths + 1) * n_e] = value
+                else:  # a copy: the engine's arrays are views of its whole stats block
+                    parts[name].append(np.array(value, copy=True))
             ambiguous = one.ambiguous_bars if ambiguous is None else ambiguous + one.ambiguous_bars
             for r in one.rules:
                 rules.setdefault(tuple(r.values()), dict(r))
             elapsed += one.elapsed_s
             n_paths += 1
+    if expected is not None and n_paths != expected:
+        raise ConfigError(f"the batches held {n_paths} paths, not the n_paths={expected} given")
     if one is None:
         raise ConfigError(
             "paths must hold at least one market, was empty; e.g. bt.bootstrap_paths(m, 500)"
@@ -291,7 +302,7 @@ def paths_study(
         strategy_name=one.strategy_name,
         rules=tuple(rules.values()),
         legs=one.legs,
-        **{name: np.concatenate(parts[name], axis=1) for name in _POOLED},
+        **(pooled or {name: np.concatenate(parts[name], axis=1) for name in _POOLED}),
     )
 
 
@@ -331,7 +342,7 @@ def bootstrap_study(
         length=length,
         seed=seed,
     )
-    return paths_study(batches, recipe=recipe, seed=seed, **study)
+    return paths_study(batches, recipe=recipe, n_paths=recipe.n_paths, seed=seed, **study)
 
 
 def scenario_table(
