@@ -358,7 +358,7 @@ def scenario_table(
     frame = pd.DataFrame(index=base.index)
     for name, study in (("history", history), *scenarios):
         table = study.table()
-        if list(table.index) != list(base.index):
+        if not table.index.equals(base.index):  # NaN (no stop) matches NaN here
             raise ConfigError(
                 f"scenario {name!r} has other settings than the history study; run it with the "
                 "same side, leverage, stop_loss, ... arguments"

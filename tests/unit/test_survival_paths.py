@@ -125,8 +125,10 @@ def test_vol_scale_above_one_never_raises_survival_without_stops(source: bt.Mark
 
 
 def test_scenario_table_puts_history_next_to_paths(source: bt.Market) -> None:
-    history = bt.survival_study(source, leverage=(5, 20), horizon="10D", n_boot=50)
-    paths = bootstrap_study(source, 5, length="60D", leverage=(5, 20), horizon="10D", n_boot=50)
+    # stops (None, 0.05): the no-stop rows are NaN in the index and must still match
+    grid: dict[str, Any] = {"leverage": (5, 20), "stop_loss": (None, 0.05), "horizon": "10D"}
+    history = bt.survival_study(source, n_boot=50, **grid)
+    paths = bootstrap_study(source, 5, length="60D", n_boot=50, **grid)
     frame = scenario_table(history, [("bootstrap", paths)])
     assert list(frame.columns) == [
         "survival_history",
