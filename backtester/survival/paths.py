@@ -352,7 +352,8 @@ def scenario_table(
 
     Columns ``survival_history, ci_low_history, ci_high_history`` and the same with each
     scenario's name as suffix (``survival_bootstrap``, ...), indexed like ``history.table()``.
-    Every scenario must have history's settings in the same order.
+    Every scenario must have history's settings in the same order. ``attrs["scenarios"]``
+    says how each was made (a sentence), ``attrs["recipes"]`` holds the paths' recipes.
     """
     base = history.table()
     frame = pd.DataFrame(index=base.index)
@@ -366,6 +367,11 @@ def scenario_table(
         for col in ("survival", "ci_low", "ci_high"):
             frame[f"{col}_{name}"] = table[col].to_numpy()
     frame.attrs = {
+        "recipes": {
+            name: study.recipe.to_dict()
+            for name, study in scenarios
+            if isinstance(study, PathsStudy) and study.recipe is not None
+        },
         "scenarios": {
             name: (
                 study.recipe.describe()
@@ -373,6 +379,6 @@ def scenario_table(
                 else "the historical data"
             )
             for name, study in (("history", history), *scenarios)
-        }
+        },
     }
     return frame
