@@ -284,7 +284,6 @@ def _check_args(
     vol_scale: Any,
     length: Any,
     seed: Any,
-    where: str,
 ) -> tuple[int, int, int, float, int]:
     if isinstance(n_paths, bool) or not isinstance(n_paths, int | np.integer) or n_paths < 1:
         raise ConfigError(f"n_paths must be an int >= 1, was {n_paths!r}; e.g. 500")
@@ -320,7 +319,6 @@ def _check_args(
             raise ConfigError(f"length must be at least 2 bars, was {length!r}; e.g. '365D'")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ConfigError(f"seed must be an int >= 0, was {seed!r}")
-    del where
     return int(n_paths), block, n, float(vol_scale), int(seed)
 
 
@@ -429,7 +427,7 @@ def bootstrap_paths(
     recipe, batches = iter_paths(
         market,
         n_paths,
-        batch=max(int(n_paths), 1) if isinstance(n_paths, int) else 1,
+        batch=_one_batch(n_paths),
         mean_block=mean_block,
         method=method,
         vol_scale=vol_scale,
@@ -437,6 +435,15 @@ def bootstrap_paths(
         seed=seed,
     )
     return SyntheticPaths([p for one in batches for p in one], recipe)
+
+
+def _one_batch(n_paths: Any) -> int:
+    # every path in one batch (n_paths itself is checked by iter_paths)
+    return (
+        int(n_paths)
+        if isinstance(n_paths, int) and not isinstance(n_paths, bool) and n_paths > 0
+        else 1
+    )
 
 
 def worst_days(market: Market | MarketSet, k: int = 5) -> list[tuple[pd.Timestamp, float]]:
@@ -453,7 +460,8 @@ def worst_days(market: Market | MarketSet, k: int = 5) -> list[tuple[pd.Timestam
         raise ConfigError(
             f"worst days need bars that divide a day, was {market.timeframe}; use 1h or 1m bars"
         )
-    first = int(np.flatnonzero(market.ts_ns % _NS_PER_DAY == 0)[:1].sum(initial=0))
+    midnights = np.flatnonzero(market.ts_ns % _NS_PER_DAY == 0)
+    first = int(midnights[0]) if midnights.size else market.n_bars  # first 00:00 UTC bar
     n_days = (market.n_bars - first) // per_day
     if n_days < 1:
         raise ConfigError(
@@ -496,7 +504,7 @@ def stress_paths(
     recipe, batches = iter_paths(
         market,
         n_paths,
-        batch=max(int(n_paths), 1) if isinstance(n_paths, int) else 1,
+        batch=_one_batch(n_paths),
         stress=n_worst,
         mean_block=mean_block,
         method=method,
@@ -528,7 +536,7 @@ def iter_paths(
     where = "stress_paths" if stress else "bootstrap_paths"
     markets = _check_source(market, where)
     n_paths, block, n, scale, seed = _check_args(
-        market, n_paths, mean_block, method, vol_scale, length, seed, where
+        market, n_paths, mean_block, method, vol_scale, length, seed
     )
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ConfigError(f"batch must be an int >= 1, was {batch!r}; e.g. 50")

@@ -71,7 +71,11 @@ def scenario_sections(
         "the past (blocks of bars), which breaks long trends and regimes longer than a block.",
         "Intervals over paths: a cluster bootstrap that resamples whole paths (independent) "
         "and keeps the overlapping entries inside a path together, widened to an exact "
-        "binomial interval at the effective number of non-overlapping horizons.",
+        "binomial interval at the effective number of non-overlapping horizons. They measure "
+        "how precisely the paths pin down the bootstrap's answer (Monte Carlo error, shrinking "
+        "with more paths), not how far history's one sample may be from the truth: every path "
+        "is built from the same history, and the mean block length can move the answer by "
+        "more than that interval (longer blocks keep longer trends and volatility regimes).",
     ]
     for name, text in made.items():
         extra = f" ({timing[name]})" if timing and name in timing else ""
