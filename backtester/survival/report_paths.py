@@ -9,8 +9,9 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from backtester.reports.html import ReportSection, ReportTable
+from backtester.reports.html import ReportFigure, ReportSection, ReportTable
 from backtester.reports.tables import format_percent_ci, survival_display
+from backtester.survival.study import curve_groups
 
 __all__ = ["scenario_display", "scenario_sections"]
 
@@ -93,5 +94,46 @@ def scenario_sections(
                     caption="Survival to the horizon with its 95% interval, per scenario.",
                 ),
             ),
+            figures=tuple(_figures(frame, horizon_days)),
         )
     ]
+
+
+def _figures(frame: pd.DataFrame, horizon_days: float) -> list[ReportFigure]:
+    # survival by leverage, one line per scenario, for each side (or leg set) without a stop
+    flat = frame.reset_index()
+    if "leverage" not in flat or flat["leverage"].nunique() < 2:
+        return []
+    from backtester.reports import plots
+
+    settings = flat[[c for c in frame.index.names if c is not None]]
+    out: list[ReportFigure] = []
+    for k, (group, rows) in enumerate(curve_groups(settings).items()):
+        if len(rows) < 2:
+            continue
+        long = pd.concat(
+            [
+                pd.DataFrame(
+                    {
+                        "leverage": flat["leverage"].iloc[rows].to_numpy(dtype=float),
+                        "scenario": name.replace("_", " "),
+                        "survival": flat[f"survival_{name}"].iloc[rows].to_numpy(),
+                        "ci_low": flat[f"ci_low_{name}"].iloc[rows].to_numpy(),
+                        "ci_high": flat[f"ci_high_{name}"].iloc[rows].to_numpy(),
+                    }
+                )
+                for name in _scenario_names(frame)
+            ],
+            ignore_index=True,
+        )
+        fig = plots.plot_survival_lines(
+            long,
+            x="leverage",
+            hue="scenario",
+            title=f"Survival after {horizon_days:g} days: history and synthetic ({group})",
+            xlabel="Leverage [x] (log scale)",
+            hue_label="Scenario",
+        )
+        caption = f"{group}, no stop: survival by leverage per scenario, 95% intervals shaded."
+        out.append(ReportFigure(f"synthetic_paths_{k}", fig, caption))
+    return out
