@@ -251,3 +251,17 @@ def test_bad_sources_are_refused() -> None:
         bt.bootstrap_paths("BTC", 2)  # type: ignore[arg-type]
     with pytest.raises(bt.ConfigError, match="n_worst must be an int >= 1, was 0"):
         bt.stress_paths(_market(np.full(100, 0.001)), 2, n_worst=0)
+
+
+def test_stress_paths_share_the_bootstrap_blocks_of_their_seed() -> None:
+    # the blocks are drawn before the replayed day: outside that day, stress path k is
+    # bootstrap path k of the same seed (common random numbers between scenarios)
+    body = np.random.default_rng(2).normal(0, 0.01, 24 * 20)
+    body[24 * 6 : 24 * 7] *= 5  # the worst day
+    source = _market(body)
+    plain = bt.bootstrap_paths(source, 3, mean_block="3h", length="8D", seed=6)
+    stressed = bt.stress_paths(source, 3, n_worst=1, mean_block="3h", length="8D", seed=6)
+    for a, b in zip(plain, stressed, strict=True):
+        same = a.volume == b.volume
+        assert 1 <= int((~same).sum()) <= 24  # only bars of the replayed day differ
+        assert same.sum() >= 24 * 7
