@@ -696,8 +696,14 @@ def _scenarios(
     # checked here so that an error names the option as typed
     parse_period_bars(args.mean_block, "--mean-block", market.timeframe_ns)
     length = None if args.path_length == "all" else args.path_length
+    n_bars = market.n_bars
     if length is not None:
-        parse_period_bars(length, "--path-length", market.timeframe_ns)
+        n_bars = parse_period_bars(length, "--path-length", market.timeframe_ns)
+    if parse_period_bars(args.horizon, "--horizon", market.timeframe_ns) > n_bars:
+        raise ConfigError(
+            f"--horizon {args.horizon} is longer than the paths (--path-length "
+            f"{args.path_length}); make the paths longer or the horizon shorter"
+        )
     common: dict[str, Any] = {
         "mean_block": args.mean_block,
         "method": args.method,

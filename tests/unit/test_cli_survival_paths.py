@@ -52,6 +52,7 @@ def test_paths_json(capsys: pytest.CaptureFixture[str]) -> None:
         (["--paths", "-1"], "--paths must be an int >= 0, was -1"),
         (["--paths", "2", "--mean-block", "90min"], "--mean-block must be a positive whole"),
         (["--paths", "2", "--path-length", "1000D"], None),
+        (["--paths", "2", "--path-length", "20D"], "--horizon 30D is longer than the paths"),
         (["--paths", "2", "--vol-scale", "0"], "vol_scale must be a number in (0, 10], was 0.0"),
     ],
 )
