@@ -585,6 +585,7 @@ def _run_one(
     # checked here too so that an error names the option as typed (--horizon, not horizon=)
     parse_period_bars(args.horizon, "--horizon", market.timeframe_ns)
     parse_period_bars(args.entry_every, "--entry-every", market.timeframe_ns)
+    _check_paths_options(args, market)
     study_kw: dict[str, Any] = {"legs": legs} if legs else {"side": args.side}
     study = survival_study(
         market,
@@ -674,40 +675,47 @@ def _run_one(
     return None
 
 
-def _scenarios(
-    args: argparse.Namespace, market: Any, history: Any, progress: Any, **study: Any
-) -> Any:
-    # --paths N: the synthetic scenarios next to history (survival.paths.scenario_table)
+def _check_paths_options(args: argparse.Namespace, market: Any) -> None:
+    # the --paths options, checked before any run so that an error names the option as typed
+    from backtester.data.schema import parse_period_bars
+
     if args.paths == 0:
         for option, value, default in (
             ("--stress", args.stress, False),
             ("--vol-scale", args.vol_scale, 1.0),
             ("--mean-block", args.mean_block, "1D"),
             ("--method", args.method, "stationary"),
+            ("--path-length", args.path_length, "365D"),
+            ("--stress-vol", args.stress_vol, 1.5),
         ):
             if value != default:
                 raise ConfigError(f"{option} has no effect without --paths N; add --paths 500")
-        return None
+        return
     if args.paths < 0:
         raise ConfigError(f"--paths must be an int >= 0, was {args.paths}; e.g. --paths 500")
-    from backtester.data.schema import parse_period_bars
-    from backtester.survival.paths import bootstrap_study, scenario_table
-
-    # checked here so that an error names the option as typed
     parse_period_bars(args.mean_block, "--mean-block", market.timeframe_ns)
-    length = None if args.path_length == "all" else args.path_length
     n_bars = market.n_bars
-    if length is not None:
-        n_bars = parse_period_bars(length, "--path-length", market.timeframe_ns)
+    if args.path_length != "all":
+        n_bars = parse_period_bars(args.path_length, "--path-length", market.timeframe_ns)
     if parse_period_bars(args.horizon, "--horizon", market.timeframe_ns) > n_bars:
         raise ConfigError(
             f"--horizon {args.horizon} is longer than the paths (--path-length "
             f"{args.path_length}); make the paths longer or the horizon shorter"
         )
+
+
+def _scenarios(
+    args: argparse.Namespace, market: Any, history: Any, progress: Any, **study: Any
+) -> Any:
+    # --paths N: the synthetic scenarios next to history (survival.paths.scenario_table)
+    if args.paths == 0:
+        return None
+    from backtester.survival.paths import bootstrap_study, scenario_table
+
     common: dict[str, Any] = {
         "mean_block": args.mean_block,
         "method": args.method,
-        "length": length,
+        "length": None if args.path_length == "all" else args.path_length,
         "seed": args.seed,
         "horizon": args.horizon,
         "entry_every": args.entry_every,

@@ -49,6 +49,7 @@ def test_paths_json(capsys: pytest.CaptureFixture[str]) -> None:
     [
         (["--stress"], "--stress has no effect without --paths N"),
         (["--vol-scale", "2"], "--vol-scale has no effect without --paths N"),
+        (["--path-length", "90D"], "--path-length has no effect without --paths N"),
         (["--paths", "-1"], "--paths must be an int >= 0, was -1"),
         (["--paths", "2", "--mean-block", "90min"], "--mean-block must be a positive whole"),
         (["--paths", "2", "--path-length", "1000D"], None),
