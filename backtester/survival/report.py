@@ -796,13 +796,13 @@ def write_survival_report(
 ) -> Path:
     """Write the report of ``study`` (and of ``comparisons`` when given) under ``path``.
 
-    ``comparisons`` comes from ``study.comparisons()``; ``scenarios`` from
-    ``survival.paths.scenario_table`` (history next to synthetic paths); nothing here runs
-    the engine. The
+    ``comparisons`` comes from ``study.comparisons()``; nothing here runs the engine. The
     report opens with ``study.max_safe_leverage(target)``; ``stop_beyond`` is
     ``study.stop_beyond_liquidation()`` (computed by the caller: it uses the rules' numba
     formulas, and the renderer runs nothing). ``path``
     must be new or empty or hold an earlier report (``reports.html.check_output_dir``).
+    ``scenarios`` (``survival.paths.scenario_table``) adds the section "History and synthetic
+    paths".
     Returns the path of ``index.html``.
     """
     sections = main_sections(
