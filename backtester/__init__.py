@@ -49,11 +49,16 @@ _LAZY: dict[str, str] = {
     "AccountOutcomes": "backtester.engine.accounts_run",
     "EntryOutcomes": "backtester.results",
     "SweepResult": "backtester.results",
+    # synthetic paths (synthetic.py)
+    "bootstrap_paths": "backtester.synthetic",
+    "stress_paths": "backtester.synthetic",
     # survival study (survival.py)
     "survival_study": "backtester.survival",
     "SurvivalStudy": "backtester.survival",
     "compare_venues": "backtester.survival.venues",
     "crash_days": "backtester.survival.venues",
+    "PathsStudy": "backtester.survival.paths",
+    "bootstrap_study": "backtester.survival.paths",
     # batch sweeps (sweep/)
     "open_run": "backtester.sweep",
     "run_config": "backtester.sweep",
@@ -71,6 +76,7 @@ __all__ = [
     "Market",
     "MarketSet",
     "ParamGrid",
+    "PathsStudy",
     "RunCheck",
     "RunConfig",
     "ShapeError",
@@ -79,6 +85,8 @@ __all__ = [
     "SweepResult",
     "__version__",
     "bankruptcy_price",
+    "bootstrap_paths",
+    "bootstrap_study",
     "check_run",
     "compare_venues",
     "crash_days",
@@ -94,6 +102,7 @@ __all__ = [
     "run_config",
     "run_entries",
     "run_sweep",
+    "stress_paths",
     "survival_study",
     "verify_store",
 ]
@@ -131,5 +140,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from backtester.signals import Signals
     from backtester.survival import SurvivalStudy, survival_study
+    from backtester.survival.paths import PathsStudy, bootstrap_study
     from backtester.survival.venues import compare_venues, crash_days
     from backtester.sweep import open_run, run_config
+    from backtester.synthetic import bootstrap_paths, stress_paths

@@ -24,6 +24,9 @@ DataKind: TypeAlias = Literal["ohlcv", "mark", "index", "funding", "tiers"]
 
 EXCHANGES: tuple[str, ...] = ("binanceusdm", "okx", "bybit", "binancecoinm")
 DATA_KINDS: tuple[str, ...] = ("ohlcv", "mark", "index", "funding", "tiers")
+BootstrapMethod: TypeAlias = Literal["stationary", "circular"]
+#: block bootstrap methods of bt.bootstrap_paths (geometric or fixed block lengths)
+BOOTSTRAP_METHODS: tuple[str, ...] = ("stationary", "circular")
 ContractType: TypeAlias = Literal["linear", "inverse"]
 
 

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from backtester._typing import BOOTSTRAP_METHODS
 from backtester.config import SETTINGS, Setting
 from backtester.errors import BacktesterError, ConfigError
 
@@ -212,7 +213,56 @@ def register(subparsers: Any) -> None:
     engine.add_argument(
         "--no-funding", action="store_true", help="same as --funding false (kept for old scripts)"
     )
+    _register_paths(p)
     p.set_defaults(handler=run)
+
+
+def _register_paths(p: argparse.ArgumentParser) -> None:
+    # synthetic paths (backtester.synthetic, survival.paths): history next to bootstrap paths
+    g = p.add_argument_group(
+        "synthetic paths (block bootstrap of whole bars; history and synthetic side by side)"
+    )
+    g.add_argument(
+        "--paths",
+        type=int,
+        default=0,
+        metavar="N",
+        help=_d("also study N bootstrapped paths (bt.bootstrap_paths); 0 = history only", "0"),
+    )
+    g.add_argument(
+        "--mean-block",
+        default="1D",
+        help=_d("mean block length of the bootstrap (a whole number of bars)", "1D"),
+    )
+    g.add_argument(
+        "--method",
+        default="stationary",
+        choices=BOOTSTRAP_METHODS,
+        help=_d("stationary (geometric block lengths) or circular (fixed)", "stationary"),
+    )
+    g.add_argument(
+        "--vol-scale",
+        type=float,
+        default=1.0,
+        help=_d("stretch of the paths' log returns and intrabar ranges", "1.0"),
+    )
+    g.add_argument(
+        "--path-length",
+        default="365D",
+        help=_d("bars per path, a duration, or 'all' for the data's length", "365D"),
+    )
+    g.add_argument(
+        "--stress",
+        action="store_true",
+        help="add stress scenarios: the 5 worst mark days of history replayed at random times "
+        "of the paths, and a volatility regime (--stress-vol)",
+    )
+    g.add_argument(
+        "--stress-vol",
+        type=float,
+        default=1.5,
+        help=_d("vol_scale of the volatility-regime scenario", "1.5"),
+    )
 
 
 def _target(text: str) -> float:
@@ -750,6 +800,7 @@ def _run_one(
 
     # checked here too so that an error names the option as typed (--horizon, not horizon=)
     check_periods(market, args.horizon, args.entry_every, names=_PERIOD_OPTIONS)
+    _check_paths_options(args, market)
     study_kw: dict[str, Any] = {"legs": legs} if legs else {"side": args.side}
     study = survival_study(
         market,
@@ -768,6 +819,7 @@ def _run_one(
     if args.vs_exchange:
         progress(f"the same holds on {args.vs_exchange} on the common crash days")
         venues = venue_comparison(args, market, study, legs is not None)
+    scenarios = _scenarios(args, market, study, progress, strategy=strategy, **study_kw, **settings)
     report_path = None
     if out is not None:
         progress(f"writing the report to {out} (comparisons: {not args.no_comparisons})")
@@ -777,6 +829,7 @@ def _run_one(
             target=args.target,
             progress=progress.enabled,
             venues=venues,
+            scenarios=scenarios,
         )
     if done is not None:
         done.append((study, None if report_path is None else str(report_path)))
@@ -798,6 +851,7 @@ def _run_one(
                 study.max_safe_leverage(target=args.target).to_json(orient="records")
             ),
             "report": report_path,
+            **({} if scenarios is None else {"synthetic": _scenarios_json(scenarios)}),
         }
         if quiet_json:
             return payload
@@ -844,6 +898,8 @@ def _run_one(
             f"(the second leg set is the counterpart of --legs {args.legs[0]}, added to compare; "
             "give a second --legs to choose it, or --no-counterpart)"
         )
+    if scenarios is not None:
+        _print_scenarios(scenarios, study)
     if report_path is not None:
         print(f"report: {report_path}")
     return None
@@ -869,6 +925,90 @@ def _load(args: argparse.Namespace, symbols: list[str], legs: Any) -> Any:
         "detail_timeframe": "1m" if detail else None,
     }
     return load_markets(symbols, **load) if legs else load_market(symbols[0], **load)
+
+
+def _check_paths_options(args: argparse.Namespace, market: Any) -> None:
+    # the --paths options, checked before any run so that an error names the option as typed
+    from backtester.data.schema import parse_period_bars
+
+    if args.paths == 0:
+        for option, value, default in (
+            ("--stress", args.stress, False),
+            ("--vol-scale", args.vol_scale, 1.0),
+            ("--mean-block", args.mean_block, "1D"),
+            ("--method", args.method, "stationary"),
+            ("--path-length", args.path_length, "365D"),
+            ("--stress-vol", args.stress_vol, 1.5),
+        ):
+            if value != default:
+                raise ConfigError(f"{option} has no effect without --paths N; add --paths 500")
+        return
+    if args.paths < 0:
+        raise ConfigError(f"--paths must be an int >= 0, was {args.paths}; e.g. --paths 500")
+    parse_period_bars(args.mean_block, "--mean-block", market.timeframe_ns)
+    n_bars = market.n_bars
+    if args.path_length != "all":
+        n_bars = parse_period_bars(args.path_length, "--path-length", market.timeframe_ns)
+    if parse_period_bars(args.horizon, "--horizon", market.timeframe_ns) > n_bars:
+        raise ConfigError(
+            f"--horizon {args.horizon} is longer than the paths (--path-length "
+            f"{args.path_length}); make the paths longer or the horizon shorter"
+        )
+
+
+def _scenarios(
+    args: argparse.Namespace, market: Any, history: Any, progress: Any, **study: Any
+) -> Any:
+    # --paths N: the synthetic scenarios next to history (survival.paths.scenario_table)
+    if args.paths == 0:
+        return None
+    from backtester.survival.paths import bootstrap_study, scenario_table
+
+    common: dict[str, Any] = {
+        "mean_block": args.mean_block,
+        "method": args.method,
+        "length": None if args.path_length == "all" else args.path_length,
+        "seed": args.seed,
+        "horizon": args.horizon,
+        "entry_every": args.entry_every,
+        **study,
+    }
+    runs = [("bootstrap", {"vol_scale": args.vol_scale})]
+    if args.stress:
+        runs.append(("worst_days", {"vol_scale": args.vol_scale, "n_worst": 5}))
+        runs.append((f"vol_x{args.stress_vol:g}", {"vol_scale": args.stress_vol}))
+    done = []
+    for name, extra in runs:
+        progress(f"{args.paths} synthetic paths: {name.replace('_', ' ')}")
+        done.append((name, bootstrap_study(market, args.paths, **extra, **common)))
+    return scenario_table(history, done)
+
+
+def _print_scenarios(frame: Any, study: Any) -> None:
+    from backtester.reports.tables import to_text
+    from backtester.survival.report_paths import scenario_display
+
+    print()
+    print(f"History and synthetic paths: survival within {study.horizon_days:g} days, 95% interval")
+    print(to_text(scenario_display(frame, horizon_days=study.horizon_days)))
+    recipes: dict[str, dict[str, Any]] = frame.attrs.get("recipes", {})
+    first = next(iter(recipes), None)
+    for name, text in frame.attrs.get("scenarios", {}).items():
+        if first is not None and name in recipes and name != first:  # only what differs
+            differ = [
+                f"{k} {v if not isinstance(v, list) else ', '.join(v)}"
+                for k, v in recipes[name].items()
+                if v != recipes[first][k]
+            ]
+            text = f"as {first}, with " + "; ".join(differ)
+        print(textwrap.fill(f"{name}: {text}", width=100, subsequent_indent="  "))
+
+
+def _scenarios_json(frame: Any) -> dict[str, Any]:
+    return {
+        "scenarios": dict(frame.attrs.get("scenarios", {})),
+        "table": json.loads(frame.reset_index().to_json(orient="records")),
+    }
 
 
 def _short(study: Any) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from backtester._typing import F64Array, I64Array
-from backtester.errors import DataError
+from backtester.errors import ConfigError, DataError
 
 __all__ = [
     "BAR_COLUMNS",
@@ -32,6 +32,7 @@ __all__ = [
     "format_ts",
     "infer_timeframe",
     "ohlc_problems",
+    "parse_period_bars",
     "timeframe_to_ns",
     "timestamps_ns",
     "to_pandas",
@@ -478,3 +479,31 @@ def fill_gaps(frame: Any, *, timeframe: str) -> pd.DataFrame:
     if "volume" in out.columns:
         out["volume"] = out["volume"].fillna(0.0)
     return out.reset_index()
+
+
+def _period_text(ns: int) -> str:
+    # a period as a user writes it: 1h, 30D, 15min
+    for unit, size in (("D", 86_400 * 10**9), ("h", 3_600 * 10**9), ("min", 60 * 10**9)):
+        if ns % size == 0:
+            return f"{ns // size}{unit}"
+    return f"{ns / 10**9:g}s"
+
+
+def parse_period_bars(value: str | pd.Timedelta, name: str, timeframe_ns: int) -> int:
+    """Return a period such as ``"30D"`` as a whole number of bars of ``timeframe_ns``."""
+    bar = _period_text(timeframe_ns)
+    example = f"'30D' or '{720 * 3_600 * 10**9 // timeframe_ns}h'" if bar == "1h" else "'30D'"
+    if isinstance(value, bool) or not isinstance(value, str | pd.Timedelta):
+        raise ConfigError(f"{name} must be a duration such as {example} (a string), was {value!r}")
+    try:
+        ns = int(pd.Timedelta(value).value)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"{name} must be a duration such as {example}, '12h' or '1W', was {value!r}"
+        ) from exc
+    if ns <= 0 or ns % timeframe_ns:
+        raise ConfigError(
+            f"{name} must be a positive whole number of {bar} bars, was {value!r}; use a "
+            f"multiple of {bar} such as {example}"
+        )
+    return ns // timeframe_ns

@@ -874,6 +874,7 @@ def write_survival_report(
     target: float = 0.9,
     stop_beyond: Any = None,
     venues: pd.DataFrame | None = None,
+    scenarios: pd.DataFrame | None = None,
 ) -> Path:
     """Write the report of ``study`` (and of ``comparisons`` when given) under ``path``.
 
@@ -885,6 +886,8 @@ def write_survival_report(
     ``study.stop_beyond_liquidation()`` (computed by the caller: it uses the rules' numba
     formulas, and the renderer runs nothing). ``path``
     must be new or empty or hold an earlier report (``reports.html.check_output_dir``).
+    ``scenarios`` (``survival.paths.scenario_table``) adds the section "History and synthetic
+    paths".
     Returns the path of ``index.html``.
     """
     sections = main_sections(
@@ -893,6 +896,10 @@ def write_survival_report(
         target=target,
         stop_beyond=stop_beyond,
     )
+    if scenarios is not None:  # history next to synthetic paths (survival.paths.scenario_table)
+        from backtester.survival.report_paths import scenario_sections
+
+        sections.extend(scenario_sections(scenarios, horizon_days=study.horizon_days))
     extra: dict[str, Any] = {}
     if comparisons is not None:
         sections.extend(comparison_sections(study, comparisons))
@@ -907,6 +914,8 @@ def write_survival_report(
     )
     info = study.run_info()
     info["comparisons"] = extra
+    if scenarios is not None:
+        info["synthetic"] = dict(scenarios.attrs)
     return write_report(
         path,
         title=f"Which leverage survives? {study.market_label}"

@@ -16,6 +16,7 @@ import pandas as pd
 
 from backtester._typing import I64Array
 from backtester.config import SETTINGS, check_setting
+from backtester.data.schema import parse_period_bars
 from backtester.engine.enums import ExitReason
 from backtester.errors import ConfigError, check_one_of
 from backtester.survival.study import SurvivalStudy, _is_none, default_initial_cash, legs_label
@@ -30,34 +31,6 @@ Legs = Mapping[str, float]
 __all__ = ["entry_indices", "parse_period_bars", "survival_study"]
 
 log = logging.getLogger(__name__)
-
-
-def _period_text(ns: int) -> str:
-    # a period as a user writes it: 1h, 30D, 15min
-    for unit, size in (("D", 86_400 * 10**9), ("h", 3_600 * 10**9), ("min", 60 * 10**9)):
-        if ns % size == 0:
-            return f"{ns // size}{unit}"
-    return f"{ns / 10**9:g}s"
-
-
-def parse_period_bars(value: str | pd.Timedelta, name: str, timeframe_ns: int) -> int:
-    """Return a period such as ``"30D"`` as a whole number of bars of ``timeframe_ns``."""
-    bar = _period_text(timeframe_ns)
-    example = f"'30D' or '{720 * 3_600 * 10**9 // timeframe_ns}h'" if bar == "1h" else "'30D'"
-    if isinstance(value, bool) or not isinstance(value, str | pd.Timedelta):
-        raise ConfigError(f"{name} must be a duration such as {example} (a string), was {value!r}")
-    try:
-        ns = int(pd.Timedelta(value).value)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(
-            f"{name} must be a duration such as {example}, '12h' or '1W', was {value!r}"
-        ) from exc
-    if ns <= 0 or ns % timeframe_ns:
-        raise ConfigError(
-            f"{name} must be a positive whole number of {bar} bars, was {value!r}; use a "
-            f"multiple of {bar} such as {example}"
-        )
-    return ns // timeframe_ns
 
 
 def check_periods(
@@ -135,7 +108,7 @@ def _check_int(value: Any, name: str, low: int) -> int:
 
 
 def survival_study(
-    market: Market | MarketSet,
+    market: Market | MarketSet | Sequence[Market] | Sequence[MarketSet],
     *,
     legs: Legs | Sequence[Legs] | None = None,
     side: Literal["long", "short", "both"] = "long",
@@ -155,9 +128,11 @@ def survival_study(
 
     Parameters
     ----------
-    market : Market or MarketSet
+    market : Market, MarketSet, or a list of them
         From ``bt.load_market`` (or ``bt.load_markets`` with ``legs``). Liquidation is judged
-        on its mark prices.
+        on its mark prices. A list of paths on one clock (``bt.bootstrap_paths``) is studied
+        path by path and pooled into one ``PathsStudy``: the same table, with intervals from a
+        bootstrap over whole paths (independent) that keeps the overlap inside each path.
     legs : dict or list of dicts, optional
         An account study: ``{symbol: weight}`` (negative = short, ``Σ|weight| <= 1``), every
         rolling entry opening the whole account (``bt.run_account_entries``). A list of dicts
@@ -211,6 +186,26 @@ def survival_study(
     from backtester.market import Market
     from backtester.marketset import MarketSet
 
+    if isinstance(market, list | tuple):  # synthetic paths: pooled, one path at a time
+        from backtester.survival.paths import paths_study
+
+        return paths_study(
+            [market],
+            recipe=getattr(market, "recipe", None),
+            legs=legs,
+            side=side,
+            leverage=leverage,
+            stop_loss=stop_loss,
+            position_size=position_size,
+            margin_mode=margin_mode,
+            horizon=horizon,
+            entry_every=entry_every,
+            strategy=strategy,
+            confidence=confidence,
+            n_boot=n_boot,
+            seed=seed,
+            **engine_settings,
+        )
     if not isinstance(market, Market | MarketSet):
         raise ConfigError(
             f"market must be a backtester Market or MarketSet, was {type(market).__name__}; "

@@ -984,6 +984,7 @@ class SurvivalStudy:
         target: float = 0.9,
         progress: bool = False,
         venues: pd.DataFrame | None = None,
+        scenarios: pd.DataFrame | None = None,
     ) -> str:
         """Write the HTML report (tables, figures, CSV/parquet, ``run.json``) under ``path``.
 
@@ -995,8 +996,9 @@ class SurvivalStudy:
         strategy's account). ``path`` must be a new or empty folder, or one a report wrote
         before (it holds a ``.backtester-report`` marker); it is checked before any work.
         The report opens with ``max_safe_leverage(target)``. ``progress=True`` shows a tqdm
-        bar of the stages (each comparison, then drawing) on stderr. Returns the path of
-        ``index.html``.
+        bar of the stages (each comparison, then drawing) on stderr. ``scenarios`` (from
+        ``backtester.survival.paths.scenario_table``) adds the section of history next to
+        synthetic paths. Returns the path of ``index.html``.
 
         Raises
         ------
@@ -1024,6 +1026,7 @@ class SurvivalStudy:
                     target=target,
                     stop_beyond=self.stop_beyond_liquidation(),
                     venues=venues,
+                    scenarios=scenarios,
                 )
             )
         finally:

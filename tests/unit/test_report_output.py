@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RENDER_MODULES = [
     ROOT / "backtester" / "survival" / "report.py",
     ROOT / "backtester" / "survival" / "universe_report.py",
+    ROOT / "backtester" / "survival" / "report_paths.py",
     *sorted((ROOT / "backtester" / "reports").glob("*.py")),
 ]
 FORBIDDEN = (
@@ -41,6 +42,7 @@ FORBIDDEN = (
     "backtester.survival.run",
     "backtester.survival.strategy",
     "backtester.survival.comparisons",
+    "backtester.survival.paths",
     "backtester.sweep",
 )
 
