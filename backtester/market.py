@@ -317,13 +317,7 @@ class Market:
                 if self.funding_ts_ns.size
                 else " (none)"
             ),
-            "  tiers   "
-            + (
-                "none"
-                if self.tiers is None
-                else f"{len(self.tiers)} tiers"
-                + (f" (snapshot {self.tiers_date:%Y-%m-%d})" if self.tiers_date is not None else "")
-            ),
+            f"  tiers   {self._tiers_text()}",
             "  detail  "
             + (
                 "none"
@@ -334,11 +328,19 @@ class Market:
         ]
         return "\n".join(lines)
 
+    def _tiers_text(self) -> str:
+        # the market's own tiers when it carries them, else the exchange's dated tier tables,
+        # which the engine then uses (not "none": every run has tiers)
+        if self.tiers is None:
+            return f"the exchange's dated tables (bt.rules_timeline({self.exchange!r}, ...))"
+        text = f"{len(self.tiers)} tiers"
+        if self.tiers_date is not None:
+            text += f" (snapshot {self.tiers_date:%Y-%m-%d})"
+        return text
+
     def _repr_html_(self) -> str:
         # the notebook view: one row with what a reader checks before a run (escaped by pandas)
-        tiers = "none" if self.tiers is None else f"{len(self.tiers)} tiers"
-        if self.tiers is not None and self.tiers_date is not None:
-            tiers += f" (snapshot {self.tiers_date:%Y-%m-%d})"
+        tiers = self._tiers_text()
         row = {
             "symbol": self.symbol,
             "exchange": self.exchange,

@@ -199,9 +199,7 @@ class MarketSet:
 
 def _row(m: Market) -> dict[str, str]:
     # one display row per market (repr and _repr_html_ share it)
-    tiers = "none" if m.tiers is None else f"{len(m.tiers)}"
-    if m.tiers is not None and m.tiers_date is not None:
-        tiers += f" (snapshot {m.tiers_date:%Y-%m-%d})"
+    tiers = "exchange's dated tables" if m.tiers is None else m._tiers_text()
     detail = "none" if m.detail is None else f"{m.detail.timeframe} ({m.detail.n_bars:,} bars)"
     return {
         "symbol": m.symbol,

@@ -300,7 +300,7 @@ def plot_liquidation_histograms(
                 if k == 0:  # one legend for the figure: the series are the same in every panel
                     ax.plot([], [], color=color, linewidth=1.6, label=name)
             total = sum(int(c) for c in counts)
-            ax.set_title(f"{labels[k]}  (n = {' / '.join(counts)})", fontsize=9)
+            ax.set_title(f"{labels[k]}\nn = {' / '.join(counts)}", fontsize=8.5)
         if total:
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.5 ticks
         else:

@@ -51,7 +51,7 @@ _LABELS = {
     "n_gaps_past_bankruptcy": "Gaps past bankruptcy",
     "total_insurance_draw_pct": "Insurance draws, total [% of cash]",
     "max_insurance_draw_pct": "Insurance draw, largest [% of cash]",
-    "worst_gap_time": "Worst gap",
+    "worst_gap_time": "Worst gap at",
     "n_min_equity_below_zero": "Equity below zero",
     "survival_with_stop": "Survival with stop [%]",
     "survival_without_stop": "Survival without stop [%]",
@@ -179,6 +179,8 @@ def _cell(name: str, value: object, horizon_days: float | None) -> str:
         return f"{v * 100:.1f}%"
     if name in _POINTS:
         return f"{v * 100:+.1f} pp"
+    if name.endswith("_pct"):  # already a percentage: one precision down the column
+        return f"{v:.2f}"
     if v.is_integer() and abs(v) < 1e15:
         return f"{int(v)}"  # 5.0 -> "5", 2337.0 -> "2337"
     return f"{v:.4g}"

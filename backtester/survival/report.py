@@ -124,7 +124,9 @@ def main_sections(
                 "s at leverage L is hit after a move of s, liquidation after about 1/L minus the "
                 "maintenance margin at entry), so the stop is not the defence here. The cell can "
                 "still differ from no stop: the stop triggers on its own price (the last price "
-                "by default) while liquidation is judged on the mark, and the two part in fast "
+                "by default) while liquidation is judged on the "
+                f"{'mark' if study.mark_source == 'mark' else 'last price (standing in for the mark)'}"
+                ", and the two part in fast "
                 "moves.",
             )
         )
@@ -717,6 +719,20 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
             )
         )
 
+    else:
+        sections.append(
+            ReportSection(
+                heading="5. Mark-price vs last-price liquidation",
+                paragraphs=(
+                    "Not shown: this market has no mark-price bars (its last price stands in "
+                    "for the mark), so the two rules judge the same prices here. Load mark bars "
+                    "to compare them."
+                    if study.mark_source == "last"
+                    else "Not computed for this study.",
+                ),
+            )
+        )
+
     # 6. will you owe money?
     gaps = cmp.gaps
     gap_tables = [ReportTable("cmp_owe_money", gaps, _fmt(gaps), caption="Holds without a stop.")]
@@ -737,7 +753,8 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
             heading="6. Will you owe money?",
             paragraphs=(
                 "When the price gaps through the bankruptcy price before the liquidation "
-                "engine closes the position, the loss exceeds the margin. On Binance USDS-M "
+                "engine closes the position, the loss exceeds the margin. On "
+                f"{_VENUE_NAMES.get(study.market.exchange, study.market.exchange)} "
                 "the insurance fund absorbs that excess and the trader's balance is floored "
                 "at zero, so you do not owe money; the table counts those gaps and how much "
                 "the fund paid (percent of the initial cash).",
@@ -764,6 +781,17 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
     # 7. funding
     ft = cmp.funding
     funding_days = cmp.funding_horizon_days
+    if not _has_funding(study):
+        sections.append(
+            ReportSection(
+                heading="7. Funding on long holds",
+                paragraphs=(
+                    "Not shown: this market has no funding events in its range, so funding on "
+                    "and off are the same holds. Load funding history to compare them.",
+                ),
+            )
+        )
+        return sections
     sections.append(
         ReportSection(
             heading="7. Funding on long holds",
@@ -794,6 +822,23 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
     return sections
 
 
+#: how the report names a venue in a sentence (plain ASCII: every font renders it)
+_VENUE_NAMES = {
+    "binanceusdm": "Binance USDS-M",
+    "binancecoinm": "Binance COIN-M",
+    "okx": "OKX",
+    "bybit": "Bybit",
+}
+
+
+def _has_funding(study: SurvivalStudy) -> bool:
+    from backtester.market import Market
+
+    m = study.market
+    markets = [m] if isinstance(m, Market) else list(m.markets)
+    return any(x.funding_ts_ns.size > 0 for x in markets)
+
+
 def _coin_note(study: SurvivalStudy, table: pd.DataFrame) -> tuple[str, ...]:
     # a coin-margined market: the wallet, PnL, fees and funding are in the coin; say it in USD too
     from backtester.market import Market
@@ -802,14 +847,14 @@ def _coin_note(study: SurvivalStudy, table: pd.DataFrame) -> tuple[str, ...]:
     if not isinstance(m, Market) or m.contract_type != "inverse" or "loss_mean_usd" not in table:
         return ()
     coin = m.settle
-    worst = table.loc[table["loss_mean_usd"].idxmax()]
+    worst = table.loc[table["mean_final_equity_usd"].idxmin()]
     return (
         f"Coin-margined: the wallet, margin, PnL, fees and funding are in {coin}, and the "
         f"starting wallet is {study.initial_cash:.6g} {coin} (about 100 USD at the first bar). "
-        "In USD a long loses twice when the price falls (in the coin, and in the coin's price): "
-        f"the setting that lost most in USD kept {worst['mean_final_equity_usd'] * 100:.1f}% of "
-        f"its USD value on average ({worst['mean_final_equity'] * 100:.1f}% of its {coin}). "
-        "The table's mean_final_equity_usd and loss_mean_usd give every setting.",
+        "In USD a long gains or loses twice (in the coin, and in the coin's price): the lowest "
+        f"mean final equity in USD of any setting is {worst['mean_final_equity_usd'] * 100:.1f}% "
+        f"of the starting USD value ({worst['mean_final_equity'] * 100:.1f}% in {coin}). The "
+        "table's mean_final_equity_usd and loss_mean_usd give every setting.",
     )
 
 

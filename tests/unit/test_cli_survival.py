@@ -155,7 +155,7 @@ def test_bad_option_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) ->
     code = main(["survival", *SMALL, "--leverage", "0.5", "--no-report"])
     err = capsys.readouterr().err.strip()
     assert code == 2
-    assert err == "error: ConfigError: --leverage must be in [1, 1000], was 0.5; write 10x as 10"
+    assert err == "error: ConfigError: --leverage must be in [1, 1000], was 0.5; e.g. 10 for 10x"
 
 
 @pytest.mark.parametrize(

@@ -280,8 +280,8 @@ def test_repr_shows_symbols_exchange_timeframe_range_and_bars() -> None:
     assert repr(ms) == (
         "MarketSet of 2 markets on binanceusdm, 1h bars\n"
         "  range  2024-01-01 02:00 -> 2024-01-01 06:00 UTC (4 common bars)\n"
-        "  BTC/USDT:USDT  last price (mark='last'), funding 0 events, tiers none, detail none\n"
-        "  ETH/USDT:USDT  last price (mark='last'), funding 0 events, tiers none, detail none"
+        "  BTC/USDT:USDT  last price (mark='last'), funding 0 events, tiers exchange's dated tables, detail none\n"
+        "  ETH/USDT:USDT  last price (mark='last'), funding 0 events, tiers exchange's dated tables, detail none"
     )
 
 

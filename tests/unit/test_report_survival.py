@@ -193,3 +193,16 @@ def test_sweep_report_renders_in_chromium(tmp_path: Path) -> None:
     n_images, n_loaded, page_wider, wide_tables = render_page(Path(index), tmp_path)
     assert n_images >= 3 and n_loaded == n_images
     assert (page_wider, wide_tables) == (0, 0)
+
+
+def test_an_okx_report_says_what_its_data_cannot_show(tmp_path: Path) -> None:
+    # the bundled OKX BTC 2022 bars: no mark bars, no funding events in range
+    m = bt.load_market("BTC/USDT:USDT", exchange="okx", mark="last").slice(
+        "2022-05-01", "2022-09-01"
+    )
+    study = bt.survival_study(m, leverage=(2, 10), stop_loss=(None, 0.05), n_boot=50)
+    page = Path(study.report(str(tmp_path / "okx"))).read_text(encoding="utf-8")
+    assert "this market has no mark-price bars (its last price stands in for the mark)" in page
+    assert "this market has no funding events in its range" in page
+    assert "On OKX the insurance fund" in page and "Binance" not in page
+    assert "judged on the last price (standing in for the mark)" in page

@@ -38,9 +38,9 @@ def test_report_display_labels_and_formats_every_kind_of_cell() -> None:
         "Survival [%]": ["54.2%", "100.0%"],
         "Difference [pp]": ["-1.2 pp", "+20.0 pp"],
         "Median to liquidation [days]": ["> 30", "7.0"],
-        "Worst gap": ["—", "2020-03-13 00:00 UTC"],
+        "Worst gap at": ["—", "2020-03-13 00:00 UTC"],
         "Funding": ["on", "off"],
-        "Insurance draws, total [% of cash]": ["0", "2.821"],
+        "Insurance draws, total [% of cash]": ["0.00", "2.82"],
         "Liquidated": ["0", "2281"],
     }
 

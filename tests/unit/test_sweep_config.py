@@ -358,6 +358,6 @@ def test_survival_values_are_checked_like_survival_study() -> None:
     lev = error_of(survival({"grid": {"leverage": [0.5, 2]}}))
     size = error_of(survival({"position_size": 2, "grid": {"leverage": [2]}}))
     # Assert
-    assert "[engine.grid] stop_loss must be a fraction in (0, 1), was 5; write 5% as 0.05" in stop
+    assert "[engine.grid] stop_loss must be a fraction in (0, 1), was 5; e.g. 0.05 for 5%" in stop
     assert "[engine.grid] leverage must be in [1, 1000], was 0.5" in lev  # the study's bound
     assert "[engine] position_size must be a fraction in (0, 1], was 2" in size
