@@ -162,7 +162,7 @@ def _security(args: argparse.Namespace) -> Any:
 
 def _write_report(run: Any, out: str | None, metric: str | None, top: int) -> Path:
     from backtester.reports.html import check_output_dir
-    from backtester.reports.sweep import ranked, sweep_report
+    from backtester.reports.sweep import ranked, sweep_report, worst_first
     from backtester.sweep.runner import equity_curves
 
     target = Path(out) if out is not None else run.path / "report"
@@ -173,7 +173,7 @@ def _write_report(run: Any, out: str | None, metric: str | None, top: int) -> Pa
         name, order = ranked(run.table, metric=metric)
         valid = order[order[name].notna()]
         best = valid.head(_CURVES)
-        worst = valid.iloc[::-1].head(_CURVES)
+        worst = worst_first(valid.sort_index(), name).head(_CURVES)  # as the report's table
         progress = sys.stderr.isatty()
         try:
             curves = {

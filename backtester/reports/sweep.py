@@ -28,6 +28,7 @@ __all__ = [
     "sensitivity_table",
     "survival_by_leverage",
     "sweep_report",
+    "worst_first",
 ]
 
 # metrics where higher is better; the rest of the known ones are "lower is better"
@@ -175,6 +176,16 @@ def ranked(
     higher = _HIGHER_IS_BETTER.get(metric, True)
     order = table.sort_values(metric, ascending=not higher, kind="stable", na_position="last")
     return metric, order
+
+
+def worst_first(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Return ``table`` ordered worst first by ``metric`` (ties in table order, NaN last).
+
+    The one rule for "the worst settings": the report's bottom table and the CLI's re-run
+    equity curves take them from here, so they name the same settings when values tie.
+    """
+    higher = _HIGHER_IS_BETTER.get(metric, True)
+    return table.sort_values(metric, ascending=higher, kind="stable", na_position="last")
 
 
 def survival_by_leverage(table: pd.DataFrame, *, by: str | None = None) -> pd.DataFrame:
@@ -408,9 +419,8 @@ def sweep_report(
     names = [n for n in metadata.get("grid_names", []) if n in table]
     sides = ["side"] if survival_mode and "side" in table and "side" not in names else []
     keys = ["symbol", *names, *sides]
-    higher = _HIGHER_IS_BETTER.get(metric, True)
     best = ordered.head(top)
-    worst = table.sort_values(metric, ascending=higher, kind="stable", na_position="last").head(top)
+    worst = worst_first(table, metric).head(top)
     config = metadata.get("config", {})
     market = config.get("market", {})
     strategy = config.get("strategy", {}).get("name", "survival study" if survival_mode else "?")
@@ -428,7 +438,8 @@ def sweep_report(
             paragraphs=(
                 f"{len(table):,} rows: {metadata.get('n_symbols', '?')} symbol(s) × "
                 f"{metadata.get('n_cols', '?'):,} settings. Ranking by {metric} "
-                f"({'higher' if higher else 'lower'} is better).{why}",
+                f"({'higher' if _HIGHER_IS_BETTER.get(metric, True) else 'lower'} is better)."
+                f"{why}",
             ),
             tables=(
                 ReportTable("best", best, display_table(best, keys), f"Top {len(best)} settings"),

@@ -100,3 +100,14 @@ def test_report_without_curves_has_no_curve_section(tmp_path: Path) -> None:
 def test_dust_in_percent_columns_reads_zero(value: float) -> None:
     rows = table().assign(total_return=value)
     assert set(display_table(rows, [])["Return [%]"]) == {"0"}
+
+
+def test_the_worst_settings_are_one_list_when_values_tie() -> None:
+    from backtester.reports.sweep import ranked, worst_first
+
+    # three settings tie at calmar -1: best-first reversed would put them 2, 1, 0; the worst
+    # list keeps table order (0, 1, 2), as the report's bottom table and the CLI's curves do
+    table = pd.DataFrame({"calmar": [-1.0, -1.0, -1.0, 2.0, float("nan")]})
+    name, order = ranked(table)
+    assert name == "calmar"
+    assert list(worst_first(order.sort_index(), name).index) == [0, 1, 2, 3, 4]
