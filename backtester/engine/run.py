@@ -12,7 +12,7 @@ import math
 import time
 import warnings
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
@@ -714,6 +714,21 @@ def call_signals(strategy: Any, market: Market, grid: ParamGrid) -> Signals:
     return signals
 
 
+def _first_entry_tier(r: _RulesInputs, notional: float, price: float) -> tuple[float, int, float]:
+    """Return (the tier key, the tier index, its maximum leverage) of a first entry's notional.
+
+    The key is the notional, or the size in base units (``notional / price``) for tables
+    tiered by size (OKX), under the tier table in force at the first bar.
+    """
+    from backtester.rules.formulas import tier_index_nb
+
+    t = int(r.table_idx[0])
+    n = int(r.n_tiers[t])
+    key = notional / price if r.by_size[t] else notional
+    k = int(tier_index_nb(key, r.floors[t, :n]))
+    return key, k, float(r.maxlev[t, k])
+
+
 def _warn_never_entered(
     stats: F64Array,
     fparams: F64Array,
@@ -724,8 +739,6 @@ def _warn_never_entered(
     # Columns whose every entry was refused (typically: the first entry's notional
     # position_size x initial_cash x leverage lies in a tier that allows less leverage) show
     # the initial cash and "not liquidated", which reads like survival. Say so, once per run.
-    from backtester.rules.formulas import tier_index_nb
-
     never = np.nonzero((stats[:, Stat.N_TRADES] == 0) & (stats[:, Stat.N_REJECTED] > 0))[0]
     if never.size == 0:
         return
@@ -735,11 +748,8 @@ def _warn_never_entered(
     cash = float(fparams[FParam.INITIAL_CASH, c])
     r = rules[keys[c]]
     t = int(r.table_idx[0])
-    n = int(r.n_tiers[t])
     notional = psize * cash * lev
-    key = notional / float(market.open[0]) if r.by_size[t] else notional
-    k = int(tier_index_nb(key, r.floors[t, :n]))
-    allowed = float(r.maxlev[t, k])
+    _, k, allowed = _first_entry_tier(r, notional, float(market.open[0]))
     if lev > allowed:
         why = (
             f"the first entry's notional position_size x initial_cash x leverage = {psize:g} x "
@@ -833,15 +843,30 @@ class RunCheck:
     n_bars: int
     memory_bytes: int
     max_leverage: dict[tuple[str, Any], float]
+    #: columns whose first entry (the whole starting wallet's size at the first bar's open,
+    #: under the tier table then in force) exceeds its tier's leverage or the last tier's cap:
+    #: the engine refuses those entries (``n_rejected``)
+    refused_at_entry: I64Array = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: one sentence per refused column kind: "125x on 125,000,000 notional: tier 8 allows 3x"
+    refusals: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when no column's first entry would be refused."""
+        return self.refused_at_entry.size == 0
 
     def __repr__(self) -> str:
         limits = ", ".join(
             f"{k[0]} {k[1] or 'dated'}: {v:g}x" for k, v in self.max_leverage.items()
         )
-        return (
-            f"RunCheck(ok: {self.n_cols:,} columns x {self.n_bars:,} bars, about "
-            f"{format_bytes(self.memory_bytes)}; leverage limits {limits})"
+        head = "ok" if self.ok else f"{self.refused_at_entry.size:,} column(s) refused at entry"
+        text = (
+            f"RunCheck({head}: {self.n_cols:,} columns x {self.n_bars:,} bars, about "
+            f"{format_bytes(self.memory_bytes)}; leverage limits {limits}"
         )
+        if self.refusals:
+            text += "; " + "; ".join(self.refusals[:3])
+        return text + ")"
 
 
 def check_run(
@@ -886,13 +911,47 @@ def check_run(
     strat_names = tuple(_strategy_params(strategy)) if strategy is not None else ()
     engine_names = _split_names(grid, strat_names, allow_strategy=strategy is not None)
     need = _check_fits(grid.n_cols, market.n_bars, 0, "the run")
-    _inputs, _settings, rules, _keys, _fp, _ip = _prepare(market, grid, config, engine_names)
+    _inputs, settings, rules, keys, _fp, _ip = _prepare(market, grid, config, engine_names)
+    refused, refusals = _first_entry_refusals(market, settings, rules, keys)
     return RunCheck(
         n_cols=grid.n_cols,
         n_bars=market.n_bars,
         memory_bytes=need,
         max_leverage={k: r.max_leverage for k, r in rules.items()},
+        refused_at_entry=refused,
+        refusals=refusals,
     )
+
+
+def _first_entry_refusals(
+    market: Market, settings: dict[str, list[Any]], rules: dict[Any, _RulesInputs], keys: list[Any]
+) -> tuple[I64Array, tuple[str, ...]]:
+    # the tier an entry of the whole starting wallet lands in at the first bar's open: the
+    # engine refuses it above that tier's leverage or beyond the last tier's cap
+    lev = np.asarray(settings["leverage"], dtype=np.float64)
+    size = np.asarray(settings["position_size"], dtype=np.float64)
+    cash = np.asarray(settings["initial_cash"], dtype=np.float64)
+    price = float(market.open[0])
+    out: list[int] = []
+    said: dict[str, None] = {}
+    for c, key in enumerate(keys):
+        r = rules[key]
+        t = int(r.table_idx[0])
+        value, tier, allowed = _first_entry_tier(r, cash[c] * size[c] * lev[c], price)
+        beyond = value > float(r.last_cap[t])
+        if lev[c] > allowed or beyond:
+            out.append(c)
+            amount = f"{value:,.6g} base units" if r.by_size[t] else f"{value:,.0f} notional"
+            said[
+                f"{lev[c]:g}x on {amount}: "
+                + (
+                    "beyond the last tier's cap"
+                    if beyond
+                    else f"tier {tier + 1} allows {allowed:g}x"
+                )
+                + " (lower initial_cash, position_size or the leverage)"
+            ] = None
+    return np.asarray(out, dtype=np.int64), tuple(said)
 
 
 def _check_config(config: Any) -> RunConfig:

@@ -17,10 +17,12 @@ def market() -> bt.Market:
 
 def test_a_valid_grid_reports_its_size_and_limits(market: bt.Market) -> None:
     grid = bt.ParamGrid.product(leverage=[2, 10, 125], stop_loss=[None, 0.05])
-    check = bt.check_run(market, grid)
+    check = bt.check_run(market, grid, config=bt.RunConfig(initial_cash=100))
     assert (check.n_cols, check.n_bars) == (6, market.n_bars)
     assert check.max_leverage == {("binanceusdm", None): 125.0}
     assert check.memory_bytes > 0 and "ok: 6 columns" in repr(check)
+    # the default 10,000 USDT at 125x is 1,250,000 notional: tier 4, at most 20x, refused
+    assert bt.check_run(market, grid).refused_at_entry.tolist() == [4, 5]
 
 
 @pytest.mark.parametrize(
@@ -81,3 +83,24 @@ def test_product_order_is_unchanged() -> None:
         (2, 4),
         (2, 5),
     ]
+
+
+def test_check_run_names_the_columns_whose_first_entry_the_tiers_refuse() -> None:
+    # 1,000,000 USDT x 1.0 x 125 = 125,000,000 notional: the 2019-09-08 BTC table (in force at
+    # the data's first bar) puts it in tier 8 (floor 100M, cap 200M), which allows 3x, so the
+    # 125x column is refused at entry; 5 x 1,000,000 = 5,000,000 is tier 5 (10x): fine
+    m = bt.load_market("BTC/USDT:USDT")
+    rules = bt.exchange_rules("binanceusdm", "BTC/USDT:USDT", at=m.start)
+    assert (rules.floors[7], rules.caps[7], rules.max_leverage[7]) == (1e8, 2e8, 3.0)
+    check = bt.check_run(
+        m, bt.ParamGrid.product(leverage=[5, 125]), config=bt.RunConfig(initial_cash=1_000_000)
+    )
+    assert not check.ok
+    assert check.refused_at_entry.tolist() == [1]
+    assert check.refusals == (
+        "125x on 125,000,000 notional: tier 8 allows 3x (lower initial_cash, position_size or "
+        "the leverage)",
+    )
+    assert "1 column(s) refused at entry" in repr(check)
+    small = bt.RunConfig(initial_cash=100)  # 100 x 125 = 12,500: tier 1 (125x)
+    assert bt.check_run(m, bt.ParamGrid.product(leverage=[5, 125]), config=small).ok
