@@ -624,13 +624,44 @@ class _Progress:
             print(f"[{time.perf_counter() - self.t0:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
+def cli_words(message: str) -> str:
+    """Return an error message with the API's ``name=value`` fixes as this command's options.
+
+    ``pass mark='last'`` reads ``pass --mark last``, ``tier_table='YYYY-MM-DD'`` reads
+    ``--tier-table YYYY-MM-DD`` and ``maint_margin_rate=...`` reads ``--mmr ...``: the fix a
+    command-line user can type. Names are the engine settings (``SETTINGS``) and ``mark``.
+    """
+    import re
+
+    names = sorted({*SETTINGS, "mark"}, key=len, reverse=True)
+    pattern = re.compile(r"\b(" + "|".join(names) + r")=('?)([^'\s;,)]*)\2")
+
+    def option(match: re.Match[str]) -> str:
+        name, value = match.group(1), match.group(3)
+        flag = _ALIASES.get(name, (option_of(name),))[0]
+        return f"{flag} {value}" if value else flag
+
+    return pattern.sub(option, message)
+
+
 def run(args: argparse.Namespace) -> int:
     """Handle ``backtester survival``: run the study, print the table, write the report.
 
     ``--symbol A,B`` without ``--legs`` runs one study per symbol (tables one after the other,
     each report in its own folder: ``--out`` then holds one sub-folder per symbol); with
-    ``--legs`` one account study of all the symbols.
+    ``--legs`` one account study of all the symbols. Errors name options, not API arguments
+    (:func:`cli_words`).
     """
+    try:
+        return _run(args)
+    except BacktesterError as exc:
+        worded = cli_words(str(exc))
+        if worded == str(exc):
+            raise
+        raise type(exc)(worded) from exc
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.no_report and args.out is not None:
         raise ConfigError(
             f"--out {args.out!r} has no effect with --no-report (no report is written); "

@@ -782,12 +782,13 @@ def _quote(
     else:
         if margin is not None:
             raise ConfigError(
-                f"margin is for margin_mode='isolated', was {margin!r} with 'cross'; "
-                "pass wallet_balance= for a cross position"
+                f"{names.margin} is for {names.margin_mode} isolated, was {margin!r} with "
+                f"cross; pass {names.wallet_balance} for a cross position"
             )
         if wallet_balance is None:
             raise ConfigError(
-                "margin_mode='cross' needs wallet_balance= (quote currency), got None"
+                f"{names.margin_mode} cross needs {names.wallet_balance} (the wallet balance, "
+                "quote currency), got none"
             )
         margin_value = _amount(
             check_positive(wallet_balance, names.wallet_balance), names.wallet_balance

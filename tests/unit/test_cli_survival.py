@@ -284,7 +284,7 @@ def test_mark_last_runs_a_market_without_mark_bars(capsys: pytest.CaptureFixture
     assert main([*argv, "--mark", "last"]) == 0
     assert "Survival of BTC/USDT:USDT holds (okx 1h" in capsys.readouterr().out
     assert main([*argv, "--mark", "mark"]) == 2
-    assert "mark='last'" in capsys.readouterr().err
+    assert "or pass --mark last" in capsys.readouterr().err
     assert main(argv) == 0  # --mark auto: the last price, with a note saying so
     assert "liquidation is judged on the last price" in capsys.readouterr().err
     assert default_out(build_parser().parse_args(["survival", "--mark", "last"])) != default_out(
@@ -442,3 +442,16 @@ def test_bybit_vs_binance_on_2025_10_10_as_the_readme_runs_it(
     assert main([*argv, "--no-report"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"2025-10-10 long +10 +168/168 \(100%\) +168/168 \(100%\)", out)
+
+
+def test_errors_give_the_fix_as_options_to_type() -> None:
+    from backtester.cli.survival import cli_words
+
+    assert cli_words("or pass mark='last' to use the last price") == (
+        "or pass --mark last to use the last price"
+    )
+    assert cli_words("pin a table with tier_table='YYYY-MM-DD'") == (
+        "pin a table with --tier-table YYYY-MM-DD"
+    )
+    assert cli_words("pass maint_margin_rate=... (a flat rate)") == "pass --mmr ... (a flat rate)"
+    assert cli_words("stop_loss_trigger is not a setting") == "stop_loss_trigger is not a setting"

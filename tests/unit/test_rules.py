@@ -404,10 +404,10 @@ def test_quote_distance_and_close_at() -> None:
         (dict(side="buy"), r"side must be one of 'long', 'short', was 'buy'"),
         (dict(margin_mode="crossed"), r"margin_mode .* was 'crossed'; did you mean 'cross'"),
         (dict(leverage=None), r"isolated margin needs margin= .* or leverage="),
-        (dict(margin_mode="cross"), r"margin_mode='cross' needs wallet_balance="),
+        (dict(margin_mode="cross"), r"margin_mode cross needs wallet_balance \(the wallet balance"),
         (
             dict(margin_mode="cross", wallet_balance=100, margin=50, leverage=None),
-            r"margin is for margin_mode='isolated'",
+            r"margin is for margin_mode isolated",
         ),
         (dict(wallet_balance=100), r"wallet_balance is for margin_mode='cross'"),
         (dict(other_maint_margin=1.0), r"apply to margin_mode='cross' only"),
