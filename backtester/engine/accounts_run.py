@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from backtester.market import Market
     from backtester.marketset import MarketSet
 
-__all__ = ["AccountOutcomes", "run_account_entries"]
+__all__ = ["AccountOutcomes", "check_leg_weights", "run_account_entries"]
 
 #: the intrabar policies the account engine models
 _INTRABAR = ("worst", "detail")
@@ -108,46 +108,58 @@ class AccountOutcomes:
         return np.asarray(self.liquidated_leg >= 0)
 
 
-def _check_legs(market_set: Any, legs: Any) -> tuple[tuple[str, float], ...]:
+def check_leg_weights(
+    legs: Any, symbols: tuple[str, ...], *, where: str = "legs"
+) -> tuple[tuple[str, float], ...]:
+    """Return ``legs`` (``{symbol: weight}``) as ``((symbol, weight), ...)``, checked.
+
+    The one rule of an account's legs, used by the engine, ``survival_study`` and the sweep
+    configs (``where`` names the caller's key in the message): 1 to ``MAX_LEGS`` symbols of
+    ``symbols``, each weight a non-zero finite number (negative = short), ``Σ|weight| <= 1``.
+    """
     from backtester.engine.accounts import MAX_LEGS
 
     if not isinstance(legs, dict) or not legs:
         raise ConfigError(
-            f"legs must be a non-empty dict {{symbol: weight}}, was {legs!r}; e.g. "
+            f"{where} must be a non-empty dict {{symbol: weight}}, was {legs!r}; e.g. "
             "{'BTC/USDT:USDT': 0.5, 'ETH/USDT:USDT': 0.5}"
         )
     if len(legs) > MAX_LEGS:
-        raise ConfigError(f"an account holds at most {MAX_LEGS} legs, was given {len(legs)}")
-    symbols = tuple(market_set.symbols)
+        raise ConfigError(f"{where}: an account holds at most {MAX_LEGS} legs, was {len(legs)}")
     out: list[tuple[str, float]] = []
     for sym, w in legs.items():
         if sym not in symbols:
             raise ConfigError(
-                f"legs: unknown symbol {sym!r}, the MarketSet holds {', '.join(symbols)}"
+                f"{where}: unknown symbol {sym!r}, the markets are {', '.join(symbols)}"
                 f"{did_you_mean(str(sym), symbols)}"
             )
         if isinstance(w, bool) or not isinstance(w, int | float | np.integer | np.floating):
-            raise ConfigError(f"legs: the weight of {sym} must be a number, was {w!r}")
+            raise ConfigError(f"{where}: the weight of {sym} must be a number, was {w!r}")
         wf = float(w)
         if not math.isfinite(wf) or wf == 0.0:
             raise ConfigError(
-                f"legs: the weight of {sym} must be a non-zero finite number (negative = short), "
-                f"was {w!r}; leave the symbol out instead"
+                f"{where}: the weight of {sym} must be a non-zero finite number (negative = "
+                f"short), was {w!r}; leave the symbol out instead"
             )
         out.append((str(sym), wf))
     total = sum(abs(w) for _, w in out)
     if total > 1.0 + 1e-12:
         raise ConfigError(
-            f"legs: the |weights| must sum to at most 1, was {total:g}; scale them down "
+            f"{where}: the |weights| must sum to at most 1, was {total:g}; scale them down "
             "(position_size sets how much of the equity the whole account commits)"
         )
+    return tuple(out)
+
+
+def _check_legs(market_set: Any, legs: Any) -> tuple[tuple[str, float], ...]:
+    out = check_leg_weights(legs, tuple(market_set.symbols))
     for sym, _ in out:
         if market_set[sym].contract_type == "inverse":
             raise ConfigError(
                 f"legs: {sym} is a coin-margined (inverse) perpetual; accounts hold linear "
                 "(USDT- or USDC-margined) perpetuals only, one settle currency per wallet"
             )
-    return tuple(out)
+    return out
 
 
 def _pad(parts: list[Any], name: str, fill: Any, dtype: Any) -> np.ndarray:

@@ -138,7 +138,9 @@ class _FixedParams:
 def survival_chunk(spec: SweepSpec, chunk: Chunk, market: Any) -> pd.DataFrame:
     """Run one survival study per setting of the chunk; return key columns + ``table()`` rows.
 
-    A study with ``side = "both"`` gives two rows per setting (one per side).
+    A study with ``side = "both"`` gives two rows per setting (one per side). In an account
+    sweep ``market`` is the ``MarketSet`` of every symbol and the chunk's unit names the leg set
+    (``bt.survival_study(market_set, legs=...)``: every rolling entry opens the whole account).
     """
     from backtester import survival
 
@@ -150,6 +152,7 @@ def survival_chunk(spec: SweepSpec, chunk: Chunk, market: Any) -> pd.DataFrame:
     keys = key_frame(spec, chunk)
     scalars = dict(spec.engine)
     module = None if spec.strategy is None else load_strategy(spec)
+    account = spec.legs_of(chunk.symbol) if spec.is_account else None
     frames = []
     for k in range(chunk.n_cols):
         setting: dict[str, Any] = {**scalars, **{name: values[name][k] for name in values}}
@@ -157,9 +160,12 @@ def survival_chunk(spec: SweepSpec, chunk: Chunk, market: Any) -> pd.DataFrame:
         if module is not None:  # strategy mode: this row's parameters, one combination
             params = {p: setting.pop(p) for p in spec.strategy_params}
             named["strategy"] = _FixedParams(module, params)
+        if account is not None:  # the whole account at every rolling entry
+            named["legs"] = account
+        else:
+            named["side"] = spec.survival.side
         study = survival_study(
             market,
-            side=spec.survival.side,
             horizon=spec.survival.horizon,
             entry_every=spec.survival.entry_every,
             **named,
@@ -176,6 +182,22 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, market: Any) -> pd.DataFrame | dict
     if spec.survival is not None:
         return survival_chunk(spec, chunk, market)
     return sweep_chunk(spec, chunk, market)
+
+
+def load_spec_markets(spec: SweepSpec, load: MarketLoader | None = None) -> dict[str, Any]:
+    """Return what each unit of the plan runs on, each market loaded once with ``load``.
+
+    Each symbol's ``Market``; for an account sweep, every leg set's label maps to the one
+    ``MarketSet`` of all the symbols (``MarketSet.from_markets``: their common bars).
+    """
+    from backtester.marketset import MarketSet
+
+    load = load_spec_market if load is None else load
+    markets = {symbol: load(spec, symbol) for symbol in spec.market.symbols}
+    if not spec.is_account:
+        return markets
+    market_set = MarketSet.from_markets(list(markets.values()))
+    return dict.fromkeys(spec.units, market_set)
 
 
 def load_spec_market(spec: SweepSpec, symbol: str) -> Any:
@@ -223,11 +245,12 @@ class Run:
 
     @property
     def keys(self) -> list[str]:
-        """Return the key columns: ``symbol``, every swept name, ``col``."""
+        """Return the key columns: ``symbol`` (``legs`` for accounts), every swept name, ``col``."""
         names = list(self.metadata.get("grid_names", []))
         survival = self.metadata.get("mode") == "survival"
         sides = ["side"] if survival and "side" in self.table and "side" not in names else []
-        return ["symbol", *names, *sides, "col"]
+        unit = "legs" if "legs" in self.table and "symbol" not in self.table else "symbol"
+        return [unit, *names, *sides, "col"]
 
     def best(
         self, n: int = 10, *, by: str = "total_return", ascending: bool = False
@@ -712,8 +735,13 @@ def _execute_locked(
             return open_run(store.root)
 
     # every market is loaded (and its data hashed) before any chunk runs
-    markets = {symbol: load(spec, symbol) for symbol in spec.market.symbols}
-    data = _fingerprints(markets)
+    markets = load_spec_markets(spec, load)
+    symbol_markets = (
+        {s: next(iter(markets.values()))[s] for s in spec.market.symbols}
+        if spec.is_account
+        else markets
+    )
+    data = _fingerprints(symbol_markets)
     if started_with is not None:
         version = started_with["backtester_version"]
         if version != _version():
@@ -730,8 +758,8 @@ def _execute_locked(
                     f"--resume: the data of {symbol} changed since the run started (sha256 "
                     f"{info['sha256'][:12]} != {str(was)[:12]}); start a new run with another --out"
                 )
-    _check_strategy_values(work_spec, markets)
-    _check_engine_values(spec, markets)
+    _check_strategy_values(work_spec, symbol_markets)
+    _check_engine_values(spec, symbol_markets)
     store.create()
     meta: dict[str, Any] = {
         "backtester_version": _version(),
@@ -876,8 +904,9 @@ def run_config(
 def plan_summary(spec: SweepSpec, plan: Sequence[Chunk]) -> str:
     """Return one line describing the size of a sweep (for logs and the CLI)."""
     total = spec.n_cols * spec.n_symbols
+    unit = "account(s)" if spec.is_account else "symbol(s)"
     return (
-        f"{spec.n_symbols} symbol(s) x {spec.n_cols:,} columns = {total:,} runs in "
+        f"{spec.n_symbols} {unit} x {spec.n_cols:,} columns = {total:,} runs in "
         f"{len(plan)} chunks of <= {max((c.n_cols for c in plan), default=0):,} "
         f"({', '.join(f'{n}: {len(v)}' for n, v in spec.grid)})"
     )
