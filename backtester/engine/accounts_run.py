@@ -273,7 +273,6 @@ def run_account_entries(
         A_LIQ_IDX,
         A_LIQ_LEG,
         A_MIN_EQUITY,
-        A_N,
         A_REJECTED,
         L_ENTRY_PRICE,
         L_EXIT_IDX,
@@ -284,20 +283,9 @@ def run_account_entries(
         L_PNL,
         L_REASON,
         L_SIZE,
-        simulate_accounts_nb,
     )
     from backtester.engine.layout import FParam
-    from backtester.engine.run import (
-        _build_rules,
-        _check_config,
-        _check_fits,
-        _check_leverage,
-        _check_market,
-        _encode,
-        _market_inputs,
-        _settings_columns,
-        _split_names,
-    )
+    from backtester.engine.run import _check_config, _check_fits, _split_names
     from backtester.market import Market
     from backtester.marketset import MarketSet
 
@@ -326,80 +314,19 @@ def run_account_entries(
             f"dtype {entries.dtype}"
         )
     entries = entries.astype(np.int64)
-    markets = [market_set[sym] for sym, _ in leg_list]
-    for m in markets:
-        _check_market(m)
-    n_bars = int(markets[0].n_bars)
+    n_bars = int(market_set.n_bars)
     if entries.size and (entries.min() < 0 or entries.max() >= n_bars):
         bad = int(entries[(entries < 0) | (entries >= n_bars)][0])
         raise ConfigError(f"entry_idx values must be in [0, {n_bars - 1}], was {bad}")
     _check_fits(settings.n_cols * entries.shape[0], int(horizon_bars), 0, "run_account_entries")
-
-    cols = _settings_columns(settings, config, engine_names)
-    if any(v not in _INTRABAR for v in cols["intrabar"]):
-        bad_ib = next(v for v in cols["intrabar"] if v not in _INTRABAR)
-        raise ConfigError(
-            f"intrabar {bad_ib!r} is not modelled for accounts yet (run_account_entries); "
-            "use intrabar='worst' or 'detail'"
-        )
-    inputs = [_market_inputs(m) for m in markets]
-    d_start, d_end, detail, d_ok = _stack_detail(markets, inputs)
-    if "detail" in cols["intrabar"]:
-        _check_detail(markets, inputs, d_ok)
-    leg_rules: list[dict[Any, _RulesInputs]] = []
-    leg_keys: list[list[Any]] = []
-    for m in markets:
-        rules, keys = _build_rules(m, cols)
-        _check_leverage(cols, keys, rules, m.symbol)
-        leg_rules.append(rules)
-        leg_keys.append(keys)
-    fp, ip = _encode(cols, leg_rules[0], leg_keys[0], engine_names)
-
+    prep = prepare_accounts(market_set, settings, leg_list, config, engine_names)
+    fp = prep.fp
     n_s, n_e = settings.n_cols, entries.shape[0]
-    prices = np.ascontiguousarray(np.stack([inp.prices for inp in inputs]))
-    funding = np.ascontiguousarray(np.stack([inp.funding for inp in inputs]))
-    weights = np.array([w for _, w in leg_list], dtype=np.float64)
     n_legs = len(leg_list)
-    out = np.empty((n_s * n_e, A_N), dtype=np.float64)
-    legs_out = np.empty((n_s * n_e, n_legs, L_N), dtype=np.float64)
-    groups: dict[tuple[Any, ...], list[int]] = {}
-    for s in range(n_s):
-        groups.setdefault(tuple(keys[s] for keys in leg_keys), []).append(s)
-    for combo, rows in groups.items():
-        stacked = _stack_legs([leg_rules[k][key] for k, key in enumerate(combo)])
-        rows_a = np.array(rows, dtype=np.int64)
-        rep = np.repeat(rows_a, n_e)
-        start = np.tile(entries, rows_a.shape[0])
-        end = np.minimum(start + int(horizon_bars), n_bars)
-        part = np.empty((rep.shape[0], A_N), dtype=np.float64)
-        part_legs = np.empty((rep.shape[0], n_legs, L_N), dtype=np.float64)
-        simulate_accounts_nb(
-            prices,
-            funding,
-            stacked["table_idx"],
-            stacked["floors"],
-            stacked["mmr"],
-            stacked["mamt"],
-            stacked["maxlev"],
-            stacked["n_tiers"],
-            stacked["last_cap"],
-            stacked["by_size"],
-            stacked["liq_rates"],
-            d_start,
-            d_end,
-            detail,
-            d_ok,
-            weights,
-            np.ascontiguousarray(start),
-            np.ascontiguousarray(end),
-            np.ascontiguousarray(fp[:, rep]),
-            np.ascontiguousarray(ip[:, rep]),
-            part,
-            part_legs,
-        )
-        dest = (rep * n_e + np.tile(np.arange(n_e), rows_a.shape[0])).astype(np.int64)
-        out[dest] = part
-        legs_out[dest] = part_legs
+    rows = np.repeat(np.arange(n_s, dtype=np.int64), n_e)
+    start = np.tile(entries, n_s)
+    end = np.minimum(start + int(horizon_bars), n_bars)
+    out, legs_out, _trades, _eq = simulate_accounts(prep, rows, start, end)
 
     shape = (n_s, n_e)
     cash = np.repeat(fp[FParam.INITIAL_CASH], n_e).reshape(shape)
@@ -426,7 +353,7 @@ def run_account_entries(
         loss=np.maximum(0.0, 1.0 - final / cash),
         ambiguous_bars=out[:, A_AMBIGUOUS].reshape(shape).sum(axis=1).astype(np.int64),
         ts_ns=np.asarray(market_set.ts_ns, dtype=np.int64),
-        rules=_rules_used(leg_list, leg_rules),
+        rules=_rules_used(leg_list, prep.leg_rules),
         leg_exit_idx=per_leg[..., L_EXIT_IDX].astype(np.int64),
         leg_reason=per_leg[..., L_REASON].astype(np.int64),
         leg_entry_price=np.ascontiguousarray(per_leg[..., L_ENTRY_PRICE]),
@@ -436,6 +363,156 @@ def run_account_entries(
         leg_fees=np.ascontiguousarray(per_leg[..., L_FEES]),
         leg_funding=np.ascontiguousarray(per_leg[..., L_FUNDING]),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInputs:
+    """An account run's kernel inputs: the legs' markets stacked, each setting encoded."""
+
+    legs: tuple[tuple[str, float], ...]
+    prices: F64Array  # (K, n_bars, 8)
+    funding: F64Array  # (K, n_bars, 2)
+    d_start: I64Array
+    d_end: I64Array
+    detail: F64Array
+    d_ok: BoolArray
+    weights: F64Array
+    fp: F64Array  # (FParam.N, n_settings)
+    ip: I64Array  # (IParam.N, n_settings)
+    leg_rules: list[dict[Any, Any]]
+    leg_keys: list[list[Any]]
+
+
+def prepare_accounts(
+    market_set: MarketSet,
+    settings: ParamGrid,
+    leg_list: tuple[tuple[str, float], ...],
+    config: RunConfig,
+    engine_names: tuple[str, ...],
+) -> AccountInputs:
+    """Check every setting against every leg's market and rules; stack the kernel's inputs."""
+    from backtester.engine.run import (
+        _build_rules,
+        _check_leverage,
+        _check_market,
+        _encode,
+        _market_inputs,
+        _settings_columns,
+    )
+
+    markets = [market_set[sym] for sym, _ in leg_list]
+    for m in markets:
+        _check_market(m)
+    cols = _settings_columns(settings, config, engine_names)
+    if any(v not in _INTRABAR for v in cols["intrabar"]):
+        bad_ib = next(v for v in cols["intrabar"] if v not in _INTRABAR)
+        raise ConfigError(
+            f"intrabar {bad_ib!r} is not modelled for accounts yet; use intrabar='worst' or "
+            "'detail'"
+        )
+    inputs = [_market_inputs(m) for m in markets]
+    d_start, d_end, detail, d_ok = _stack_detail(markets, inputs)
+    if "detail" in cols["intrabar"]:
+        _check_detail(markets, inputs, d_ok)
+    leg_rules: list[dict[Any, Any]] = []
+    leg_keys: list[list[Any]] = []
+    for m in markets:
+        rules, keys = _build_rules(m, cols)
+        _check_leverage(cols, keys, rules, m.symbol)
+        leg_rules.append(rules)
+        leg_keys.append(keys)
+    fp, ip = _encode(cols, leg_rules[0], leg_keys[0], engine_names)
+    return AccountInputs(
+        legs=leg_list,
+        prices=np.ascontiguousarray(np.stack([inp.prices for inp in inputs])),
+        funding=np.ascontiguousarray(np.stack([inp.funding for inp in inputs])),
+        d_start=d_start,
+        d_end=d_end,
+        detail=detail,
+        d_ok=d_ok,
+        weights=np.array([w for _, w in leg_list], dtype=np.float64),
+        fp=fp,
+        ip=ip,
+        leg_rules=leg_rules,
+        leg_keys=leg_keys,
+    )
+
+
+def simulate_accounts(
+    prep: AccountInputs,
+    rows: I64Array,
+    start: I64Array,
+    end: I64Array,
+    *,
+    sig: Any = None,
+    sig_idx: I64Array | None = None,
+    trade_cap: int = 0,
+    equity: bool = False,
+) -> tuple[F64Array, F64Array, F64Array, F64Array]:
+    """Run the kernel on columns ``c`` = setting ``rows[c]`` over ``[start[c], end[c])``.
+
+    Columns are grouped by the tier tables their setting uses (one kernel call per group).
+    ``sig (n_sig, K, n_bars) uint8`` with ``sig_idx (n_cols,)`` makes columns signal-driven
+    (their trades in ``(n_cols, trade_cap, T_N)``, close equity ``(n_cols, n_bars)`` when
+    ``equity``). Returns ``out (n_cols, A_N)``, ``legs_out (n_cols, K, L_N)``, trades, equity.
+    """
+    from backtester.engine.accounts import A_N, L_N, T_N, simulate_accounts_nb
+
+    n_legs = len(prep.legs)
+    n = int(rows.shape[0])
+    if sig is None:
+        sig = np.zeros((1, n_legs, 1), dtype=np.uint8)
+        sig_idx = np.full(n, -1, dtype=np.int64)
+    assert sig_idx is not None
+    out = np.empty((n, A_N), dtype=np.float64)
+    legs_out = np.empty((n, n_legs, L_N), dtype=np.float64)
+    trades = np.zeros((n, trade_cap, T_N), dtype=np.float64)
+    eq = np.zeros((n, int(prep.prices.shape[1]) if equity else 0), dtype=np.float64)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for c in range(n):
+        key = tuple(keys[int(rows[c])] for keys in prep.leg_keys)
+        groups.setdefault(key, []).append(c)
+    for combo, members in groups.items():
+        stacked = _stack_legs([prep.leg_rules[k][key] for k, key in enumerate(combo)])
+        dest = np.array(members, dtype=np.int64)
+        rep = rows[dest]
+        part = np.empty((dest.shape[0], A_N), dtype=np.float64)
+        part_legs = np.empty((dest.shape[0], n_legs, L_N), dtype=np.float64)
+        part_trades = np.zeros((dest.shape[0], trade_cap, T_N), dtype=np.float64)
+        part_eq = np.zeros((dest.shape[0], eq.shape[1]), dtype=np.float64)
+        simulate_accounts_nb(
+            prep.prices,
+            prep.funding,
+            stacked["table_idx"],
+            stacked["floors"],
+            stacked["mmr"],
+            stacked["mamt"],
+            stacked["maxlev"],
+            stacked["n_tiers"],
+            stacked["last_cap"],
+            stacked["by_size"],
+            stacked["liq_rates"],
+            prep.d_start,
+            prep.d_end,
+            prep.detail,
+            prep.d_ok,
+            prep.weights,
+            np.ascontiguousarray(start[dest]),
+            np.ascontiguousarray(end[dest]),
+            np.ascontiguousarray(prep.fp[:, rep]),
+            np.ascontiguousarray(prep.ip[:, rep]),
+            part,
+            part_legs,
+            sig,
+            np.ascontiguousarray(sig_idx[dest]),
+            part_trades,
+            part_eq,
+        )
+        out[dest] = part
+        legs_out[dest] = part_legs
+        trades[dest] = part_trades
+        eq[dest] = part_eq
+    return out, legs_out, trades, eq
 
 
 def _check_detail(markets: list[Market], inputs: list[_MarketInputs], d_ok: BoolArray) -> None:
