@@ -914,7 +914,13 @@ def _book_liquidation_nb(
 
 @njit(cache=CACHE_ENABLED)
 def _record_leg_nb(
-    k: int, side: int, entry_idx: int, margin: float, lo: np.ndarray, trades: np.ndarray, out: np.ndarray
+    k: int,
+    side: int,
+    entry_idx: int,
+    margin: float,
+    lo: np.ndarray,
+    trades: np.ndarray,
+    out: np.ndarray,
 ) -> None:
     # leg k's position (its outputs in lo) as one trade row; a full buffer sets A_OVERFLOW
     n = int(out[A_N_TRADES])
@@ -1047,6 +1053,7 @@ def _account_nb(
     dead = False
     ruined = False
     peak_equity = cash
+    dd_level = cash
 
     for k in range(n_legs):
         wsign[k] = 1 if weights[k] > 0.0 else -1
@@ -1628,10 +1635,13 @@ def _account_nb(
                     _record_leg_nb(k, e_side[k], e_idx[k], e_margin[k], lo, trades, out)
             if stop_after_liq and out[A_LIQ_IDX] >= 0.0:
                 dead = True
+            # drawdown from the running peak of close equity, as engine.kernel measures it
             if equity > peak_equity:
                 peak_equity = equity
-            if peak_equity > 0.0 and 1.0 - equity / peak_equity > out[A_MAX_DRAWDOWN]:
-                out[A_MAX_DRAWDOWN] = 1.0 - equity / peak_equity
+                dd_level = peak_equity * (1.0 - out[A_MAX_DRAWDOWN])
+            elif equity < dd_level and peak_equity > 0.0:
+                out[A_MAX_DRAWDOWN] = (peak_equity - equity) / peak_equity
+                dd_level = peak_equity * (1.0 - out[A_MAX_DRAWDOWN])
             if write_eq:
                 eq[i] = equity
             # ---- 5. signals at the close become pending for the next open --------------------

@@ -388,7 +388,7 @@ def prepare_accounts(
     settings: ParamGrid,
     leg_list: tuple[tuple[str, float], ...],
     config: RunConfig,
-    engine_names: tuple[str, ...],
+    engine_names: list[str],
 ) -> AccountInputs:
     """Check every setting against every leg's market and rules; stack the kernel's inputs."""
     from backtester.engine.run import (

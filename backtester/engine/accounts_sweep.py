@@ -145,7 +145,9 @@ class AccountSweepResult:
         factor = np.full(self.n_cols, np.nan)
         pnl = self.trade_rows[:, 1 + T_PNL]
         for c in range(self.n_cols):
-            sharpe[c], sortino[c] = path_metrics(self.equity_rows[c], self.initial_cash[c], per_year)
+            sharpe[c], sortino[c] = path_metrics(
+                self.equity_rows[c], self.initial_cash[c], per_year
+            )
             win[c], factor[c] = trade_metrics(pnl[col == c])
         data = {
             "final_equity": final,
@@ -169,9 +171,12 @@ class AccountSweepResult:
             "sharpe": sharpe,
             "sortino": sortino,
             "calmar": calmar_ratio(
-                final, self.initial_cash, raw[:, A_MAX_DRAWDOWN], np.full(self.n_cols, n_bars),
+                final,
+                self.initial_cash,
+                raw[:, A_MAX_DRAWDOWN],
+                np.full(self.n_cols, n_bars),
                 per_year,
-            ),  # fmt: skip
+            ),
             "win_rate": win,
             "profit_factor": factor,
         }

@@ -171,7 +171,9 @@ class SweepSpec:
         for label, one in zip(self.units, self.market.legs, strict=True):
             if label == unit:
                 return dict(one)
-        raise ConfigError(f"{unit!r} is not a leg set of {self.source}{did_you_mean(unit, self.units)}")
+        raise ConfigError(
+            f"{unit!r} is not a leg set of {self.source}{did_you_mean(unit, self.units)}"
+        )
 
     @property
     def n_symbols(self) -> int:
@@ -493,7 +495,9 @@ class _Parser:
         from backtester.engine.accounts_run import check_leg_weights
         from backtester.survival.study import legs_label
 
-        example = "write legs = {" + ", ".join(f'"{s}" = {1 / len(symbols):.4g}' for s in symbols) + "}"
+        example = (
+            "write legs = {" + ", ".join(f'"{s}" = {1 / len(symbols):.4g}' for s in symbols) + "}"
+        )
         sets = [value] if isinstance(value, Mapping) else value
         if not isinstance(sets, list) or not sets:
             raise self.fail(
