@@ -972,6 +972,7 @@ def _account_nb(
     sig: np.ndarray,
     trades: np.ndarray,
     eq: np.ndarray,
+    leg_eq: np.ndarray,
 ) -> None:
     n_legs = weights.shape[0]
     lev = fp[FP_LEVERAGE]
@@ -998,6 +999,8 @@ def _account_nb(
     use_detail = policy == IB_DETAIL
     stop_after_liq = ip[IP_AFTER_LIQUIDATION] == AL_STOP
     write_eq = eq.shape[0] > 0
+    write_leg_eq = leg_eq.shape[0] > 0
+    n_written = 0  # close equity written for bars s .. s + n_written - 1
 
     out[:] = 0.0
     out[A_FINAL_EQUITY] = cash
@@ -1628,6 +1631,16 @@ def _account_nb(
             ruined = True
         if equity < out[A_MIN_EQUITY]:
             out[A_MIN_EQUITY] = equity
+        if write_eq:
+            eq[i - s] = equity
+            if write_leg_eq:
+                # each leg's share so far: its booked PnL plus its unrealized PnL at the close
+                for k in range(n_legs):
+                    v = legs_out[k, L_PNL]
+                    if side[k] != 0:
+                        v += float(side[k]) * size[k] * (prices[k, i, P_MCLOSE] - entry[k])
+                    leg_eq[i - s, k] = v
+            n_written = i - s + 1
         if has_sig:
             for k in range(n_legs):
                 if was_open[k] and side[k] == 0:  # closed in this bar: one trade
@@ -1642,8 +1655,6 @@ def _account_nb(
             elif equity < dd_level and peak_equity > 0.0:
                 out[A_MAX_DRAWDOWN] = (peak_equity - equity) / peak_equity
                 dd_level = peak_equity * (1.0 - out[A_MAX_DRAWDOWN])
-            if write_eq:
-                eq[i] = equity
             # ---- 5. signals at the close become pending for the next open --------------------
             if i + 1 < end:
                 for k in range(n_legs):
@@ -1671,6 +1682,13 @@ def _account_nb(
             out[A_FIRST_EXIT_IDX] = end - 1
             out[A_FIRST_EXIT_REASON] = censored
     out[A_FINAL_EQUITY] = equity
+    if write_eq:
+        # after the last leg closed (or a refused entry) nothing moves to the window's end
+        for j in range(n_written, min(eq.shape[0], end - s)):
+            eq[j] = equity
+            if write_leg_eq:
+                for k in range(n_legs):
+                    leg_eq[j, k] = legs_out[k, L_PNL]
 
 
 @njit(cache=CACHE_ENABLED, parallel=True)
@@ -1701,6 +1719,7 @@ def simulate_accounts_nb(
     sig_idx: np.ndarray,
     trades: np.ndarray,
     eq: np.ndarray,
+    leg_eq: np.ndarray,
 ) -> None:
     """Simulate every account column.
 
@@ -1716,7 +1735,10 @@ def simulate_accounts_nb(
     (K, n_bars)`` (``engine.kernel``'s bits, one row per leg) and write their trades to
     ``trades[c] (cap, T_N)`` (count ``A_N_TRADES``, ``A_OVERFLOW`` when the buffer is too small)
     and, when ``eq`` has bars, their close equity to ``eq[c] (n_bars,)``; entry-driven columns
-    (``sig_idx[c] == -1``) enter every leg at ``start_idx[c]``.
+    (``sig_idx[c] == -1``) enter every leg at ``start_idx[c]``. ``eq (n_cols, n_eq)`` (``n_eq``
+    0: none) gets bar ``start_idx[c] + j``'s close equity in ``eq[c, j]``, and ``leg_eq (n_cols,
+    n_eq, K)`` (entry-driven columns) each leg's share of it so far (booked PnL plus unrealized
+    PnL at the mark close; ``initial_cash + Σ_k leg_eq = eq``).
     """
     n_cols = fparams.shape[1]
     n_bars = prices.shape[1]
@@ -1749,4 +1771,5 @@ def simulate_accounts_nb(
             sig[max(sig_idx[c], 0)],
             trades[c],
             eq[c],
+            leg_eq[c],
         )

@@ -91,6 +91,10 @@ class AccountOutcomes:
     leg_pnl: F64Array = field(default_factory=_no_legs_f)
     leg_fees: F64Array = field(default_factory=_no_legs_f)
     leg_funding: F64Array = field(default_factory=_no_legs_f)
+    #: with ``equity=True``: close equity ``(n_settings, n_entries, horizon_bars)`` of each
+    #: window and each leg's share ``(..., K)`` (``initial_cash + Σ_k leg_equity = equity``)
+    equity: F64Array = field(default_factory=_no_legs_f)
+    leg_equity: F64Array = field(default_factory=_no_legs_f)
 
     @property
     def n_settings(self) -> int:
@@ -234,6 +238,7 @@ def run_account_entries(
     entry_idx: Any,
     horizon_bars: int,
     config: RunConfig | None = None,
+    equity: bool = False,
 ) -> AccountOutcomes:
     """Open every setting's account at the open of each bar in ``entry_idx``; follow it.
 
@@ -254,6 +259,11 @@ def run_account_entries(
         Bars followed after each entry (>= 1).
     config : RunConfig, optional
         Settings not in the grid.
+    equity : bool
+        Also return each window's close equity per bar, ``equity (n_settings, n_entries,
+        horizon_bars)`` (bar ``j`` after the entry; a window cut by the end of the data ends in
+        NaN), and each leg's share of it, ``leg_equity (..., K)``. Memory grows with the
+        horizon: ask for a few settings.
 
     Raises
     ------
@@ -326,7 +336,10 @@ def run_account_entries(
     rows = np.repeat(np.arange(n_s, dtype=np.int64), n_e)
     start = np.tile(entries, n_s)
     end = np.minimum(start + int(horizon_bars), n_bars)
-    out, legs_out, _trades, _eq = simulate_accounts(prep, rows, start, end)
+    n_eq = int(horizon_bars) if equity else 0
+    out, legs_out, _trades, eq, leg_eq = simulate_accounts(
+        prep, rows, start, end, n_eq=n_eq, legs_eq=equity
+    )
 
     shape = (n_s, n_e)
     cash = np.repeat(fp[FParam.INITIAL_CASH], n_e).reshape(shape)
@@ -362,6 +375,8 @@ def run_account_entries(
         leg_pnl=np.ascontiguousarray(per_leg[..., L_PNL]),
         leg_fees=np.ascontiguousarray(per_leg[..., L_FEES]),
         leg_funding=np.ascontiguousarray(per_leg[..., L_FUNDING]),
+        equity=_windows(eq, end - start, (n_s, n_e)),
+        leg_equity=_windows(leg_eq, end - start, (n_s, n_e)),
     )
 
 
@@ -447,14 +462,17 @@ def simulate_accounts(
     sig: Any = None,
     sig_idx: I64Array | None = None,
     trade_cap: int = 0,
-    equity: bool = False,
-) -> tuple[F64Array, F64Array, F64Array, F64Array]:
+    n_eq: int = 0,
+    legs_eq: bool = False,
+) -> tuple[F64Array, F64Array, F64Array, F64Array, F64Array]:
     """Run the kernel on columns ``c`` = setting ``rows[c]`` over ``[start[c], end[c])``.
 
     Columns are grouped by the tier tables their setting uses (one kernel call per group).
     ``sig (n_sig, K, n_bars) uint8`` with ``sig_idx (n_cols,)`` makes columns signal-driven
-    (their trades in ``(n_cols, trade_cap, T_N)``, close equity ``(n_cols, n_bars)`` when
-    ``equity``). Returns ``out (n_cols, A_N)``, ``legs_out (n_cols, K, L_N)``, trades, equity.
+    (their trades in ``(n_cols, trade_cap, T_N)``). ``n_eq`` bars of close equity from each
+    column's start, ``(n_cols, n_eq)``, and with ``legs_eq`` each leg's share ``(n_cols, n_eq,
+    K)``. Returns ``out (n_cols, A_N)``, ``legs_out (n_cols, K, L_N)``, trades, equity, leg
+    equity.
     """
     from backtester.engine.accounts import A_N, L_N, T_N, simulate_accounts_nb
 
@@ -467,7 +485,8 @@ def simulate_accounts(
     out = np.empty((n, A_N), dtype=np.float64)
     legs_out = np.empty((n, n_legs, L_N), dtype=np.float64)
     trades = np.zeros((n, trade_cap, T_N), dtype=np.float64)
-    eq = np.zeros((n, int(prep.prices.shape[1]) if equity else 0), dtype=np.float64)
+    eq = np.zeros((n, n_eq), dtype=np.float64)
+    leg_eq = np.zeros((n, n_eq if legs_eq else 0, n_legs), dtype=np.float64)
     groups: dict[tuple[Any, ...], list[int]] = {}
     for c in range(n):
         key = tuple(keys[int(rows[c])] for keys in prep.leg_keys)
@@ -480,6 +499,7 @@ def simulate_accounts(
         part_legs = np.empty((dest.shape[0], n_legs, L_N), dtype=np.float64)
         part_trades = np.zeros((dest.shape[0], trade_cap, T_N), dtype=np.float64)
         part_eq = np.zeros((dest.shape[0], eq.shape[1]), dtype=np.float64)
+        part_leg_eq = np.zeros((dest.shape[0], leg_eq.shape[1], n_legs), dtype=np.float64)
         simulate_accounts_nb(
             prep.prices,
             prep.funding,
@@ -507,12 +527,24 @@ def simulate_accounts(
             np.ascontiguousarray(sig_idx[dest]),
             part_trades,
             part_eq,
+            part_leg_eq,
         )
         out[dest] = part
         legs_out[dest] = part_legs
         trades[dest] = part_trades
         eq[dest] = part_eq
-    return out, legs_out, trades, eq
+        leg_eq[dest] = part_leg_eq
+    return out, legs_out, trades, eq, leg_eq
+
+
+def _windows(values: F64Array, lengths: I64Array, shape: tuple[int, int]) -> F64Array:
+    # per-column window values (n_cols, n_eq, ...) -> (n_settings, n_entries, n_eq, ...), NaN
+    # past each window's end (the end of the data)
+    out = values.copy()
+    if out.shape[1]:
+        past = np.arange(out.shape[1])[None, :] >= lengths[:, None]
+        out[past] = np.nan
+    return out.reshape((*shape, *out.shape[1:]))
 
 
 def _check_detail(markets: list[Market], inputs: list[_MarketInputs], d_ok: BoolArray) -> None:

@@ -336,15 +336,15 @@ def run_account_sweep(
     start = np.zeros(n, dtype=np.int64)
     end = np.full(n, n_bars, dtype=np.int64)
     sig_idx = np.ascontiguousarray(np.asarray(inverse, dtype=np.int64))
-    out, _legs_out, trades, eq = simulate_accounts(
-        prep, rows, start, end, sig=sig, sig_idx=sig_idx, trade_cap=_TRADE_CAP, equity=True
+    out, _legs_out, trades, eq, _ = simulate_accounts(
+        prep, rows, start, end, sig=sig, sig_idx=sig_idx, trade_cap=_TRADE_CAP, n_eq=n_bars
     )
     full = np.flatnonzero(out[:, A_OVERFLOW] > 0)
     if full.size:  # the busiest columns again, with a buffer that holds every trade
         cap = int(out[full, A_N_TRADES].max())
-        o2, _l2, t2, e2 = simulate_accounts(
+        o2, _l2, t2, e2, _ = simulate_accounts(
             prep, full, start[full], end[full], sig=sig, sig_idx=sig_idx[full], trade_cap=cap,
-            equity=True,
+            n_eq=n_bars,
         )  # fmt: skip
         out[full] = o2
         eq[full] = e2

@@ -895,6 +895,28 @@ class SurvivalStudy:
 
         return leg_trades(self)
 
+    def equity(self, i: int | None = None, /, **labels: Any) -> pd.DataFrame:
+        """Return one setting's close equity per bar after each entry, and each leg's share.
+
+        Pick the setting as for :meth:`curve`. Rows: bar ``j`` after the entry (0 = the entry
+        bar's close) up to the horizon; columns: a ``(entry_time, leg)`` MultiIndex whose
+        ``leg`` is ``"account"`` (the wallet's close equity, quote) or a leg's symbol (that
+        leg's share of the wallet change so far: its booked PnL, fees and funding plus its
+        unrealized PnL at the mark close; ``initial_cash`` plus the legs' shares is the
+        account). A window cut by the end of the data ends in NaN; a rejected entry stays at
+        ``initial_cash``. The windows are run again (the study keeps no paths) through the
+        account engine, which gives a one-market study's holds exactly (a one-leg account is
+        the single position). Strategy studies have no such paths.
+
+        Raises
+        ------
+        ConfigError
+            A bad pick (see :meth:`curve`), or a strategy study.
+        """
+        from backtester.survival.records import hold_equity
+
+        return hold_equity(self, self._pick(i, labels))
+
     def _market_info(self) -> dict[str, Any]:
         from backtester.marketset import MarketSet
 

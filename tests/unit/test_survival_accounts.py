@@ -393,3 +393,37 @@ def test_a_one_market_study_has_one_leg_per_hold(btc_eth: bt.MarketSet) -> None:
     np.testing.assert_allclose(
         trades["pnl"].to_numpy(), (study.final_equity - study.initial_cash).ravel(), rtol=1e-12
     )
+
+
+def test_equity_paths_say_which_leg_holds_what(crash: bt.MarketSet) -> None:
+    # the hedge, isolated, entry 0 (no fees): flat for bars 0-2 (each leg's share 0, the account
+    # 100), then BTC gaps to 40: its leg is liquidated for its 50 of margin, ETH's share stays 0
+    study = _hedge_study(crash)
+    iso = study.equity(margin_mode="isolated")
+    first = iso[crash.index[0]]
+    assert list(first.columns) == [BTC, ETH, "account"]
+    np.testing.assert_allclose(first["account"], [100.0, 100.0, 100.0, 50.0], atol=1e-12)
+    np.testing.assert_allclose(first[BTC], [0.0, 0.0, 0.0, -50.0], atol=1e-12)
+    np.testing.assert_allclose(first[ETH], [0.0] * 4, atol=1e-12)
+    for i in range(study.n_settings):
+        paths = study.equity(i)
+        account = paths.xs("account", axis=1, level="leg")
+        shares = paths.drop(columns="account", level="leg").T.groupby(level=0).sum(min_count=1).T
+        # the shares add up to the account at every bar; the last bar is the study's outcome
+        np.testing.assert_allclose(
+            (study.initial_cash + shares).to_numpy(), account.to_numpy(), atol=1e-9
+        )
+        last = account.ffill().iloc[-1].to_numpy()
+        assert np.array_equal(last, study.final_equity[i])
+    # a window cut by the end of the data (the last entries) ends in NaN
+    assert account.iloc[:, -1].isna().sum() == 3
+
+
+def test_a_one_market_study_s_equity_is_its_holds(btc_eth: bt.MarketSet) -> None:
+    study = bt.survival_study(
+        btc_eth[BTC].slice("2021-01-01", "2021-03-01"), leverage=(10, 50), side="both", n_boot=20
+    )
+    for i in range(study.n_settings):
+        account = study.equity(i).xs("account", axis=1, level="leg")
+        assert np.array_equal(account.ffill().iloc[-1].to_numpy(), study.final_equity[i])
+    assert (study.reason == ExitReason.LIQUIDATION).any()
