@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import backtester as bt
@@ -338,3 +338,62 @@ def test_bad_account_sweeps_are_one_line_errors() -> None:
 
     with pytest.raises(ShapeError, match=r"must hold a Signals for every leg, 'ETH/USDT:USDT' was"):
         bt.run_sweep(ms, _Half(), legs={BTC: 0.5, ETH: 0.5})
+
+
+# --------------------------- hypothesis: signal-driven cross accounts == the pure-Python reference
+@settings(max_examples=int(os.environ.get("ACCOUNTS_EXAMPLES", "100")), deadline=None)
+@given(case=_accounts(), data=st.data())
+def test_signal_driven_cross_accounts_match_the_reference(case: Any, data: Any) -> None:
+    """Random entry and exit signals per leg (reversals, re-entries after exits and
+    liquidations, legs entering together and alone): kernel == reference, trade by trade."""
+    from tests.unit.reference_accounts import simulate_account_signals_reference
+    from tests.unit.test_accounts import _resolved
+
+    ms, legs, grid, cfg = case
+    cfg = cfg.replace(margin_mode="cross")
+    n = ms.n_bars
+    rows = {}
+    for sym in legs:
+        rows[sym] = tuple(
+            np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+            for _ in range(4)
+        )
+    sweep = _quiet(bt.run_sweep, ms, _Fixed(rows), grid, legs=legs, config=cfg)
+    stats, trades = sweep.stats(), sweep.trades()
+    markets = [ms[sym] for sym in legs]
+    for c, (s, tables) in enumerate(_resolved(ms, legs, grid, cfg)):
+        ref = simulate_account_signals_reference(
+            markets, list(legs.values()), s, tables, [rows[sym] for sym in legs]
+        )
+        assume(ref.near > 1e-9)
+        where = f"column {c}"
+        for name, theirs in (
+            ("final_equity", ref.final_equity),
+            ("min_equity", ref.min_equity),
+            ("fees_paid", ref.fees),
+            ("funding_paid", ref.funding),
+            ("insurance_draw", ref.insurance),
+        ):
+            np.testing.assert_allclose(
+                stats[name].iloc[c], theirs, rtol=1e-9, atol=1e-9, err_msg=f"{name} {where}"
+            )
+        assert stats["n_rejected"].iloc[c] == ref.n_rejected, where
+        assert stats["n_liquidations"].iloc[c] == ref.n_liquidations, where
+        assert stats["ambiguous_bars"].iloc[c] == ref.ambiguous, where
+        mine = trades[trades["col"] == c]
+        assert len(mine) == len(ref.trades), where
+        idx = ms.index
+        for (_, row), (leg, e_i, x_i, side, pnl, fees, funding, reason) in zip(
+            mine.iterrows(), ref.trades, strict=True
+        ):
+            at = f"{where} leg {leg} entry {e_i}"
+            assert row["leg"] == leg, at
+            assert row["entry_time"] == idx[e_i] and row["exit_time"] == idx[x_i], at
+            assert row["side"] == ("long" if side > 0 else "short"), at
+            assert row["exit_reason"] == bt.engine.enums.EXIT_REASON_NAMES[reason], at
+            np.testing.assert_allclose(row["pnl"], pnl, rtol=1e-9, atol=1e-9, err_msg=at)
+            np.testing.assert_allclose(row["fees"], fees, rtol=1e-9, atol=1e-9, err_msg=at)
+            np.testing.assert_allclose(row["funding"], funding, rtol=1e-9, atol=1e-9, err_msg=at)
+        np.testing.assert_allclose(
+            sweep.equity([c]).iloc[:, 0].to_numpy(), ref.equity, rtol=1e-9, atol=1e-9
+        )
