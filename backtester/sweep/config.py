@@ -30,10 +30,13 @@ Example::
     [output]
     trades = true          # also write trades.parquet (one row per trade; off by default)
 
-An account survival sweep holds the symbols together in one wallet: ``[market] legs`` is one
-table ``{symbol = weight}`` (negative = short, ``Σ|weight| <= 1``) or a list of them, each leg
-set studied as one account (rows keyed by its ``legs`` label, ``"BTC +0.5 / ETH -0.5"``, in
-place of ``symbol``); the legs' order is the order of ``symbols``::
+An account sweep holds the symbols together in one wallet: ``[market] legs`` is one table
+``{symbol = weight}`` (``Σ|weight| <= 1``) or a list of them, each leg set run as one account
+(rows keyed by its ``legs`` label, ``"BTC +0.5 / ETH -0.5"``, in place of ``symbol``); the
+legs' order is the order of ``symbols``. With ``[strategy]`` every column is
+``run_sweep(market_set, strategy, grid, legs=...)`` (a negative weight trades that symbol's
+signals the other way round); with ``[survival]`` a survival study of the account (each leg's
+side is its weight's sign)::
 
     [market]
     symbols = ["BTC/USDT:USDT", "ETH/USDT:USDT"]
@@ -532,13 +535,10 @@ class _Parser:
         return tuple(out)
 
     def check_account(self, data: Mapping[str, Any], survival: SurvivalSpec | None) -> None:
-        # what an account sweep models: rolling-entry account survival studies
+        # what an account sweep models: a strategy's signals per symbol (run_sweep on the
+        # MarketSet), or rolling-entry account survival studies
         if survival is None:
-            raise self.fail(
-                "[market] legs",
-                "is only modelled by survival sweeps",
-                "add a [survival] section (or remove legs to run each symbol on its own)",
-            )
+            return
         if "strategy" in data:
             raise self.fail(
                 "[strategy]",

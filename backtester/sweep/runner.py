@@ -98,7 +98,9 @@ def sweep_chunk(
     """Run ``run_sweep`` on one chunk's columns and return key columns + ``stats()``.
 
     With ``[output] trades = true`` return ``{"results": ..., "trades": ...}``, the trades keyed
-    like the results.
+    like the results. In an account sweep ``market`` is the ``MarketSet`` and the chunk's unit
+    names the leg set (``run_sweep(market_set, strategy, grid, legs=...)``; trades have ``leg``
+    and ``symbol``).
     """
     from backtester.config import RunConfig
     from backtester.engine.run import run_sweep
@@ -108,12 +110,20 @@ def sweep_chunk(
     values = chunk_values(spec, chunk.start, chunk.stop)
     grid = ParamGrid.zip(**values)
     config = RunConfig(**dict(spec.engine))  # type: ignore[arg-type]
-    result = run_sweep(market, strategy, grid, config=config)
+    if spec.is_account:  # the chunk's unit is a leg set; market is the MarketSet
+        result: Any = run_sweep(
+            market, strategy, grid, config=config, legs=spec.legs_of(chunk.symbol)
+        )
+    else:
+        result = run_sweep(market, strategy, grid, config=config)
     keys = key_frame(spec, chunk)
     rows = _join(keys, result.stats())
     if not spec.trades:
         return rows
-    return {"results": rows, "trades": _trades(keys, result.trades())}
+    trades = result.trades()
+    if spec.is_account and "side" in keys:  # the leg's side, apart from a "side" parameter
+        trades = trades.rename(columns={"side": "leg_side"})
+    return {"results": rows, "trades": _trades(keys, trades)}
 
 
 def _trades(keys: pd.DataFrame, trades: pd.DataFrame) -> pd.DataFrame:
@@ -283,8 +293,9 @@ class Run:
 def equity_curves(run: Run, rows: pd.DataFrame, *, progress: bool = False) -> dict[str, pd.Series]:
     """Return the close equity per bar (quote) of ``rows`` of a strategy run, re-running them.
 
-    Each row of ``run.table`` (``symbol`` and ``col`` are read) is run again from the run's
-    config, on the market loaded as the config describes it, with the strategy named there.
+    Each row of ``run.table`` (``symbol`` or, in an account sweep, ``legs``, and ``col`` are
+    read) is run again from the run's config, on the market (or MarketSet) loaded as the config
+    describes it, with the strategy named there.
     Keys are labels like ``"BTC/USDT:USDT, side=short, leverage=3, stop_loss=none"``.
 
     Raises
@@ -298,19 +309,29 @@ def equity_curves(run: Run, rows: pd.DataFrame, *, progress: bool = False) -> di
 
     if run.metadata.get("mode") == "survival":
         raise ConfigError("a survival run has no equity curves; pass a strategy sweep")
-    if "col" not in rows or "symbol" not in rows:
-        raise ConfigError("rows must be rows of the run's table (with 'symbol' and 'col')")
     spec = parse_spec(run.config, source=str(run.path / "run.json"))
+    unit = spec.unit_column
+    if "col" not in rows or unit not in rows:
+        raise ConfigError(f"rows must be rows of the run's table (with {unit!r} and 'col')")
     strategy = load_strategy(spec)
     config = RunConfig(**dict(spec.engine))  # type: ignore[arg-type]
     markets: dict[str, Any] = {}
     out: dict[str, pd.Series] = {}
     bar = _bar(progress, len(rows), "equity curves")
-    for symbol, col in zip(rows["symbol"], rows["col"], strict=True):
+    for symbol, col in zip(rows[unit], rows["col"], strict=True):
         if symbol not in markets:
-            markets[symbol] = load_spec_market(spec, symbol)
+            markets.update(
+                load_spec_markets(spec)
+                if spec.is_account
+                else {symbol: load_spec_market(spec, symbol)}
+            )
         values = chunk_values(spec, int(col), int(col) + 1)
-        result = run_sweep(markets[symbol], strategy, ParamGrid.zip(**values), config=config)
+        grid = ParamGrid.zip(**values)
+        if spec.is_account:
+            legs = spec.legs_of(str(symbol))
+            result: Any = run_sweep(markets[symbol], strategy, grid, config=config, legs=legs)
+        else:
+            result = run_sweep(markets[symbol], strategy, grid, config=config)
         shown = ", ".join(f"{n}={'none' if v[0] is None else f'{v[0]:g}' if isinstance(v[0], float) else v[0]}" for n, v in values.items())  # fmt: skip
         out[f"{symbol}, {shown}" if shown else str(symbol)] = result.equity([0]).iloc[:, 0]
         if bar is not None:

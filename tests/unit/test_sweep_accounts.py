@@ -89,11 +89,8 @@ def test_bad_legs_are_one_line_naming_the_key(legs: Any, expected: str) -> None:
     assert expected in error_of(account(legs))
 
 
-def test_legs_outside_a_survival_sweep_or_with_side_or_strategy_are_refused() -> None:
+def test_legs_in_a_survival_sweep_with_side_or_strategy_are_refused() -> None:
     strategy = {"name": "hold"}
-    assert "[market] legs is only modelled by survival sweeps" in error_of(
-        account(survival=None, strategy=strategy)
-    )
     assert "[survival] side has no meaning for an account" in error_of(
         account(survival={"side": "short"})
     )
@@ -141,3 +138,40 @@ def test_account_sweep_report_groups_by_legs(run: Any, tmp_path: Path) -> None:
     assert (tmp_path / "report" / "figures" / "survival_by_leverage.png").is_file()
     best = pd.read_csv(tmp_path / "report" / "tables" / "best.csv")
     assert set(best["legs"]) <= set(run.table["legs"])
+
+
+def test_an_account_strategy_sweep_equals_run_sweep_on_the_market_set(tmp_path: Path) -> None:
+    # Arrange: hold on BTC +0.5 / ETH -0.5 (long BTC, short ETH), leverage x margin mode
+    data = account(
+        [{BTC: 0.5, ETH: -0.5}],
+        survival=None,
+        strategy={"name": "hold", "grid": {"side": ["long"]}},
+        output={"trades": True},
+    )
+    data["market"].update(start="2025-01-01", end="2025-02-01")
+    # Act
+    run = run_config(data, out=tmp_path / "run", workers=1)
+    # Assert: the rows and trades are run_sweep's, keyed by the legs
+    assert run.keys == ["legs", "side", "leverage", "margin_mode", "col"]
+    ms = bt.load_markets([BTC, ETH], start="2025-01-01", end="2025-02-01")
+    grid = bt.ParamGrid.product(
+        side=["long"], leverage=[5.0, 10.0], margin_mode=["isolated", "cross"]
+    )
+    direct = bt.run_sweep(ms, bt.strategies.hold, grid, legs={BTC: 0.5, ETH: -0.5})
+    stats = direct.stats()
+    for name in ("final_equity", "max_drawdown", "n_trades", "n_liquidations", "fees_paid"):
+        np.testing.assert_array_equal(run.table[name].to_numpy(), stats[name].to_numpy())
+    trades = run.trades()
+    assert set(trades["legs"]) == {"BTC +0.5 / ETH -0.5"}
+    assert len(trades) == len(direct.trades())
+    # hold's parameter side=long is a key; each leg's own side is leg_side
+    assert set(trades["side"]) == {"long"}
+    legs_sides = set(zip(trades["symbol"], trades["leg_side"], strict=True))
+    assert legs_sides == {(BTC, "long"), (ETH, "short")}
+    # the report re-runs the best and worst accounts for their equity curves
+    from backtester.sweep.runner import equity_curves
+
+    curves = equity_curves(run, run.table.head(2))
+    assert len(curves) == 2
+    first = next(iter(curves.values()))
+    np.testing.assert_array_equal(first.to_numpy(), direct.equity([0]).iloc[:, 0].to_numpy())
