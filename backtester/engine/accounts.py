@@ -72,6 +72,21 @@ docs/reference/exchange-rules.md §7.4 (isolated) and §7.6 (cross). Bar ``i`` o
    (``equity < ruin_threshold·initial_cash``) closes every open leg at its last close (slippage,
    taker fee).
 
+**Signal-driven columns** (``run_sweep`` on a MarketSet, ``engine.accounts_sweep``) replace step 2's
+single entry with orders: a leg's packed signal bits at the close of bar ``i`` become its order for
+the open of bar ``i+1`` by ``engine.kernel``'s rule 6 (``_pending_nb``), on the leg's *signal side*
+``side_k·sign(w_k)``. At the open, after funding, signal exits and reversals fill first (last open
+against the leg by ``slippage``, ``taker_fee``, capped by the leg's margin (isolated) or the wallet;
+reason ``SIGNAL``), then the legs entering at that open are **one order**: ``want_k = order·sign(w_k)``,
+``margin_k = position_size·|w_k|·wallet``; when the order costs more than the free balance (the
+wallet less the open legs' margins; ``FREE_DUST`` of the wallet or less is nothing) the margins shrink
+to ``free·(|w_k|/Σ|w| entering)/(1 + leverage·taker_fee)`` and the last entering leg's fee is what is
+left; each entering leg is checked as above (cross: with the open legs at their mark opens) and a
+refused leg refuses the whole order (``A_REJECTED`` counts the leg entries refused); after a ruin, or
+a liquidation with ``after_liquidation="stop"``, entries are refused. The column runs to the end
+(no early stop when flat), each leg position closed (or open at the end) is one row of ``trades``
+(``T_*``), and the drawdown of close equity is measured as ``engine.kernel`` measures it.
+
 Outputs per column (``A_*`` rows of ``out``): final equity at the window's last mark close,
 min equity, first exit bar and reason (the first leg to close, the lowest leg number among legs
 closing in the same bar, or the window's last bar with ``HORIZON``/``END_OF_DATA``), first
