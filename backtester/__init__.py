@@ -47,6 +47,7 @@ _LAZY: dict[str, str] = {
     "run_entries": "backtester.engine.run",
     "run_account_entries": "backtester.engine.accounts_run",
     "AccountOutcomes": "backtester.engine.accounts_run",
+    "AccountSweepResult": "backtester.engine.accounts_sweep",
     "EntryOutcomes": "backtester.results",
     "SweepResult": "backtester.results",
     # synthetic paths (synthetic.py)
@@ -66,6 +67,7 @@ _LAZY: dict[str, str] = {
 
 __all__ = [
     "AccountOutcomes",
+    "AccountSweepResult",
     "BacktesterError",
     "BacktesterWarning",
     "ConfigError",
@@ -126,6 +128,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from backtester.data.ccxt_loader import download
     from backtester.data.integrity import list_store, verify_store
     from backtester.engine.accounts_run import AccountOutcomes, run_account_entries
+    from backtester.engine.accounts_sweep import AccountSweepResult
     from backtester.engine.run import RunCheck, check_run, run_entries, run_sweep
     from backtester.market import Market, load_market
     from backtester.marketset import MarketSet, load_markets

@@ -5,6 +5,10 @@ K = 1, 2, 4, 8 and 16 legs on synthetic 1h random walks, the wall time of ``run_
 (one entry per column at bar 0, held to the end) per leg-bar, and its ratio to K = 1 (at most
 about K times the one-leg cost per bar means a ratio per leg-bar near or below 1).
 
+``python benchmarks/bench_accounts.py --signals`` times the same two-leg accounts driven by
+signals instead (``run_sweep(market_set, strategies.hold, grid, legs=...)``: an entry signal on
+every bar, held, trades and close equity kept) against ``run_account_entries`` held from bar 1.
+
 ``python benchmarks/bench_accounts.py --memory`` runs 1,000 two-leg accounts over one year of
 1-minute bars (525,600 bars, synthetic) in a child process and prints its peak RSS (the issue's
 bound: under 1 GiB). Never asserted in tests: compare runs on the same machine only.
@@ -90,6 +94,40 @@ def cost_per_leg(n_bars: int, n_cols: int, repeats: int) -> None:
         )
 
 
+def signals_vs_entries(n_bars: int, n_cols: int, repeats: int) -> None:
+    """Print the wall time of signal-driven two-leg accounts against entry-driven ones."""
+    from backtester import strategies
+
+    ms = market_set(2, n_bars)
+    legs = {s: 0.5 for s in ms.symbols}
+    levs = list(np.linspace(1.5, 5.0, n_cols))
+    grid = bt.ParamGrid.zip(side=["long"] * n_cols, leverage=levs, margin_mode=["cross"] * n_cols)
+    config = bt.RunConfig(maint_margin_rate=0.005, initial_cash=1000.0)
+
+    def by_signals() -> float:
+        t0 = time.perf_counter()
+        bt.run_sweep(ms, strategies.hold, grid, legs=legs, config=config)
+        return time.perf_counter() - t0
+
+    def by_entries() -> float:
+        t0 = time.perf_counter()
+        bt.run_account_entries(
+            ms, grid.select(("leverage", "margin_mode")), legs=legs, entry_idx=[1],
+            horizon_bars=n_bars - 1, config=config,
+        )  # fmt: skip
+        return time.perf_counter() - t0
+
+    by_signals(), by_entries()  # compile and warm, untimed
+    best_s = best_e = float("inf")
+    for _ in range(repeats):
+        best_s, best_e = min(best_s, by_signals()), min(best_e, by_entries())
+    print(
+        f"{n_cols} two-leg accounts x {n_bars:,} bars, best of {repeats}, load {os.getloadavg()[0]:.2f}"
+    )
+    print(f"run_account_entries (held from bar 1): {best_e:7.3f} s")
+    print(f"run_sweep on the MarketSet (hold):      {best_s:7.3f} s ({best_s / best_e:.2f}x)")
+
+
 def memory_child() -> None:
     """1,000 two-leg accounts over a year of 1-minute bars; print seconds and peak RSS."""
     ms = market_set(2, 525_600, "1min")
@@ -105,12 +143,15 @@ def main() -> None:
     p.add_argument("--cols", type=int, default=200)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--memory", action="store_true", help="the 1,000 x 1-year-of-1m memory run")
+    p.add_argument("--signals", action="store_true", help="signal-driven vs entry-driven accounts")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
         memory_child()
     elif a.memory:
         subprocess.run([sys.executable, __file__, "--child"], check=True)
+    elif a.signals:
+        signals_vs_entries(a.bars, a.cols, a.repeats)
     else:
         cost_per_leg(a.bars, a.cols, a.repeats)
 

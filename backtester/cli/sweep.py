@@ -135,8 +135,9 @@ def _sweep(args: argparse.Namespace) -> int:
         )
         raise
     meta = run.metadata
+    unit = "account(s)" if run.keys[0] == "legs" else "symbol(s)"
     print(
-        f"sweep complete: {len(run.table):,} rows ({meta['n_symbols']} symbol(s) x "
+        f"sweep complete: {len(run.table):,} rows ({meta['n_symbols']} {unit} x "
         f"{meta['n_cols']:,} settings) in {meta.get('elapsed_s', 0):.1f} s "
         f"({meta.get('chunks_run', 0)} of {meta['n_chunks']} chunks computed)"
     )

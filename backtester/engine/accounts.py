@@ -72,6 +72,21 @@ docs/reference/exchange-rules.md §7.4 (isolated) and §7.6 (cross). Bar ``i`` o
    (``equity < ruin_threshold·initial_cash``) closes every open leg at its last close (slippage,
    taker fee).
 
+**Signal-driven columns** (``run_sweep`` on a MarketSet, ``engine.accounts_sweep``) replace step 2's
+single entry with orders: a leg's packed signal bits at the close of bar ``i`` become its order for
+the open of bar ``i+1`` by ``engine.kernel``'s rule 6 (``_pending_nb``), on the leg's *signal side*
+``side_k·sign(w_k)``. At the open, after funding, signal exits and reversals fill first (last open
+against the leg by ``slippage``, ``taker_fee``, capped by the leg's margin (isolated) or the wallet;
+reason ``SIGNAL``), then the legs entering at that open are **one order**: ``want_k = order·sign(w_k)``,
+``margin_k = position_size·|w_k|·wallet``; when the order costs more than the free balance (the
+wallet less the open legs' margins; ``FREE_DUST`` of the wallet or less is nothing) the margins shrink
+to ``free·(|w_k|/Σ|w| entering)/(1 + leverage·taker_fee)`` and the last entering leg's fee is what is
+left; each entering leg is checked as above (cross: with the open legs at their mark opens) and a
+refused leg refuses the whole order (``A_REJECTED`` counts the leg entries refused); after a ruin, or
+a liquidation with ``after_liquidation="stop"``, entries are refused. The column runs to the end
+(no early stop when flat), each leg position closed (or open at the end) is one row of ``trades``
+(``T_*``), and the drawdown of close equity is measured as ``engine.kernel`` measures it.
+
 Outputs per column (``A_*`` rows of ``out``): final equity at the window's last mark close,
 min equity, first exit bar and reason (the first leg to close, the lowest leg number among legs
 closing in the same bar, or the window's last bar with ``HORIZON``/``END_OF_DATA``), first
@@ -97,6 +112,7 @@ from numba import njit, prange
 
 from backtester.engine._jitcache import cache_enabled
 from backtester.engine.enums import (
+    AfterLiquidation,
     CloseAt,
     ExitReason,
     Intrabar,
@@ -104,7 +120,14 @@ from backtester.engine.enums import (
     NegativeBalance,
     StopTrigger,
 )
-from backtester.engine.kernel import _lp_nb, _resolve_exit_nb, _settle_nb, _stop_level_nb
+from backtester.engine.kernel import (
+    PENDING_CLOSE,
+    _lp_nb,
+    _pending_nb,
+    _resolve_exit_nb,
+    _settle_nb,
+    _stop_level_nb,
+)
 from backtester.engine.layout import FParam, IParam
 from backtester.rules.formulas import (
     funding_payment_nb,
@@ -126,8 +149,12 @@ __all__ = [
     "A_LIQ_IDX",
     "A_LIQ_LEG",
     "A_LIQ_REASON",
+    "A_MAX_DRAWDOWN",
     "A_MIN_EQUITY",
     "A_N",
+    "A_N_LIQUIDATIONS",
+    "A_N_TRADES",
+    "A_OVERFLOW",
     "A_REJECTED",
     "L_ENTRY_PRICE",
     "L_EXIT_IDX",
@@ -139,16 +166,21 @@ __all__ = [
     "L_REASON",
     "L_SIZE",
     "MAX_LEGS",
+    "T_N",
     "simulate_accounts_nb",
 ]
 
 MAX_LEGS = 16
+# a free balance below this fraction of the wallet is float dust left by a lost margin
+FREE_DUST = 1e-9
 
 CA_BANKRUPTCY = int(CloseAt.BANKRUPTCY)
 ER_END_OF_DATA = int(ExitReason.END_OF_DATA)
 ER_HORIZON = int(ExitReason.HORIZON)
 ER_LIQUIDATION = int(ExitReason.LIQUIDATION)
 ER_NONE = int(ExitReason.NONE)
+ER_SIGNAL = int(ExitReason.SIGNAL)
+AL_STOP = int(AfterLiquidation.STOP)
 ER_RUIN = int(ExitReason.RUIN)
 ER_STOP_LOSS = int(ExitReason.STOP_LOSS)
 ER_TAKE_PROFIT = int(ExitReason.TAKE_PROFIT)
@@ -164,6 +196,7 @@ FP_TAKE_PROFIT = int(FParam.TAKE_PROFIT)
 FP_TRAILING_STOP = int(FParam.TRAILING_STOP)
 FP_TAKER_FEE = int(FParam.TAKER_FEE)
 FP_MAKER_FEE = int(FParam.MAKER_FEE)
+IP_AFTER_LIQUIDATION = int(IParam.AFTER_LIQUIDATION)
 IP_CLOSE_AT = int(IParam.CLOSE_AT)
 IP_CONVENTION = int(IParam.CONVENTION)
 IP_FUNDING = int(IParam.FUNDING)
@@ -199,11 +232,32 @@ V_N = 7
     A_INSURANCE,
     A_AMBIGUOUS,
     A_REJECTED,
-) = range(12)
-A_N = 12
+    A_MAX_DRAWDOWN,
+    A_N_LIQUIDATIONS,
+    A_N_TRADES,
+    A_OVERFLOW,
+) = range(16)
+A_N = 16
 # fields of the per-leg output ``legs_out (n_cols, K, L_N)``
 L_EXIT_IDX, L_REASON, L_ENTRY_PRICE, L_EXIT_PRICE, L_SIZE, L_PNL, L_FEES, L_FUNDING = range(8)
 L_N = 8
+# fields of a signal-driven account's trade buffer ``trades (n_cols, cap, T_N)``: one row per
+# leg's closed (or, at the end, still open) position
+(
+    T_LEG,
+    T_ENTRY_IDX,
+    T_EXIT_IDX,
+    T_SIDE,
+    T_ENTRY_PRICE,
+    T_EXIT_PRICE,
+    T_SIZE,
+    T_MARGIN,
+    T_FEES,
+    T_FUNDING,
+    T_PNL,
+    T_REASON,
+) = range(12)
+T_N = 12
 
 
 @njit(cache=CACHE_ENABLED)
@@ -874,6 +928,37 @@ def _book_liquidation_nb(
 
 
 @njit(cache=CACHE_ENABLED)
+def _record_leg_nb(
+    k: int,
+    side: int,
+    entry_idx: int,
+    margin: float,
+    lo: np.ndarray,
+    trades: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    # leg k's position (its outputs in lo) as one trade row; a full buffer sets A_OVERFLOW
+    n = int(out[A_N_TRADES])
+    if n < trades.shape[0]:
+        row = trades[n]
+        row[T_LEG] = k
+        row[T_ENTRY_IDX] = entry_idx
+        row[T_EXIT_IDX] = lo[L_EXIT_IDX]
+        row[T_SIDE] = side
+        row[T_ENTRY_PRICE] = lo[L_ENTRY_PRICE]
+        row[T_EXIT_PRICE] = lo[L_EXIT_PRICE]
+        row[T_SIZE] = lo[L_SIZE]
+        row[T_MARGIN] = margin
+        row[T_FEES] = lo[L_FEES]
+        row[T_FUNDING] = lo[L_FUNDING]
+        row[T_PNL] = lo[L_PNL]
+        row[T_REASON] = lo[L_REASON]
+    else:
+        out[A_OVERFLOW] = 1.0
+    out[A_N_TRADES] = n + 1
+
+
+@njit(cache=CACHE_ENABLED)
 def _account_nb(
     s: int,
     end: int,
@@ -898,6 +983,11 @@ def _account_nb(
     ip: np.ndarray,
     out: np.ndarray,
     legs_out: np.ndarray,
+    has_sig: bool,
+    sig: np.ndarray,
+    trades: np.ndarray,
+    eq: np.ndarray,
+    leg_eq: np.ndarray,
 ) -> None:
     n_legs = weights.shape[0]
     lev = fp[FP_LEVERAGE]
@@ -922,6 +1012,10 @@ def _account_nb(
     owed = ip[IP_NEGATIVE_BALANCE] == NB_OWED
     policy = ip[IP_INTRABAR]
     use_detail = policy == IB_DETAIL
+    stop_after_liq = ip[IP_AFTER_LIQUIDATION] == AL_STOP
+    write_eq = eq.shape[0] > 0
+    write_leg_eq = leg_eq.shape[0] > 0
+    n_written = 0  # close equity written for bars s .. s + n_written - 1
 
     out[:] = 0.0
     out[A_FINAL_EQUITY] = cash
@@ -962,8 +1056,25 @@ def _account_nb(
     f_x = np.zeros(n_legs)
     ins_x = np.zeros(n_legs)
     px_x = np.zeros(n_legs)
+    # signal-driven accounts: each leg's pending order, sign of its weight, trade bookkeeping
+    pend = np.zeros(n_legs, dtype=np.int64)
+    wsign = np.zeros(n_legs, dtype=np.int64)
+    e_idx = np.zeros(n_legs, dtype=np.int64)
+    e_margin = np.zeros(n_legs)
+    e_side = np.zeros(n_legs, dtype=np.int64)
+    enter = np.zeros(n_legs, dtype=np.bool_)
+    was_open = np.zeros(n_legs, dtype=np.bool_)
+    c_side = np.zeros(n_legs, dtype=np.int64)
+    c_size = np.zeros(n_legs)
+    c_entry = np.zeros(n_legs)
+    c_mark = np.zeros(n_legs)
+    dead = False
+    ruined = False
+    peak_equity = cash
+    dd_level = cash
 
     for k in range(n_legs):
+        wsign[k] = 1 if weights[k] > 0.0 else -1
         tk[k] = table_idx[k, s]
         rates[k] = liq_rates[k, tk[k]] if table_rate else liq_fixed
     wallet = cash
@@ -1010,39 +1121,89 @@ def _account_nb(
                     rates,
                 )
 
-        # ---- 2. the entry at the window's first open ------------------------------------------
-        if i == s:
-            wsum = 0.0
+        # ---- 2. orders at the open: signal exits first, then entries -----------------------
+        n_enter = 0
+        if has_sig:
             for k in range(n_legs):
-                wsum += abs(weights[k])
+                enter[k] = False
+                p = pend[k]
+                if p == 0:
+                    continue
+                pend[k] = 0
+                if side[k] != 0 and (p == PENDING_CLOSE or p == -side[k] * wsign[k]):
+                    fill = prices[k, i, P_OPEN] * (1.0 - side[k] * slip)
+                    cap = margin[k] if isolated else wallet
+                    r, f, ins, _px = _settle_nb(
+                        side[k], size[k], entry[k], fill, taker, cap, False, owed
+                    )
+                    wallet += r
+                    out[A_FEES] += f
+                    out[A_INSURANCE] += ins
+                    _close_leg_nb(k, i, ER_SIGNAL, fill, r, f, legs_out[k], out)
+                    _record_leg_nb(k, side[k], e_idx[k], e_margin[k], legs_out[k], trades, out)
+                    side[k] = 0
+                    size[k] = 0.0
+                    n_open -= 1
+                if p != PENDING_CLOSE and side[k] == 0:
+                    if dead or ruined:
+                        out[A_REJECTED] += 1.0
+                    else:
+                        enter[k] = True
+                        want[k] = p * wsign[k]
+                        n_enter += 1
+        elif i == s:
+            for k in range(n_legs):
+                enter[k] = True
+                want[k] = wsign[k]
+            n_enter = n_legs
+        if n_enter > 0:
+            # legs entering at one open are one order: sized, checked and refused together
+            wsum = 0.0
+            last = -1
+            for k in range(n_legs):
+                if enter[k]:
+                    wsum += abs(weights[k])
+                    last = k
             cost = 1.0 + lev * taker
+            avail = wallet
+            if n_open > 0:
+                # free: the wallet less the open legs' margins (float dust of it is nothing)
+                for k in range(n_legs):
+                    if side[k] != 0:
+                        avail -= margin[k]
+                if avail <= wallet * FREE_DUST:
+                    avail = 0.0
             total = 0.0
             for k in range(n_legs):
-                want[k] = 1 if weights[k] > 0.0 else -1
-                margin_t[k] = (psize * abs(weights[k])) * wallet
-                total += margin_t[k] * cost
-            all_in = total > wallet
+                if enter[k]:
+                    margin_t[k] = (psize * abs(weights[k])) * wallet
+                    total += margin_t[k] * cost
+            all_in = total > avail
             ok = True
             fee_sum = 0.0
             m_sum = 0.0
             for k in range(n_legs):
+                if not enter[k]:
+                    continue
                 if all_in:
-                    margin_t[k] = wallet * (abs(weights[k]) / wsum) / cost
+                    margin_t[k] = avail * (abs(weights[k]) / wsum) / cost
                 fills[k] = prices[k, i, P_OPEN] * (1.0 + want[k] * slip)
                 notional = margin_t[k] * lev
                 size_t[k] = notional / fills[k]
                 fee_t[k] = notional * taker
                 m_sum += margin_t[k]
-                if k < n_legs - 1:
+                if k != last:
                     fee_sum += fee_t[k]
             if all_in:
-                # the order takes the whole wallet: what is left is exactly the margins
-                fee_t[n_legs - 1] = wallet - m_sum - fee_sum
-                wallet_after = m_sum
+                # the order takes all that is free: what is left is exactly the margins
+                fee_t[last] = avail - m_sum - fee_sum
+                wallet_after = m_sum if n_open == 0 else wallet - (avail - m_sum)
             else:
-                fee_sum += fee_t[n_legs - 1]
+                fee_sum += fee_t[last]
                 wallet_after = wallet - fee_sum
             for k in range(n_legs):
+                if not enter[k]:
+                    continue
                 t = tk[k]
                 n = n_tiers[k, t]
                 if not (margin_t[k] > 0.0 and size_t[k] > 0.0):  # a size of float dust: refused
@@ -1059,8 +1220,24 @@ def _account_nb(
                 if not ml >= lev:
                     ok = False
                     break
+            if ok and not isolated:
+                # the other legs as they stand: the entering ones at their fills, the open ones
+                # at their mark open
+                for k in range(n_legs):
+                    if enter[k]:
+                        c_side[k] = want[k]
+                        c_size[k] = size_t[k]
+                        c_entry[k] = fills[k]
+                        c_mark[k] = fills[k]
+                    else:
+                        c_side[k] = side[k]
+                        c_size[k] = size[k]
+                        c_entry[k] = entry[k]
+                        c_mark[k] = prices[k, i, P_MOPEN]
             if ok:
                 for k in range(n_legs):
+                    if not enter[k]:
+                        continue
                     if isolated:
                         lp_t = _leg_lp_nb(
                             k,
@@ -1083,10 +1260,10 @@ def _account_nb(
                             k,
                             n_legs,
                             conv,
-                            want,
-                            size_t,
-                            fills,
-                            fills,
+                            c_side,
+                            c_size,
+                            c_entry,
+                            c_mark,
                             wallet_after,
                             tk,
                             floors,
@@ -1101,42 +1278,53 @@ def _account_nb(
                         ok = False
                         break
             if not ok:
-                out[A_REJECTED] = 1.0
-                break
-            wallet = wallet_after
-            for k in range(n_legs):
-                out[A_FEES] += fee_t[k]
-                lo = legs_out[k]
-                lo[L_FEES] = fee_t[k]
-                lo[L_PNL] = -fee_t[k]
-                lo[L_ENTRY_PRICE] = fills[k]
-                lo[L_SIZE] = size_t[k]
-                side[k] = want[k]
-                size[k] = size_t[k]
-                entry[k] = fills[k]
-                margin[k] = margin_t[k]
-                peak[k] = fills[k]
-                sl[k] = fills[k] * (1.0 - side[k] * sl_frac)
-                tpl[k] = fills[k] * (1.0 + side[k] * tp_frac)
-                stop[k], s_reason[k] = _stop_level_nb(side[k], sl[k], peak[k], trail)
-                if isolated:
-                    lp[k] = _leg_lp_nb(
-                        k,
-                        conv,
-                        side[k],
-                        entry[k],
-                        size[k],
-                        margin[k],
-                        tk,
-                        floors,
-                        mmr,
-                        mamt,
-                        n_tiers,
-                        by_size,
-                        mmr_ovr,
-                        rates,
-                    )
-            n_open = n_legs
+                if not has_sig:
+                    out[A_REJECTED] = 1.0
+                    break
+                out[A_REJECTED] += n_enter
+            else:
+                wallet = wallet_after
+                for k in range(n_legs):
+                    if not enter[k]:
+                        continue
+                    out[A_FEES] += fee_t[k]
+                    lo = legs_out[k]
+                    lo[:] = 0.0
+                    lo[L_EXIT_IDX] = -1.0
+                    lo[L_REASON] = ER_NONE
+                    lo[L_FEES] = fee_t[k]
+                    lo[L_PNL] = -fee_t[k]
+                    lo[L_ENTRY_PRICE] = fills[k]
+                    lo[L_SIZE] = size_t[k]
+                    side[k] = want[k]
+                    size[k] = size_t[k]
+                    entry[k] = fills[k]
+                    margin[k] = margin_t[k]
+                    e_idx[k] = i
+                    e_margin[k] = margin_t[k]
+                    e_side[k] = want[k]
+                    peak[k] = fills[k]
+                    sl[k] = fills[k] * (1.0 - side[k] * sl_frac)
+                    tpl[k] = fills[k] * (1.0 + side[k] * tp_frac)
+                    stop[k], s_reason[k] = _stop_level_nb(side[k], sl[k], peak[k], trail)
+                    if isolated:
+                        lp[k] = _leg_lp_nb(
+                            k,
+                            conv,
+                            side[k],
+                            entry[k],
+                            size[k],
+                            margin[k],
+                            tk,
+                            floors,
+                            mmr,
+                            mamt,
+                            n_tiers,
+                            by_size,
+                            mmr_ovr,
+                            rates,
+                        )
+                n_open += n_enter
         # events inside a coarse bar: paid by the legs held after the entry
         for k in range(n_legs):
             if side[k] != 0 and funding_on and funding[k, i, 1] == funding[k, i, 1]:
@@ -1170,6 +1358,8 @@ def _account_nb(
                     )
 
         # ---- 3. exits ----------------------------------------------------------------------
+        for k in range(n_legs):
+            was_open[k] = side[k] != 0
         if n_open > 0 and isolated:
             for k in range(n_legs):
                 if side[k] == 0:
@@ -1217,6 +1407,7 @@ def _account_nb(
                     out[A_INSURANCE] += ins
                     if kk == K_LIQ:
                         reason = ER_LIQUIDATION
+                        out[A_N_LIQUIDATIONS] += 1.0
                         if out[A_LIQ_IDX] < 0.0:
                             out[A_LIQ_IDX] = i
                             out[A_LIQ_LEG] = k
@@ -1396,6 +1587,7 @@ def _account_nb(
                     wallet += r_l
                     out[A_FEES] += f_l
                     out[A_INSURANCE] += ins_l
+                    out[A_N_LIQUIDATIONS] += 1.0
                     if out[A_LIQ_IDX] < 0.0:
                         out[A_LIQ_IDX] = i
                         out[A_LIQ_LEG] = n_legs
@@ -1451,13 +1643,44 @@ def _account_nb(
                     size[k] = 0.0
             n_open = 0
             equity = wallet
+            ruined = True
         if equity < out[A_MIN_EQUITY]:
             out[A_MIN_EQUITY] = equity
-        if n_open == 0:
+        if write_eq:
+            eq[i - s] = equity
+            if write_leg_eq:
+                # each leg's share so far: its booked PnL plus its unrealized PnL at the close
+                for k in range(n_legs):
+                    v = legs_out[k, L_PNL]
+                    if side[k] != 0:
+                        v += float(side[k]) * size[k] * (prices[k, i, P_MCLOSE] - entry[k])
+                    leg_eq[i - s, k] = v
+            n_written = i - s + 1
+        if has_sig:
+            for k in range(n_legs):
+                if was_open[k] and side[k] == 0:  # closed in this bar: one trade
+                    lo = legs_out[k]
+                    _record_leg_nb(k, e_side[k], e_idx[k], e_margin[k], lo, trades, out)
+            if stop_after_liq and out[A_LIQ_IDX] >= 0.0:
+                dead = True
+            # drawdown from the running peak of close equity, as engine.kernel measures it
+            if equity > peak_equity:
+                peak_equity = equity
+                dd_level = peak_equity * (1.0 - out[A_MAX_DRAWDOWN])
+            elif equity < dd_level and peak_equity > 0.0:
+                out[A_MAX_DRAWDOWN] = (peak_equity - equity) / peak_equity
+                dd_level = peak_equity * (1.0 - out[A_MAX_DRAWDOWN])
+            # ---- 5. signals at the close become pending for the next open --------------------
+            if i + 1 < end:
+                for k in range(n_legs):
+                    bits = sig[k, i]
+                    if bits != 0:
+                        pend[k] = _pending_nb(side[k] * wsign[k], bits, pend[k])
+        elif n_open == 0:
             # nothing left to follow: the rest of the window changes nothing
             break
 
-    if out[A_REJECTED] == 0.0:
+    if has_sig or out[A_REJECTED] == 0.0:
         censored = ER_HORIZON if end < n_bars else ER_END_OF_DATA
         for k in range(n_legs):
             if side[k] != 0:
@@ -1468,10 +1691,19 @@ def _account_nb(
                 lo[L_REASON] = censored
                 lo[L_EXIT_PRICE] = mc
                 lo[L_PNL] += float(side[k]) * size[k] * (mc - entry[k])
+                if has_sig:
+                    _record_leg_nb(k, side[k], e_idx[k], e_margin[k], lo, trades, out)
         if out[A_FIRST_EXIT_IDX] < 0.0:
             out[A_FIRST_EXIT_IDX] = end - 1
             out[A_FIRST_EXIT_REASON] = censored
     out[A_FINAL_EQUITY] = equity
+    if write_eq:
+        # after the last leg closed (or a refused entry) nothing moves to the window's end
+        for j in range(n_written, min(eq.shape[0], end - s)):
+            eq[j] = equity
+            if write_leg_eq:
+                for k in range(n_legs):
+                    leg_eq[j, k] = legs_out[k, L_PNL]
 
 
 @njit(cache=CACHE_ENABLED, parallel=True)
@@ -1498,6 +1730,11 @@ def simulate_accounts_nb(
     iparams: np.ndarray,
     out: np.ndarray,
     legs_out: np.ndarray,
+    sig: np.ndarray,
+    sig_idx: np.ndarray,
+    trades: np.ndarray,
+    eq: np.ndarray,
+    leg_eq: np.ndarray,
 ) -> None:
     """Simulate every account column.
 
@@ -1508,6 +1745,15 @@ def simulate_accounts_nb(
     detail bars in that bar: cross accounts walk them together), ``weights (K,)``, per column
     ``start_idx``, ``end_idx``, ``fparams (FP_N, n_cols)``, ``iparams (IP_N, n_cols)``; outputs
     ``out (n_cols, A_N)`` and ``legs_out (n_cols, K, L_N)``.
+
+    Signal-driven columns (``sig_idx[c] >= 0``) follow the packed signal bits ``sig[sig_idx[c]]
+    (K, n_bars)`` (``engine.kernel``'s bits, one row per leg) and write their trades to
+    ``trades[c] (cap, T_N)`` (count ``A_N_TRADES``, ``A_OVERFLOW`` when the buffer is too small)
+    and, when ``eq`` has bars, their close equity to ``eq[c] (n_bars,)``; entry-driven columns
+    (``sig_idx[c] == -1``) enter every leg at ``start_idx[c]``. ``eq (n_cols, n_eq)`` (``n_eq``
+    0: none) gets bar ``start_idx[c] + j``'s close equity in ``eq[c, j]``, and ``leg_eq (n_cols,
+    n_eq, K)`` (entry-driven columns) each leg's share of it so far (booked PnL plus unrealized
+    PnL at the mark close; ``initial_cash + Σ_k leg_eq = eq``).
     """
     n_cols = fparams.shape[1]
     n_bars = prices.shape[1]
@@ -1536,4 +1782,9 @@ def simulate_accounts_nb(
             np.ascontiguousarray(iparams[:, c]),
             out[c],
             legs_out[c],
+            sig_idx[c] >= 0,
+            sig[max(sig_idx[c], 0)],
+            trades[c],
+            eq[c],
+            leg_eq[c],
         )

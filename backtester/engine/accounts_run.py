@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from backtester.market import Market
     from backtester.marketset import MarketSet
 
-__all__ = ["AccountOutcomes", "run_account_entries"]
+__all__ = ["AccountOutcomes", "check_leg_weights", "run_account_entries"]
 
 #: the intrabar policies the account engine models
 _INTRABAR = ("worst", "detail")
@@ -91,6 +91,10 @@ class AccountOutcomes:
     leg_pnl: F64Array = field(default_factory=_no_legs_f)
     leg_fees: F64Array = field(default_factory=_no_legs_f)
     leg_funding: F64Array = field(default_factory=_no_legs_f)
+    #: with ``equity=True``: close equity ``(n_settings, n_entries, horizon_bars)`` of each
+    #: window and each leg's share ``(..., K)`` (``initial_cash + Σ_k leg_equity = equity``)
+    equity: F64Array = field(default_factory=_no_legs_f)
+    leg_equity: F64Array = field(default_factory=_no_legs_f)
 
     @property
     def n_settings(self) -> int:
@@ -108,46 +112,58 @@ class AccountOutcomes:
         return np.asarray(self.liquidated_leg >= 0)
 
 
-def _check_legs(market_set: Any, legs: Any) -> tuple[tuple[str, float], ...]:
+def check_leg_weights(
+    legs: Any, symbols: tuple[str, ...], *, where: str = "legs"
+) -> tuple[tuple[str, float], ...]:
+    """Return ``legs`` (``{symbol: weight}``) as ``((symbol, weight), ...)``, checked.
+
+    The one rule of an account's legs, used by the engine, ``survival_study`` and the sweep
+    configs (``where`` names the caller's key in the message): 1 to ``MAX_LEGS`` symbols of
+    ``symbols``, each weight a non-zero finite number (negative = short), ``Σ|weight| <= 1``.
+    """
     from backtester.engine.accounts import MAX_LEGS
 
     if not isinstance(legs, dict) or not legs:
         raise ConfigError(
-            f"legs must be a non-empty dict {{symbol: weight}}, was {legs!r}; e.g. "
+            f"{where} must be a non-empty dict {{symbol: weight}}, was {legs!r}; e.g. "
             "{'BTC/USDT:USDT': 0.5, 'ETH/USDT:USDT': 0.5}"
         )
     if len(legs) > MAX_LEGS:
-        raise ConfigError(f"an account holds at most {MAX_LEGS} legs, was given {len(legs)}")
-    symbols = tuple(market_set.symbols)
+        raise ConfigError(f"{where}: an account holds at most {MAX_LEGS} legs, was {len(legs)}")
     out: list[tuple[str, float]] = []
     for sym, w in legs.items():
         if sym not in symbols:
             raise ConfigError(
-                f"legs: unknown symbol {sym!r}, the MarketSet holds {', '.join(symbols)}"
+                f"{where}: unknown symbol {sym!r}, the markets are {', '.join(symbols)}"
                 f"{did_you_mean(str(sym), symbols)}"
             )
         if isinstance(w, bool) or not isinstance(w, int | float | np.integer | np.floating):
-            raise ConfigError(f"legs: the weight of {sym} must be a number, was {w!r}")
+            raise ConfigError(f"{where}: the weight of {sym} must be a number, was {w!r}")
         wf = float(w)
         if not math.isfinite(wf) or wf == 0.0:
             raise ConfigError(
-                f"legs: the weight of {sym} must be a non-zero finite number (negative = short), "
-                f"was {w!r}; leave the symbol out instead"
+                f"{where}: the weight of {sym} must be a non-zero finite number (negative = "
+                f"short), was {w!r}; leave the symbol out instead"
             )
         out.append((str(sym), wf))
     total = sum(abs(w) for _, w in out)
     if total > 1.0 + 1e-12:
         raise ConfigError(
-            f"legs: the |weights| must sum to at most 1, was {total:g}; scale them down "
+            f"{where}: the |weights| must sum to at most 1, was {total:g}; scale them down "
             "(position_size sets how much of the equity the whole account commits)"
         )
+    return tuple(out)
+
+
+def _check_legs(market_set: Any, legs: Any) -> tuple[tuple[str, float], ...]:
+    out = check_leg_weights(legs, tuple(market_set.symbols))
     for sym, _ in out:
         if market_set[sym].contract_type == "inverse":
             raise ConfigError(
                 f"legs: {sym} is a coin-margined (inverse) perpetual; accounts hold linear "
                 "(USDT- or USDC-margined) perpetuals only, one settle currency per wallet"
             )
-    return tuple(out)
+    return out
 
 
 def _pad(parts: list[Any], name: str, fill: Any, dtype: Any) -> np.ndarray:
@@ -222,6 +238,7 @@ def run_account_entries(
     entry_idx: Any,
     horizon_bars: int,
     config: RunConfig | None = None,
+    equity: bool = False,
 ) -> AccountOutcomes:
     """Open every setting's account at the open of each bar in ``entry_idx``; follow it.
 
@@ -242,6 +259,11 @@ def run_account_entries(
         Bars followed after each entry (>= 1).
     config : RunConfig, optional
         Settings not in the grid.
+    equity : bool
+        Also return each window's close equity per bar, ``equity (n_settings, n_entries,
+        horizon_bars)`` (bar ``j`` after the entry; a window cut by the end of the data ends in
+        NaN), and each leg's share of it, ``leg_equity (..., K)``. Memory grows with the
+        horizon: ask for a few settings.
 
     Raises
     ------
@@ -261,7 +283,6 @@ def run_account_entries(
         A_LIQ_IDX,
         A_LIQ_LEG,
         A_MIN_EQUITY,
-        A_N,
         A_REJECTED,
         L_ENTRY_PRICE,
         L_EXIT_IDX,
@@ -272,20 +293,9 @@ def run_account_entries(
         L_PNL,
         L_REASON,
         L_SIZE,
-        simulate_accounts_nb,
     )
     from backtester.engine.layout import FParam
-    from backtester.engine.run import (
-        _build_rules,
-        _check_config,
-        _check_fits,
-        _check_leverage,
-        _check_market,
-        _encode,
-        _market_inputs,
-        _settings_columns,
-        _split_names,
-    )
+    from backtester.engine.run import _check_config, _check_fits, _split_names
     from backtester.market import Market
     from backtester.marketset import MarketSet
 
@@ -314,80 +324,22 @@ def run_account_entries(
             f"dtype {entries.dtype}"
         )
     entries = entries.astype(np.int64)
-    markets = [market_set[sym] for sym, _ in leg_list]
-    for m in markets:
-        _check_market(m)
-    n_bars = int(markets[0].n_bars)
+    n_bars = int(market_set.n_bars)
     if entries.size and (entries.min() < 0 or entries.max() >= n_bars):
         bad = int(entries[(entries < 0) | (entries >= n_bars)][0])
         raise ConfigError(f"entry_idx values must be in [0, {n_bars - 1}], was {bad}")
     _check_fits(settings.n_cols * entries.shape[0], int(horizon_bars), 0, "run_account_entries")
-
-    cols = _settings_columns(settings, config, engine_names)
-    if any(v not in _INTRABAR for v in cols["intrabar"]):
-        bad_ib = next(v for v in cols["intrabar"] if v not in _INTRABAR)
-        raise ConfigError(
-            f"intrabar {bad_ib!r} is not modelled for accounts yet (run_account_entries); "
-            "use intrabar='worst' or 'detail'"
-        )
-    inputs = [_market_inputs(m) for m in markets]
-    d_start, d_end, detail, d_ok = _stack_detail(markets, inputs)
-    if "detail" in cols["intrabar"]:
-        _check_detail(markets, inputs, d_ok)
-    leg_rules: list[dict[Any, _RulesInputs]] = []
-    leg_keys: list[list[Any]] = []
-    for m in markets:
-        rules, keys = _build_rules(m, cols)
-        _check_leverage(cols, keys, rules, m.symbol)
-        leg_rules.append(rules)
-        leg_keys.append(keys)
-    fp, ip = _encode(cols, leg_rules[0], leg_keys[0], engine_names)
-
+    prep = prepare_accounts(market_set, settings, leg_list, config, engine_names)
+    fp = prep.fp
     n_s, n_e = settings.n_cols, entries.shape[0]
-    prices = np.ascontiguousarray(np.stack([inp.prices for inp in inputs]))
-    funding = np.ascontiguousarray(np.stack([inp.funding for inp in inputs]))
-    weights = np.array([w for _, w in leg_list], dtype=np.float64)
     n_legs = len(leg_list)
-    out = np.empty((n_s * n_e, A_N), dtype=np.float64)
-    legs_out = np.empty((n_s * n_e, n_legs, L_N), dtype=np.float64)
-    groups: dict[tuple[Any, ...], list[int]] = {}
-    for s in range(n_s):
-        groups.setdefault(tuple(keys[s] for keys in leg_keys), []).append(s)
-    for combo, rows in groups.items():
-        stacked = _stack_legs([leg_rules[k][key] for k, key in enumerate(combo)])
-        rows_a = np.array(rows, dtype=np.int64)
-        rep = np.repeat(rows_a, n_e)
-        start = np.tile(entries, rows_a.shape[0])
-        end = np.minimum(start + int(horizon_bars), n_bars)
-        part = np.empty((rep.shape[0], A_N), dtype=np.float64)
-        part_legs = np.empty((rep.shape[0], n_legs, L_N), dtype=np.float64)
-        simulate_accounts_nb(
-            prices,
-            funding,
-            stacked["table_idx"],
-            stacked["floors"],
-            stacked["mmr"],
-            stacked["mamt"],
-            stacked["maxlev"],
-            stacked["n_tiers"],
-            stacked["last_cap"],
-            stacked["by_size"],
-            stacked["liq_rates"],
-            d_start,
-            d_end,
-            detail,
-            d_ok,
-            weights,
-            np.ascontiguousarray(start),
-            np.ascontiguousarray(end),
-            np.ascontiguousarray(fp[:, rep]),
-            np.ascontiguousarray(ip[:, rep]),
-            part,
-            part_legs,
-        )
-        dest = (rep * n_e + np.tile(np.arange(n_e), rows_a.shape[0])).astype(np.int64)
-        out[dest] = part
-        legs_out[dest] = part_legs
+    rows = np.repeat(np.arange(n_s, dtype=np.int64), n_e)
+    start = np.tile(entries, n_s)
+    end = np.minimum(start + int(horizon_bars), n_bars)
+    n_eq = int(horizon_bars) if equity else 0
+    out, legs_out, _trades, eq, leg_eq = simulate_accounts(
+        prep, rows, start, end, n_eq=n_eq, legs_eq=equity
+    )
 
     shape = (n_s, n_e)
     cash = np.repeat(fp[FParam.INITIAL_CASH], n_e).reshape(shape)
@@ -414,7 +366,7 @@ def run_account_entries(
         loss=np.maximum(0.0, 1.0 - final / cash),
         ambiguous_bars=out[:, A_AMBIGUOUS].reshape(shape).sum(axis=1).astype(np.int64),
         ts_ns=np.asarray(market_set.ts_ns, dtype=np.int64),
-        rules=_rules_used(leg_list, leg_rules),
+        rules=_rules_used(leg_list, prep.leg_rules),
         leg_exit_idx=per_leg[..., L_EXIT_IDX].astype(np.int64),
         leg_reason=per_leg[..., L_REASON].astype(np.int64),
         leg_entry_price=np.ascontiguousarray(per_leg[..., L_ENTRY_PRICE]),
@@ -423,7 +375,176 @@ def run_account_entries(
         leg_pnl=np.ascontiguousarray(per_leg[..., L_PNL]),
         leg_fees=np.ascontiguousarray(per_leg[..., L_FEES]),
         leg_funding=np.ascontiguousarray(per_leg[..., L_FUNDING]),
+        equity=_windows(eq, end - start, (n_s, n_e)),
+        leg_equity=_windows(leg_eq, end - start, (n_s, n_e)),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInputs:
+    """An account run's kernel inputs: the legs' markets stacked, each setting encoded."""
+
+    legs: tuple[tuple[str, float], ...]
+    prices: F64Array  # (K, n_bars, 8)
+    funding: F64Array  # (K, n_bars, 2)
+    d_start: I64Array
+    d_end: I64Array
+    detail: F64Array
+    d_ok: BoolArray
+    weights: F64Array
+    fp: F64Array  # (FParam.N, n_settings)
+    ip: I64Array  # (IParam.N, n_settings)
+    leg_rules: list[dict[Any, Any]]
+    leg_keys: list[list[Any]]
+
+
+def prepare_accounts(
+    market_set: MarketSet,
+    settings: ParamGrid,
+    leg_list: tuple[tuple[str, float], ...],
+    config: RunConfig,
+    engine_names: list[str],
+) -> AccountInputs:
+    """Check every setting against every leg's market and rules; stack the kernel's inputs."""
+    from backtester.engine.run import (
+        _build_rules,
+        _check_leverage,
+        _check_market,
+        _encode,
+        _market_inputs,
+        _settings_columns,
+    )
+
+    markets = [market_set[sym] for sym, _ in leg_list]
+    for m in markets:
+        _check_market(m)
+    cols = _settings_columns(settings, config, engine_names)
+    if any(v not in _INTRABAR for v in cols["intrabar"]):
+        bad_ib = next(v for v in cols["intrabar"] if v not in _INTRABAR)
+        raise ConfigError(
+            f"intrabar {bad_ib!r} is not modelled for accounts yet; use intrabar='worst' or "
+            "'detail'"
+        )
+    inputs = [_market_inputs(m) for m in markets]
+    d_start, d_end, detail, d_ok = _stack_detail(markets, inputs)
+    if "detail" in cols["intrabar"]:
+        _check_detail(markets, inputs, d_ok)
+    leg_rules: list[dict[Any, Any]] = []
+    leg_keys: list[list[Any]] = []
+    for m in markets:
+        rules, keys = _build_rules(m, cols)
+        _check_leverage(cols, keys, rules, m.symbol)
+        leg_rules.append(rules)
+        leg_keys.append(keys)
+    fp, ip = _encode(cols, leg_rules[0], leg_keys[0], engine_names)
+    return AccountInputs(
+        legs=leg_list,
+        prices=np.ascontiguousarray(np.stack([inp.prices for inp in inputs])),
+        funding=np.ascontiguousarray(np.stack([inp.funding for inp in inputs])),
+        d_start=d_start,
+        d_end=d_end,
+        detail=detail,
+        d_ok=d_ok,
+        weights=np.array([w for _, w in leg_list], dtype=np.float64),
+        fp=fp,
+        ip=ip,
+        leg_rules=leg_rules,
+        leg_keys=leg_keys,
+    )
+
+
+def simulate_accounts(
+    prep: AccountInputs,
+    rows: I64Array,
+    start: I64Array,
+    end: I64Array,
+    *,
+    sig: Any = None,
+    sig_idx: I64Array | None = None,
+    trade_cap: int = 0,
+    n_eq: int = 0,
+    legs_eq: bool = False,
+) -> tuple[F64Array, F64Array, F64Array, F64Array, F64Array]:
+    """Run the kernel on columns ``c`` = setting ``rows[c]`` over ``[start[c], end[c])``.
+
+    Columns are grouped by the tier tables their setting uses (one kernel call per group).
+    ``sig (n_sig, K, n_bars) uint8`` with ``sig_idx (n_cols,)`` makes columns signal-driven
+    (their trades in ``(n_cols, trade_cap, T_N)``). ``n_eq`` bars of close equity from each
+    column's start, ``(n_cols, n_eq)``, and with ``legs_eq`` each leg's share ``(n_cols, n_eq,
+    K)``. Returns ``out (n_cols, A_N)``, ``legs_out (n_cols, K, L_N)``, trades, equity, leg
+    equity.
+    """
+    from backtester.engine.accounts import A_N, L_N, T_N, simulate_accounts_nb
+
+    n_legs = len(prep.legs)
+    n = int(rows.shape[0])
+    if sig is None:
+        sig = np.zeros((1, n_legs, 1), dtype=np.uint8)
+        sig_idx = np.full(n, -1, dtype=np.int64)
+    assert sig_idx is not None
+    out = np.empty((n, A_N), dtype=np.float64)
+    legs_out = np.empty((n, n_legs, L_N), dtype=np.float64)
+    trades = np.zeros((n, trade_cap, T_N), dtype=np.float64)
+    eq = np.zeros((n, n_eq), dtype=np.float64)
+    leg_eq = np.zeros((n, n_eq if legs_eq else 0, n_legs), dtype=np.float64)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for c in range(n):
+        key = tuple(keys[int(rows[c])] for keys in prep.leg_keys)
+        groups.setdefault(key, []).append(c)
+    for combo, members in groups.items():
+        stacked = _stack_legs([prep.leg_rules[k][key] for k, key in enumerate(combo)])
+        dest = np.array(members, dtype=np.int64)
+        rep = rows[dest]
+        part = np.empty((dest.shape[0], A_N), dtype=np.float64)
+        part_legs = np.empty((dest.shape[0], n_legs, L_N), dtype=np.float64)
+        part_trades = np.zeros((dest.shape[0], trade_cap, T_N), dtype=np.float64)
+        part_eq = np.zeros((dest.shape[0], eq.shape[1]), dtype=np.float64)
+        part_leg_eq = np.zeros((dest.shape[0], leg_eq.shape[1], n_legs), dtype=np.float64)
+        simulate_accounts_nb(
+            prep.prices,
+            prep.funding,
+            stacked["table_idx"],
+            stacked["floors"],
+            stacked["mmr"],
+            stacked["mamt"],
+            stacked["maxlev"],
+            stacked["n_tiers"],
+            stacked["last_cap"],
+            stacked["by_size"],
+            stacked["liq_rates"],
+            prep.d_start,
+            prep.d_end,
+            prep.detail,
+            prep.d_ok,
+            prep.weights,
+            np.ascontiguousarray(start[dest]),
+            np.ascontiguousarray(end[dest]),
+            np.ascontiguousarray(prep.fp[:, rep]),
+            np.ascontiguousarray(prep.ip[:, rep]),
+            part,
+            part_legs,
+            sig,
+            np.ascontiguousarray(sig_idx[dest]),
+            part_trades,
+            part_eq,
+            part_leg_eq,
+        )
+        out[dest] = part
+        legs_out[dest] = part_legs
+        trades[dest] = part_trades
+        eq[dest] = part_eq
+        leg_eq[dest] = part_leg_eq
+    return out, legs_out, trades, eq, leg_eq
+
+
+def _windows(values: F64Array, lengths: I64Array, shape: tuple[int, int]) -> F64Array:
+    # per-column window values (n_cols, n_eq, ...) -> (n_settings, n_entries, n_eq, ...), NaN
+    # past each window's end (the end of the data)
+    out = values.copy()
+    if out.shape[1]:
+        past = np.arange(out.shape[1])[None, :] >= lengths[:, None]
+        out[past] = np.nan
+    return out.reshape((*shape, *out.shape[1:]))
 
 
 def _check_detail(markets: list[Market], inputs: list[_MarketInputs], d_ok: BoolArray) -> None:

@@ -542,6 +542,30 @@ def init_stats_nb(stats: np.ndarray, cash: float, n_window: int) -> None:
 
 
 @njit(cache=CACHE_ENABLED)
+def _pending_nb(side: int, bits: int, pending: int) -> int:
+    # rule 6: the order a bar's signal bits leave pending for the next open, given the side held
+    le = (bits & SIG_LONG_ENTRY) != 0
+    lx = (bits & SIG_LONG_EXIT) != 0
+    se = (bits & SIG_SHORT_ENTRY) != 0
+    sx = (bits & SIG_SHORT_EXIT) != 0
+    if side == 0:
+        if le and not se and not lx:
+            return 1
+        if se and not le and not sx:
+            return -1
+    elif side > 0:
+        if se and not sx:
+            return -1
+        if lx:
+            return PENDING_CLOSE
+    elif le and not lx:
+        return 1
+    elif sx:
+        return PENDING_CLOSE
+    return pending
+
+
+@njit(cache=CACHE_ENABLED)
 def _record_nb(
     trades: np.ndarray,
     stats: np.ndarray,
@@ -1006,24 +1030,7 @@ def simulate_span_nb(
         if has_sig and i + 1 < end:
             bits = srow[i]
             if bits != 0:
-                le = (bits & SIG_LONG_ENTRY) != 0
-                lx = (bits & SIG_LONG_EXIT) != 0
-                se = (bits & SIG_SHORT_ENTRY) != 0
-                sx = (bits & SIG_SHORT_EXIT) != 0
-                if side == 0:
-                    if le and not se and not lx:
-                        pending = 1
-                    elif se and not le and not sx:
-                        pending = -1
-                elif side > 0:
-                    if se and not sx:
-                        pending = -1
-                    elif lx:
-                        pending = PENDING_CLOSE
-                elif le and not lx:
-                    pending = 1
-                elif sx:
-                    pending = PENDING_CLOSE
+                pending = _pending_nb(side, bits, pending)
 
         # ---- flat with nothing pending: the bars before the next signal change nothing -----
         nxt = i + 1

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
@@ -40,7 +40,9 @@ from backtester.params import ParamGrid, format_bytes, refuse_beyond_memory
 from backtester.signals import Signals
 
 if TYPE_CHECKING:
+    from backtester.engine.accounts_sweep import AccountSweepResult
     from backtester.market import Market
+    from backtester.marketset import MarketSet
     from backtester.results import EntryOutcomes, SweepResult
 
 log = logging.getLogger(__name__)
@@ -680,6 +682,29 @@ def _strategy_params(strategy: Any) -> dict[str, list[Any]]:
     return params
 
 
+def strategy_name(strategy: Any) -> str:
+    """Return the name a strategy's messages use (its module or type name)."""
+    return str(getattr(strategy, "__name__", type(strategy).__name__))
+
+
+def strategy_output(strategy: Any, market: Any, grid: ParamGrid) -> Any:
+    """Return what ``strategy.signals(market, grid)`` returns; its own error in one line."""
+    import traceback
+
+    try:
+        return strategy.signals(market, grid)
+    except BacktesterError:
+        raise
+    except Exception as exc:
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+        raise ConfigError(
+            f"strategy {strategy_name(strategy)}: signals(market, grid) raised "
+            f"{type(exc).__name__}: {exc}{where}; fix the strategy (run with --debug, or see "
+            "this error's __cause__, for the traceback)"
+        ) from exc
+
+
 def call_signals(strategy: Any, market: Market, grid: ParamGrid) -> Signals:
     """Return ``strategy.signals(market, grid)``, checked; a strategy's own error in one line.
 
@@ -691,20 +716,8 @@ def call_signals(strategy: Any, market: Market, grid: ParamGrid) -> Signals:
     ShapeError
         It returned something other than a ``Signals`` of ``(n_bars, grid.n_cols)``.
     """
-    import traceback
-
-    name = str(getattr(strategy, "__name__", type(strategy).__name__))
-    try:
-        signals = strategy.signals(market, grid)
-    except BacktesterError:
-        raise
-    except Exception as exc:
-        frames = traceback.extract_tb(exc.__traceback__)
-        where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-        raise ConfigError(
-            f"strategy {name}: signals(market, grid) raised {type(exc).__name__}: {exc}{where}; "
-            "fix the strategy (run with --debug, or see this error's __cause__, for the traceback)"
-        ) from exc
+    name = strategy_name(strategy)
+    signals = strategy_output(strategy, market, grid)
     if not isinstance(signals, Signals):
         raise ShapeError(
             f"strategy {name}: signals(market, grid) must return a backtester Signals, was "
@@ -965,6 +978,7 @@ def _check_config(config: Any) -> RunConfig:
     return config
 
 
+@overload
 def run_sweep(
     market: Market,
     strategy: Any,
@@ -973,13 +987,43 @@ def run_sweep(
     config: RunConfig | None = None,
     batch_size: int | None = None,
     progress: bool = False,
-) -> SweepResult:
+    legs: None = None,
+) -> SweepResult: ...
+
+
+@overload
+def run_sweep(
+    market: MarketSet,
+    strategy: Any,
+    grid: ParamGrid | None = None,
+    *,
+    config: RunConfig | None = None,
+    batch_size: int | None = None,
+    progress: bool = False,
+    legs: Mapping[str, float] | None = None,
+) -> AccountSweepResult: ...
+
+
+def run_sweep(
+    market: Market | MarketSet,
+    strategy: Any,
+    grid: ParamGrid | None = None,
+    *,
+    config: RunConfig | None = None,
+    batch_size: int | None = None,
+    progress: bool = False,
+    legs: Mapping[str, float] | None = None,
+) -> SweepResult | AccountSweepResult:
     """Simulate every column of ``grid`` (strategy parameters × engine settings) on ``market``.
 
     Parameters
     ----------
-    market : Market
-        Validated bars (``bt.load_market`` or ``Market.from_frames``).
+    market : Market or MarketSet
+        Validated bars (``bt.load_market`` or ``Market.from_frames``). A ``MarketSet``
+        (``bt.load_markets``) with ``legs`` runs every column as one account of several
+        perpetuals in one wallet (``engine.accounts_sweep``): the strategy then receives the
+        MarketSet and returns ``{symbol: Signals}``; the result is an ``AccountSweepResult``
+        (``stats()`` per column, ``trades()`` with ``leg`` and ``symbol`` columns, ``equity()``).
     strategy : module or object
         Has ``PARAMS`` (default grid) and ``signals(market, grid) -> Signals``.
     grid : ParamGrid, optional
@@ -991,11 +1035,17 @@ def run_sweep(
         Columns per kernel call (bounds memory; results do not depend on it).
     progress : bool
         Show a progress bar (one tick per batch).
+    legs : dict, optional
+        With a MarketSet only: ``{symbol: weight}`` (``Σ|weight| <= 1``); leg ``k`` opens on
+        its symbol's entry signal when flat with margin ``position_size·|weight|`` of the wallet,
+        on the signal's side times the sign of its weight, and closes on its exit signal, its
+        stop, its take-profit or a liquidation (isolated or cross, as ``run_account_entries``).
 
     Returns
     -------
     SweepResult
-        ``stats()`` indexed by the grid's labels; ``trades()`` and ``equity()`` on demand.
+        ``stats()`` indexed by the grid's labels; ``trades()`` and ``equity()`` on demand
+        (``AccountSweepResult`` for a MarketSet).
 
     Raises
     ------
@@ -1006,8 +1056,18 @@ def run_sweep(
     DataError
         Markets with NaN or unsorted bars.
     """
+    from backtester.marketset import MarketSet
     from backtester.results import SweepResult
 
+    if isinstance(market, MarketSet):
+        from backtester.engine.accounts_sweep import run_account_sweep
+
+        return run_account_sweep(market, strategy, grid, legs=legs, config=config)
+    if legs is not None:
+        raise ConfigError(
+            "legs= needs a MarketSet (an account of several symbols), was given one Market; "
+            "pass bt.load_markets([...]) or drop legs"
+        )
     t0 = time.perf_counter()
     _check_market(market)
     # --- coin-margined (inverse) market: simulate its linear twin on X = 1/P (engine/inverse.py);

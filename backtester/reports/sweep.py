@@ -57,6 +57,8 @@ FALLBACK_METRIC = "return_over_drawdown"
 _DUST = 1e-9
 # raw column -> display label with units; fractions in this set are shown in percent
 _PERCENT = {
+    "loss_mean": "Wallet lost, mean [%]",
+    "loss_q95": "Wallet lost, 95th pct [%]",
     "total_return": "Return [%]",
     "max_drawdown": "Max drawdown [%]",
     "time_in_market": "Time in market [%]",
@@ -74,6 +76,7 @@ _PERCENT = {
 }
 _LABELS = {
     "symbol": "Symbol",
+    "legs": "Legs (account)",
     "leverage": "Leverage [x]",
     "final_equity": "Final equity [quote]",
     "fees_paid": "Fees [quote]",
@@ -109,12 +112,19 @@ _SHOWN = (
     "n_never_entered",
     "n_entries",
     "n_liquidated",
+    "loss_mean",
+    "loss_q95",
 )
 
 
 # figures stay readable: at most this many tick labels per axis and lines per legend
 _MAX_TICKS = 12
 _MAX_LINES = 6
+
+
+def unit_column(table: pd.DataFrame) -> str:
+    """Return what the rows run on: ``legs`` (an account sweep's leg sets) or ``symbol``."""
+    return "legs" if "legs" in table and "symbol" not in table else "symbol"
 
 
 def _label(name: str) -> str:
@@ -199,7 +209,7 @@ def survival_by_leverage(table: pd.DataFrame, *, by: str | None = None) -> pd.Da
         raise ConfigError(
             "survival by leverage needs 'leverage' in the grid; add [engine.grid] leverage = [...]"
         )
-    groups = ["symbol", "leverage", *([by] if by else [])]
+    groups = [unit_column(table), "leverage", *([by] if by else [])]
     if "survival" in table:
         frame = table.assign(_value=table["survival"].astype(float))
     elif "liquidated" in table:
@@ -216,7 +226,7 @@ def survival_by_leverage(table: pd.DataFrame, *, by: str | None = None) -> pd.Da
 
 def sensitivity_table(table: pd.DataFrame, name: str, metric: str) -> pd.DataFrame:
     """Return the median and quartiles of ``metric`` per value of ``name``, per symbol."""
-    groups = table.groupby(["symbol", name], dropna=False, sort=True)[metric]
+    groups = table.groupby([unit_column(table), name], dropna=False, sort=True)[metric]
     out = groups.quantile([0.25, 0.5, 0.75]).unstack()
     out.columns = ["q25", "median", "q75"]
     return out.reset_index()
@@ -240,7 +250,8 @@ def _sensitivity_figure(table: pd.DataFrame, names: Sequence[str], metric: str) 
     nrows = math.ceil(len(names) / ncols)
     fig = _figure(3.9 * ncols, 3.0 * nrows + 0.5)
     axes = fig.subplots(nrows, ncols, squeeze=False)
-    symbols = list(dict.fromkeys(table["symbol"]))
+    unit = unit_column(table)
+    symbols = list(dict.fromkeys(table[unit]))
     colors = (
         _colors(len(symbols), "viridis")
         if len(symbols) > 2
@@ -259,7 +270,7 @@ def _sensitivity_figure(table: pd.DataFrame, names: Sequence[str], metric: str) 
         )
         width = 0.8 / max(1, len(symbols))
         for j, (symbol, color) in enumerate(zip(symbols, colors, strict=True)):
-            sub = sens[sens["symbol"] == symbol]
+            sub = sens[sens[unit] == symbol]
             xs, labels = _as_x(name, sub[name])
             median = sub["median"].to_numpy(dtype=float) * scale
             low, high = sub["q25"].to_numpy(dtype=float) * scale, sub["q75"].to_numpy() * scale
@@ -326,7 +337,7 @@ def _survival_figure(curve: pd.DataFrame, by: str | None, survival_mode: bool) -
 
     fig = _figure(7.2, 4.2)
     ax = fig.subplots()
-    series = curve.groupby(["symbol", *([by] if by else [])], dropna=False, sort=True)
+    series = curve.groupby([unit_column(curve), *([by] if by else [])], dropna=False, sort=True)
     colors = _colors(max(2, series.ngroups), "viridis")
     for (key, sub), color in zip(series, colors, strict=False):
         parts = key if isinstance(key, tuple) else (key,)
@@ -418,7 +429,8 @@ def sweep_report(
     check_output_dir(out)  # before the figures are drawn
     names = [n for n in metadata.get("grid_names", []) if n in table]
     sides = ["side"] if survival_mode and "side" in table and "side" not in names else []
-    keys = ["symbol", *names, *sides]
+    unit = unit_column(table)
+    keys = [unit, *names, *sides]
     best = ordered.head(top)
     worst = worst_first(table, metric).head(top)
     config = metadata.get("config", {})
@@ -436,7 +448,8 @@ def sweep_report(
         ReportSection(
             heading=f"Best and worst settings by {_label(metric)}",
             paragraphs=(
-                f"{len(table):,} rows: {metadata.get('n_symbols', '?')} symbol(s) × "
+                f"{len(table):,} rows: {metadata.get('n_symbols', '?')} "
+                f"{'account(s)' if unit == 'legs' else 'symbol(s)'} × "
                 f"{metadata.get('n_cols', '?'):,} settings. Ranking by {metric} "
                 f"({'higher' if _HIGHER_IS_BETTER.get(metric, True) else 'lower'} is better)."
                 f"{why}",
@@ -505,7 +518,7 @@ def sweep_report(
                             curve
                             if survival_mode
                             else curve.rename(columns={"survival": "never_liquidated"}),
-                            ["symbol", "leverage", *([hue] if hue else [])],
+                            [unit, "leverage", *([hue] if hue else [])],
                         ),
                     ),
                 ),
@@ -535,7 +548,7 @@ def sweep_report(
             "none" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
             for _, v in pairs
         ]
-        shown = sensitivity[["parameter", "symbol", "value", "q25", "median", "q75"]]
+        shown = sensitivity[["parameter", unit, "value", "q25", "median", "q75"]]
         sensitivity_display = shown.assign(
             value=[_fmt(p, v) for p, v in pairs],
             **{q: [_fmt(metric, v) for v in shown[q]] for q in ("q25", "median", "q75")},

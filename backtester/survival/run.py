@@ -444,8 +444,36 @@ def _run_accounts(
         "rules": tuple(rules.values()),
         "legs": [one for one in leg_sets for _ in range(len(inner))],
         "liquidated_leg": stack("liquidated_leg"),
+        "leg_outcomes": {name: _stack_legs(parts, name) for name in LEG_FIELDS},
     }
     return arrays, settings, elapsed, float(config.initial_cash)
+
+
+#: the per-leg outcomes of run_account_entries a study keeps (``SurvivalStudy.trades()``)
+LEG_FIELDS = (
+    "leg_exit_idx",
+    "leg_reason",
+    "leg_entry_price",
+    "leg_exit_price",
+    "leg_size",
+    "leg_pnl",
+    "leg_fees",
+    "leg_funding",
+)
+
+
+def _stack_legs(parts: Sequence[Any], name: str) -> Any:
+    # (settings, entries, K) arrays of leg sets of different sizes, padded to the largest K
+    # (-1 for bars and codes, NaN for money and prices)
+    arrs = [np.asarray(getattr(p, name)) for p in parts]
+    width = max(a.shape[2] for a in arrs)
+    fill = -1 if arrs[0].dtype.kind == "i" else np.nan
+    out = []
+    for a in arrs:
+        pad = np.full((*a.shape[:2], width), fill, dtype=a.dtype)
+        pad[..., : a.shape[2]] = a
+        out.append(pad)
+    return np.concatenate(out, axis=0)
 
 
 def _grid_value(name: str, value: Any) -> Any:

@@ -174,6 +174,7 @@ class SurvivalStudy:
         rules: Sequence[Mapping[str, str]] | None = None,
         legs: Sequence[Sequence[tuple[str, float]]] | None = None,
         liquidated_leg: I64Array | None = None,
+        leg_outcomes: Mapping[str, Any] | None = None,
     ) -> None:
         n_settings, n_entries = len(settings), int(np.asarray(entry_idx).size)
         self.market = market
@@ -231,6 +232,12 @@ class SurvivalStudy:
                 f"SurvivalStudy.legs must hold one leg set per setting ({n_settings}), "
                 f"was {len(self.legs)}"
             )
+        #: account studies: ``run_account_entries``' per-leg arrays ``(n_settings, n_entries,
+        #: K)`` (``leg_exit_idx``, ``leg_reason``, ``leg_pnl``, ...; padded with -1 / NaN where a
+        #: setting's leg set has fewer legs); empty for one market
+        self.leg_outcomes: dict[str, Any] = {
+            k: np.asarray(v) for k, v in (leg_outcomes or {}).items()
+        }
         if liquidated_leg is None:
             self.liquidated_leg = np.where(self.reason == _LIQUIDATION, 0, -1).astype(np.int64)
         else:
@@ -912,6 +919,45 @@ class SurvivalStudy:
         frame["rejected"] = self.rejected.ravel()
         frame.attrs = {"loss": LOSS_MEANING, "survival": self.table_metadata()["survival"]}
         return frame
+
+    def trades(self) -> pd.DataFrame:
+        """Return one row per setting, entry and leg: what each leg of each hold did.
+
+        Columns: the settings, ``setting``, ``entry_time``, ``leg`` (index into the setting's
+        legs), ``symbol``, ``weight``, ``side``, ``exit_time`` (the leg's exit, or the window's
+        last bar when still open), ``exit_reason`` (``"liquidation"`` for a leg closed by a cross
+        account's liquidation too), ``entry_price``, ``exit_price`` (a leg still open: its last
+        mark close), ``size`` (base units), ``pnl`` (the leg's share of the wallet change, fees
+        and funding included: the legs of one hold sum to ``final_equity - initial_cash``),
+        ``fees``, ``funding``. Rejected entries have no rows. A one-market study has one leg
+        per hold (leg 0, weight +1 or -1 by side); ``run_entries`` keeps no prices, so its
+        ``entry_price``, ``exit_price`` and ``size`` are NaN and ``pnl`` is the wallet change.
+        """
+        from backtester.survival.records import leg_trades
+
+        return leg_trades(self)
+
+    def equity(self, i: int | None = None, /, **labels: Any) -> pd.DataFrame:
+        """Return one setting's close equity per bar after each entry, and each leg's share.
+
+        Pick the setting as for :meth:`curve`. Rows: bar ``j`` after the entry (0 = the entry
+        bar's close) up to the horizon; columns: a ``(entry_time, leg)`` MultiIndex whose
+        ``leg`` is ``"account"`` (the wallet's close equity, quote) or a leg's symbol (that
+        leg's share of the wallet change so far: its booked PnL, fees and funding plus its
+        unrealized PnL at the mark close; ``initial_cash`` plus the legs' shares is the
+        account). A window cut by the end of the data ends in NaN; a rejected entry stays at
+        ``initial_cash``. The windows are run again (the study keeps no paths) through the
+        account engine, which gives a one-market study's holds exactly (a one-leg account is
+        the single position). Strategy studies have no such paths.
+
+        Raises
+        ------
+        ConfigError
+            A bad pick (see :meth:`curve`), or a strategy study.
+        """
+        from backtester.survival.records import hold_equity
+
+        return hold_equity(self, self._pick(i, labels))
 
     def _market_info(self) -> dict[str, Any]:
         from backtester.marketset import MarketSet

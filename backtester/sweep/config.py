@@ -29,6 +29,19 @@ Example::
 
     [output]
     trades = true          # also write trades.parquet (one row per trade; off by default)
+
+An account sweep holds the symbols together in one wallet: ``[market] legs`` is one table
+``{symbol = weight}`` (``Σ|weight| <= 1``) or a list of them, each leg set run as one account
+(rows keyed by its ``legs`` label, ``"BTC +0.5 / ETH -0.5"``, in place of ``symbol``); the
+legs' order is the order of ``symbols``. With ``[strategy]`` every column is
+``run_sweep(market_set, strategy, grid, legs=...)`` (a negative weight trades that symbol's
+signals the other way round); with ``[survival]`` a survival study of the account (each leg's
+side is its weight's sign)::
+
+    [market]
+    symbols = ["BTC/USDT:USDT", "ETH/USDT:USDT"]
+    legs = [{"BTC/USDT:USDT" = 0.5, "ETH/USDT:USDT" = 0.5},
+            {"BTC/USDT:USDT" = 0.5, "ETH/USDT:USDT" = -0.5}]
 """
 
 from __future__ import annotations
@@ -64,24 +77,29 @@ Scalar = int | float | str | bool | None
 
 _SECTIONS = ("market", "strategy", "engine", "survival", "output")
 _OUTPUT_KEYS = ("trades",)
-_MARKET_KEYS = ("exchange", "symbols", "timeframe", "start", "end", "store")
+_MARKET_KEYS = ("exchange", "symbols", "legs", "timeframe", "start", "end", "store")
 _STRATEGY_KEYS = ("name", "grid")
 _ENGINE_TABLES = ("grid",)
 _SURVIVAL_KEYS = ("horizon", "entry_every", "side")
 _SIDES = ("long", "short", "both")
 _TIMEFRAME = re.compile(r"^[1-9][0-9]*[smhdwM]$")
-# key columns every result table has besides the swept names
-RESERVED_NAMES = ("symbol", "col")
+# key columns every result table has besides the swept names (``legs`` in account sweeps)
+RESERVED_NAMES = ("symbol", "legs", "col")
 # engine settings the survival study takes as named arguments (the rest pass through)
 SURVIVAL_SETTINGS = ("leverage", "stop_loss", "position_size", "margin_mode")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MarketSpec:
-    """Which markets a sweep runs on: one exchange, one or more symbols, one timeframe and range."""
+    """Which markets a sweep runs on: one exchange, one or more symbols, one timeframe and range.
+
+    ``legs`` (account sweeps): the leg sets, each ``((symbol, weight), ...)`` in the order of
+    ``symbols``; empty when every symbol runs on its own.
+    """
 
     exchange: str = "binanceusdm"
     symbols: tuple[str, ...]
+    legs: tuple[tuple[tuple[str, float], ...], ...] = ()
     timeframe: str = "1h"
     start: str | None = None
     end: str | None = None
@@ -133,9 +151,37 @@ class SweepSpec:
         return math.prod(len(values) for _, values in self.grid)
 
     @property
+    def is_account(self) -> bool:
+        """True when ``[market] legs`` makes the symbols one account (per leg set)."""
+        return bool(self.market.legs)
+
+    @property
+    def unit_column(self) -> str:
+        """Return the first key column of the results: ``legs`` for accounts, else ``symbol``."""
+        return "legs" if self.is_account else "symbol"
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        """Return what the grid runs on: the symbols, or each leg set's label (accounts)."""
+        if not self.is_account:
+            return self.market.symbols
+        from backtester.survival.study import legs_label
+
+        return tuple(legs_label(one) for one in self.market.legs)
+
+    def legs_of(self, unit: str) -> dict[str, float]:
+        """Return the ``{symbol: weight}`` of the leg set labelled ``unit``."""
+        for label, one in zip(self.units, self.market.legs, strict=True):
+            if label == unit:
+                return dict(one)
+        raise ConfigError(
+            f"{unit!r} is not a leg set of {self.source}{did_you_mean(unit, self.units)}"
+        )
+
+    @property
     def n_symbols(self) -> int:
-        """Return the number of symbols."""
-        return len(self.market.symbols)
+        """Return the number of units the grid runs on (symbols, or leg sets of an account)."""
+        return len(self.units)
 
     def values(self, name: str) -> tuple[Scalar, ...]:
         """Return the swept values of ``name``."""
@@ -146,13 +192,15 @@ class SweepSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the normalised config as plain JSON-able data (it round-trips via parse_spec)."""
-        out: dict[str, Any] = {
-            "market": {
-                k: (list(v) if isinstance(v, tuple) else v)
-                for k, v in dataclasses.asdict(self.market).items()
-                if v is not None
-            }
+        market = {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in dataclasses.asdict(self.market).items()
+            if v is not None and k != "legs"
         }
+        if self.market.legs:  # the legs' order is the order of symbols (JSON sorts keys)
+            sets = [dict(one) for one in self.market.legs]
+            market["legs"] = sets[0] if len(sets) == 1 else sets
+        out: dict[str, Any] = {"market": market}
         if self.strategy is not None:
             out["strategy"] = {
                 "name": self.strategy,
@@ -166,6 +214,8 @@ class SweepSpec:
             out["engine"] = engine
         if self.survival is not None:
             out["survival"] = dataclasses.asdict(self.survival)
+            if self.is_account:  # each leg's side is the sign of its weight
+                del out["survival"]["side"]
         if self.trades:
             out["output"] = {"trades": True}
         return out
@@ -365,6 +415,8 @@ class _Parser:
             raise self.fail(
                 "[engine.grid]", "is missing", "a survival sweep needs e.g. leverage = [1, 5, 20]"
             )
+        if market.legs:
+            self.check_account(data, survival)
         trades = self.output(self.table(data, "output")) if "output" in data else False
         if trades and survival is not None:
             raise self.fail(
@@ -428,14 +480,78 @@ class _Parser:
                 f"must be a directory path string, was {_show(store)}",
                 'write store = "data" or leave it out for the default store',
             )
+        legs = self.legs(data["legs"], tuple(symbols)) if "legs" in data else ()
         return MarketSpec(
             exchange=exchange,
             symbols=tuple(symbols),
+            legs=legs,
             timeframe=timeframe,
             start=start,
             end=end,
             store=store,
         )
+
+    def legs(
+        self, value: Any, symbols: tuple[str, ...]
+    ) -> tuple[tuple[tuple[str, float], ...], ...]:
+        # one leg set {symbol = weight} or a list of them, each by the engine's own rule
+        from backtester.engine.accounts_run import check_leg_weights
+        from backtester.survival.study import legs_label
+
+        example = (
+            "write legs = {" + ", ".join(f'"{s}" = {1 / len(symbols):.4g}' for s in symbols) + "}"
+        )
+        sets = [value] if isinstance(value, Mapping) else value
+        if not isinstance(sets, list) or not sets:
+            raise self.fail(
+                "[market] legs",
+                f"must be a table {{symbol = weight}} or a list of such tables, was {_show(value)}",
+                example,
+            )
+        out: list[tuple[tuple[str, float], ...]] = []
+        for k, one in enumerate(sets):
+            where = "[market] legs" if len(sets) == 1 else f"[market] legs[{k}]"
+            if not isinstance(one, Mapping) or not one:
+                raise self.fail(
+                    where,
+                    f"must name at least one symbol with its weight, was {_show(one)}",
+                    example,
+                )
+            checked = dict(check_leg_weights(dict(one), symbols, where=f"{self.source}: {where}"))
+            ordered = tuple((s, checked[s]) for s in symbols if s in checked)
+            if legs_label(ordered) in (legs_label(x) for x in out):
+                raise self.fail(
+                    where, f"repeats the leg set {legs_label(ordered)!r}", "list each leg set once"
+                )
+            out.append(ordered)
+        used = {s for one in out for s, _ in one}
+        for s in symbols:
+            if s not in used:
+                raise self.fail(
+                    "[market] symbols",
+                    f"lists {s!r}, which no leg of [market] legs holds",
+                    "remove it from symbols or give it a weight",
+                )
+        return tuple(out)
+
+    def check_account(self, data: Mapping[str, Any], survival: SurvivalSpec | None) -> None:
+        # what an account sweep models: a strategy's signals per symbol (run_sweep on the
+        # MarketSet), or rolling-entry account survival studies
+        if survival is None:
+            return
+        if "strategy" in data:
+            raise self.fail(
+                "[strategy]",
+                "with [market] legs is not modelled by survival sweeps (every rolling entry "
+                "opens the whole account)",
+                "remove [strategy] or legs",
+            )
+        if "side" in data["survival"]:
+            raise self.fail(
+                "[survival] side",
+                "has no meaning for an account (each leg's side is the sign of its weight)",
+                "remove side and give a short leg a negative weight",
+            )
 
     def output(self, data: Mapping[str, Any]) -> bool:
         self.check_keys(data, _OUTPUT_KEYS, "[output]")

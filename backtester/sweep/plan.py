@@ -39,7 +39,7 @@ PLAN_VERSION = 2
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """One unit of work: columns ``start <= col < stop`` of one symbol."""
+    """One unit of work: columns ``start <= col < stop`` of one symbol (or leg set's label)."""
 
     id: str
     symbol: str
@@ -166,7 +166,7 @@ def make_plan(
         )
     chunks = [
         Chunk(f"{s:03d}-{start:010d}", symbol, start, min(start + size, spec.n_cols))
-        for s, symbol in enumerate(spec.market.symbols)
+        for s, symbol in enumerate(spec.units)
         for start in range(0, spec.n_cols, size)
     ]
     return Plan(spec.fingerprint(), size, spec.n_cols, tuple(chunks), strategy_sha256)
@@ -206,11 +206,14 @@ def _column_dtype(values: tuple[Scalar, ...]) -> str:
 def key_frame(spec: SweepSpec, chunk: Chunk) -> pd.DataFrame:
     """Return the key columns of a chunk's rows: ``symbol``, every swept name, then ``col``.
 
+    An account sweep's rows start with ``legs`` (the leg set's label) instead of ``symbol``.
+
     Each swept name has one dtype for the whole sweep (ints stay int64; a number list holding
     ``"none"`` becomes float64 with NaN), so every chunk writes the same parquet schema.
     """
     values = chunk_values(spec, chunk.start, chunk.stop)
-    data: dict[str, Any] = {"symbol": pd.Series([chunk.symbol] * chunk.n_cols, dtype=object)}
+    unit = pd.Series([chunk.symbol] * chunk.n_cols, dtype=object)
+    data: dict[str, Any] = {spec.unit_column: unit}
     for name, grid_values in spec.grid:
         dtype = _column_dtype(grid_values)
         column = values[name]

@@ -98,7 +98,9 @@ def sweep_chunk(
     """Run ``run_sweep`` on one chunk's columns and return key columns + ``stats()``.
 
     With ``[output] trades = true`` return ``{"results": ..., "trades": ...}``, the trades keyed
-    like the results.
+    like the results. In an account sweep ``market`` is the ``MarketSet`` and the chunk's unit
+    names the leg set (``run_sweep(market_set, strategy, grid, legs=...)``; trades have ``leg``
+    and ``symbol``).
     """
     from backtester.config import RunConfig
     from backtester.engine.run import run_sweep
@@ -108,12 +110,20 @@ def sweep_chunk(
     values = chunk_values(spec, chunk.start, chunk.stop)
     grid = ParamGrid.zip(**values)
     config = RunConfig(**dict(spec.engine))  # type: ignore[arg-type]
-    result = run_sweep(market, strategy, grid, config=config)
+    if spec.is_account:  # the chunk's unit is a leg set; market is the MarketSet
+        result: Any = run_sweep(
+            market, strategy, grid, config=config, legs=spec.legs_of(chunk.symbol)
+        )
+    else:
+        result = run_sweep(market, strategy, grid, config=config)
     keys = key_frame(spec, chunk)
     rows = _join(keys, result.stats())
     if not spec.trades:
         return rows
-    return {"results": rows, "trades": _trades(keys, result.trades())}
+    trades = result.trades()
+    if spec.is_account and "side" in keys:  # the leg's side, apart from a "side" parameter
+        trades = trades.rename(columns={"side": "leg_side"})
+    return {"results": rows, "trades": _trades(keys, trades)}
 
 
 def _trades(keys: pd.DataFrame, trades: pd.DataFrame) -> pd.DataFrame:
@@ -138,7 +148,9 @@ class _FixedParams:
 def survival_chunk(spec: SweepSpec, chunk: Chunk, market: Any) -> pd.DataFrame:
     """Run one survival study per setting of the chunk; return key columns + ``table()`` rows.
 
-    A study with ``side = "both"`` gives two rows per setting (one per side).
+    A study with ``side = "both"`` gives two rows per setting (one per side). In an account
+    sweep ``market`` is the ``MarketSet`` of every symbol and the chunk's unit names the leg set
+    (``bt.survival_study(market_set, legs=...)``: every rolling entry opens the whole account).
     """
     from backtester import survival
 
@@ -150,6 +162,7 @@ def survival_chunk(spec: SweepSpec, chunk: Chunk, market: Any) -> pd.DataFrame:
     keys = key_frame(spec, chunk)
     scalars = dict(spec.engine)
     module = None if spec.strategy is None else load_strategy(spec)
+    account = spec.legs_of(chunk.symbol) if spec.is_account else None
     frames = []
     for k in range(chunk.n_cols):
         setting: dict[str, Any] = {**scalars, **{name: values[name][k] for name in values}}
@@ -157,9 +170,12 @@ def survival_chunk(spec: SweepSpec, chunk: Chunk, market: Any) -> pd.DataFrame:
         if module is not None:  # strategy mode: this row's parameters, one combination
             params = {p: setting.pop(p) for p in spec.strategy_params}
             named["strategy"] = _FixedParams(module, params)
+        if account is not None:  # the whole account at every rolling entry
+            named["legs"] = account
+        else:
+            named["side"] = spec.survival.side
         study = survival_study(
             market,
-            side=spec.survival.side,
             horizon=spec.survival.horizon,
             entry_every=spec.survival.entry_every,
             **named,
@@ -176,6 +192,22 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, market: Any) -> pd.DataFrame | dict
     if spec.survival is not None:
         return survival_chunk(spec, chunk, market)
     return sweep_chunk(spec, chunk, market)
+
+
+def load_spec_markets(spec: SweepSpec, load: MarketLoader | None = None) -> dict[str, Any]:
+    """Return what each unit of the plan runs on, each market loaded once with ``load``.
+
+    Each symbol's ``Market``; for an account sweep, every leg set's label maps to the one
+    ``MarketSet`` of all the symbols (``MarketSet.from_markets``: their common bars).
+    """
+    from backtester.marketset import MarketSet
+
+    load = load_spec_market if load is None else load
+    markets = {symbol: load(spec, symbol) for symbol in spec.market.symbols}
+    if not spec.is_account:
+        return markets
+    market_set = MarketSet.from_markets(list(markets.values()))
+    return dict.fromkeys(spec.units, market_set)
 
 
 def load_spec_market(spec: SweepSpec, symbol: str) -> Any:
@@ -223,11 +255,12 @@ class Run:
 
     @property
     def keys(self) -> list[str]:
-        """Return the key columns: ``symbol``, every swept name, ``col``."""
+        """Return the key columns: ``symbol`` (``legs`` for accounts), every swept name, ``col``."""
         names = list(self.metadata.get("grid_names", []))
         survival = self.metadata.get("mode") == "survival"
         sides = ["side"] if survival and "side" in self.table and "side" not in names else []
-        return ["symbol", *names, *sides, "col"]
+        unit = "legs" if "legs" in self.table and "symbol" not in self.table else "symbol"
+        return [unit, *names, *sides, "col"]
 
     def best(
         self, n: int = 10, *, by: str = "total_return", ascending: bool = False
@@ -260,8 +293,9 @@ class Run:
 def equity_curves(run: Run, rows: pd.DataFrame, *, progress: bool = False) -> dict[str, pd.Series]:
     """Return the close equity per bar (quote) of ``rows`` of a strategy run, re-running them.
 
-    Each row of ``run.table`` (``symbol`` and ``col`` are read) is run again from the run's
-    config, on the market loaded as the config describes it, with the strategy named there.
+    Each row of ``run.table`` (``symbol`` or, in an account sweep, ``legs``, and ``col`` are
+    read) is run again from the run's config, on the market (or MarketSet) loaded as the config
+    describes it, with the strategy named there.
     Keys are labels like ``"BTC/USDT:USDT, side=short, leverage=3, stop_loss=none"``.
 
     Raises
@@ -275,19 +309,29 @@ def equity_curves(run: Run, rows: pd.DataFrame, *, progress: bool = False) -> di
 
     if run.metadata.get("mode") == "survival":
         raise ConfigError("a survival run has no equity curves; pass a strategy sweep")
-    if "col" not in rows or "symbol" not in rows:
-        raise ConfigError("rows must be rows of the run's table (with 'symbol' and 'col')")
     spec = parse_spec(run.config, source=str(run.path / "run.json"))
+    unit = spec.unit_column
+    if "col" not in rows or unit not in rows:
+        raise ConfigError(f"rows must be rows of the run's table (with {unit!r} and 'col')")
     strategy = load_strategy(spec)
     config = RunConfig(**dict(spec.engine))  # type: ignore[arg-type]
     markets: dict[str, Any] = {}
     out: dict[str, pd.Series] = {}
     bar = _bar(progress, len(rows), "equity curves")
-    for symbol, col in zip(rows["symbol"], rows["col"], strict=True):
+    for symbol, col in zip(rows[unit], rows["col"], strict=True):
         if symbol not in markets:
-            markets[symbol] = load_spec_market(spec, symbol)
+            markets.update(
+                load_spec_markets(spec)
+                if spec.is_account
+                else {symbol: load_spec_market(spec, symbol)}
+            )
         values = chunk_values(spec, int(col), int(col) + 1)
-        result = run_sweep(markets[symbol], strategy, ParamGrid.zip(**values), config=config)
+        grid = ParamGrid.zip(**values)
+        if spec.is_account:
+            legs = spec.legs_of(str(symbol))
+            result: Any = run_sweep(markets[symbol], strategy, grid, config=config, legs=legs)
+        else:
+            result = run_sweep(markets[symbol], strategy, grid, config=config)
         shown = ", ".join(f"{n}={'none' if v[0] is None else f'{v[0]:g}' if isinstance(v[0], float) else v[0]}" for n, v in values.items())  # fmt: skip
         out[f"{symbol}, {shown}" if shown else str(symbol)] = result.equity([0]).iloc[:, 0]
         if bar is not None:
@@ -712,8 +756,13 @@ def _execute_locked(
             return open_run(store.root)
 
     # every market is loaded (and its data hashed) before any chunk runs
-    markets = {symbol: load(spec, symbol) for symbol in spec.market.symbols}
-    data = _fingerprints(markets)
+    markets = load_spec_markets(spec, load)
+    symbol_markets = (
+        {s: next(iter(markets.values()))[s] for s in spec.market.symbols}
+        if spec.is_account
+        else markets
+    )
+    data = _fingerprints(symbol_markets)
     if started_with is not None:
         version = started_with["backtester_version"]
         if version != _version():
@@ -730,8 +779,8 @@ def _execute_locked(
                     f"--resume: the data of {symbol} changed since the run started (sha256 "
                     f"{info['sha256'][:12]} != {str(was)[:12]}); start a new run with another --out"
                 )
-    _check_strategy_values(work_spec, markets)
-    _check_engine_values(spec, markets)
+    _check_strategy_values(work_spec, symbol_markets)
+    _check_engine_values(spec, symbol_markets)
     store.create()
     meta: dict[str, Any] = {
         "backtester_version": _version(),
@@ -876,8 +925,9 @@ def run_config(
 def plan_summary(spec: SweepSpec, plan: Sequence[Chunk]) -> str:
     """Return one line describing the size of a sweep (for logs and the CLI)."""
     total = spec.n_cols * spec.n_symbols
+    unit = "account(s)" if spec.is_account else "symbol(s)"
     return (
-        f"{spec.n_symbols} symbol(s) x {spec.n_cols:,} columns = {total:,} runs in "
+        f"{spec.n_symbols} {unit} x {spec.n_cols:,} columns = {total:,} runs in "
         f"{len(plan)} chunks of <= {max((c.n_cols for c in plan), default=0):,} "
         f"({', '.join(f'{n}: {len(v)}' for n, v in spec.grid)})"
     )

@@ -65,6 +65,12 @@ class AccountRef:
     rejected: bool
     near: float = math.inf
     legs: list[LegRef] = field(default_factory=list)
+    # signal-driven accounts: every leg position (leg, entry bar, exit bar, side, pnl, fees,
+    # funding, reason), refused leg entries, liquidations, close equity per bar
+    trades: list[tuple[int, int, int, int, float, float, float, int]] = field(default_factory=list)
+    n_rejected: int = 0
+    n_liquidations: int = 0
+    equity: list[float] = field(default_factory=list)
 
 
 def _untouched(cash: float, n_legs: int, *, rejected: bool) -> AccountRef:
@@ -109,6 +115,53 @@ def simulate_account_reference(
     if s["margin_mode"] == "isolated":
         return _isolated(markets, weights, s, tables, start, end)
     return _cross(markets, weights, s, tables, start, end)
+
+
+def simulate_account_signals_reference(
+    markets: list[Market],
+    weights: list[float],
+    s: dict[str, Any],
+    tables: list[RefTables],
+    signals: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+) -> AccountRef:
+    """A signal-driven cross account over every bar (docs/design.md §3, accounts).
+
+    ``signals[k]`` is leg k's ``(long_entries, long_exits, short_entries, short_exits)``, each
+    ``(n_bars,)`` bool. Written from the documented rule: a signal at the close of bar i is an
+    order at the open of bar i+1 (the single-position rule 6, on the leg's signal side = its side
+    times the sign of its weight); at an open the signal exits fill first (the last open against
+    the leg by the slippage, taker fee, the wallet as the cap), then the legs entering together
+    are one order: margin ``position_size·|w|·wallet``, and when the free balance (the wallet less
+    the open legs' margins; 1e-9 of the wallet or less is nothing) cannot pay every margin and
+    fee, the margins shrink to ``free·(|w|/Σ|w| entering)/(1 + leverage·taker)``, the last
+    entering leg's fee being what is left; refused together (tiers, cap, the account's
+    maintenance test with the new legs at their fills and the open ones at their mark opens).
+    Cross accounts only (an isolated signal-driven account is checked through the one-leg
+    equality with the single-position kernel and the entry-driven equality).
+    """
+    if s["margin_mode"] != "cross":
+        raise ValueError("the signal-driven reference models cross accounts")
+    return _cross(markets, weights, s, tables, 0, markets[0].n_bars, signals=signals)
+
+
+def _order(ss: int, le: bool, lx: bool, se: bool, sx: bool, pending: int) -> int:
+    # rule 6 of engine.kernel (docs): the order the bar's signals leave for the next open, given
+    # the signal side held (0 flat); 2 = close
+    if ss == 0:
+        if le and not se and not lx:
+            return 1
+        if se and not le and not sx:
+            return -1
+    elif ss > 0:
+        if se and not sx:
+            return -1
+        if lx:
+            return 2
+    elif le and not lx:
+        return 1
+    elif sx:
+        return 2
+    return pending
 
 
 def _isolated(
@@ -240,6 +293,7 @@ def _cross(
     tables: list[RefTables],
     start: int,
     end: int,
+    signals: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] | None = None,
 ) -> AccountRef:
     n_legs = len(markets)
     n_bars = markets[0].n_bars
@@ -323,6 +377,22 @@ def _cross(
     res = _untouched(cash, len(markets), rejected=False)
     wallet = cash
     legs: Legs = {}
+    by_sig = signals is not None
+    pend = [0] * n_legs
+    wsign = [1 if w > 0 else -1 for w in weights]
+    opened: dict[int, int] = {}  # leg -> entry bar
+    margin_of: dict[int, float] = {}
+    stop_after_liq = s.get("after_liquidation") == "stop"
+    dead = ruined = False
+
+    def record(k: int) -> None:
+        lr = res.legs[k]
+        side_k = legs_side[k]
+        res.trades.append(
+            (k, opened[k], lr.exit_idx, side_k, lr.pnl, lr.fees, lr.funding, lr.reason)
+        )
+
+    legs_side: dict[int, int] = {}
     sls: dict[int, float] = {}
     tps: dict[int, float] = {}
     peaks: dict[int, float] = {}
@@ -455,20 +525,51 @@ def _cross(
                 res.funding += pay
                 res.legs[k].funding += pay
                 res.legs[k].pnl -= pay
-        if i == start:
-            w_abs = [abs(w) for w in weights]
+        enter: dict[int, int] = {}  # leg -> side of the entry
+        if by_sig:
+            for k in range(n_legs):
+                p, pend[k] = pend[k], 0
+                if p == 0:
+                    continue
+                if k in legs and (p == 2 or p == -legs[k][0] * wsign[k]):
+                    sd, q, ep = legs[k]
+                    r, f, ins, _ = settle(
+                        sd, q, ep, markets[k].open[i] * (1.0 - sd * slip), taker, wallet
+                    )
+                    wallet += r
+                    res.fees += f
+                    res.insurance += ins
+                    close_leg(k, i, int(ExitReason.SIGNAL), r, f)
+                    record(k)
+                    del legs[k]
+                if p != 2 and k not in legs:
+                    if dead or ruined:
+                        res.n_rejected += 1
+                    else:
+                        enter[k] = p * wsign[k]
+        elif i == start:
+            enter = {k: (1 if w > 0 else -1) for k, w in enumerate(weights)}
+        if enter:
+            order = sorted(enter)
+            w_abs = {k: abs(weights[k]) for k in order}
             cost = 1.0 + lev * taker
-            margins = [psize * a * wallet for a in w_abs]
-            if sum(m * cost for m in margins) > wallet:
-                margins = [wallet * (a / sum(w_abs)) / cost for a in w_abs]
-                fees = [m * lev * taker for m in margins]
-                fees[-1] = wallet - sum(margins) - sum(fees[:-1])
+            free = wallet
+            if legs:
+                free = wallet - sum(margin_of[k] for k in legs)
+                if free <= wallet * 1e-9:
+                    free = 0.0
+            margins = {k: psize * w_abs[k] * wallet for k in order}
+            if sum(m * cost for m in margins.values()) > free:
+                margins = {k: free * (w_abs[k] / sum(w_abs.values())) / cost for k in order}
+                fees = {k: margins[k] * lev * taker for k in order}
+                last = order[-1]
+                fees[last] = free - sum(margins.values()) - sum(fees[k] for k in order[:-1])
             else:
-                fees = [m * lev * taker for m in margins]
+                fees = {k: margins[k] * lev * taker for k in order}
             new: Legs = {}
             ok = True
-            for k, (w, m) in enumerate(zip(weights, margins, strict=True)):
-                sd = 1 if w > 0 else -1
+            for k in order:
+                sd, m = enter[k], margins[k]
                 fill = markets[k].open[i] * (1.0 + sd * slip)
                 notional = m * lev
                 q = notional / fill
@@ -476,24 +577,36 @@ def _cross(
                 tab, t = tables[k], table(k, i)
                 key = q if tab.by_size[t] else notional
                 cap = tab.cap_of(t) if math.isnan(ovr) else math.inf
-                if not m > 0.0 or key > cap or tab.maxlev[t][_tier(key, tab.floors[t])] < lev:
+                if (
+                    not (m > 0.0 and q > 0.0)
+                    or key > cap
+                    or tab.maxlev[t][_tier(key, tab.floors[t])] < lev
+                ):
                     ok = False
-            after = wallet - sum(fees)
-            fills = {k: v[2] for k, v in new.items()}
-            if ok and not test(i, after, new, fills) > 0.0:
+            after = wallet - sum(fees.values())
+            both: Legs = {**legs, **new}
+            px = {k: (new[k][2] if k in new else markets[k].mark_open[i]) for k in both}
+            if ok and not test(i, after, both, px) > 0.0:
                 ok = False
             if not ok:
-                res.rejected = True
-                return res
-            wallet = after
-            res.fees += sum(fees)
-            legs = new
-            for k, (sd, _q, ep) in legs.items():
-                sls[k] = ep * (1.0 - sd * sl_frac)
-                tps[k] = ep * (1.0 + sd * tp_frac)
-                peaks[k] = ep
-                res.legs[k].pnl = -fees[k]
-                res.legs[k].fees = fees[k]
+                if not by_sig:
+                    res.rejected = True
+                    return res
+                res.n_rejected += len(order)
+            else:
+                wallet = after
+                res.fees += sum(fees.values())
+                for k in order:
+                    sd, _q, ep = new[k]
+                    legs[k] = new[k]
+                    legs_side[k] = sd
+                    opened[k] = i
+                    margin_of[k] = margins[k]
+                    sls[k] = ep * (1.0 - sd * sl_frac)
+                    tps[k] = ep * (1.0 + sd * tp_frac)
+                    peaks[k] = ep
+                    res.legs[k] = LegRef(pnl=-fees[k], fees=fees[k])
+                legs = dict(sorted(legs.items()))  # "the first leg" is always in leg order
         for k, (sd, q, _ep) in legs.items():
             r = fund[k][1][i]
             if s["funding"] and not math.isnan(r):
@@ -503,6 +616,7 @@ def _cross(
                 res.legs[k].funding += pay
                 res.legs[k].pnl -= pay
 
+        open_before = set(legs)
         if legs:
             coarse = {k: _coarse(markets[k], i, sd, on_mark) for k, (sd, _q, _ep) in legs.items()}
             oc = judge(i, coarse, True)
@@ -545,6 +659,7 @@ def _cross(
                     wallet += r_l
                     res.fees += f_l
                     res.insurance += ins_l
+                    res.n_liquidations += 1
                     if res.liq_idx < 0:
                         res.liq_idx, res.liq_leg = i, n_legs
                     legs = {}
@@ -576,14 +691,30 @@ def _cross(
                 close_leg(k, i, int(ExitReason.RUIN), r, f)
             legs = {}
             equity = wallet
+            ruined = True
         res.min_equity = min(res.min_equity, equity)
-        if not legs:
-            break
+        if not by_sig:
+            if not legs:
+                break
+            continue
+        for k in sorted(open_before - set(legs)):  # closed in this bar: one position each
+            record(k)
+        if stop_after_liq and res.liq_idx >= 0:
+            dead = True
+        res.equity.append(equity)
+        if i + 1 < end:
+            for k in range(n_legs):
+                le, lx, se, sx = (bool(a[i]) for a in signals[k])  # type: ignore[index]
+                if le or lx or se or sx:
+                    ss = legs[k][0] * wsign[k] if k in legs else 0
+                    pend[k] = _order(ss, le, lx, se, sx, pend[k])
     censored = int(ExitReason.HORIZON if end < n_bars else ExitReason.END_OF_DATA)
-    for k, (sd, q, ep) in legs.items():
+    for k, (sd, q, ep) in sorted(legs.items()):
         lr = res.legs[k]
         lr.exit_idx, lr.reason = end - 1, censored
         lr.pnl += sd * q * (markets[k].mark_close[end - 1] - ep)
+        if by_sig:
+            record(k)
     if res.exit_idx < 0:
         res.exit_idx, res.reason = end - 1, censored
     res.final_equity = equity

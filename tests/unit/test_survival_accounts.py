@@ -359,3 +359,77 @@ def test_cli_bad_legs_are_one_line_errors(
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert message in err and "\n" not in err
+
+
+def test_trades_say_which_leg_each_record_is(crash: bt.MarketSet) -> None:
+    # the hedge above, entry 0 (bars 0-3, BTC gaps 100 -> 40 at bar 3): isolated, the BTC long
+    # is liquidated at the gap and loses its 50 of margin, the ETH short (flat at 100) is
+    # censored at the horizon with pnl 0; cross, the account goes at bar 3: both legs leave
+    # with "liquidation", and the two shares sum to the wallet's change, -100 (floored at 0)
+    study = _hedge_study(crash)
+    trades = study.trades()
+    first = trades[trades["entry_time"] == crash.index[0]]
+    iso = first[first["margin_mode"] == "isolated"]
+    assert iso["symbol"].tolist() == [BTC, ETH] and iso["leg"].tolist() == [0, 1]
+    assert iso["side"].tolist() == ["long", "short"]
+    assert iso["exit_reason"].tolist() == ["liquidation", "horizon"]
+    assert iso["exit_time"].tolist() == [crash.index[3]] * 2
+    np.testing.assert_allclose(iso["pnl"], [-50.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(iso["size"], [2.5, 2.5], rtol=1e-12)
+    cross = first[first["margin_mode"] == "cross"]
+    assert cross["exit_reason"].tolist() == ["liquidation", "liquidation"]
+    assert cross["pnl"].sum() == pytest.approx(-100.0, abs=1e-12)
+    # every hold: its legs' shares add up to its wallet change
+    out = study.outcomes()
+    opened = out[~out["rejected"]]
+    sums = trades.groupby(["setting", "entry_time"], sort=True)["pnl"].sum().to_numpy()
+    np.testing.assert_allclose(sums, opened["final_equity"] - study.initial_cash, atol=1e-9)
+
+
+def test_a_one_market_study_has_one_leg_per_hold(btc_eth: bt.MarketSet) -> None:
+    study = bt.survival_study(
+        btc_eth[BTC].slice("2021-01-01", "2021-03-01"), leverage=(10,), side="both", n_boot=20
+    )
+    trades = study.trades()
+    assert set(trades["leg"]) == {0} and set(trades["symbol"]) == {BTC}
+    assert trades.groupby("side").size().to_dict() == {
+        "long": study.n_entries,
+        "short": study.n_entries,
+    }
+    np.testing.assert_allclose(
+        trades["pnl"].to_numpy(), (study.final_equity - study.initial_cash).ravel(), rtol=1e-12
+    )
+
+
+def test_equity_paths_say_which_leg_holds_what(crash: bt.MarketSet) -> None:
+    # the hedge, isolated, entry 0 (no fees): flat for bars 0-2 (each leg's share 0, the account
+    # 100), then BTC gaps to 40: its leg is liquidated for its 50 of margin, ETH's share stays 0
+    study = _hedge_study(crash)
+    iso = study.equity(margin_mode="isolated")
+    first = iso[crash.index[0]]
+    assert list(first.columns) == [BTC, ETH, "account"]
+    np.testing.assert_allclose(first["account"], [100.0, 100.0, 100.0, 50.0], atol=1e-12)
+    np.testing.assert_allclose(first[BTC], [0.0, 0.0, 0.0, -50.0], atol=1e-12)
+    np.testing.assert_allclose(first[ETH], [0.0] * 4, atol=1e-12)
+    for i in range(study.n_settings):
+        paths = study.equity(i)
+        account = paths.xs("account", axis=1, level="leg")
+        shares = paths.drop(columns="account", level="leg").T.groupby(level=0).sum(min_count=1).T
+        # the shares add up to the account at every bar; the last bar is the study's outcome
+        np.testing.assert_allclose(
+            (study.initial_cash + shares).to_numpy(), account.to_numpy(), atol=1e-9
+        )
+        last = account.ffill().iloc[-1].to_numpy()
+        assert np.array_equal(last, study.final_equity[i])
+    # a window cut by the end of the data (the last entries) ends in NaN
+    assert account.iloc[:, -1].isna().sum() == 3
+
+
+def test_a_one_market_study_s_equity_is_its_holds(btc_eth: bt.MarketSet) -> None:
+    study = bt.survival_study(
+        btc_eth[BTC].slice("2021-01-01", "2021-03-01"), leverage=(10, 50), side="both", n_boot=20
+    )
+    for i in range(study.n_settings):
+        account = study.equity(i).xs("account", axis=1, level="leg")
+        assert np.array_equal(account.ffill().iloc[-1].to_numpy(), study.final_equity[i])
+    assert (study.reason == ExitReason.LIQUIDATION).any()
