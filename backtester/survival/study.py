@@ -28,11 +28,9 @@ from backtester.engine.enums import ExitReason
 from backtester.errors import ConfigError, ShapeError
 from backtester.survival.stats import (
     block_bootstrap_counts,
-    clopper_pearson,
+    clopper_pearson_many,
     km_curve,
     km_estimate,
-    km_weighted,
-    km_weighted_curve,
     logrank_p,
 )
 
@@ -409,13 +407,18 @@ class SurvivalStudy:
         """``(n_settings, n_boot)`` KM survival at the horizon on moving-block resamples.
 
         All settings share the same resampled entry times, so differences between settings
-        are bootstrapped jointly.
+        are bootstrapped jointly. Compiled (``survival._stats_nb``); the same numbers as
+        ``stats.km_weighted`` on the counts of the opened entries.
         """
+        from backtester.survival._stats_nb import km_boot
+
         counts = self._boot_counts
+        at = np.array([self.horizon_bars], dtype=np.int64)
         out = np.empty((self.n_settings, self.n_boot))
-        for s in range(self.n_settings):
-            weights = counts * ~self.rejected[s]  # rejected entries never opened
-            out[s] = km_weighted(self.durations[s], self.events[s], weights, at=self.horizon_bars)
+        for s in range(self.n_settings):  # rejected entries never opened: weight 0
+            out[s] = km_boot(self.durations[s], self.events[s], counts, ~self.rejected[s], at)[
+                :, 0
+            ]
         return out
 
     @cached_property
@@ -426,18 +429,29 @@ class SurvivalStudy:
         )
 
     def _interval(self, survival: float, boot: F64Array) -> tuple[float, float]:
+        low, high = self._intervals(np.array([survival]), boot[:, None])
+        return float(low[0]), float(high[0])
+
+    def _intervals(self, survival: F64Array, boot: F64Array) -> tuple[F64Array, F64Array]:
+        # the honest interval of each survival[k] from its bootstrap column boot[:, k]: the
+        # wider of the bootstrap percentile interval and the exact binomial one at n_eff
         alpha = 1.0 - self.confidence
-        if not math.isfinite(survival):
-            return math.nan, math.nan
-        finite = boot[np.isfinite(boot)]
-        lo_b, hi_b = (
-            (float(np.quantile(finite, alpha / 2)), float(np.quantile(finite, 1 - alpha / 2)))
-            if finite.size
-            else (0.0, 1.0)
-        )
+        k = survival.size
+        lo_b, hi_b = np.zeros(k), np.ones(k)
+        finite = np.isfinite(boot)
+        full = finite.all(axis=0)
+        if full.any():  # np.quantile per column, all columns at once
+            q = np.quantile(boot[:, full], [alpha / 2, 1 - alpha / 2], axis=0)
+            lo_b[full], hi_b[full] = q[0], q[1]
+        for j in np.flatnonzero(~full & finite.any(axis=0)):
+            col = boot[finite[:, j], j]
+            lo_b[j], hi_b[j] = np.quantile(col, alpha / 2), np.quantile(col, 1 - alpha / 2)
         n_eff = self.n_effective
-        lo_c, hi_c = clopper_pearson(survival * n_eff, n_eff, alpha=alpha)
-        return min(lo_b, lo_c), max(hi_b, hi_c)
+        lo_c, hi_c = clopper_pearson_many(survival * n_eff, n_eff, alpha=alpha)
+        ok = np.isfinite(survival)
+        low = np.where(ok, np.minimum(lo_b, lo_c), np.nan)
+        high = np.where(ok, np.maximum(hi_b, hi_c), np.nan)
+        return low, high
 
     @cached_property
     def _table(self) -> pd.DataFrame:
@@ -555,14 +569,16 @@ class SurvivalStudy:
         """
         alpha = 1.0 - self.confidence
         b = min(self.block_len, max(self.n_entries, 1))
-        offsets = np.zeros((b, self.n_entries))
+        from backtester.survival._stats_nb import km_boot
+
+        offsets = np.zeros((b, self.n_entries), dtype=np.float32)
         for offset in range(b):
             offsets[offset, offset::b] = 1.0  # subsample `offset`: entries one horizon apart
+        at = np.array([self.horizon_bars], dtype=np.int64)
         rows: list[dict[str, Any]] = []
         for s in range(self.n_settings):
             ok = ~self.rejected[s]
-            weights = offsets * ok
-            values = km_weighted(self.durations[s], self.events[s], weights, at=self.horizon_bars)
+            values = km_boot(self.durations[s], self.events[s], offsets, ok, at)[:, 0]
             take = (offsets[0] > 0) & ok
             est = km_estimate(
                 self.durations[s][take],
@@ -617,15 +633,16 @@ class SurvivalStudy:
             t, surv = km_curve(self.durations[i][ok], self.events[i][ok])
             if t[-1] < self.horizon_bars:  # the curve runs flat to the horizon
                 t, surv = np.append(t, self.horizon_bars), np.append(surv, surv[-1])
-            weights = self._boot_counts * ok
-            boot = km_weighted_curve(self.durations[i], self.events[i], weights, times=t)
-            bounds = [self._interval(float(v), boot[:, k]) for k, v in enumerate(surv)]
+            from backtester.survival._stats_nb import km_boot
+
+            boot = km_boot(self.durations[i], self.events[i], self._boot_counts, ok, t)
+            low, high = self._intervals(surv, boot)
             frame = pd.DataFrame(
                 {
                     "time_days": t.astype(np.float64) * self.bar_days,
                     "survival": surv,
-                    "ci_low": [b[0] for b in bounds],
-                    "ci_high": [b[1] for b in bounds],
+                    "ci_low": low,
+                    "ci_high": high,
                 }
             )
         frame.attrs = {"setting": self.label(i), "ci_method": self.table_metadata()["ci_method"]}
