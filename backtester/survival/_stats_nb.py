@@ -11,112 +11,143 @@ product taken over the event times in increasing order), so the numbers are the 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from backtester._typing import BoolArray, F64Array, I64Array
 from backtester.engine._jitcache import cache_enabled
+from backtester.errors import ConfigError
 
 CACHE_ENABLED = cache_enabled(__file__)
 
-__all__ = ["km_boot", "km_boot_nb"]
+__all__ = ["boot_weights", "km_boot", "km_boot_nb"]
 
 
-@njit(cache=CACHE_ENABLED, parallel=True)
+@njit(cache=CACHE_ENABLED)
 def km_boot_nb(
     order: np.ndarray,
     starts: np.ndarray,
     group_time: np.ndarray,
     group_event: np.ndarray,
-    event: np.ndarray,
-    weights: np.ndarray,
-    ok: np.ndarray,
+    seen_w: np.ndarray,
+    dead_w: np.ndarray,
+    weights_t: np.ndarray,
     times: np.ndarray,
     out: np.ndarray,
 ) -> None:
-    """Write the weighted Kaplan–Meier survival at each of ``times`` for each weight row.
+    """Write the weighted Kaplan–Meier survival at each of ``times`` for each replicate.
 
     Subjects are visited in ``order`` (stable by duration); group ``g`` holds the positions
-    ``starts[g]:starts[g + 1]`` of ``order``, at ``group_time[g]``, and is an event time when
-    ``group_event[g]``; ``event`` flags the subjects. ``weights (n_rep, n)`` are the replicate
-    counts, ``ok (n,)`` zeroes a subject (rejected entries). ``out (n_rep, len(times))``: the
-    product of the factors of the event times ``<= times[k]`` (sorted ``times``); NaN for a row
-    without weight.
+    ``starts[g]:starts[g + 1]`` of ``order``, at ``group_time[g]`` (increasing), and is an
+    event time when ``group_event[g]``. ``seen_w[p]`` / ``dead_w[p]`` (by position) are 1 for
+    a subject that counts (an opened entry) / an event that counts, else 0. ``weights_t (n,
+    n_rep)`` int32 replicate counts, one row per subject (replicates contiguous, so every step
+    runs over all replicates at once). ``out (n_rep, len(times))``: the product of the factors
+    ``1 - deaths / at_risk`` of the event times ``<= times[k]`` (sorted ``times``); NaN for a
+    replicate without weight. Weights are summed as integers (exact, so in any order, like the
+    NumPy reference's float sums of the same integers); each factor and the product follow
+    the reference's float steps, and a factor of exactly 1 (no death) is skipped (x·1 = x).
     """
-    n_rep = weights.shape[0]
+    n_rep = weights_t.shape[1]
     n_groups = group_time.shape[0]
     n_t = times.shape[0]
-    for r in prange(n_rep):
-        w = weights[r]
-        total = 0.0
-        for i in range(w.shape[0]):
-            if ok[i]:
-                total += w[i]
-        if not total > 0.0:
+    n = order.shape[0]
+    total = np.zeros(n_rep, dtype=np.int64)
+    for p in range(n):
+        if seen_w[p]:
+            row = weights_t[order[p]]
+            for r in range(n_rep):
+                total[r] += row[r]
+    surv = np.ones(n_rep)
+    before = np.zeros(n_rep, dtype=np.int64)
+    dead = np.zeros(n_rep, dtype=np.int64)
+    k = 0
+    for g in range(n_groups):
+        t = group_time[g]
+        while k < n_t and times[k] < t:
+            for r in range(n_rep):
+                out[r, k] = surv[r]
+            k += 1
+        if k == n_t:
+            break
+        if group_event[g]:
+            dead[:] = 0
+            any_dead = False
+            for p in range(starts[g], starts[g + 1]):
+                if dead_w[p]:
+                    any_dead = True
+                    row = weights_t[order[p]]
+                    for r in range(n_rep):
+                        dead[r] += row[r]
+            if any_dead:
+                for r in range(n_rep):
+                    if dead[r] > 0:
+                        at_risk = float(total[r] - before[r])
+                        factor = 1.0 - float(dead[r]) / at_risk if at_risk > 0.0 else 1.0
+                        surv[r] *= min(max(factor, 0.0), 1.0)
+        for p in range(starts[g], starts[g + 1]):
+            if seen_w[p]:
+                row = weights_t[order[p]]
+                for r in range(n_rep):
+                    before[r] += row[r]
+    while k < n_t:
+        for r in range(n_rep):
+            out[r, k] = surv[r]
+        k += 1
+    for r in range(n_rep):
+        if total[r] <= 0:
             for k in range(n_t):
                 out[r, k] = np.nan
-            continue
-        surv = 1.0
-        before = 0.0
-        k = 0
-        for g in range(n_groups):
-            t = group_time[g]
-            while k < n_t and times[k] < t:
-                out[r, k] = surv
-                k += 1
-            if k == n_t:
-                break
-            dead = 0.0
-            seen = 0.0
-            for p in range(starts[g], starts[g + 1]):
-                s = order[p]
-                if ok[s]:
-                    seen += w[s]
-                    if event[s]:
-                        dead += w[s]
-            if group_event[g]:
-                at_risk = total - before
-                factor = 1.0 - dead / at_risk if at_risk > 0.0 else 1.0
-                factor = min(max(factor, 0.0), 1.0)
-                surv *= factor
-            before += seen
-        while k < n_t:
-            out[r, k] = surv
-            k += 1
+
+
+def boot_weights(counts: np.ndarray) -> np.ndarray:
+    """Return ``(n, n_rep)`` int32 counts for :func:`km_boot` from ``(n_rep, n)`` whole counts."""
+    w = np.asarray(counts)
+    as_int = w.astype(np.int32)
+    if not np.array_equal(as_int, w):
+        raise ConfigError("km_boot weights must be whole counts (bootstrap replicate counts)")
+    return np.ascontiguousarray(as_int.T)
 
 
 def km_boot(
     durations: I64Array,
     events: BoolArray,
-    weights: np.ndarray,
+    weights_t: np.ndarray,
     ok: BoolArray,
     times: I64Array,
 ) -> F64Array:
-    """Return ``(n_rep, len(times))`` Kaplan–Meier survival for each weight row (compiled).
+    """Return ``(n_rep, len(times))`` Kaplan–Meier survival for each replicate (compiled).
 
-    Equals ``stats.km_weighted_curve(durations, events, weights * ok, times=times)`` bit for
-    bit (and, at one time, ``stats.km_weighted(..., at=times[0])``); ``weights`` is the study's
-    float32 bootstrap counts (or any float32 weights).
+    ``weights_t`` is ``boot_weights(counts)`` (subjects x replicates, int32). Equals
+    ``stats.km_weighted_curve(durations, events, counts * ok, times=times)`` bit for bit (and,
+    at one time, ``stats.km_weighted(..., at=times[0])``).
     """
     d = np.asarray(durations, dtype=np.int64)
     e = np.asarray(events, dtype=np.bool_)
-    w = np.ascontiguousarray(weights, dtype=np.float32)
+    w = np.asarray(weights_t)
+    if w.dtype != np.int32 or w.ndim != 2 or w.shape[0] != d.size or not w.flags.c_contiguous:
+        raise ConfigError(
+            f"km_boot weights must be boot_weights(counts): ({d.size}, n_rep) int32, was "
+            f"{w.shape} {w.dtype}"
+        )
     t = np.ascontiguousarray(times, dtype=np.int64)
-    out = np.empty((w.shape[0], t.size))
+    out = np.empty((w.shape[1], t.size))
     if d.size == 0:
         out[:] = np.nan
         return out
     order = np.argsort(d, kind="stable")
     ds = d[order]
     starts = np.flatnonzero(np.r_[True, ds[1:] != ds[:-1]])
+    opened = np.asarray(ok, dtype=np.bool_)[order]
+    dead = opened & e[order]
     group_event = np.add.reduceat(e[order].astype(np.int64), starts) > 0
     km_boot_nb(
         order.astype(np.int64),
         np.append(starts, d.size).astype(np.int64),
         ds[starts],
         group_event,
-        e,
+        opened,
+        dead,
         w,
-        np.ascontiguousarray(ok, dtype=np.bool_),
         t,
         out,
     )

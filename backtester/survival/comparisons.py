@@ -415,13 +415,15 @@ def fan_checkpoints(horizon_bars: int, n_points: int = 10) -> list[int]:
 
 
 def equity_fan(study: SurvivalStudy) -> dict[str, tuple[F64Array, F64Array]]:
-    """Run the engine once per checkpoint: equity if closed after t days (engine is the truth).
+    """Return the equity if closed after t days, from the engine (the engine is the truth).
 
     Returns a map from label (``"long 10x"``, up to six leverages of the first side, no stop;
     an account study: of the first leg set and margin mode, ``"BTC +0.5 / ETH +0.5, isolated
     10x"``)
     to (days since entry ``(k,)``, equity as a fraction of the initial cash ``(k, n_entries)``),
-    both starting at day 0 with equity 1.
+    both starting at day 0 with equity 1. Plain holds: one engine run with checkpoints (the
+    equity at each of ``fan_checkpoints``, exactly what a run with that horizon reports as its
+    final equity); an account study: one run per checkpoint.
     """
     from backtester.survival.run import survival_study
 
@@ -438,21 +440,30 @@ def equity_fan(study: SurvivalStudy) -> dict[str, tuple[F64Array, F64Array]]:
     row = study.settings.iloc[idx[0]]
     checkpoints = fan_checkpoints(study.horizon_bars)
     days = np.array(checkpoints) * study.bar_days
+    common: dict[str, Any] = {
+        **who,
+        "leverage": levs,
+        "stop_loss": None,
+        "position_size": float(row.get("position_size", 1.0)),
+        "margin_mode": str(row.get("margin_mode", "isolated")),
+        "entry_every": _period(study, study.entry_every_bars),
+        "n_boot": 1,
+        **_fixed(study),
+    }
     equity = np.empty((len(levs), len(checkpoints), study.n_entries))
-    for k, bars in enumerate(checkpoints):
+    if study.legs is None:
         sub = survival_study(
             study.market,
-            **who,
-            leverage=levs,
-            stop_loss=None,
-            position_size=float(row.get("position_size", 1.0)),
-            margin_mode=str(row.get("margin_mode", "isolated")),
-            horizon=_period(study, bars),
-            entry_every=_period(study, study.entry_every_bars),
-            n_boot=1,
-            **_fixed(study),
+            horizon=_period(study, checkpoints[-1]),
+            checkpoints=checkpoints,
+            **common,
         )
-        equity[:, k, :] = sub.final_equity / sub.initial_cash
+        assert sub.checkpoint_equity is not None  # asked for above
+        equity[:] = sub.checkpoint_equity.transpose(0, 2, 1) / sub.initial_cash
+    else:
+        for k, bars in enumerate(checkpoints):
+            sub = survival_study(study.market, horizon=_period(study, bars), **common)
+            equity[:, k, :] = sub.final_equity / sub.initial_cash
     return {
         f"{side} {lev:g}x": (
             np.concatenate(([0.0], days)),

@@ -119,6 +119,7 @@ def survival_study(
     confidence: float = 0.95,
     n_boot: int = 1000,
     seed: int = 0,
+    checkpoints: Sequence[int] | None = None,
     **engine_settings: Any,
 ) -> SurvivalStudy:
     """Open a position at every entry time for each setting and follow it up to the horizon.
@@ -150,6 +151,10 @@ def survival_study(
         start to its next liquidation or ruin (see ``backtester.survival.strategy``).
     confidence, n_boot, seed : float, int, int
         Interval level, bootstrap resamples and the bootstrap seed.
+    checkpoints : sequence of int, optional
+        Plain holds only: bar counts after entry (increasing, each >= 1) at which the engine
+        records every hold's equity, in ``SurvivalStudy.checkpoint_equity`` (what a study with
+        that horizon reports as ``final_equity``; the report's equity fan).
     **engine_settings
         Any ``RunConfig`` field (``initial_cash`` defaults to 100 USDT here so that 125x
         stays inside the first maintenance tier) (``taker_fee``, ``funding``, ``maint_margin_rate``,
@@ -246,6 +251,11 @@ def survival_study(
         "margin_mode": modes,
         **swept,
     }
+    if checkpoints is not None and (leg_sets is not None or strategy is not None):
+        raise ConfigError(
+            "checkpoints= is for plain holds; an account or strategy study records no "
+            "checkpoints, was given with " + ("legs=" if leg_sets is not None else "strategy=")
+        )
     if leg_sets is not None:
         del axes["side"]
         arrays, settings, elapsed, initial_cash = _run_accounts(
@@ -266,7 +276,7 @@ def survival_study(
         strategy_name = str(getattr(strategy, "__name__", type(strategy).__name__))
     else:
         outcomes, settings, elapsed, initial_cash = _run_engine(
-            cast(Market, market), axes, fixed, entries, horizon_bars
+            cast(Market, market), axes, fixed, entries, horizon_bars, checkpoints
         )
         arrays = {
             name: getattr(outcomes, name, None)
@@ -283,6 +293,8 @@ def survival_study(
                 "rules",
             )
         }
+        if checkpoints is not None:
+            arrays["checkpoint_equity"] = outcomes.checkpoint_equity
         entries = np.asarray(outcomes.entry_idx, dtype=np.int64)
         strategy_name = None
     log.info(
@@ -322,6 +334,7 @@ def _run_engine(
     fixed: dict[str, Any],
     entries: I64Array,
     horizon_bars: int,
+    checkpoints: Sequence[int] | None = None,
 ) -> tuple[Any, pd.DataFrame, float, float]:
     from backtester.config import RunConfig
     from backtester.engine.run import run_entries
@@ -334,7 +347,12 @@ def _run_engine(
     grid = ParamGrid.zip(**grid_lists)
     t0 = time.perf_counter()
     outcomes = run_entries(
-        market, grid, entry_idx=entries, horizon_bars=horizon_bars, config=config
+        market,
+        grid,
+        entry_idx=entries,
+        horizon_bars=horizon_bars,
+        config=config,
+        checkpoints=checkpoints,
     )
     elapsed = time.perf_counter() - t0
     settings["stop_loss"] = [None if _is_none(v) else float(v) for v in settings["stop_loss"]]

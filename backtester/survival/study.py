@@ -132,6 +132,9 @@ class SurvivalStudy:
     liquidated_leg : (n_settings, n_entries) int64
         Which leg was liquidated first (index into that setting's legs; ``len(legs)`` = the
         cross account as a whole; -1 none). One market: 0 where liquidated.
+    checkpoint_equity : (n_settings, n_entries, k) float64 or None
+        Equity (quote currency) ``checkpoints[j]`` bars after entry when ``survival_study``
+        was given ``checkpoints``; else None.
     """
 
     def __init__(
@@ -161,6 +164,7 @@ class SurvivalStudy:
         rules: Sequence[Mapping[str, str]] | None = None,
         legs: Sequence[Sequence[tuple[str, float]]] | None = None,
         liquidated_leg: I64Array | None = None,
+        checkpoint_equity: F64Array | None = None,
     ) -> None:
         n_settings, n_entries = len(settings), int(np.asarray(entry_idx).size)
         self.market = market
@@ -218,6 +222,10 @@ class SurvivalStudy:
                 f"SurvivalStudy.legs must hold one leg set per setting ({n_settings}), "
                 f"was {len(self.legs)}"
             )
+        #: ``(n_settings, n_entries, k)`` equity at ``survival_study``'s checkpoints (or None)
+        self.checkpoint_equity = (
+            None if checkpoint_equity is None else np.asarray(checkpoint_equity, np.float64)
+        )
         if liquidated_leg is None:
             self.liquidated_leg = np.where(self.reason == _LIQUIDATION, 0, -1).astype(np.int64)
         else:
@@ -412,14 +420,20 @@ class SurvivalStudy:
         """
         from backtester.survival._stats_nb import km_boot
 
-        counts = self._boot_counts
+        weights = self._boot_weights
         at = np.array([self.horizon_bars], dtype=np.int64)
         out = np.empty((self.n_settings, self.n_boot))
         for s in range(self.n_settings):  # rejected entries never opened: weight 0
-            out[s] = km_boot(self.durations[s], self.events[s], counts, ~self.rejected[s], at)[
-                :, 0
-            ]
+            ok = ~self.rejected[s]
+            out[s] = km_boot(self.durations[s], self.events[s], weights, ok, at)[:, 0]
         return out
+
+    @cached_property
+    def _boot_weights(self) -> Any:
+        # the counts as the compiled bootstrap takes them: (n_entries, n_boot) int32
+        from backtester.survival._stats_nb import boot_weights
+
+        return boot_weights(self._boot_counts)
 
     @cached_property
     def _boot_counts(self) -> Any:
@@ -569,16 +583,17 @@ class SurvivalStudy:
         """
         alpha = 1.0 - self.confidence
         b = min(self.block_len, max(self.n_entries, 1))
-        from backtester.survival._stats_nb import km_boot
+        from backtester.survival._stats_nb import boot_weights, km_boot
 
-        offsets = np.zeros((b, self.n_entries), dtype=np.float32)
+        offsets = np.zeros((b, self.n_entries), dtype=np.int32)
         for offset in range(b):
-            offsets[offset, offset::b] = 1.0  # subsample `offset`: entries one horizon apart
+            offsets[offset, offset::b] = 1  # subsample `offset`: entries one horizon apart
         at = np.array([self.horizon_bars], dtype=np.int64)
+        weights = boot_weights(offsets)
         rows: list[dict[str, Any]] = []
         for s in range(self.n_settings):
             ok = ~self.rejected[s]
-            values = km_boot(self.durations[s], self.events[s], offsets, ok, at)[:, 0]
+            values = km_boot(self.durations[s], self.events[s], weights, ok, at)[:, 0]
             take = (offsets[0] > 0) & ok
             est = km_estimate(
                 self.durations[s][take],
@@ -635,7 +650,7 @@ class SurvivalStudy:
                 t, surv = np.append(t, self.horizon_bars), np.append(surv, surv[-1])
             from backtester.survival._stats_nb import km_boot
 
-            boot = km_boot(self.durations[i], self.events[i], self._boot_counts, ok, t)
+            boot = km_boot(self.durations[i], self.events[i], self._boot_weights, ok, t)
             low, high = self._intervals(surv, boot)
             frame = pd.DataFrame(
                 {

@@ -230,7 +230,7 @@ def test_clopper_pearson_equals_scipy_stats_bit_for_bit() -> None:
 
 def test_compiled_bootstrap_equals_numpy_km_weighted_bit_for_bit() -> None:
     """km_boot (numba) returns the NumPy km_weighted / km_weighted_curve floats for a seed."""
-    from backtester.survival._stats_nb import km_boot
+    from backtester.survival._stats_nb import boot_weights, km_boot
     from backtester.survival.stats import km_weighted_curve
 
     rng = np.random.default_rng(14)
@@ -241,11 +241,13 @@ def test_compiled_bootstrap_equals_numpy_km_weighted_bit_for_bit() -> None:
         ok = rng.random(n) > 0.05  # a few rejected entries
         ok[: n // 3] &= seed != 3  # and, in one case, a third of them (some rows hold no one)
         at = int(d.max() * 0.7) + 1
-        boot = km_boot(d, e, counts, ok, np.array([at]))[:, 0]
+        boot = km_boot(d, e, boot_weights(counts), ok, np.array([at]))[:, 0]
         np.testing.assert_array_equal(boot, km_weighted(d, e, counts * ok, at=at))
         times = np.unique(np.r_[0, rng.integers(0, d.max() + 5, 12)])
-        curve = km_boot(d, e, counts, ok, times)
+        curve = km_boot(d, e, boot_weights(counts), ok, times)
         np.testing.assert_array_equal(curve, km_weighted_curve(d, e, counts * ok, times=times))
-    zero = km_boot(np.array([3, 4]), np.array([True, False]), np.zeros((2, 2), np.float32),
+    zero = km_boot(np.array([3, 4]), np.array([True, False]), np.zeros((2, 2), np.int32),
                    np.ones(2, bool), np.array([5]))  # fmt: skip
     assert np.isnan(zero).all()
+    with pytest.raises(ConfigError, match="whole counts"):
+        boot_weights(np.full((2, 3), 0.5))
