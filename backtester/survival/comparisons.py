@@ -215,10 +215,15 @@ def _max_leverage(study: SurvivalStudy) -> float:
 
 
 def leverage_ladder(study: SurvivalStudy) -> SurvivalStudy:
-    """Run long and short holds, no stop, over leverage 1x … 125x (capped by the tier table)."""
+    """Run long and short holds, no stop, over leverage 1x … 125x (capped by the tier table).
+
+    Settings ``study`` already holds (same market, horizon and fixed settings) are taken from
+    it, not run again.
+    """
     cap = _max_leverage(study)
     return _rerun(
         study,
+        reuse=(study,),
         side="both",
         leverage=tuple(v for v in LADDER if v <= cap),
         stop_loss=None,
@@ -261,10 +266,14 @@ def stop_loss_effect(study: SurvivalStudy) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def margin_and_size(study: SurvivalStudy) -> SurvivalStudy:
-    """Run long holds over margin mode × position size × leverage (no stop)."""
+def margin_and_size(study: SurvivalStudy, *, reuse: tuple[SurvivalStudy, ...] = ()) -> SurvivalStudy:
+    """Run long holds over margin mode × position size × leverage (no stop).
+
+    Settings that ``study`` or a study in ``reuse`` already holds are taken from it.
+    """
     return _rerun(
         study,
+        reuse=(study, *reuse),
         side="long",
         leverage=_SIZE_LEVERAGE,
         stop_loss=None,
@@ -289,8 +298,14 @@ def last_price_market(market: Market) -> Market:
     )
 
 
-def mark_vs_last(study: SurvivalStudy) -> tuple[SurvivalStudy, SurvivalStudy]:
-    """Run the no-stop leverage ladder on mark-price and on last-price liquidation rules."""
+def mark_vs_last(
+    study: SurvivalStudy, *, reuse: tuple[SurvivalStudy, ...] = ()
+) -> tuple[SurvivalStudy, SurvivalStudy]:
+    """Run the no-stop leverage ladder on mark-price and on last-price liquidation rules.
+
+    Mark-price settings that ``study`` or a study in ``reuse`` (the leverage ladder) already
+    holds are taken from it; the last-price market is always run.
+    """
     levs = tuple(v for v in (5, 10, 20, 50, 75, 100, 125) if v <= _max_leverage(study))
     kw: dict[str, Any] = {
         "side": "both",
@@ -305,7 +320,10 @@ def mark_vs_last(study: SurvivalStudy) -> tuple[SurvivalStudy, SurvivalStudy]:
             "mark_vs_last needs a market with mark-price bars, was mark_source='last'; "
             "load it with bt.load_market(..., mark='mark')"
         )
-    return _rerun(study, **kw), _rerun(study, market=last_price_market(market), **kw)
+    return (
+        _rerun(study, reuse=(study, *reuse), **kw),
+        _rerun(study, market=last_price_market(market), **kw),
+    )
 
 
 def false_liquidations(mark: SurvivalStudy, last: SurvivalStudy) -> pd.DataFrame:
@@ -540,6 +558,7 @@ def compute(study: SurvivalStudy, *, step: Callable[[str], None] | None = None) 
     if stops is None or not study.settings["stop_loss"].isna().any():
         stops = _rerun(
             study,
+            reuse=(study, ladder),
             side="long",
             leverage=_STOP_LEVERAGE,
             stop_loss=_STOPS,
@@ -549,13 +568,13 @@ def compute(study: SurvivalStudy, *, step: Callable[[str], None] | None = None) 
 
     tick(COMPARISON_STAGES[3])
     # 3 + 4. position size and isolated vs cross
-    ms = margin_and_size(study)
+    ms = margin_and_size(study, reuse=(ladder,))
 
     tick(COMPARISON_STAGES[4])
     # 5. mark vs last
     mvl = None
     if study.mark_source == "mark":
-        mvl = _mark_vs_last_frames(*mark_vs_last(study))
+        mvl = _mark_vs_last_frames(*mark_vs_last(study, reuse=(ladder,)))
         summary["false_liquidations"] = {
             "total": mvl.n_false,
             "top_dates": [str(d) for d in mvl.by_day["date"].head(5)],
