@@ -13,6 +13,7 @@ separately as ``n_stopped``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -428,19 +429,15 @@ class SurvivalStudy:
             out[s] = km_boot(self.durations[s], self.events[s], weights, ok, at)[:, 0]
         return out
 
-    @cached_property
+    @property
     def _boot_weights(self) -> Any:
         # the counts as the compiled bootstrap takes them: (n_entries, n_boot) int32
-        from backtester.survival._stats_nb import boot_weights
+        return _shared_boot(self.n_entries, self.block_len, self.n_boot, self.seed)[1]
 
-        return boot_weights(self._boot_counts)
-
-    @cached_property
+    @property
     def _boot_counts(self) -> Any:
         # (n_boot, n_entries) moving-block resample counts, shared by every setting and time
-        return block_bootstrap_counts(
-            self.n_entries, self.block_len, n_boot=self.n_boot, seed=self.seed
-        )
+        return _shared_boot(self.n_entries, self.block_len, self.n_boot, self.seed)[0]
 
     def _interval(self, survival: float, boot: F64Array) -> tuple[float, float]:
         low, high = self._intervals(np.array([survival]), boot[:, None])
@@ -846,6 +843,7 @@ class SurvivalStudy:
         if self.is_account or "side" not in self.settings or "stop_loss" not in self.settings:
             return out
         m = self.market
+        at = pd.Timestamp(int(m.ts_ns[-1]), tz="UTC")  # m.index[-1], without the whole index
         for k, r in self.settings.iterrows():
             stop = r["stop_loss"]
             if _is_none(stop):
@@ -855,7 +853,7 @@ class SurvivalStudy:
             try:
                 liq = liquidation_price(
                     m.exchange, str(r["side"]), 100.0, size, leverage=lev,
-                    symbol=self.symbols[0], at=m.index[-1],
+                    symbol=self.symbols[0], at=at,
                 )  # fmt: skip
             except BacktesterError:  # an exchange or symbol the formula does not know
                 return np.zeros(self.n_settings, dtype=bool)
@@ -1036,6 +1034,19 @@ class _StageBar:
         if self.bar is not None:
             self.bar.update(self.bar.total - self.bar.n)
             self.bar.close()
+
+
+@functools.lru_cache(maxsize=2)
+def _shared_boot(n: int, block_len: int, n_boot: int, seed: int) -> tuple[Any, Any]:
+    # the bootstrap counts (and their int32 transpose) depend on these four numbers only, so
+    # a report's studies on the same entries draw them once; read-only, shared
+    from backtester.survival._stats_nb import boot_weights
+
+    counts = block_bootstrap_counts(n, block_len, n_boot=n_boot, seed=seed)
+    weights = boot_weights(counts)
+    counts.setflags(write=False)
+    weights.setflags(write=False)
+    return counts, weights
 
 
 def _loss_stats(loss: F64Array) -> dict[str, float]:
