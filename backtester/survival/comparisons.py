@@ -266,7 +266,9 @@ def stop_loss_effect(study: SurvivalStudy) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def margin_and_size(study: SurvivalStudy, *, reuse: tuple[SurvivalStudy, ...] = ()) -> SurvivalStudy:
+def margin_and_size(
+    study: SurvivalStudy, *, reuse: tuple[SurvivalStudy, ...] = ()
+) -> SurvivalStudy:
     """Run long holds over margin mode × position size × leverage (no stop).
 
     Settings that ``study`` or a study in ``reuse`` already holds are taken from it.

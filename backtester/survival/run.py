@@ -409,7 +409,9 @@ def _can_reuse(
     fixed: dict[str, Any],
 ) -> bool:
     # a donor's columns equal ours when it ran the same market, window and fixed settings
-    donor_fixed = {k: v for k, v in donor.run_settings.items() if k not in ("horizon", "entry_every")}
+    donor_fixed = {
+        k: v for k, v in donor.run_settings.items() if k not in ("horizon", "entry_every")
+    }
     return (
         donor.market is market
         and donor.strategy_name is None

@@ -556,7 +556,7 @@ class SurvivalStudy:
                 f"ci_low_greenwood/ci_high_greenwood are lifelines' Greenwood log(-log) "
                 f"intervals, which treat every entry as independent and are too narrow here."
             ),
-            "estimator": "Kaplan–Meier (lifelines.KaplanMeierFitter)",
+            "estimator": "Kaplan–Meier (lifelines.KaplanMeierFitter's arithmetic, bit for bit)",
             "loss": LOSS_MEANING,
             **({"legs": self._legs_meaning()} if self.is_account else {}),
         }

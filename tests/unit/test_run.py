@@ -203,7 +203,9 @@ def test_run_entries_bad_input() -> None:
         run_entries(M, s, entry_idx=np.array([1]), horizon_bars=0)
     with pytest.raises(ConfigError, match="unknown grid parameter 'fast'"):
         run_entries(M, bt.ParamGrid.product(fast=[1]), entry_idx=np.array([1]), horizon_bars=2)
-    with pytest.raises(ConfigError, match=r"checkpoints must be increasing bar counts >= 1, was \[2, 1\]"):
+    with pytest.raises(
+        ConfigError, match=r"checkpoints must be increasing bar counts >= 1, was \[2, 1\]"
+    ):
         run_entries(M, s, entry_idx=np.array([1]), horizon_bars=2, checkpoints=[2, 1])
     with pytest.raises(ConfigError, match="checkpoints must be a 1-D sequence of int"):
         run_entries(M, s, entry_idx=np.array([1]), horizon_bars=2, checkpoints=[1.5])

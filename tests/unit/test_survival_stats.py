@@ -165,8 +165,14 @@ def test_km_estimate_equals_lifelines_bit_for_bit() -> None:
     import warnings
 
     rng = np.random.default_rng(11)
-    cases = [_random_pair(rng, int(rng.integers(1, 3000)), int(rng.integers(2, 800))) for _ in range(60)]
-    cases += [(D, E), (np.array([4, 4, 4]), np.zeros(3, bool)), (np.array([2, 3]), np.ones(2, bool))]
+    cases = [
+        _random_pair(rng, int(rng.integers(1, 3000)), int(rng.integers(2, 800))) for _ in range(60)
+    ]
+    cases += [
+        (D, E),
+        (np.array([4, 4, 4]), np.zeros(3, bool)),
+        (np.array([2, 3]), np.ones(2, bool)),
+    ]
     cases.append((np.array([0, 1, 1, 5]), np.array([True, False, True, True])))  # a 0 duration
     for d, e in cases:
         for alpha in (0.05, 0.1):
@@ -251,3 +257,24 @@ def test_compiled_bootstrap_equals_numpy_km_weighted_bit_for_bit() -> None:
     assert np.isnan(zero).all()
     with pytest.raises(ConfigError, match="whole counts"):
         boot_weights(np.full((2, 3), 0.5))
+
+
+def test_a_study_and_its_report_never_import_lifelines_or_scipy_stats(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The survival path (study, table, curves, log-rank, report) imports neither lifelines nor
+    scipy.stats (about 1.2 s of imports): they are only the references of the tests above."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import backtester as bt\n"
+        "from tests.unit.test_survival_helpers import gbm_market\n"
+        "m = gbm_market(n_hours=24 * 40, sigma_per_minute=0.0008, seed=2)\n"
+        "s = bt.survival_study(m, leverage=(2, 20), stop_loss=(None, 0.05), horizon='5D',"
+        " n_boot=50)\n"
+        "s.table(); s.curve(0); s.logrank('leverage'); s.nonoverlapping()\n"
+        f"s.report({str(tmp_path / 'r')!r}, comparisons=False)\n"
+        "print('heavy:' + ','.join(m for m in ('lifelines', 'scipy.stats') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "heavy:"
