@@ -129,6 +129,8 @@ def km_boot(
             f"km_boot weights must be boot_weights(counts): ({d.size}, n_rep) int32, was "
             f"{w.shape} {w.dtype}"
         )
+    w = w.view()
+    w.setflags(write=False)  # one compiled specialization: the study's shared counts are read-only
     t = np.ascontiguousarray(times, dtype=np.int64)
     out = np.empty((w.shape[1], t.size))
     if d.size == 0:
