@@ -258,6 +258,10 @@ def survival_study(
         "margin_mode": modes,
         **swept,
     }
+    if isinstance(reuse, SurvivalStudy) or not all(isinstance(r, SurvivalStudy) for r in reuse):
+        raise ConfigError(
+            f"reuse must be a sequence of SurvivalStudy (e.g. reuse=(study,)), was {reuse!r}"
+        )
     if checkpoints is not None and (leg_sets is not None or strategy is not None):
         raise ConfigError(
             "checkpoints= is for plain holds; an account or strategy study records no "

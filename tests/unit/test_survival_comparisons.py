@@ -8,6 +8,7 @@ import pytest
 
 import backtester as bt
 from backtester.engine.enums import ExitReason
+from backtester.errors import ConfigError
 from backtester.survival.comparisons import (
     MarkVsLast,
     false_liquidations,
@@ -180,6 +181,8 @@ def test_reuse_takes_held_settings_and_changes_no_number(monkeypatch: pytest.Mon
     pd.testing.assert_frame_equal(shared.table(), plain.table())
     np.testing.assert_array_equal(shared.ambiguous_bars, plain.ambiguous_bars)
     assert elsewhere.horizon_bars == 96
+    with pytest.raises(ConfigError, match="reuse must be a sequence of SurvivalStudy"):
+        bt.survival_study(m, leverage=2, reuse=first, **kw)  # type: ignore[arg-type]
     np.testing.assert_array_equal(
         elsewhere.final_equity[[0, 2]],
         bt.survival_study(m, leverage=(2, 10), **{**kw, "horizon": "4D"}).final_equity,
