@@ -334,33 +334,25 @@ def false_liquidations(mark: SurvivalStudy, last: SurvivalStudy) -> pd.DataFrame
     A "false liquidation" is a hold that last-price rules liquidate in bar ``t`` while the
     mark-price rules (the exchange's) had not liquidated it by the end of bar ``t``.
     """
-    rows: list[dict[str, Any]] = []
+    columns = ["side", "leverage", "entry_time", "last_price_liquidation_time"]
+    columns.append("mark_price_outcome")
     ts = mark.market.ts_ns
-    for s in range(mark.n_settings):
-        liq_last = last.reason[s] == ExitReason.LIQUIDATION
-        mark_liq_by = (mark.reason[s] == ExitReason.LIQUIDATION) & (
-            mark.exit_idx[s] <= last.exit_idx[s]
-        )
-        false = np.flatnonzero(liq_last & ~mark_liq_by)
-        for k in false:
-            rows.append(
-                {
-                    "side": mark.settings["side"].iloc[s],
-                    "leverage": float(mark.settings["leverage"].iloc[s]),
-                    "entry_time": pd.Timestamp(ts[mark.entry_idx[k]], tz="UTC"),
-                    "last_price_liquidation_time": pd.Timestamp(ts[last.exit_idx[s, k]], tz="UTC"),
-                    "mark_price_outcome": _reason_name(int(mark.reason[s, k])),
-                }
-            )
+    liq_last = last.reason == ExitReason.LIQUIDATION
+    mark_liq_by = (mark.reason == ExitReason.LIQUIDATION) & (mark.exit_idx <= last.exit_idx)
+    s_idx, k_idx = np.nonzero(liq_last & ~mark_liq_by)  # setting by setting, entries in order
+    if s_idx.size == 0:
+        return pd.DataFrame([], columns=columns)
     return pd.DataFrame(
-        rows,
-        columns=[
-            "side",
-            "leverage",
-            "entry_time",
-            "last_price_liquidation_time",
-            "mark_price_outcome",
-        ],
+        {
+            "side": mark.settings["side"].to_numpy(dtype=object)[s_idx],
+            "leverage": mark.settings["leverage"].to_numpy(dtype=np.float64)[s_idx],
+            "entry_time": pd.to_datetime(ts[mark.entry_idx[k_idx]], utc=True),
+            "last_price_liquidation_time": pd.to_datetime(
+                ts[last.exit_idx[s_idx, k_idx]], utc=True
+            ),
+            "mark_price_outcome": [_reason_name(int(r)) for r in mark.reason[s_idx, k_idx]],
+        },
+        columns=columns,
     )
 
 
