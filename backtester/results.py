@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -477,7 +477,10 @@ class EntryOutcomes:
     censored, ``NONE`` when rejected); money in quote currency (``final_equity`` at the window's
     last mark close, ``min_equity`` the lowest close equity in the window), ``funding_paid``
     positive when paid; ``rejected`` True where the entry was refused (tier maximum leverage);
-    ``ambiguous_bars (n_settings,)`` summed over entries.
+    ``ambiguous_bars (n_settings,)`` summed over entries. ``checkpoint_equity (n_settings,
+    n_entries, len(checkpoints))``: the equity ``checkpoints[j]`` bars after entry (run_entries'
+    ``checkpoints``; none by default), each equal to the ``final_equity`` of a run with that
+    horizon.
     """
 
     labels: pd.MultiIndex
@@ -496,6 +499,8 @@ class EntryOutcomes:
     #: the tier tables used: ``{"exchange", "table_id", "note"}`` each (the note says, e.g., that
     #: the earliest table was extended back to dates before it)
     rules: tuple[dict[str, str], ...] = ()
+    checkpoints: I64Array = field(default_factory=lambda: np.zeros(0, np.int64))
+    checkpoint_equity: F64Array = field(default_factory=lambda: np.zeros((0, 0, 0)))
 
     @property
     def n_settings(self) -> int:

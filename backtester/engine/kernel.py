@@ -1181,6 +1181,8 @@ def simulate_nb(
     out_equity: np.ndarray,
     eq_col: np.ndarray,
     chunk: int,
+    ck_bars: np.ndarray,
+    out_ck: np.ndarray,
 ) -> int:
     """Simulate every column; return the number of columns whose trade buffer overflowed.
 
@@ -1194,7 +1196,10 @@ def simulate_nb(
     ``force_side``, ``fparams (FP_N, n_cols)``, ``iparams (IP_N, n_cols)``; outputs
     ``out_stats (n_cols, ST_N)``, ``out_trades (n_cols, cap, NTF)``, ``out_equity (n_bars,
     n_eq)`` written for columns with ``eq_col >= 0``. ``col_offset`` numbers the columns in the
-    trade records (batches).
+    trade records (batches). Checkpoints: ``ck_bars (n_ck,)`` sorted bar counts >= 1 after the
+    column's start; ``out_ck (n_cols, n_ck)`` receives the column's equity at the close of bar
+    ``min(start + ck_bars[j], end) - 1``, what a window ending there reports as its final
+    equity (the span is cut there; cutting spans changes no result). ``n_ck = 0``: none.
     """
     n_cols = fparams.shape[1]
     n_blocks = (n_cols + BLOCK - 1) // BLOCK
@@ -1218,13 +1223,19 @@ def simulate_nb(
             lo = min(lo, start_idx[c])
             hi = max(hi, end_idx[c])
         empty_eq = np.empty(0)
+        n_ck = ck_bars.shape[0]
+        ck_next = np.zeros(nb, dtype=np.int64)  # each column's next checkpoint to record
         for a in range(lo, hi, chunk):
             b = min(a + chunk, hi)
             for c in range(c0, c1):
                 r = c - c0
                 aa = max(a, start_idx[c])
-                bb = min(b, end_idx[c])
-                if aa < bb:
+                b_end = min(b, end_idx[c])
+                while aa < b_end:
+                    bb = b_end
+                    j = ck_next[r]
+                    if j < n_ck:  # stop the span at the next checkpoint
+                        bb = min(bb, min(start_idx[c] + ck_bars[j], end_idx[c]))
                     e = eq_col[c]
                     eq = out_equity[:, e] if e >= 0 else empty_eq
                     simulate_span_nb(
@@ -1258,6 +1269,11 @@ def simulate_nb(
                         out_trades[c],
                         eq,
                     )
+                    while j < n_ck and min(start_idx[c] + ck_bars[j], end_idx[c]) <= bb:
+                        out_ck[c, j] = out_stats[c, ST_FINAL_EQUITY]
+                        j += 1
+                    ck_next[r] = j
+                    aa = bb
     n_over = 0
     for c in range(n_cols):
         if out_stats[c, ST_OVERFLOW] != 0.0:

@@ -516,8 +516,14 @@ class _Simulation:
         equity: bool = False,
         batch_size: int | None = None,
         progress: bool = False,
+        checkpoints: I64Array | None = None,
+        out_checkpoints: F64Array | None = None,
     ) -> tuple[F64Array, np.ndarray | None, F64Array | None]:
-        """Return (stats (n, Stat.N), trade records or None, equity (n_bars, n) or None)."""
+        """Return (stats (n, Stat.N), trade records or None, equity (n_bars, n) or None).
+
+        With ``checkpoints`` (sorted bar counts >= 1), ``out_checkpoints (n, len)`` receives
+        each column's equity that many bars after its start (``simulate_nb``'s ``out_ck``).
+        """
         from backtester.engine.kernel import CHUNK, NTF, simulate_nb
         from backtester.engine.records import trade_dt
 
@@ -548,6 +554,7 @@ class _Simulation:
             except ImportError:  # pragma: no cover - tqdm is a dependency
                 bar = None
         inp = self.inputs
+        ck = np.zeros(0, dtype=np.int64) if checkpoints is None else checkpoints
         for key, batch in order:
             r = self.rules[key]
             m = batch.shape[0]
@@ -561,6 +568,7 @@ class _Simulation:
                 else:
                     out_eq = np.empty((0, 0), dtype=np.float64)
                     eq_col = np.full(m, -1, dtype=np.int64)
+                out_ck = np.empty((m, ck.shape[0]), dtype=np.float64)
                 n_over = simulate_nb(
                     inp.prices,
                     inp.funding,
@@ -591,12 +599,16 @@ class _Simulation:
                     out_eq,
                     eq_col,
                     CHUNK,
+                    ck,
+                    out_ck,
                 )
                 if n_over == 0 or trade_cap == 0:
                     break
                 cap = int(out_stats[:, Stat.N_TRADES].max())  # re-run with a large enough buffer
             dest = pos_of[batch]
             stats[dest] = out_stats
+            if out_checkpoints is not None:
+                out_checkpoints[dest] = out_ck
             if eq_out is not None:
                 eq_out[:, dest] = out_eq
             if trade_cap > 0:
@@ -1208,6 +1220,7 @@ def run_entries(
     horizon_bars: int,
     config: RunConfig | None = None,
     batch_size: int | None = None,
+    checkpoints: Any = None,
 ) -> EntryOutcomes:
     """Open every setting's position at the open of each bar in ``entry_idx``; follow it.
 
@@ -1226,6 +1239,12 @@ def run_entries(
         Bars followed after each entry (>= 1).
     config : RunConfig, optional
         Settings not in the grid.
+    checkpoints : sequence of int, optional
+        Bar counts after entry (increasing, each >= 1) at which to record every column's
+        equity: ``EntryOutcomes.checkpoint_equity[s, k, j]`` is the equity at the mark close
+        ``checkpoints[j]`` bars after entry ``k`` (at the window's last bar when the data or the
+        horizon ends first), exactly the ``final_equity`` of a run with
+        ``horizon_bars=checkpoints[j]``: one run instead of one per checkpoint (equity fans).
 
     Returns
     -------
@@ -1263,6 +1282,7 @@ def run_entries(
     if entries.size and (entries.min() < 0 or entries.max() >= n_bars):
         bad = int(entries[(entries < 0) | (entries >= n_bars)][0])
         raise ConfigError(f"entry_idx values must be in [0, {n_bars - 1}], was {bad}")
+    ck = _check_checkpoints(checkpoints)
     _check_fits(settings.n_cols * entries.shape[0], int(horizon_bars), 0, "run_entries")
     inputs, set_cols, rules, keys, fp_s, ip_s = _prepare(market, settings, config, engine_names)
     n_s, n_e = settings.n_cols, entries.shape[0]
@@ -1287,7 +1307,8 @@ def run_entries(
         side[rep],
     )
     t0 = time.perf_counter()
-    stats, _, _ = sim.run(batch_size=batch_size or 65536)
+    ck_out = np.empty((n_s * n_e, ck.shape[0]), dtype=np.float64)
+    stats, _, _ = sim.run(batch_size=batch_size or 65536, checkpoints=ck, out_checkpoints=ck_out)
     log.info(
         "run_entries %s %s: %d settings x %d entries x <= %d bars in %.2f s",
         market.symbol,
@@ -1317,4 +1338,24 @@ def run_entries(
         ambiguous_bars=stats[:, Stat.AMBIGUOUS_BARS].reshape(shape).sum(axis=1).astype(np.int64),
         ts_ns=market.ts_ns,
         rules=sim.rules_used(),
+        checkpoints=ck,
+        checkpoint_equity=ck_out.reshape(n_s, n_e, ck.shape[0]),
     )
+
+
+def _check_checkpoints(checkpoints: Any) -> I64Array:
+    # run_entries' checkpoints: increasing whole bar counts >= 1 (none: an empty array)
+    if checkpoints is None:
+        return np.zeros(0, dtype=np.int64)
+    ck = np.asarray(checkpoints)
+    if ck.ndim != 1 or (ck.size and ck.dtype.kind not in "iu"):
+        raise ConfigError(
+            f"checkpoints must be a 1-D sequence of int bar counts, was {checkpoints!r}"
+        )
+    ck = ck.astype(np.int64)
+    if ck.size and (ck.min() < 1 or np.any(np.diff(ck) <= 0)):
+        raise ConfigError(
+            f"checkpoints must be increasing bar counts >= 1, was {checkpoints!r}; sort them "
+            "and drop duplicates and zeros"
+        )
+    return np.ascontiguousarray(ck)

@@ -217,10 +217,15 @@ def _max_leverage(study: SurvivalStudy) -> float:
 
 
 def leverage_ladder(study: SurvivalStudy) -> SurvivalStudy:
-    """Run long and short holds, no stop, over leverage 1x … 125x (capped by the tier table)."""
+    """Run long and short holds, no stop, over leverage 1x … 125x (capped by the tier table).
+
+    Settings ``study`` already holds (same market, horizon and fixed settings) are taken from
+    it, not run again.
+    """
     cap = _max_leverage(study)
     return _rerun(
         study,
+        reuse=(study,),
         side="both",
         leverage=tuple(v for v in LADDER if v <= cap),
         stop_loss=None,
@@ -263,10 +268,16 @@ def stop_loss_effect(study: SurvivalStudy) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def margin_and_size(study: SurvivalStudy) -> SurvivalStudy:
-    """Run long holds over margin mode × position size × leverage (no stop)."""
+def margin_and_size(
+    study: SurvivalStudy, *, reuse: tuple[SurvivalStudy, ...] = ()
+) -> SurvivalStudy:
+    """Run long holds over margin mode × position size × leverage (no stop).
+
+    Settings that ``study`` or a study in ``reuse`` already holds are taken from it.
+    """
     return _rerun(
         study,
+        reuse=(study, *reuse),
         side="long",
         leverage=_SIZE_LEVERAGE,
         stop_loss=None,
@@ -291,8 +302,14 @@ def last_price_market(market: Market) -> Market:
     )
 
 
-def mark_vs_last(study: SurvivalStudy) -> tuple[SurvivalStudy, SurvivalStudy]:
-    """Run the no-stop leverage ladder on mark-price and on last-price liquidation rules."""
+def mark_vs_last(
+    study: SurvivalStudy, *, reuse: tuple[SurvivalStudy, ...] = ()
+) -> tuple[SurvivalStudy, SurvivalStudy]:
+    """Run the no-stop leverage ladder on mark-price and on last-price liquidation rules.
+
+    Mark-price settings that ``study`` or a study in ``reuse`` (the leverage ladder) already
+    holds are taken from it; the last-price market is always run.
+    """
     levs = tuple(v for v in (5, 10, 20, 50, 75, 100, 125) if v <= _max_leverage(study))
     kw: dict[str, Any] = {
         "side": "both",
@@ -307,7 +324,10 @@ def mark_vs_last(study: SurvivalStudy) -> tuple[SurvivalStudy, SurvivalStudy]:
             "mark_vs_last needs a market with mark-price bars, was mark_source='last'; "
             "load it with bt.load_market(..., mark='mark')"
         )
-    return _rerun(study, **kw), _rerun(study, market=last_price_market(market), **kw)
+    return (
+        _rerun(study, reuse=(study, *reuse), **kw),
+        _rerun(study, market=last_price_market(market), **kw),
+    )
 
 
 def false_liquidations(mark: SurvivalStudy, last: SurvivalStudy) -> pd.DataFrame:
@@ -316,33 +336,25 @@ def false_liquidations(mark: SurvivalStudy, last: SurvivalStudy) -> pd.DataFrame
     A "false liquidation" is a hold that last-price rules liquidate in bar ``t`` while the
     mark-price rules (the exchange's) had not liquidated it by the end of bar ``t``.
     """
-    rows: list[dict[str, Any]] = []
+    columns = ["side", "leverage", "entry_time", "last_price_liquidation_time"]
+    columns.append("mark_price_outcome")
     ts = mark.market.ts_ns
-    for s in range(mark.n_settings):
-        liq_last = last.reason[s] == ExitReason.LIQUIDATION
-        mark_liq_by = (mark.reason[s] == ExitReason.LIQUIDATION) & (
-            mark.exit_idx[s] <= last.exit_idx[s]
-        )
-        false = np.flatnonzero(liq_last & ~mark_liq_by)
-        for k in false:
-            rows.append(
-                {
-                    "side": mark.settings["side"].iloc[s],
-                    "leverage": float(mark.settings["leverage"].iloc[s]),
-                    "entry_time": pd.Timestamp(ts[mark.entry_idx[k]], tz="UTC"),
-                    "last_price_liquidation_time": pd.Timestamp(ts[last.exit_idx[s, k]], tz="UTC"),
-                    "mark_price_outcome": _reason_name(int(mark.reason[s, k])),
-                }
-            )
+    liq_last = last.reason == ExitReason.LIQUIDATION
+    mark_liq_by = (mark.reason == ExitReason.LIQUIDATION) & (mark.exit_idx <= last.exit_idx)
+    s_idx, k_idx = np.nonzero(liq_last & ~mark_liq_by)  # setting by setting, entries in order
+    if s_idx.size == 0:
+        return pd.DataFrame([], columns=columns)
     return pd.DataFrame(
-        rows,
-        columns=[
-            "side",
-            "leverage",
-            "entry_time",
-            "last_price_liquidation_time",
-            "mark_price_outcome",
-        ],
+        {
+            "side": mark.settings["side"].to_numpy(dtype=object)[s_idx],
+            "leverage": mark.settings["leverage"].to_numpy(dtype=np.float64)[s_idx],
+            "entry_time": pd.to_datetime(ts[mark.entry_idx[k_idx]], utc=True),
+            "last_price_liquidation_time": pd.to_datetime(
+                ts[last.exit_idx[s_idx, k_idx]], utc=True
+            ),
+            "mark_price_outcome": [_reason_name(int(r)) for r in mark.reason[s_idx, k_idx]],
+        },
+        columns=columns,
     )
 
 
@@ -417,13 +429,15 @@ def fan_checkpoints(horizon_bars: int, n_points: int = 10) -> list[int]:
 
 
 def equity_fan(study: SurvivalStudy) -> dict[str, tuple[F64Array, F64Array]]:
-    """Run the engine once per checkpoint: equity if closed after t days (engine is the truth).
+    """Return the equity if closed after t days, from the engine (the engine is the truth).
 
     Returns a map from label (``"long 10x"``, up to six leverages of the first side, no stop;
     an account study: of the first leg set and margin mode, ``"BTC +0.5 / ETH +0.5, isolated
     10x"``)
     to (days since entry ``(k,)``, equity as a fraction of the initial cash ``(k, n_entries)``),
-    both starting at day 0 with equity 1.
+    both starting at day 0 with equity 1. Plain holds: one engine run with checkpoints (the
+    equity at each of ``fan_checkpoints``, exactly what a run with that horizon reports as its
+    final equity); an account study: one run per checkpoint.
     """
     from backtester.survival.run import survival_study
 
@@ -440,21 +454,30 @@ def equity_fan(study: SurvivalStudy) -> dict[str, tuple[F64Array, F64Array]]:
     row = study.settings.iloc[idx[0]]
     checkpoints = fan_checkpoints(study.horizon_bars)
     days = np.array(checkpoints) * study.bar_days
+    common: dict[str, Any] = {
+        **who,
+        "leverage": levs,
+        "stop_loss": None,
+        "position_size": float(row.get("position_size", 1.0)),
+        "margin_mode": str(row.get("margin_mode", "isolated")),
+        "entry_every": _period(study, study.entry_every_bars),
+        "n_boot": 1,
+        **_fixed(study),
+    }
     equity = np.empty((len(levs), len(checkpoints), study.n_entries))
-    for k, bars in enumerate(checkpoints):
+    if study.legs is None:
         sub = survival_study(
             study.market,
-            **who,
-            leverage=levs,
-            stop_loss=None,
-            position_size=float(row.get("position_size", 1.0)),
-            margin_mode=str(row.get("margin_mode", "isolated")),
-            horizon=_period(study, bars),
-            entry_every=_period(study, study.entry_every_bars),
-            n_boot=1,
-            **_fixed(study),
+            horizon=_period(study, checkpoints[-1]),
+            checkpoints=checkpoints,
+            **common,
         )
-        equity[:, k, :] = sub.final_equity / sub.initial_cash
+        assert sub.checkpoint_equity is not None  # asked for above
+        equity[:] = sub.checkpoint_equity.transpose(0, 2, 1) / sub.initial_cash
+    else:
+        for k, bars in enumerate(checkpoints):
+            sub = survival_study(study.market, horizon=_period(study, bars), **common)
+            equity[:, k, :] = sub.final_equity / sub.initial_cash
     return {
         f"{side} {lev:g}x": (
             np.concatenate(([0.0], days)),
@@ -531,6 +554,7 @@ def compute(study: SurvivalStudy, *, step: Callable[[str], None] | None = None) 
     if stops is None or not study.settings["stop_loss"].isna().any():
         stops = _rerun(
             study,
+            reuse=(study, ladder),
             side="long",
             leverage=_STOP_LEVERAGE,
             stop_loss=_STOPS,
@@ -540,13 +564,13 @@ def compute(study: SurvivalStudy, *, step: Callable[[str], None] | None = None) 
 
     tick(COMPARISON_STAGES[3])
     # 3 + 4. position size and isolated vs cross
-    ms = margin_and_size(study)
+    ms = margin_and_size(study, reuse=(ladder,))
 
     tick(COMPARISON_STAGES[4])
     # 5. mark vs last
     mvl = None
     if study.mark_source == "mark":
-        mvl = _mark_vs_last_frames(*mark_vs_last(study))
+        mvl = _mark_vs_last_frames(*mark_vs_last(study, reuse=(ladder,)))
         summary["false_liquidations"] = {
             "total": mvl.n_false,
             "top_dates": [str(d) for d in mvl.by_day["date"].head(5)],

@@ -201,8 +201,9 @@ def main_sections(
                 paragraphs=(
                     f"Account equity (percent of the starting cash) if the "
                     f"{'account' if study.is_account else 'position'} were closed "
-                    "after t days, across all entries; every point is a separate engine run "
-                    "with that horizon, so it includes fees, funding and liquidations.",
+                    "after t days, across all entries; every point is the engine's equity at "
+                    "that time (what a run with that horizon reports), so it includes fees, "
+                    "funding and liquidations.",
                 ),
                 figures=(
                     ReportFigure(

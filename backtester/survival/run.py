@@ -122,6 +122,8 @@ def survival_study(
     confidence: float = 0.95,
     n_boot: int = 1000,
     seed: int = 0,
+    checkpoints: Sequence[int] | None = None,
+    reuse: Sequence[SurvivalStudy] = (),
     **engine_settings: Any,
 ) -> SurvivalStudy:
     """Open a position at every entry time for each setting and follow it up to the horizon.
@@ -155,6 +157,16 @@ def survival_study(
         start to its next liquidation or ruin (see ``backtester.survival.strategy``).
     confidence, n_boot, seed : float, int, int
         Interval level, bootstrap resamples and the bootstrap seed.
+    checkpoints : sequence of int, optional
+        Plain holds only: bar counts after entry (increasing, each >= 1) at which the engine
+        records every hold's equity, in ``SurvivalStudy.checkpoint_equity`` (what a study with
+        that horizon reports as ``final_equity``; the report's equity fan).
+    reuse : sequence of SurvivalStudy, optional
+        Plain holds only: studies whose outcomes may stand in for settings this one would
+        run: a setting that one of them holds on the same market object, horizon, entries
+        and fixed engine settings is taken from it (the first that has it) and only the
+        others are run. The engine's columns never share state, so the outcomes are the same
+        as running them (the report's comparisons share the study's columns this way).
     **engine_settings
         Any ``RunConfig`` field (``initial_cash`` defaults to 100 USDT here so that 125x
         stays inside the first maintenance tier; on a coin-margined market, 100 USD in the coin
@@ -263,6 +275,15 @@ def survival_study(
         "margin_mode": modes,
         **swept,
     }
+    if isinstance(reuse, SurvivalStudy) or not all(isinstance(r, SurvivalStudy) for r in reuse):
+        raise ConfigError(
+            f"reuse must be a sequence of SurvivalStudy (e.g. reuse=(study,)), was {reuse!r}"
+        )
+    if checkpoints is not None and (leg_sets is not None or strategy is not None):
+        raise ConfigError(
+            "checkpoints= is for plain holds; an account or strategy study records no "
+            "checkpoints, was given with " + ("legs=" if leg_sets is not None else "strategy=")
+        )
     if leg_sets is not None:
         del axes["side"]
         arrays, settings, elapsed, initial_cash = _run_accounts(
@@ -282,8 +303,11 @@ def survival_study(
         )
         strategy_name = str(getattr(strategy, "__name__", type(strategy).__name__))
     else:
+        donors = [] if checkpoints is not None else [
+            r for r in reuse if _can_reuse(r, market, horizon_bars, every_bars, entries, fixed)
+        ]  # fmt: skip
         outcomes, settings, elapsed, initial_cash = _run_engine(
-            cast(Market, market), axes, fixed, entries, horizon_bars
+            cast(Market, market), axes, fixed, entries, horizon_bars, checkpoints, donors
         )
         arrays = {
             name: getattr(outcomes, name, None)
@@ -300,6 +324,8 @@ def survival_study(
                 "rules",
             )
         }
+        if checkpoints is not None:
+            arrays["checkpoint_equity"] = outcomes.checkpoint_equity
         entries = np.asarray(outcomes.entry_idx, dtype=np.int64)
         strategy_name = None
     log.info(
@@ -339,6 +365,8 @@ def _run_engine(
     fixed: dict[str, Any],
     entries: I64Array,
     horizon_bars: int,
+    checkpoints: Sequence[int] | None = None,
+    donors: Sequence[SurvivalStudy] = (),
 ) -> tuple[Any, pd.DataFrame, float, float]:
     from backtester.config import RunConfig
     from backtester.engine.run import run_entries
@@ -347,16 +375,115 @@ def _run_engine(
     config = RunConfig(**fixed)
     combos = list(itertools.product(*axes.values()))
     settings = pd.DataFrame(combos, columns=list(axes))
-    grid_lists = {name: [_grid_value(name, v) for v in settings[name]] for name in settings.columns}
-    grid = ParamGrid.zip(**grid_lists)
+    # settings the donors already hold: (donor, its row) per row of ours, None = to run
+    found: list[tuple[SurvivalStudy, int] | None] = [None] * len(settings)
+    for donor in donors:
+        if list(donor.settings.columns) != list(settings.columns):
+            continue
+        rows = {_row_key(r): k for k, r in enumerate(donor.settings.itertuples(index=False))}
+        for k, r in enumerate(settings.itertuples(index=False)):
+            if found[k] is None and _row_key(r) in rows:
+                found[k] = (donor, rows[_row_key(r)])
+    todo = [k for k in range(len(settings)) if found[k] is None]
+    part = settings.iloc[todo]
     t0 = time.perf_counter()
-    outcomes = run_entries(
-        market, grid, entry_idx=entries, horizon_bars=horizon_bars, config=config
-    )
+    outcomes = None
+    if todo:
+        grid = ParamGrid.zip(**{n: [_grid_value(n, v) for v in part[n]] for n in part.columns})
+        outcomes = run_entries(
+            market,
+            grid,
+            entry_idx=entries,
+            horizon_bars=horizon_bars,
+            config=config,
+            checkpoints=checkpoints,
+        )
     elapsed = time.perf_counter() - t0
+    if len(todo) < len(settings):
+        outcomes = _merge_outcomes(outcomes, todo, found, entries, horizon_bars, market)
     settings["stop_loss"] = [None if _is_none(v) else float(v) for v in settings["stop_loss"]]
     initial_cash = float(getattr(config, "initial_cash", 1.0))
     return outcomes, settings, elapsed, initial_cash
+
+
+def _row_key(row: Any) -> tuple[Any, ...]:
+    # one hashable key per setting row: None and NaN both mean "none", numbers as floats
+    out: list[Any] = []
+    for v in row:
+        if _is_none(v):
+            out.append(None)
+        elif isinstance(v, bool | np.bool_):
+            out.append(bool(v))
+        elif isinstance(v, int | float | np.integer | np.floating):
+            out.append(float(v))
+        else:
+            out.append(v)
+    return tuple(out)
+
+
+def _can_reuse(
+    donor: SurvivalStudy,
+    market: Any,
+    horizon_bars: int,
+    every_bars: int,
+    entries: I64Array,
+    fixed: dict[str, Any],
+) -> bool:
+    # a donor's columns equal ours when it ran the same market, window and fixed settings
+    donor_fixed = {
+        k: v for k, v in donor.run_settings.items() if k not in ("horizon", "entry_every")
+    }
+    return (
+        donor.market is market
+        and donor.strategy_name is None
+        and donor.legs is None
+        and donor.horizon_bars == horizon_bars
+        and donor.entry_every_bars == every_bars
+        and np.array_equal(donor.entry_idx, entries)
+        and donor_fixed == fixed
+    )
+
+
+def _merge_outcomes(
+    ran: Any,
+    todo: list[int],
+    found: list[tuple[SurvivalStudy, int] | None],
+    entries: I64Array,
+    horizon_bars: int,
+    market: Market,
+) -> Any:
+    # the outcomes of every row: the run's for the rows in `todo`, the donors' for the others
+    from backtester.results import EntryOutcomes
+
+    n = len(found)
+    pos = {k: j for j, k in enumerate(todo)}
+    names = (
+        "exit_idx", "reason", "final_equity", "min_equity", "insurance_draw", "funding_paid",
+        "fees_paid", "rejected", "ambiguous_bars",
+    )  # fmt: skip
+    merged: dict[str, Any] = {}
+    for name in names:
+        parts = []
+        for k in range(n):
+            hit = found[k]
+            parts.append(
+                getattr(ran, name)[pos[k]] if hit is None else getattr(hit[0], name)[hit[1]]
+            )
+        merged[name] = np.stack(parts)
+    rules: dict[tuple[str, ...], dict[str, str]] = {}
+    sources = [ran.rules if ran is not None else ()]
+    sources += [hit[0].rules for hit in found if hit is not None]
+    for group in sources:
+        for r in group:
+            rules.setdefault(tuple(r.values()), dict(r))
+    return EntryOutcomes(
+        labels=pd.MultiIndex.from_arrays([np.arange(n)], names=["row"]),
+        entry_idx=entries,
+        horizon_bars=int(horizon_bars),
+        ts_ns=market.ts_ns,
+        rules=tuple(rules.values()),
+        **merged,
+    )
 
 
 def _check_leg_sets(

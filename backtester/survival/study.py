@@ -13,6 +13,7 @@ separately as ``n_stopped``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -29,10 +30,9 @@ from backtester.errors import ConfigError, ShapeError
 from backtester.survival.stats import (
     block_bootstrap_counts,
     clopper_pearson,
+    clopper_pearson_many,
     km_curve,
     km_estimate,
-    km_weighted,
-    km_weighted_curve,
     logrank_p,
 )
 
@@ -145,6 +145,9 @@ class SurvivalStudy:
     liquidated_leg : (n_settings, n_entries) int64
         Which leg was liquidated first (index into that setting's legs; ``len(legs)`` = the
         cross account as a whole; -1 none). One market: 0 where liquidated.
+    checkpoint_equity : (n_settings, n_entries, k) float64 or None
+        Equity (quote currency) ``checkpoints[j]`` bars after entry when ``survival_study``
+        was given ``checkpoints``; else None.
     """
 
     def __init__(
@@ -175,6 +178,7 @@ class SurvivalStudy:
         legs: Sequence[Sequence[tuple[str, float]]] | None = None,
         liquidated_leg: I64Array | None = None,
         leg_outcomes: Mapping[str, Any] | None = None,
+        checkpoint_equity: F64Array | None = None,
     ) -> None:
         n_settings, n_entries = len(settings), int(np.asarray(entry_idx).size)
         self.market = market
@@ -238,6 +242,10 @@ class SurvivalStudy:
         self.leg_outcomes: dict[str, Any] = {
             k: np.asarray(v) for k, v in (leg_outcomes or {}).items()
         }
+        #: ``(n_settings, n_entries, k)`` equity at ``survival_study``'s checkpoints (or None)
+        self.checkpoint_equity = (
+            None if checkpoint_equity is None else np.asarray(checkpoint_equity, np.float64)
+        )
         if liquidated_leg is None:
             self.liquidated_leg = np.where(self.reason == _LIQUIDATION, 0, -1).astype(np.int64)
         else:
@@ -427,35 +435,53 @@ class SurvivalStudy:
         """``(n_settings, n_boot)`` KM survival at the horizon on moving-block resamples.
 
         All settings share the same resampled entry times, so differences between settings
-        are bootstrapped jointly.
+        are bootstrapped jointly. Compiled (``survival._stats_nb``); the same numbers as
+        ``stats.km_weighted`` on the counts of the opened entries.
         """
-        counts = self._boot_counts
+        from backtester.survival._stats_nb import km_boot
+
+        weights = self._boot_weights
+        at = np.array([self.horizon_bars], dtype=np.int64)
         out = np.empty((self.n_settings, self.n_boot))
-        for s in range(self.n_settings):
-            weights = counts * ~self.rejected[s]  # rejected entries never opened
-            out[s] = km_weighted(self.durations[s], self.events[s], weights, at=self.horizon_bars)
+        for s in range(self.n_settings):  # rejected entries never opened: weight 0
+            ok = ~self.rejected[s]
+            out[s] = km_boot(self.durations[s], self.events[s], weights, ok, at)[:, 0]
         return out
 
-    @cached_property
+    @property
+    def _boot_weights(self) -> Any:
+        # the counts as the compiled bootstrap takes them: (n_entries, n_boot) int32
+        return _shared_boot(self.n_entries, self.block_len, self.n_boot, self.seed)[1]
+
+    @property
     def _boot_counts(self) -> Any:
         # (n_boot, n_entries) moving-block resample counts, shared by every setting and time
-        return block_bootstrap_counts(
-            self.n_entries, self.block_len, n_boot=self.n_boot, seed=self.seed
-        )
+        return _shared_boot(self.n_entries, self.block_len, self.n_boot, self.seed)[0]
 
     def _interval(self, survival: float, boot: F64Array) -> tuple[float, float]:
+        low, high = self._intervals(np.array([survival]), boot[:, None])
+        return float(low[0]), float(high[0])
+
+    def _intervals(self, survival: F64Array, boot: F64Array) -> tuple[F64Array, F64Array]:
+        # the honest interval of each survival[k] from its bootstrap column boot[:, k]: the
+        # wider of the bootstrap percentile interval and the exact binomial one at n_eff
         alpha = 1.0 - self.confidence
-        if not math.isfinite(survival):
-            return math.nan, math.nan
-        finite = boot[np.isfinite(boot)]
-        lo_b, hi_b = (
-            (float(np.quantile(finite, alpha / 2)), float(np.quantile(finite, 1 - alpha / 2)))
-            if finite.size
-            else (0.0, 1.0)
-        )
+        k = survival.size
+        lo_b, hi_b = np.zeros(k), np.ones(k)
+        finite = np.isfinite(boot)
+        full = finite.all(axis=0)
+        if full.any():  # np.quantile per column, all columns at once
+            q = np.quantile(boot[:, full], [alpha / 2, 1 - alpha / 2], axis=0)
+            lo_b[full], hi_b[full] = q[0], q[1]
+        for j in np.flatnonzero(~full & finite.any(axis=0)):
+            col = boot[finite[:, j], j]
+            lo_b[j], hi_b[j] = np.quantile(col, alpha / 2), np.quantile(col, 1 - alpha / 2)
         n_eff = self.n_effective
-        lo_c, hi_c = clopper_pearson(survival * n_eff, n_eff, alpha=alpha)
-        return min(lo_b, lo_c), max(hi_b, hi_c)
+        lo_c, hi_c = clopper_pearson_many(survival * n_eff, n_eff, alpha=alpha)
+        ok = np.isfinite(survival)
+        low = np.where(ok, np.minimum(lo_b, lo_c), np.nan)
+        high = np.where(ok, np.maximum(hi_b, hi_c), np.nan)
+        return low, high
 
     @cached_property
     def _table(self) -> pd.DataFrame:
@@ -575,7 +601,7 @@ class SurvivalStudy:
                 f"ci_low_greenwood/ci_high_greenwood are lifelines' Greenwood log(-log) "
                 f"intervals, which treat every entry as independent and are too narrow here."
             ),
-            "estimator": "Kaplan–Meier (lifelines.KaplanMeierFitter)",
+            "estimator": "Kaplan–Meier (lifelines.KaplanMeierFitter's arithmetic, bit for bit)",
             "loss": LOSS_MEANING,
             **({"legs": self._legs_meaning()} if self.is_account else {}),
         }
@@ -599,14 +625,17 @@ class SurvivalStudy:
         """
         alpha = 1.0 - self.confidence
         b = min(self.block_len, max(self.n_entries, 1))
-        offsets = np.zeros((b, self.n_entries))
+        from backtester.survival._stats_nb import boot_weights, km_boot
+
+        offsets = np.zeros((b, self.n_entries), dtype=np.int32)
         for offset in range(b):
-            offsets[offset, offset::b] = 1.0  # subsample `offset`: entries one horizon apart
+            offsets[offset, offset::b] = 1  # subsample `offset`: entries one horizon apart
+        at = np.array([self.horizon_bars], dtype=np.int64)
+        weights = boot_weights(offsets)
         rows: list[dict[str, Any]] = []
         for s in range(self.n_settings):
             ok = ~self.rejected[s]
-            weights = offsets * ok
-            values = km_weighted(self.durations[s], self.events[s], weights, at=self.horizon_bars)
+            values = km_boot(self.durations[s], self.events[s], weights, ok, at)[:, 0]
             take = (offsets[0] > 0) & ok
             est = km_estimate(
                 self.durations[s][take],
@@ -661,15 +690,16 @@ class SurvivalStudy:
             t, surv = km_curve(self.durations[i][ok], self.events[i][ok])
             if t[-1] < self.horizon_bars:  # the curve runs flat to the horizon
                 t, surv = np.append(t, self.horizon_bars), np.append(surv, surv[-1])
-            weights = self._boot_counts * ok
-            boot = km_weighted_curve(self.durations[i], self.events[i], weights, times=t)
-            bounds = [self._interval(float(v), boot[:, k]) for k, v in enumerate(surv)]
+            from backtester.survival._stats_nb import km_boot
+
+            boot = km_boot(self.durations[i], self.events[i], self._boot_weights, ok, t)
+            low, high = self._intervals(surv, boot)
             frame = pd.DataFrame(
                 {
                     "time_days": t.astype(np.float64) * self.bar_days,
                     "survival": surv,
-                    "ci_low": [b[0] for b in bounds],
-                    "ci_high": [b[1] for b in bounds],
+                    "ci_low": low,
+                    "ci_high": high,
                 }
             )
         frame.attrs = {"setting": self.label(i), "ci_method": self.table_metadata()["ci_method"]}
@@ -863,6 +893,7 @@ class SurvivalStudy:
         if self.is_account or "side" not in self.settings or "stop_loss" not in self.settings:
             return out
         m = self.market
+        at = pd.Timestamp(int(m.ts_ns[-1]), tz="UTC")  # m.index[-1], without the whole index
         for k, r in self.settings.iterrows():
             stop = r["stop_loss"]
             if _is_none(stop):
@@ -872,7 +903,7 @@ class SurvivalStudy:
             try:
                 liq = liquidation_price(
                     m.exchange, str(r["side"]), 100.0, size, leverage=lev,
-                    symbol=self.symbols[0], at=m.index[-1],
+                    symbol=self.symbols[0], at=at,
                 )  # fmt: skip
             except BacktesterError:  # an exchange or symbol the formula does not know
                 return np.zeros(self.n_settings, dtype=bool)
@@ -1100,6 +1131,19 @@ class _StageBar:
         if self.bar is not None:
             self.bar.update(self.bar.total - self.bar.n)
             self.bar.close()
+
+
+@functools.lru_cache(maxsize=2)
+def _shared_boot(n: int, block_len: int, n_boot: int, seed: int) -> tuple[Any, Any]:
+    # the bootstrap counts (and their int32 transpose) depend on these four numbers only, so
+    # a report's studies on the same entries draw them once; read-only, shared
+    from backtester.survival._stats_nb import boot_weights
+
+    counts = block_bootstrap_counts(n, block_len, n_boot=n_boot, seed=seed)
+    weights = boot_weights(counts)
+    counts.setflags(write=False)
+    weights.setflags(write=False)
+    return counts, weights
 
 
 def _loss_stats(loss: F64Array) -> dict[str, float]:

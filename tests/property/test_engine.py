@@ -391,3 +391,40 @@ def test_run_entries_matches_reference_windows(
                 rtol=1e-12,
                 atol=1e-9,
             )
+
+
+@examples(0.2)
+@given(
+    market=markets(),
+    grid=sweep_grids(max_cols=3),
+    sides=st.lists(st.sampled_from(["long", "short"]), min_size=3, max_size=3),
+    data=st.data(),
+)
+def test_run_entries_checkpoints_equal_shorter_horizons(
+    market: Market, grid: ParamGrid, sides: list[str], data: Any
+) -> None:
+    """run_entries' checkpoint equity at k bars equals the final equity of a run with horizon k
+    (bit for bit), and asking for checkpoints changes no other output."""
+    n_bars = market.n_bars
+    entries = np.array(
+        sorted(data.draw(st.sets(st.integers(0, n_bars - 1), min_size=1, max_size=4))),
+        dtype=np.int64,
+    )
+    horizon = data.draw(st.integers(1, n_bars))
+    ck = sorted(data.draw(st.sets(st.integers(1, horizon + 3), min_size=1, max_size=5)))
+    names = [n for n in grid.names if n not in ("seed", "p")]
+    settings = ParamGrid.zip(**{n: grid.values(n) for n in names}, side=sides[: grid.n_cols])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bt.BacktesterWarning)
+        plain = bt.run_entries(market, settings, entry_idx=entries, horizon_bars=horizon)
+        with_ck = bt.run_entries(
+            market, settings, entry_idx=entries, horizon_bars=horizon, checkpoints=ck
+        )
+        for j, k in enumerate(ck):
+            short = bt.run_entries(
+                market, settings, entry_idx=entries, horizon_bars=min(k, horizon)
+            )
+            np.testing.assert_array_equal(with_ck.checkpoint_equity[:, :, j], short.final_equity)
+    for name in ("exit_idx", "reason", "final_equity", "min_equity", "fees_paid", "funding_paid"):
+        np.testing.assert_array_equal(getattr(with_ck, name), getattr(plain, name))
+    assert plain.checkpoint_equity.shape == (settings.n_cols, entries.size, 0)

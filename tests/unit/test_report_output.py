@@ -105,17 +105,20 @@ def test_report_renders_precomputed_comparisons_with_the_engine_unavailable(
     computed: tuple[SurvivalStudy, Comparisons], tmp_path: Path
 ) -> None:
     # Arrange: the study and its comparisons computed here, then handed to a process in which
-    # importing the engine (engine.run, engine.kernel, numba), a strategy or sweep fails; any
-    # engine run (survival_study imports engine.run when it runs) would fail there too
+    # importing the engine (engine.run, engine.kernel, the accounts kernel), a strategy or sweep
+    # fails; any engine run (survival_study imports engine.run when it runs) would fail there
+    # too. numba itself stays importable: the report's curves bootstrap through the compiled
+    # Kaplan–Meier of survival._stats_nb, which is statistics, not the engine
     study, cmp = computed
     data = tmp_path / "computed.pickle"
     data.write_bytes(pickle.dumps((study, cmp)))
     blocked = [
         "backtester.engine.run",
         "backtester.engine.kernel",
+        "backtester.engine.accounts",
+        "backtester.engine.accounts_run",
         "backtester.survival.strategy",
         "backtester.sweep",
-        "numba",
     ]
     code = _RENDER_WITHOUT_ENGINE.format(blocked=blocked, data=str(data), out=str(tmp_path / "r"))
     # Act

@@ -175,6 +175,26 @@ def test_run_entries_outcomes_and_horizon_censoring() -> None:
     assert out.to_frame().shape[0] == 4
 
 
+def test_run_entries_checkpoints_record_equity_after_k_bars() -> None:
+    # Arrange: 1x long of the 10,000 wallet at bar 0's open 100, no fee: size 100; mark closes
+    # 100, 103, 98, 110 -> equity 10,000, 10,300, 9,800, 11,000 at bars 0..3; horizon 3
+    closes = [100.0, 103.0, 98.0, 110.0]
+    m = make_market([100.0] * 4, [111.0] * 4, [97.0] * 4, closes)
+    settings = bt.ParamGrid.product(side=["long"])
+    config = bt.RunConfig(taker_fee=0.0, funding=False)
+    # Act: 1 and 2 bars after entry, and 5 (past the horizon: the window's last bar)
+    out = run_entries(
+        m, settings, entry_idx=np.array([0, 2]), horizon_bars=3, config=config,
+        checkpoints=[1, 2, 5],
+    )  # fmt: skip
+    # Assert: entry 0 -> bars 0, 1 and 2 (its window [0, 3)); entry 2 -> bars 2, 3, 3 (data
+    # end), from its own entry at open 100 of bar 2: 9,800, 11,000
+    np.testing.assert_allclose(out.checkpoint_equity[0, 0], [10_000, 10_300, 9_800], rtol=1e-12)
+    np.testing.assert_allclose(out.checkpoint_equity[0, 1], [9_800, 11_000, 11_000], rtol=1e-12)
+    np.testing.assert_array_equal(out.checkpoints, [1, 2, 5])
+    np.testing.assert_array_equal(out.checkpoint_equity[0, :, 2], out.final_equity[0])
+
+
 def test_run_entries_bad_input() -> None:
     s = bt.ParamGrid.product(side=["long"])
     with pytest.raises(ConfigError, match=r"entry_idx values must be in \[0, 4\], was 9"):
@@ -183,6 +203,12 @@ def test_run_entries_bad_input() -> None:
         run_entries(M, s, entry_idx=np.array([1]), horizon_bars=0)
     with pytest.raises(ConfigError, match="unknown grid parameter 'fast'"):
         run_entries(M, bt.ParamGrid.product(fast=[1]), entry_idx=np.array([1]), horizon_bars=2)
+    with pytest.raises(
+        ConfigError, match=r"checkpoints must be increasing bar counts >= 1, was \[2, 1\]"
+    ):
+        run_entries(M, s, entry_idx=np.array([1]), horizon_bars=2, checkpoints=[2, 1])
+    with pytest.raises(ConfigError, match="checkpoints must be a 1-D sequence of int"):
+        run_entries(M, s, entry_idx=np.array([1]), horizon_bars=2, checkpoints=[1.5])
 
 
 def test_exchange_and_tier_table_can_be_swept() -> None:

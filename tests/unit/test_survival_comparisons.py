@@ -8,6 +8,7 @@ import pytest
 
 import backtester as bt
 from backtester.engine.enums import ExitReason
+from backtester.errors import ConfigError
 from backtester.survival.comparisons import (
     MarkVsLast,
     false_liquidations,
@@ -152,3 +153,37 @@ def test_crash_day_sentence_follows_the_numbers(market: bt.Market) -> None:
     assert "0 of 2 (0%)" in _crash_conclusion(mvl(none_false))
     assert mvl(one_false).day_text("2020-01-09") == "1 false liquidation"
     assert mvl(none_false).day_text("2020-01-09") == "none"
+
+
+def test_reuse_takes_held_settings_and_changes_no_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Arrange: a study of 2x and 10x longs; a second asks for 2x, 5x and 10x on the same market
+    import backtester.engine.run as engine_run
+
+    m = gbm_market(n_hours=24 * 40, sigma_per_minute=0.0008, seed=5)
+    kw = {"side": "long", "horizon": "5D", "entry_every": "1D", "n_boot": 50}
+    first = bt.survival_study(m, leverage=(2, 10), **kw)
+    ran: list[int] = []
+    real = engine_run.run_entries
+
+    def counting(market, settings, **kwargs):  # type: ignore[no-untyped-def]
+        ran.append(settings.n_cols)
+        return real(market, settings, **kwargs)
+
+    # Act
+    plain = bt.survival_study(m, leverage=(2, 5, 10), **kw)
+    monkeypatch.setattr(engine_run, "run_entries", counting)
+    shared = bt.survival_study(m, leverage=(2, 5, 10), reuse=(first,), **kw)
+    assert ran == [1]  # only 5x ran
+    elsewhere = bt.survival_study(m, leverage=(2, 5, 10), reuse=(first,), **{**kw, "horizon": "4D"})
+    # Assert: the same outcomes and table, bit for bit; other horizons are never taken
+    for name in ("exit_idx", "reason", "final_equity", "min_equity", "fees_paid", "rejected"):
+        np.testing.assert_array_equal(getattr(shared, name), getattr(plain, name))
+    pd.testing.assert_frame_equal(shared.table(), plain.table())
+    np.testing.assert_array_equal(shared.ambiguous_bars, plain.ambiguous_bars)
+    assert elsewhere.horizon_bars == 96
+    with pytest.raises(ConfigError, match="reuse must be a sequence of SurvivalStudy"):
+        bt.survival_study(m, leverage=2, reuse=first, **kw)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(
+        elsewhere.final_equity[[0, 2]],
+        bt.survival_study(m, leverage=(2, 10), **{**kw, "horizon": "4D"}).final_equity,
+    )

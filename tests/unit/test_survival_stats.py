@@ -148,3 +148,133 @@ def test_km_weighted_curve_equals_km_weighted_at_each_time() -> None:
     expected = np.stack([km_weighted(d, e, w, at=int(t)) for t in times], axis=1)
     np.testing.assert_allclose(curve, expected)
     assert np.isnan(curve[0]).all()
+
+
+# ---- the fast paths against their references (lifelines, scipy.stats, the NumPy bootstrap) ----
+
+
+def _random_pair(rng: np.random.Generator, n: int, top: int) -> tuple[np.ndarray, np.ndarray]:
+    # durations capped at a horizon `top` with ties, events only before it (like a study)
+    d = np.minimum(rng.integers(1, int(top * 1.8), n), top)
+    e = (d < top) & (rng.random(n) < rng.uniform(0.2, 1.0))
+    return d, e
+
+
+def test_km_estimate_equals_lifelines_bit_for_bit() -> None:
+    """km_estimate's survival, Greenwood bounds and median are lifelines' exact floats."""
+    import warnings
+
+    rng = np.random.default_rng(11)
+    cases = [
+        _random_pair(rng, int(rng.integers(1, 3000)), int(rng.integers(2, 800))) for _ in range(60)
+    ]
+    cases += [
+        (D, E),
+        (np.array([4, 4, 4]), np.zeros(3, bool)),
+        (np.array([2, 3]), np.ones(2, bool)),
+    ]
+    cases.append((np.array([0, 1, 1, 5]), np.array([True, False, True, True])))  # a 0 duration
+    for d, e in cases:
+        for alpha in (0.05, 0.1):
+            horizon = int(max(d.max() * 0.8, 1))
+            kmf = KaplanMeierFitter(alpha=alpha)
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                kmf.fit(d.astype(np.float64), e.astype(np.int64))
+            sf = kmf.survival_function_.iloc[:, 0]
+            ci = kmf.confidence_interval_survival_function_
+            upto = sf.index.to_numpy() <= horizon
+            median = float(kmf.median_survival_time_)
+            if not math.isfinite(median) or median > horizon:
+                median = math.nan
+            got = km_estimate(d, e, horizon=horizon, alpha=alpha)
+            assert got.survival == float(sf.to_numpy()[upto][-1])
+            assert got.ci_low == float(ci.iloc[:, 0].to_numpy()[upto][-1])
+            assert got.ci_high == float(ci.iloc[:, 1].to_numpy()[upto][-1])
+            assert got.median == median or (math.isnan(got.median) and math.isnan(median))
+
+
+def test_logrank_p_equals_lifelines_bit_for_bit() -> None:
+    """logrank_p is lifelines' logrank_test p-value, the same float (same BLAS product)."""
+    import warnings
+
+    from lifelines.statistics import logrank_test
+
+    rng = np.random.default_rng(12)
+    for _ in range(80):
+        top = int(rng.integers(2, 800))
+        da, ea = _random_pair(rng, int(rng.integers(1, 3000)), top)
+        db, eb = _random_pair(rng, int(rng.integers(1, 3000)), top)
+        if not (ea.any() or eb.any()):
+            continue
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            expected = float(logrank_test(da, db, event_observed_A=ea, event_observed_B=eb).p_value)
+        assert logrank_p(da, ea, db, eb) == expected
+
+
+def test_clopper_pearson_equals_scipy_stats_bit_for_bit() -> None:
+    """clopper_pearson's bounds are scipy.stats.beta.ppf's exact floats, real n included."""
+    from scipy.stats import beta
+
+    from backtester.survival.stats import clopper_pearson_many
+
+    rng = np.random.default_rng(13)
+    for n in (1.0, 2.5, 10.0, 77.9, 77.9 * 0.37, 1000.0, 7_000.0):
+        for share in np.r_[0.0, 1.0, rng.random(40)]:
+            x = float(share * n)
+            for alpha in (0.05, 0.01, 0.2):
+                low = 0.0 if x <= 0 else float(beta.ppf(alpha / 2, x, n - x + 1))
+                high = 1.0 if x >= n else float(beta.ppf(1 - alpha / 2, x + 1, n - x))
+                assert clopper_pearson(x, n, alpha=alpha) == (low, high)
+    xs = rng.random(25) * 77.9
+    many_low, many_high = clopper_pearson_many(xs, 77.9)
+    one = [clopper_pearson(float(x), 77.9) for x in xs]
+    assert many_low.tolist() == [a for a, _ in one]
+    assert many_high.tolist() == [b for _, b in one]
+
+
+def test_compiled_bootstrap_equals_numpy_km_weighted_bit_for_bit() -> None:
+    """km_boot (numba) returns the NumPy km_weighted / km_weighted_curve floats for a seed."""
+    from backtester.survival._stats_nb import boot_weights, km_boot
+    from backtester.survival.stats import km_weighted_curve
+
+    rng = np.random.default_rng(14)
+    for seed in range(6):
+        n = int(rng.integers(5, 2500))
+        d, e = _random_pair(rng, n, int(rng.integers(2, 720)))
+        counts = block_bootstrap_counts(n, int(rng.integers(1, 40)), n_boot=300, seed=seed)
+        ok = rng.random(n) > 0.05  # a few rejected entries
+        ok[: n // 3] &= seed != 3  # and, in one case, a third of them (some rows hold no one)
+        at = int(d.max() * 0.7) + 1
+        boot = km_boot(d, e, boot_weights(counts), ok, np.array([at]))[:, 0]
+        np.testing.assert_array_equal(boot, km_weighted(d, e, counts * ok, at=at))
+        times = np.unique(np.r_[0, rng.integers(0, d.max() + 5, 12)])
+        curve = km_boot(d, e, boot_weights(counts), ok, times)
+        np.testing.assert_array_equal(curve, km_weighted_curve(d, e, counts * ok, times=times))
+    zero = km_boot(np.array([3, 4]), np.array([True, False]), np.zeros((2, 2), np.int32),
+                   np.ones(2, bool), np.array([5]))  # fmt: skip
+    assert np.isnan(zero).all()
+    with pytest.raises(ConfigError, match="whole counts"):
+        boot_weights(np.full((2, 3), 0.5))
+
+
+def test_a_study_and_its_report_never_import_lifelines_or_scipy_stats(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The survival path (study, table, curves, log-rank, report) imports neither lifelines nor
+    scipy.stats (about 1.2 s of imports): they are only the references of the tests above."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import backtester as bt\n"
+        "from tests.unit.test_survival_helpers import gbm_market\n"
+        "m = gbm_market(n_hours=24 * 40, sigma_per_minute=0.0008, seed=2)\n"
+        "s = bt.survival_study(m, leverage=(2, 20), stop_loss=(None, 0.05), horizon='5D',"
+        " n_boot=50)\n"
+        "s.table(); s.curve(0); s.logrank('leverage'); s.nonoverlapping()\n"
+        f"s.report({str(tmp_path / 'r')!r}, comparisons=False)\n"
+        "print('heavy:' + ','.join(m for m in ('lifelines', 'scipy.stats') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "heavy:"
