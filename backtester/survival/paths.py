@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from backtester._typing import F64Array, I64Array
+from backtester._typing import BoolArray, F64Array, I64Array
 from backtester.errors import ConfigError
-from backtester.survival.stats import cluster_bootstrap_km, km_curve
+from backtester.survival.stats import cluster_bootstrap_km
 from backtester.survival.study import SurvivalStudy
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -113,29 +113,9 @@ class PathsStudy(SurvivalStudy):
             out[s] = self._cluster_boot(s, at)[:, 0]
         return out
 
-    def curve(self, i: int | None = None, /, **labels: Any) -> pd.DataFrame:
-        """Return the Kaplan–Meier curve of one setting with its path-cluster interval."""
-        i = self._pick(i, labels)
-        ok = ~self.rejected[i]
-        columns = ["time_days", "survival", "ci_low", "ci_high"]
-        if not ok.any():
-            frame = pd.DataFrame(columns=columns, dtype=np.float64)
-        else:
-            t, surv = km_curve(self.durations[i][ok], self.events[i][ok])
-            if t[-1] < self.horizon_bars:
-                t, surv = np.append(t, self.horizon_bars), np.append(surv, surv[-1])
-            boot = self._cluster_boot(i, t)
-            bounds = [self._interval(float(v), boot[:, k]) for k, v in enumerate(surv)]
-            frame = pd.DataFrame(
-                {
-                    "time_days": t.astype(np.float64) * self.bar_days,
-                    "survival": surv,
-                    "ci_low": [b[0] for b in bounds],
-                    "ci_high": [b[1] for b in bounds],
-                }
-            )
-        frame.attrs = {"setting": self.label(i), "ci_method": self.table_metadata()["ci_method"]}
-        return frame
+    def _curve_boot(self, i: int, ok: BoolArray, times: I64Array) -> F64Array:
+        # the curve's interval resamples whole paths (SurvivalStudy.curve does the rest)
+        return self._cluster_boot(i, times)
 
     def table_metadata(self) -> dict[str, Any]:
         """Return what the table's numbers mean; the interval is over independent paths."""

@@ -690,10 +690,7 @@ class SurvivalStudy:
             t, surv = km_curve(self.durations[i][ok], self.events[i][ok])
             if t[-1] < self.horizon_bars:  # the curve runs flat to the horizon
                 t, surv = np.append(t, self.horizon_bars), np.append(surv, surv[-1])
-            from backtester.survival._stats_nb import km_boot
-
-            boot = km_boot(self.durations[i], self.events[i], self._boot_weights, ok, t)
-            low, high = self._intervals(surv, boot)
+            low, high = self._intervals(surv, self._curve_boot(i, ok, t))
             frame = pd.DataFrame(
                 {
                     "time_days": t.astype(np.float64) * self.bar_days,
@@ -704,6 +701,13 @@ class SurvivalStudy:
             )
         frame.attrs = {"setting": self.label(i), "ci_method": self.table_metadata()["ci_method"]}
         return frame
+
+    def _curve_boot(self, i: int, ok: BoolArray, times: I64Array) -> F64Array:
+        # (n_boot, len(times)) bootstrap replicates of setting i's curve at `times`: the
+        # moving-block resample over entry time (a study pooled over paths resamples paths)
+        from backtester.survival._stats_nb import km_boot
+
+        return km_boot(self.durations[i], self.events[i], self._boot_weights, ok, times)  # type: ignore[no-any-return]
 
     def _pick(self, i: int | None, labels: Mapping[str, Any]) -> int:
         # one setting by position or by labels (curve, and whatever selects one setting)
