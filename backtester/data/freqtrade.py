@@ -32,7 +32,6 @@ timeframe imported for the pair, so a load never takes funding from another stor
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -142,11 +141,8 @@ def symbol_of_pair(pair: str, *, file: str = "file") -> str:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    # the store's own file digest (one rule for every sha256 in a manifest)
+    return data_store._sha256(path)
 
 
 # ---------------------------------------------------------------- the folder
