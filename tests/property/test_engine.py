@@ -16,6 +16,7 @@ from backtester.engine import run as engine_run
 from backtester.engine.enums import CloseAt, ExitReason, Stat
 from backtester.market import Market
 from backtester.params import ParamGrid
+from backtester.results import bars_per_year, path_metrics, trade_metrics
 from tests.property.strategies import (
     EXCHANGES,
     RandomSignals,
@@ -134,6 +135,34 @@ def _compare_with_reference(market: Market, grid: ParamGrid) -> None:
                 rtol=1e-12,
                 atol=1e-9,
             )
+
+
+RISK_COLUMNS = ("sharpe", "sortino", "win_rate", "profit_factor")
+
+
+def _risk_from_paths(result: bt.SweepResult) -> np.ndarray:
+    """The risk-adjusted statistics by their definitions, from equity() and trades() (re-run)."""
+    eq = result.equity().to_numpy()
+    pnl, col = result.trade_records()["pnl"], result.trade_records()["col"]
+    cash = result._sim.fparams[engine_run.FParam.INITIAL_CASH]
+    per_year = bars_per_year(int(result.market.timeframe_ns))
+    out = np.empty((result.n_cols, 4))
+    for c in range(result.n_cols):
+        out[c, :2] = path_metrics(eq[:, c], float(cash[c]), per_year)
+        out[c, 2:] = trade_metrics(pnl[col == c])
+    return out
+
+
+@examples(0.3)
+@given(market=markets(), grid=sweep_grids())
+def test_risk_statistics_equal_their_definitions_on_equity_and_trades(
+    market: Market, grid: ParamGrid
+) -> None:
+    """stats()'s sharpe, sortino, win_rate and profit_factor, from the kernel's sums, equal
+    path_metrics / trade_metrics on the column's equity() and trades() (1e-12 relative)."""
+    result = _run(market, STRAT, grid)
+    got = result.stats(list(RISK_COLUMNS)).to_numpy(dtype=np.float64)
+    np.testing.assert_allclose(got, _risk_from_paths(result), rtol=1e-12, atol=0.0)
 
 
 def _funding_by_bar(market: Market) -> tuple[np.ndarray, np.ndarray]:
