@@ -164,9 +164,7 @@ def trade_ratios(stats: F64Array) -> tuple[F64Array, F64Array]:
     losses = stats[:, Stat.GROSS_LOSS]
     with np.errstate(divide="ignore", invalid="ignore"):
         win = np.where(n > 0.0, stats[:, Stat.N_WINS] / n, np.nan)
-        factor = np.where(
-            losses > 0.0, gains / losses, np.where(gains > 0.0, math.inf, math.nan)
-        )
+        factor = np.where(losses > 0.0, gains / losses, np.where(gains > 0.0, math.inf, math.nan))
     factor = np.where(n > 0.0, factor, np.nan)
     return win.astype(np.float64), factor.astype(np.float64)
 

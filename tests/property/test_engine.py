@@ -14,6 +14,7 @@ import backtester as bt
 from backtester.config import RunConfig
 from backtester.engine import run as engine_run
 from backtester.engine.enums import CloseAt, ExitReason, Stat
+from backtester.engine.layout import FParam
 from backtester.market import Market
 from backtester.params import ParamGrid
 from backtester.results import bars_per_year, path_metrics, trade_metrics
@@ -144,7 +145,7 @@ def _risk_from_paths(result: bt.SweepResult) -> np.ndarray:
     """The risk-adjusted statistics by their definitions, from equity() and trades() (re-run)."""
     eq = result.equity().to_numpy()
     pnl, col = result.trade_records()["pnl"], result.trade_records()["col"]
-    cash = result._sim.fparams[engine_run.FParam.INITIAL_CASH]
+    cash = result._sim.fparams[FParam.INITIAL_CASH]
     per_year = bars_per_year(int(result.market.timeframe_ns))
     out = np.empty((result.n_cols, 4))
     for c in range(result.n_cols):
