@@ -3,8 +3,10 @@
 Statistics are computed inside the kernel, so a sweep never holds its equity matrix;
 ``trades()`` and ``equity()`` re-run just the columns asked for (deterministic, memory bounded).
 The risk-adjusted columns of ``stats()`` (``sharpe``, ``sortino``, ``win_rate``,
-``profit_factor``) need the equity path and the trades, which the kernel does not summarise:
-``stats()`` re-runs the columns once, in memory-bounded blocks, and keeps the result.
+``profit_factor``) come from sums the kernel keeps per column (per-bar returns of close equity,
+winning and losing trades): :func:`return_ratios` and :func:`trade_ratios`, equal to
+:func:`path_metrics` and :func:`trade_metrics` on ``equity()`` and ``trades()`` (a test checks
+it) without re-running anything.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ __all__ = [
     "bars_per_year",
     "calmar_ratio",
     "path_metrics",
+    "return_ratios",
     "trade_metrics",
+    "trade_ratios",
 ]
 
 #: columns of SweepResult.stats(), in order
@@ -74,13 +78,8 @@ _HTML_COLUMNS = (
 )  # fmt: skip
 _HTML_ROWS = 10
 
-# the statistics that need the re-run (equity path and trades), in _risk_metrics' order
-_RERUN_COLUMNS = ("sharpe", "sortino", "win_rate", "profit_factor")
-
 #: a year of bars is counted on the 24/7 crypto calendar (365 days)
 YEAR_NS = 365 * 24 * 3600 * 10**9
-# equity floats held at once by the re-run behind the risk-adjusted statistics (32 MB)
-_EQUITY_BLOCK = 1 << 22
 
 
 def bars_per_year(timeframe_ns: int) -> float:
@@ -128,6 +127,46 @@ def trade_metrics(pnl: F64Array) -> tuple[float, float]:
         return float(np.mean(pnl > 0.0)), gains / losses
     factor = math.inf if gains > 0.0 else math.nan
     return float(np.mean(pnl > 0.0)), factor
+
+
+def return_ratios(stats: F64Array, periods_per_year: float) -> tuple[F64Array, F64Array]:
+    """Return (sharpe, sortino) per column from the kernel's sums of per-bar returns.
+
+    ``stats (n_cols, Stat.N)`` holds, per column, the sum of the returns ``r``
+    (``Stat.RET_SUM``), of ``r**2`` (``RET_SUM_SQ``), of ``min(r, 0)**2`` (``RET_DOWN_SQ``) and
+    their count ``n`` (``N_RETURNS``), over the bars :func:`path_metrics` counts:
+    ``mean = sum / n``, ``std = sqrt((sum_sq - sum**2 / n) / (n - 1))``, ``downside =
+    sqrt(down_sq / n)``; NaN as there (fewer than two returns, no variation, no downside).
+    """
+    n = stats[:, Stat.N_RETURNS]
+    total = stats[:, Stat.RET_SUM]
+    scale = math.sqrt(periods_per_year)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = total / n
+        var = np.maximum(stats[:, Stat.RET_SUM_SQ] - total * mean, 0.0) / (n - 1.0)
+        std = np.sqrt(var)
+        downside = np.sqrt(stats[:, Stat.RET_DOWN_SQ] / n)
+        ok = n >= 2.0
+        sharpe = np.where(ok & (std > 0.0), mean / std * scale, np.nan)
+        sortino = np.where(ok & (downside > 0.0), mean / downside * scale, np.nan)
+    return sharpe.astype(np.float64), sortino.astype(np.float64)
+
+
+def trade_ratios(stats: F64Array) -> tuple[F64Array, F64Array]:
+    """Return (win_rate, profit_factor) per column from the kernel's trade sums.
+
+    ``Stat.N_WINS`` / ``N_TRADES`` and ``GROSS_PROFIT`` / ``GROSS_LOSS``, as
+    :func:`trade_metrics` defines them (inf with winners and no losers; NaN without trades, and
+    ``profit_factor`` NaN when every trade is exactly 0).
+    """
+    n = stats[:, Stat.N_TRADES]
+    gains = stats[:, Stat.GROSS_PROFIT]
+    losses = stats[:, Stat.GROSS_LOSS]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        win = np.where(n > 0.0, stats[:, Stat.N_WINS] / n, np.nan)
+        factor = np.where(losses > 0.0, gains / losses, np.where(gains > 0.0, math.inf, math.nan))
+    factor = np.where(n > 0.0, factor, np.nan)
+    return win.astype(np.float64), factor.astype(np.float64)
 
 
 def calmar_ratio(
@@ -183,7 +222,6 @@ class SweepResult:
         self.config = config
         self._raw = raw
         self._batch_size = batch_size
-        self._risk: F64Array | None = None
 
     @property
     def n_cols(self) -> int:
@@ -211,8 +249,7 @@ class SweepResult:
     def stats(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Return one row of statistics per column, indexed by the grid's labels.
 
-        ``columns`` picks statistics (default: every name of ``STAT_COLUMNS``, in that order);
-        leave out the risk-adjusted ones below to skip the re-run they need.
+        ``columns`` picks statistics (default: every name of ``STAT_COLUMNS``, in that order).
 
         Money is in the quote currency, rates and distances are fractions:
         ``total_return = final_equity / initial_cash - 1``; ``max_drawdown`` from the running
@@ -235,9 +272,8 @@ class SweepResult:
         - ``exposure``: fraction of bars with an open position (``time_in_market``, under the
           name backtesting.py and vectorbt users look for).
 
-        The kernel keeps no per-bar returns or per-trade sums, so these columns come from one
-        re-run of the columns with their equity and trades (in blocks of at most 4M equity
-        values); the first call pays it, later calls reuse it.
+        The kernel keeps the sums these need per column (:func:`return_ratios`,
+        :func:`trade_ratios`), so no column is re-run.
         """
         names = STAT_COLUMNS if columns is None else self._stat_names(columns)
         s = self._raw
@@ -265,10 +301,8 @@ class SweepResult:
             "ruined": s[:, Stat.RUINED] > 0,
         }
         per_year = bars_per_year(int(self._sim.market.timeframe_ns))
-        if any(n in _RERUN_COLUMNS for n in names):
-            risk = self._risk_metrics(per_year)
-            for k, name in enumerate(_RERUN_COLUMNS):
-                data[name] = risk[:, k]
+        data["sharpe"], data["sortino"] = return_ratios(s, per_year)
+        data["win_rate"], data["profit_factor"] = trade_ratios(s)
         data["calmar"] = calmar_ratio(
             s[:, Stat.FINAL_EQUITY], cash, s[:, Stat.MAX_DRAWDOWN], s[:, Stat.N_BARS], per_year
         )
@@ -286,30 +320,6 @@ class SweepResult:
                     "the columns are results.STAT_COLUMNS"
                 )
         return names
-
-    def _risk_metrics(self, per_year: float) -> F64Array:
-        # (n_cols, 4): the _RERUN_COLUMNS, from one re-run (cached)
-        if self._risk is not None:
-            return self._risk
-        sim = self._sim
-        cash = sim.fparams[FParam.INITIAL_CASH, :]
-        out = np.full((self.n_cols, 4), np.nan)
-        n_bars = max(1, int(sim.market.n_bars))
-        block = max(1, _EQUITY_BLOCK // n_bars)
-        for a in range(0, self.n_cols, block):
-            cols = np.arange(a, min(a + block, self.n_cols), dtype=np.int64)
-            cap = int(max(1, self._raw[cols, Stat.N_TRADES].max(initial=0)))
-            _, trades, eq = sim.run(cols, trade_cap=cap, equity=True, batch_size=self._batch_size)
-            assert trades is not None and eq is not None  # asked for both
-            bounds = np.searchsorted(trades["col"], cols, side="left")
-            ends = np.searchsorted(trades["col"], cols, side="right")
-            for j, col in enumerate(cols):
-                lo, hi = int(sim.start_idx[col]), int(sim.end_idx[col])
-                out[col, :2] = path_metrics(eq[lo:hi, j], float(cash[col]), per_year)
-                out[col, 2:] = trade_metrics(trades["pnl"][bounds[j] : ends[j]])
-        out.flags.writeable = False
-        self._risk = out
-        return out
 
     def _cols(self, columns: Any) -> I64Array:
         if columns is None:

@@ -140,4 +140,15 @@ class Stat(IntEnum):
     FIRST_EXIT_REASON = 19
     N_SIGNAL_EXITS = 20
     OVERFLOW = 21  # 1 if the trade buffer was too small
-    N = 22
+    # per-bar close-equity returns r = equity_i / equity_{i-1} - 1 (equity_{-1} = initial cash),
+    # over the bars whose previous equity is > 0: what sharpe and sortino need (results.py);
+    # summed by run_sweep's runs, 0 in run_entries' and run_strategy_windows'
+    RET_SUM = 22  # sum of r
+    RET_SUM_SQ = 23  # sum of r**2
+    RET_DOWN_SQ = 24  # sum of min(r, 0)**2
+    N_RETURNS = 25  # number of such bars
+    # closed trades (pnl after fees and funding): what win_rate and profit_factor need
+    N_WINS = 26  # trades with pnl > 0
+    GROSS_PROFIT = 27  # sum of the winners' pnl
+    GROSS_LOSS = 28  # minus the sum of the losers' pnl (>= 0)
+    N = 29

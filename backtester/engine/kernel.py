@@ -169,6 +169,8 @@ ST_FIRST_EXIT_IDX = int(Stat.FIRST_EXIT_IDX)
 ST_FIRST_EXIT_REASON = int(Stat.FIRST_EXIT_REASON)
 ST_FIRST_LIQUIDATION_IDX = int(Stat.FIRST_LIQUIDATION_IDX)
 ST_FUNDING_PAID = int(Stat.FUNDING_PAID)
+ST_GROSS_LOSS = int(Stat.GROSS_LOSS)
+ST_GROSS_PROFIT = int(Stat.GROSS_PROFIT)
 ST_INSURANCE_DRAW = int(Stat.INSURANCE_DRAW)
 ST_MAX_DRAWDOWN = int(Stat.MAX_DRAWDOWN)
 ST_MIN_EQUITY = int(Stat.MIN_EQUITY)
@@ -177,11 +179,16 @@ ST_N = int(Stat.N)
 ST_N_BARS = int(Stat.N_BARS)
 ST_N_LIQUIDATIONS = int(Stat.N_LIQUIDATIONS)
 ST_N_REJECTED = int(Stat.N_REJECTED)
+ST_N_RETURNS = int(Stat.N_RETURNS)
 ST_N_SIGNAL_EXITS = int(Stat.N_SIGNAL_EXITS)
 ST_N_STOPS = int(Stat.N_STOPS)
 ST_N_TAKE_PROFITS = int(Stat.N_TAKE_PROFITS)
 ST_N_TRADES = int(Stat.N_TRADES)
+ST_N_WINS = int(Stat.N_WINS)
 ST_OVERFLOW = int(Stat.OVERFLOW)
+ST_RET_DOWN_SQ = int(Stat.RET_DOWN_SQ)
+ST_RET_SUM = int(Stat.RET_SUM)
+ST_RET_SUM_SQ = int(Stat.RET_SUM_SQ)
 ST_RUINED = int(Stat.RUINED)
 ST_RUIN_IDX = int(Stat.RUIN_IDX)
 STR_MARK = int(StopTrigger.MARK)
@@ -476,7 +483,12 @@ def _quiet_nb(
     min_equity: float,
     write_eq: bool,
     eq: np.ndarray,
-) -> tuple[int, float, float, float, float, float, float]:
+    returns: bool,
+    rs: float,
+    rs2: float,
+    rd2: float,
+    n_ret: float,
+) -> tuple[int, float, float, float, float, float, float, float, float, float, float]:
     # Steps 3-6 for quiet bars of a position with nothing pending: advance from ``nxt`` while
     # no level triggers, no signal could act and the column is not ruined; stop at ``lim`` (the
     # next funding or table change, or the span's end) and return the first bar not consumed
@@ -512,6 +524,13 @@ def _quiet_nb(
                 break
             if gap_lp < min_dist * m_adv or min_dist != min_dist:  # new minimum (or first)
                 min_dist = gap_lp / m_adv
+        if returns and equity > 0.0:  # the bar's return (as in step 5)
+            ret = eq_n / equity - 1.0
+            down = min(ret, 0.0)  # no branch: its sign is a coin toss
+            rs += ret
+            rs2 += ret * ret
+            rd2 += down * down
+            n_ret += 1.0
         equity = eq_n
         if equity > peak_equity:
             peak_equity = equity
@@ -524,7 +543,9 @@ def _quiet_nb(
         if write_eq:
             eq[nxt] = equity
         nxt += 1
-    return nxt, equity, min_dist, peak_equity, dd_level, max_dd, min_equity
+    return (
+        nxt, equity, min_dist, peak_equity, dd_level, max_dd, min_equity, rs, rs2, rd2, n_ret
+    )  # fmt: skip
 
 
 @njit(cache=CACHE_ENABLED)
@@ -606,6 +627,11 @@ def _record_nb(
     elif trades.shape[0] > 0:
         stats[ST_OVERFLOW] = 1.0
     stats[ST_N_TRADES] = k + 1
+    if pnl > 0.0:
+        stats[ST_N_WINS] += 1.0
+        stats[ST_GROSS_PROFIT] += pnl
+    elif pnl < 0.0:
+        stats[ST_GROSS_LOSS] -= pnl
 
 
 @njit(cache=CACHE_ENABLED)
@@ -639,8 +665,13 @@ def simulate_span_nb(
     stats: np.ndarray,
     trades: np.ndarray,
     eq: np.ndarray,
+    returns: bool,
 ) -> None:
-    """Advance one column over bars ``[a, b)`` of its window ``[start, end)``; state in stf/sti."""
+    """Advance one column over bars ``[a, b)`` of its window ``[start, end)``; state in stf/sti.
+
+    ``returns``: also sum the per-bar close-equity returns into ``Stat.RET_*`` (left 0 when off:
+    the quiet loop runs faster without them).
+    """
     n_bars = prices.shape[0]
     lev = fp[FP_LEVERAGE]
     psize = fp[FP_POSITION_SIZE]
@@ -691,6 +722,10 @@ def simulate_span_nb(
     min_dist = stats[ST_MIN_LIQUIDATION_DISTANCE]
     bars_in = stats[ST_BARS_IN_MARKET]
     equity = stats[ST_FINAL_EQUITY]
+    rs = stats[ST_RET_SUM]
+    rs2 = stats[ST_RET_SUM_SQ]
+    rd2 = stats[ST_RET_DOWN_SQ]
+    n_ret = stats[ST_N_RETURNS]
     dd_level = peak_equity * (1.0 - max_dd)
     has_trail = not math.isnan(trail)
     liq_rate = liq_rates[cur_t] if table_rate else liq_fixed
@@ -982,6 +1017,7 @@ def simulate_span_nb(
                 stop, stop_reason = _stop_level_nb(side, sl_level, peak, trail)
 
         # ---- 5. mark to market at the close, drawdown, ruin --------------------------------
+        prev_equity = equity
         equity = wallet + sf * size * (prices[i, P_MCLOSE] - entry) if side != 0 else wallet
         if equity < ruin_level and not ruined:
             ruined = True
@@ -1025,6 +1061,13 @@ def simulate_span_nb(
             min_equity = equity
         if write_eq:
             eq[i] = equity
+        if returns and prev_equity > 0.0:  # the bar's close-equity return
+            ret = equity / prev_equity - 1.0
+            down = min(ret, 0.0)
+            rs += ret
+            rs2 += ret * ret
+            rd2 += down * down
+            n_ret += 1.0
 
         # ---- 6. signals at the close become pending for the next bar ----------------------
         if has_sig and i + 1 < end:
@@ -1043,6 +1086,8 @@ def simulate_span_nb(
             if nxt > i + 1:
                 if write_eq:
                     eq[i + 1 : nxt] = equity
+                if returns and equity > 0.0:  # flat bars: returns of exactly 0
+                    n_ret += nxt - i - 1
                 while next_f < nxt:
                     pf += 1
                     next_f = f_bars[pf] if pf < n_f else n_bars
@@ -1078,10 +1123,14 @@ def simulate_span_nb(
             first = nxt
             # the lean loop's conditions (see _quiet_nb)
             lean = min_dist > 1e-300 and (lp == 0.0 or lp > 1e-20) and min_equity >= ruin_chk
-            nxt, equity, min_dist, peak_equity, dd_level, max_dd, min_equity = _quiet_nb(
+            (
+                nxt, equity, min_dist, peak_equity, dd_level, max_dd, min_equity, rs, rs2, rd2,
+                n_ret,
+            ) = _quiet_nb(
                 lean, sf, c_madv, c_tadv, c_tfav, nxt, lim, prices, srow, sig_mask, has_sig,
                 has_trail, lp, stop, tp_level, peak, wallet, size, entry, ruin_chk, equity,
-                min_dist, peak_equity, dd_level, max_dd, min_equity, write_eq, eq,
+                min_dist, peak_equity, dd_level, max_dd, min_equity, write_eq, eq, returns, rs,
+                rs2, rd2, n_ret,
             )  # fmt: skip
             bars_in += nxt - first
         i = nxt
@@ -1132,6 +1181,10 @@ def simulate_span_nb(
     stats[ST_MIN_LIQUIDATION_DISTANCE] = min_dist
     stats[ST_BARS_IN_MARKET] = bars_in
     stats[ST_FINAL_EQUITY] = equity
+    stats[ST_RET_SUM] = rs
+    stats[ST_RET_SUM_SQ] = rs2
+    stats[ST_RET_DOWN_SQ] = rd2
+    stats[ST_N_RETURNS] = n_ret
 
 
 @njit(cache=CACHE_ENABLED)
@@ -1180,6 +1233,7 @@ def simulate_nb(
     out_trades: np.ndarray,
     out_equity: np.ndarray,
     eq_col: np.ndarray,
+    returns: bool,
     chunk: int,
     ck_bars: np.ndarray,
     out_ck: np.ndarray,
@@ -1195,8 +1249,9 @@ def simulate_nb(
     n_bars)`` uint8, per-column ``sig_idx`` (-1 = no signals), ``start_idx``, ``end_idx``,
     ``force_side``, ``fparams (FP_N, n_cols)``, ``iparams (IP_N, n_cols)``; outputs
     ``out_stats (n_cols, ST_N)``, ``out_trades (n_cols, cap, NTF)``, ``out_equity (n_bars,
-    n_eq)`` written for columns with ``eq_col >= 0``. ``col_offset`` numbers the columns in the
-    trade records (batches). Checkpoints: ``ck_bars (n_ck,)`` sorted bar counts >= 1 after the
+    n_eq)`` written for columns with ``eq_col >= 0``; ``returns``: sum the per-bar returns of
+    close equity into ``Stat.RET_SUM``, ``RET_SUM_SQ``, ``RET_DOWN_SQ``, ``N_RETURNS`` (else 0).
+    ``col_offset`` numbers the columns in the trade records (batches). Checkpoints: ``ck_bars (n_ck,)`` sorted bar counts >= 1 after the
     column's start; ``out_ck (n_cols, n_ck)`` receives the column's equity at the close of bar
     ``min(start + ck_bars[j], end) - 1``, what a window ending there reports as its final
     equity (the span is cut there; cutting spans changes no result). ``n_ck = 0``: none.
@@ -1268,6 +1323,7 @@ def simulate_nb(
                         out_stats[c],
                         out_trades[c],
                         eq,
+                        returns,
                     )
                     while j < n_ck and min(start_idx[c] + ck_bars[j], end_idx[c]) <= bb:
                         out_ck[c, j] = out_stats[c, ST_FINAL_EQUITY]

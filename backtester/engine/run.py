@@ -473,7 +473,11 @@ class _Simulation:
         start_idx: I64Array,
         end_idx: I64Array,
         force_side: I64Array,
+        *,
+        returns: bool = False,
     ) -> None:
+        # returns: the kernel sums per-bar equity returns (Stat.RET_*; SweepResult.stats())
+        self.returns = returns
         self.market = market
         self.inputs = inputs
         self.rules = rules
@@ -598,6 +602,7 @@ class _Simulation:
                     out_trades,
                     out_eq,
                     eq_col,
+                    self.returns,
                     CHUNK,
                     ck,
                     out_ck,
@@ -1126,6 +1131,7 @@ def run_sweep(
         np.zeros(n, dtype=np.int64),
         np.full(n, market.n_bars, dtype=np.int64),
         np.zeros(n, dtype=np.int64),
+        returns=True,
     )
     stats, _, _ = sim.run(batch_size=batch_size, progress=progress)
     _warn_never_entered(stats, fparams, rules, keys, market)

@@ -14,8 +14,10 @@ import backtester as bt
 from backtester.config import RunConfig
 from backtester.engine import run as engine_run
 from backtester.engine.enums import CloseAt, ExitReason, Stat
+from backtester.engine.layout import FParam
 from backtester.market import Market
 from backtester.params import ParamGrid
+from backtester.results import bars_per_year, path_metrics, trade_metrics
 from tests.property.strategies import (
     EXCHANGES,
     RandomSignals,
@@ -134,6 +136,50 @@ def _compare_with_reference(market: Market, grid: ParamGrid) -> None:
                 rtol=1e-12,
                 atol=1e-9,
             )
+
+
+RISK_COLUMNS = ("sharpe", "sortino", "win_rate", "profit_factor")
+
+
+def _risk_from_paths(result: bt.SweepResult) -> tuple[np.ndarray, np.ndarray]:
+    """The risk-adjusted statistics by their definitions, from equity() and trades() (re-run),
+    and the absolute tolerance of each: the kernel sums the returns in bar order, NumPy
+    pairwise, so their means agree to ~1e-16 of the returns' magnitude, not of a mean that
+    cancels to near 0; the tolerance is 1e-12 x mean(|r|) carried through the ratio."""
+    eq = result.equity().to_numpy()
+    pnl, col = result.trade_records()["pnl"], result.trade_records()["col"]
+    cash = result._sim.fparams[FParam.INITIAL_CASH]
+    scale = math.sqrt(bars_per_year(int(result.market.timeframe_ns)))
+    out = np.empty((result.n_cols, 4))
+    atol = np.zeros((result.n_cols, 4))
+    for c in range(result.n_cols):
+        out[c, :2] = path_metrics(eq[:, c], float(cash[c]), scale**2)
+        out[c, 2:] = trade_metrics(pnl[col == c])
+        prev = np.concatenate(([cash[c]], eq[:-1, c]))
+        r = eq[prev > 0.0, c] / prev[prev > 0.0] - 1.0
+        if r.size >= 2:
+            size = 1e-12 * float(np.mean(np.abs(r))) * scale
+            std, down = float(r.std(ddof=1)), math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2)))
+            atol[c, 0] = size / std if std > 0.0 else 0.0
+            atol[c, 1] = size / down if down > 0.0 else 0.0
+    return out, atol
+
+
+@examples(0.3)
+@given(market=markets(), grid=sweep_grids())
+def test_risk_statistics_equal_their_definitions_on_equity_and_trades(
+    market: Market, grid: ParamGrid
+) -> None:
+    """stats()'s sharpe, sortino, win_rate and profit_factor, from the kernel's sums, equal
+    path_metrics / trade_metrics on the column's equity() and trades() (1e-12 relative, or
+    1e-12 of the mean absolute return for a mean near 0), NaN and inf alike."""
+    result = _run(market, STRAT, grid)
+    got = result.stats(list(RISK_COLUMNS)).to_numpy(dtype=np.float64)
+    want, atol = _risk_from_paths(result)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.array_equal(got[np.isinf(want)], want[np.isinf(want)])
+    ok = np.isfinite(want)
+    assert np.all(np.abs(got[ok] - want[ok]) <= 1e-12 * np.abs(want[ok]) + atol[ok])
 
 
 def _funding_by_bar(market: Market) -> tuple[np.ndarray, np.ndarray]:

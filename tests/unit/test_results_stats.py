@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+import warnings
+from typing import Any
 
 import numpy as np
 import pytest
 
 import backtester as bt
-import backtester.results as results
 from backtester.errors import ConfigError
 from backtester.results import STAT_COLUMNS, bars_per_year, path_metrics, trade_metrics
+from tests.property.strategies import RandomSignals, random_market
 from tests.unit.reference import FixedSignals, make_market
 
 # Daily bars, no fees, no funding, 1x long with 10,000:
@@ -75,16 +77,20 @@ def test_every_column_is_kept_in_order_and_a_subset_can_be_asked_for() -> None:
     np.testing.assert_array_equal(picked["calmar"], result.stats()["calmar"])
 
 
-def test_columns_without_a_risk_statistic_do_not_re_run(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stats_never_re_run_the_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the risk-adjusted columns come from the kernel's per-column sums (Stat.RET_SUM, ...)
     result = _stats(leverage=[1])
     calls: list[int] = []
     run = result._sim.run
-    monkeypatch.setattr(result._sim, "run", lambda *a, **k: calls.append(1) or run(*a, **k))
-    result.stats(["final_equity", "calmar", "exposure"])
-    assert calls == []
+
+    def counted(*a: Any, **k: Any) -> Any:
+        calls.append(1)
+        return run(*a, **k)
+
+    monkeypatch.setattr(result._sim, "run", counted)
     result.stats()
-    result.stats(["sharpe"])
-    assert calls == [1]  # one re-run, then reused
+    result.stats(["sharpe", "profit_factor"])
+    assert calls == []
 
 
 def test_an_unknown_statistic_gets_a_suggestion() -> None:
@@ -92,14 +98,27 @@ def test_an_unknown_statistic_gets_a_suggestion() -> None:
         _stats(leverage=[1]).stats(["sharp"])
 
 
-def test_blocks_of_the_re_run_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    # 3 settings x 6 bars: one block of 3 columns vs blocks of 1 column (6 equity values)
-    whole = _stats(leverage=[1, 2, 3]).stats()
-    monkeypatch.setattr(results, "_EQUITY_BLOCK", 6)
-    blocked = _stats(leverage=[1, 2, 3]).stats()
-    np.testing.assert_array_equal(whole["sharpe"], blocked["sharpe"])
-    np.testing.assert_array_equal(whole["profit_factor"], blocked["profit_factor"])
-    assert whole["sharpe"].nunique() == 3  # leverage changes the path: the blocks are distinct
+def test_kernel_sums_equal_the_definitions_on_a_random_market() -> None:
+    # 2,000 hourly bars, random signals of three densities, leverage up to 50 with and without
+    # a stop (liquidations, ruins and long flat spells): stats() equals path_metrics and
+    # trade_metrics on equity() and trades() to 1e-12 relative, NaN and inf alike
+    market = random_market(3, 2000, vol=0.02, basis=0.002, mark_is_last=False, funding_every=8)
+    grid = bt.ParamGrid.product(
+        seed=[1, 2], p=[0.003, 0.05, 0.3], leverage=[1, 5, 50], stop_loss=[None, 0.02]
+    )
+    config = bt.RunConfig(taker_fee=0.0005, funding=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bt.BacktesterWarning)
+        result = bt.run_sweep(market, RandomSignals(), grid, config=config)
+    got = result.stats(["sharpe", "sortino", "win_rate", "profit_factor"]).to_numpy(float)
+    eq = result.equity().to_numpy()
+    trades = result.trades()
+    want = np.empty_like(got)
+    for c in range(result.n_cols):
+        want[c, :2] = path_metrics(eq[:, c], 10_000.0, 8_760.0)
+        want[c, 2:] = trade_metrics(trades["pnl"].to_numpy()[trades["col"].to_numpy() == c])
+    assert np.isfinite(want[:, 0]).sum() > 20  # the comparison is not all NaN
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0.0)
 
 
 def test_path_metrics_skip_bars_after_ruin_and_are_nan_without_variation() -> None:
