@@ -723,6 +723,93 @@ def _cross_bar_nb(
 
 
 @njit(cache=CACHE_ENABLED)
+def _cross_quiet_nb(
+    i: int,
+    n_legs: int,
+    conv: int,
+    side: np.ndarray,
+    size: np.ndarray,
+    entry: np.ndarray,
+    wallet: float,
+    tk: np.ndarray,
+    floors: np.ndarray,
+    mmr: np.ndarray,
+    mamt: np.ndarray,
+    n_tiers: np.ndarray,
+    by_size: np.ndarray,
+    mmr_ovr: float,
+    rates: np.ndarray,
+    prices: np.ndarray,
+    stop: np.ndarray,
+    tpl: np.ndarray,
+    on_mark: bool,
+    marks: np.ndarray,
+) -> bool:
+    # A fast path, not a rule: True when `_cross_bar_nb` on coarse bar i would find nothing
+    # (n_trig == 0): no leg's stop or take-profit triggers at its open or inside the bar, and
+    # the account is clearly safe (`_clearly_safe_nb`, the shortcut `_liq_leg_nb` takes first)
+    # with every leg at its mark open and at its adverse mark extreme. The trigger tests are
+    # `_cross_bar_nb`'s, negated as written there (a NaN level never triggers).
+    for k in range(n_legs):
+        sd = side[k]
+        if sd == 0:
+            continue
+        pk = prices[k, i]
+        if on_mark:
+            t_o = pk[P_MOPEN]
+            t_adv = pk[P_MLOW] if sd > 0 else pk[P_MHIGH]
+            t_fav = pk[P_MHIGH] if sd > 0 else pk[P_MLOW]
+        else:
+            t_o = pk[P_OPEN]
+            t_adv = pk[P_LOW] if sd > 0 else pk[P_HIGH]
+            t_fav = pk[P_HIGH] if sd > 0 else pk[P_LOW]
+        if sd * (t_o - stop[k]) <= 0.0 or sd * (t_o - tpl[k]) >= 0.0:
+            return False
+        if sd * (t_adv - stop[k]) <= 0.0 or sd * (t_fav - tpl[k]) >= 0.0:
+            return False
+        marks[k] = pk[P_MOPEN]
+    if not _clearly_safe_nb(
+        n_legs, conv, side, size, entry, marks, wallet, tk, floors, mmr, mamt, n_tiers,
+        by_size, mmr_ovr, rates,
+    ):  # fmt: skip
+        return False
+    for k in range(n_legs):
+        if side[k] != 0:
+            marks[k] = prices[k, i, P_MLOW] if side[k] > 0 else prices[k, i, P_MHIGH]
+    return _clearly_safe_nb(
+        n_legs, conv, side, size, entry, marks, wallet, tk, floors, mmr, mamt, n_tiers,
+        by_size, mmr_ovr, rates,
+    )  # fmt: skip
+
+
+@njit(cache=CACHE_ENABLED)
+def _trail_nb(
+    i: int,
+    n_legs: int,
+    side: np.ndarray,
+    prices: np.ndarray,
+    on_mark: bool,
+    sl: np.ndarray,
+    peak: np.ndarray,
+    trail: float,
+    stop: np.ndarray,
+    s_reason: np.ndarray,
+) -> None:
+    # trailing stops of a cross account's open legs move after the bar's checks
+    for k in range(n_legs):
+        if side[k] == 0:
+            continue
+        pk = prices[k, i]
+        if on_mark:
+            t_fav = pk[P_MHIGH] if side[k] > 0 else pk[P_MLOW]
+        else:
+            t_fav = pk[P_HIGH] if side[k] > 0 else pk[P_LOW]
+        if side[k] * (t_fav - peak[k]) > 0.0:
+            peak[k] = t_fav
+            stop[k], s_reason[k] = _stop_level_nb(side[k], sl[k], peak[k], trail)
+
+
+@njit(cache=CACHE_ENABLED)
 def _coarse_bar_nb(
     i: int, n_legs: int, side: np.ndarray, prices: np.ndarray, on_mark: bool, bar: np.ndarray
 ) -> None:
@@ -1423,6 +1510,13 @@ def _account_nb(
                 elif has_trail and sf * (t_fav - peak[k]) > 0.0:
                     peak[k] = t_fav
                     stop[k], s_reason[k] = _stop_level_nb(side[k], sl[k], peak[k], trail)
+        elif n_open > 0 and _cross_quiet_nb(
+            i, n_legs, conv, side, size, entry, wallet, tk, floors, mmr, mamt, n_tiers,
+            by_size, mmr_ovr, rates, prices, stop, tpl, on_mark, marks,
+        ):  # fmt: skip
+            # a quiet bar: nothing can trigger, only the trailing stops move
+            if has_trail:
+                _trail_nb(i, n_legs, side, prices, on_mark, sl, peak, trail, stop, s_reason)
         elif n_open > 0:
             # cross: the account's liquidation and each leg's own exits (§7.6)
             _coarse_bar_nb(i, n_legs, side, prices, on_mark, bar)
@@ -1608,18 +1702,7 @@ def _account_nb(
                             size[k] = 0.0
                             n_open -= 1
             if has_trail:
-                # trailing stops move after the bar's checks
-                for k in range(n_legs):
-                    if side[k] == 0:
-                        continue
-                    pk = prices[k, i]
-                    if on_mark:
-                        t_fav = pk[P_MHIGH] if side[k] > 0 else pk[P_MLOW]
-                    else:
-                        t_fav = pk[P_HIGH] if side[k] > 0 else pk[P_LOW]
-                    if side[k] * (t_fav - peak[k]) > 0.0:
-                        peak[k] = t_fav
-                        stop[k], s_reason[k] = _stop_level_nb(side[k], sl[k], peak[k], trail)
+                _trail_nb(i, n_legs, side, prices, on_mark, sl, peak, trail, stop, s_reason)
 
         # ---- 4. mark to market at the close; ruin ----------------------------------------------
         upnl = 0.0
