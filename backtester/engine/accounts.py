@@ -138,6 +138,13 @@ from backtester.rules.formulas import (
 
 CACHE_ENABLED = cache_enabled(__file__)
 
+# a leg's tier tables and liquidation-fee rate, one argument: (table in force per leg ``tk``,
+# ``floors``, ``mmr``, ``mamt``, ``n_tiers``, ``by_size``, the flat ``mmr_ovr`` (NaN: tiers),
+# the liquidation-fee rate in force per leg ``rates``); ``tk`` and ``rates`` move with the bars
+Tables = tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray
+]
+
 __all__ = [
     "A_AMBIGUOUS",
     "A_FEES",
@@ -290,16 +297,10 @@ def _leg_mm_nb(
     size: np.ndarray,
     entry: np.ndarray,
     mark: float,
-    tk: np.ndarray,
-    floors: np.ndarray,
-    mmr: np.ndarray,
-    mamt: np.ndarray,
-    n_tiers: np.ndarray,
-    by_size: np.ndarray,
-    mmr_ovr: float,
-    rates: np.ndarray,
+    tb: Tables,
 ) -> float:
     # leg j's maintenance margin at `mark` on its table in force
+    tk, floors, mmr, mamt, n_tiers, by_size, mmr_ovr, rates = tb
     t = tk[j]
     n = n_tiers[j, t]
     return _mm_nb(
@@ -326,24 +327,16 @@ def _cross_lp_nb(
     entry: np.ndarray,
     marks: np.ndarray,
     wallet: float,
-    tk: np.ndarray,
-    floors: np.ndarray,
-    mmr: np.ndarray,
-    mamt: np.ndarray,
-    n_tiers: np.ndarray,
-    by_size: np.ndarray,
-    mmr_ovr: float,
-    rates: np.ndarray,
+    tb: Tables,
 ) -> float:
     # leg k's liquidation price with the other open legs held at `marks`
+    tk, floors, mmr, mamt, n_tiers, by_size, mmr_ovr, rates = tb
     o_mm = 0.0
     o_upnl = 0.0
     for j in range(n_legs):
         if j == k or side[j] == 0:
             continue
-        o_mm += _leg_mm_nb(
-            j, conv, size, entry, marks[j], tk, floors, mmr, mamt, n_tiers, by_size, mmr_ovr, rates
-        )
+        o_mm += _leg_mm_nb(j, conv, size, entry, marks[j], tb)
         o_upnl += float(side[j]) * size[j] * (marks[j] - entry[j])
     t = tk[k]
     n = n_tiers[k, t]
@@ -373,20 +366,14 @@ def _clearly_safe_nb(
     entry: np.ndarray,
     marks: np.ndarray,
     wallet: float,
-    tk: np.ndarray,
-    floors: np.ndarray,
-    mmr: np.ndarray,
-    mamt: np.ndarray,
-    n_tiers: np.ndarray,
-    by_size: np.ndarray,
-    mmr_ovr: float,
-    rates: np.ndarray,
+    tb: Tables,
 ) -> bool:
     # A shortcut, not a rule: True when the account's gap WB + Σ UPNL − Σ MM with every leg at
     # `marks` is positive by more than 1e-9 of the notional, far beyond the rounding of the
     # per-leg liquidation-price tests below, which then cannot trigger. Only where each leg's
     # MM is continuous in its price (every convention except OKX tiers by notional, whose MM
     # jumps at the floors): there the gap is monotone in each leg's price.
+    tk, _, _, _, _, by_size, mmr_ovr, _ = tb
     gap = wallet
     scale = 0.0
     for j in range(n_legs):
@@ -395,7 +382,7 @@ def _clearly_safe_nb(
         if conv == 1 and math.isnan(mmr_ovr) and not by_size[j, tk[j]]:
             return False
         gap += float(side[j]) * size[j] * (marks[j] - entry[j]) - _leg_mm_nb(
-            j, conv, size, entry, marks[j], tk, floors, mmr, mamt, n_tiers, by_size, mmr_ovr, rates
+            j, conv, size, entry, marks[j], tb
         )
         scale += size[j] * marks[j]
     return gap > 1e-9 * scale
@@ -410,14 +397,7 @@ def _liq_leg_nb(
     entry: np.ndarray,
     marks: np.ndarray,
     wallet: float,
-    tk: np.ndarray,
-    floors: np.ndarray,
-    mmr: np.ndarray,
-    mamt: np.ndarray,
-    n_tiers: np.ndarray,
-    by_size: np.ndarray,
-    mmr_ovr: float,
-    rates: np.ndarray,
+    tb: Tables,
     opens: np.ndarray,
     any_open: bool,
     fills: np.ndarray,
@@ -434,14 +414,7 @@ def _liq_leg_nb(
         entry,
         marks,
         wallet,
-        tk,
-        floors,
-        mmr,
-        mamt,
-        n_tiers,
-        by_size,
-        mmr_ovr,
-        rates,
+        tb,
     ):
         return False
     liq = False
@@ -457,14 +430,7 @@ def _liq_leg_nb(
             entry,
             marks,
             wallet,
-            tk,
-            floors,
-            mmr,
-            mamt,
-            n_tiers,
-            by_size,
-            mmr_ovr,
-            rates,
+            tb,
         )
         if side[k] * (marks[k] - lpk) <= 0.0:
             liq = True
@@ -514,14 +480,7 @@ def _cross_bar_nb(
     size: np.ndarray,
     entry: np.ndarray,
     wallet: float,
-    tk: np.ndarray,
-    floors: np.ndarray,
-    mmr: np.ndarray,
-    mamt: np.ndarray,
-    n_tiers: np.ndarray,
-    by_size: np.ndarray,
-    mmr_ovr: float,
-    rates: np.ndarray,
+    tb: Tables,
     stop: np.ndarray,
     tpl: np.ndarray,
     on_mark: bool,
@@ -548,6 +507,7 @@ def _cross_bar_nb(
     # liquidation holds only with the legs' adverse extremes simultaneous, at_open, the
     # liquidation's wallet change, fee, insurance draw). Leg exits kept: hit[k] (HIT_STOP /
     # HIT_TP / 0) with their settlement in r_x, f_x, ins_x, px_x; liquidation fills in `fills`.
+    _, _, _, _, _, _, _, rates = tb
     n_open = 0
     for k in range(n_legs):
         hit[k] = 0
@@ -569,14 +529,7 @@ def _cross_bar_nb(
             entry,
             marks,
             wallet,
-            tk,
-            floors,
-            mmr,
-            mamt,
-            n_tiers,
-            by_size,
-            mmr_ovr,
-            rates,
+            tb,
             marks,
             False,
             fills,
@@ -606,14 +559,7 @@ def _cross_bar_nb(
             entry,
             marks,
             wallet,
-            tk,
-            floors,
-            mmr,
-            mamt,
-            n_tiers,
-            by_size,
-            mmr_ovr,
-            rates,
+            tb,
             bar[V_MO],
             not open_phase,
             fills,
@@ -707,14 +653,7 @@ def _cross_bar_nb(
                 entry,
                 marks,
                 wallet,
-                tk,
-                floors,
-                mmr,
-                mamt,
-                n_tiers,
-                by_size,
-                mmr_ovr,
-                rates,
+                tb,
             )
             if side[k] * (marks[k] - lpk) <= 0.0:
                 amb_liq = False
@@ -731,14 +670,7 @@ def _cross_quiet_nb(
     size: np.ndarray,
     entry: np.ndarray,
     wallet: float,
-    tk: np.ndarray,
-    floors: np.ndarray,
-    mmr: np.ndarray,
-    mamt: np.ndarray,
-    n_tiers: np.ndarray,
-    by_size: np.ndarray,
-    mmr_ovr: float,
-    rates: np.ndarray,
+    tb: Tables,
     prices: np.ndarray,
     stop: np.ndarray,
     tpl: np.ndarray,
@@ -769,16 +701,14 @@ def _cross_quiet_nb(
             return False
         marks[k] = pk[P_MOPEN]
     if not _clearly_safe_nb(
-        n_legs, conv, side, size, entry, marks, wallet, tk, floors, mmr, mamt, n_tiers,
-        by_size, mmr_ovr, rates,
+        n_legs, conv, side, size, entry, marks, wallet, tb,
     ):  # fmt: skip
         return False
     for k in range(n_legs):
         if side[k] != 0:
             marks[k] = prices[k, i, P_MLOW] if side[k] > 0 else prices[k, i, P_MHIGH]
     return _clearly_safe_nb(
-        n_legs, conv, side, size, entry, marks, wallet, tk, floors, mmr, mamt, n_tiers,
-        by_size, mmr_ovr, rates,
+        n_legs, conv, side, size, entry, marks, wallet, tb,
     )  # fmt: skip
 
 
@@ -899,16 +829,10 @@ def _leg_lp_nb(
     entry: float,
     size: float,
     margin: float,
-    tk: np.ndarray,
-    floors: np.ndarray,
-    mmr: np.ndarray,
-    mamt: np.ndarray,
-    n_tiers: np.ndarray,
-    by_size: np.ndarray,
-    mmr_ovr: float,
-    rates: np.ndarray,
+    tb: Tables,
 ) -> float:
     # an isolated leg's liquidation price on its own margin and table in force
+    tk, floors, mmr, mamt, n_tiers, by_size, mmr_ovr, rates = tb
     return _lp_nb(
         conv,
         side,
@@ -957,14 +881,7 @@ def _book_liquidation_nb(
     size: np.ndarray,
     entry: np.ndarray,
     fills: np.ndarray,
-    tk: np.ndarray,
-    floors: np.ndarray,
-    mmr: np.ndarray,
-    mamt: np.ndarray,
-    n_tiers: np.ndarray,
-    by_size: np.ndarray,
-    mmr_ovr: float,
-    rates: np.ndarray,
+    tb: Tables,
     wallet: float,
     r_l: float,
     f_l: float,
@@ -973,6 +890,7 @@ def _book_liquidation_nb(
     out: np.ndarray,
 ) -> None:
     # share a cross liquidation's settlement out to the open legs (module docstring)
+    _, _, _, _, _, _, _, rates = tb
     fee_sum = 0.0
     mm_sum = 0.0
     base = 0.0
@@ -987,14 +905,7 @@ def _book_liquidation_nb(
                 size,
                 entry,
                 fills[k],
-                tk,
-                floors,
-                mmr,
-                mamt,
-                n_tiers,
-                by_size,
-                mmr_ovr,
-                rates,
+                tb,
             )
             base += float(side[k]) * size[k] * (fills[k] - entry[k])
     adj = r_l - (base - f_l)  # what the cap takes (or the fund gives) beyond PnL and fee
@@ -1003,9 +914,7 @@ def _book_liquidation_nb(
         if side[k] == 0:
             continue
         f_k = f_l * (size[k] * fills[k] * rates[k] / fee_sum) if fee_sum > 0.0 else 0.0
-        mm_k = _leg_mm_nb(
-            k, conv, size, entry, fills[k], tk, floors, mmr, mamt, n_tiers, by_size, mmr_ovr, rates
-        )
+        mm_k = _leg_mm_nb(k, conv, size, entry, fills[k], tb)
         w_k = mm_k / mm_sum if mm_sum > 0.0 else 1.0 / n_open
         pnl_k = float(side[k]) * size[k] * (fills[k] - entry[k])
         px = fills[k]
@@ -1164,6 +1073,7 @@ def _account_nb(
         wsign[k] = 1 if weights[k] > 0.0 else -1
         tk[k] = table_idx[k, s]
         rates[k] = liq_rates[k, tk[k]] if table_rate else liq_fixed
+    tb = (tk, floors, mmr, mamt, n_tiers, by_size, mmr_ovr, rates)
     wallet = cash
     equity = cash
     n_open = 0
@@ -1198,14 +1108,7 @@ def _account_nb(
                     entry[k],
                     size[k],
                     margin[k],
-                    tk,
-                    floors,
-                    mmr,
-                    mamt,
-                    n_tiers,
-                    by_size,
-                    mmr_ovr,
-                    rates,
+                    tb,
                 )
 
         # ---- 2. orders at the open: signal exits first, then entries -----------------------
@@ -1333,14 +1236,7 @@ def _account_nb(
                             fills[k],
                             size_t[k],
                             margin_t[k],
-                            tk,
-                            floors,
-                            mmr,
-                            mamt,
-                            n_tiers,
-                            by_size,
-                            mmr_ovr,
-                            rates,
+                            tb,
                         )
                     else:
                         lp_t = _cross_lp_nb(
@@ -1352,14 +1248,7 @@ def _account_nb(
                             c_entry,
                             c_mark,
                             wallet_after,
-                            tk,
-                            floors,
-                            mmr,
-                            mamt,
-                            n_tiers,
-                            by_size,
-                            mmr_ovr,
-                            rates,
+                            tb,
                         )
                     if not want[k] * (fills[k] - lp_t) > 0.0:
                         ok = False
@@ -1402,14 +1291,7 @@ def _account_nb(
                             entry[k],
                             size[k],
                             margin[k],
-                            tk,
-                            floors,
-                            mmr,
-                            mamt,
-                            n_tiers,
-                            by_size,
-                            mmr_ovr,
-                            rates,
+                            tb,
                         )
                 n_open += n_enter
         # events inside a coarse bar: paid by the legs held after the entry
@@ -1434,14 +1316,7 @@ def _account_nb(
                         entry[k],
                         size[k],
                         margin[k],
-                        tk,
-                        floors,
-                        mmr,
-                        mamt,
-                        n_tiers,
-                        by_size,
-                        mmr_ovr,
-                        rates,
+                        tb,
                     )
 
         # ---- 3. exits ----------------------------------------------------------------------
@@ -1511,8 +1386,7 @@ def _account_nb(
                     peak[k] = t_fav
                     stop[k], s_reason[k] = _stop_level_nb(side[k], sl[k], peak[k], trail)
         elif n_open > 0 and _cross_quiet_nb(
-            i, n_legs, conv, side, size, entry, wallet, tk, floors, mmr, mamt, n_tiers,
-            by_size, mmr_ovr, rates, prices, stop, tpl, on_mark, marks,
+            i, n_legs, conv, side, size, entry, wallet, tb, prices, stop, tpl, on_mark, marks,
         ):  # fmt: skip
             # a quiet bar: nothing can trigger, only the trailing stops move
             if has_trail:
@@ -1527,14 +1401,7 @@ def _account_nb(
                 size,
                 entry,
                 wallet,
-                tk,
-                floors,
-                mmr,
-                mamt,
-                n_tiers,
-                by_size,
-                mmr_ovr,
-                rates,
+                tb,
                 stop,
                 tpl,
                 on_mark,
@@ -1575,14 +1442,7 @@ def _account_nb(
                         size,
                         entry,
                         wallet,
-                        tk,
-                        floors,
-                        mmr,
-                        mamt,
-                        n_tiers,
-                        by_size,
-                        mmr_ovr,
-                        rates,
+                        tb,
                         stop,
                         tpl,
                         on_mark,
@@ -1621,14 +1481,7 @@ def _account_nb(
                             size,
                             entry,
                             wallet,
-                            tk,
-                            floors,
-                            mmr,
-                            mamt,
-                            n_tiers,
-                            by_size,
-                            mmr_ovr,
-                            rates,
+                            tb,
                             stop,
                             tpl,
                             on_mark,
@@ -1663,14 +1516,7 @@ def _account_nb(
                         size,
                         entry,
                         fills,
-                        tk,
-                        floors,
-                        mmr,
-                        mamt,
-                        n_tiers,
-                        by_size,
-                        mmr_ovr,
-                        rates,
+                        tb,
                         wallet,
                         r_l,
                         f_l,
