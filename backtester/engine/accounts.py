@@ -873,6 +873,52 @@ def _pay_funding_nb(
 
 
 @njit(cache=CACHE_ENABLED)
+def _fund_legs_nb(
+    i: int,
+    at: int,
+    wallet: float,
+    conv: int,
+    funding_on: bool,
+    funding: np.ndarray,
+    prices: np.ndarray,
+    table_idx: np.ndarray,
+    liq_rates: np.ndarray,
+    liq_fixed: float,
+    side: np.ndarray,
+    size: np.ndarray,
+    entry: np.ndarray,
+    margin: np.ndarray,
+    lp: np.ndarray,
+    isolated: bool,
+    tb: Tables,
+    legs_out: np.ndarray,
+    out: np.ndarray,
+) -> float:
+    # Bar i's funding events at its open (at=0; also the tier tables coming into force) or
+    # inside it (at=1), paid by the open legs on their mark open; returns the wallet after them.
+    # An isolated leg's liquidation price moves with its margin and its table.
+    tk = tb[0]
+    rates = tb[7]
+    for k in range(side.shape[0]):
+        need = False
+        if at == 0:
+            t = table_idx[k, i]
+            if t != tk[k]:
+                tk[k] = t
+                rates[k] = liq_rates[k, t] if math.isnan(liq_fixed) else liq_fixed
+                need = side[k] != 0
+        rate = funding[k, i, at]
+        if side[k] != 0 and funding_on and rate == rate:
+            wallet -= _pay_funding_nb(
+                k, rate, side, size, prices[k, i, P_MOPEN], margin, isolated, legs_out[k], out
+            )
+            need = True
+        if need and isolated:
+            lp[k] = _leg_lp_nb(k, conv, side[k], entry[k], size[k], margin[k], tb)
+    return wallet
+
+
+@njit(cache=CACHE_ENABLED)
 def _book_liquidation_nb(
     i: int,
     n_legs: int,
@@ -1080,36 +1126,10 @@ def _account_nb(
 
     for i in range(s, end):
         # ---- 1. funding on the legs carried into the bar; tier-table changes ----------------
-        for k in range(n_legs):
-            need = False
-            t = table_idx[k, i]
-            if t != tk[k]:
-                tk[k] = t
-                rates[k] = liq_rates[k, t] if table_rate else liq_fixed
-                need = side[k] != 0
-            if side[k] != 0 and funding_on and funding[k, i, 0] == funding[k, i, 0]:
-                wallet -= _pay_funding_nb(
-                    k,
-                    funding[k, i, 0],
-                    side,
-                    size,
-                    prices[k, i, P_MOPEN],
-                    margin,
-                    isolated,
-                    legs_out[k],
-                    out,
-                )
-                need = True
-            if need and isolated:
-                lp[k] = _leg_lp_nb(
-                    k,
-                    conv,
-                    side[k],
-                    entry[k],
-                    size[k],
-                    margin[k],
-                    tb,
-                )
+        wallet = _fund_legs_nb(
+            i, 0, wallet, conv, funding_on, funding, prices, table_idx, liq_rates, liq_fixed,
+            side, size, entry, margin, lp, isolated, tb, legs_out, out,
+        )  # fmt: skip
 
         # ---- 2. orders at the open: signal exits first, then entries -----------------------
         n_enter = 0
@@ -1295,29 +1315,10 @@ def _account_nb(
                         )
                 n_open += n_enter
         # events inside a coarse bar: paid by the legs held after the entry
-        for k in range(n_legs):
-            if side[k] != 0 and funding_on and funding[k, i, 1] == funding[k, i, 1]:
-                wallet -= _pay_funding_nb(
-                    k,
-                    funding[k, i, 1],
-                    side,
-                    size,
-                    prices[k, i, P_MOPEN],
-                    margin,
-                    isolated,
-                    legs_out[k],
-                    out,
-                )
-                if isolated:
-                    lp[k] = _leg_lp_nb(
-                        k,
-                        conv,
-                        side[k],
-                        entry[k],
-                        size[k],
-                        margin[k],
-                        tb,
-                    )
+        wallet = _fund_legs_nb(
+            i, 1, wallet, conv, funding_on, funding, prices, table_idx, liq_rates, liq_fixed,
+            side, size, entry, margin, lp, isolated, tb, legs_out, out,
+        )  # fmt: skip
 
         # ---- 3. exits ----------------------------------------------------------------------
         for k in range(n_legs):
