@@ -145,21 +145,15 @@ from backtester.engine.accounts_layout import (
     ER_LIQUIDATION,
     ER_NONE,
     ER_RUIN,
-    ER_SIGNAL,
     ER_TAKE_PROFIT,
     FP_INITIAL_CASH,
-    FP_LEVERAGE,
     FP_LIQ_FEE_RATE,
     FP_MAKER_FEE,
     FP_MMR_OVERRIDE,
-    FP_POSITION_SIZE,
     FP_RUIN_THRESHOLD,
     FP_SLIPPAGE,
-    FP_STOP_LOSS,
-    FP_TAKE_PROFIT,
     FP_TAKER_FEE,
     FP_TRAILING_STOP,
-    FREE_DUST,
     HIT_STOP,
     IB_DETAIL,
     IP_AFTER_LIQUIDATION,
@@ -172,13 +166,10 @@ from backtester.engine.accounts_layout import (
     IP_STOP_TRIGGER,
     K_LIQ,
     K_STOP,
-    L_ENTRY_PRICE,
     L_EXIT_IDX,
     L_EXIT_PRICE,
-    L_FEES,
     L_PNL,
     L_REASON,
-    L_SIZE,
     MM_ISOLATED,
     NB_OWED,
     P_CLOSE,
@@ -187,24 +178,20 @@ from backtester.engine.accounts_layout import (
     P_MCLOSE,
     P_MHIGH,
     P_MLOW,
-    P_MOPEN,
-    P_OPEN,
     STR_MARK,
     V_N,
 )
-from backtester.engine.accounts_rules import (
-    _cross_lp_nb,
-    _leg_lp_nb,
+from backtester.engine.accounts_orders import (
+    _open_legs_nb,
+    _order_ok_nb,
+    _signal_orders_nb,
+    _size_order_nb,
 )
 from backtester.engine.kernel import (
-    PENDING_CLOSE,
     _pending_nb,
     _resolve_exit_nb,
     _settle_nb,
     _stop_level_nb,
-)
-from backtester.rules.formulas import (
-    max_leverage_nb,
 )
 
 CACHE_ENABLED = cache_enabled(__file__)
@@ -244,10 +231,6 @@ def _account_nb(
     leg_eq: np.ndarray,
 ) -> None:
     n_legs = weights.shape[0]
-    lev = fp[FP_LEVERAGE]
-    psize = fp[FP_POSITION_SIZE]
-    sl_frac = fp[FP_STOP_LOSS]
-    tp_frac = fp[FP_TAKE_PROFIT]
     trail = fp[FP_TRAILING_STOP]
     has_trail = not math.isnan(trail)
     taker = fp[FP_TAKER_FEE]
@@ -346,33 +329,10 @@ def _account_nb(
         # ---- 2. orders at the open: signal exits first, then entries -----------------------
         n_enter = 0
         if has_sig:
-            for k in range(n_legs):
-                enter[k] = False
-                p = pend[k]
-                if p == 0:
-                    continue
-                pend[k] = 0
-                if side[k] != 0 and (p == PENDING_CLOSE or p == -side[k] * wsign[k]):
-                    fill = prices[k, i, P_OPEN] * (1.0 - side[k] * slip)
-                    cap = margin[k] if isolated else wallet
-                    r, f, ins, _px = _settle_nb(
-                        side[k], size[k], entry[k], fill, taker, cap, False, owed
-                    )
-                    wallet += r
-                    out[A_FEES] += f
-                    out[A_INSURANCE] += ins
-                    _close_leg_nb(k, i, ER_SIGNAL, fill, r, f, legs_out[k], out)
-                    _record_leg_nb(k, side[k], e_idx[k], e_margin[k], legs_out[k], trades, out)
-                    side[k] = 0
-                    size[k] = 0.0
-                    n_open -= 1
-                if p != PENDING_CLOSE and side[k] == 0:
-                    if dead or ruined:
-                        out[A_REJECTED] += 1.0
-                    else:
-                        enter[k] = True
-                        want[k] = p * wsign[k]
-                        n_enter += 1
+            wallet, n_open, n_enter = _signal_orders_nb(
+                i, wallet, n_open, dead or ruined, pend, wsign, enter, want, side, size, entry,
+                margin, prices, fp, isolated, owed, e_idx, e_margin, legs_out, trades, out,
+            )  # fmt: skip
         elif i == s:
             for k in range(n_legs):
                 enter[k] = True
@@ -380,111 +340,14 @@ def _account_nb(
             n_enter = n_legs
         if n_enter > 0:
             # legs entering at one open are one order: sized, checked and refused together
-            wsum = 0.0
-            last = -1
-            for k in range(n_legs):
-                if enter[k]:
-                    wsum += abs(weights[k])
-                    last = k
-            cost = 1.0 + lev * taker
-            avail = wallet
-            if n_open > 0:
-                # free: the wallet less the open legs' margins (float dust of it is nothing)
-                for k in range(n_legs):
-                    if side[k] != 0:
-                        avail -= margin[k]
-                if avail <= wallet * FREE_DUST:
-                    avail = 0.0
-            total = 0.0
-            for k in range(n_legs):
-                if enter[k]:
-                    margin_t[k] = (psize * abs(weights[k])) * wallet
-                    total += margin_t[k] * cost
-            all_in = total > avail
-            ok = True
-            fee_sum = 0.0
-            m_sum = 0.0
-            for k in range(n_legs):
-                if not enter[k]:
-                    continue
-                if all_in:
-                    margin_t[k] = avail * (abs(weights[k]) / wsum) / cost
-                fills[k] = prices[k, i, P_OPEN] * (1.0 + want[k] * slip)
-                notional = margin_t[k] * lev
-                size_t[k] = notional / fills[k]
-                fee_t[k] = notional * taker
-                m_sum += margin_t[k]
-                if k != last:
-                    fee_sum += fee_t[k]
-            if all_in:
-                # the order takes all that is free: what is left is exactly the margins
-                fee_t[last] = avail - m_sum - fee_sum
-                wallet_after = m_sum if n_open == 0 else wallet - (avail - m_sum)
-            else:
-                fee_sum += fee_t[last]
-                wallet_after = wallet - fee_sum
-            for k in range(n_legs):
-                if not enter[k]:
-                    continue
-                t = tk[k]
-                n = n_tiers[k, t]
-                if not (margin_t[k] > 0.0 and size_t[k] > 0.0):  # a size of float dust: refused
-                    ok = False
-                    break
-                ml = max_leverage_nb(
-                    margin_t[k] * lev,
-                    size_t[k],
-                    floors[k, t, :n],
-                    maxlev[k, t, :n],
-                    by_size[k, t],
-                    last_cap[k, t] if math.isnan(mmr_ovr) else math.inf,
-                )
-                if not ml >= lev:
-                    ok = False
-                    break
-            if ok and not isolated:
-                # the other legs as they stand: the entering ones at their fills, the open ones
-                # at their mark open
-                for k in range(n_legs):
-                    if enter[k]:
-                        c_side[k] = want[k]
-                        c_size[k] = size_t[k]
-                        c_entry[k] = fills[k]
-                        c_mark[k] = fills[k]
-                    else:
-                        c_side[k] = side[k]
-                        c_size[k] = size[k]
-                        c_entry[k] = entry[k]
-                        c_mark[k] = prices[k, i, P_MOPEN]
-            if ok:
-                for k in range(n_legs):
-                    if not enter[k]:
-                        continue
-                    if isolated:
-                        lp_t = _leg_lp_nb(
-                            k,
-                            conv,
-                            want[k],
-                            fills[k],
-                            size_t[k],
-                            margin_t[k],
-                            tb,
-                        )
-                    else:
-                        lp_t = _cross_lp_nb(
-                            k,
-                            n_legs,
-                            conv,
-                            c_side,
-                            c_size,
-                            c_entry,
-                            c_mark,
-                            wallet_after,
-                            tb,
-                        )
-                    if not want[k] * (fills[k] - lp_t) > 0.0:
-                        ok = False
-                        break
+            wallet_after = _size_order_nb(
+                i, wallet, n_open, enter, want, weights, side, margin, prices, fp, margin_t,
+                fills, size_t, fee_t,
+            )  # fmt: skip
+            ok = _order_ok_nb(
+                i, conv, isolated, enter, want, fills, size_t, margin_t, side, size, entry,
+                prices, wallet_after, tb, maxlev, last_cap, fp, c_side, c_size, c_entry, c_mark,
+            )  # fmt: skip
             if not ok:
                 if not has_sig:
                     out[A_REJECTED] = 1.0
@@ -492,39 +355,11 @@ def _account_nb(
                 out[A_REJECTED] += n_enter
             else:
                 wallet = wallet_after
-                for k in range(n_legs):
-                    if not enter[k]:
-                        continue
-                    out[A_FEES] += fee_t[k]
-                    lo = legs_out[k]
-                    lo[:] = 0.0
-                    lo[L_EXIT_IDX] = -1.0
-                    lo[L_REASON] = ER_NONE
-                    lo[L_FEES] = fee_t[k]
-                    lo[L_PNL] = -fee_t[k]
-                    lo[L_ENTRY_PRICE] = fills[k]
-                    lo[L_SIZE] = size_t[k]
-                    side[k] = want[k]
-                    size[k] = size_t[k]
-                    entry[k] = fills[k]
-                    margin[k] = margin_t[k]
-                    e_idx[k] = i
-                    e_margin[k] = margin_t[k]
-                    e_side[k] = want[k]
-                    peak[k] = fills[k]
-                    sl[k] = fills[k] * (1.0 - side[k] * sl_frac)
-                    tpl[k] = fills[k] * (1.0 + side[k] * tp_frac)
-                    stop[k], s_reason[k] = _stop_level_nb(side[k], sl[k], peak[k], trail)
-                    if isolated:
-                        lp[k] = _leg_lp_nb(
-                            k,
-                            conv,
-                            side[k],
-                            entry[k],
-                            size[k],
-                            margin[k],
-                            tb,
-                        )
+                _open_legs_nb(
+                    i, conv, isolated, enter, want, fills, size_t, margin_t, fee_t, fp, tb,
+                    side, size, entry, margin, lp, sl, tpl, peak, stop, s_reason, e_idx,
+                    e_margin, e_side, legs_out, out,
+                )  # fmt: skip
                 n_open += n_enter
         # events inside a coarse bar: paid by the legs held after the entry
         wallet = _fund_legs_nb(
