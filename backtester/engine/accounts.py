@@ -187,12 +187,7 @@ from backtester.engine.accounts_orders import (
     _signal_orders_nb,
     _size_order_nb,
 )
-from backtester.engine.kernel import (
-    _pending_nb,
-    _resolve_exit_nb,
-    _settle_nb,
-    _stop_level_nb,
-)
+from backtester.engine.kernel import _pending_nb, _resolve_exit_nb, _settle_nb, _stop_level_nb
 
 CACHE_ENABLED = cache_enabled(__file__)
 

@@ -42,27 +42,15 @@ from backtester.engine.accounts_layout import (
     T_SIZE,
     Tables,
 )
-from backtester.engine.accounts_rules import (
-    _leg_lp_nb,
-    _leg_mm_nb,
-)
-from backtester.rules.formulas import (
-    funding_payment_nb,
-)
+from backtester.engine.accounts_rules import _leg_lp_nb, _leg_mm_nb
+from backtester.rules.formulas import funding_payment_nb
 
 CACHE_ENABLED = cache_enabled(__file__)
 
 
 @njit(cache=CACHE_ENABLED)
 def _close_leg_nb(
-    k: int,
-    i: int,
-    reason: int,
-    price: float,
-    r: float,
-    f: float,
-    lo: np.ndarray,
-    out: np.ndarray,
+    k: int, i: int, reason: int, price: float, r: float, f: float, lo: np.ndarray, out: np.ndarray
 ) -> None:
     # book leg k's exit at bar i into its outputs and the account's
     lo[L_EXIT_IDX] = i
@@ -170,14 +158,7 @@ def _book_liquidation_nb(
         if side[k] != 0:
             n_open += 1
             fee_sum += size[k] * fills[k] * rates[k]
-            mm_sum += _leg_mm_nb(
-                k,
-                conv,
-                size,
-                entry,
-                fills[k],
-                tb,
-            )
+            mm_sum += _leg_mm_nb(k, conv, size, entry, fills[k], tb)
             base += float(side[k]) * size[k] * (fills[k] - entry[k])
     adj = r_l - (base - f_l)  # what the cap takes (or the fund gives) beyond PnL and fee
     left = wallet + base  # the account equity at the fills

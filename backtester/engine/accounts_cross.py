@@ -35,10 +35,7 @@ from backtester.engine.accounts_rules import (
     _liq_leg_nb,
     _settle_account_nb,
 )
-from backtester.engine.kernel import (
-    _settle_nb,
-    _stop_level_nb,
-)
+from backtester.engine.kernel import _settle_nb, _stop_level_nb
 
 CACHE_ENABLED = cache_enabled(__file__)
 
@@ -92,19 +89,7 @@ def _cross_bar_nb(
         for k in range(n_legs):
             marks[k] = bar[V_MO, k]
             fills[k] = marks[k]
-        liq = _liq_leg_nb(
-            n_legs,
-            conv,
-            side,
-            size,
-            entry,
-            marks,
-            wallet,
-            tb,
-            marks,
-            False,
-            fills,
-        )
+        liq = _liq_leg_nb(n_legs, conv, side, size, entry, marks, wallet, tb, marks, False, fills)
         for k in range(n_legs):
             fills[k] = marks[k]
             if side[k] == 0:
@@ -123,17 +108,7 @@ def _cross_bar_nb(
             marks[k] = bar[V_MADV, k]
             fills[k] = marks[k]
         liq = _liq_leg_nb(
-            n_legs,
-            conv,
-            side,
-            size,
-            entry,
-            marks,
-            wallet,
-            tb,
-            bar[V_MO],
-            not open_phase,
-            fills,
+            n_legs, conv, side, size, entry, marks, wallet, tb, bar[V_MO], not open_phase, fills
         )
         for k in range(n_legs):
             if side[k] == 0:
@@ -215,17 +190,7 @@ def _cross_bar_nb(
             for j in range(n_legs):
                 marks[j] = bar[V_MFAV, j]
             marks[k] = bar[V_MADV, k]
-            lpk = _cross_lp_nb(
-                k,
-                n_legs,
-                conv,
-                side,
-                size,
-                entry,
-                marks,
-                wallet,
-                tb,
-            )
+            lpk = _cross_lp_nb(k, n_legs, conv, side, size, entry, marks, wallet, tb)
             if side[k] * (marks[k] - lpk) <= 0.0:
                 amb_liq = False
                 break

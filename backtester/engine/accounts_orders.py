@@ -172,7 +172,7 @@ def _size_order_nb(
         fee_t[last] = avail - m_sum - fee_sum
         return m_sum if n_open == 0 else wallet - (avail - m_sum)
     fee_sum += fee_t[last]
-    return wallet - fee_sum
+    return float(wallet - fee_sum)
 
 
 @njit(cache=CACHE_ENABLED)

@@ -13,16 +13,9 @@ import numpy as np
 from numba import njit
 
 from backtester.engine._jitcache import cache_enabled
-from backtester.engine.accounts_layout import (
-    Tables,
-)
-from backtester.engine.kernel import (
-    _lp_nb,
-)
-from backtester.rules.formulas import (
-    liquidation_price_nb,
-    maint_margin_nb,
-)
+from backtester.engine.accounts_layout import Tables
+from backtester.engine.kernel import _lp_nb
+from backtester.rules.formulas import liquidation_price_nb, maint_margin_nb
 
 CACHE_ENABLED = cache_enabled(__file__)
 
@@ -52,12 +45,7 @@ def _mm_nb(
 
 @njit(cache=CACHE_ENABLED)
 def _leg_mm_nb(
-    j: int,
-    conv: int,
-    size: np.ndarray,
-    entry: np.ndarray,
-    mark: float,
-    tb: Tables,
+    j: int, conv: int, size: np.ndarray, entry: np.ndarray, mark: float, tb: Tables
 ) -> float:
     # leg j's maintenance margin at `mark` on its table in force
     tk, floors, mmr, mamt, n_tiers, by_size, mmr_ovr, rates = tb
@@ -166,32 +154,13 @@ def _liq_leg_nb(
     # k's liquidation price with the others at `marks`, against marks[k]. The first such leg
     # that was safe at its `opens` value (any_open: whatever its open) decides: it fills at its
     # solved price (fills[k]).
-    if _clearly_safe_nb(
-        n_legs,
-        conv,
-        side,
-        size,
-        entry,
-        marks,
-        wallet,
-        tb,
-    ):
+    if _clearly_safe_nb(n_legs, conv, side, size, entry, marks, wallet, tb):
         return False
     liq = False
     for k in range(n_legs):
         if side[k] == 0:
             continue
-        lpk = _cross_lp_nb(
-            k,
-            n_legs,
-            conv,
-            side,
-            size,
-            entry,
-            marks,
-            wallet,
-            tb,
-        )
+        lpk = _cross_lp_nb(k, n_legs, conv, side, size, entry, marks, wallet, tb)
         if side[k] * (marks[k] - lpk) <= 0.0:
             liq = True
             if any_open or side[k] * (opens[k] - lpk) > 0.0:
@@ -234,13 +203,7 @@ def _settle_account_nb(
 
 @njit(cache=CACHE_ENABLED)
 def _leg_lp_nb(
-    k: int,
-    conv: int,
-    side: int,
-    entry: float,
-    size: float,
-    margin: float,
-    tb: Tables,
+    k: int, conv: int, side: int, entry: float, size: float, margin: float, tb: Tables
 ) -> float:
     # an isolated leg's liquidation price on its own margin and table in force
     tk, floors, mmr, mamt, n_tiers, by_size, mmr_ovr, rates = tb

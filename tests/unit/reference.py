@@ -420,7 +420,7 @@ def simulate_reference(
                 st["fees_paid"] += f
                 st["insurance_draw"] += ins
                 if chosen == "liq":
-                    reason = ExitReason.LIQUIDATION
+                    reason: int = ExitReason.LIQUIDATION
                     if st["n_liquidations"] == 0:
                         st["first_liquidation_idx"] = i
                     st["n_liquidations"] += 1
