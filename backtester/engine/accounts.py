@@ -201,6 +201,7 @@ def _account_nb(
     n_bars: int,
     prices: np.ndarray,
     funding: np.ndarray,
+    events: np.ndarray,
     table_idx: np.ndarray,
     floors: np.ndarray,
     mmr: np.ndarray,
@@ -316,10 +317,11 @@ def _account_nb(
 
     for i in range(s, end):
         # ---- 1. funding on the legs carried into the bar; tier-table changes ----------------
-        wallet = _fund_legs_nb(
-            i, 0, wallet, conv, funding_on, funding, prices, table_idx, liq_rates, liq_fixed,
-            side, size, entry, margin, lp, isolated, tb, legs_out, out,
-        )  # fmt: skip
+        if events[i, 0]:
+            wallet = _fund_legs_nb(
+                i, 0, wallet, conv, funding_on, funding, prices, table_idx, liq_rates, liq_fixed,
+                side, size, entry, margin, lp, isolated, tb, legs_out, out,
+            )  # fmt: skip
 
         # ---- 2. orders at the open: signal exits first, then entries -----------------------
         n_enter = 0
@@ -357,10 +359,11 @@ def _account_nb(
                 )  # fmt: skip
                 n_open += n_enter
         # events inside a coarse bar: paid by the legs held after the entry
-        wallet = _fund_legs_nb(
-            i, 1, wallet, conv, funding_on, funding, prices, table_idx, liq_rates, liq_fixed,
-            side, size, entry, margin, lp, isolated, tb, legs_out, out,
-        )  # fmt: skip
+        if events[i, 1]:
+            wallet = _fund_legs_nb(
+                i, 1, wallet, conv, funding_on, funding, prices, table_idx, liq_rates, liq_fixed,
+                side, size, entry, margin, lp, isolated, tb, legs_out, out,
+            )  # fmt: skip
 
         # ---- 3. exits ----------------------------------------------------------------------
         for k in range(n_legs):
@@ -678,6 +681,23 @@ def _account_nb(
                     leg_eq[j, k] = legs_out[k, L_PNL]
 
 
+@njit(cache=CACHE_ENABLED)
+def _events_nb(funding: np.ndarray, table_idx: np.ndarray) -> np.ndarray:
+    # (n_bars, 2): bar i has, for some leg, a funding event at its open or a tier table coming
+    # into force ([i, 0]), or a funding event inside it ([i, 1]); the other bars skip step 1's
+    # funding helper (which would change nothing there) and its call's cost
+    n_legs, n_bars = table_idx.shape
+    events = np.zeros((n_bars, 2), dtype=np.bool_)
+    for k in range(n_legs):
+        for i in range(n_bars):
+            if i > 0 and table_idx[k, i] != table_idx[k, i - 1]:
+                events[i, 0] = True
+            for at in range(2):
+                if funding[k, i, at] == funding[k, i, at]:
+                    events[i, at] = True
+    return events
+
+
 @njit(cache=CACHE_ENABLED, parallel=True)
 def simulate_accounts_nb(
     prices: np.ndarray,
@@ -729,6 +749,7 @@ def simulate_accounts_nb(
     """
     n_cols = fparams.shape[1]
     n_bars = prices.shape[1]
+    events = _events_nb(funding, table_idx)
     for c in prange(n_cols):
         _account_nb(
             start_idx[c],
@@ -736,6 +757,7 @@ def simulate_accounts_nb(
             n_bars,
             prices,
             funding,
+            events,
             table_idx,
             floors,
             mmr,
