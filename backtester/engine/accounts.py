@@ -101,6 +101,13 @@ out as: each leg's PnL at its fill less its part of the clearance fee (pro rata 
 forfeited equity with ``close_at="bankruptcy"``) pro rata to the legs' maintenance margins at
 the fills (§7.6.4); with ``close_at="bankruptcy"`` each leg's exit price is
 ``fill_k − s_k·E·w_k/size_k``, ``w_k = MM_k/Σ MM``.
+
+This module is the bar loop; its helpers: ``accounts_layout`` (the ``A_*``/``L_*``/``T_*``
+layouts, codes, the ``Tables`` tuple of a leg's tier tables), ``accounts_rules`` (per-leg
+maintenance margin and liquidation prices, the cross safety test and settlement),
+``accounts_cross`` (one cross bar; ``_cross_quiet_nb``: a bar where nothing can trigger skips
+it), ``accounts_orders`` (step 2), ``accounts_book`` (funding, exits, trade rows). Step 1 runs
+only in bars with a funding event or a tier table coming into force (``_events_nb``).
 """
 
 from __future__ import annotations
