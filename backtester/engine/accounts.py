@@ -101,6 +101,13 @@ out as: each leg's PnL at its fill less its part of the clearance fee (pro rata 
 forfeited equity with ``close_at="bankruptcy"``) pro rata to the legs' maintenance margins at
 the fills (§7.6.4); with ``close_at="bankruptcy"`` each leg's exit price is
 ``fill_k − s_k·E·w_k/size_k``, ``w_k = MM_k/Σ MM``.
+
+This module is the bar loop; its helpers: ``accounts_layout`` (the ``A_*``/``L_*``/``T_*``
+layouts, codes, the ``Tables`` tuple of a leg's tier tables), ``accounts_rules`` (per-leg
+maintenance margin and liquidation prices, the cross safety test and settlement),
+``accounts_cross`` (one cross bar; ``_cross_quiet_nb``: a bar where nothing can trigger skips
+it), ``accounts_orders`` (step 2), ``accounts_book`` (funding, exits, trade rows). Step 1 runs
+only in bars with a funding event or a tier table coming into force (``_events_nb``).
 """
 
 from __future__ import annotations
@@ -111,851 +118,87 @@ import numpy as np
 from numba import njit, prange
 
 from backtester.engine._jitcache import cache_enabled
-from backtester.engine.enums import (
-    AfterLiquidation,
-    CloseAt,
-    ExitReason,
-    Intrabar,
-    MarginMode,
-    NegativeBalance,
-    StopTrigger,
+from backtester.engine.accounts_book import (
+    _book_liquidation_nb,
+    _close_leg_nb,
+    _fund_legs_nb,
+    _record_leg_nb,
 )
-from backtester.engine.kernel import (
-    PENDING_CLOSE,
-    _lp_nb,
-    _pending_nb,
-    _resolve_exit_nb,
-    _settle_nb,
-    _stop_level_nb,
+from backtester.engine.accounts_cross import (
+    _coarse_bar_nb,
+    _cross_bar_nb,
+    _cross_quiet_nb,
+    _detail_bar_nb,
+    _trail_nb,
 )
-from backtester.engine.layout import FParam, IParam
-from backtester.rules.formulas import (
-    funding_payment_nb,
-    liquidation_price_nb,
-    maint_margin_nb,
-    max_leverage_nb,
-)
-
-CACHE_ENABLED = cache_enabled(__file__)
-
-__all__ = [
-    "A_AMBIGUOUS",
-    "A_FEES",
-    "A_FINAL_EQUITY",
-    "A_FIRST_EXIT_IDX",
-    "A_FIRST_EXIT_REASON",
-    "A_FUNDING",
-    "A_INSURANCE",
-    "A_LIQ_IDX",
-    "A_LIQ_LEG",
-    "A_LIQ_REASON",
-    "A_MAX_DRAWDOWN",
-    "A_MIN_EQUITY",
-    "A_N",
-    "A_N_LIQUIDATIONS",
-    "A_N_TRADES",
-    "A_OVERFLOW",
-    "A_REJECTED",
-    "L_ENTRY_PRICE",
-    "L_EXIT_IDX",
-    "L_EXIT_PRICE",
-    "L_FEES",
-    "L_FUNDING",
-    "L_N",
-    "L_PNL",
-    "L_REASON",
-    "L_SIZE",
-    "MAX_LEGS",
-    "T_N",
-    "simulate_accounts_nb",
-]
-
-MAX_LEGS = 16
-# a free balance below this fraction of the wallet is float dust left by a lost margin
-FREE_DUST = 1e-9
-
-CA_BANKRUPTCY = int(CloseAt.BANKRUPTCY)
-ER_END_OF_DATA = int(ExitReason.END_OF_DATA)
-ER_HORIZON = int(ExitReason.HORIZON)
-ER_LIQUIDATION = int(ExitReason.LIQUIDATION)
-ER_NONE = int(ExitReason.NONE)
-ER_SIGNAL = int(ExitReason.SIGNAL)
-AL_STOP = int(AfterLiquidation.STOP)
-ER_RUIN = int(ExitReason.RUIN)
-ER_STOP_LOSS = int(ExitReason.STOP_LOSS)
-ER_TAKE_PROFIT = int(ExitReason.TAKE_PROFIT)
-FP_INITIAL_CASH = int(FParam.INITIAL_CASH)
-FP_LEVERAGE = int(FParam.LEVERAGE)
-FP_LIQ_FEE_RATE = int(FParam.LIQ_FEE_RATE)
-FP_MMR_OVERRIDE = int(FParam.MMR_OVERRIDE)
-FP_POSITION_SIZE = int(FParam.POSITION_SIZE)
-FP_RUIN_THRESHOLD = int(FParam.RUIN_THRESHOLD)
-FP_SLIPPAGE = int(FParam.SLIPPAGE)
-FP_STOP_LOSS = int(FParam.STOP_LOSS)
-FP_TAKE_PROFIT = int(FParam.TAKE_PROFIT)
-FP_TRAILING_STOP = int(FParam.TRAILING_STOP)
-FP_TAKER_FEE = int(FParam.TAKER_FEE)
-FP_MAKER_FEE = int(FParam.MAKER_FEE)
-IP_AFTER_LIQUIDATION = int(IParam.AFTER_LIQUIDATION)
-IP_CLOSE_AT = int(IParam.CLOSE_AT)
-IP_CONVENTION = int(IParam.CONVENTION)
-IP_FUNDING = int(IParam.FUNDING)
-IP_INTRABAR = int(IParam.INTRABAR)
-IP_MARGIN_MODE = int(IParam.MARGIN_MODE)
-IP_NEGATIVE_BALANCE = int(IParam.NEGATIVE_BALANCE)
-IP_STOP_TRIGGER = int(IParam.STOP_TRIGGER)
-IB_DETAIL = int(Intrabar.DETAIL)
-MM_ISOLATED = int(MarginMode.ISOLATED)
-NB_OWED = int(NegativeBalance.OWED)
-STR_MARK = int(StopTrigger.MARK)
-
-P_OPEN, P_HIGH, P_LOW, P_CLOSE, P_MOPEN, P_MHIGH, P_MLOW, P_MCLOSE = 0, 1, 2, 3, 4, 5, 6, 7
-K_LIQ, K_STOP, K_TP = 0, 1, 2
-# a leg's exits triggered in a bar (bits), then the one kept
-HIT_STOP, HIT_TP = 1, 2
-# rows of the per-leg values of one (coarse or detail) bar, ``bar (V_N, K)``: mark open / adverse
-# / favourable extreme, trigger price open / adverse / favourable extreme, last open
-V_MO, V_MADV, V_MFAV, V_TO, V_TADV, V_TFAV, V_OP = range(7)
-V_N = 7
-
-# rows of the per-column output
-(
+from backtester.engine.accounts_layout import (
+    A_AMBIGUOUS,
+    A_FEES,
     A_FINAL_EQUITY,
-    A_MIN_EQUITY,
     A_FIRST_EXIT_IDX,
     A_FIRST_EXIT_REASON,
+    A_INSURANCE,
     A_LIQ_IDX,
     A_LIQ_LEG,
     A_LIQ_REASON,
-    A_FEES,
-    A_FUNDING,
-    A_INSURANCE,
-    A_AMBIGUOUS,
-    A_REJECTED,
     A_MAX_DRAWDOWN,
+    A_MIN_EQUITY,
     A_N_LIQUIDATIONS,
-    A_N_TRADES,
-    A_OVERFLOW,
-) = range(16)
-A_N = 16
-# fields of the per-leg output ``legs_out (n_cols, K, L_N)``
-L_EXIT_IDX, L_REASON, L_ENTRY_PRICE, L_EXIT_PRICE, L_SIZE, L_PNL, L_FEES, L_FUNDING = range(8)
-L_N = 8
-# fields of a signal-driven account's trade buffer ``trades (n_cols, cap, T_N)``: one row per
-# leg's closed (or, at the end, still open) position
-(
-    T_LEG,
-    T_ENTRY_IDX,
-    T_EXIT_IDX,
-    T_SIDE,
-    T_ENTRY_PRICE,
-    T_EXIT_PRICE,
-    T_SIZE,
-    T_MARGIN,
-    T_FEES,
-    T_FUNDING,
-    T_PNL,
-    T_REASON,
-) = range(12)
-T_N = 12
+    A_REJECTED,
+    AL_STOP,
+    CA_BANKRUPTCY,
+    ER_END_OF_DATA,
+    ER_HORIZON,
+    ER_LIQUIDATION,
+    ER_NONE,
+    ER_RUIN,
+    ER_TAKE_PROFIT,
+    FP_INITIAL_CASH,
+    FP_LIQ_FEE_RATE,
+    FP_MAKER_FEE,
+    FP_MMR_OVERRIDE,
+    FP_RUIN_THRESHOLD,
+    FP_SLIPPAGE,
+    FP_TAKER_FEE,
+    FP_TRAILING_STOP,
+    HIT_STOP,
+    IB_DETAIL,
+    IP_AFTER_LIQUIDATION,
+    IP_CLOSE_AT,
+    IP_CONVENTION,
+    IP_FUNDING,
+    IP_INTRABAR,
+    IP_MARGIN_MODE,
+    IP_NEGATIVE_BALANCE,
+    IP_STOP_TRIGGER,
+    K_LIQ,
+    K_STOP,
+    L_EXIT_IDX,
+    L_EXIT_PRICE,
+    L_PNL,
+    L_REASON,
+    MM_ISOLATED,
+    NB_OWED,
+    P_CLOSE,
+    P_HIGH,
+    P_LOW,
+    P_MCLOSE,
+    P_MHIGH,
+    P_MLOW,
+    STR_MARK,
+    V_N,
+)
+from backtester.engine.accounts_orders import (
+    _open_legs_nb,
+    _order_ok_nb,
+    _signal_orders_nb,
+    _size_order_nb,
+)
+from backtester.engine.kernel import _pending_nb, _resolve_exit_nb, _settle_nb, _stop_level_nb
 
+CACHE_ENABLED = cache_enabled(__file__)
 
-@njit(cache=CACHE_ENABLED)
-def _mm_nb(
-    conv: int,
-    size: float,
-    entry: float,
-    mark: float,
-    floors: np.ndarray,
-    mmr: np.ndarray,
-    mamt: np.ndarray,
-    by_size: bool,
-    mmr_override: float,
-    fee_rate: float,
-) -> float:
-    # one leg's maintenance margin as its convention values it (§7.6.1): Binance at mark, OKX at
-    # mark plus the liquidation-fee term, Bybit at entry
-    if conv == 2:
-        return maint_margin_nb(conv, size * entry, size, floors, mmr, mamt, by_size, mmr_override)
-    mm = maint_margin_nb(conv, size * mark, size, floors, mmr, mamt, by_size, mmr_override)
-    if conv == 1:
-        mm += size * mark * fee_rate
-    return mm
-
-
-@njit(cache=CACHE_ENABLED)
-def _leg_mm_nb(
-    j: int,
-    conv: int,
-    size: np.ndarray,
-    entry: np.ndarray,
-    mark: float,
-    tk: np.ndarray,
-    floors: np.ndarray,
-    mmr: np.ndarray,
-    mamt: np.ndarray,
-    n_tiers: np.ndarray,
-    by_size: np.ndarray,
-    mmr_ovr: float,
-    rates: np.ndarray,
-) -> float:
-    # leg j's maintenance margin at `mark` on its table in force
-    t = tk[j]
-    n = n_tiers[j, t]
-    return _mm_nb(
-        conv,
-        size[j],
-        entry[j],
-        mark,
-        floors[j, t, :n],
-        mmr[j, t, :n],
-        mamt[j, t, :n],
-        by_size[j, t],
-        mmr_ovr,
-        rates[j],
-    )
-
-
-@njit(cache=CACHE_ENABLED)
-def _cross_lp_nb(
-    k: int,
-    n_legs: int,
-    conv: int,
-    side: np.ndarray,
-    size: np.ndarray,
-    entry: np.ndarray,
-    marks: np.ndarray,
-    wallet: float,
-    tk: np.ndarray,
-    floors: np.ndarray,
-    mmr: np.ndarray,
-    mamt: np.ndarray,
-    n_tiers: np.ndarray,
-    by_size: np.ndarray,
-    mmr_ovr: float,
-    rates: np.ndarray,
-) -> float:
-    # leg k's liquidation price with the other open legs held at `marks`
-    o_mm = 0.0
-    o_upnl = 0.0
-    for j in range(n_legs):
-        if j == k or side[j] == 0:
-            continue
-        o_mm += _leg_mm_nb(
-            j, conv, size, entry, marks[j], tk, floors, mmr, mamt, n_tiers, by_size, mmr_ovr, rates
-        )
-        o_upnl += float(side[j]) * size[j] * (marks[j] - entry[j])
-    t = tk[k]
-    n = n_tiers[k, t]
-    return liquidation_price_nb(
-        conv,
-        side[k],
-        entry[k],
-        size[k],
-        wallet,
-        o_mm,
-        o_upnl,
-        floors[k, t, :n],
-        mmr[k, t, :n],
-        mamt[k, t, :n],
-        by_size[k, t],
-        mmr_ovr,
-        rates[k],
-    )
-
-
-@njit(cache=CACHE_ENABLED)
-def _clearly_safe_nb(
-    n_legs: int,
-    conv: int,
-    side: np.ndarray,
-    size: np.ndarray,
-    entry: np.ndarray,
-    marks: np.ndarray,
-    wallet: float,
-    tk: np.ndarray,
-    floors: np.ndarray,
-    mmr: np.ndarray,
-    mamt: np.ndarray,
-    n_tiers: np.ndarray,
-    by_size: np.ndarray,
-    mmr_ovr: float,
-    rates: np.ndarray,
-) -> bool:
-    # A shortcut, not a rule: True when the account's gap WB + Σ UPNL − Σ MM with every leg at
-    # `marks` is positive by more than 1e-9 of the notional, far beyond the rounding of the
-    # per-leg liquidation-price tests below, which then cannot trigger. Only where each leg's
-    # MM is continuous in its price (every convention except OKX tiers by notional, whose MM
-    # jumps at the floors): there the gap is monotone in each leg's price.
-    gap = wallet
-    scale = 0.0
-    for j in range(n_legs):
-        if side[j] == 0:
-            continue
-        if conv == 1 and math.isnan(mmr_ovr) and not by_size[j, tk[j]]:
-            return False
-        gap += float(side[j]) * size[j] * (marks[j] - entry[j]) - _leg_mm_nb(
-            j, conv, size, entry, marks[j], tk, floors, mmr, mamt, n_tiers, by_size, mmr_ovr, rates
-        )
-        scale += size[j] * marks[j]
-    return gap > 1e-9 * scale
-
-
-@njit(cache=CACHE_ENABLED)
-def _liq_leg_nb(
-    n_legs: int,
-    conv: int,
-    side: np.ndarray,
-    size: np.ndarray,
-    entry: np.ndarray,
-    marks: np.ndarray,
-    wallet: float,
-    tk: np.ndarray,
-    floors: np.ndarray,
-    mmr: np.ndarray,
-    mamt: np.ndarray,
-    n_tiers: np.ndarray,
-    by_size: np.ndarray,
-    mmr_ovr: float,
-    rates: np.ndarray,
-    opens: np.ndarray,
-    any_open: bool,
-    fills: np.ndarray,
-) -> bool:
-    # Is the account liquidated with every open leg at `marks`? Tested per leg k (in leg order):
-    # k's liquidation price with the others at `marks`, against marks[k]. The first such leg
-    # that was safe at its `opens` value (any_open: whatever its open) decides: it fills at its
-    # solved price (fills[k]).
-    if _clearly_safe_nb(
-        n_legs,
-        conv,
-        side,
-        size,
-        entry,
-        marks,
-        wallet,
-        tk,
-        floors,
-        mmr,
-        mamt,
-        n_tiers,
-        by_size,
-        mmr_ovr,
-        rates,
-    ):
-        return False
-    liq = False
-    for k in range(n_legs):
-        if side[k] == 0:
-            continue
-        lpk = _cross_lp_nb(
-            k,
-            n_legs,
-            conv,
-            side,
-            size,
-            entry,
-            marks,
-            wallet,
-            tk,
-            floors,
-            mmr,
-            mamt,
-            n_tiers,
-            by_size,
-            mmr_ovr,
-            rates,
-        )
-        if side[k] * (marks[k] - lpk) <= 0.0:
-            liq = True
-            if any_open or side[k] * (opens[k] - lpk) > 0.0:
-                fills[k] = lpk
-                return True
-    return liq
-
-
-@njit(cache=CACHE_ENABLED)
-def _settle_account_nb(
-    n_legs: int,
-    side: np.ndarray,
-    size: np.ndarray,
-    entry: np.ndarray,
-    fills: np.ndarray,
-    rates: np.ndarray,
-    wallet: float,
-    take_all: bool,
-    owed: bool,
-) -> tuple[float, float, float]:
-    # close every open leg at `fills` (§7.6.4-6); returns (wallet change, fee, insurance draw)
-    pnl = 0.0
-    fee = 0.0
-    for j in range(n_legs):
-        if side[j] != 0:
-            pnl += float(side[j]) * size[j] * (fills[j] - entry[j])
-            fee += size[j] * fills[j] * rates[j]
-    avail = wallet + pnl
-    if avail < 0.0:
-        if owed:
-            return pnl, 0.0, 0.0
-        return -wallet, 0.0, -avail
-    if take_all:
-        return -wallet, 0.0, 0.0
-    if fee <= avail:
-        r = pnl - fee
-        return (r if r > -wallet else -wallet), fee, 0.0
-    return -wallet, avail, 0.0
-
-
-@njit(cache=CACHE_ENABLED)
-def _cross_bar_nb(
-    n_legs: int,
-    conv: int,
-    side: np.ndarray,
-    size: np.ndarray,
-    entry: np.ndarray,
-    wallet: float,
-    tk: np.ndarray,
-    floors: np.ndarray,
-    mmr: np.ndarray,
-    mamt: np.ndarray,
-    n_tiers: np.ndarray,
-    by_size: np.ndarray,
-    mmr_ovr: float,
-    rates: np.ndarray,
-    stop: np.ndarray,
-    tpl: np.ndarray,
-    on_mark: bool,
-    slip: float,
-    taker: float,
-    maker: float,
-    take_all: bool,
-    owed: bool,
-    open_phase: bool,
-    bar: np.ndarray,
-    marks: np.ndarray,
-    fills: np.ndarray,
-    fs: np.ndarray,
-    ft: np.ndarray,
-    hit: np.ndarray,
-    r_x: np.ndarray,
-    f_x: np.ndarray,
-    ins_x: np.ndarray,
-    px_x: np.ndarray,
-) -> tuple[int, int, bool, bool, bool, bool, float, float, float]:
-    # One (coarse or detail) bar of a cross account, per-leg values in `bar (V_N, K)`: what
-    # triggers and what `worst` keeps (§7.6, step 3 of the module docstring). Returns (n_trig:
-    # exits triggered, n_hit: after dropping bankrupt stops, liq, take_liq, amb_liq: the
-    # liquidation holds only with the legs' adverse extremes simultaneous, at_open, the
-    # liquidation's wallet change, fee, insurance draw). Leg exits kept: hit[k] (HIT_STOP /
-    # HIT_TP / 0) with their settlement in r_x, f_x, ins_x, px_x; liquidation fills in `fills`.
-    n_open = 0
-    for k in range(n_legs):
-        hit[k] = 0
-        if side[k] != 0:
-            n_open += 1
-    liq = False
-    at_open = False
-    any_x = False
-    if open_phase:
-        # gaps at the open: every leg at its mark open
-        for k in range(n_legs):
-            marks[k] = bar[V_MO, k]
-            fills[k] = marks[k]
-        liq = _liq_leg_nb(
-            n_legs,
-            conv,
-            side,
-            size,
-            entry,
-            marks,
-            wallet,
-            tk,
-            floors,
-            mmr,
-            mamt,
-            n_tiers,
-            by_size,
-            mmr_ovr,
-            rates,
-            marks,
-            False,
-            fills,
-        )
-        for k in range(n_legs):
-            fills[k] = marks[k]
-            if side[k] == 0:
-                continue
-            if side[k] * (bar[V_TO, k] - stop[k]) <= 0.0:
-                hit[k] |= HIT_STOP
-                fs[k] = bar[V_OP, k] * (1.0 - side[k] * slip)
-            if side[k] * (bar[V_TO, k] - tpl[k]) >= 0.0:
-                hit[k] |= HIT_TP
-                ft[k] = bar[V_OP, k]
-            any_x = any_x or hit[k] != 0
-        at_open = liq or any_x
-    if not at_open:
-        # inside the bar: the other legs at their adverse mark extremes
-        for k in range(n_legs):
-            marks[k] = bar[V_MADV, k]
-            fills[k] = marks[k]
-        liq = _liq_leg_nb(
-            n_legs,
-            conv,
-            side,
-            size,
-            entry,
-            marks,
-            wallet,
-            tk,
-            floors,
-            mmr,
-            mamt,
-            n_tiers,
-            by_size,
-            mmr_ovr,
-            rates,
-            bar[V_MO],
-            not open_phase,
-            fills,
-        )
-        for k in range(n_legs):
-            if side[k] == 0:
-                continue
-            sd = side[k]
-            if sd * (bar[V_TADV, k] - stop[k]) <= 0.0:
-                hit[k] |= HIT_STOP
-                gapped = sd * (bar[V_TO, k] - stop[k]) <= 0.0  # (detail bars only)
-                fs[k] = (bar[V_OP, k] if gapped else stop[k]) * (1.0 - sd * slip)
-            if sd * (bar[V_TFAV, k] - tpl[k]) >= 0.0:
-                hit[k] |= HIT_TP
-                ft[k] = bar[V_OP, k] if sd * (bar[V_TO, k] - tpl[k]) >= 0.0 else tpl[k]
-            if liq and on_mark and n_open == 1 and hit[k] & HIT_STOP:
-                # one mark path: the level it reaches first wins (single kernel)
-                if sd * (stop[k] - fills[k]) > 0.0:
-                    liq = False
-                else:
-                    hit[k] &= ~HIT_STOP
-    n_trig = 1 if liq else 0
-    for k in range(n_legs):
-        n_trig += (hit[k] & HIT_STOP) + (hit[k] >> 1)
-    if n_trig == 0:
-        return 0, 0, False, False, False, at_open, 0.0, 0.0, 0.0
-    n_hit = n_trig
-    rest = 0.0  # the legs without an exit, at the bar's values
-    for k in range(n_legs):
-        if side[k] != 0 and hit[k] == 0:
-            rest += float(side[k]) * size[k] * (marks[k] - entry[k])
-    if liq:
-        for k in range(n_legs):
-            pnl_k = float(side[k]) * size[k] * (fs[k] - entry[k])
-            if hit[k] & HIT_STOP and wallet + (pnl_k + rest) < 0.0:
-                # bankrupt before the stop could fill: the liquidation wins
-                hit[k] &= ~HIT_STOP
-                n_hit -= 1
-    r_sum = 0.0
-    any_x = False
-    for k in range(n_legs):
-        if hit[k] == 0:
-            continue
-        sd = side[k]
-        kind = 0
-        if hit[k] & HIT_STOP:
-            r_x[k], f_x[k], ins_x[k], px_x[k] = _settle_nb(
-                sd, size[k], entry[k], fs[k], taker, wallet, False, owed
-            )
-            kind = HIT_STOP
-        if hit[k] & HIT_TP:
-            r, f, ins, px = _settle_nb(sd, size[k], entry[k], ft[k], maker, wallet, False, owed)
-            if kind == 0 or r < r_x[k]:
-                r_x[k], f_x[k], ins_x[k], px_x[k] = r, f, ins, px
-                kind = HIT_TP
-        hit[k] = kind
-        if kind != 0:
-            any_x = True
-            r_sum += r_x[k]
-    rest = 0.0
-    for k in range(n_legs):
-        if side[k] != 0 and hit[k] == 0:
-            rest += float(side[k]) * size[k] * (marks[k] - entry[k])
-    take_liq = liq
-    r_l = 0.0
-    f_l = 0.0
-    ins_l = 0.0
-    if liq:
-        r_l, f_l, ins_l = _settle_account_nb(
-            n_legs, side, size, entry, fills, rates, wallet, take_all, owed
-        )
-        if any_x and r_sum + rest < r_l:
-            take_liq = False
-    amb_liq = False
-    if liq and n_open > 1 and not at_open:
-        # the assumption decides when the account would survive the bar with the other legs
-        # at their favourable extremes instead
-        amb_liq = True
-        for k in range(n_legs):
-            if side[k] == 0:
-                continue
-            for j in range(n_legs):
-                marks[j] = bar[V_MFAV, j]
-            marks[k] = bar[V_MADV, k]
-            lpk = _cross_lp_nb(
-                k,
-                n_legs,
-                conv,
-                side,
-                size,
-                entry,
-                marks,
-                wallet,
-                tk,
-                floors,
-                mmr,
-                mamt,
-                n_tiers,
-                by_size,
-                mmr_ovr,
-                rates,
-            )
-            if side[k] * (marks[k] - lpk) <= 0.0:
-                amb_liq = False
-                break
-    return n_trig, n_hit, liq, take_liq, amb_liq, at_open, r_l, f_l, ins_l
-
-
-@njit(cache=CACHE_ENABLED)
-def _coarse_bar_nb(
-    i: int, n_legs: int, side: np.ndarray, prices: np.ndarray, on_mark: bool, bar: np.ndarray
-) -> None:
-    # the per-leg values of bar i
-    for k in range(n_legs):
-        pk = prices[k, i]
-        lo, hi = (P_MLOW, P_MHIGH) if side[k] > 0 else (P_MHIGH, P_MLOW)
-        bar[V_MO, k] = pk[P_MOPEN]
-        bar[V_MADV, k] = pk[lo]
-        bar[V_MFAV, k] = pk[hi]
-        if on_mark:
-            bar[V_TO, k] = pk[P_MOPEN]
-            bar[V_TADV, k] = pk[lo]
-            bar[V_TFAV, k] = pk[hi]
-        else:
-            bar[V_TO, k] = pk[P_OPEN]
-            bar[V_TADV, k] = pk[P_LOW] if side[k] > 0 else pk[P_HIGH]
-            bar[V_TFAV, k] = pk[P_HIGH] if side[k] > 0 else pk[P_LOW]
-        bar[V_OP, k] = pk[P_OPEN]
-
-
-@njit(cache=CACHE_ENABLED)
-def _detail_bar_nb(
-    i: int,
-    j: int,
-    n_legs: int,
-    side: np.ndarray,
-    prices: np.ndarray,
-    d_start: np.ndarray,
-    detail: np.ndarray,
-    on_mark: bool,
-    bar: np.ndarray,
-) -> None:
-    # the per-leg values of detail bar j of bar i: the mark path is the detail last path
-    # shifted by the bar's basis at its extremes (engine.kernel's detail walk)
-    for k in range(n_legs):
-        pk = prices[k, i]
-        off_lo = pk[P_MLOW] - pk[P_LOW]
-        off_hi = pk[P_MHIGH] - pk[P_HIGH]
-        d = detail[k, d_start[k, i] + j]
-        if side[k] > 0:
-            bar[V_MO, k] = d[0] + off_lo
-            bar[V_MADV, k] = d[2] + off_lo
-            bar[V_MFAV, k] = d[1] + off_hi
-        else:
-            bar[V_MO, k] = d[0] + off_hi
-            bar[V_MADV, k] = d[1] + off_hi
-            bar[V_MFAV, k] = d[2] + off_lo
-        if on_mark:
-            bar[V_TO, k] = bar[V_MO, k]
-            bar[V_TADV, k] = bar[V_MADV, k]
-            bar[V_TFAV, k] = bar[V_MFAV, k]
-        else:
-            bar[V_TO, k] = d[0]
-            bar[V_TADV, k] = d[2] if side[k] > 0 else d[1]
-            bar[V_TFAV, k] = d[1] if side[k] > 0 else d[2]
-        bar[V_OP, k] = d[0]
-
-
-@njit(cache=CACHE_ENABLED)
-def _close_leg_nb(
-    k: int,
-    i: int,
-    reason: int,
-    price: float,
-    r: float,
-    f: float,
-    lo: np.ndarray,
-    out: np.ndarray,
-) -> None:
-    # book leg k's exit at bar i into its outputs and the account's
-    lo[L_EXIT_IDX] = i
-    lo[L_REASON] = reason
-    lo[L_EXIT_PRICE] = price
-    lo[L_PNL] += r
-    lo[L_FEES] += f
-    if out[A_FIRST_EXIT_IDX] < 0.0:
-        out[A_FIRST_EXIT_IDX] = i
-        out[A_FIRST_EXIT_REASON] = reason
-
-
-@njit(cache=CACHE_ENABLED)
-def _leg_lp_nb(
-    k: int,
-    conv: int,
-    side: int,
-    entry: float,
-    size: float,
-    margin: float,
-    tk: np.ndarray,
-    floors: np.ndarray,
-    mmr: np.ndarray,
-    mamt: np.ndarray,
-    n_tiers: np.ndarray,
-    by_size: np.ndarray,
-    mmr_ovr: float,
-    rates: np.ndarray,
-) -> float:
-    # an isolated leg's liquidation price on its own margin and table in force
-    return _lp_nb(
-        conv,
-        side,
-        entry,
-        size,
-        margin,
-        tk[k],
-        floors[k],
-        mmr[k],
-        mamt[k],
-        n_tiers[k],
-        by_size[k],
-        mmr_ovr,
-        rates[k],
-    )
-
-
-@njit(cache=CACHE_ENABLED)
-def _pay_funding_nb(
-    k: int,
-    rate: float,
-    side: np.ndarray,
-    size: np.ndarray,
-    mark: float,
-    margin: np.ndarray,
-    isolated: bool,
-    lo: np.ndarray,
-    out: np.ndarray,
-) -> float:
-    # leg k pays `rate` on its mark; returns the payment (taken from the wallet by the caller)
-    pay = funding_payment_nb(side[k] * size[k], mark, rate)
-    if isolated:
-        margin[k] -= pay
-    out[A_FUNDING] += pay
-    lo[L_FUNDING] += pay
-    lo[L_PNL] -= pay
-    return pay
-
-
-@njit(cache=CACHE_ENABLED)
-def _book_liquidation_nb(
-    i: int,
-    n_legs: int,
-    conv: int,
-    side: np.ndarray,
-    size: np.ndarray,
-    entry: np.ndarray,
-    fills: np.ndarray,
-    tk: np.ndarray,
-    floors: np.ndarray,
-    mmr: np.ndarray,
-    mamt: np.ndarray,
-    n_tiers: np.ndarray,
-    by_size: np.ndarray,
-    mmr_ovr: float,
-    rates: np.ndarray,
-    wallet: float,
-    r_l: float,
-    f_l: float,
-    take_all: bool,
-    legs_out: np.ndarray,
-    out: np.ndarray,
-) -> None:
-    # share a cross liquidation's settlement out to the open legs (module docstring)
-    fee_sum = 0.0
-    mm_sum = 0.0
-    base = 0.0
-    n_open = 0
-    for k in range(n_legs):
-        if side[k] != 0:
-            n_open += 1
-            fee_sum += size[k] * fills[k] * rates[k]
-            mm_sum += _leg_mm_nb(
-                k,
-                conv,
-                size,
-                entry,
-                fills[k],
-                tk,
-                floors,
-                mmr,
-                mamt,
-                n_tiers,
-                by_size,
-                mmr_ovr,
-                rates,
-            )
-            base += float(side[k]) * size[k] * (fills[k] - entry[k])
-    adj = r_l - (base - f_l)  # what the cap takes (or the fund gives) beyond PnL and fee
-    left = wallet + base  # the account equity at the fills
-    for k in range(n_legs):
-        if side[k] == 0:
-            continue
-        f_k = f_l * (size[k] * fills[k] * rates[k] / fee_sum) if fee_sum > 0.0 else 0.0
-        mm_k = _leg_mm_nb(
-            k, conv, size, entry, fills[k], tk, floors, mmr, mamt, n_tiers, by_size, mmr_ovr, rates
-        )
-        w_k = mm_k / mm_sum if mm_sum > 0.0 else 1.0 / n_open
-        pnl_k = float(side[k]) * size[k] * (fills[k] - entry[k])
-        px = fills[k]
-        if take_all and left >= 0.0:
-            px = fills[k] - side[k] * left * w_k / size[k]  # §7.6.4 bankruptcy price
-        _close_leg_nb(k, i, ER_LIQUIDATION, px, pnl_k - f_k + adj * w_k, f_k, legs_out[k], out)
-
-
-@njit(cache=CACHE_ENABLED)
-def _record_leg_nb(
-    k: int,
-    side: int,
-    entry_idx: int,
-    margin: float,
-    lo: np.ndarray,
-    trades: np.ndarray,
-    out: np.ndarray,
-) -> None:
-    # leg k's position (its outputs in lo) as one trade row; a full buffer sets A_OVERFLOW
-    n = int(out[A_N_TRADES])
-    if n < trades.shape[0]:
-        row = trades[n]
-        row[T_LEG] = k
-        row[T_ENTRY_IDX] = entry_idx
-        row[T_EXIT_IDX] = lo[L_EXIT_IDX]
-        row[T_SIDE] = side
-        row[T_ENTRY_PRICE] = lo[L_ENTRY_PRICE]
-        row[T_EXIT_PRICE] = lo[L_EXIT_PRICE]
-        row[T_SIZE] = lo[L_SIZE]
-        row[T_MARGIN] = margin
-        row[T_FEES] = lo[L_FEES]
-        row[T_FUNDING] = lo[L_FUNDING]
-        row[T_PNL] = lo[L_PNL]
-        row[T_REASON] = lo[L_REASON]
-    else:
-        out[A_OVERFLOW] = 1.0
-    out[A_N_TRADES] = n + 1
+__all__ = ["simulate_accounts_nb"]
 
 
 @njit(cache=CACHE_ENABLED)
@@ -965,6 +208,7 @@ def _account_nb(
     n_bars: int,
     prices: np.ndarray,
     funding: np.ndarray,
+    events: np.ndarray,
     table_idx: np.ndarray,
     floors: np.ndarray,
     mmr: np.ndarray,
@@ -990,10 +234,6 @@ def _account_nb(
     leg_eq: np.ndarray,
 ) -> None:
     n_legs = weights.shape[0]
-    lev = fp[FP_LEVERAGE]
-    psize = fp[FP_POSITION_SIZE]
-    sl_frac = fp[FP_STOP_LOSS]
-    tp_frac = fp[FP_TAKE_PROFIT]
     trail = fp[FP_TRAILING_STOP]
     has_trail = not math.isnan(trail)
     taker = fp[FP_TAKER_FEE]
@@ -1077,80 +317,26 @@ def _account_nb(
         wsign[k] = 1 if weights[k] > 0.0 else -1
         tk[k] = table_idx[k, s]
         rates[k] = liq_rates[k, tk[k]] if table_rate else liq_fixed
+    tb = (tk, floors, mmr, mamt, n_tiers, by_size, mmr_ovr, rates)
     wallet = cash
     equity = cash
     n_open = 0
 
     for i in range(s, end):
         # ---- 1. funding on the legs carried into the bar; tier-table changes ----------------
-        for k in range(n_legs):
-            need = False
-            t = table_idx[k, i]
-            if t != tk[k]:
-                tk[k] = t
-                rates[k] = liq_rates[k, t] if table_rate else liq_fixed
-                need = side[k] != 0
-            if side[k] != 0 and funding_on and funding[k, i, 0] == funding[k, i, 0]:
-                wallet -= _pay_funding_nb(
-                    k,
-                    funding[k, i, 0],
-                    side,
-                    size,
-                    prices[k, i, P_MOPEN],
-                    margin,
-                    isolated,
-                    legs_out[k],
-                    out,
-                )
-                need = True
-            if need and isolated:
-                lp[k] = _leg_lp_nb(
-                    k,
-                    conv,
-                    side[k],
-                    entry[k],
-                    size[k],
-                    margin[k],
-                    tk,
-                    floors,
-                    mmr,
-                    mamt,
-                    n_tiers,
-                    by_size,
-                    mmr_ovr,
-                    rates,
-                )
+        if events[i, 0]:
+            wallet = _fund_legs_nb(
+                i, 0, wallet, conv, funding_on, funding, prices, table_idx, liq_rates, liq_fixed,
+                side, size, entry, margin, lp, isolated, tb, legs_out, out,
+            )  # fmt: skip
 
         # ---- 2. orders at the open: signal exits first, then entries -----------------------
         n_enter = 0
         if has_sig:
-            for k in range(n_legs):
-                enter[k] = False
-                p = pend[k]
-                if p == 0:
-                    continue
-                pend[k] = 0
-                if side[k] != 0 and (p == PENDING_CLOSE or p == -side[k] * wsign[k]):
-                    fill = prices[k, i, P_OPEN] * (1.0 - side[k] * slip)
-                    cap = margin[k] if isolated else wallet
-                    r, f, ins, _px = _settle_nb(
-                        side[k], size[k], entry[k], fill, taker, cap, False, owed
-                    )
-                    wallet += r
-                    out[A_FEES] += f
-                    out[A_INSURANCE] += ins
-                    _close_leg_nb(k, i, ER_SIGNAL, fill, r, f, legs_out[k], out)
-                    _record_leg_nb(k, side[k], e_idx[k], e_margin[k], legs_out[k], trades, out)
-                    side[k] = 0
-                    size[k] = 0.0
-                    n_open -= 1
-                if p != PENDING_CLOSE and side[k] == 0:
-                    if dead or ruined:
-                        out[A_REJECTED] += 1.0
-                    else:
-                        enter[k] = True
-                        want[k] = p * wsign[k]
-                        n_enter += 1
+            wallet, n_open, n_enter = _signal_orders_nb(
+                i, wallet, n_open, dead or ruined, pend, wsign, enter, want, side, size, entry,
+                margin, prices, fp, isolated, owed, e_idx, e_margin, legs_out, trades, out,
+            )  # fmt: skip
         elif i == s:
             for k in range(n_legs):
                 enter[k] = True
@@ -1158,125 +344,14 @@ def _account_nb(
             n_enter = n_legs
         if n_enter > 0:
             # legs entering at one open are one order: sized, checked and refused together
-            wsum = 0.0
-            last = -1
-            for k in range(n_legs):
-                if enter[k]:
-                    wsum += abs(weights[k])
-                    last = k
-            cost = 1.0 + lev * taker
-            avail = wallet
-            if n_open > 0:
-                # free: the wallet less the open legs' margins (float dust of it is nothing)
-                for k in range(n_legs):
-                    if side[k] != 0:
-                        avail -= margin[k]
-                if avail <= wallet * FREE_DUST:
-                    avail = 0.0
-            total = 0.0
-            for k in range(n_legs):
-                if enter[k]:
-                    margin_t[k] = (psize * abs(weights[k])) * wallet
-                    total += margin_t[k] * cost
-            all_in = total > avail
-            ok = True
-            fee_sum = 0.0
-            m_sum = 0.0
-            for k in range(n_legs):
-                if not enter[k]:
-                    continue
-                if all_in:
-                    margin_t[k] = avail * (abs(weights[k]) / wsum) / cost
-                fills[k] = prices[k, i, P_OPEN] * (1.0 + want[k] * slip)
-                notional = margin_t[k] * lev
-                size_t[k] = notional / fills[k]
-                fee_t[k] = notional * taker
-                m_sum += margin_t[k]
-                if k != last:
-                    fee_sum += fee_t[k]
-            if all_in:
-                # the order takes all that is free: what is left is exactly the margins
-                fee_t[last] = avail - m_sum - fee_sum
-                wallet_after = m_sum if n_open == 0 else wallet - (avail - m_sum)
-            else:
-                fee_sum += fee_t[last]
-                wallet_after = wallet - fee_sum
-            for k in range(n_legs):
-                if not enter[k]:
-                    continue
-                t = tk[k]
-                n = n_tiers[k, t]
-                if not (margin_t[k] > 0.0 and size_t[k] > 0.0):  # a size of float dust: refused
-                    ok = False
-                    break
-                ml = max_leverage_nb(
-                    margin_t[k] * lev,
-                    size_t[k],
-                    floors[k, t, :n],
-                    maxlev[k, t, :n],
-                    by_size[k, t],
-                    last_cap[k, t] if math.isnan(mmr_ovr) else math.inf,
-                )
-                if not ml >= lev:
-                    ok = False
-                    break
-            if ok and not isolated:
-                # the other legs as they stand: the entering ones at their fills, the open ones
-                # at their mark open
-                for k in range(n_legs):
-                    if enter[k]:
-                        c_side[k] = want[k]
-                        c_size[k] = size_t[k]
-                        c_entry[k] = fills[k]
-                        c_mark[k] = fills[k]
-                    else:
-                        c_side[k] = side[k]
-                        c_size[k] = size[k]
-                        c_entry[k] = entry[k]
-                        c_mark[k] = prices[k, i, P_MOPEN]
-            if ok:
-                for k in range(n_legs):
-                    if not enter[k]:
-                        continue
-                    if isolated:
-                        lp_t = _leg_lp_nb(
-                            k,
-                            conv,
-                            want[k],
-                            fills[k],
-                            size_t[k],
-                            margin_t[k],
-                            tk,
-                            floors,
-                            mmr,
-                            mamt,
-                            n_tiers,
-                            by_size,
-                            mmr_ovr,
-                            rates,
-                        )
-                    else:
-                        lp_t = _cross_lp_nb(
-                            k,
-                            n_legs,
-                            conv,
-                            c_side,
-                            c_size,
-                            c_entry,
-                            c_mark,
-                            wallet_after,
-                            tk,
-                            floors,
-                            mmr,
-                            mamt,
-                            n_tiers,
-                            by_size,
-                            mmr_ovr,
-                            rates,
-                        )
-                    if not want[k] * (fills[k] - lp_t) > 0.0:
-                        ok = False
-                        break
+            wallet_after = _size_order_nb(
+                i, wallet, n_open, enter, want, weights, side, margin, prices, fp, margin_t,
+                fills, size_t, fee_t,
+            )  # fmt: skip
+            ok = _order_ok_nb(
+                i, conv, isolated, enter, want, fills, size_t, margin_t, side, size, entry,
+                prices, wallet_after, tb, maxlev, last_cap, fp, c_side, c_size, c_entry, c_mark,
+            )  # fmt: skip
             if not ok:
                 if not has_sig:
                     out[A_REJECTED] = 1.0
@@ -1284,78 +359,18 @@ def _account_nb(
                 out[A_REJECTED] += n_enter
             else:
                 wallet = wallet_after
-                for k in range(n_legs):
-                    if not enter[k]:
-                        continue
-                    out[A_FEES] += fee_t[k]
-                    lo = legs_out[k]
-                    lo[:] = 0.0
-                    lo[L_EXIT_IDX] = -1.0
-                    lo[L_REASON] = ER_NONE
-                    lo[L_FEES] = fee_t[k]
-                    lo[L_PNL] = -fee_t[k]
-                    lo[L_ENTRY_PRICE] = fills[k]
-                    lo[L_SIZE] = size_t[k]
-                    side[k] = want[k]
-                    size[k] = size_t[k]
-                    entry[k] = fills[k]
-                    margin[k] = margin_t[k]
-                    e_idx[k] = i
-                    e_margin[k] = margin_t[k]
-                    e_side[k] = want[k]
-                    peak[k] = fills[k]
-                    sl[k] = fills[k] * (1.0 - side[k] * sl_frac)
-                    tpl[k] = fills[k] * (1.0 + side[k] * tp_frac)
-                    stop[k], s_reason[k] = _stop_level_nb(side[k], sl[k], peak[k], trail)
-                    if isolated:
-                        lp[k] = _leg_lp_nb(
-                            k,
-                            conv,
-                            side[k],
-                            entry[k],
-                            size[k],
-                            margin[k],
-                            tk,
-                            floors,
-                            mmr,
-                            mamt,
-                            n_tiers,
-                            by_size,
-                            mmr_ovr,
-                            rates,
-                        )
+                _open_legs_nb(
+                    i, conv, isolated, enter, want, fills, size_t, margin_t, fee_t, fp, tb,
+                    side, size, entry, margin, lp, sl, tpl, peak, stop, s_reason, e_idx,
+                    e_margin, e_side, legs_out, out,
+                )  # fmt: skip
                 n_open += n_enter
         # events inside a coarse bar: paid by the legs held after the entry
-        for k in range(n_legs):
-            if side[k] != 0 and funding_on and funding[k, i, 1] == funding[k, i, 1]:
-                wallet -= _pay_funding_nb(
-                    k,
-                    funding[k, i, 1],
-                    side,
-                    size,
-                    prices[k, i, P_MOPEN],
-                    margin,
-                    isolated,
-                    legs_out[k],
-                    out,
-                )
-                if isolated:
-                    lp[k] = _leg_lp_nb(
-                        k,
-                        conv,
-                        side[k],
-                        entry[k],
-                        size[k],
-                        margin[k],
-                        tk,
-                        floors,
-                        mmr,
-                        mamt,
-                        n_tiers,
-                        by_size,
-                        mmr_ovr,
-                        rates,
-                    )
+        if events[i, 1]:
+            wallet = _fund_legs_nb(
+                i, 1, wallet, conv, funding_on, funding, prices, table_idx, liq_rates, liq_fixed,
+                side, size, entry, margin, lp, isolated, tb, legs_out, out,
+            )  # fmt: skip
 
         # ---- 3. exits ----------------------------------------------------------------------
         for k in range(n_legs):
@@ -1423,6 +438,12 @@ def _account_nb(
                 elif has_trail and sf * (t_fav - peak[k]) > 0.0:
                     peak[k] = t_fav
                     stop[k], s_reason[k] = _stop_level_nb(side[k], sl[k], peak[k], trail)
+        elif n_open > 0 and _cross_quiet_nb(
+            i, n_legs, conv, side, size, entry, wallet, tb, prices, stop, tpl, on_mark, marks,
+        ):  # fmt: skip
+            # a quiet bar: nothing can trigger, only the trailing stops move
+            if has_trail:
+                _trail_nb(i, n_legs, side, prices, on_mark, sl, peak, trail, stop, s_reason)
         elif n_open > 0:
             # cross: the account's liquidation and each leg's own exits (§7.6)
             _coarse_bar_nb(i, n_legs, side, prices, on_mark, bar)
@@ -1433,14 +454,7 @@ def _account_nb(
                 size,
                 entry,
                 wallet,
-                tk,
-                floors,
-                mmr,
-                mamt,
-                n_tiers,
-                by_size,
-                mmr_ovr,
-                rates,
+                tb,
                 stop,
                 tpl,
                 on_mark,
@@ -1481,14 +495,7 @@ def _account_nb(
                         size,
                         entry,
                         wallet,
-                        tk,
-                        floors,
-                        mmr,
-                        mamt,
-                        n_tiers,
-                        by_size,
-                        mmr_ovr,
-                        rates,
+                        tb,
                         stop,
                         tpl,
                         on_mark,
@@ -1527,14 +534,7 @@ def _account_nb(
                             size,
                             entry,
                             wallet,
-                            tk,
-                            floors,
-                            mmr,
-                            mamt,
-                            n_tiers,
-                            by_size,
-                            mmr_ovr,
-                            rates,
+                            tb,
                             stop,
                             tpl,
                             on_mark,
@@ -1569,14 +569,7 @@ def _account_nb(
                         size,
                         entry,
                         fills,
-                        tk,
-                        floors,
-                        mmr,
-                        mamt,
-                        n_tiers,
-                        by_size,
-                        mmr_ovr,
-                        rates,
+                        tb,
                         wallet,
                         r_l,
                         f_l,
@@ -1608,18 +601,7 @@ def _account_nb(
                             size[k] = 0.0
                             n_open -= 1
             if has_trail:
-                # trailing stops move after the bar's checks
-                for k in range(n_legs):
-                    if side[k] == 0:
-                        continue
-                    pk = prices[k, i]
-                    if on_mark:
-                        t_fav = pk[P_MHIGH] if side[k] > 0 else pk[P_MLOW]
-                    else:
-                        t_fav = pk[P_HIGH] if side[k] > 0 else pk[P_LOW]
-                    if side[k] * (t_fav - peak[k]) > 0.0:
-                        peak[k] = t_fav
-                        stop[k], s_reason[k] = _stop_level_nb(side[k], sl[k], peak[k], trail)
+                _trail_nb(i, n_legs, side, prices, on_mark, sl, peak, trail, stop, s_reason)
 
         # ---- 4. mark to market at the close; ruin ----------------------------------------------
         upnl = 0.0
@@ -1706,6 +688,23 @@ def _account_nb(
                     leg_eq[j, k] = legs_out[k, L_PNL]
 
 
+@njit(cache=CACHE_ENABLED)
+def _events_nb(funding: np.ndarray, table_idx: np.ndarray) -> np.ndarray:
+    # (n_bars, 2): bar i has, for some leg, a funding event at its open or a tier table coming
+    # into force ([i, 0]), or a funding event inside it ([i, 1]); the other bars skip step 1's
+    # funding helper (which would change nothing there) and its call's cost
+    n_legs, n_bars = table_idx.shape
+    events = np.zeros((n_bars, 2), dtype=np.bool_)
+    for k in range(n_legs):
+        for i in range(n_bars):
+            if i > 0 and table_idx[k, i] != table_idx[k, i - 1]:
+                events[i, 0] = True
+            for at in range(2):
+                if funding[k, i, at] == funding[k, i, at]:
+                    events[i, at] = True
+    return events
+
+
 @njit(cache=CACHE_ENABLED, parallel=True)
 def simulate_accounts_nb(
     prices: np.ndarray,
@@ -1757,6 +756,7 @@ def simulate_accounts_nb(
     """
     n_cols = fparams.shape[1]
     n_bars = prices.shape[1]
+    events = _events_nb(funding, table_idx)
     for c in prange(n_cols):
         _account_nb(
             start_idx[c],
@@ -1764,6 +764,7 @@ def simulate_accounts_nb(
             n_bars,
             prices,
             funding,
+            events,
             table_idx,
             floors,
             mmr,

@@ -121,7 +121,7 @@ def check_leg_weights(
     configs (``where`` names the caller's key in the message): 1 to ``MAX_LEGS`` symbols of
     ``symbols``, each weight a non-zero finite number (negative = short), ``Σ|weight| <= 1``.
     """
-    from backtester.engine.accounts import MAX_LEGS
+    from backtester.engine.accounts_layout import MAX_LEGS
 
     if not isinstance(legs, dict) or not legs:
         raise ConfigError(
@@ -272,7 +272,7 @@ def run_account_entries(
         ``intrabar="best"`` (not modelled for accounts), ``intrabar="detail"`` on a leg without
         detail bars.
     """
-    from backtester.engine.accounts import (
+    from backtester.engine.accounts_layout import (
         A_AMBIGUOUS,
         A_FEES,
         A_FINAL_EQUITY,
@@ -474,7 +474,8 @@ def simulate_accounts(
     K)``. Returns ``out (n_cols, A_N)``, ``legs_out (n_cols, K, L_N)``, trades, equity, leg
     equity.
     """
-    from backtester.engine.accounts import A_N, L_N, T_N, simulate_accounts_nb
+    from backtester.engine.accounts import simulate_accounts_nb
+    from backtester.engine.accounts_layout import A_N, L_N, T_N
 
     n_legs = len(prep.legs)
     n = int(rows.shape[0])

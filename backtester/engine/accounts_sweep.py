@@ -107,7 +107,7 @@ class AccountSweepResult:
         and ``sharpe``, ``sortino``, ``calmar``, ``win_rate``, ``profit_factor`` (the
         definitions of ``backtester.results``).
         """
-        from backtester.engine.accounts import (
+        from backtester.engine.accounts_layout import (
             A_AMBIGUOUS,
             A_FEES,
             A_FINAL_EQUITY,
@@ -192,7 +192,7 @@ class AccountSweepResult:
         ``end_of_data`` valued at its last mark close. Rows are in order of column, then of
         closing (legs closing in one bar in leg order).
         """
-        from backtester.engine.accounts import (
+        from backtester.engine.accounts_layout import (
             T_ENTRY_IDX,
             T_ENTRY_PRICE,
             T_EXIT_IDX,
@@ -294,7 +294,7 @@ def run_account_sweep(
 
     See ``engine.run.run_sweep`` (which calls this for a ``MarketSet``) and the module docstring.
     """
-    from backtester.engine.accounts import A_N_TRADES, A_OVERFLOW
+    from backtester.engine.accounts_layout import A_N_TRADES, A_OVERFLOW
     from backtester.engine.accounts_run import (
         _check_legs,
         _rules_used,

@@ -208,12 +208,10 @@ def simulate_reference(
             arr[k] = rate if math.isnan(arr[k]) else arr[k] + rate
     lev, psize, cash = s["leverage"], s["position_size"], s["initial_cash"]
     sl_frac, tp_frac, trail = s["stop_loss"], s["take_profit"], s["trailing_stop"]
-    taker, maker, slip = s["taker_fee"], s["maker_fee"], s["slippage"]
+    taker, slip = s["taker_fee"], s["slippage"]
     isolated = s["margin_mode"] == "isolated"
     on_mark = s["stop_trigger"] == "mark"
-    take_all = s["close_at"] == "bankruptcy"
     owed = s["negative_balance"] == "owed"
-    policy = s["intrabar"]
     conv = s["convention"]
     mmr_ovr = s["maint_margin_rate"]
     ruin_level = s["ruin_threshold"] * cash
@@ -402,9 +400,8 @@ def simulate_reference(
         # 3./4. gaps at the open, then inside the bar
         if side != 0:
             st["bars_in_market"] += 1
-            t_open, t_hi, t_lo = (mo[i], mh[i], ml[i]) if on_mark else (o[i], h[i], lo[i])
+            t_hi, t_lo = (mh[i], ml[i]) if on_mark else (h[i], lo[i])
             m_adv = ml[i] if side > 0 else mh[i]
-            t_adv = t_lo if side > 0 else t_hi
             t_fav = t_hi if side > 0 else t_lo
             gap_lp = side * (m_adv - lp)
             dist = gap_lp / m_adv if gap_lp > 0.0 else 0.0
@@ -412,66 +409,18 @@ def simulate_reference(
             if math.isnan(md) or gap_lp < md * m_adv:
                 st["min_liquidation_distance"] = dist
             stop, stop_reason = stop_level()
-            cand: dict[str, float] = {}
-            if side * (mo[i] - lp) <= 0.0:
-                cand["liq"] = mo[i]
-            if side * (t_open - stop) <= 0.0:
-                cand["stop"] = o[i] * (1.0 - side * slip)
-            if side * (t_open - tp_level) >= 0.0:
-                cand["tp"] = o[i]
-            if not cand:
-                liq_hit = side * (m_adv - lp) <= 0.0
-                stop_hit = side * (t_adv - stop) <= 0.0
-                tp_hit = side * (t_fav - tp_level) >= 0.0
-                if on_mark and liq_hit and stop_hit:
-                    if side * (stop - lp) > 0.0:
-                        liq_hit = False
-                    else:
-                        stop_hit = False
-                if liq_hit:
-                    cand["liq"] = lp
-                if stop_hit:
-                    cand["stop"] = stop * (1.0 - side * slip)
-                if tp_hit:
-                    cand["tp"] = tp_level
-                if len(cand) > 1 and policy == "detail" and market.detail is not None:
-                    cand = _walk_detail(market, i, side, lp, stop, tp_level, on_mark, slip, cand)
             cap = margin if isolated else wallet
-            if "liq" in cand and "stop" in cand and cap + side * size * (cand["stop"] - entry) < 0:
-                del cand[
-                    "stop"
-                ]  # a stop beyond the bankruptcy price cannot precede the liquidation
-            if cand:
-                outcomes = {}
-                for kind, fill in cand.items():
-                    if kind == "liq":
-                        outcomes[kind] = _settle(
-                            side, size, entry, fill, liq_rate, cap, take_all, owed
-                        )
-                    elif kind == "stop":
-                        outcomes[kind] = _settle(side, size, entry, fill, taker, cap, False, owed)
-                    else:
-                        outcomes[kind] = _settle(side, size, entry, fill, maker, cap, False, owed)
-                if len(cand) > 1:
+            found = exit_of_bar(market, s, i, side, size, entry, cap, lp, stop, tp_level, liq_rate)
+            if found is not None:
+                chosen, (r, f, ins, closed_at), ambiguous = found
+                if ambiguous:
                     st["ambiguous_bars"] += 1
-                chosen = None
-                for kind in ("liq", "stop", "tp"):
-                    if kind not in outcomes:
-                        continue
-                    if (
-                        chosen is None
-                        or (policy == "best" and outcomes[kind][0] > outcomes[chosen][0])
-                        or (policy != "best" and outcomes[kind][0] < outcomes[chosen][0])
-                    ):
-                        chosen = kind
-                assert chosen is not None
-                r, f, ins, closed_at = outcomes[chosen]
                 wallet += r
                 trade_fees += f
                 st["fees_paid"] += f
                 st["insurance_draw"] += ins
                 if chosen == "liq":
-                    reason = ExitReason.LIQUIDATION
+                    reason: int = ExitReason.LIQUIDATION
                     if st["n_liquidations"] == 0:
                         st["first_liquidation_idx"] = i
                     st["n_liquidations"] += 1
@@ -539,6 +488,86 @@ def simulate_reference(
     st["final_equity"] = equity
     out.stats = st
     return out
+
+
+def exit_of_bar(
+    market: Market,
+    s: dict[str, Any],
+    i: int,
+    side: int,
+    size: float,
+    entry: float,
+    cap: float,
+    lp: float,
+    stop: float,
+    tp_level: float,
+    liq_rate: float,
+) -> tuple[str, tuple[float, float, float, float], bool] | None:
+    """Steps 3-4 of a single position in bar ``i``: the exit that happens, if any.
+
+    Returns ``(kind, (wallet change, fee, insurance, close price), ambiguous)`` with kind
+    ``"liq"``, ``"stop"`` or ``"tp"``; ``cap`` is what the position can lose (its isolated margin,
+    or the wallet). Also an isolated account leg's exit rule (one position on its own margin).
+    """
+    o, h, lo = market.open, market.high, market.low
+    mo, mh, ml = market.mark_open, market.mark_high, market.mark_low
+    on_mark = s["stop_trigger"] == "mark"
+    slip, taker, maker = s["slippage"], s["taker_fee"], s["maker_fee"]
+    take_all = s["close_at"] == "bankruptcy"
+    owed = s["negative_balance"] == "owed"
+    policy = s["intrabar"]
+    t_open, t_hi, t_lo = (mo[i], mh[i], ml[i]) if on_mark else (o[i], h[i], lo[i])
+    m_adv = ml[i] if side > 0 else mh[i]
+    t_adv = t_lo if side > 0 else t_hi
+    t_fav = t_hi if side > 0 else t_lo
+    cand: dict[str, float] = {}
+    if side * (mo[i] - lp) <= 0.0:
+        cand["liq"] = mo[i]
+    if side * (t_open - stop) <= 0.0:
+        cand["stop"] = o[i] * (1.0 - side * slip)
+    if side * (t_open - tp_level) >= 0.0:
+        cand["tp"] = o[i]
+    if not cand:
+        liq_hit = side * (m_adv - lp) <= 0.0
+        stop_hit = side * (t_adv - stop) <= 0.0
+        tp_hit = side * (t_fav - tp_level) >= 0.0
+        if on_mark and liq_hit and stop_hit:
+            if side * (stop - lp) > 0.0:
+                liq_hit = False
+            else:
+                stop_hit = False
+        if liq_hit:
+            cand["liq"] = lp
+        if stop_hit:
+            cand["stop"] = stop * (1.0 - side * slip)
+        if tp_hit:
+            cand["tp"] = tp_level
+        if len(cand) > 1 and policy == "detail" and market.detail is not None:
+            cand = _walk_detail(market, i, side, lp, stop, tp_level, on_mark, slip, cand)
+    if "liq" in cand and "stop" in cand and cap + side * size * (cand["stop"] - entry) < 0:
+        del cand["stop"]  # a stop beyond the bankruptcy price cannot precede the liquidation
+    if not cand:
+        return None
+    outcomes = {}
+    for kind, fill in cand.items():
+        if kind == "liq":
+            outcomes[kind] = _settle(side, size, entry, fill, liq_rate, cap, take_all, owed)
+        elif kind == "stop":
+            outcomes[kind] = _settle(side, size, entry, fill, taker, cap, False, owed)
+        else:
+            outcomes[kind] = _settle(side, size, entry, fill, maker, cap, False, owed)
+    chosen = None
+    for kind in ("liq", "stop", "tp"):
+        if kind not in outcomes:
+            continue
+        if (
+            chosen is None
+            or (policy == "best" and outcomes[kind][0] > outcomes[chosen][0])
+            or (policy != "best" and outcomes[kind][0] < outcomes[chosen][0])
+        ):
+            chosen = kind
+    assert chosen is not None
+    return chosen, outcomes[chosen], len(cand) > 1
 
 
 def _walk_detail(

@@ -17,6 +17,10 @@ An independent, slow reading of the rules that ``backtester.engine.accounts`` im
   bar is ambiguous the legs' lower-timeframe bars that share one time are walked in time order
   and the first in which anything triggers is judged by the same rules.
 
+Signal-driven accounts (``simulate_account_signals_reference``): cross is the cross rule above
+with orders; isolated (``_isolated_signals``) is K single positions on one wallet, each leg's
+exits the single-position reference's (``tests.unit.reference.exit_of_bar``) on its own margin.
+
 Per leg the reference also gives the exit bar, reason and the leg's share of the wallet change
 (``legs``: ``LegRef`` per leg), a cross liquidation's settlement shared out as each leg's PnL
 at its fill less its part of the clearance fee, and the rest pro rata to the legs' maintenance
@@ -38,7 +42,7 @@ import numpy as np
 from backtester.engine.enums import ExitReason
 from backtester.market import Market
 from backtester.rules import formulas
-from tests.unit.reference import RefTables, simulate_reference
+from tests.unit.reference import RefTables, _settle, exit_of_bar, simulate_reference
 
 
 @dataclass
@@ -102,6 +106,55 @@ def _funding_arrays(m: Market) -> tuple[np.ndarray, np.ndarray]:
     return at_open, inside
 
 
+def _order_margins(
+    order: list[int],
+    weights: list[float],
+    wallet: float,
+    open_margins: dict[int, float],
+    s: dict[str, Any],
+) -> tuple[dict[int, float], dict[int, float]]:
+    """The margin and fee of each leg entering together at one open (docs/design.md §3).
+
+    ``position_size·|w|·wallet`` each; when that costs more than the free balance (the wallet
+    less the open legs' margins, nothing when it is 1e-9 of the wallet or less) the free balance
+    is shared by |w| after the fees, the last leg's fee being what is left.
+    """
+    lev, taker = s["leverage"], s["taker_fee"]
+    cost = 1.0 + lev * taker
+    free = wallet
+    if open_margins:
+        free = wallet - sum(open_margins.values())
+        if free <= wallet * 1e-9:
+            free = 0.0
+    w_abs = {k: abs(weights[k]) for k in order}
+    margins = {k: s["position_size"] * w_abs[k] * wallet for k in order}
+    if sum(m * cost for m in margins.values()) <= free:
+        return margins, {k: margins[k] * lev * taker for k in order}
+    margins = {k: free * (w_abs[k] / sum(w_abs.values())) / cost for k in order}
+    fees = {k: margins[k] * lev * taker for k in order}
+    fees[order[-1]] = free - sum(margins.values()) - sum(fees[k] for k in order[:-1])
+    return margins, fees
+
+
+def _fill(m: Market, i: int, sd: int, margin: float, s: dict[str, Any]) -> tuple[int, float, float]:
+    # an entry at bar i's open: (side, size, fill price), the last open moved by the slippage
+    fill = m.open[i] * (1.0 + sd * s["slippage"])
+    return sd, margin * s["leverage"] / fill, fill
+
+
+def _tiers_allow(tab: RefTables, t: int, q: float, margin: float, s: dict[str, Any]) -> bool:
+    # an order the exchange accepts: a size, within the last cap, the tier allows the leverage
+    notional = margin * s["leverage"]
+    key = q if tab.by_size[t] else notional
+    cap = tab.cap_of(t) if math.isnan(s["maint_margin_rate"]) else math.inf
+    return (
+        margin > 0.0
+        and q > 0.0
+        and key <= cap
+        and tab.maxlev[t][_tier(key, tab.floors[t])] >= s["leverage"]
+    )
+
+
 def simulate_account_reference(
     markets: list[Market],
     weights: list[float],
@@ -124,7 +177,7 @@ def simulate_account_signals_reference(
     tables: list[RefTables],
     signals: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
 ) -> AccountRef:
-    """A signal-driven cross account over every bar (docs/design.md §3, accounts).
+    """A signal-driven account over every bar (docs/design.md §3, accounts).
 
     ``signals[k]`` is leg k's ``(long_entries, long_exits, short_entries, short_exits)``, each
     ``(n_bars,)`` bool. Written from the documented rule: a signal at the close of bar i is an
@@ -136,11 +189,11 @@ def simulate_account_signals_reference(
     fee, the margins shrink to ``free·(|w|/Σ|w| entering)/(1 + leverage·taker)``, the last
     entering leg's fee being what is left; refused together (tiers, cap, the account's
     maintenance test with the new legs at their fills and the open ones at their mark opens).
-    Cross accounts only (an isolated signal-driven account is checked through the one-leg
-    equality with the single-position kernel and the entry-driven equality).
+    An isolated account (``_isolated_signals``) sizes its orders by the same rule; each leg is
+    then a single position on its own margin.
     """
-    if s["margin_mode"] != "cross":
-        raise ValueError("the signal-driven reference models cross accounts")
+    if s["margin_mode"] == "isolated":
+        return _isolated_signals(markets, weights, s, tables, signals)
     return _cross(markets, weights, s, tables, 0, markets[0].n_bars, signals=signals)
 
 
@@ -162,6 +215,208 @@ def _order(ss: int, le: bool, lx: bool, se: bool, sx: bool, pending: int) -> int
     elif sx:
         return 2
     return pending
+
+
+@dataclass
+class _Leg:
+    """An open leg of an isolated account: a single position on its own margin."""
+
+    side: int
+    size: float
+    entry: float
+    margin: float
+    opened: int
+    sl: float
+    tp: float
+    peak: float
+
+
+def _isolated_signals(
+    markets: list[Market],
+    weights: list[float],
+    s: dict[str, Any],
+    tables: list[RefTables],
+    signals: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+) -> AccountRef:
+    """A signal-driven isolated account (§7.4), written from the rules.
+
+    One wallet, K single positions: each leg's funding comes off the wallet and off its margin,
+    each leg liquidates on its own mark against the liquidation price of its own margin and
+    table in force (recomputed here from the leg's state every bar), its stop, trailing stop and
+    take-profit are the single-position rules (``tests.unit.reference.exit_of_bar``), and what a
+    leg can lose (an exit, a signal close, a ruin close) is capped by its margin. Orders: as for
+    the cross account (``_order``, ``_order_margins``), an entering leg accepted when the tiers
+    allow it and it is not liquidatable at its own fill on its own margin.
+    """
+    n_legs, n_bars = len(markets), markets[0].n_bars
+    cash, slip, taker = s["initial_cash"], s["slippage"], s["taker_fee"]
+    sl_frac, tp_frac, trail = s["stop_loss"], s["take_profit"], s["trailing_stop"]
+    ruin_level = s["ruin_threshold"] * cash
+    owed = s["negative_balance"] == "owed"
+    on_mark = s["stop_trigger"] == "mark"
+    fund = [_funding_arrays(m) for m in markets]
+    lp_py = formulas.liquidation_price_nb.py_func
+    wsign = [1 if w > 0 else -1 for w in weights]
+    res = _untouched(cash, n_legs, rejected=False)
+    wallet = equity = cash
+    legs: dict[int, _Leg] = {}
+    pend = [0] * n_legs
+    dead = ruined = False
+
+    def rate(k: int, i: int) -> float:
+        v = s["liquidation_fee_rate"]
+        return tables[k].liq_rates[int(tables[k].table_idx[i])] if math.isnan(v) else v
+
+    def lp_of(k: int, i: int, sd: int, ep: float, q: float, margin: float) -> float:
+        tab, t = tables[k], int(tables[k].table_idx[i])
+        return float(
+            lp_py(
+                s["convention"], sd, ep, q, margin, 0.0, 0.0, tab.floors[t], tab.mmr[t],
+                tab.mamt[t], tab.by_size[t], s["maint_margin_rate"], rate(k, i),
+            )
+        )  # fmt: skip
+
+    def stop_of(leg: _Leg) -> tuple[float, int]:
+        tl = leg.peak * (1.0 - leg.side * trail)
+        if math.isnan(tl):
+            return leg.sl, int(ExitReason.STOP_LOSS)
+        if math.isnan(leg.sl) or leg.side * (tl - leg.sl) > 0.0:
+            return tl, int(ExitReason.TRAILING_STOP)
+        return leg.sl, int(ExitReason.STOP_LOSS)
+
+    def pay_funding(i: int, which: int) -> None:
+        nonlocal wallet
+        for k, leg in legs.items():
+            r = fund[k][which][i]
+            if s["funding"] and not math.isnan(r):
+                pay = leg.side * leg.size * markets[k].mark_open[i] * r
+                wallet -= pay
+                leg.margin -= pay
+                res.funding += pay
+                res.legs[k].funding += pay
+                res.legs[k].pnl -= pay
+
+    def close(k: int, i: int, reason: int, out: tuple[float, float, float, float]) -> None:
+        nonlocal wallet
+        r, f, ins, _px = out
+        wallet += r
+        res.fees += f
+        res.insurance += ins
+        lr = res.legs[k]
+        lr.exit_idx, lr.reason = i, reason
+        lr.pnl += r
+        lr.fees += f
+
+    def record(k: int, leg: _Leg) -> None:
+        lr = res.legs[k]
+        res.trades.append(
+            (k, leg.opened, lr.exit_idx, leg.side, lr.pnl, lr.fees, lr.funding, lr.reason)
+        )
+
+    for i in range(n_bars):
+        pay_funding(i, 0)
+        enter: dict[int, int] = {}
+        for k in range(n_legs):
+            p, pend[k] = pend[k], 0
+            if p == 0:
+                continue
+            leg = legs.get(k)
+            if leg is not None and (p == 2 or p == -leg.side * wsign[k]):
+                fill = markets[k].open[i] * (1.0 - leg.side * slip)
+                out = _settle(leg.side, leg.size, leg.entry, fill, taker, leg.margin, False, owed)
+                close(k, i, int(ExitReason.SIGNAL), out)
+                record(k, leg)
+                del legs[k]
+            if p != 2 and k not in legs:
+                if dead or ruined:
+                    res.n_rejected += 1
+                else:
+                    enter[k] = p * wsign[k]
+        if enter:
+            order = sorted(enter)
+            margins, fees = _order_margins(
+                order, weights, wallet, {k: leg.margin for k, leg in legs.items()}, s
+            )
+            new = {k: _fill(markets[k], i, enter[k], margins[k], s) for k in order}
+            ok = all(
+                _tiers_allow(tables[k], int(tables[k].table_idx[i]), new[k][1], margins[k], s)
+                # not liquidatable at its own fill, on its own margin
+                and sd * (ep - lp_of(k, i, sd, ep, q, margins[k])) > 0.0
+                for k, (sd, q, ep) in new.items()
+            )
+            if not ok:
+                res.n_rejected += len(order)
+            else:
+                wallet -= sum(fees.values())
+                res.fees += sum(fees.values())
+                for k, (sd, q, ep) in new.items():
+                    legs[k] = _Leg(
+                        sd, q, ep, margins[k], i, ep * (1.0 - sd * sl_frac),
+                        ep * (1.0 + sd * tp_frac), ep,
+                    )  # fmt: skip
+                    res.legs[k] = LegRef(pnl=-fees[k], fees=fees[k])
+        pay_funding(i, 1)
+
+        closed: list[tuple[int, _Leg]] = []
+        for k in sorted(legs):
+            leg = legs[k]
+            m = markets[k]
+            stop, stop_reason = stop_of(leg)
+            lp = lp_of(k, i, leg.side, leg.entry, leg.size, leg.margin)
+            found = exit_of_bar(
+                m, s, i, leg.side, leg.size, leg.entry, leg.margin, lp, stop, leg.tp, rate(k, i)
+            )
+            if found is None:
+                hi, lo = (m.mark_high[i], m.mark_low[i]) if on_mark else (m.high[i], m.low[i])
+                t_fav = hi if leg.side > 0 else lo
+                if not math.isnan(trail) and leg.side * (t_fav - leg.peak) > 0.0:
+                    leg.peak = t_fav
+                continue
+            kind, out, ambiguous = found
+            res.ambiguous += int(ambiguous)
+            if kind == "liq":
+                why = int(ExitReason.LIQUIDATION)
+                res.n_liquidations += 1
+                if res.liq_idx < 0:
+                    res.liq_idx, res.liq_leg = i, k
+            else:
+                why = stop_reason if kind == "stop" else int(ExitReason.TAKE_PROFIT)
+            close(k, i, why, out)
+            closed.append((k, legs.pop(k)))
+
+        upnl = sum(
+            leg.side * leg.size * (markets[k].mark_close[i] - leg.entry) for k, leg in legs.items()
+        )
+        equity = wallet + upnl
+        if legs and equity < ruin_level:
+            for k in sorted(legs):
+                leg = legs[k]
+                fill = markets[k].close[i] * (1.0 - leg.side * slip)
+                out = _settle(leg.side, leg.size, leg.entry, fill, taker, leg.margin, False, owed)
+                close(k, i, int(ExitReason.RUIN), out)
+                closed.append((k, legs.pop(k)))
+            equity = wallet
+            ruined = True
+        res.min_equity = min(res.min_equity, equity)
+        for k, leg in sorted(closed, key=lambda kl: kl[0]):
+            record(k, leg)
+        if s.get("after_liquidation") == "stop" and res.liq_idx >= 0:
+            dead = True
+        res.equity.append(equity)
+        if i + 1 < n_bars:
+            for k in range(n_legs):
+                le, lx, se, sx = (bool(a[i]) for a in signals[k])
+                if le or lx or se or sx:
+                    ss = legs[k].side * wsign[k] if k in legs else 0
+                    pend[k] = _order(ss, le, lx, se, sx, pend[k])
+    for k in sorted(legs):
+        leg = legs[k]
+        lr = res.legs[k]
+        lr.exit_idx, lr.reason = n_bars - 1, int(ExitReason.END_OF_DATA)
+        lr.pnl += leg.side * leg.size * (markets[k].mark_close[n_bars - 1] - leg.entry)
+        record(k, leg)
+    res.final_equity = equity
+    return res
 
 
 def _isolated(
@@ -297,7 +552,7 @@ def _cross(
 ) -> AccountRef:
     n_legs = len(markets)
     n_bars = markets[0].n_bars
-    lev, psize, cash = s["leverage"], s["position_size"], s["initial_cash"]
+    cash = s["initial_cash"]
     taker, maker, slip = s["taker_fee"], s["maker_fee"], s["slippage"]
     sl_frac, tp_frac, trail = s["stop_loss"], s["take_profit"], s["trailing_stop"]
     conv, ovr = s["convention"], s["maint_margin_rate"]
@@ -551,37 +806,15 @@ def _cross(
             enter = {k: (1 if w > 0 else -1) for k, w in enumerate(weights)}
         if enter:
             order = sorted(enter)
-            w_abs = {k: abs(weights[k]) for k in order}
-            cost = 1.0 + lev * taker
-            free = wallet
-            if legs:
-                free = wallet - sum(margin_of[k] for k in legs)
-                if free <= wallet * 1e-9:
-                    free = 0.0
-            margins = {k: psize * w_abs[k] * wallet for k in order}
-            if sum(m * cost for m in margins.values()) > free:
-                margins = {k: free * (w_abs[k] / sum(w_abs.values())) / cost for k in order}
-                fees = {k: margins[k] * lev * taker for k in order}
-                last = order[-1]
-                fees[last] = free - sum(margins.values()) - sum(fees[k] for k in order[:-1])
-            else:
-                fees = {k: margins[k] * lev * taker for k in order}
+            margins, fees = _order_margins(
+                order, weights, wallet, {k: margin_of[k] for k in legs}, s
+            )
             new: Legs = {}
             ok = True
             for k in order:
-                sd, m = enter[k], margins[k]
-                fill = markets[k].open[i] * (1.0 + sd * slip)
-                notional = m * lev
-                q = notional / fill
-                new[k] = (sd, q, fill)
-                tab, t = tables[k], table(k, i)
-                key = q if tab.by_size[t] else notional
-                cap = tab.cap_of(t) if math.isnan(ovr) else math.inf
-                if (
-                    not (m > 0.0 and q > 0.0)
-                    or key > cap
-                    or tab.maxlev[t][_tier(key, tab.floors[t])] < lev
-                ):
+                sd = enter[k]
+                new[k] = _fill(markets[k], i, sd, margins[k], s)
+                if not _tiers_allow(tables[k], table(k, i), new[k][1], margins[k], s):
                     ok = False
             after = wallet - sum(fees.values())
             both: Legs = {**legs, **new}

@@ -340,17 +340,17 @@ def test_bad_account_sweeps_are_one_line_errors() -> None:
         bt.run_sweep(ms, _Half(), legs={BTC: 0.5, ETH: 0.5})
 
 
-# --------------------------- hypothesis: signal-driven cross accounts == the pure-Python reference
+# --------------------- hypothesis: signal-driven isolated and cross accounts == the reference
 @settings(max_examples=int(os.environ.get("ACCOUNTS_EXAMPLES", "100")), deadline=None)
 @given(case=_accounts(), data=st.data())
-def test_signal_driven_cross_accounts_match_the_reference(case: Any, data: Any) -> None:
+def test_signal_driven_accounts_match_the_reference(case: Any, data: Any) -> None:
     """Random entry and exit signals per leg (reversals, re-entries after exits and
-    liquidations, legs entering together and alone): kernel == reference, trade by trade."""
+    liquidations, legs entering together and alone), isolated and cross accounts on random
+    shrinkable multi-leg markets: kernel == reference, trade by trade and bar by bar."""
     from tests.unit.reference_accounts import simulate_account_signals_reference
     from tests.unit.test_accounts import _resolved
 
     ms, legs, grid, cfg = case
-    cfg = cfg.replace(margin_mode="cross")
     n = ms.n_bars
     rows = {}
     for sym in legs:
