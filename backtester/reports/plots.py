@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
 __all__ = [
+    "FAN_LINEAR_TO",
     "PIXEL_RATIO",
     "display_width",
     "plot_account_survival_and_loss",
@@ -390,45 +391,106 @@ def plot_liquidation_histograms(
     return fig
 
 
+#: the equity fan's y axis is linear from 0 to this share of the starting equity [%] and
+#: logarithmic above it
+FAN_LINEAR_TO = 100.0
+
+#: one fan panel: days ``(k,)``, equity ``(k, n)`` and optionally the share liquidated ``(k,)``
+FanData = tuple[F64Array, F64Array] | tuple[F64Array, F64Array, F64Array]
+
+
 def plot_equity_fan(
-    fans: Mapping[str, tuple[F64Array, F64Array]],
+    fans: Mapping[str, Mapping[str, FanData]] | Mapping[str, FanData],
     *,
-    title: str = "Equity fan: account value if closed after t days",
+    title: str = "Equity if closed after t days",
     xlabel: str = "Days since entry",
     ylabel: str = "Equity [% of initial]",
 ) -> Figure:
-    """Return fan charts, one panel per label; ``fans`` maps label to (days (k,), equity (k, n)).
+    """Return fan charts, one row of panels per group and one panel per label.
 
-    Bands show the 5–95 % and 25–75 % quantiles across entries and the median as a line; the
-    equity is given as a percentage of the starting equity.
+    ``fans`` maps a row label (a side) to ``{panel label: (days (k,), equity (k, n)[,
+    liquidated (k,)])}``; a flat ``{label: (days, equity)}`` is one unlabelled row. Equity is
+    a fraction of the starting equity, drawn in percent: bands for the 5–95 % and 25–75 %
+    quantiles across entries, the median as a line, 100 % dashed. Every panel shares one y
+    axis, linear from 0 to ``FAN_LINEAR_TO`` % and logarithmic above, so that the few entries
+    that multiply the account at high leverage do not flatten the rest (liquidated entries
+    sit at 0). With ``liquidated`` (the share of entries liquidated by each day) a panel's
+    title gives the share liquidated by its last day.
     """
-    labels = list(fans)
-    n = max(len(labels), 1)
-    ncols = min(3, n)
-    nrows = math.ceil(n / ncols)
-    fig = _figure(3.2 * ncols + 0.6, 2.5 * nrows + 0.8)
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False, sharex=True)).ravel()
-    colors = _colors(n, "viridis")
-    for k, ax in enumerate(axes):
-        if k >= len(labels):
-            ax.set_visible(False)
-            continue
-        days, eq = fans[labels[k]]
-        days = np.asarray(days, dtype=float)
-        eq = np.asarray(eq, dtype=float) * 100
-        q = np.nanquantile(eq, [0.05, 0.25, 0.5, 0.75, 0.95], axis=1)
-        ax.fill_between(days, q[0], q[4], color=colors[k], alpha=0.18, linewidth=0)
-        ax.fill_between(days, q[1], q[3], color=colors[k], alpha=0.38, linewidth=0)
-        ax.plot(days, q[2], color=colors[k], linewidth=1.8)
-        ax.axhline(100, color="#555555", linewidth=0.8, linestyle="--")
-        _title(ax, labels[k], fontsize=9)
-        _style(ax)
-        if k % ncols == 0:
-            ax.set_ylabel(ylabel)
-        if k >= (nrows - 1) * ncols:
-            ax.set_xlabel(xlabel)
-    fig.suptitle(title + "  (bands: 5–95 % and 25–75 % of entries; line: median)", fontsize=11)
+    from matplotlib.ticker import MaxNLocator, NullLocator
+
+    rows = _fan_rows(fans)
+    nrows = len(rows)
+    ncols = max(len(panels) for _, panels in rows)
+    if ncols == 0:
+        raise ValueError("fans has no panel to draw; give at least one label's (days, equity)")
+    fig = _figure(max(1.5 * ncols + 0.9, 4.5), 1.95 * nrows + 0.9)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
+    colors = _colors(ncols, "viridis")
+    top = FAN_LINEAR_TO
+    for r, (row_label, panels) in enumerate(rows):
+        for c in range(ncols):
+            ax = axes[r][c]
+            if c >= len(panels):
+                ax.set_visible(False)
+                continue
+            label, data = panels[c]
+            days = np.asarray(data[0], dtype=float)
+            eq = np.asarray(data[1], dtype=float) * 100
+            q = np.nanquantile(eq, [0.05, 0.25, 0.5, 0.75, 0.95], axis=1)
+            top = max(top, float(np.nanmax(q[4])))
+            ax.fill_between(days, q[0], q[4], color=colors[c], alpha=0.18, linewidth=0)
+            ax.fill_between(days, q[1], q[3], color=colors[c], alpha=0.38, linewidth=0)
+            ax.plot(days, q[2], color=colors[c], linewidth=1.8)
+            ax.axhline(100, color="#555555", linewidth=0.8, linestyle="--")
+            # a short row label (a side) leads the title; a long one (a leg set) only heads its row
+            short = row_label is not None and len(row_label) <= 8
+            name = f"{row_label} {label}" if short else label
+            if len(data) == 3:
+                share = float(np.asarray(data[2], dtype=float)[-1])
+                name += "\nnone liquidated" if share == 0 else f"\n{_cell_text(share)} liquidated"
+            _title(ax, name, fontsize=8.5)
+            _style(ax)
+            if c == 0 and row_label is not None and nrows > 1:
+                ax.set_ylabel(
+                    row_label.replace(", ", "\n"), fontsize=9 if len(row_label) > 8 else 10
+                )
+    ax0 = axes[0][0]
+    end = max(float(np.asarray(p[1][0])[-1]) for _, ps in rows for p in ps)
+    ax0.set_xlim(-0.06 * end, 1.06 * end)  # a gap: the last tick never meets the next panel's first
+    xt = MaxNLocator(nbins=3, steps=[1, 2, 2.5, 3, 5, 10], integer=True).tick_values(0, end)
+    ax0.set_xticks([t for t in xt if 0 <= t <= end])
+    fig.supxlabel(xlabel, fontsize=10)
+    fig.supylabel(ylabel, fontsize=10)
+    ax0.set_yscale("symlog", linthresh=FAN_LINEAR_TO, linscale=1.0)
+    upper = top * 1.15
+    # 0-100 % every 25 on the linear part, then 200, 500, 1,000, 2,000, ... while they fit
+    ticks = [0.0, 25.0, 50.0, 75.0, 100.0] + [
+        t for e in range(2, 8) for m in (2.0, 5.0, 10.0) if (t := m * 10.0**e) <= upper
+    ]
+    ax0.yaxis.set_minor_locator(NullLocator())
+    ax0.set_yticks(ticks, [f"{t:,.0f}" for t in ticks])
+    ax0.set_ylim(-4, upper)
+    wide = fig.get_figwidth() >= 8  # else the title takes three lines, not one
+    gap = "  " if wide else "\n"
+    fig.suptitle(
+        f"{title}{gap}(bands: 5–95 % and 25–75 % of entries; line: median;"
+        f"{' ' if wide else gap}y linear to {FAN_LINEAR_TO:g} %, log above)",
+        fontsize=10.5 if wide else 9,
+    )
     return fig
+
+
+def _fan_rows(
+    fans: Mapping[str, Mapping[str, FanData]] | Mapping[str, FanData],
+) -> list[tuple[str | None, list[tuple[str, FanData]]]]:
+    # nested {row: {panel: data}} as it is; a flat {panel: data} is one row without a label
+    if all(isinstance(v, Mapping) for v in fans.values()):
+        nested: Mapping[str, Mapping[str, FanData]] = fans  # type: ignore[assignment]
+        return [(row, list(panels.items())) for row, panels in nested.items() if panels] or [
+            (None, [])
+        ]
+    return [(None, list(fans.items()))]  # type: ignore[arg-type]
 
 
 def plot_survival_lines(
