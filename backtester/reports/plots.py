@@ -197,7 +197,11 @@ def plot_survival_heatmap(
                 v = grid[i, j]
                 if math.isfinite(v):
                     shade = "black" if 25 <= v * 100 <= 80 else "white"
-                    ax.text(j, i, _cell_text(v), ha="center", va="center", fontsize=8, color=shade)
+                    # inside the axes: left out of the layout pass (64 fewer texts measured)
+                    cell = ax.text(
+                        j, i, _cell_text(v), ha="center", va="center", fontsize=8, color=shade
+                    )
+                    cell.set_in_layout(False)
         ax.set_xticks(range(len(cols)), [_fmt_value(c) for c in cols])
         ax.set_yticks(range(len(rows)), [_fmt_stop(r) for r in rows])
         ax.set_xlabel(col_label)
