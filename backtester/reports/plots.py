@@ -65,6 +65,10 @@ def _colors(n: int, cmap: str = "plasma") -> list[tuple[float, float, float, flo
     return [cm(0.05 + 0.8 * k / (n - 1)) for k in range(n)]
 
 
+#: the colours of two groups (long and short, cross and isolated): blue and red
+_TWO = [(0.12, 0.47, 0.71, 1.0), (0.84, 0.15, 0.16, 1.0)]
+
+
 def _fmt_value(value: object) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "none"
@@ -364,7 +368,8 @@ def plot_liquidation_histograms(
             total = sum(int(c) for c in counts)
             _title(ax, f"{labels[k]}\nn = {' / '.join(counts)}", fontsize=8.5)
         if total:
-            ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.5 ticks
+            # counts: no 0.5 ticks, and at most five labels in a small panel
+            ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
         else:
             ax.text(
                 0.5,
@@ -516,9 +521,7 @@ def plot_survival_lines(
     groups: list[object] = (
         [_ALL] if hue is None else sorted(dict.fromkeys(_key(v) for v in table[hue]), key=_sort_key)
     )
-    colors = _colors(len(groups), "viridis" if len(groups) > 2 else "tab10")
-    if len(groups) <= 2:
-        colors = [(0.12, 0.47, 0.71, 1.0), (0.84, 0.15, 0.16, 1.0)][: len(groups)]
+    colors = _colors(len(groups), "viridis") if len(groups) > 2 else _TWO[: len(groups)]
     for g, color in zip(groups, colors, strict=True):
         sub = _subset(table, hue, g)
         sub = sub.sort_values(x)
@@ -545,7 +548,7 @@ def plot_survival_lines(
     _title(ax, title)
     _style(ax)
     if hue is not None:
-        ax.legend(title=hue_label or hue.replace("_", " "), fontsize=8)
+        ax.legend(title=hue_label or _heading(hue), fontsize=8)
     return fig
 
 
@@ -561,6 +564,11 @@ def _spaced_labels(ticks: list[float], min_ratio: float = 1.3) -> list[str]:
         else:
             labels.append("\n" + _fmt_value(t))
     return labels
+
+
+def _heading(column: str) -> str:
+    # a legend title from a column name: "margin_mode" -> "Margin mode"
+    return column.replace("_", " ").capitalize()
 
 
 def _fmt_hue(hue: str, value: object) -> str:
@@ -585,7 +593,8 @@ def plot_bars(
         [_ALL] if hue is None else sorted(dict.fromkeys(_key(v) for v in table[hue]), key=_sort_key)
     )
     width = 0.8 / len(groups)
-    colors = _colors(len(groups), "viridis")
+    # two groups (long, short) in the same blue and red as the survival lines
+    colors = _colors(len(groups), "viridis") if len(groups) > 2 else _TWO[: len(groups)]
     for k, (g, color) in enumerate(zip(groups, colors, strict=True)):
         sub = _subset(table, hue, g)
         heights = [float(sub.loc[sub[x] == v, y].sum()) for v in xs]
@@ -601,7 +610,7 @@ def plot_bars(
     _title(ax, title)
     _style(ax)
     if hue is not None:
-        ax.legend(title=hue.replace("_", " "), fontsize=8)
+        ax.legend(title=_heading(hue), fontsize=8)
     return fig
 
 
@@ -630,7 +639,7 @@ def plot_account_survival_and_loss(
     xs = sorted(dict.fromkeys(float(v) for v in table[x]))
     fig = _figure(12.0, 3.6 * len(facets) + 0.5)
     axes = fig.subplots(len(facets), 2, squeeze=False)
-    palette = [(0.12, 0.47, 0.71, 1.0), (0.84, 0.15, 0.16, 1.0)]
+    palette = _TWO
     colors = palette[: len(hues)] if len(hues) <= 2 else _colors(len(hues), "viridis")
     width = 0.8 / len(hues)
     for row, fv in enumerate(facets):
@@ -697,8 +706,8 @@ def plot_account_survival_and_loss(
         right.set_ylabel("Wallet lost by the horizon [%]")
         _title(right, f"{name}loss of the starting wallet", fontsize=10)
         if hues != [None]:
-            left.legend(title=hue.replace("_", " "), fontsize=8)
-            right.legend(title=hue.replace("_", " "), fontsize=8, loc="upper left")
+            left.legend(title=_heading(hue), fontsize=8)
+            right.legend(title=_heading(hue), fontsize=8, loc="upper left")
     fig.suptitle(title + "  (boxes: quartiles, whiskers 5–95 %, diamond: mean)", fontsize=11)
     return fig
 
@@ -716,7 +725,7 @@ def plot_venue_crash_days(table: pd.DataFrame, *, title: str) -> Figure:
     xs = sorted(dict.fromkeys(float(v) for v in table["leverage"]))
     fig = _figure(4.2 * len(sides) + 0.6, 2.6 * len(days) + 0.8)
     axes = fig.subplots(len(days), len(sides), squeeze=False, sharey=True)
-    palette = [(0.12, 0.47, 0.71, 1.0), (0.84, 0.15, 0.16, 1.0)]
+    palette = _TWO
     colors = palette if len(venues) <= 2 else _colors(len(venues), "viridis")
     width = 0.8 / len(venues)
     for r, day in enumerate(days):

@@ -254,7 +254,7 @@ def _fan_section(study: SurvivalStudy, fan: Mapping[str, Mapping[str, FanPanel]]
         paragraphs=(
             f"Account equity (percent of the starting cash) if the {what} were closed after t "
             f"days, across all {study.n_entries:,} entries: {held}, without a stop, "
-            f"{size:g} of equity as margin, at {', '.join(levs)}. Every point is the engine's "
+            f"{'the whole' if size == 1 else f'{size:.0%} of the'} equity as margin, at {', '.join(levs)}. Every point is the engine's "
             "equity at that time (what a run with that horizon reports), so it includes fees, "
             "funding and liquidations; a liquidated entry stays at what the liquidation left "
             "of the wallet (the floor of the median at high leverage).",
