@@ -35,6 +35,7 @@ __all__ = [
     "CRASH_DAYS",
     "LADDER",
     "Comparisons",
+    "FanPanel",
     "MarkVsLast",
     "compute",
     "equity_fan",
@@ -144,8 +145,8 @@ class Comparisons:
     """Everything the report's comparison sections show, computed by :func:`compute`.
 
     Frames hold raw values (fractions, days, counts); the report only formats and draws them.
-    ``equity_fan`` maps a label (``"long 10x"``) to (days ``(k,)``, equity as a fraction of the
-    initial cash ``(k, n_entries)``); ``summary`` is what ``run.json`` records. For an account
+    ``equity_fan`` is :func:`equity_fan`'s ``{group: {"10x": (days, equity, liquidated)}}``
+    (``FanPanel``); ``summary`` is what ``run.json`` records. For an account
     study only the equity fan is computed: ``skipped`` names every other comparison with the
     reason, and their frames are empty.
     """
@@ -160,7 +161,7 @@ class Comparisons:
     stop_gaps: pd.DataFrame | None
     funding: pd.DataFrame
     funding_horizon_days: float
-    equity_fan: dict[str, tuple[F64Array, F64Array]]
+    equity_fan: dict[str, dict[str, FanPanel]]
     summary: dict[str, Any]
     #: comparisons not computed (an account study), each with the reason; their frames are empty
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -428,43 +429,59 @@ def fan_checkpoints(horizon_bars: int, n_points: int = 10) -> list[int]:
     return [int(p) for p in points if p >= 1]
 
 
-def equity_fan(study: SurvivalStudy) -> dict[str, tuple[F64Array, F64Array]]:
+#: one panel of the equity fan: days since entry ``(k + 1,)``, equity as a fraction of the
+#: initial cash ``(k + 1, n_opened)`` and the share of the opened entries liquidated by each day
+#: ``(k + 1,)``; all three start at day 0 (equity 1, nothing liquidated)
+FanPanel = tuple[F64Array, F64Array, F64Array]
+
+
+def equity_fan(study: SurvivalStudy) -> dict[str, dict[str, FanPanel]]:
     """Return the equity if closed after t days, from the engine (the engine is the truth).
 
-    Returns a map from label (``"long 10x"``, up to six leverages of the first side, no stop;
-    an account study: of the first leg set and margin mode, ``"BTC +0.5 / ETH +0.5, isolated
-    10x"``)
-    to (days since entry ``(k,)``, equity as a fraction of the initial cash ``(k, n_entries)``),
-    both starting at day 0 with equity 1. Plain holds: one engine run with checkpoints (the
-    equity at each of ``fan_checkpoints``, exactly what a run with that horizon reports as its
-    final equity); an account study: one run per checkpoint.
+    Returns ``{group: {"10x": (days, equity, liquidated)}}`` (``FanPanel``): one group per
+    side of a plain study (``"long"``, ``"short"``) or per leg set and margin mode of an
+    account study (``"BTC +0.5 / ETH +0.5, isolated"``), the groups of ``curve_groups``, each
+    with up to six of the study's leverages spread over its ladder (the same in every group),
+    without a stop. Entries that could not be opened are left out. Plain holds: one engine
+    run with checkpoints (the equity at each of ``fan_checkpoints``, exactly what a run with
+    that horizon reports as its final equity); an account study: one run per checkpoint.
     """
     from backtester.survival.run import survival_study
 
     groups = curve_groups(study.settings)
-    side = next(iter(groups))
-    idx = groups[side]
-    who: dict[str, Any] = {"side": str(side)}
-    if study.legs is not None:  # an account: the group's legs and margin mode
-        who = {"legs": dict(study.legs[idx[0]])}
+    first = next(iter(groups.values()))
+    idx = first
     if len(idx) > 6:  # keep the fan readable: up to six leverages spread over the ladder
         pick = np.unique(np.linspace(0, len(idx) - 1, 6).round().astype(int))
         idx = [idx[k] for k in pick]
     levs = [float(study.settings["leverage"].iloc[i]) for i in idx]
-    row = study.settings.iloc[idx[0]]
+    row = study.settings.iloc[first[0]]
+    who: dict[str, Any]
+    if study.legs is not None:  # an account: every group's leg set and margin mode
+        heads = [g[0] for g in groups.values() if g]
+        who = {
+            "legs": list({study.legs[i]: dict(study.legs[i]) for i in heads}.values()),
+            "margin_mode": tuple(
+                dict.fromkeys(str(study.settings["margin_mode"].iloc[i]) for i in heads)
+            ),
+        }
+    else:
+        sides = list(groups)
+        who = {
+            "side": sides[0] if len(sides) == 1 else "both",
+            "margin_mode": str(row.get("margin_mode", "isolated")),
+        }
     checkpoints = fan_checkpoints(study.horizon_bars)
-    days = np.array(checkpoints) * study.bar_days
+    days = np.concatenate(([0.0], np.array(checkpoints) * study.bar_days))
     common: dict[str, Any] = {
         **who,
         "leverage": levs,
         "stop_loss": None,
         "position_size": float(row.get("position_size", 1.0)),
-        "margin_mode": str(row.get("margin_mode", "isolated")),
         "entry_every": _period(study, study.entry_every_bars),
         "n_boot": 1,
         **_fixed(study),
     }
-    equity = np.empty((len(levs), len(checkpoints), study.n_entries))
     if study.legs is None:
         sub = survival_study(
             study.market,
@@ -473,18 +490,33 @@ def equity_fan(study: SurvivalStudy) -> dict[str, tuple[F64Array, F64Array]]:
             **common,
         )
         assert sub.checkpoint_equity is not None  # asked for above
-        equity[:] = sub.checkpoint_equity.transpose(0, 2, 1) / sub.initial_cash
+        equity = sub.checkpoint_equity.transpose(0, 2, 1) / sub.initial_cash
     else:
-        for k, bars in enumerate(checkpoints):
-            sub = survival_study(study.market, horizon=_period(study, bars), **common)
-            equity[:, k, :] = sub.final_equity / sub.initial_cash
-    return {
-        f"{side} {lev:g}x": (
-            np.concatenate(([0.0], days)),
-            np.vstack([np.ones((1, study.n_entries)), equity[j]]),
-        )
-        for j, lev in enumerate(levs)
-    }
+        runs = [
+            survival_study(study.market, horizon=_period(study, bars), **common)
+            for bars in checkpoints
+        ]
+        sub = runs[-1]
+        equity = np.stack([r.final_equity for r in runs], axis=1) / sub.initial_cash
+    # the last run followed every hold to the horizon: its liquidation times hold for all t
+    ck = np.asarray(checkpoints)
+    out: dict[str, dict[str, FanPanel]] = {}
+    for name, rows in curve_groups(sub.settings).items():
+        if name not in groups:
+            continue  # a leg set x margin mode the study does not have
+        panels: dict[str, FanPanel] = {}
+        for s in rows:
+            opened = ~sub.rejected[s]
+            hit = sub.events[s] & opened
+            n = max(int(opened.sum()), 1)
+            liquidated = (sub.durations[s][hit][None, :] <= ck[:, None]).sum(axis=1) / n
+            panels[f"{float(sub.settings['leverage'].iloc[s]):g}x"] = (
+                days,
+                np.vstack([np.ones((1, int(opened.sum()))), equity[s][:, opened]]),
+                np.concatenate(([0.0], liquidated)),
+            )
+        out[name] = panels
+    return {name: out[name] for name in groups if name in out}
 
 
 def _mark_vs_last_frames(mk: SurvivalStudy, ls: SurvivalStudy) -> MarkVsLast:
@@ -634,9 +666,7 @@ ACCOUNT_SKIPPED = {
 }
 
 
-def _account_comparisons(
-    study: SurvivalStudy, fan: dict[str, tuple[F64Array, F64Array]]
-) -> Comparisons:
+def _account_comparisons(study: SurvivalStudy, fan: dict[str, dict[str, FanPanel]]) -> Comparisons:
     empty = pd.DataFrame()
     return Comparisons(
         horizon_days=study.horizon_days,

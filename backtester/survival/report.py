@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from backtester._typing import F64Array
 from backtester.reports.html import ReportFigure, ReportSection, ReportTable, write_report
 from backtester.reports.tables import (
     format_percent,
@@ -30,7 +29,7 @@ from backtester.reports.tables import (
 from backtester.survival.study import curve_groups, others_fixed
 
 if TYPE_CHECKING:  # pragma: no cover
-    from backtester.survival.comparisons import Comparisons, MarkVsLast
+    from backtester.survival.comparisons import Comparisons, FanPanel, MarkVsLast
     from backtester.survival.study import SurvivalStudy
 
 __all__ = [
@@ -47,7 +46,7 @@ log = logging.getLogger(__name__)
 def main_sections(
     study: SurvivalStudy,
     *,
-    fan: Mapping[str, tuple[F64Array, F64Array]] | None = None,
+    fan: Mapping[str, Mapping[str, FanPanel]] | None = None,
     target: float = 0.9,
     stop_beyond: Any = None,
 ) -> list[ReportSection]:
@@ -195,25 +194,7 @@ def main_sections(
     sections.append(ReportSection(heading="Kaplan–Meier curves", figures=tuple(curve_figs)))
     sections.append(ReportSection(heading="Time to liquidation", figures=tuple(hist_figs)))
     if fan is not None:
-        sections.append(
-            ReportSection(
-                heading="Equity fan",
-                paragraphs=(
-                    f"Account equity (percent of the starting cash) if the "
-                    f"{'account' if study.is_account else 'position'} were closed "
-                    "after t days, across all entries; every point is the engine's equity at "
-                    "that time (what a run with that horizon reports), so it includes fees, "
-                    "funding and liquidations.",
-                ),
-                figures=(
-                    ReportFigure(
-                        "equity_fan",
-                        plots.plot_equity_fan(fan),
-                        "Quantiles across entries of the equity if closed after t days.",
-                    ),
-                ),
-            )
-        )
+        sections.append(_fan_section(study, fan))
     if study.block_len > 1 and study.n_entries >= 2 * study.block_len:
         no = study.nonoverlapping()
         cols = [c for c in study.setting_columns if study.settings[c].nunique(dropna=False) > 1]
@@ -248,6 +229,49 @@ def main_sections(
             )
         )
     return sections
+
+
+def _fan_section(study: SurvivalStudy, fan: Mapping[str, Mapping[str, FanPanel]]) -> ReportSection:
+    # the equity fan: one row per side (or leg set and margin mode), one panel per leverage
+    from backtester.reports import plots
+
+    first = study.settings.iloc[next(iter(curve_groups(study.settings).values()))[0]]
+    size = float(first.get("position_size", 1.0))
+    rows = list(fan)
+    if study.is_account:
+        what = "accounts"
+        held = f"each row one leg set and margin mode ({'; '.join(rows)})"
+    else:
+        what = "positions"
+        held = (
+            f"{' and '.join(rows)} holds, one row each, {first.get('margin_mode', 'isolated')} "
+            f"margin"
+        )
+    levs = list(next(iter(fan.values())))
+    horizon = f"{study.horizon_days:g}"
+    return ReportSection(
+        heading="Equity fan",
+        paragraphs=(
+            f"Account equity (percent of the starting cash) if the {what} were closed after t "
+            f"days, across all {study.n_entries:,} entries: {held}, without a stop, "
+            f"{'the whole' if size == 1 else f'{size:.0%} of the'} equity as margin, at {', '.join(levs)}. Every point is the engine's "
+            "equity at that time (what a run with that horizon reports), so it includes fees, "
+            "funding and liquidations; a liquidated entry stays at what the liquidation left "
+            "of the wallet (the floor of the median at high leverage).",
+        ),
+        figures=(
+            ReportFigure(
+                "equity_fan",
+                plots.plot_equity_fan(fan),
+                "Dark band: the middle half of the entries (25th to 75th percentile); light "
+                "band: 5th to 95th percentile; line: median; dashed: 100 % (break-even). The y "
+                f"axis is linear from 0 to {plots.FAN_LINEAR_TO:g} % and logarithmic above, the "
+                "same in every panel, so the few high-leverage entries that multiplied the "
+                "account do not flatten the rest. Each title gives the share of entries "
+                f"liquidated within {horizon} days (by each day: the Kaplan–Meier curves above).",
+            ),
+        ),
+    )
 
 
 def _histograms_by_stop(study: SurvivalStudy, idx: list[int]) -> dict[str, dict[str, Any]]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from matplotlib.figure import Figure
 
 from backtester.reports import plots
@@ -84,6 +86,56 @@ def test_histograms_and_fan_and_bars() -> None:
     )
     assert [p.get_height() for p in bars.axes[0].patches] == [1, 4]
     assert math.isclose(bars.axes[0].patches[0].get_width(), 0.8)
+
+
+def test_equity_fan_rows_share_one_honest_y_axis() -> None:
+    # Arrange: two sides x two leverages; at 100x one entry of four multiplies the account
+    days = np.array([0.0, 10.0, 20.0])
+    calm = np.array([[1.0, 1.0, 1.0, 1.0], [0.9, 1.0, 1.0, 1.1], [0.8, 1.0, 1.0, 1.2]])
+    wild = np.array([[1.0, 1.0, 1.0, 1.0], [0.05, 0.05, 0.05, 4.0], [0.05, 0.05, 0.05, 9.0]])
+    liq = np.array([0.0, 0.75, 0.75])
+    fans = {
+        side: {"2x": (days, calm, np.zeros(3)), "100x": (days, wild, liq)}
+        for side in ("long", "short")
+    }
+    # Act
+    fig = plots.plot_equity_fan(fans)
+    # Assert: a row per side, one symlog y axis for all panels, linear up to 100 %
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 4
+    assert {ax.get_yscale() for ax in axes} == {"symlog"}
+    assert axes[0].get_shared_y_axes().joined(axes[0], axes[3])
+    assert axes[0].yaxis.get_transform().linthresh == plots.FAN_LINEAR_TO
+    low, high = axes[0].get_ylim()
+    assert low < 0 and high >= 0.95 * 900  # the 95th percentile at day 20 is on the axis
+    assert [ax.get_title() for ax in axes] == [
+        "long 2x\nnone liquidated",
+        "long 100x\n75% liquidated",
+        "short 2x\nnone liquidated",
+        "short 100x\n75% liquidated",
+    ]
+    assert axes[0].get_ylabel() == "long" and axes[2].get_ylabel() == "short"
+    np.testing.assert_allclose(axes[1].lines[0].get_ydata(), [100, 5, 5])  # the median
+    with pytest.raises(ValueError, match="no panel"):
+        plots.plot_equity_fan({})
+
+
+def test_save_figure_writes_savefig_s_pixels(tmp_path: Path) -> None:
+    # the own PNG writer: the same pixels as matplotlib's savefig at PIXEL_RATIO x the dpi
+    from PIL import Image
+
+    def draw() -> Figure:
+        curve = (np.array([0.0, 3.0]), np.array([1.0, 0.9]))
+        return plots.plot_km_curves({"2x": curve}, horizon=30)
+
+    fig = draw()
+    plots.save_figure(fig, str(tmp_path / "own.png"))
+    draw().savefig(tmp_path / "mpl.png", dpi=fig.dpi * plots.PIXEL_RATIO, facecolor="white")
+    own = np.asarray(Image.open(tmp_path / "own.png"))
+    ref = np.asarray(Image.open(tmp_path / "mpl.png"))
+    assert own.shape[:2] == (round(fig.get_figheight() * fig.dpi * 2), plots.display_width(fig) * 2)
+    np.testing.assert_array_equal(own[..., :3], ref[..., :3])
+    assert Image.open(tmp_path / "own.png").info["dpi"][0] == pytest.approx(fig.dpi * 2, abs=0.1)
 
 
 def test_heatmap_cells_never_round_to_certainty() -> None:

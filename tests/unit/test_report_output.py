@@ -134,8 +134,8 @@ def test_report_renders_precomputed_comparisons_with_the_engine_unavailable(
     # the numbers drawn are the computed ones; the fan starts at 100 % on day 0
     ladder = pd.read_csv(tmp_path / "r" / "tables" / "cmp_leverage_ladder.csv")
     np.testing.assert_allclose(ladder["survival"], cmp.ladder["survival"])
-    days, equity = next(iter(cmp.equity_fan.values()))
-    assert days[0] == 0.0 and np.all(equity[0] == 1.0)
+    days, equity, liquidated = next(iter(next(iter(cmp.equity_fan.values())).values()))
+    assert days[0] == 0.0 and np.all(equity[0] == 1.0) and liquidated[0] == 0.0
 
 
 def test_the_funding_comparison_fits_a_market_shorter_than_90_days(

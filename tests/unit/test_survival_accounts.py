@@ -433,3 +433,18 @@ def test_a_one_market_study_s_equity_is_its_holds(btc_eth: bt.MarketSet) -> None
         account = study.equity(i).xs("account", axis=1, level="leg")
         assert np.array_equal(account.ffill().iloc[-1].to_numpy(), study.final_equity[i])
     assert (study.reason == ExitReason.LIQUIDATION).any()
+
+
+def test_account_equity_fan_has_every_leg_set_and_margin_mode(account: SurvivalStudy) -> None:
+    from backtester.survival.comparisons import equity_fan
+    from backtester.survival.study import curve_groups
+
+    fan = equity_fan(account)
+    assert list(fan) == list(curve_groups(account.settings))  # 2 leg sets x 2 margin modes
+    assert len(fan) == 4 and all(list(p) == ["3x", "10x"] for p in fan.values())
+    table = account.table().reset_index()
+    for name, idx in curve_groups(account.settings).items():
+        for i in idx:
+            _, equity, liquidated = fan[name][f"{table['leverage'].iloc[i]:g}x"]
+            np.testing.assert_allclose(equity[-1], account.final_equity[i] / account.initial_cash)
+            assert liquidated[-1] == table["n_liquidated"].iloc[i] / table["n_entries"].iloc[i]

@@ -187,3 +187,31 @@ def test_reuse_takes_held_settings_and_changes_no_number(monkeypatch: pytest.Mon
         elsewhere.final_equity[[0, 2]],
         bt.survival_study(m, leverage=(2, 10), **{**kw, "horizon": "4D"}).final_equity,
     )
+
+
+def test_equity_fan_has_both_sides_and_agrees_with_the_study() -> None:
+    # Arrange: a both-sided study over 30 days of hourly GBM bars, 4 leverages, one stop
+    from backtester.survival.comparisons import equity_fan
+
+    m = gbm_market(n_hours=24 * 30, sigma_per_minute=0.002, seed=5)
+    study = bt.survival_study(
+        m, side="both", leverage=(2, 20, 50, 100), stop_loss=(None, 0.05), horizon="2D",
+        entry_every="6h", n_boot=10,
+    )  # fmt: skip
+    # Act
+    fan = equity_fan(study)
+    # Assert: one row per side, the same leverages in each, none with a stop
+    assert list(fan) == ["long", "short"]
+    assert [list(p) for p in fan.values()] == [["2x", "20x", "50x", "100x"]] * 2
+    s = study.settings
+    for side, panels in fan.items():
+        for lev, (days, equity, liquidated) in panels.items():
+            i = int(np.flatnonzero(
+                (s["side"] == side) & (s["leverage"] == float(lev[:-1])) & s["stop_loss"].isna()
+            )[0])  # fmt: skip
+            # the last checkpoint is the horizon: the study's own final equity and liquidations
+            assert days[0] == 0.0 and days[-1] == study.horizon_days
+            np.testing.assert_allclose(equity[-1], study.final_equity[i] / study.initial_cash)
+            assert liquidated[0] == 0.0 and np.all(np.diff(liquidated) >= 0)
+            assert liquidated[-1] == study.events[i].sum() / study.n_entries
+    assert fan["long"]["100x"][2][-1] > fan["long"]["2x"][2][-1]  # the test can fail
