@@ -1017,21 +1017,12 @@ def _scenarios(
 
 def _print_scenarios(frame: Any, study: Any) -> None:
     from backtester.reports.tables import to_text
-    from backtester.survival.report_paths import scenario_display
+    from backtester.survival.report_paths import scenario_display, scenario_notes
 
     print()
     print(f"History and synthetic paths: survival within {study.horizon_days:g} days, 95% interval")
     print(to_text(scenario_display(frame, horizon_days=study.horizon_days)))
-    recipes: dict[str, dict[str, Any]] = frame.attrs.get("recipes", {})
-    first = next(iter(recipes), None)
-    for name, text in frame.attrs.get("scenarios", {}).items():
-        if first is not None and name in recipes and name != first:  # only what differs
-            differ = [
-                f"{k} {v if not isinstance(v, list) else ', '.join(v)}"
-                for k, v in recipes[name].items()
-                if v != recipes[first][k]
-            ]
-            text = f"as {first}, with " + "; ".join(differ)
+    for name, text in scenario_notes(frame).items():
         print(textwrap.fill(f"{name}: {text}", width=100, subsequent_indent="  "))
 
 

@@ -6,6 +6,7 @@ Layer: survival (renders what ``survival.paths.scenario_table`` computed; runs n
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -58,11 +59,31 @@ def scenario_display(frame: pd.DataFrame, *, horizon_days: float) -> pd.DataFram
     return out.reset_index(drop=True)
 
 
+def scenario_notes(frame: pd.DataFrame) -> dict[str, str]:
+    """Return how each scenario was made: the first in full, the others as what differs.
+
+    ``{"bootstrap": "40 synthetic paths ...", "vol_x1.5": "as bootstrap, with vol_scale 1.5"}``
+    from ``scenario_table``'s ``attrs`` (the CLI prints these, the report shows them).
+    """
+    recipes: dict[str, dict[str, Any]] = frame.attrs.get("recipes", {})
+    first = next(iter(recipes), None)
+    out: dict[str, str] = {}
+    for name, text in frame.attrs.get("scenarios", {}).items():
+        if first is not None and name in recipes and name != first:  # only what differs
+            differ = [
+                f"{k} {v if not isinstance(v, list) else ', '.join(v)}"
+                for k, v in recipes[name].items()
+                if v != recipes[first][k]
+            ]
+            text = f"as {first}, with " + "; ".join(differ)
+        out[name] = text
+    return out
+
+
 def scenario_sections(
     frame: pd.DataFrame, *, horizon_days: float, timing: Mapping[str, str] | None = None
 ) -> list[ReportSection]:
     """Return the report section "History and synthetic paths" for ``scenario_table``'s frame."""
-    made: Mapping[str, str] = frame.attrs.get("scenarios", {})
     paragraphs = [
         f"Survival to {horizon_days:g} days estimated on the historical data and on synthetic "
         "paths, side by side: the same settings, rolling entries and engine (exchange-exact "
@@ -78,7 +99,7 @@ def scenario_sections(
         "is built from the same history, and the mean block length can move the answer by "
         "more than that interval (longer blocks keep longer trends and volatility regimes).",
     ]
-    for name, text in made.items():
+    for name, text in scenario_notes(frame).items():
         extra = f" ({timing[name]})" if timing and name in timing else ""
         paragraphs.append(f"{name.replace('_', ' ').capitalize()}: {text}{extra}")
     display = scenario_display(frame, horizon_days=horizon_days)
