@@ -69,3 +69,20 @@ def test_isolated_vs_cross_states_the_size_of_the_loss() -> None:
         "(95th percentile 25.0%), cross holds 14.0% (99.6%)."
     )
     assert _loss_sentence(size_q[size_q["margin_mode"] == "cross"]) == ""
+
+
+def test_scenarios_after_the_first_say_only_what_differs() -> None:
+    from backtester.survival.report_paths import scenario_notes
+
+    frame = pd.DataFrame({"x": [1]})
+    frame.attrs = {
+        "scenarios": {"history": "the historical data", "bootstrap": "40 paths ...",
+                      "vol_x1.5": "40 paths ... vol_scale 1.5"},
+        "recipes": {"bootstrap": {"vol_scale": 1.0, "n_paths": 40},
+                    "vol_x1.5": {"vol_scale": 1.5, "n_paths": 40}},
+    }  # fmt: skip
+    assert scenario_notes(frame) == {
+        "history": "the historical data",
+        "bootstrap": "40 paths ...",
+        "vol_x1.5": "as bootstrap, with vol_scale 1.5",
+    }
