@@ -100,6 +100,8 @@ class ReportSection:
     tables: tuple[ReportTable, ...] = ()
     figures: tuple[ReportFigure, ...] = field(default_factory=tuple)
     headline: bool = False
+    #: ``(text, href)`` pairs shown as a list of links (both escaped; an href is a relative path)
+    links: tuple[tuple[str, str], ...] = ()
 
 
 def _fix(path: Path) -> str:
@@ -301,6 +303,12 @@ def write_report(
         for para in section.paragraphs:
             css = "headline" if section.headline else "note"
             body.append(f'<p class="{css}">{html.escape(para)}</p>')
+        if section.links:
+            items = "".join(
+                f'<li><a href="{html.escape(href, quote=True)}">{html.escape(text)}</a></li>'
+                for text, href in section.links
+            )
+            body.append(f'<ul class="links">{items}</ul>')
         for fig in section.figures:
             writes.append((f"figures/{fig.name}.png", _figure_writer(fig.figure)))
             body.append(

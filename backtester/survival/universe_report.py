@@ -106,6 +106,7 @@ def universe_sections(
             ReportSection(
                 "Each symbol's own report",
                 paragraphs=("The full report of each study (paths relative to this page).",),
+                links=tuple((sym, str(path)) for sym, path in reports.items()),
                 tables=(ReportTable("reports", links),),
             )
         )

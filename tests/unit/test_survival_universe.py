@@ -87,8 +87,11 @@ def test_the_side_by_side_table_and_page(tmp_path: Path) -> None:
     assert list(table["symbol"]) == ["AAA/USDT:USDT", "BBB/USDT:USDT", POOLED] * 2
     assert list(table["leverage"]) == [5.0, 5.0, 5.0, 20.0, 20.0, 20.0]
     assert table["n_entries"].iloc[2] == a.n_entries + b.n_entries
-    page = write_universe_report([a, b], tmp_path / "u", reports={"AAA/USDT:USDT": "../a"})
+    page = write_universe_report(
+        [a, b], tmp_path / "u", reports={"AAA/USDT:USDT": "../a/index.html"}
+    )
     html = page.read_text()
+    assert '<li><a href="../a/index.html">AAA/USDT:USDT</a></li>' in html  # a link, not text
     assert "Side by side: every symbol, and all of them pooled" in html
     assert "resamples calendar blocks one horizon long, jointly across symbols" in html
     assert (tmp_path / "u" / "tables" / "universe.csv").is_file()
