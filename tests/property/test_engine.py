@@ -362,7 +362,7 @@ def test_identical_runs_are_bit_identical(market: Market, grid: ParamGrid) -> No
 @given(market=markets(), grid=sweep_grids(), chunk=st.integers(1, 7))
 def test_time_chunks_change_nothing(market: Market, grid: ParamGrid, chunk: int) -> None:
     """Walking time in chunks of any size (state carried across chunk boundaries) gives
-    bit-identical statistics, equity and trades; the default chunk (1,024 bars) never splits
+    bit-identical statistics, equity and trades; the default chunk (4,096 bars) never splits
     these small markets, so a tiny chunk is what exercises the carried state."""
     import backtester.engine.kernel as kernel
 
