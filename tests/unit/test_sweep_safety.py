@@ -132,10 +132,28 @@ stop_loss = ["none", 0.02, 0.05]
 """  # 72 columns; --chunk-size 2 -> 36 chunks
 
 
+SLOW_SMA = """
+import time
+
+from backtester.strategies import sma_cross
+
+PARAMS = {"fast": [10, 20], "slow": [50, 100, 200]}  # sma_cross.PARAMS, as a literal
+
+
+def signals(market, grid):
+    time.sleep(0.5)  # each chunk takes at least this long: the run is still going when the
+    return sma_cross.signals(market, grid)  # second sweep starts, however fast the engine is
+"""
+
+
 def test_two_real_sweeps_on_one_out_never_run_at_once(tmp_path: Path) -> None:
-    # Arrange: a real `backtester sweep` running, then a second one resuming the same --out
+    # Arrange: a real `backtester sweep` running (36 chunks of at least 0.5 s each: a fast engine
+    # once finished the plain sma_cross run before the second sweep started), then a second one
+    # resuming the same --out
+    strategy = tmp_path / "slow_sma.py"
+    strategy.write_text(SLOW_SMA)
     config = tmp_path / "sma.toml"
-    config.write_text(SWEEP_TOML)
+    config.write_text(SWEEP_TOML.replace('name = "sma_cross"', f'name = "{strategy}"'))
     out = tmp_path / "r"
     command = [sys.executable, "-m", "backtester", "sweep", str(config), "--out", str(out)]
     options = ["--chunk-size", "2", "--workers", "1", "--no-progress"]
