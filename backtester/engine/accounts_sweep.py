@@ -26,6 +26,7 @@ from backtester._typing import F64Array
 from backtester.config import RunConfig
 from backtester.errors import ConfigError, ShapeError
 from backtester.params import ParamGrid
+from backtester.results import STAT_COLUMNS
 from backtester.signals import Signals
 
 if TYPE_CHECKING:
@@ -38,29 +39,10 @@ log = logging.getLogger(__name__)
 # trade rows per column before a re-run with a buffer as large as the busiest column needs
 _TRADE_CAP = 64
 
-#: columns of AccountSweepResult.stats(), in order
-ACCOUNT_STAT_COLUMNS: tuple[str, ...] = (
-    "final_equity",
-    "total_return",
-    "max_drawdown",
-    "liquidated",
-    "n_liquidations",
-    "first_liquidation_time",
-    "n_stops",
-    "n_take_profits",
-    "n_trades",
-    "n_rejected",
-    "fees_paid",
-    "funding_paid",
-    "insurance_draw",
-    "min_equity",
-    "ambiguous_bars",
-    "ruined",
-    "sharpe",
-    "sortino",
-    "calmar",
-    "win_rate",
-    "profit_factor",
+#: columns of AccountSweepResult.stats(), in order: SweepResult's, less the ones a single
+#: position has and an account of several does not (one liquidation distance, time in market)
+ACCOUNT_STAT_COLUMNS: tuple[str, ...] = tuple(
+    c for c in STAT_COLUMNS if c not in ("min_liquidation_distance", "time_in_market", "exposure")
 )
 
 
