@@ -284,7 +284,7 @@ def run_account_sweep(
         simulate_accounts,
     )
     from backtester.engine.layout import FParam
-    from backtester.engine.run import _check_config, _check_fits, _split_names, _strategy_params
+    from backtester.engine.run import _check_config, _check_fits, _signal_columns, _strategy_grid
 
     t0 = time.perf_counter()
     if legs is None:
@@ -295,23 +295,11 @@ def run_account_sweep(
         )
     leg_list = _check_legs(market_set, dict(legs))
     config = _check_config(config)
-    defaults = _strategy_params(strategy)
-    if grid is None:
-        grid = ParamGrid.product(**defaults)
-    if not isinstance(grid, ParamGrid):
-        raise ConfigError(f"grid must be a ParamGrid, was {type(grid).__name__}")
-    strat_names = tuple(defaults)
-    engine_names = _split_names(grid, strat_names)
-    missing = [n for n in strat_names if n not in grid.names]
-    if missing:
-        grid = grid.cross(ParamGrid.product(**{n: defaults[n] for n in missing}))
+    grid, strat_names, engine_names = _strategy_grid(strategy, grid)
     n_bars = int(market_set.n_bars)
     _check_fits(grid.n_cols, n_bars, 0, "run_sweep")
     prep = prepare_accounts(market_set, grid, leg_list, config, engine_names)
-    if strat_names:
-        uniq, inverse = grid.select(strat_names).unique()
-    else:
-        uniq, inverse = ParamGrid.product(), np.zeros(grid.n_cols, dtype=np.int64)
+    uniq, inverse = _signal_columns(grid, strat_names)
     sig = account_signals(strategy, market_set, uniq, leg_list)
     n = grid.n_cols
     rows = np.arange(n, dtype=np.int64)

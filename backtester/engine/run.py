@@ -699,6 +699,39 @@ def _strategy_params(strategy: Any) -> dict[str, list[Any]]:
     return params
 
 
+def _strategy_grid(
+    strategy: Any, grid: ParamGrid | None
+) -> tuple[ParamGrid, tuple[str, ...], list[str]]:
+    """Return (the grid a strategy run simulates, the strategy's names, the engine's names).
+
+    No grid is the strategy's ``PARAMS``; strategy parameters the grid leaves out are crossed
+    in with their ``PARAMS`` values. Shared by ``run_sweep`` (one market or a MarketSet) and
+    ``run_strategy_windows``.
+    """
+    defaults = _strategy_params(strategy)
+    if grid is None:
+        grid = ParamGrid.product(**defaults)
+    if not isinstance(grid, ParamGrid):
+        raise ConfigError(f"grid must be a ParamGrid, was {type(grid).__name__}")
+    strat_names = tuple(defaults)
+    engine_names = _split_names(grid, strat_names)
+    missing = [n for n in strat_names if n not in grid.names]
+    if missing:
+        grid = grid.cross(ParamGrid.product(**{n: defaults[n] for n in missing}))
+    return grid, strat_names, engine_names
+
+
+def _signal_columns(grid: ParamGrid, strat_names: tuple[str, ...]) -> tuple[ParamGrid, I64Array]:
+    """Return (the distinct strategy-parameter rows, each column's row): signals run once each.
+
+    A strategy without parameters has one signal column shared by every column.
+    """
+    if strat_names:
+        uniq, inverse = grid.select(strat_names).unique()
+        return uniq, np.asarray(inverse, dtype=np.int64)
+    return ParamGrid.product(), np.zeros(grid.n_cols, dtype=np.int64)
+
+
 def strategy_name(strategy: Any) -> str:
     """Return the name a strategy's messages use (its module or type name)."""
     return str(getattr(strategy, "__name__", type(strategy).__name__))
@@ -1096,23 +1129,11 @@ def run_sweep(
         original, market = market, inv.linear_twin(market)
     # ---
     config = _check_config(config)
-    defaults = _strategy_params(strategy)
-    if grid is None:
-        grid = ParamGrid.product(**defaults)
-    if not isinstance(grid, ParamGrid):
-        raise ConfigError(f"grid must be a ParamGrid, was {type(grid).__name__}")
-    strat_names = tuple(defaults)
-    engine_names = _split_names(grid, strat_names)
-    missing = [n for n in strat_names if n not in grid.names]
-    if missing:
-        grid = grid.cross(ParamGrid.product(**{n: defaults[n] for n in missing}))
+    grid, strat_names, engine_names = _strategy_grid(strategy, grid)
     _check_fits(grid.n_cols, market.n_bars, 0, "run_sweep")
     inputs, _settings, rules, keys, fparams, iparams = _prepare(market, grid, config, engine_names)
 
-    if strat_names:
-        uniq, inverse = grid.select(strat_names).unique()
-    else:  # a strategy without parameters: one signal column shared by every column
-        uniq, inverse = ParamGrid.product(), np.zeros(grid.n_cols, dtype=np.int64)
+    uniq, inverse = _signal_columns(grid, strat_names)
     signals = call_signals(strategy, original if coin_margined else market, uniq)
     # --- inverse: the twin trades the opposite sides, with its own stop fractions
     if coin_margined:
@@ -1175,7 +1196,7 @@ def run_strategy_windows(
     """
     _check_market(market)
     config = _check_config(config)
-    defaults = _strategy_params(strategy)
+    _strategy_params(strategy)  # a bad strategy is named before the windows
     if not isinstance(grid, ParamGrid):
         raise ConfigError(f"grid must be a ParamGrid, was {type(grid).__name__}")
     lo = np.asarray(starts, dtype=np.int64)
@@ -1186,18 +1207,11 @@ def run_strategy_windows(
         raise ConfigError(
             f"windows must lie in [0, {market.n_bars}] with at least 2 bars each; cut them"
         )
-    strat_names = tuple(defaults)
-    engine_names = _split_names(grid, strat_names)
-    missing = [n for n in strat_names if n not in grid.names]
-    if missing:
-        grid = grid.cross(ParamGrid.product(**{n: defaults[n] for n in missing}))
+    grid, strat_names, engine_names = _strategy_grid(strategy, grid)
     n_s, n_w = grid.n_cols, lo.shape[0]
     _check_fits(n_s * n_w, market.n_bars, 0, "run_strategy_windows")
     inputs, _settings, rules, keys, fparams, iparams = _prepare(market, grid, config, engine_names)
-    if strat_names:
-        uniq, inverse = grid.select(strat_names).unique()
-    else:
-        uniq, inverse = ParamGrid.product(), np.zeros(n_s, dtype=np.int64)
+    uniq, inverse = _signal_columns(grid, strat_names)
     signals = call_signals(strategy, market, uniq)
     rep = np.repeat(np.arange(n_s), n_w)
     sim = _Simulation(
