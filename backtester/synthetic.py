@@ -424,26 +424,22 @@ def bootstrap_paths(
     >>> paths = bt.bootstrap_paths(m, 100, mean_block="1D", length="365D", seed=1)
     >>> study = bt.survival_study(paths, leverage=(5, 10))  # doctest: +SKIP
     """
-    recipe, batches = iter_paths(
+    return _all_paths(
         market,
         n_paths,
-        batch=_one_batch(n_paths),
         mean_block=mean_block,
         method=method,
         vol_scale=vol_scale,
         length=length,
         seed=seed,
     )
-    return SyntheticPaths([p for one in batches for p in one], recipe)
 
 
-def _one_batch(n_paths: Any) -> int:
-    # every path in one batch (n_paths itself is checked by iter_paths)
-    return (
-        int(n_paths)
-        if isinstance(n_paths, int) and not isinstance(n_paths, bool) and n_paths > 0
-        else 1
-    )
+def _all_paths(market: Market | MarketSet, n_paths: Any, **recipe: Any) -> SyntheticPaths:
+    # every path in one batch, as a list (n_paths itself is checked by iter_paths)
+    one = isinstance(n_paths, int) and not isinstance(n_paths, bool) and n_paths > 0
+    made, batches = iter_paths(market, n_paths, batch=int(n_paths) if one else 1, **recipe)
+    return SyntheticPaths([p for batch in batches for p in batch], made)
 
 
 def worst_days(market: Market | MarketSet, k: int = 5) -> list[tuple[pd.Timestamp, float]]:
@@ -501,10 +497,9 @@ def stress_paths(
     """
     if isinstance(n_worst, bool) or not isinstance(n_worst, int) or n_worst < 1:
         raise ConfigError(f"n_worst must be an int >= 1, was {n_worst!r}; e.g. 5")
-    recipe, batches = iter_paths(
+    return _all_paths(
         market,
         n_paths,
-        batch=_one_batch(n_paths),
         stress=n_worst,
         mean_block=mean_block,
         method=method,
@@ -512,7 +507,6 @@ def stress_paths(
         length=length,
         seed=seed,
     )
-    return SyntheticPaths([p for one in batches for p in one], recipe)
 
 
 def iter_paths(
