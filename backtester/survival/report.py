@@ -285,11 +285,7 @@ def _histograms_by_stop(study: SurvivalStudy, idx: list[int]) -> dict[str, dict[
         }
     out: dict[str, dict[str, Any]] = {}
     for i in idx:
-        same = np.ones(len(s), dtype=bool)
-        for c in s.columns:
-            if c != "stop_loss":
-                v = s[c].iloc[i]
-                same &= s[c].isna().to_numpy() if pd.isna(v) else (s[c] == v).to_numpy()
+        same = others_fixed(s, ("stop_loss",), row=i)
         stop = s["stop_loss"]
         rows = sorted(
             np.flatnonzero(same), key=lambda j: -1.0 if pd.isna(stop.iloc[j]) else stop.iloc[j]

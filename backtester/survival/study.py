@@ -1156,13 +1156,14 @@ def _loss_stats(loss: F64Array) -> dict[str, float]:
     return {"loss_mean": float(np.mean(loss)), "loss_q95": float(np.quantile(loss, 0.95))}
 
 
-def others_fixed(settings: pd.DataFrame, keep: tuple[str, ...]) -> BoolArray:
-    """Return the rows of ``settings`` that share row 0's values on every column not in ``keep``."""
+def others_fixed(settings: pd.DataFrame, keep: tuple[str, ...], row: int = 0) -> BoolArray:
+    """Return the rows of ``settings`` that share row ``row``'s values on every column not in
+    ``keep`` (NaN matches NaN)."""
     mask = np.ones(len(settings), dtype=bool)
     for c in settings.columns:
         if c in keep:
             continue
-        first = settings[c].iloc[0]
+        first = settings[c].iloc[row]
         col = settings[c]
         mask &= col.isna().to_numpy() if pd.isna(first) else (col == first).to_numpy()
     return mask
