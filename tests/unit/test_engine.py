@@ -587,6 +587,50 @@ def test_kernel_dependencies_follow_its_imports(tmp_path: Path) -> None:
     assert {"rules/formulas.py", "engine/records.py", "_typing.py", "engine/enums.py"} <= deps
 
 
+def test_dependency_scan_finds_every_import_the_ast_finds(tmp_path: Path) -> None:
+    # _imported_modules reads imports with a text scan (ast.parse cost ~0.1 s per start); it
+    # may find more than the ast (an import-like line in a string), never less: checked on
+    # every module of the package and on the forms the package does not use yet
+    import ast
+
+    from backtester.engine import _jitcache
+
+    def by_ast(path: Path) -> set[str]:
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names if a.name.startswith("backtester"))
+            elif (
+                isinstance(node, ast.ImportFrom)
+                and node.level == 0
+                and node.module
+                and (node.module == "backtester" or node.module.startswith("backtester."))
+            ):
+                names.add(node.module)
+                names.update(f"{node.module}.{a.name}" for a in node.names)
+        return names
+
+    odd = tmp_path / "odd.py"
+    odd.write_text(
+        "import os, backtester.engine.records as rec\n"
+        "from backtester.rules import (\n    formulas,\n    tables as t,  # comment\n)\n"
+        "if True:\n\tfrom backtester.engine  import  kernel\n"
+        "import backtester\n"
+    )
+    files = [*Path(_jitcache.PACKAGE_ROOT).rglob("*.py"), odd]
+    for path in files:
+        want = by_ast(path)
+        got = _jitcache._imported_modules(str(path))
+        assert want <= got, (path, want - got)
+    assert {
+        "backtester.engine.records",
+        "backtester.rules.formulas",
+        "backtester.rules.tables",
+        "backtester.engine.kernel",
+        "backtester",
+    } <= _jitcache._imported_modules(str(odd))
+
+
 def test_kernel_compiles_without_the_cache_and_says_so_when_the_hook_is_bypassed() -> None:
     # NUMBA_CACHE_LOCATOR_CLASSES makes numba use its own locators, bypassing the dependency
     # stamp (as a numba release that moved its internals would): the kernels must then not use
