@@ -265,7 +265,7 @@ def _first_trigger_nb(
     return best
 
 
-@njit(cache=_CACHE)
+@njit(cache=_CACHE, inline="always")
 def liquidation_price_nb(
     convention: int,
     side: int,
