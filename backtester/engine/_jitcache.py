@@ -35,6 +35,41 @@ __all__ = ["cache_enabled", "cache_hook_in_effect", "dependency_files", "stamp_o
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # .../backtester
 
+
+def _defer_numba_blas_import() -> None:
+    # numba's arraymath asks at import whether a BLAS exists by importing scipy.linalg (its
+    # _check_blas -> ensure_blas), ~0.2 s of every start for kernels that never use BLAS.
+    # Answer it from the installed scipy's spec (no import) while arraymath loads; the real
+    # ensure_blas stays in numba.np.linalg for any function that does use BLAS (np.dot), which
+    # imports scipy when it compiles. A numba that moved these leaves things as they were.
+    import importlib.util
+    import sys
+
+    if "numba.np.arraymath" in sys.modules:
+        return
+    try:
+        from numba.np import linalg
+    except ImportError:  # pragma: no cover - numba moved it
+        return
+    real = getattr(linalg, "ensure_blas", None)
+    if real is None:  # pragma: no cover - numba moved it
+        return
+
+    def installed() -> None:
+        if importlib.util.find_spec("scipy") is None:
+            raise ImportError("scipy is not installed")
+
+    linalg.ensure_blas = installed
+    try:
+        import numba.np.arraymath  # noqa: F401
+    except Exception:  # pragma: no cover - left for numba to raise where it would
+        pass
+    finally:
+        linalg.ensure_blas = real
+
+
+_defer_numba_blas_import()
+
 #: registered source file -> the dependency stamp its functions' cache entries carry
 STAMPS: dict[str, tuple[tuple[str, bytes], ...]] = {}
 

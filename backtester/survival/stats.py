@@ -334,7 +334,8 @@ def logrank_p(
 
     Like Greenwood intervals it assumes independent subjects, so with overlapping entries it
     overstates significance; compare with the block-bootstrap interval of the difference. The
-    value is lifelines' ``logrank_test(...).p_value``: the same event table, sums and
+    value is lifelines' ``logrank_test(...).p_value`` (to the last bit with the same BLAS
+    summation order, to 1e-12 relative otherwise): the same event table, sums and
     variance (``V = -V_ᵀV_`` by the same BLAS product, its 1×1 pseudo-inverse) and
     ``chi2.sf(U, 1)`` (``scipy.special.chdtrc``).
     """

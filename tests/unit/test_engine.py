@@ -631,6 +631,31 @@ def test_dependency_scan_finds_every_import_the_ast_finds(tmp_path: Path) -> Non
     } <= _jitcache._imported_modules(str(odd))
 
 
+def test_kernels_load_without_importing_scipy_linalg_and_blas_still_works() -> None:
+    # numba's arraymath imported scipy.linalg (~0.2 s) just to ask whether a BLAS exists;
+    # _jitcache answers from the installed scipy's spec. A kernel run must not import it, and a
+    # numba function that does use BLAS (np.dot) must still compile and import it then.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "import backtester as bt\n"
+        "m = bt.load_market('BTC/USDT:USDT')\n"
+        "g = bt.ParamGrid.zip(leverage=[2.0], side=['long'])\n"
+        "bt.run_entries(m, g, entry_idx=np.array([0]), horizon_bars=24)\n"
+        "print('linalg' if 'scipy.linalg' in sys.modules else 'none')\n"
+        "import numba.np.arraymath as am\n"
+        "from numba import njit\n"
+        "d = njit(lambda a, b: np.dot(a, b))\n"
+        "print(am._HAVE_BLAS, d(np.ones(3), np.arange(3.0)), 'scipy.linalg' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=600
+    )
+    assert done.stdout.split() == ["none", "True", "3.0", "True"], done.stdout + done.stderr
+
+
 def test_kernel_compiles_without_the_cache_and_says_so_when_the_hook_is_bypassed() -> None:
     # NUMBA_CACHE_LOCATOR_CLASSES makes numba use its own locators, bypassing the dependency
     # stamp (as a numba release that moved its internals would): the kernels must then not use
