@@ -989,12 +989,13 @@ def write_survival_report(
     if venues is not None and len(venues):
         sections.append(venue_section(venues))
     m = study.market
-    subtitle = (
-        f"{study.market_label} on {m.exchange}, {m.timeframe} bars {m.index[0]:%Y-%m-%d} → "
-        f"{m.index[-1]:%Y-%m-%d}; {study.n_settings} settings × {study.n_entries:,} entries; "
-        f"horizon {study.horizon_days:g} days; backtester {study.run_info()['version']}"
-    )
+    first, last = (pd.Timestamp(int(m.ts_ns[k]), tz="UTC") for k in (0, -1))  # no whole index
     info = study.run_info()
+    subtitle = (
+        f"{study.market_label} on {m.exchange}, {m.timeframe} bars {first:%Y-%m-%d} → "
+        f"{last:%Y-%m-%d}; {study.n_settings} settings × {study.n_entries:,} entries; "
+        f"horizon {study.horizon_days:g} days; backtester {info['version']}"
+    )
     info["comparisons"] = extra
     if scenarios is not None:
         info["synthetic"] = dict(scenarios.attrs)
