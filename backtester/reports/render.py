@@ -1,29 +1,34 @@
-"""Draw a report's figures to PNG bytes, on two cores where the platform can fork.
+"""Draw a report's figures to PNG bytes, on every core where the platform can fork.
 
 Layer: reports (Figures, or functions that draw one, in; PNG bytes out; writes no report file).
 
 A figure is given as a matplotlib ``Figure`` or as a function of no arguments that returns one
-(drawn here, perhaps in another process: the report's figures are built and drawn in one go).
+(called here, perhaps in another process, so a report's figures are built and drawn in one go).
 ``start(figures)`` begins drawing them and ``Rendering.results()`` returns every figure's PNG
 bytes and display width, in order; ``render(figures)`` does both.
 
-Where ``fork`` is available (not on Windows; not used on macOS, where forking a process that has
-loaded system frameworks is unsafe), more than one core is usable and there is more than one
-figure, child processes are forked when drawing starts. They inherit the figures (nothing is
-pickled), and every process, this one too once it calls ``results()``, takes the next figure
-from one counter in shared memory, costliest first (``costs``), so the work splits by itself
-whatever else loads the machine. A child writes each PNG to a private temporary folder that this process reads back and
-removes; nothing goes near the report's folder, which the caller writes once every figure is
-drawn. A figure a child did not deliver (its drawing failed, the child died or stalled) is drawn
-again in this process, so an error is raised here exactly as when drawing one after the other.
-Children only draw (matplotlib and NumPy): numba is never called in them, so the parent's numba
-thread pool (GNU OpenMP, which is not fork-safe) is never touched after a fork, and forks happen
-only from this thread between engine runs, never while a parallel region is in flight.
+Where ``fork`` is available (not on Windows; not used on macOS, where forking a process that
+has loaded system frameworks is unsafe), more than one core is usable and there is more than
+one figure, child processes are forked when drawing starts. They inherit the figures (nothing
+is pickled), and every process, this one too once it calls ``results()``, takes the next
+figure from one counter in shared memory, costliest first (``costs``), so the work splits by
+itself whatever else loads the machine. A child writes each PNG to a private temporary folder
+that this process reads back and removes; nothing goes near the report's folder, which the
+caller writes once every figure is drawn. A figure a child did not deliver (its drawing failed,
+the child died or stalled) is drawn again here, so an error is raised in this process exactly
+as when drawing one figure after the other, and a child never prints a traceback.
+
+Children only draw (matplotlib and NumPy; the data they draw was computed before the fork):
+numba is never called in them, so the parent's numba thread pool (GNU OpenMP, which is not
+fork-safe) is never used after a fork. A report runs no engine, so when it is written no
+numba parallel region is in flight. Drawing the study's figures in a child while the
+comparisons run the engine was measured and dropped: the child slowed the kernel's two
+threads by more than it saved (benchmarks/README.md).
 
 While drawing, Python's cyclic garbage collector leaves the objects that existed before alone
 (``gc.freeze``): matplotlib makes many short-lived objects, and each full collection would
-otherwise walk the whole heap (the study, pandas, numba), about 10 % of a report's drawing time;
-the children do the same, which also keeps the parent's memory pages shared with them.
+otherwise walk the whole heap (the study, pandas, numba), about a tenth of a report's drawing
+time; the children do the same, which also keeps the parent's memory pages shared with them.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["FigureSource", "Png", "Rendering", "render", "start"]
 
-#: a figure, or a function of no arguments that draws one
+#: a Figure, or a function of no arguments that returns one
 FigureSource: TypeAlias = "Figure | Callable[[], Figure]"
 
 #: at most this many child processes draw next to this one
@@ -135,7 +140,8 @@ def _child(
     # a forked child: draw the next figure in ``order`` until none is left; each PNG is written
     # as <index>.png (4 bytes of width, then the PNG) under a temporary name, renamed when whole
     gc.freeze()  # the inherited objects are never collected here (nor their pages copied)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    with contextlib.suppress(ValueError):  # not the main thread: the default stays
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
         while (k := _take(counter)) is not None and k < len(order):
             i = order[k]
