@@ -273,7 +273,9 @@ def write_report(
 ) -> Path:
     """Write ``index.html``, ``figures/*.png``, ``tables/*.{csv,parquet}`` and ``run.json``.
 
-    ``out_dir`` must pass :func:`check_output_dir`. Every file is written atomically; the
+    ``out_dir`` must pass :func:`check_output_dir`. Every figure is drawn first
+    (``reports.render``: on every core where the platform forks), so one that fails to draw
+    raises its error before any file is written. Every file is written atomically; the
     ``.backtester-report`` marker lists them, so a later report into the same folder replaces
     them (and removes the ones it no longer writes) and touches nothing else.
     Returns the path of ``index.html``.
