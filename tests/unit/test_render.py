@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import os
 import tempfile
+import time
 from functools import partial
 from pathlib import Path
 
@@ -101,6 +102,30 @@ def test_a_figure_a_child_did_not_deliver_is_drawn_here(monkeypatch: pytest.Monk
     pngs = render.render(sources, costs=[1, 1, 1, 10])
     # Assert: every figure, the killed one drawn here
     assert len(pngs) == 4 and all(p.data.startswith(b"\x89PNG") for p in pngs)
+    assert multiprocessing.active_children() == []
+
+
+def _stalls_in_a_child(parent: int) -> object:
+    # a figure whose drawing never ends in a child (a deadlock, say), drawn at once here
+    if os.getpid() != parent:
+        time.sleep(600)
+    return plot_bars(_frame(), x="leverage", y="n", title="t", xlabel="x", ylabel="y")
+
+
+@needs_fork
+def test_a_stalled_child_is_stopped_and_its_figure_drawn_here(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Arrange: a child that delivers nothing for a second is taken as stuck
+    monkeypatch.setattr(render, "_cores", lambda: 2)
+    monkeypatch.setattr(render, "STALL_SECONDS", 1.0)
+    sources = [*_sources(2), partial(_stalls_in_a_child, os.getpid())]
+    # Act
+    t0 = time.monotonic()
+    pngs = render.render(sources, costs=[1, 1, 10])
+    # Assert: every figure, in about the stall time, and the child gone
+    assert len(pngs) == 3 and all(p.data.startswith(b"\x89PNG") for p in pngs)
+    assert time.monotonic() - t0 < 60
     assert multiprocessing.active_children() == []
 
 
