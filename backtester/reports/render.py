@@ -8,8 +8,9 @@ A figure is given as a matplotlib ``Figure`` or as a function of no arguments th
 bytes and display width, in order; ``render(figures)`` does both.
 
 Where ``fork`` is available (not on Windows; not used on macOS, where forking a process that
-has loaded system frameworks is unsafe), more than one core is usable and there is more than
-one figure, child processes are forked when drawing starts. They inherit the figures (nothing
+has loaded system frameworks is unsafe), a core is free (not counting this process's; other
+work's runnable threads are counted in ``/proc/loadavg``) and there is more than one figure,
+child processes are forked when drawing starts, one per free core. They inherit the figures (nothing
 is pickled), and every process, this one too once it calls ``results()``, takes the next
 figure from one counter in shared memory, costliest first (``costs``), so the work splits by
 itself whatever else loads the machine. A child writes each PNG to a private temporary folder
@@ -98,12 +99,30 @@ def _can_fork() -> bool:
     return not multiprocessing.current_process().daemon  # a daemon may not have children
 
 
+def _others_running() -> int:
+    # how many threads of other work are runnable right now: /proc/loadavg's count of runnable
+    # threads (this one included), the median of a few readings a millisecond apart; 0 where
+    # there is no /proc
+    counts = []
+    try:
+        for _ in range(5):
+            with open("/proc/loadavg", encoding="ascii") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]))
+            time.sleep(0.001)
+    except (OSError, ValueError, IndexError):
+        return 0
+    return max(0, sorted(counts)[len(counts) // 2] - 1)
+
+
 def _children(n_figures: int, processes: int | None) -> int:
-    # how many child processes to fork: none where forking is not possible or would not pay
+    # how many child processes to fork: one per core that is free now, less this process's;
+    # none where forking is not possible. On a core other work keeps busy a child gained
+    # nothing and at times cost more than a second (benchmarks/README.md)
     wanted = _cores() if processes is None else processes
     if wanted <= 1 or n_figures <= 1 or not _can_fork():
         return 0
-    return min(wanted - 1, n_figures - 1, MAX_CHILDREN)
+    free = wanted - 1 - _others_running()
+    return max(0, min(free, n_figures - 1, MAX_CHILDREN))
 
 
 @contextlib.contextmanager

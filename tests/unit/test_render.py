@@ -59,6 +59,7 @@ def test_figures_drawn_by_several_processes_are_the_bytes_drawn_here(
     # Arrange: two cores whatever this machine has, and an already built Figure among the
     # functions (a child draws the copy it inherited)
     monkeypatch.setattr(render, "_cores", lambda: 2)
+    monkeypatch.setattr(render, "_others_running", lambda: 0)
     sources = [
         *_sources(),
         plot_bars(_frame(), x="leverage", y="n", title="t", xlabel="x", ylabel="y"),
@@ -79,11 +80,21 @@ def test_figures_drawn_by_several_processes_are_the_bytes_drawn_here(
     assert _leftovers() == before
 
 
-def test_one_core_draws_everything_here_without_forking(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(render, "_cores", lambda: 1)
+@pytest.mark.parametrize(("cores", "others"), [(1, 0), (2, 1), (2, 3)])
+def test_without_a_free_core_everything_is_drawn_here(
+    cores: int, others: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one core, or the other core busy with other work: no child (it would not pay)
+    monkeypatch.setattr(render, "_cores", lambda: cores)
+    monkeypatch.setattr(render, "_others_running", lambda: others)
     drawing = render.start(_sources(3))
     assert drawing._procs == []
     assert len(drawing.results()) == 3
+
+
+def test_other_work_is_counted_from_the_runnable_threads() -> None:
+    # this test's own thread is not counted; whatever else runs is a count, never negative
+    assert render._others_running() >= 0
 
 
 def _fails_in_a_child(parent: int) -> object:
@@ -97,6 +108,7 @@ def _fails_in_a_child(parent: int) -> object:
 def test_a_figure_a_child_did_not_deliver_is_drawn_here(monkeypatch: pytest.MonkeyPatch) -> None:
     # Arrange: the costliest figure (a child takes it first) kills the child drawing it
     monkeypatch.setattr(render, "_cores", lambda: 2)
+    monkeypatch.setattr(render, "_others_running", lambda: 0)
     sources = [*_sources(3), partial(_fails_in_a_child, os.getpid())]
     # Act
     pngs = render.render(sources, costs=[1, 1, 1, 10])
@@ -118,6 +130,7 @@ def test_a_stalled_child_is_stopped_and_its_figure_drawn_here(
 ) -> None:
     # Arrange: a child that delivers nothing for a second is taken as stuck
     monkeypatch.setattr(render, "_cores", lambda: 2)
+    monkeypatch.setattr(render, "_others_running", lambda: 0)
     monkeypatch.setattr(render, "STALL_SECONDS", 1.0)
     sources = [*_sources(2), partial(_stalls_in_a_child, os.getpid())]
     # Act
@@ -139,6 +152,7 @@ def test_a_figure_that_fails_raises_its_error_here_and_writes_nothing(
 ) -> None:
     # Arrange: a complete earlier report in the folder
     monkeypatch.setattr(render, "_cores", lambda: cores)
+    monkeypatch.setattr(render, "_others_running", lambda: 0)
     out = tmp_path / "rep"
     figures = tuple(ReportFigure(f"f{k}", source, "c") for k, source in enumerate(_sources(3)))
     write_report(
