@@ -102,7 +102,7 @@ def _can_fork() -> bool:
 def _others_running() -> int:
     # how many threads of other work are runnable right now: /proc/loadavg's count of runnable
     # threads (this one included), the median of a few readings a millisecond apart; 0 where
-    # there is no /proc
+    # there is no /proc. (A container whose /proc shows the host's load draws in one process.)
     counts = []
     try:
         for _ in range(5):
@@ -118,7 +118,7 @@ def _children(n_figures: int, processes: int | None) -> int:
     # how many child processes to fork: one per core that is free now, less this process's;
     # none where forking is not possible. On a core other work keeps busy a child gained
     # nothing and at times cost more than a second (benchmarks/README.md)
-    wanted = _cores() if processes is None else processes
+    wanted = _cores() if processes is None else min(processes, _cores())
     if wanted <= 1 or n_figures <= 1 or not _can_fork():
         return 0
     free = wanted - 1 - _others_running()
