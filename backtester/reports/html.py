@@ -74,11 +74,19 @@ _FOLD_ROWS = 24  # longer tables start folded (<details>) so the figures come fi
 
 @dataclass(frozen=True, slots=True)
 class ReportFigure:
-    """A figure to save as ``figures/<name>.png`` with a caption."""
+    """A figure to save as ``figures/<name>.png`` with a caption.
+
+    ``figure`` is a matplotlib Figure or a function of no arguments that draws one: such a
+    function is called when the report is written, perhaps in another process
+    (``reports.render``), so building and drawing the figures runs on every core. ``cost`` is
+    its drawing cost relative to a one-panel figure (about its number of panels): the
+    costliest figures are drawn first, so the processes drawing them finish together.
+    """
 
     name: str
-    figure: Figure
+    figure: Figure | Callable[[], Figure]
     caption: str
+    cost: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,19 +248,6 @@ def _write_marker(out: Path, title: str, files: set[str]) -> None:
     write_bytes_atomic(out / MARKER, (json.dumps(marker, indent=2) + "\n").encode())
 
 
-def _width(figure: Figure) -> int:
-    # the PNG has PIXEL_RATIO pixels per CSS pixel: the page shows it at the figure's own size
-    from backtester.reports.plots import display_width
-
-    return display_width(figure)
-
-
-def _figure_writer(figure: Figure) -> Callable[[Path], None]:
-    from backtester.reports.plots import save_figure
-
-    return lambda tmp: save_figure(figure, str(tmp))
-
-
 def _csv_writer(frame: pd.DataFrame) -> Callable[[Path], None]:
     return lambda tmp: frame.to_csv(tmp, index=False)
 
@@ -278,7 +273,9 @@ def write_report(
 ) -> Path:
     """Write ``index.html``, ``figures/*.png``, ``tables/*.{csv,parquet}`` and ``run.json``.
 
-    ``out_dir`` must pass :func:`check_output_dir`. Every file is written atomically; the
+    ``out_dir`` must pass :func:`check_output_dir`. Every figure is drawn first
+    (``reports.render``: on every core where the platform forks), so one that fails to draw
+    raises its error before any file is written. Every file is written atomically; the
     ``.backtester-report`` marker lists them, so a later report into the same folder replaces
     them (and removes the ones it no longer writes) and touches nothing else.
     Returns the path of ``index.html``.
@@ -290,71 +287,97 @@ def write_report(
         files exists but no report wrote it, or the OS refused a write (a full disk, a
         read-only folder): one line naming the path and the fix.
     """
+    from backtester.reports import render
+
     out = check_output_dir(out_dir)
     owned = _marked_files(out) if (out / MARKER).is_file() else set()
-    writes: list[tuple[str, Callable[[Path], None]]] = []
-    body: list[str] = [
-        f"<h1>{html.escape(title)}</h1>",
-        f'<p class="meta">{html.escape(subtitle)} · <a href="run.json">run.json</a> (the '
-        "settings, data and versions of this run)</p>",
+    figures = [fig for section in sections for fig in section.figures]
+    order = [  # the files in the order they are written
+        *(
+            rel
+            for s in sections
+            for rel in (
+                *(f"figures/{fig.name}.png" for fig in s.figures),
+                *(f"tables/{t.name}.{ext}" for t in s.tables for ext in ("csv", "parquet")),
+            )
+        ),
+        "run.json",
+        "index.html",
     ]
-    for section in sections:
-        body.append(f"<h2>{html.escape(section.heading)}</h2>")
-        for para in section.paragraphs:
-            css = "headline" if section.headline else "note"
-            body.append(f'<p class="{css}">{html.escape(para)}</p>')
-        if section.links:
-            items = "".join(
-                f'<li><a href="{html.escape(href, quote=True)}">{html.escape(text)}</a></li>'
-                for text, href in section.links
-            )
-            body.append(f'<ul class="links">{items}</ul>')
-        for fig in section.figures:
-            writes.append((f"figures/{fig.name}.png", _figure_writer(fig.figure)))
-            body.append(
-                f'<figure><img src="figures/{fig.name}.png" width="{_width(fig.figure)}" '
-                f'alt="{html.escape(fig.caption)}">'
-                f"<figcaption>{html.escape(fig.caption)}</figcaption></figure>"
-            )
-        for table in section.tables:
-            frame = _table_for_files(table.data)
-            writes.append((f"tables/{table.name}.csv", _csv_writer(frame)))
-            writes.append((f"tables/{table.name}.parquet", _parquet_writer(frame)))
-            shown = table.display if table.display is not None else table.data
-            if table.caption:
-                body.append(f"<p>{html.escape(table.caption)}</p>")
-            rendered = (
-                '<div class="table-wrap">'
-                + shown.to_html(index=False, border=0, na_rep="n/a", escape=True)
-                + "</div>"
-            )
-            if len(shown) > _FOLD_ROWS:
-                rendered = (
-                    f"<details><summary>Show the table ({len(shown)} rows)</summary>"
-                    f"{rendered}</details>"
-                )
-            body.append(rendered)
-            body.append(
-                f'<p class="downloads">Download: <a href="tables/{table.name}.csv">CSV</a> · '
-                f'<a href="tables/{table.name}.parquet">parquet</a></p>'
-            )
-    page = (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n"
-        + "\n".join(body)
-        + "\n</body></html>\n"
-    )
-    info = (json.dumps(run_info, indent=2, default=str) + "\n").encode()
-    writes.append(("run.json", _bytes_writer(info)))
-    writes.append(("index.html", _bytes_writer(page.encode("utf-8"))))
-    planned = {rel for rel, _ in writes}
-    for rel, _ in writes:  # refuse before writing anything
+    planned = set(order)
+    for rel in order:  # refuse before drawing or writing anything
         target = out / rel
         if rel not in owned and (target.exists() or target.is_symlink()):
             raise ConfigError(
                 f"report file {target} exists but no report wrote it (it is not listed in "
                 f"{out / MARKER}); {_fix(out)}"
             )
+    # the figures are drawn (on every core, reports.render) while this process lays out the
+    # tables, and all of them before a file is written: a figure that fails to draw leaves the
+    # folder as it was. A PNG has PIXEL_RATIO pixels per CSS pixel; the page shows it at the
+    # figure's own size.
+    with render.start([f.figure for f in figures], costs=[f.cost for f in figures]) as drawing:
+        writes: list[tuple[str, Callable[[Path], None]]] = []
+        body: list[str | int] = [  # an int: the figure of that number, once drawn
+            f"<h1>{html.escape(title)}</h1>",
+            f'<p class="meta">{html.escape(subtitle)} · <a href="run.json">run.json</a> (the '
+            "settings, data and versions of this run)</p>",
+        ]
+        for section in sections:
+            body.append(f"<h2>{html.escape(section.heading)}</h2>")
+            for para in section.paragraphs:
+                css = "headline" if section.headline else "note"
+                body.append(f'<p class="{css}">{html.escape(para)}</p>')
+            if section.links:
+                items = "".join(
+                    f'<li><a href="{html.escape(href, quote=True)}">{html.escape(text)}</a></li>'
+                    for text, href in section.links
+                )
+                body.append(f'<ul class="links">{items}</ul>')
+            for fig in section.figures:
+                body.append(len(writes))  # replaced below by the figure's tag
+                writes.append((f"figures/{fig.name}.png", _bytes_writer(b"")))
+            for table in section.tables:
+                frame = _table_for_files(table.data)
+                writes.append((f"tables/{table.name}.csv", _csv_writer(frame)))
+                writes.append((f"tables/{table.name}.parquet", _parquet_writer(frame)))
+                shown = table.display if table.display is not None else table.data
+                if table.caption:
+                    body.append(f"<p>{html.escape(table.caption)}</p>")
+                rendered = (
+                    '<div class="table-wrap">'
+                    + shown.to_html(index=False, border=0, na_rep="n/a", escape=True)
+                    + "</div>"
+                )
+                if len(shown) > _FOLD_ROWS:
+                    rendered = (
+                        f"<details><summary>Show the table ({len(shown)} rows)</summary>"
+                        f"{rendered}</details>"
+                    )
+                body.append(rendered)
+                body.append(
+                    f'<p class="downloads">Download: <a href="tables/{table.name}.csv">CSV</a> · '
+                    f'<a href="tables/{table.name}.parquet">parquet</a></p>'
+                )
+        pngs = iter(drawing.results())
+    for k, item in enumerate(body):
+        if isinstance(item, int):
+            rel, _ = writes[item]
+            fig, png = figures.pop(0), next(pngs)
+            writes[item] = (rel, _bytes_writer(png.data))
+            body[k] = (
+                f'<figure><img src="{rel}" width="{png.width}" alt="{html.escape(fig.caption)}">'
+                f"<figcaption>{html.escape(fig.caption)}</figcaption></figure>"
+            )
+    page = (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n"
+        + "\n".join(str(item) for item in body)
+        + "\n</body></html>\n"
+    )
+    info = (json.dumps(run_info, indent=2, default=str) + "\n").encode()
+    writes.append(("run.json", _bytes_writer(info)))
+    writes.append(("index.html", _bytes_writer(page.encode("utf-8"))))
     try:
         _write_marker(out, title, owned | planned)  # first: a crash leaves every file listed
         for rel, write in writes:

@@ -121,9 +121,9 @@ def _png_bytes(rgba: np.ndarray, dpi: float) -> bytes:
     # white background), RGBA otherwise; filter 0 per row, one zlib stream, pHYs at ``dpi``
     h, w, _ = rgba.shape
     opaque = bool((rgba[..., 3] == 255).all())
-    pixels = rgba[..., :3] if opaque else rgba
-    rows = np.zeros((h, 1 + w * pixels.shape[2]), dtype=np.uint8)
-    rows[:, 1:] = pixels.reshape(h, -1)
+    channels = 3 if opaque else 4
+    rows = np.zeros((h, 1 + w * channels), dtype=np.uint8)
+    rows[:, 1:].reshape(h, w, channels)[...] = rgba[..., :channels]  # one copy, in place
     per_metre = round(dpi / 0.0254)
 
     def chunk(tag: bytes, body: bytes) -> bytes:
@@ -435,6 +435,8 @@ def plot_equity_fan(
         raise ValueError("fans has no panel to draw; give at least one label's (days, equity)")
     fig = _figure(max(1.5 * ncols + 0.9, 4.5), 1.95 * nrows + 0.9)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
+    for ax in axes.flat:  # both limits are set below: no autoscaling of 12 shared axes per band
+        ax.set_autoscale_on(False)
     colors = _colors(ncols, "viridis")
     top = FAN_LINEAR_TO
     for r, (row_label, panels) in enumerate(rows):

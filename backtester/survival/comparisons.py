@@ -703,9 +703,11 @@ def _false_counts(mark: SurvivalStudy, counts: pd.DataFrame) -> pd.DataFrame:
 def last_price_liquidations_by_day(last: SurvivalStudy, days: tuple[str, ...]) -> dict[str, int]:
     """Return, for each UTC day ``YYYY-MM-DD``, how many holds last-price rules liquidated then."""
     liq = last.reason == ExitReason.LIQUIDATION
-    when = pd.to_datetime(last.market.ts_ns[last.exit_idx[liq]], utc=True).strftime("%Y-%m-%d")
-    counts = pd.Series(when).value_counts()
-    return {d: int(counts.get(d, 0)) for d in days}
+    day_ns = 86_400 * 10**9
+    when = last.market.ts_ns[last.exit_idx[liq]] // day_ns  # UTC day numbers, no strings
+    return {
+        d: int(np.count_nonzero(when == pd.Timestamp(d, tz="UTC").value // day_ns)) for d in days
+    }
 
 
 def _levels(values: pd.Series) -> str:

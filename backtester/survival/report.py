@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,7 +104,8 @@ def main_sections(
         figs.append(
             ReportFigure(
                 "survival_heatmap",
-                plots.plot_survival_heatmap(
+                partial(
+                    plots.plot_survival_heatmap,
                     heat.assign(
                         stop_loss=heat["stop_loss"].astype(float),
                         stop_beyond=False
@@ -127,6 +129,7 @@ def main_sections(
                 f"{'mark' if study.mark_source == 'mark' else 'last price (standing in for the mark)'}"
                 ", and the two part in fast "
                 "moves.",
+                cost=3.0,  # a panel per side, a colour bar and a label per cell
             )
         )
     sections.append(
@@ -159,7 +162,8 @@ def main_sections(
         curve_figs.append(
             ReportFigure(
                 f"km_curves_{slug}",
-                plots.plot_km_curves(
+                partial(
+                    plots.plot_km_curves,
                     curves,
                     title=f"Kaplan–Meier survival by leverage ({side})",
                     horizon=study.horizon_days,
@@ -173,7 +177,8 @@ def main_sections(
         hist_figs.append(
             ReportFigure(
                 f"liquidation_histograms_{slug}",
-                plots.plot_liquidation_histograms(
+                partial(
+                    plots.plot_liquidation_histograms,
                     by_stop,
                     horizon=study.horizon_days,
                     title=f"Days from entry to liquidation, {_who(study, side)}, by leverage"
@@ -189,6 +194,7 @@ def main_sections(
                     if stops > 1
                     else "."
                 ),
+                cost=0.5 * len(by_stop),  # small panels, one per leverage
             )
         )
     sections.append(ReportSection(heading="Kaplan–Meier curves", figures=tuple(curve_figs)))
@@ -262,13 +268,14 @@ def _fan_section(study: SurvivalStudy, fan: Mapping[str, Mapping[str, FanPanel]]
         figures=(
             ReportFigure(
                 "equity_fan",
-                plots.plot_equity_fan(fan),
+                partial(plots.plot_equity_fan, fan),
                 "Dark band: the middle half of the entries (25th to 75th percentile); light "
                 "band: 5th to 95th percentile; line: median; dashed: 100 % (break-even). The y "
                 f"axis is linear from 0 to {plots.FAN_LINEAR_TO:g} % and logarithmic above, the "
                 "same in every panel, so the few high-leverage entries that multiplied the "
                 "account do not flatten the rest. Each title gives the share of entries "
                 f"liquidated within {horizon} days (by each day: the Kaplan–Meier curves above).",
+                cost=0.5 * sum(len(panels) for panels in fan.values()),  # small panels
             ),
         ),
     )
@@ -398,7 +405,8 @@ def account_sections(study: SurvivalStudy) -> list[ReportSection]:
         "wallet with it (docs/reference/exchange-rules.md §7)."
     )
     losses = [study.loss[i][~study.rejected[i]] for i in rows]
-    fig = plots.plot_account_survival_and_loss(
+    fig = partial(
+        plots.plot_account_survival_and_loss,
         sub,
         losses,
         title=f"{study.market_label}: isolated vs cross after {horizon}",
@@ -569,7 +577,8 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
             figures=(
                 ReportFigure(
                     "cmp_leverage_ladder",
-                    plots.plot_survival_lines(
+                    partial(
+                        plots.plot_survival_lines,
                         lt,
                         x="leverage",
                         hue="side",
@@ -600,7 +609,8 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
             figures=(
                 ReportFigure(
                     "cmp_stop_loss",
-                    plots.plot_survival_lines(
+                    partial(
+                        plots.plot_survival_lines,
                         st_table[st_table["side"] == st_table["side"].iloc[0]],
                         x="leverage",
                         hue="stop_loss",
@@ -633,7 +643,8 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
             figures=(
                 ReportFigure(
                     "cmp_position_size",
-                    plots.plot_survival_lines(
+                    partial(
+                        plots.plot_survival_lines,
                         cross,
                         x="leverage",
                         hue="position_size",
@@ -662,7 +673,8 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
             figures=(
                 ReportFigure(
                     "cmp_isolated_vs_cross",
-                    plots.plot_survival_lines(
+                    partial(
+                        plots.plot_survival_lines,
                         size_q,
                         x="leverage",
                         hue="margin_mode",
@@ -674,7 +686,8 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
                 ),
                 ReportFigure(
                     "cmp_isolated_vs_cross_loss",
-                    plots.plot_survival_lines(
+                    partial(
+                        plots.plot_survival_lines,
                         size_q,
                         x="leverage",
                         hue="margin_mode",
@@ -724,7 +737,8 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
                 figures=(
                     ReportFigure(
                         "cmp_mark_vs_last",
-                        plots.plot_bars(
+                        partial(
+                            plots.plot_bars,
                             counts,
                             x="leverage",
                             y="false_liquidations",
@@ -784,7 +798,8 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
             figures=(
                 ReportFigure(
                     "cmp_owe_money",
-                    plots.plot_bars(
+                    partial(
+                        plots.plot_bars,
                         gaps,
                         x="leverage",
                         y="n_gaps_past_bankruptcy",
@@ -826,7 +841,8 @@ def comparison_sections(study: SurvivalStudy, cmp: Comparisons) -> list[ReportSe
             figures=(
                 ReportFigure(
                     "cmp_funding",
-                    plots.plot_survival_lines(
+                    partial(
+                        plots.plot_survival_lines,
                         ft,
                         x="leverage",
                         hue="funding",
@@ -973,12 +989,13 @@ def write_survival_report(
     if venues is not None and len(venues):
         sections.append(venue_section(venues))
     m = study.market
-    subtitle = (
-        f"{study.market_label} on {m.exchange}, {m.timeframe} bars {m.index[0]:%Y-%m-%d} → "
-        f"{m.index[-1]:%Y-%m-%d}; {study.n_settings} settings × {study.n_entries:,} entries; "
-        f"horizon {study.horizon_days:g} days; backtester {study.run_info()['version']}"
-    )
+    first, last = (pd.Timestamp(int(m.ts_ns[k]), tz="UTC") for k in (0, -1))  # no whole index
     info = study.run_info()
+    subtitle = (
+        f"{study.market_label} on {m.exchange}, {m.timeframe} bars {first:%Y-%m-%d} → "
+        f"{last:%Y-%m-%d}; {study.n_settings} settings × {study.n_entries:,} entries; "
+        f"horizon {study.horizon_days:g} days; backtester {info['version']}"
+    )
     info["comparisons"] = extra
     if scenarios is not None:
         info["synthetic"] = dict(scenarios.attrs)
@@ -1042,8 +1059,10 @@ def venue_section(venues: pd.DataFrame) -> ReportSection:
         figures=(
             ReportFigure(
                 "venues_crash_days",
-                plots.plot_venue_crash_days(
-                    no_stop, title="Share of open holds liquidated on the crash day, by venue"
+                partial(
+                    plots.plot_venue_crash_days,
+                    no_stop,
+                    title="Share of open holds liquidated on the crash day, by venue",
                 ),
                 "Each bar: holds liquidated during the day / holds open at its start, "
                 "without a stop.",

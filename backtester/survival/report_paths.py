@@ -6,6 +6,7 @@ Layer: survival (renders what ``survival.paths.scenario_table`` computed; runs n
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -147,7 +148,8 @@ def _figures(frame: pd.DataFrame, horizon_days: float) -> list[ReportFigure]:
             ],
             ignore_index=True,
         )
-        fig = plots.plot_survival_lines(
+        fig = partial(
+            plots.plot_survival_lines,
             long,
             x="leverage",
             hue="scenario",

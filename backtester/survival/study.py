@@ -1001,8 +1001,9 @@ class SurvivalStudy:
         common = {
             "exchange": m.exchange,
             "timeframe": m.timeframe,
-            "start": str(m.index[0]) if m.n_bars else None,
-            "end": str(m.index[-1]) if m.n_bars else None,
+            # the first and last bar's open times, without building the whole index
+            "start": str(pd.Timestamp(int(m.ts_ns[0]), tz="UTC")) if m.n_bars else None,
+            "end": str(pd.Timestamp(int(m.ts_ns[-1]), tz="UTC")) if m.n_bars else None,
             "n_bars": m.n_bars,
             "mark_source": self.mark_source,
             "sha256": m.fingerprint(),
