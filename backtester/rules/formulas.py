@@ -79,6 +79,7 @@ __all__ = [
     "funding_payment_nb",
     "inverse_bankruptcy_price_nb",
     "inverse_liquidation_price_nb",
+    "liquidation_price_inline_nb",
     "liquidation_price_nb",
     "maint_margin_nb",
     "max_leverage_nb",
@@ -265,8 +266,7 @@ def _first_trigger_nb(
     return best
 
 
-@njit(cache=_CACHE, inline="always")
-def liquidation_price_nb(
+def _liquidation_price(
     convention: int,
     side: int,
     entry_price: float,
@@ -313,6 +313,14 @@ def liquidation_price_nb(
     if side == LONG and lp <= 0.0:
         return 0.0
     return lp
+
+
+liquidation_price_nb = njit(cache=_CACHE)(_liquidation_price)
+# the same function, inlined where it is called: in the kernel's liquidation price per table
+# (engine.kernel._lp_nb, at every funding event), where one more call passing the tier arrays
+# would touch their shared reference counts; everywhere else the call above (inlining it at
+# every call site made a first, compiling run three times longer)
+liquidation_price_inline_nb = njit(cache=_CACHE, inline="always")(_liquidation_price)
 
 
 @njit(cache=_CACHE)
