@@ -41,6 +41,10 @@ LABELS = {
 
 def _env(repo: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ, **extra)
+    # as a user's install runs: with compiled bytecode (pip writes it at install; the untimed
+    # warm-up run writes it here), not every module compiled from source at every start as
+    # PYTHONDONTWRITEBYTECODE=1 (set on the project machine) would make it (~0.15 s)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo), env.get("PYTHONPATH")) if p)
     return env
 
