@@ -144,14 +144,25 @@ def maint_margin_nb(
     return float(notional * mmr[k] - maint_amount[k])
 
 
-# inline: a call passing the tier arrays cost ~25 ns, more than the scan (at every funding event)
+# inline (these three and the scan): each nested call cost ~25 ns, more than the arithmetic,
+# at every funding event of every position
+@njit(cache=_CACHE, inline="always")
+def _linear_numerator_nb(
+    side: int, entry_price: float, size: float, equity_base: float, amount: float
+) -> float:
+    # the numerator of _solve_linear_nb's root (the scan tests it before dividing)
+    s = 1.0 if side == LONG else -1.0
+    return equity_base + amount - s * size * entry_price
+
+
 @njit(cache=_CACHE, inline="always")
 def _solve_linear_nb(
     side: int, entry_price: float, size: float, equity_base: float, rate: float, amount: float
 ) -> float:
     # Root in P of  equity_base + s*Q*(P - EP) == Q*P*rate - amount
     s = 1.0 if side == LONG else -1.0
-    return (equity_base + amount - s * size * entry_price) / (size * rate - s * size)
+    num = _linear_numerator_nb(side, entry_price, size, equity_base, amount)
+    return num / (size * rate - s * size)
 
 
 @njit(cache=_CACHE, inline="always")
@@ -178,19 +189,18 @@ def _scan_tiers_nb(
     # in [a_k, b_k) and every higher tier's is >= a_{k+1} = b_k: the scan runs up and stops at
     # the first. Before dividing, a tier whose root clearly lies outside it is skipped: in exact
     # arithmetic a long's root is below its tier (root < a) iff N > F_k·(rate - 1) and a
-    # short's above it (root >= b) iff N > F_{k+1}·(rate + 1), N the numerator of
-    # _solve_linear_nb; with a margin of 1e-9 relative (the floating error here is a few
+    # short's above it (root >= b) iff N > F_{k+1}·(rate + 1), N the numerator
+    # (_linear_numerator_nb); with a margin of 1e-9 relative (the floating error here is a few
     # 1e-16) the skip changes no result, and a rate >= 0.5 is never skipped. Both are checked
     # against the plain every-tier scan in tests/unit/test_formulas_scan.py. This runs at every
     # funding event of every position, so it is worth the care.
     n = floors.shape[0]
-    s = 1.0 if side == LONG else -1.0
     if side == LONG:
         for k in range(k_hi - 1, k_lo - 1, -1):
             amount = maint_amount[k] if use_amount else 0.0
             rate = mmr[k] + fee_rate
             if rate < 0.5:
-                num = equity_base + amount - s * size * entry_price
+                num = _linear_numerator_nb(side, entry_price, size, equity_base, amount)
                 edge = floors[k] * (rate - 1.0)
                 if num > edge + 1e-9 * (abs(num) + abs(edge)) + 1e-290:
                     continue
@@ -204,7 +214,7 @@ def _scan_tiers_nb(
         amount = maint_amount[k] if use_amount else 0.0
         rate = mmr[k] + fee_rate
         if rate < 0.5 and k + 1 < n:
-            num = equity_base + amount - s * size * entry_price
+            num = _linear_numerator_nb(side, entry_price, size, equity_base, amount)
             edge = floors[k + 1] * (rate + 1.0)
             if num > edge + 1e-9 * (abs(num) + abs(edge)) + 1e-290:
                 continue
