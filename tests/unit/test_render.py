@@ -52,14 +52,19 @@ def _leftovers() -> list[str]:
     return glob.glob(os.path.join(tempfile.gettempdir(), "backtester-figures-*"))
 
 
+def _two_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    # two cores and no other work, whatever this machine has: drawing forks one child
+    monkeypatch.setattr(render, "_cores", lambda: 2)
+    monkeypatch.setattr(render, "_others_running", lambda: 0)
+
+
 @needs_fork
 def test_figures_drawn_by_several_processes_are_the_bytes_drawn_here(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Arrange: two cores whatever this machine has, and an already built Figure among the
     # functions (a child draws the copy it inherited)
-    monkeypatch.setattr(render, "_cores", lambda: 2)
-    monkeypatch.setattr(render, "_others_running", lambda: 0)
+    _two_free_cores(monkeypatch)
     sources = [
         *_sources(),
         plot_bars(_frame(), x="leverage", y="n", title="t", xlabel="x", ylabel="y"),
@@ -107,8 +112,7 @@ def _fails_in_a_child(parent: int) -> object:
 @needs_fork
 def test_a_figure_a_child_did_not_deliver_is_drawn_here(monkeypatch: pytest.MonkeyPatch) -> None:
     # Arrange: the costliest figure (a child takes it first) kills the child drawing it
-    monkeypatch.setattr(render, "_cores", lambda: 2)
-    monkeypatch.setattr(render, "_others_running", lambda: 0)
+    _two_free_cores(monkeypatch)
     sources = [*_sources(3), partial(_fails_in_a_child, os.getpid())]
     # Act
     pngs = render.render(sources, costs=[1, 1, 1, 10])
@@ -129,8 +133,7 @@ def test_a_stalled_child_is_stopped_and_its_figure_drawn_here(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Arrange: a child that delivers nothing for a second is taken as stuck
-    monkeypatch.setattr(render, "_cores", lambda: 2)
-    monkeypatch.setattr(render, "_others_running", lambda: 0)
+    _two_free_cores(monkeypatch)
     monkeypatch.setattr(render, "STALL_SECONDS", 1.0)
     sources = [*_sources(2), partial(_stalls_in_a_child, os.getpid())]
     # Act
