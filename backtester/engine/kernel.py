@@ -495,17 +495,20 @@ def _quiet(
     # Compiled twice (below): out of line for long runs, inlined for short ones.
     equity, min_dist, peak_equity, dd_level, max_dd, min_equity, rs, rs2, rd2, n_ret = acc
     while nxt < lim:
-        m_adv = prices[nxt, c_madv]
-        t_adv = prices[nxt, c_tadv]
-        t_fav = prices[nxt, c_tfav]
+        # an unsigned index: numba then adds no negative-index wraparound, and LLVM steps one
+        # row pointer instead of multiplying by the stride each bar (~17 % of the hold loop)
+        u = np.uint64(nxt)
+        m_adv = prices[u, c_madv]
+        t_adv = prices[u, c_tadv]
+        t_fav = prices[u, c_tfav]
         gap_lp = sf * (m_adv - lp)
         if sf * (t_adv - stop) <= 0.0 or sf * (t_fav - tp_level) >= 0.0:
             break
         if has_trail and sf * (t_fav - peak) > 0.0:
             break
-        if has_sig and (srow[nxt] & sig_mask) != 0:
+        if has_sig and (srow[u] & sig_mask) != 0:
             break
-        eq_n = wallet + sf * size * (prices[nxt, P_MCLOSE] - entry)
+        eq_n = wallet + sf * size * (prices[u, P_MCLOSE] - entry)
         low = eq_n < min_equity
         if lean:
             if low and eq_n < ruin_chk:
@@ -536,7 +539,7 @@ def _quiet(
         if low:
             min_equity = equity
         if write_eq:
-            eq[nxt] = equity
+            eq[u] = equity
         nxt += 1
     return nxt, (equity, min_dist, peak_equity, dd_level, max_dd, min_equity, rs, rs2, rd2, n_ret)
 
