@@ -131,7 +131,9 @@ def floor_inputs(market: Any) -> tuple[np.ndarray, np.ndarray]:
     return prices, np.asarray(market.funding_rate, dtype=np.float64)
 
 
-def bench_floor(market: Any, n_cols: int, repeats: int = 5) -> dict[str, float]:
+def bench_floor(
+    market: Any, n_cols: int, repeats: int = 5, per_bar: bool = False
+) -> dict[str, float]:
     """Time the engine's hold columns and the floor loop on the same columns, interleaved.
 
     Both run ``n_cols`` long holds opened at bar 0 over ``market`` (funding every 8 h on 1m
@@ -139,12 +141,24 @@ def bench_floor(market: Any, n_cols: int, repeats: int = 5) -> dict[str, float]:
     binanceusdm tiers, funding on, fees), the floor through :func:`minimal_loop_nb`. Each is
     timed ``repeats`` times alternately and the best of each is kept, so a shared machine's load
     hits both alike. Returns seconds and ``ratio`` = floor / engine (1.0 = at the floor).
+
+    ``per_bar``: time the engine without its block skip (no ``bar_extremes``: every quiet bar
+    stepped one by one, as the floor does), to separate the per-bar loop's speed from the skip.
     """
     import os
     import time
 
     import backtester as bt
+    from backtester.engine import kernel
     from backtester.engine.enums import ExitReason
+
+    if per_bar:
+        honest = kernel.bar_extremes
+        kernel.bar_extremes = lambda prices: np.zeros((0, 16))
+        try:
+            return bench_floor(market, n_cols, repeats)
+        finally:
+            kernel.bar_extremes = honest
 
     prices, rates = floor_inputs(market)
     n_bars = market.n_bars
@@ -186,16 +200,22 @@ def main() -> int:
     parser.add_argument("--bars", type=int, default=525_600)
     parser.add_argument("--cols", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--per-bar", action="store_true", help="also time the engine without its block skip"
+    )
     args = parser.parse_args()
     from bench_engine import synthetic_market  # type: ignore[import-not-found]
 
-    r = bench_floor(synthetic_market(args.bars), args.cols, args.repeats)
-    print(
-        f"hold columns {r['n_bars']:,} bars x {r['n_cols']:,}: engine {r['engine_s']:.3f} s, "
-        f"floor loop {r['floor_s']:.3f} s (best of {args.repeats}, interleaved) -> engine at "
-        f"{r['ratio']:.2f} of the floor per column; held to the end: engine "
-        f"{r['held_engine']:.0%}, floor {r['held_floor']:.0%}; load average {r['load']:.2f}"
-    )
+    market = synthetic_market(args.bars)
+    for per_bar in (False, True) if args.per_bar else (False,):
+        r = bench_floor(market, args.cols, args.repeats, per_bar=per_bar)
+        what = "engine stepping every bar" if per_bar else "engine"
+        print(
+            f"hold columns {r['n_bars']:,} bars x {r['n_cols']:,}: {what} {r['engine_s']:.3f} s, "
+            f"floor loop {r['floor_s']:.3f} s (best of {args.repeats}, interleaved) -> engine at "
+            f"{r['ratio']:.2f} of the floor per column; held to the end: engine "
+            f"{r['held_engine']:.0%}, floor {r['held_floor']:.0%}; load average {r['load']:.2f}"
+        )
     return 0
 
 

@@ -2,7 +2,11 @@
 
 Inputs are NumPy arrays only (``engine.run`` validates, broadcasts and batches). Columns never
 share state; ``simulate_nb`` runs blocks of columns in parallel and walks time in chunks so the
-market arrays of a chunk stay in cache while every column of the block consumes them.
+market arrays of a chunk stay in cache while every column of the block consumes them. Bars where
+a position is held and nothing can happen take a tight loop (``_quiet``); in long runs of them it
+passes whole blocks of ``QUIET_BLOCK`` bars whose price extremes (``bar_extremes``) prove that no
+bar of the block triggers or sets a statistic (``_quiet_blocks_nb``: exact, not approximate; the
+results are the same bit for bit as stepping every bar).
 
 Bar semantics (bar ``i`` of a column, in this order; each rule has its own test)
 ------------------------------------------------------------------------------
@@ -119,6 +123,8 @@ __all__ = [
     "CACHE_ENABLED",
     "CHUNK",
     "NTF",
+    "QUIET_BLOCK",
+    "bar_extremes",
     "init_stats_nb",
     "simulate_nb",
 ]
@@ -553,6 +559,131 @@ _quiet_nb = njit(cache=CACHE_ENABLED)(_quiet)
 _quiet_inline_nb = njit(cache=CACHE_ENABLED, inline="always")(_quiet)
 QUIET_INLINE_BARS = 64  # runs of at most this many bars use the inlined copy
 
+QUIET_BLOCK = 32  # bars per row of the block extremes (bar_extremes)
+
+
+def bar_extremes(prices: np.ndarray) -> np.ndarray:
+    """Return ``(n_bars // QUIET_BLOCK, 16)``: per block of bars, each price column's min, max.
+
+    Row ``k`` covers bars ``[k·QUIET_BLOCK, (k+1)·QUIET_BLOCK)`` of ``prices (n_bars, 8)``:
+    columns ``0-7`` the minimum of each price column (``P_*``), ``8-15`` the maximum. The bars
+    after the last full block have no row (the quiet loop steps them one by one).
+    """
+    n = prices.shape[0] // QUIET_BLOCK
+    rows = prices[: n * QUIET_BLOCK].reshape(n, QUIET_BLOCK, 8)
+    return np.ascontiguousarray(np.concatenate([rows.min(axis=1), rows.max(axis=1)], axis=1))
+
+
+@njit(cache=CACHE_ENABLED)
+def _quiet_blocks_nb(
+    lean: bool,
+    sf: float,
+    c_madv: int,
+    c_tadv: int,
+    c_tfav: int,
+    nxt: int,
+    lim: int,
+    prices: np.ndarray,
+    srow: np.ndarray,
+    sig_mask: int,
+    has_sig: bool,
+    has_trail: bool,
+    lp: float,
+    stop: float,
+    tp_level: float,
+    peak: float,
+    wallet: float,
+    size: float,
+    entry: float,
+    ruin_chk: float,
+    write_eq: bool,
+    eq: np.ndarray,
+    returns: bool,
+    acc: tuple[float, float, float, float, float, float, float, float, float, float],
+    ext: np.ndarray,
+) -> tuple[int, tuple[float, float, float, float, float, float, float, float, float, float]]:
+    # The quiet loop of a long run (as _quiet_nb, same result bit for bit) that passes a whole
+    # block of QUIET_BLOCK bars at once when its extremes (bar_extremes: ``ext``) show that no
+    # bar of it would do anything but move the equity: the block's last bar then sets it.
+    # Exact, not approximate: each per-bar quantity tested by the loop is a monotone function of
+    # one price (fl(x - c) is non-decreasing in x; times ±1 or a constant of fixed sign, plus a
+    # constant, it stays monotone), so its value at the block's extreme price bounds every bar's
+    # value, rounding included, and a test that fails at the bound fails on every bar:
+    # - liquidation and the minimum distance: gap = sf·(m_adv - lp) is at least its value at the
+    #   adverse extreme of m_adv (min for a long, max for a short) and min_dist·m_adv is at most
+    #   its value at the max of m_adv (min_dist > 0 when lean): no bar has gap < min_dist·m_adv;
+    # - stop, take-profit, trailing stop: tested at the adverse / favourable trigger extremes;
+    # - equity = wallet + sf·size·(mark close - entry) lies between its values at the mark
+    #   close's min and max: no new low (so no ruin, when lean), no new peak, no new drawdown.
+    # Blocks are taken only when lean and nothing is recorded per bar (no signals, equity curve
+    # or returns); other runs and the bars around blocks take the per-bar loop.
+    if not lean or has_sig or write_eq or returns or ext.shape[0] == 0:
+        return _quiet_nb(
+            lean, sf, c_madv, c_tadv, c_tfav, nxt, lim, prices, srow, sig_mask, has_sig,
+            has_trail, lp, stop, tp_level, peak, wallet, size, entry, ruin_chk, write_eq, eq,
+            returns, acc,
+        )  # fmt: skip
+    # ext columns of the extremes that bound each test for this side (min: c, max: 8 + c)
+    if sf > 0.0:
+        x_madv, x_tadv, x_tfav, x_eq_lo, x_eq_hi = (
+            c_madv,
+            c_tadv,
+            8 + c_tfav,
+            P_MCLOSE,
+            8 + P_MCLOSE,
+        )
+    else:
+        x_madv, x_tadv, x_tfav, x_eq_lo, x_eq_hi = (
+            8 + c_madv,
+            8 + c_tadv,
+            c_tfav,
+            8 + P_MCLOSE,
+            P_MCLOSE,
+        )
+    x_mfar = 8 + c_madv
+    n_ext = ext.shape[0]
+    while nxt < lim:
+        k = nxt // QUIET_BLOCK
+        end = (k + 1) * QUIET_BLOCK
+        if nxt == k * QUIET_BLOCK and end <= lim and k < n_ext:
+            equity, min_dist, peak_equity, dd_level, max_dd, min_equity, rs, rs2, rd2, n_ret = acc
+            gap = sf * (ext[k, x_madv] - lp)
+            eq_lo = wallet + sf * size * (ext[k, x_eq_lo] - entry)
+            eq_hi = wallet + sf * size * (ext[k, x_eq_hi] - entry)
+            if not (
+                gap < min_dist * ext[k, x_mfar]
+                or sf * (ext[k, x_tadv] - stop) <= 0.0
+                or sf * (ext[k, x_tfav] - tp_level) >= 0.0
+                or (has_trail and sf * (ext[k, x_tfav] - peak) > 0.0)
+                or eq_lo < min_equity
+                or eq_hi > peak_equity
+                or (eq_lo < dd_level and peak_equity > 0.0)
+            ):
+                equity = wallet + sf * size * (prices[np.uint64(end - 1), P_MCLOSE] - entry)
+                acc = (
+                    equity,
+                    min_dist,
+                    peak_equity,
+                    dd_level,
+                    max_dd,
+                    min_equity,
+                    rs,
+                    rs2,
+                    rd2,
+                    n_ret,
+                )
+                nxt = end
+                continue
+        stop_at = min(end, lim)
+        nxt, acc = _quiet_inline_nb(
+            True, sf, c_madv, c_tadv, c_tfav, nxt, stop_at, prices, srow, sig_mask, False,
+            has_trail, lp, stop, tp_level, peak, wallet, size, entry, ruin_chk, False, eq, False,
+            acc,
+        )  # fmt: skip
+        if nxt < stop_at:
+            break
+    return nxt, acc
+
 
 @njit(cache=CACHE_ENABLED)
 def init_stats_nb(stats: np.ndarray, cash: float, n_window: int) -> None:
@@ -647,6 +778,7 @@ def simulate_span_nb(
     b: int,
     end: int,
     prices: np.ndarray,
+    ext: np.ndarray,
     funding: np.ndarray,
     table_idx: np.ndarray,
     f_bars: np.ndarray,
@@ -1149,10 +1281,10 @@ def simulate_span_nb(
                         ruin_chk, write_eq, eq, returns, acc,
                     )  # fmt: skip
                 else:
-                    nxt, acc = _quiet_nb(
+                    nxt, acc = _quiet_blocks_nb(
                         lean, sf, c_madv, c_tadv, c_tfav, nxt, lim, prices, srow, sig_mask,
                         has_sig, has_trail, lp, stop, tp_level, peak, wallet, size, entry,
-                        ruin_chk, write_eq, eq, returns, acc,
+                        ruin_chk, write_eq, eq, returns, acc, ext,
                     )  # fmt: skip
                 equity, min_dist, peak_equity, dd_level, max_dd, min_equity, rs, rs2, rd2, n_ret = (
                     acc
@@ -1264,6 +1396,7 @@ def _init_state_nb(
 @njit(cache=CACHE_ENABLED, parallel=True)
 def simulate_nb(
     prices: np.ndarray,
+    ext: np.ndarray,
     funding: np.ndarray,
     table_idx: np.ndarray,
     f_bars: np.ndarray,
@@ -1298,7 +1431,8 @@ def simulate_nb(
 ) -> int:
     """Simulate every column; return the number of columns whose trade buffer overflowed.
 
-    Shapes: ``prices (n_bars, 8)`` (open, high, low, close, mark open/high/low/close), ``funding
+    Shapes: ``prices (n_bars, 8)`` (open, high, low, close, mark open/high/low/close), ``ext``
+    its per-block extremes (:func:`bar_extremes`; ``(0, 16)`` steps every bar), ``funding
     (n_bars, 2)`` (summed rates of the events at the bar's open / strictly inside it, NaN = none), ``table_idx (n_bars,)`` int64, ``f_bars`` / ``t_bars`` (sorted
     bars with a funding event / where the table in force changes), tier tables ``(n_tables,
     max_tiers)`` with ``n_tiers``, ``last_cap`` (the cap of the last tier, inf if open-ended; an
@@ -1357,6 +1491,7 @@ def simulate_nb(
                         bb,
                         end_idx[c],
                         prices,
+                        ext,
                         funding,
                         table_idx,
                         f_bars,
