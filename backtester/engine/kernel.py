@@ -576,6 +576,7 @@ def bar_extremes(prices: np.ndarray) -> np.ndarray:
 
 @njit(cache=CACHE_ENABLED)
 def _quiet_blocks_nb(
+    ext: np.ndarray,
     lean: bool,
     sf: float,
     c_madv: int,
@@ -600,7 +601,6 @@ def _quiet_blocks_nb(
     eq: np.ndarray,
     returns: bool,
     acc: tuple[float, float, float, float, float, float, float, float, float, float],
-    ext: np.ndarray,
 ) -> tuple[int, tuple[float, float, float, float, float, float, float, float, float, float]]:
     # The quiet loop of a long run (as _quiet_nb, same result bit for bit) that passes a whole
     # block of QUIET_BLOCK bars at once when its extremes (bar_extremes: ``ext``) show that no
@@ -615,14 +615,8 @@ def _quiet_blocks_nb(
     # - stop, take-profit, trailing stop: tested at the adverse / favourable trigger extremes;
     # - equity = wallet + sf·size·(mark close - entry) lies between its values at the mark
     #   close's min and max: no new low (so no ruin, when lean), no new peak, no new drawdown.
-    # Blocks are taken only when lean and nothing is recorded per bar (no signals, equity curve
-    # or returns); other runs and the bars around blocks take the per-bar loop.
-    if not lean or has_sig or write_eq or returns or ext.shape[0] == 0:
-        return _quiet_nb(
-            lean, sf, c_madv, c_tadv, c_tfav, nxt, lim, prices, srow, sig_mask, has_sig,
-            has_trail, lp, stop, tp_level, peak, wallet, size, entry, ruin_chk, write_eq, eq,
-            returns, acc,
-        )  # fmt: skip
+    # The caller takes it only when lean and nothing is recorded per bar (no signals, equity
+    # curve or returns; ``ext`` not empty); the bars around blocks take the per-bar loop.
     # ext columns of the extremes that bound each test for this side (min: c, max: 8 + c)
     if sf > 0.0:
         x_madv, x_tadv, x_tfav, x_eq_lo, x_eq_hi = (
@@ -1259,6 +1253,9 @@ def simulate_span_nb(
             # ruined: no ruin check (-inf is below any equity)
             ruin_chk = -math.inf if ruined else ruin_level
             first = nxt
+            # whole quiet blocks can be passed when nothing is recorded per bar (see
+            # _quiet_blocks_nb), and when the run is lean
+            blocks = not (has_sig or write_eq or returns) and ext.shape[0] > 0
             while True:
                 # the lean loop's conditions (see _quiet_nb)
                 lean = min_dist > 1e-300 and (lp == 0.0 or lp > 1e-20) and min_equity >= ruin_chk
@@ -1274,18 +1271,20 @@ def simulate_span_nb(
                     rd2,
                     n_ret,
                 )
-                if lim - nxt <= QUIET_INLINE_BARS:
+                if lim - nxt <= QUIET_INLINE_BARS:  # (numba inlines no call with *args)
                     nxt, acc = _quiet_inline_nb(
                         lean, sf, c_madv, c_tadv, c_tfav, nxt, lim, prices, srow, sig_mask,
                         has_sig, has_trail, lp, stop, tp_level, peak, wallet, size, entry,
                         ruin_chk, write_eq, eq, returns, acc,
                     )  # fmt: skip
                 else:
-                    nxt, acc = _quiet_blocks_nb(
-                        lean, sf, c_madv, c_tadv, c_tfav, nxt, lim, prices, srow, sig_mask,
-                        has_sig, has_trail, lp, stop, tp_level, peak, wallet, size, entry,
-                        ruin_chk, write_eq, eq, returns, acc, ext,
-                    )  # fmt: skip
+                    q = (lean, sf, c_madv, c_tadv, c_tfav, nxt, lim, prices, srow, sig_mask,
+                         has_sig, has_trail, lp, stop, tp_level, peak, wallet, size, entry,
+                         ruin_chk, write_eq, eq, returns, acc)  # fmt: skip
+                    if lean and blocks:
+                        nxt, acc = _quiet_blocks_nb(ext, *q)
+                    else:
+                        nxt, acc = _quiet_nb(*q)
                 equity, min_dist, peak_equity, dd_level, max_dd, min_equity, rs, rs2, rd2, n_ret = (
                     acc
                 )
