@@ -575,33 +575,7 @@ def bar_extremes(prices: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=CACHE_ENABLED)
-def _quiet_blocks_nb(
-    ext: np.ndarray,
-    lean: bool,
-    sf: float,
-    c_madv: int,
-    c_tadv: int,
-    c_tfav: int,
-    nxt: int,
-    lim: int,
-    prices: np.ndarray,
-    srow: np.ndarray,
-    sig_mask: int,
-    has_sig: bool,
-    has_trail: bool,
-    lp: float,
-    stop: float,
-    tp_level: float,
-    peak: float,
-    wallet: float,
-    size: float,
-    entry: float,
-    ruin_chk: float,
-    write_eq: bool,
-    eq: np.ndarray,
-    returns: bool,
-    acc: tuple[float, float, float, float, float, float, float, float, float, float],
-) -> tuple[int, tuple[float, float, float, float, float, float, float, float, float, float]]:
+def _quiet_blocks_nb(ext: np.ndarray, q: tuple) -> tuple:  # type: ignore[type-arg]
     # The quiet loop of a long run (as _quiet_nb, same result bit for bit) that passes a whole
     # block of QUIET_BLOCK bars at once when its extremes (bar_extremes: ``ext``) show that no
     # bar of it would do anything but move the equity: the block's last bar then sets it.
@@ -617,6 +591,9 @@ def _quiet_blocks_nb(
     #   close's min and max: no new low (so no ruin, when lean), no new peak, no new drawdown.
     # The caller takes it only when lean and nothing is recorded per bar (no signals, equity
     # curve or returns; ``ext`` not empty); the bars around blocks take the per-bar loop.
+    # ``q``: _quiet's arguments, in its order.
+    (_, sf, c_madv, c_tadv, c_tfav, nxt, lim, prices, srow, sig_mask, _, has_trail, lp, stop,
+     tp_level, peak, wallet, size, entry, ruin_chk, _, eq, _, acc) = q  # fmt: skip
     # ext columns of the extremes that bound each test for this side (min: c, max: 8 + c)
     if sf > 0.0:
         x_madv, x_tadv, x_tfav, x_eq_lo, x_eq_hi = (
@@ -640,7 +617,7 @@ def _quiet_blocks_nb(
         k = nxt // QUIET_BLOCK
         end = (k + 1) * QUIET_BLOCK
         if nxt == k * QUIET_BLOCK and end <= lim and k < n_ext:
-            equity, min_dist, peak_equity, dd_level, max_dd, min_equity, rs, rs2, rd2, n_ret = acc
+            _, min_dist, peak_equity, dd_level, _, min_equity = acc[:6]
             gap = sf * (ext[k, x_madv] - lp)
             eq_lo = wallet + sf * size * (ext[k, x_eq_lo] - entry)
             eq_hi = wallet + sf * size * (ext[k, x_eq_hi] - entry)
@@ -653,19 +630,9 @@ def _quiet_blocks_nb(
                 or eq_hi > peak_equity
                 or (eq_lo < dd_level and peak_equity > 0.0)
             ):
+                # the block's last bar sets the equity; nothing else moved
                 equity = wallet + sf * size * (prices[np.uint64(end - 1), P_MCLOSE] - entry)
-                acc = (
-                    equity,
-                    min_dist,
-                    peak_equity,
-                    dd_level,
-                    max_dd,
-                    min_equity,
-                    rs,
-                    rs2,
-                    rd2,
-                    n_ret,
-                )
+                acc = (equity,) + acc[1:]  # noqa: RUF005 (numba cannot build (e, *acc[1:]) here)
                 nxt = end
                 continue
         stop_at = min(end, lim)
@@ -1282,7 +1249,7 @@ def simulate_span_nb(
                          has_sig, has_trail, lp, stop, tp_level, peak, wallet, size, entry,
                          ruin_chk, write_eq, eq, returns, acc)  # fmt: skip
                     if lean and blocks:
-                        nxt, acc = _quiet_blocks_nb(ext, *q)
+                        nxt, acc = _quiet_blocks_nb(ext, q)
                     else:
                         nxt, acc = _quiet_nb(*q)
                 equity, min_dist, peak_equity, dd_level, max_dd, min_equity, rs, rs2, rd2, n_ret = (
