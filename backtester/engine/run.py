@@ -62,7 +62,6 @@ class _MarketInputs:
     detail: F64Array  # (n_detail, 3)
     has_detail: bool
     f_bars: I64Array  # bars carrying a funding event
-    ext: F64Array  # (n_bars // QUIET_BLOCK, 16) per-block price extremes (kernel.bar_extremes)
 
 
 def _funding_columns(market: Market) -> F64Array:
@@ -112,9 +111,6 @@ def _market_inputs(market: Market) -> _MarketInputs:
         ("open", "high", "low", "close", "mark_open", "mark_high", "mark_low", "mark_close")
     ):
         prices[:, k] = getattr(market, name)
-    from backtester.engine.kernel import bar_extremes
-
-    ext = bar_extremes(prices)
     funding = _funding_columns(market)
     f_bars = np.ascontiguousarray(np.nonzero(~np.isnan(funding).all(axis=1))[0], dtype=np.int64)
     detail = market.detail
@@ -124,9 +120,9 @@ def _market_inputs(market: Market) -> _MarketInputs:
         d_start = np.ascontiguousarray(pos[:-1], dtype=np.int64)
         d_end = np.ascontiguousarray(pos[1:], dtype=np.int64)
         darr = np.ascontiguousarray(np.column_stack([detail.open, detail.high, detail.low]))
-        return _MarketInputs(prices, funding, d_start, d_end, darr, True, f_bars, ext)
+        return _MarketInputs(prices, funding, d_start, d_end, darr, True, f_bars)
     zeros = np.zeros(market.n_bars, dtype=np.int64)
-    return _MarketInputs(prices, funding, zeros, zeros, np.zeros((0, 3)), False, f_bars, ext)
+    return _MarketInputs(prices, funding, zeros, zeros, np.zeros((0, 3)), False, f_bars)
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,6 +480,11 @@ class _Simulation:
         self.returns = returns
         self.market = market
         self.inputs = inputs
+        from backtester.engine.kernel import bar_extremes
+
+        # the quiet blocks' price extremes, once per simulation; a run that sums per-bar
+        # returns passes no block, so it gets none (bar_extremes of no bars)
+        self.ext = bar_extremes(inputs.prices[:0] if returns else inputs.prices)
         self.rules = rules
         self.keys = keys
         self.fparams = fparams
@@ -579,7 +580,7 @@ class _Simulation:
                 out_ck = np.empty((m, ck.shape[0]), dtype=np.float64)
                 n_over = simulate_nb(
                     inp.prices,
-                    inp.ext,
+                    self.ext,
                     inp.funding,
                     r.table_idx,
                     inp.f_bars,
