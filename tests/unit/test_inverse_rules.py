@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import backtester as bt
@@ -24,15 +24,21 @@ INV = "BTC/USD:BTC"
 
 
 # ------------------------------------------------------------------------- direct formulas
+def _price(num: float, den: float) -> float:
+    # num / den; a zero denominator is the pole of 1/LP = 0: no finite price reaches the
+    # maintenance margin (a short whose margin and amount cover its whole coin value)
+    return num / den if den != 0.0 else math.inf
+
+
 def binance_lp(side: int, ep: float, face: float, wb: float, mmr: float, cum: float) -> float:
     # Binance COIN-M one-way: WB + s·F·(1/EP − 1/LP) = F/LP·MMR − cum, solved for LP
-    return face * (mmr + side) / (wb + cum + side * face / ep)
+    return _price(face * (mmr + side), wb + cum + side * face / ep)
 
 
 def bybit_lp(side: int, ep: float, face: float, margin: float, mmr: float, ded: float) -> float:
     # Bybit (UTA isolated, inverse): LP = Q / [PV ± (IM − MM)], PV = Q/EP, MM = PV·MMR − ded
     pv = face / ep
-    return face / (pv + side * (margin - (pv * mmr - ded)))
+    return _price(face, pv + side * (margin - (pv * mmr - ded)))
 
 
 def okx_lp(side: int, ep: float, face: float, margin: float, mmr: float, fee: float) -> float:
@@ -189,6 +195,8 @@ _EMPTY = np.zeros(1)
 
 
 @settings(max_examples=300, deadline=None)
+# found by hypothesis: margin + amount == the short's coin value, the direct form's pole
+@example(side=-1, ep=100.0, face=1.5, lev=1.5, mmr=0.03125, amount=0.005, fee=0.0)
 @given(
     side=st.sampled_from([1, -1]),
     ep=st.floats(100.0, 200_000.0),
