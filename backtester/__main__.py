@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
+from backtester.cli import console
 
-from backtester.cli import main
-
-sys.exit(main())
+console()
