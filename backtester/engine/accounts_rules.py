@@ -14,7 +14,7 @@ from numba import njit
 
 from backtester.engine._jitcache import cache_enabled
 from backtester.engine.accounts_layout import Tables
-from backtester.engine.kernel import _lp_nb
+from backtester.engine.kernel import _lp_nb, _table_rows_nb
 from backtester.rules.formulas import liquidation_price_nb, maint_margin_nb
 
 CACHE_ENABLED = cache_enabled(__file__)
@@ -207,18 +207,7 @@ def _leg_lp_nb(
 ) -> float:
     # an isolated leg's liquidation price on its own margin and table in force
     tk, floors, mmr, mamt, n_tiers, by_size, mmr_ovr, rates = tb
-    return _lp_nb(
-        conv,
-        side,
-        entry,
-        size,
-        margin,
-        tk[k],
-        floors[k],
-        mmr[k],
-        mamt[k],
-        n_tiers[k],
-        by_size[k],
-        mmr_ovr,
-        rates[k],
+    fl_t, mmr_t, mamt_t, bys_t = _table_rows_nb(
+        tk[k], floors[k], mmr[k], mamt[k], n_tiers[k], by_size[k]
     )
+    return _lp_nb(conv, side, entry, size, margin, fl_t, mmr_t, mamt_t, bys_t, mmr_ovr, rates[k])
