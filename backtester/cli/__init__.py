@@ -1,5 +1,7 @@
 """Command-line entry point: the only code that reads argv or env, configures logging or exits.
 
+While a command runs, it also sets the garbage collector's thresholds (``_few_collections``).
+
 Each area registers its subcommands from its own module (``cli/data.py``, ``cli/rules.py``,
 ``cli/survival.py``, ``cli/sweep.py``) through a ``register(subparsers)`` function; handlers
 only translate options into calls of the public Python API and format what it returns.
