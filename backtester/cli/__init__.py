@@ -151,8 +151,9 @@ def _few_collections() -> Iterator[None]:
     # A command imports pandas, numba and matplotlib (some 200,000 objects, all kept to the
     # end) and makes few reference cycles. With Python's thresholds the collector walked the
     # whole heap four times while those imports grew it, and young collections ran ~600
-    # times: 0.4 s of a 2 s `backtester survival --no-report` (benchmarks/README.md). Young
-    # garbage is still collected, every 100,000 allocations; the thresholds are restored after.
+    # times: 0.2 s of a 2 s `backtester survival --no-report`, 0.4 s of the full report
+    # (benchmarks/README.md). Young garbage is still collected, every 100,000 allocations; the
+    # thresholds are restored after.
     old = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
     try:
