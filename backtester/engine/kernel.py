@@ -957,9 +957,9 @@ def simulate_span_nb(
                         ml = max_leverage_nb(
                             notional,
                             size_t,
-                            floors[t, :n],
+                            fl_t,
                             maxlev[t, :n],
-                            by_size[t],
+                            bys_t,
                             last_cap[t] if math.isnan(mmr_ovr) else math.inf,
                         )
                         ok = ml >= lev
