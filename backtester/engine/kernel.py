@@ -304,6 +304,9 @@ def _lp_nb(
     )
 
 
+# A constant argument is passed as np.bool_(False) / np.int64(ER_...), not bare: numba compiles
+# a function once more for every literal value it is called with (a bare False or ER_SIGNAL
+# made _settle_nb and _record_nb five copies, ~1 s of a first, compiling run)
 @njit(cache=CACHE_ENABLED)
 def _settle_nb(
     side: int,
@@ -312,7 +315,7 @@ def _settle_nb(
     fill: float,
     fee_rate: float,
     cap: float,
-    take_all: bool,
+    take_all: bool | np.bool_,
     owed: bool,
 ) -> tuple[float, float, float, float]:
     # Close `size` at `fill`. `cap` is the most the trader can lose (isolated margin, or the
@@ -466,11 +469,11 @@ def _resolve_exit_nb(
         best_k = K_LIQ
     # worst: lowest wallet for the trader; best: highest; ties keep the earlier kind
     if has_s:
-        r, f, ins, px = _settle_nb(side, size, entry, fill_s, taker, cap, False, owed)
+        r, f, ins, px = _settle_nb(side, size, entry, fill_s, taker, cap, np.bool_(False), owed)
         if best_k < 0 or (r > best_r if policy == IB_BEST else r < best_r):
             best_k, best_fill, best_r, best_f, best_ins = K_STOP, px, r, f, ins
     if has_t:
-        r, f, ins, px = _settle_nb(side, size, entry, fill_t, maker, cap, False, owed)
+        r, f, ins, px = _settle_nb(side, size, entry, fill_t, maker, cap, np.bool_(False), owed)
         if best_k < 0 or (r > best_r if policy == IB_BEST else r < best_r):
             best_k, best_fill, best_r, best_f, best_ins = K_TP, px, r, f, ins
     amb = 1.0 if n_hit > 1 else 0.0
@@ -714,7 +717,7 @@ def _record_nb(
     fees: float,
     funding: float,
     pnl: float,
-    reason: int,
+    reason: int | np.int64,
 ) -> None:
     k = int(stats[ST_N_TRADES])
     if k == 0:
@@ -900,7 +903,9 @@ def simulate_span_nb(
             if side != 0 and (pending == PENDING_CLOSE or pending == -side):
                 fill = op * (1.0 - side * slip)
                 cap = margin if isolated else wallet
-                r, f, ins, _ = _settle_nb(side, size, entry, fill, taker, cap, False, owed)
+                r, f, ins, _ = _settle_nb(
+                    side, size, entry, fill, taker, cap, np.bool_(False), owed
+                )
                 wallet += r
                 trade_fees += f
                 stats[ST_FEES_PAID] += f
@@ -921,7 +926,7 @@ def simulate_span_nb(
                     trade_fees,
                     trade_funding,
                     wallet - entry_wallet,
-                    ER_SIGNAL,
+                    np.int64(ER_SIGNAL),
                 )
                 side = 0
                 size = 0.0
@@ -1133,7 +1138,9 @@ def simulate_span_nb(
             if side != 0:
                 fill = prices[i, P_CLOSE] * (1.0 - side * slip)
                 cap = margin if isolated else wallet
-                r, f, ins, _ = _settle_nb(side, size, entry, fill, taker, cap, False, owed)
+                r, f, ins, _ = _settle_nb(
+                    side, size, entry, fill, taker, cap, np.bool_(False), owed
+                )
                 wallet += r
                 trade_fees += f
                 stats[ST_FEES_PAID] += f
@@ -1153,7 +1160,7 @@ def simulate_span_nb(
                     trade_fees,
                     trade_funding,
                     wallet - entry_wallet,
-                    ER_RUIN,
+                    np.int64(ER_RUIN),
                 )
                 side = 0
                 size = 0.0
