@@ -92,7 +92,7 @@ def _old_path(market: Any) -> Any:
     from tests.unit.test_survival_strategy_windows import _per_start_reference
 
     study = bt.survival_study(market, strategy=strategies.sma_cross, n_boot=10)
-    table = study.table()
+    table = study.table().reset_index()  # the settings are the table's index
     names = [*strategies.sma_cross.PARAMS, "leverage", "stop_loss", "position_size", "margin_mode"]
     grid = bt.ParamGrid.zip(
         **{n: [None if v is None or v != v else v for v in table[n]] for n in names}
